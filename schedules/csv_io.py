@@ -1,0 +1,84 @@
+"""PyTorch's per-rank schedule CSV (``torch.distributed.pipelining``'s compute-only format).
+
+One row per rank, one action per cell in PyTorch's text form (``0F0``, ``1B0``, ``1I0``, ``1W0``); empty cells
+are idle slots and are skipped. Communication actions of PyTorch's ``compute_comms`` format (``SEND_F``,
+``RECV_B``, ``UNSHARD``, ...) are skipped too: pipesim times transfers itself.
+
+The stage-to-rank placement is inferred from where each stage's actions appear.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from schedules.ir import Action, Schedule, ScheduleError, parse_action
+
+__all__ = ["dumps_csv", "loads_csv", "write_csv", "read_csv"]
+
+_COMM_RE = re.compile(r"^\s*\d+\s*(SEND_F|RECV_F|SEND_B|RECV_B|UNSHARD|RESHARD|REDUCE_GRAD)\s*\d*\s*$")
+
+
+def dumps_csv(schedule: Schedule) -> str:
+    """The schedule as PyTorch's per-rank CSV text."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    for r in range(schedule.num_ranks):
+        writer.writerow([str(a) for a in schedule.actions(r)])
+    return buf.getvalue()
+
+
+def loads_csv(text: str, name: str = "csv", source: str = "<string>") -> Schedule:
+    """Parse PyTorch's per-rank CSV into a :class:`Schedule`; errors name ``source``, the row and the cell."""
+    programs: list[list[Action]] = []
+    placement: dict[int, int] = {}
+    max_mb = -1
+    rows: Sequence[list[str]] = list(csv.reader(io.StringIO(text)))
+    while rows and not any(c.strip() for c in rows[-1]):
+        rows = rows[:-1]  # trailing blank lines
+    if not rows:
+        raise ScheduleError(f"{source}: no rows; expected one row of actions per rank")
+    for r, row in enumerate(rows):
+        prog: list[Action] = []
+        for c, cell in enumerate(row):
+            if not cell.strip() or _COMM_RE.match(cell):
+                continue
+            try:
+                action = parse_action(cell)
+            except ScheduleError:
+                raise ScheduleError(
+                    f"{source}: row {r + 1} (rank {r}), cell {c + 1}: cannot parse {cell!r}; "
+                    f"expected <stage><op><microbatch> with op F, B, I or W, e.g. 2F0"
+                ) from None
+            home = placement.setdefault(action.stage, r)
+            if home != r:
+                raise ScheduleError(
+                    f"{source}: row {r + 1} (rank {r}), cell {c + 1}: stage {action.stage} already runs on rank {home}"
+                )
+            max_mb = max(max_mb, action.microbatch)
+            prog.append(action)
+        programs.append(prog)
+    num_stages = max(placement) + 1 if placement else 0
+    missing = [s for s in range(num_stages) if s not in placement]
+    if not placement or missing:
+        what = f"stage {missing[0]} never appears" if missing else "no actions"
+        raise ScheduleError(f"{source}: {what}; every stage 0..N-1 needs actions")
+    return Schedule.from_actions(name, len(rows), max_mb + 1, [placement[s] for s in range(num_stages)], programs)
+
+
+def write_csv(schedule: Schedule, path: str | Path) -> None:
+    """Write the schedule's CSV to ``path``."""
+    Path(path).write_text(dumps_csv(schedule))
+
+
+def read_csv(path: str | Path) -> Schedule:
+    """Read a schedule CSV; a missing or unreadable file raises :class:`ScheduleError` naming it."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ScheduleError(f"{p}: cannot read schedule file ({exc.strerror or exc})") from None
+    return loads_csv(text, name=p.stem, source=str(p))
