@@ -1,0 +1,185 @@
+"""GPU specifications (:class:`GPUSpec`) and presets.
+
+Peak numbers are dense (no structured sparsity), per GPU, in SI units: FLOP/s, bytes, bytes/s, watts.
+Values come from /work/shared/reference/published.md section 7 ("Hardware specifications"), which quotes
+vendor material through secondary pages; each preset's ``source`` names the page and ``status`` says how sure
+the value is. Numbers that published.md marks unconfirmed, or does not list at all (TF32/FP32 peaks, the
+V100 and H100 PCIe TDP), are flagged ``unconfirmed`` in the preset's ``notes`` and must not be test targets.
+
+Other GPUs come from a TOML file (see :func:`pipesim.io.load_gpu_toml`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from pipesim.errors import InputError
+
+__all__ = ["GPUSpec", "GPU_PRESETS", "PRECISIONS", "get_gpu", "gpu_names"]
+
+PRECISIONS = ("bf16", "fp16", "fp8", "tf32", "fp32")
+
+
+@dataclass(frozen=True)
+class GPUSpec:
+    """One accelerator: dense peak FLOP/s per precision, HBM capacity and bandwidth, board power.
+
+    ``peak_flops`` maps a precision (one of :data:`PRECISIONS`) to dense tensor-core (or vector, for fp32)
+    FLOP/s; a precision the GPU lacks is absent. ``hbm_bytes`` is the marketed capacity in bytes (GB = 1e9);
+    ``hbm_Bps`` the peak memory bandwidth in bytes/s; ``tdp_w`` the board power in watts.
+    """
+
+    name: str
+    peak_flops: Mapping[str, float]
+    hbm_bytes: float
+    hbm_Bps: float
+    tdp_w: float | None = None
+    source: str = ""
+    status: str = ""
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        bad = [p for p in self.peak_flops if p not in PRECISIONS]
+        if bad:
+            raise InputError(
+                f"gpu {self.name!r}: unknown precision {bad[0]!r}; valid: {', '.join(PRECISIONS)}"
+            )
+        if not self.peak_flops:
+            raise InputError(
+                f"gpu {self.name!r}: needs at least one peak FLOP/s entry ({', '.join(PRECISIONS)})"
+            )
+        for p, v in self.peak_flops.items():
+            if not v > 0:
+                raise InputError(f"gpu {self.name!r}: peak {p} = {v} FLOP/s must be > 0")
+        for key in ("hbm_bytes", "hbm_Bps"):
+            if not getattr(self, key) > 0:
+                raise InputError(f"gpu {self.name!r}: {key}={getattr(self, key)} must be > 0")
+        if self.tdp_w is not None and not self.tdp_w > 0:
+            raise InputError(f"gpu {self.name!r}: tdp_w={self.tdp_w} must be > 0")
+        object.__setattr__(self, "peak_flops", MappingProxyType(dict(self.peak_flops)))
+
+    def peak(self, precision: str) -> float:
+        """Dense peak FLOP/s at ``precision``; raises :class:`InputError` listing what this GPU supports."""
+        try:
+            return self.peak_flops[precision]
+        except KeyError:
+            raise InputError(
+                f"gpu {self.name!r} has no {precision} peak; supported: {', '.join(self.peak_flops)}"
+            ) from None
+
+    def __hash__(self) -> int:
+        return hash((self.name, tuple(sorted(self.peak_flops.items())), self.hbm_bytes, self.hbm_Bps))
+
+
+_A100_SRC = (
+    "published.md s7: glennklockwood.com/garden/processors/A100 (cites NVIDIA A100 datasheet r4); "
+    "fudzilla A100 launch article"
+)
+_H100_SRC = (
+    "published.md s7: glennklockwood.com/garden/processors/h100 (cites NVIDIA Hopper whitepaper); clawkipedia"
+)
+_UNCONF_TF32 = "tf32/fp32 peaks are not in published.md (unconfirmed: NVIDIA datasheet values from memory)"
+
+_PRESET_LIST: tuple[GPUSpec, ...] = (
+    GPUSpec(
+        "v100",
+        {"fp16": 125e12, "fp32": 15.7e12},
+        hbm_bytes=32e9,
+        hbm_Bps=0.9e12,
+        tdp_w=300.0,
+        source="published.md s7: V100 launch tables (techrival/wccftech/xenon), grokipedia (125 TFLOP/s), io-tech (900 GB/s)",
+        status="partly secondary",
+        notes="V100 SXM2 32GB; no BF16. fp32 15.7 TFLOP/s and 300 W TDP are unconfirmed (not in published.md).",
+    ),
+    GPUSpec(
+        "a100-40gb",
+        {"bf16": 312e12, "fp16": 312e12, "tf32": 156e12, "fp32": 19.5e12},
+        hbm_bytes=40e9,
+        hbm_Bps=1.555e12,
+        tdp_w=400.0,
+        source=_A100_SRC,
+        status="confirmed via secondary sources citing NVIDIA datasheet",
+        notes=_UNCONF_TF32,
+    ),
+    GPUSpec(
+        "a100-80gb",
+        {"bf16": 312e12, "fp16": 312e12, "tf32": 156e12, "fp32": 19.5e12},
+        hbm_bytes=80e9,
+        hbm_Bps=2.039e12,
+        tdp_w=400.0,
+        source=_A100_SRC + "; SC21 Section 5 (312 TFLOP/s 16-bit peak)",
+        status="confirmed via secondary sources",
+        notes=_UNCONF_TF32,
+    ),
+    GPUSpec(
+        "h100-sxm",
+        {"bf16": 989.4e12, "fp16": 989.4e12, "fp8": 1978.9e12, "tf32": 494.7e12, "fp32": 66.9e12},
+        hbm_bytes=80e9,
+        hbm_Bps=3.35e12,
+        tdp_w=700.0,
+        source=_H100_SRC,
+        status="confirmed via secondary sources citing NVIDIA",
+        notes=_UNCONF_TF32,
+    ),
+    GPUSpec(
+        "h100-pcie",
+        {"bf16": 756e12, "fp16": 756e12, "fp8": 1513e12},
+        hbm_bytes=80e9,
+        hbm_Bps=2.0e12,
+        tdp_w=350.0,
+        source="published.md s7: not found in stored sources",
+        status="unconfirmed",
+        notes="All H100 PCIe figures are unconfirmed (published.md: 'values from memory of NVIDIA H100 datasheet'); "
+        "fp8 = 2 x bf16 and 350 W TDP are further assumptions.",
+    ),
+    GPUSpec(
+        "h200",
+        {"bf16": 989.4e12, "fp16": 989.4e12, "fp8": 1979e12},
+        hbm_bytes=141e9,
+        hbm_Bps=4.8e12,
+        tdp_w=700.0,
+        source="published.md s7: lzwjava.github.io H200 table; aiwiki.ai nvidia_h200; MLPerf Inference v4.1 NVIDIA JSON",
+        status="secondary (same GH100 compute as H100)",
+        notes="fp8 dense = 3958 sparse / 2 (derived).",
+    ),
+    GPUSpec(
+        "b200",
+        {"bf16": 2250e12, "fp16": 2250e12, "fp8": 4500e12},
+        hbm_bytes=180e9,
+        hbm_Bps=8.0e12,
+        tdp_w=1000.0,
+        source="published.md s7: haink.org H100-vs-H200-vs-B200; alpha-one-index networking table",
+        status="secondary / partly unconfirmed",
+        notes="bf16 2250 and fp8 4500 TFLOP/s dense are derived from sparse/2 (unconfirmed); HBM 180 GB (DGX/HGX) "
+        "vs 192 GB (launch) unconfirmed which; TDP ~1000 W.",
+    ),
+    GPUSpec(
+        "mi300x",
+        {"bf16": 1307.4e12, "fp16": 1307.4e12, "fp8": 2614.9e12},
+        hbm_bytes=192e9,
+        hbm_Bps=5.3e12,
+        tdp_w=750.0,
+        source="published.md s7: jaredwatkins.com MI300 series; gpu.blog MI300X",
+        status="secondary (~1.3 PF FP16 / ~2.6 PF FP8 confirmed approx.)",
+        notes="exact 1307.4 / 2614.9 TFLOP/s from the AMD datasheet are unconfirmed in the store.",
+    ),
+)
+
+GPU_PRESETS: dict[str, GPUSpec] = {g.name: g for g in _PRESET_LIST}
+
+
+def gpu_names() -> list[str]:
+    """Preset GPU names."""
+    return list(GPU_PRESETS)
+
+
+def get_gpu(name: str) -> GPUSpec:
+    """The preset called ``name``; an unknown name raises :class:`InputError` listing the presets."""
+    try:
+        return GPU_PRESETS[name]
+    except KeyError:
+        raise InputError(
+            f"unknown gpu {name!r}; valid presets: {', '.join(GPU_PRESETS)} (or a path to a .toml file)"
+        ) from None

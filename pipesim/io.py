@@ -1,0 +1,292 @@
+"""Reading user files into specs: Hugging Face ``config.json`` and model / GPU TOML.
+
+Every problem raises :class:`InputError` naming the file and the key (one line).
+
+Hugging Face keys read (Llama / Mistral / Qwen style): ``hidden_size``, ``intermediate_size``,
+``num_hidden_layers``, ``num_attention_heads``, ``num_key_value_heads`` (default: the attention heads),
+``vocab_size``, ``max_position_embeddings`` (or ``rope_scaling.original_max_position_embeddings`` when the
+context was extended after pre-training), ``tie_word_embeddings``, ``hidden_act``, ``attention_bias`` /
+``mlp_bias``. GPT-2 style: ``n_embd``, ``n_layer``, ``n_head``, ``n_positions``, ``n_inner`` (default 4 x n_embd),
+``vocab_size``, ``activation_function``.
+
+Model TOML: the :class:`pipesim.models.ModelSpec` field names (``num_layers``, ``hidden_size``, ...), with
+``ffn_hidden_size`` defaulting to 4 x hidden and ``num_kv_heads`` to the attention heads.
+
+GPU TOML (units in the key names; GB = 1e9 bytes, GiB = 2^30 bytes, TFLOPS = 1e12 FLOP/s)::
+
+    name = "my-gpu"
+    memory_GB = 80              # or memory_GiB
+    hbm_bandwidth_GBps = 2039
+    tdp_W = 400                 # optional
+    [peak_TFLOPS]               # dense; at least one of bf16, fp16, fp8, tf32, fp32
+    bf16 = 312
+    fp16 = 312
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pipesim.errors import InputError
+from pipesim.gpus import PRECISIONS, GPUSpec, get_gpu
+from pipesim.models import ModelSpec, get_model
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = [
+    "load_hf_config",
+    "model_from_hf_dict",
+    "load_model_toml",
+    "load_gpu_toml",
+    "resolve_model",
+    "resolve_gpu",
+]
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{what} file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {what} file {path}: {exc}") from None
+
+
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
+    text = _read_text(path, what)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML ({exc})") from None
+
+
+def _int(src: str, data: Mapping[str, Any], key: str, default: int | None = None) -> int:
+    if key not in data or data[key] is None:
+        if default is not None:
+            return default
+        raise InputError(f"{src}: missing key {key!r}")
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{src}: key {key!r} = {value!r} must be a positive integer")
+    return value
+
+
+def _num(src: str, data: Mapping[str, Any], key: str) -> float:
+    if key not in data:
+        raise InputError(f"{src}: missing key {key!r}")
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise InputError(f"{src}: key {key!r} = {value!r} must be a positive number")
+    return float(value)
+
+
+def _bool(src: str, data: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise InputError(f"{src}: key {key!r} = {value!r} must be true or false")
+    return value
+
+
+def _str(src: str, data: Mapping[str, Any], key: str, default: str) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str):
+        raise InputError(f"{src}: key {key!r} = {value!r} must be a string")
+    return value
+
+
+def model_from_hf_dict(config: Mapping[str, Any], src: str, name: str | None = None) -> ModelSpec:
+    """A :class:`ModelSpec` from a parsed Hugging Face config (``src`` names the file in errors)."""
+    if not isinstance(config, Mapping):
+        raise InputError(f"{src}: expected a JSON object at the top level")
+    label = name or str(config.get("_name_or_path") or Path(src).parent.name or Path(src).stem)
+    if "n_embd" in config or config.get("model_type") == "gpt2":
+        hidden = _int(src, config, "n_embd")
+        act = _str(src, config, "activation_function", "gelu_new")
+        if "gelu" not in act:
+            raise InputError(f"{src}: key 'activation_function' = {act!r}; supported: gelu, gelu_new")
+        try:
+            return ModelSpec(
+                name=label,
+                num_layers=_int(src, config, "n_layer"),
+                hidden_size=hidden,
+                num_attention_heads=_int(src, config, "n_head"),
+                vocab_size=_int(src, config, "vocab_size"),
+                seq_length=_int(src, config, "n_positions", _int(src, config, "n_ctx", 1024)),
+                ffn_hidden_size=_int(src, config, "n_inner", 4 * hidden),
+                num_kv_heads=_int(src, config, "n_head"),
+                tied_embeddings=_bool(src, config, "tie_word_embeddings", True),
+                source=src,
+            )
+        except InputError as exc:
+            raise InputError(f"{src}: {exc}") from None
+    hidden = _int(src, config, "hidden_size")
+    heads = _int(src, config, "num_attention_heads")
+    if "head_dim" in config and config["head_dim"] is not None and config["head_dim"] != hidden // heads:
+        raise InputError(
+            f"{src}: key 'head_dim' = {config['head_dim']!r} differs from hidden_size / num_attention_heads = "
+            f"{hidden // heads}; models with a decoupled head_dim are not supported"
+        )
+    act = _str(src, config, "hidden_act", "silu")
+    if act in ("silu", "swish"):
+        activation = "swiglu"
+    elif "gelu" in act:
+        activation = "gelu"
+    else:
+        raise InputError(f"{src}: key 'hidden_act' = {act!r}; supported: silu / swish (SwiGLU), gelu")
+    seq = _int(src, config, "max_position_embeddings", 2048)
+    scaling = config.get("rope_scaling")
+    if isinstance(scaling, Mapping) and scaling.get("original_max_position_embeddings"):
+        seq = _int(src, scaling, "original_max_position_embeddings")
+    bias = _bool(src, config, "attention_bias", False) or _bool(src, config, "mlp_bias", False)
+    try:
+        return ModelSpec(
+            name=label,
+            num_layers=_int(src, config, "num_hidden_layers"),
+            hidden_size=hidden,
+            num_attention_heads=heads,
+            vocab_size=_int(src, config, "vocab_size"),
+            seq_length=seq,
+            ffn_hidden_size=_int(src, config, "intermediate_size", 4 * hidden),
+            num_kv_heads=_int(src, config, "num_key_value_heads", heads),
+            activation=activation,
+            norm="rmsnorm",
+            linear_bias=bias,
+            tied_embeddings=_bool(src, config, "tie_word_embeddings", False),
+            learned_positions=False,
+            dropout=False,
+            source=src,
+        )
+    except InputError as exc:
+        raise InputError(f"{src}: {exc}") from None
+
+
+def load_hf_config(path: str | Path) -> ModelSpec:
+    """Read a Hugging Face ``config.json`` (Llama / Mistral / Qwen or GPT-2 keys) into a :class:`ModelSpec`."""
+    p = Path(path)
+    text = _read_text(p, "model config")
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{p}: not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
+    return model_from_hf_dict(config, str(p))
+
+
+_MODEL_KEYS = (
+    "name",
+    "num_layers",
+    "hidden_size",
+    "num_attention_heads",
+    "vocab_size",
+    "seq_length",
+    "ffn_hidden_size",
+    "num_kv_heads",
+    "activation",
+    "norm",
+    "linear_bias",
+    "tied_embeddings",
+    "learned_positions",
+    "dropout",
+)
+
+
+def load_model_toml(path: str | Path) -> ModelSpec:
+    """Read a model TOML whose keys are :class:`ModelSpec` field names."""
+    p = Path(path)
+    data = _read_toml(p, "model")
+    src = str(p)
+    unknown = [k for k in data if k not in _MODEL_KEYS]
+    if unknown:
+        raise InputError(f"{src}: unknown key {unknown[0]!r}; valid keys: {', '.join(_MODEL_KEYS)}")
+    hidden = _int(src, data, "hidden_size")
+    heads = _int(src, data, "num_attention_heads")
+    try:
+        return ModelSpec(
+            name=_str(src, data, "name", p.stem),
+            num_layers=_int(src, data, "num_layers"),
+            hidden_size=hidden,
+            num_attention_heads=heads,
+            vocab_size=_int(src, data, "vocab_size"),
+            seq_length=_int(src, data, "seq_length"),
+            ffn_hidden_size=_int(src, data, "ffn_hidden_size", 4 * hidden),
+            num_kv_heads=_int(src, data, "num_kv_heads", heads),
+            activation=_str(src, data, "activation", "gelu"),
+            norm=_str(src, data, "norm", "layernorm"),
+            linear_bias=_bool(src, data, "linear_bias", True),
+            tied_embeddings=_bool(src, data, "tied_embeddings", True),
+            learned_positions=_bool(src, data, "learned_positions", True),
+            dropout=_bool(src, data, "dropout", True),
+            source=src,
+        )
+    except InputError as exc:
+        raise InputError(f"{src}: {exc}") from None
+
+
+_GPU_KEYS = ("name", "memory_GB", "memory_GiB", "hbm_bandwidth_GBps", "tdp_W", "peak_TFLOPS", "source")
+
+
+def load_gpu_toml(path: str | Path) -> GPUSpec:
+    """Read a GPU TOML (format in the module docstring) into a :class:`GPUSpec`."""
+    p = Path(path)
+    data = _read_toml(p, "gpu")
+    src = str(p)
+    unknown = [k for k in data if k not in _GPU_KEYS]
+    if unknown:
+        raise InputError(f"{src}: unknown key {unknown[0]!r}; valid keys: {', '.join(_GPU_KEYS)}")
+    if "memory_GB" in data and "memory_GiB" in data:
+        raise InputError(f"{src}: give one of 'memory_GB' and 'memory_GiB', not both")
+    if "memory_GiB" in data:
+        hbm = _num(src, data, "memory_GiB") * 2**30
+    else:
+        hbm = _num(src, data, "memory_GB") * 1e9
+    peaks_raw = data.get("peak_TFLOPS")
+    if not isinstance(peaks_raw, dict) or not peaks_raw:
+        raise InputError(
+            f"{src}: missing table 'peak_TFLOPS' (dense TFLOP/s per precision: {', '.join(PRECISIONS)})"
+        )
+    peaks: dict[str, float] = {}
+    for prec in peaks_raw:
+        if prec not in PRECISIONS:
+            raise InputError(
+                f"{src}: key 'peak_TFLOPS.{prec}' is not a precision; valid: {', '.join(PRECISIONS)}"
+            )
+        peaks[prec] = _num(src, peaks_raw, prec) * 1e12
+    tdp = _num(src, data, "tdp_W") if "tdp_W" in data else None
+    try:
+        return GPUSpec(
+            name=_str(src, data, "name", p.stem),
+            peak_flops=peaks,
+            hbm_bytes=hbm,
+            hbm_Bps=_num(src, data, "hbm_bandwidth_GBps") * 1e9,
+            tdp_w=tdp,
+            source=_str(src, data, "source", src),
+            status="user file",
+        )
+    except InputError as exc:
+        raise InputError(f"{src}: {exc}") from None
+
+
+def _looks_like_path(arg: str) -> bool:
+    return arg.endswith((".json", ".toml")) or "/" in arg or Path(arg).is_file()
+
+
+def resolve_model(arg: str) -> ModelSpec:
+    """A preset name, a Hugging Face ``config.json`` (any ``.json``) or a model ``.toml``."""
+    if _looks_like_path(arg):
+        if arg.endswith(".toml"):
+            return load_model_toml(arg)
+        return load_hf_config(arg)
+    return get_model(arg)
+
+
+def resolve_gpu(arg: str) -> GPUSpec:
+    """A preset name or a GPU ``.toml`` file."""
+    if _looks_like_path(arg):
+        return load_gpu_toml(arg)
+    return get_gpu(arg)

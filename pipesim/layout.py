@@ -1,0 +1,146 @@
+"""The parallel layout of a training run (:class:`Layout`) and its validation against a model.
+
+Names follow Megatron-LM's arguments: ``--tensor-model-parallel-size`` (tp), ``--pipeline-model-parallel-size``
+(pp), data parallel size (dp), ``--num-layers-per-virtual-pipeline-stage`` expressed as chunks per rank (vpp),
+``--micro-batch-size``, ``--global-batch-size``, ``--seq-length``, ``--sequence-parallel``,
+``--recompute-granularity`` (none | selective | full), ``--use-distributed-optimizer``.
+Microbatches per pipeline = global batch / (micro batch x dp).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipesim.errors import InputError
+from pipesim.models import ModelSpec
+
+__all__ = ["Layout", "RECOMPUTE", "ATTENTION", "divisors", "TRAIN_PRECISIONS"]
+
+RECOMPUTE = ("none", "selective", "full")
+ATTENTION = ("flash", "unfused")
+# Precisions a training step's GEMMs can run in (fp8 as in Transformer Engine: GEMMs in fp8, rest in bf16).
+TRAIN_PRECISIONS = ("bf16", "fp16", "fp8")
+
+
+def divisors(n: int) -> list[int]:
+    """All positive divisors of ``n`` in increasing order."""
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one training step is parallelised and what it keeps in memory.
+
+    ``schedule`` names a registered pipeline schedule (``schedules.schedule_names()``). ``vpp`` is the number of
+    model chunks per pipeline rank for interleaved schedules (1 otherwise). ``attention``: ``flash`` (fused,
+    no s x s score matrix in memory, FlashAttention-2 style) or ``unfused`` (scores materialised, softmax and
+    dropout as separate memory-bound kernels: Megatron-LM as measured in SC21 and Korthikanti et al.).
+    ``scatter_gather``: SC21's scatter/gather optimisation of pipeline transfers (each TP rank sends 1/tp of the
+    activation, then an intra-node all-gather; Section 4.1). ``dp_overlap``: gradient reduction starts as soon
+    as a stage's last backward ends (bucketed, overlapped with remaining compute) instead of after the whole
+    pipeline flush. ``zero_stage``: 0 none, 1 distributed optimizer (ZeRO-1: optimizer state sharded over dp).
+    ``uneven_layers``: allow pp (x vpp) not dividing the layer count (the first stages get one extra layer).
+    """
+
+    tp: int = 1
+    pp: int = 1
+    dp: int = 1
+    vpp: int = 1
+    micro_batch_size: int = 1
+    global_batch_size: int = 1
+    seq_length: int | None = None
+    sequence_parallel: bool = False
+    recompute: str = "none"
+    distributed_optimizer: bool = False
+    precision: str = "bf16"
+    schedule: str = "1f1b"
+    attention: str = "flash"
+    scatter_gather: bool = True
+    dp_overlap: bool = True
+    uneven_layers: bool = False
+
+    def __post_init__(self) -> None:
+        for key in ("tp", "pp", "dp", "vpp", "micro_batch_size", "global_batch_size"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InputError(f"{key.replace('_', '-')}={value!r} must be a positive integer")
+        if self.seq_length is not None and self.seq_length < 1:
+            raise InputError(f"seq-length={self.seq_length} must be a positive integer")
+        if self.recompute not in RECOMPUTE:
+            raise InputError(f"recompute={self.recompute!r}; valid: {', '.join(RECOMPUTE)}")
+        if self.attention not in ATTENTION:
+            raise InputError(f"attention={self.attention!r}; valid: {', '.join(ATTENTION)}")
+        if self.precision not in TRAIN_PRECISIONS:
+            raise InputError(f"precision={self.precision!r}; valid: {', '.join(TRAIN_PRECISIONS)}")
+        per_replica = self.micro_batch_size * self.dp
+        if self.global_batch_size % per_replica:
+            lower = max(per_replica, self.global_batch_size // per_replica * per_replica)
+            raise InputError(
+                f"global-batch-size={self.global_batch_size} is not divisible by micro-batch-size x dp = "
+                f"{self.micro_batch_size} x {self.dp} = {per_replica}; valid nearby: {lower}, {lower + per_replica}"
+            )
+        if self.sequence_parallel and self.tp == 1:
+            raise InputError(
+                "sequence-parallel needs tp > 1 (it splits the non-tensor-parallel regions over tp)"
+            )
+
+    @property
+    def num_gpus(self) -> int:
+        """GPUs the layout occupies: dp x tp x pp."""
+        return self.dp * self.tp * self.pp
+
+    @property
+    def num_microbatches(self) -> int:
+        """Microbatches per pipeline per step: global batch / (micro batch x dp)."""
+        return self.global_batch_size // (self.micro_batch_size * self.dp)
+
+    @property
+    def grad_reduce_bytes(self) -> int:
+        """Bytes per gradient element in the data-parallel reduction: Megatron-LM all-reduces fp32 main
+        gradients with bf16 (it forces accumulate_allreduce_grads_in_fp32 for bf16) and fp16 gradients with fp16
+        (its default)."""
+        return 2 if self.precision == "fp16" else 4
+
+    def seq(self, model: ModelSpec) -> int:
+        """Sequence length in use: the layout's if set, else the model's."""
+        return self.seq_length if self.seq_length is not None else model.seq_length
+
+    def check_model(self, model: ModelSpec, num_stages: int | None = None) -> None:
+        """Raise :class:`InputError` if this layout cannot split ``model``.
+
+        Rules: tp divides the attention heads (and KV heads, and the MLP width); pp x vpp divides the layer
+        count unless ``uneven_layers``; and pp x vpp <= layers in any case. ``num_stages`` overrides pp x vpp
+        (V-shape schedules use 2 chunks per rank).
+        """
+        heads = model.num_attention_heads
+        if heads % self.tp:
+            valid = ", ".join(map(str, divisors(heads)))
+            raise InputError(f"tp={self.tp} does not divide num_attention_heads={heads}; valid tp: {valid}")
+        if model.num_kv_heads % self.tp and self.tp % model.num_kv_heads:
+            valid = ", ".join(
+                str(d) for d in divisors(heads) if model.num_kv_heads % d == 0 or d % model.num_kv_heads == 0
+            )
+            raise InputError(
+                f"tp={self.tp} neither divides nor is a multiple of num_kv_heads={model.num_kv_heads}; valid tp: {valid}"
+            )
+        if model.ffn_hidden_size % self.tp:
+            raise InputError(f"tp={self.tp} does not divide ffn_hidden_size={model.ffn_hidden_size}")
+        stages = num_stages if num_stages is not None else self.pp * self.vpp
+        layers = model.num_layers
+        if stages > layers:
+            raise InputError(
+                f"pp x chunks = {stages} stages exceeds num_layers={layers}; every stage needs at least one layer"
+            )
+        if layers % stages and not self.uneven_layers:
+            chunks = stages // self.pp
+            valid = ", ".join(str(d) for d in divisors(layers) if layers % (d * chunks) == 0)
+            raise InputError(
+                f"pp x chunks = {stages} does not divide num_layers={layers}; valid pp (with {stages // self.pp} "
+                f"chunk(s) per rank): {valid}; or pass --uneven-layers"
+            )
+
+    def layers_per_stage(self, model: ModelSpec, num_stages: int) -> tuple[int, ...]:
+        """Transformer layers of each of ``num_stages`` global stages: an even split, the remainder going one
+        each to the first stages (only reachable with ``uneven_layers``)."""
+        base, extra = divmod(model.num_layers, num_stages)
+        return tuple(base + (1 if s < extra else 0) for s in range(num_stages))

@@ -1,0 +1,222 @@
+"""Memory per GPU: weights, gradients, optimizer state, stashed activations, and a fits / OOM verdict.
+
+Weights and optimizer (published.md section 3, Megatron-LM ``theoretical_memory_usage.py``): mixed-precision
+Adam keeps 18 bytes per parameter: 2 (16-bit weight) + 4 (fp32 gradient) + 12 (fp32 master weight, Adam m and
+v). With the distributed optimizer (ZeRO-1) the 12 optimizer bytes are sharded over data parallelism:
+6 + 12/dp bytes per parameter.
+
+Activations per transformer layer and microbatch on one TP rank (Korthikanti et al. 2022, eqs. 1-6,
+Table 2; 16-bit activations, 1-byte dropout masks), written for general shapes and reducing to the paper's
+formulas for GPT (ffn = 4h, no GQA):
+
+* kept in the non-tensor-parallel regions (norm inputs, QKV and MLP inputs, dropout masks): 10 s b h
+  (8 s b h without dropout), divided by t with sequence parallelism;
+* inside the tensor-parallel regions: Q, K, V, projection input and the MLP's inner activations, 24 s b h / t
+  for GPT (generally 2 s b (h + 2 kv + h) + 2 s b (2 or 3) ffn, divided by t);
+* the attention scores when not fused: 5 a s^2 b / t (softmax output 2, dropout mask 1, dropout output 2;
+  2 a s^2 b / t without dropout). FlashAttention keeps only the fp32 log-sum-exp (4 a s b / t);
+* selective recomputation drops the score term (Table 2: s b h (10 + 24/t)); full recomputation keeps only the
+  layer input, 2 s b h (2 s b h / t with sequence parallelism, where the input is already sequence-sharded).
+
+First stage extra (Korthikanti et al. Section 4.3; Megatron estimator): token ids 8 s b and the embedding
+dropout mask s b h (/t with SP). Last stage extra: final-norm input 2 s b h, logit-layer input 2 s b h (/t with
+SP) and fp32 logits 4 s b V / t.
+
+How many microbatches are stashed at once comes from the engine's timeline (the scenario multiplies);
+:func:`in_flight_analytic` gives the closed forms for tests. The verdict compares, per pipeline rank,
+weights + grads + optimizer + ACTIVATION_OVERHEAD x peak activations + the transient working set of one layer's
+backward + a fixed RESERVE_BYTES against the GPU's HBM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pipesim.layout import Layout
+from pipesim.models import ModelSpec
+
+__all__ = [
+    "WEIGHT_BYTES",
+    "GRAD_BYTES",
+    "OPTIMIZER_BYTES",
+    "ACTIVATION_OVERHEAD",
+    "RESERVE_BYTES",
+    "bytes_per_param",
+    "layer_activation_bytes",
+    "layer_activation_bytes_no_recompute",
+    "embedding_activation_bytes",
+    "head_activation_bytes",
+    "stage_params",
+    "transient_bytes",
+    "in_flight_analytic",
+    "RankMemory",
+    "rank_memory",
+    "stage_activation_bytes",
+]
+
+WEIGHT_BYTES = 2.0  # 16-bit model weights
+GRAD_BYTES = 4.0  # fp32 main gradients
+OPTIMIZER_BYTES = 12.0  # fp32 master weights + Adam m + v
+# Megatron-LM's estimator multiplies activations by 1.05 for fragmentation and small buffers (published.md s3).
+ACTIVATION_OVERHEAD = 1.05
+# Fixed per-GPU reserve for the CUDA context, cuBLAS/NCCL workspaces and communication buffers: an assumption
+# (no published figure; typical CUDA context + NCCL buffers are 1-2 GiB).
+RESERVE_BYTES = 2.0 * 2**30
+
+
+def bytes_per_param(layout: Layout) -> tuple[float, float, float]:
+    """(weights, gradients, optimizer) bytes per parameter: (2, 4, 12), or (2, 4, 12/dp) with the distributed
+    optimizer; totals 18 and 6 + 12/dp (published.md s3, ``compute_weight_and_optimizer_memory``)."""
+    opt = OPTIMIZER_BYTES / layout.dp if layout.distributed_optimizer else OPTIMIZER_BYTES
+    return WEIGHT_BYTES, GRAD_BYTES, opt
+
+
+def _parts(model: ModelSpec, layout: Layout) -> tuple[float, float, float]:
+    """(non-TP region bytes, TP region bytes, attention-score bytes) of one layer, one microbatch, one TP rank
+    with no recomputation."""
+    b, s, t = layout.micro_batch_size, layout.seq(model), layout.tp
+    h, a = model.hidden_size, model.num_attention_heads
+    sb = s * b
+    non_tp = float((8 + (2 if model.dropout else 0)) * sb * h)
+    if layout.sequence_parallel:
+        non_tp /= t
+    kv = model.kv_size
+    mlp = (3 if model.gated_mlp else 2) * model.ffn_hidden_size
+    tp_region = 2 * sb * (h + 2 * kv + h + mlp) / t
+    per_score = 0 if layout.attention == "flash" else (5 if model.dropout else 2) * s
+    scores = (per_score or 4.0) * a * sb / t  # flash: only the fp32 log-sum-exp, 4 bytes per (head, token)
+    return non_tp, tp_region, scores
+
+
+def layer_activation_bytes_no_recompute(model: ModelSpec, layout: Layout) -> float:
+    """Bytes one layer stashes per microbatch on one TP rank without recomputation: Korthikanti eq. (2)
+    s b h (10 + 24/t + 5 a s/(h t)) for GPT without SP, eq. (4) s b h/t (34 + 5 a s/h) with SP."""
+    return sum(_parts(model, layout))
+
+
+def layer_activation_bytes(model: ModelSpec, layout: Layout) -> float:
+    """Bytes one layer stashes per microbatch on one TP rank under ``layout.recompute`` (Korthikanti Table 2):
+    none -> eq. (2)/(4); selective -> without the score term, s b h (10 + 24/t) (34 s b h / t with SP);
+    full -> the layer input 2 s b h (/t with SP)."""
+    non_tp, tp_region, scores = _parts(model, layout)
+    if layout.recompute == "full":
+        x = 2.0 * layout.micro_batch_size * layout.seq(model) * model.hidden_size
+        return x / layout.tp if layout.sequence_parallel else x
+    if layout.recompute == "selective":
+        return non_tp + tp_region
+    return non_tp + tp_region + scores
+
+
+def transient_bytes(model: ModelSpec, layout: Layout) -> float:
+    """Working set of one layer's backward beyond the stash: with full recomputation the layer's whole
+    no-recompute activations are rebuilt; with selective recomputation of unfused attention, its scores."""
+    if layout.recompute == "full":
+        return layer_activation_bytes_no_recompute(model, layout)
+    if layout.recompute == "selective":
+        return _parts(model, layout)[2]
+    return 0.0
+
+
+def embedding_activation_bytes(model: ModelSpec, layout: Layout) -> float:
+    """First-stage extra per microbatch: 8 s b token ids + s b h dropout mask (/t with SP) (Korthikanti 4.3;
+    Megatron estimator's 8 s b p + s b h p over p in-flight microbatches)."""
+    b, s = layout.micro_batch_size, layout.seq(model)
+    mask = float(s * b * model.hidden_size) if model.dropout else 0.0
+    if layout.sequence_parallel:
+        mask /= layout.tp
+    return 8.0 * s * b + mask
+
+
+def head_activation_bytes(model: ModelSpec, layout: Layout) -> float:
+    """Last-stage extra per microbatch: final-norm input and logit-layer input 2 s b h each (/t with SP) and
+    the fp32 logits 4 s b V / t (Korthikanti 4.3: 4 s b h/t (1 + V/h) with SP)."""
+    b, s, t = layout.micro_batch_size, layout.seq(model), layout.tp
+    sbh = float(s * b * model.hidden_size)
+    ins = 4.0 * sbh / t if layout.sequence_parallel else 4.0 * sbh
+    return ins + 4.0 * s * b * model.vocab_size / t
+
+
+def stage_params(model: ModelSpec, layout: Layout, layers: int, first: bool, last: bool) -> float:
+    """Parameters one TP rank holds for a stage of ``layers`` layers: layers / t, plus the embedding / t on the
+    first stage, plus on the last stage the final norm and the output layer / t (untied, or, when tied and the
+    last stage is not the first, Megatron's copy of the word embedding)."""
+    t = layout.tp
+    p = layers * model.layer_params() / t
+    if first:
+        p += model.embedding_params() / t
+    if last:
+        p += model.final_norm_params()
+        if not model.tied_embeddings or not first:
+            p += model.vocab_size * model.hidden_size / t
+    return p
+
+
+def in_flight_analytic(schedule: str, pp: int, microbatches: int, vpp: int, rank: int) -> float:
+    """Peak stashed microbatches on pipeline rank ``rank``, in units of one full stage (all chunks):
+    gpipe m; 1f1b min(m, p - rank) (SC21 Section 2.2.1); interleaved min(v m, 2 (p - rank - 1) + (v - 1) p + 1)
+    chunk-microbatches / v, which on rank 0 is p (1 + (p-1)/(p v)) (Korthikanti Section 4.2.3)."""
+    if schedule == "gpipe":
+        return float(microbatches)
+    if schedule == "interleaved-1f1b" and vpp > 1:
+        units = min(vpp * microbatches, 2 * (pp - rank - 1) + (vpp - 1) * pp + 1)
+        return units / vpp
+    return float(min(microbatches, pp - rank))
+
+
+@dataclass(frozen=True)
+class RankMemory:
+    """Bytes on one GPU of pipeline rank ``rank`` (all TP/DP replicas are alike)."""
+
+    rank: int
+    weights: float
+    grads: float
+    optimizer: float
+    activations: float
+    transient: float
+    reserve: float
+    capacity: float
+
+    @property
+    def peak(self) -> float:
+        """Total: weights + grads + optimizer + activations + transient + reserve."""
+        return self.weights + self.grads + self.optimizer + self.activations + self.transient + self.reserve
+
+    @property
+    def fits(self) -> bool:
+        """True when the peak is within the GPU's HBM."""
+        return self.peak <= self.capacity
+
+
+def rank_memory(
+    rank: int,
+    params: float,
+    activation_peak_bytes: float,
+    transient: float,
+    layout: Layout,
+    capacity_bytes: float,
+    reserve_bytes: float = RESERVE_BYTES,
+) -> RankMemory:
+    """Memory of pipeline rank ``rank`` holding ``params`` parameters (per TP rank) whose stashed activations
+    peak at ``activation_peak_bytes`` (from the timeline); activations are scaled by ACTIVATION_OVERHEAD."""
+    w, g, o = bytes_per_param(layout)
+    return RankMemory(
+        rank,
+        params * w,
+        params * g,
+        params * o,
+        activation_peak_bytes * ACTIVATION_OVERHEAD,
+        transient,
+        reserve_bytes,
+        capacity_bytes,
+    )
+
+
+def stage_activation_bytes(model: ModelSpec, layout: Layout, layers: Sequence[int]) -> tuple[float, ...]:
+    """Bytes each global stage stashes per microbatch: its layers x :func:`layer_activation_bytes`, plus the
+    embedding extra on stage 0 and the head extra on the last stage."""
+    per_layer = layer_activation_bytes(model, layout)
+    out = [n * per_layer for n in layers]
+    out[0] += embedding_activation_bytes(model, layout)
+    out[-1] += head_activation_bytes(model, layout)
+    return tuple(out)
