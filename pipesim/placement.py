@@ -30,7 +30,9 @@ class RankGrid:
             if getattr(self, name) < 1:
                 raise InputError(f"{name}={getattr(self, name)} must be >= 1")
         if sorted(self.order) != ["dp", "pp", "tp"]:
-            raise InputError(f"rank order {'-'.join(self.order)} must be a permutation of tp, dp, pp (e.g. tp-dp-pp)")
+            raise InputError(
+                f"rank order {'-'.join(self.order)} must be a permutation of tp, dp, pp (e.g. tp-dp-pp)"
+            )
 
     @property
     def world_size(self) -> int:
