@@ -296,6 +296,8 @@ def _fabric(t: _Table | None) -> FabricSpec:
         oversubscription=t.number("oversubscription", 1.0),
         switch_latency_s=t.number("switch_latency_us", 0.0, positive=False) * 1e-6,
     )
+    if spec.oversubscription < 1:
+        raise t.fail("oversubscription", f"= {spec.oversubscription} must be >= 1 (1 = full bisection)")
     t.done()
     return spec
 
