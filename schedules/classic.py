@@ -108,13 +108,17 @@ def interleaved_one_f_one_b(num_ranks: int, num_microbatches: int, chunks: int) 
     total = m * v
     group = p * v
     ks = range(total)
-    # k-th forward: chunk (k mod pv) // p, microbatch (k // pv) * p + k mod p.
-    chunk_f = [(k % group) // p for k in ks]
-    mb = [(k // group) * p + k % p for k in ks]
+    # k-th forward: chunk (k mod pv) // p, microbatch (k // pv) * p + k mod p; the k-th backward runs the
+    # mirrored chunk v - 1 - (k mod pv) // p. Codes for rank 0; rank r adds r to the stage (r * NUM_OPS).
+    fwd0 = [(((k // group) * p + k % p) * num_stages + ((k % group) // p) * p) * NUM_OPS + _F for k in ks]
+    bwd0 = [
+        (((k // group) * p + k % p) * num_stages + (v - 1 - (k % group) // p) * p) * NUM_OPS + _B for k in ks
+    ]
     programs = []
     for r in range(p):
-        fwd = [((mb[k] * num_stages) + chunk_f[k] * p + r) * NUM_OPS + _F for k in ks]
-        bwd = [((mb[k] * num_stages) + (v - 1 - chunk_f[k]) * p + r) * NUM_OPS + _B for k in ks]
+        shift = r * NUM_OPS
+        fwd = list(map(shift.__add__, fwd0))
+        bwd = list(map(shift.__add__, bwd0))
         warmup = (p - r - 1) * 2 + (v - 1) * p
         programs.append(_program(fwd, bwd, warmup))
     return Schedule(

@@ -66,7 +66,9 @@ def loads_csv(text: str, name: str = "csv", source: str = "<string>") -> Schedul
     if not placement or missing:
         what = f"stage {missing[0]} never appears" if missing else "no actions"
         raise ScheduleError(f"{source}: {what}; every stage 0..N-1 needs actions")
-    return Schedule.from_actions(name, len(rows), max_mb + 1, [placement[s] for s in range(num_stages)], programs)
+    return Schedule.from_actions(
+        name, len(rows), max_mb + 1, [placement[s] for s in range(num_stages)], programs
+    )
 
 
 def write_csv(schedule: Schedule, path: str | Path) -> None:

@@ -188,7 +188,9 @@ class Schedule:
             )
         bad = [r for r in self.stage_to_rank if not 0 <= r < self.num_ranks]
         if bad:
-            raise ScheduleError(f"schedule {self.name!r}: placement names rank {bad[0]}, valid 0..{self.num_ranks - 1}")
+            raise ScheduleError(
+                f"schedule {self.name!r}: placement names rank {bad[0]}, valid 0..{self.num_ranks - 1}"
+            )
 
     @classmethod
     def from_actions(

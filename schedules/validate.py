@@ -32,7 +32,9 @@ def check_complete(schedule: Schedule) -> None:
             )
         home = schedule.stage_to_rank[action.stage]
         if home != rank:
-            raise ScheduleError(f"rank {rank} step {step}: action {action} belongs to stage {action.stage} on rank {home}")
+            raise ScheduleError(
+                f"rank {rank} step {step}: action {action} belongs to stage {action.stage} on rank {home}"
+            )
         seen[(action.microbatch * s_count + action.stage) * NUM_OPS + int(action.op)] += 1
     for key, count in seen.items():
         if count > 1:

@@ -1,0 +1,138 @@
+"""`pipesim compare` through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from schedules import build_schedule, dumps_csv
+
+REQUIRED = {
+    "schedule",
+    "pp",
+    "vpp",
+    "microbatches",
+    "step_time_s",
+    "bubble_ratio",
+    "bubble_over_ideal",
+    "peak_activation_microbatches",
+    "peak_activation_microbatches_per_rank",
+    "peak_activation_bytes",
+    "p2p_time_s",
+}
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_default_compares_three_schedules() -> None:
+    code, out, _ = invoke("compare")
+    assert code == 0
+    for name in ("gpipe", "1f1b", "interleaved-1f1b"):
+        assert name in out
+    assert "bubble" in out and "GiB" in out
+
+
+def test_json_has_required_keys_and_formula_values() -> None:
+    code, out, _ = invoke("compare", "--json", "--pp", "4", "-m", "8", "--vpp", "2", "--p2p-time", "0")
+    assert code == 0
+    rows = json.loads(out)
+    assert [r["schedule"] for r in rows] == ["gpipe", "1f1b", "interleaved-1f1b"]
+    for r in rows:
+        assert set(r) >= REQUIRED
+    # (p-1)/(m+p-1) = 3/11; interleaved (p-1)/(v*m+p-1) = 3/19 (SC21 Sections 2.2.1-2.2.2).
+    assert rows[1]["bubble_ratio"] == pytest.approx(3 / 11)
+    assert rows[2]["bubble_ratio"] == pytest.approx(3 / 19)
+    assert rows[1]["peak_activation_microbatches_per_rank"] == [4, 3, 2, 1]
+
+
+def test_times_are_milliseconds_per_whole_stage() -> None:
+    code, out, _ = invoke(
+        "compare",
+        "--json",
+        "--schedules",
+        "1f1b",
+        "--pp",
+        "2",
+        "-m",
+        "1",
+        "--forward-time",
+        "10",
+        "--backward-time",
+        "20",
+        "--p2p-time",
+        "0",
+    )
+    assert code == 0
+    (row,) = json.loads(out)
+    assert row["step_time_s"] == pytest.approx(2 * 0.030)
+
+
+def test_output_is_deterministic() -> None:
+    assert invoke("compare", "--json")[1] == invoke("compare", "--json")[1]
+
+
+def test_schedule_file(tmp_path: Path) -> None:
+    path = tmp_path / "mine.csv"
+    path.write_text(dumps_csv(build_schedule("1f1b", 4, 8)))
+    code, out, _ = invoke("compare", "--json", "--schedule-file", str(path))
+    assert code == 0
+    (row,) = json.loads(out)
+    assert row["schedule"] == "mine" and row["pp"] == 4 and row["microbatches"] == 8
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--pp", "0"), "pp=0 must be >= 1"),
+        (("--microbatches", "0"), "microbatches=0 must be >= 1"),
+        (("--schedules", "interleaved-1f1b", "--vpp", "0"), "vpp=0 must be >= 1"),
+        (("--schedules", "nope"), "unknown schedule 'nope'; valid: gpipe, 1f1b, interleaved-1f1b"),
+        (("--schedules", "interleaved-1f1b", "-m", "6"), "valid nearby: 4, 8"),
+        (("--forward-time", "-1"), "--forward-time=-1.0 must be >= 0"),
+    ],
+)
+def test_bad_input_one_line_exit_2(args: tuple[str, ...], needle: str) -> None:
+    code, out, err = invoke("compare", *args)
+    assert code == 2
+    assert needle in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err + out
+
+
+def test_malformed_csv_names_file_row_cell(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("0F0,0B0\n1F0,1Q0\n")
+    code, _, err = invoke("compare", "--schedule-file", str(path))
+    assert code == 2
+    assert f"{path}: row 2 (rank 1), cell 2" in err
+
+
+def test_deadlocking_csv_prints_grid(tmp_path: Path) -> None:
+    path = tmp_path / "dead.csv"
+    path.write_text("0F0,0B0,0F1,0B1\n1B1,1F0,1B0,1F1\n")
+    code, _, err = invoke("compare", "--schedule-file", str(path))
+    assert code == 2
+    assert "deadlocks" in err and "[1B1]" in err
+
+
+def test_python_dash_m(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipesim", "compare", "--json", "--schedules", "1f1b"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]["schedule"] == "1f1b"
