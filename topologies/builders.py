@@ -56,7 +56,7 @@ def server_template(node: NodeSpec) -> tuple[list[tuple[str, dict[str, Any]]], l
     for s in range(node.pcie_switches):
         nodes.append((f"pcie{s}", {"kind": "pcie_switch", "index": s}))
     for j in range(node.nics):
-        nodes.append((f"nic{j}", {"kind": "nic", "index": j}))
+        nodes.append((f"nic{j}", {"kind": "nic", "index": j, "bandwidth_Bps": node.nic_bandwidth_Bps}))
     # PCIe tree: GPUs and NICs under switches, switches under CPU sockets (or straight under CPUs).
     for s in range(node.pcie_switches):
         if node.cpus:
