@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from pipesim.comm import LevelCommModel
 from pipesim.compare import CompareRequest, compare_schedules
 from pipesim.errors import InputError
 from pipesim.metrics import PipelineMetrics
@@ -404,6 +405,399 @@ def collective_cmd(
         out(f"{r.size_bytes:>15} {r.time_s * 1e6:>12.2f} {r.algbw_GBps:>9.2f} {r.busbw_GBps:>9.2f}  {r.algo}")
     peak = max(rows, key=lambda r: r.busbw_GBps)
     out(f"# peak busbw {peak.busbw_GBps:.2f} GB/s at {peak.size_bytes} B")
+
+
+# --------------------------------------------------------------------------- plan (capacity planning)
+PLAN_HELP = """Search every valid parallel layout, rank by throughput, explain, estimate training time.
+
+Every layout (tp, pp, dp, vpp, micro-batch size, schedule, recompute, distributed optimizer, sequence
+parallel) that uses all GPUs is checked against the model and the schedule's rules, estimated analytically,
+and the fastest --top-k are simulated on the full timeline. Example:
+
+\b
+  pipesim plan --model llama3-70b --gpu h100-sxm --topology dgx-h100 --nodes 64 \\
+      --global-batch-size 1024 --seq-length 8192 --tokens 15T
+
+\b
+Definitions:
+  step s         seconds per optimizer step (simulated for the top --top-k, else estimated: est.)
+  tokens/s       global batch x sequence length / step time, whole cluster
+  TFLOP/s, MFU   model FLOPs (no recompute; Korthikanti eq. 7) per GPU per second, over the dense peak
+  HFU            hardware FLOPs (recompute counted, SC21 eq. 3 with full recompute) over the peak
+  peak, free     memory per GPU of the most loaded pipeline rank and HBM minus it; GiB = 2^30 bytes
+  breakdown      exposed seconds per part of the best layouts: compute, TP comm, bubble, PP comm,
+                 DP comm, optimizer (they add up to the step time)
+  days, GPU-h    --tokens / tokens per second; x GPUs / 3600 (SC21 eq. 4 with simulated throughput)
+"""
+
+
+def _int_list(text: str | None, flag: str) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    out = []
+    for part in _split_names(text):
+        try:
+            out.append(int(part))
+        except ValueError:
+            raise InputError(f"{flag}={text!r}: {part!r} is not an integer; give e.g. 1,2,4") from None
+    if not out:
+        raise InputError(f"{flag}: give at least one value")
+    return tuple(out)
+
+
+def _onoff(text: str, flag: str) -> tuple[bool, ...]:
+    choices = {"on": (True,), "off": (False,), "both": (False, True)}
+    if text not in choices:
+        raise InputError(f"{flag}={text!r}; valid: on, off, both")
+    return choices[text]
+
+
+@main.command("plan", help=PLAN_HELP)
+@click.option("--model", "model_arg", required=True, metavar="NAME|PATH", help="Model preset or config.json / .toml.")
+@click.option("--gpu", "gpu_arg", default="a100-80gb", show_default=True, metavar="NAME|PATH", help="GPU preset or .toml.")
+@click.option("--topology", default=None, help="Topology preset (dgx-a100, dgx-h100, ...) or TOML; else a two-level model.")
+@click.option("--nodes", type=int, default=None, help="Nodes in the cluster (GPUs = nodes x GPUs per node).")
+@click.option("--gpus", type=int, default=None, help="Total GPUs instead of --nodes (a multiple of the GPUs per node).")
+@click.option("--gpus-per-node", type=int, default=None, help="GPUs per node without --topology [default: 8].")
+@click.option("--intra-node-GBps", "intra_gbps", type=float, default=240.0, show_default=True, help="No topology: per-GPU NVLink GB/s.")
+@click.option("--inter-node-GBps", "inter_gbps", type=float, default=24.0, show_default=True, help="No topology: per-GPU network GB/s.")
+@click.option("--global-batch-size", type=int, required=True, help="Sequences per optimizer step.")
+@click.option("--seq-length", type=int, default=None, help="Sequence length [default: the model's].")
+@click.option("--tokens", "tokens_text", default=None, help="Training tokens (K/M/B/T suffixes, e.g. 15T): adds days and GPU-hours.")
+@click.option("--max-days", type=float, default=None, help="With --tokens: find the fewest nodes that train within this many days.")
+@click.option("--max-nodes", type=int, default=4096, show_default=True, help="Upper bound of the --max-days search.")
+@click.option("--tp", "tp_text", default=None, help="Only these tensor-parallel sizes (comma list).")
+@click.option("--pp", "pp_text", default=None, help="Only these pipeline-parallel sizes (comma list).")
+@click.option("--vpp", "vpp_text", default=None, help="Only these chunk counts for interleaved schedules (comma list).")
+@click.option("--max-tp", type=int, default=None, help="Largest tensor-parallel size.")
+@click.option("--max-pp", type=int, default=None, help="Largest pipeline-parallel size.")
+@click.option("--micro-batch-size", "mbs_text", default="1,2,4,8", show_default=True, help="Micro-batch sizes (comma list).")
+@click.option("--schedules", "schedules_text", default=None, help=f"Schedules (comma list) [default: all: {', '.join(schedule_names())}].")
+@click.option("--recompute", "recompute_text", default="none,selective,full", show_default=True, help="Recompute modes (comma list).")
+@click.option("--distributed-optimizer", "do_text", default="both", show_default=True, help="on, off or both.")
+@click.option("--sequence-parallel", "sp_text", default="both", show_default=True, help="on, off or both (tp > 1 only).")
+@click.option("--allow-cross-node-tp", is_flag=True, help="Let tp exceed the GPUs per node (NVLink domain).")
+@click.option("--uneven-layers", is_flag=True, help="Allow pp (x vpp) not dividing the layer count.")
+@click.option("--precision", default="bf16", show_default=True, help="GEMM precision: bf16, fp16, fp8.")
+@click.option("--attention", default="flash", show_default=True, help="Attention kernels: flash or unfused.")
+@click.option("--dp-overlap/--no-dp-overlap", default=True, show_default=True, help="Overlap gradient reduction with backward.")
+@click.option("--top-k", type=int, default=16, show_default=True, help="Layouts simulated on the full timeline.")
+@click.option("--top", "show", type=int, default=10, show_default=True, help="Rows shown (JSON/CSV: all if 0).")
+@click.option("--explain", is_flag=True, help="Count rejected layouts by reason.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: candidates, feasible, results.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print the ranked results as CSV.")
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Write an interactive HTML chart (step time vs peak memory).")
+@click.option("--scenario-out", default=None, type=click.Path(dir_okay=False), help="Write the winner's scenario TOML to this file.")
+@click.option("--workers", type=int, default=None, help="Local worker processes [default: the CPUs available].")
+@click.option("--dask-scheduler", default=None, help="Run on this Dask scheduler (tcp://host:port).")
+def plan_cmd(**kw: Any) -> None:
+    from pipesim.executors import ExecutorSpec, default_workers
+    from pipesim.io import resolve_gpu, resolve_model
+    from pipesim.plan import (
+        PlanCluster,
+        PlanRequest,
+        SearchSpace,
+        fewest_nodes,
+        parse_tokens,
+        plan,
+        topology_gpus_per_node,
+    )
+
+    if kw["as_json"] and kw["as_csv"]:
+        raise InputError("--json and --csv are exclusive; pick one")
+    model = resolve_model(kw["model_arg"])
+    gpu = resolve_gpu(kw["gpu_arg"])
+    if kw["topology"] is not None:
+        per = topology_gpus_per_node(kw["topology"])
+        if kw["gpus_per_node"] is not None and kw["gpus_per_node"] != per:
+            raise InputError(f"--gpus-per-node={kw['gpus_per_node']} contradicts topology {kw['topology']} ({per} per node)")
+    else:
+        per = kw["gpus_per_node"] or 8
+    nodes = kw["nodes"]
+    if kw["gpus"] is not None:
+        if nodes is not None:
+            raise InputError("give --nodes or --gpus, not both")
+        if kw["gpus"] < 1 or kw["gpus"] % per:
+            raise InputError(f"--gpus={kw['gpus']} must be a positive multiple of the {per} GPUs per node")
+        nodes = kw["gpus"] // per
+    if nodes is None:
+        if kw["max_days"] is None:
+            raise InputError("give --nodes N or --gpus N (or --max-days with --tokens to find the node count)")
+        nodes = 1
+    for flag in ("intra_gbps", "inter_gbps"):
+        if not kw[flag] > 0:
+            raise InputError(f"--{'intra' if flag == 'intra_gbps' else 'inter'}-node-GBps={kw[flag]} must be > 0")
+    cluster = PlanCluster(
+        gpu, nodes, per, kw["topology"], LevelCommModel(per, kw["intra_gbps"] * 1e9, kw["inter_gbps"] * 1e9)
+    )
+    space = SearchSpace(
+        tp=_int_list(kw["tp_text"], "--tp"),
+        pp=_int_list(kw["pp_text"], "--pp"),
+        vpp=_int_list(kw["vpp_text"], "--vpp"),
+        micro_batch_sizes=_int_list(kw["mbs_text"], "--micro-batch-size") or (1,),
+        schedules=tuple(_split_names(kw["schedules_text"])) if kw["schedules_text"] else None,
+        recompute=tuple(_split_names(kw["recompute_text"])),
+        distributed_optimizer=_onoff(kw["do_text"], "--distributed-optimizer"),
+        sequence_parallel=_onoff(kw["sp_text"], "--sequence-parallel"),
+        max_tp=kw["max_tp"],
+        max_pp=kw["max_pp"],
+        allow_cross_node_tp=kw["allow_cross_node_tp"],
+        uneven_layers=kw["uneven_layers"],
+    )
+    tokens = parse_tokens(kw["tokens_text"]) if kw["tokens_text"] is not None else None
+    if kw["attention"] not in ("flash", "unfused"):
+        raise InputError(f"--attention={kw['attention']!r}; valid: flash, unfused")
+    request = PlanRequest(
+        model=model,
+        cluster=cluster,
+        global_batch_size=kw["global_batch_size"],
+        seq_length=kw["seq_length"],
+        space=space,
+        precision=kw["precision"],
+        attention=kw["attention"],
+        dp_overlap=kw["dp_overlap"],
+        top_k=kw["top_k"],
+        tokens=tokens,
+    )
+    if kw["show"] < 0:
+        raise InputError(f"--top={kw['show']} must be >= 0")
+    executor: ExecutorSpec[Any] = ExecutorSpec(
+        workers=kw["workers"] if kw["workers"] is not None else default_workers(),
+        dask_scheduler=kw["dask_scheduler"],
+    )
+    if kw["output"] is not None:
+        from pipesim.fileio import check_output_path
+
+        check_output_path(kw["output"])
+    if kw["scenario_out"] is not None:
+        from pipesim.fileio import check_output_path
+
+        check_output_path(kw["scenario_out"])
+    quiet = kw["as_json"] or kw["as_csv"]
+    bar = _PlanProgress(enabled=not quiet and sys.stderr.isatty())
+    probes: tuple[tuple[int, float | None], ...] = ()
+    with bar:
+        if kw["max_days"] is not None:
+            if tokens is None:
+                raise InputError("--max-days needs --tokens (e.g. --tokens 15T)")
+            max_nodes = min(kw["max_nodes"], kw["nodes"]) if kw["nodes"] is not None else kw["max_nodes"]
+            search = fewest_nodes(request, kw["max_days"], max_nodes, executor, bar.probe)
+            result, probes = search.result, search.probes
+        else:
+            result = plan(request, executor, bar.update)
+    _plan_outputs(result, kw, probes)
+
+
+class _PlanProgress:
+    """A rich progress bar on stderr (a no-op when disabled)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._progress: Any = None
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _PlanProgress:
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(file=sys.stderr),
+                transient=True,
+            )
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def update(self, phase: str, done: int, total: int) -> None:
+        if self._progress is None:
+            return
+        label = {"estimate": "estimating layouts", "simulate": "simulating the best"}.get(phase, phase)
+        if phase not in self._tasks:
+            self._tasks[phase] = self._progress.add_task(label, total=total)
+        self._progress.update(self._tasks[phase], completed=done, total=total)
+
+    def probe(self, nodes: int, days: float | None) -> None:
+        if self._progress is not None:
+            got = f"{days:.1f} days" if days is not None else "nothing fits"
+            self._progress.console.print(f"  {nodes} nodes: {got}", highlight=False)
+
+
+def _plan_outputs(result: Any, kw: dict[str, Any], probes: tuple[tuple[int, float | None], ...]) -> None:
+    from pipesim.megatron import format_megatron_args
+    from pipesim.scenario_toml import ScenarioFile, scenario_toml
+
+    req = result.request
+    best = result.best
+    limit = kw["show"] or None
+    winner_layout = best.candidate.layout(req)
+    sf = ScenarioFile(
+        req.model,
+        req.cluster.gpu,
+        winner_layout,
+        req.cluster.topology,
+        req.cluster.nodes,
+        req.cluster.gpus_per_node,
+        req.cluster.level.intra_Bps,
+        req.cluster.level.inter_Bps,
+    )
+    toml_text = scenario_toml(sf, f"winner of: pipesim plan --model {req.model.name} ({result.candidates} candidates)")
+    if kw["scenario_out"] is not None:
+        from pipesim.fileio import atomic_write_text
+
+        atomic_write_text(kw["scenario_out"], toml_text)
+    if kw["output"] is not None:
+        from pipesim.figures.plan import write_plan_html
+
+        write_plan_html(result, kw["output"])
+    if kw["as_json"]:
+        data = result.as_dict(limit)
+        if probes:
+            data["nodes_search"] = [{"nodes": n, "best_days": d} for n, d in probes]
+        data["megatron_args"] = format_megatron_args(req.model, winner_layout)
+        data["scenario_toml"] = toml_text
+        emit_json(data)
+        return
+    if kw["as_csv"]:
+        click.echo(_plan_csv(result, limit), nl=False)
+        return
+    con = console()
+    cl = req.cluster
+    where = f" ({cl.topology}, {cl.nodes} nodes)" if cl.topology else f" ({cl.nodes} nodes of {cl.gpus_per_node})"
+    con.print(
+        f"{req.model.name} on {cl.num_gpus} x {cl.gpu.name}{where}: global batch {req.global_batch_size}, "
+        f"seq {req.seq}, {req.precision}, attention {req.attention}",
+        highlight=False,
+    )
+    if probes:
+        con.print(
+            "nodes searched: " + ", ".join(f"{n} ({d:.1f} d)" if d is not None else f"{n} (no fit)" for n, d in probes),
+            highlight=False,
+        )
+    con.print(_plan_table(result, limit))
+    con.print(_breakdown_table(result, min(limit or 5, 5)))
+    con.print(
+        f"{result.enumerated:,} layouts enumerated, {result.candidates:,} candidates estimated, "
+        f"{result.feasible:,} fit in memory; the top {result.simulated} simulated in full. DO = distributed "
+        f"optimizer, SP = sequence parallel. Winner: MFU {best.mfu:.1%}, HFU {best.hfu:.1%} "
+        f"({best.hardware_tflops_per_gpu:.1f} hardware TFLOP/s per GPU, recompute counted).",
+        highlight=False,
+    )
+    if kw["explain"]:
+        con.print(_explain_table(result))
+    if req.tokens is not None:
+        t = best.training(req.tokens)
+        con.print(
+            f"Training {req.tokens:.3g} tokens with the winner: {t['train_days']:.1f} days, "
+            f"{t['gpu_hours']:,.0f} GPU-hours on {cl.num_gpus} GPUs.",
+            highlight=False,
+        )
+    con.print("\nMegatron-LM arguments of the winner:", highlight=False)
+    click.echo(format_megatron_args(req.model, winner_layout))
+    con.print("\nScenario TOML of the winner (pipesim simulate --scenario FILE / pipesim gantt --scenario FILE):", highlight=False)
+    click.echo(toml_text, nl=False)
+
+
+def _plan_table(result: Any, limit: int | None) -> Table:
+    from rich import box
+
+    req = result.request
+    hbm = req.cluster.gpu.hbm_bytes / GIB
+    table = Table(
+        title=(
+            f"Best layouts (peak / free: memory per GPU in GiB = 2^30 bytes of {hbm:.1f} GiB HBM; "
+            "* = estimated, others simulated)"
+        ),
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        pad_edge=False,
+    )
+    cols = ["#", "tp", "pp", "dp", "vpp", "mbs", "schedule", "recompute", "DO/SP", "step s", "tokens/s",
+            "TFLOP/s", "MFU", "peak", "free"]
+    if req.tokens is not None:
+        cols += ["days", "GPU-h"]
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("schedule", "recompute") else "right", no_wrap=True)
+    for i, e in enumerate(result.entries[:limit] if limit else result.entries, start=1):
+        c = e.candidate
+        row = [
+            str(i), str(c.tp), str(c.pp), str(c.dp), str(c.vpp), str(c.micro_batch_size), c.schedule, c.recompute,
+            f"{'on' if c.distributed_optimizer else 'off'}/{'on' if c.sequence_parallel else 'off'}",
+            f"{e.step_time_s:.3f}" + ("" if e.simulated else "*"), f"{e.tokens_per_s:,.0f}",
+            f"{e.model_tflops_per_gpu:.1f}", f"{e.mfu:.1%}",
+            f"{e.peak_memory_bytes / GIB:.1f}", f"{e.headroom_bytes / GIB:.1f}",
+        ]
+        if req.tokens is not None:
+            t = e.training(req.tokens)
+            row += [f"{t['train_days']:.1f}", _short(t["gpu_hours"])]
+        table.add_row(*row)
+    return table
+
+
+def _short(x: float) -> str:
+    """3,565,707 -> 3.57M (K, M, B = 1e3, 1e6, 1e9)."""
+    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if x >= div:
+            return f"{x / div:.3g}{suffix}"
+    return f"{x:.0f}"
+
+
+def _breakdown_table(result: Any, limit: int) -> Table:
+    table = Table(title="Time breakdown of the best layouts (exposed seconds per step)", title_justify="left")
+    parts = ("compute", "tp_comm", "bubble", "pp_comm", "dp_comm", "optimizer")
+    labels = ("compute", "TP comm", "bubble", "PP comm", "DP comm", "optimizer")
+    table.add_column("#", justify="right")
+    for lab in labels:
+        table.add_column(lab, justify="right", no_wrap=True)
+    table.add_column("step s", justify="right")
+    for i, e in enumerate(result.entries[:limit], start=1):
+        bd = e.breakdown_s()
+        table.add_row(
+            str(i), *(f"{bd[p]:.3f} ({bd[p] / e.step_time_s:.0%})" for p in parts), f"{e.step_time_s:.3f}"
+        )
+    return table
+
+
+def _explain_table(result: Any) -> Table:
+    from pipesim.plan import REASONS
+
+    table = Table(title="Rejected layouts by reason", title_justify="left")
+    table.add_column("reason", no_wrap=True)
+    table.add_column("layouts", justify="right")
+    table.add_column("example")
+    for key, label in REASONS.items():
+        n = result.rejected.get(key, 0)
+        if n:
+            table.add_row(label, f"{n:,}", result.examples.get(key, ""))
+    table.add_row("feasible", f"{result.feasible:,}", "")
+    return table
+
+
+def _plan_csv(result: Any, limit: int | None) -> str:
+    import csv
+    import io
+
+    rows = result.as_dict(limit)["results"]
+    buf = io.StringIO()
+    if not rows:
+        return ""
+    flat = []
+    for r in rows:
+        r = dict(r)
+        bd = r.pop("time_breakdown_s")
+        r.update({f"{k}_s": v for k, v in bd.items()})
+        flat.append(r)
+    writer = csv.DictWriter(buf, fieldnames=list(flat[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(flat)
+    return buf.getvalue()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,109 @@
+"""The ``pipesim plan -o plan.html`` chart: step time against peak memory per GPU for every feasible layout,
+coloured by schedule, with the Pareto front (no other layout is both faster and smaller) drawn as a line and
+the winner starred. One self-contained HTML file (plotly.js embedded, works offline)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import plotly.graph_objects as go
+
+from pipesim.fileio import atomic_write_text
+from pipesim.plan import PlanEntry, PlanResult
+
+__all__ = ["pareto_front", "plan_figure", "write_plan_html"]
+
+GIB = 2**30
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points on the lower-left Pareto front of (memory, time): no other point has both
+    less-or-equal memory and less-or-equal time with one strictly less. Sorted by memory."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], points[i][1], i))
+    front: list[int] = []
+    best_time = float("inf")
+    for i in order:
+        if points[i][1] < best_time:
+            front.append(i)
+            best_time = points[i][1]
+    return front
+
+
+def _hover(e: PlanEntry) -> str:
+    c = e.candidate
+    src = "simulated" if e.simulated else "estimated"
+    return (
+        f"tp={c.tp} pp={c.pp} dp={c.dp} vpp={c.vpp} mbs={c.micro_batch_size}<br>"
+        f"{c.schedule}, recompute {c.recompute}, dist-opt {'on' if c.distributed_optimizer else 'off'}, "
+        f"sp {'on' if c.sequence_parallel else 'off'}<br>"
+        f"step {e.step_time_s:.3f} s ({src}), {e.tokens_per_s:,.0f} tokens/s, MFU {e.mfu:.1%}<br>"
+        f"peak {e.peak_memory_bytes / GIB:.1f} GiB per GPU"
+    )
+
+
+def plan_figure(result: PlanResult) -> go.Figure:
+    """The scatter of every feasible layout (x: peak GiB per GPU, y: step seconds)."""
+    entries = result.entries
+    fig = go.Figure()
+    by_schedule: dict[str, list[PlanEntry]] = {}
+    for e in entries:
+        by_schedule.setdefault(e.candidate.schedule, []).append(e)
+    for name, group in by_schedule.items():
+        fig.add_trace(
+            go.Scattergl(
+                x=[e.peak_memory_bytes / GIB for e in group],
+                y=[e.step_time_s for e in group],
+                mode="markers",
+                name=name,
+                marker={"size": 6, "opacity": 0.6},
+                hovertext=[_hover(e) for e in group],
+                hoverinfo="text",
+            )
+        )
+    pts = [(e.peak_memory_bytes, e.step_time_s) for e in entries]
+    front = [entries[i] for i in pareto_front(pts)]
+    fig.add_trace(
+        go.Scatter(
+            x=[e.peak_memory_bytes / GIB for e in front],
+            y=[e.step_time_s for e in front],
+            mode="lines+markers",
+            name="Pareto front",
+            line={"color": "black", "shape": "hv"},
+            marker={"size": 8, "color": "black"},
+            hovertext=[_hover(e) for e in front],
+            hoverinfo="text",
+        )
+    )
+    best = result.best
+    fig.add_trace(
+        go.Scatter(
+            x=[best.peak_memory_bytes / GIB],
+            y=[best.step_time_s],
+            mode="markers",
+            name="winner",
+            marker={"symbol": "star", "size": 16, "color": "gold", "line": {"color": "black", "width": 1}},
+            hovertext=[_hover(best)],
+            hoverinfo="text",
+        )
+    )
+    req = result.request
+    hbm = req.cluster.gpu.hbm_bytes / GIB
+    fig.add_vline(x=hbm, line_dash="dash", annotation_text=f"HBM {hbm:.1f} GiB")
+    fig.update_layout(
+        title=(
+            f"{req.model.name} on {req.cluster.num_gpus} x {req.cluster.gpu.name}: {result.feasible} feasible "
+            f"layouts of {result.candidates} candidates (global batch {req.global_batch_size}, seq {req.seq})"
+        ),
+        xaxis_title="peak memory per GPU (GiB = 2^30 bytes)",
+        yaxis_title="step time (s)",
+        template="plotly_white",
+        legend_title="schedule",
+    )
+    return fig
+
+
+def write_plan_html(result: PlanResult, path: str | Path) -> None:
+    """Write the chart as one self-contained HTML file (plotly.js embedded)."""
+    html = plan_figure(result).to_html(include_plotlyjs=True, full_html=True, div_id="pipesim-plan")
+    atomic_write_text(path, html)

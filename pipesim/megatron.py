@@ -1,0 +1,99 @@
+"""A layout as Megatron-LM command-line arguments (``pretrain_gpt.py``).
+
+Argument names as Megatron-LM spells them (megatron/training/arguments.py): ``--tensor-model-parallel-size``,
+``--pipeline-model-parallel-size``, ``--num-layers-per-virtual-pipeline-stage`` (layers per model chunk: the
+interleaved schedule with num_layers / (pp x that) chunks per rank), ``--micro-batch-size``,
+``--global-batch-size``, ``--seq-length``, ``--sequence-parallel``, ``--recompute-granularity``
+(full | selective) with ``--recompute-method uniform --recompute-num-layers 1`` for full recomputation of
+every layer, ``--use-distributed-optimizer``, ``--overlap-grad-reduce``, ``--bf16`` / ``--fp16``,
+``--fp8-format hybrid`` (Transformer Engine), ``--use-flash-attn``; model shape: ``--num-layers``,
+``--hidden-size``, ``--ffn-hidden-size``, ``--num-attention-heads``, ``--group-query-attention
+--num-query-groups``, ``--swiglu``, ``--normalization RMSNorm``, ``--disable-bias-linear``,
+``--position-embedding-type rope``, ``--untie-embeddings-and-output-weights``, ``--max-position-embeddings``.
+
+Data parallelism is implied (world size / (tp x pp)), as in Megatron-LM. Schedules Megatron-LM does not ship
+(GPipe, the zero-bubble family) are noted in a comment line instead of an argument.
+"""
+
+from __future__ import annotations
+
+from pipesim.layout import Layout
+from pipesim.models import ModelSpec
+
+__all__ = ["megatron_args", "format_megatron_args"]
+
+# Schedules Megatron-LM runs: 1F1B when pp > 1 (its default) and interleaved 1F1B with virtual stages.
+_NATIVE = ("1f1b", "interleaved-1f1b")
+
+
+def megatron_args(model: ModelSpec, layout: Layout) -> list[tuple[str, str | None]]:
+    """(flag, value or None) pairs that configure ``layout`` of ``model`` in Megatron-LM."""
+    seq = layout.seq(model)
+    out: list[tuple[str, str | None]] = [
+        ("--num-layers", str(model.num_layers)),
+        ("--hidden-size", str(model.hidden_size)),
+        ("--ffn-hidden-size", str(model.ffn_hidden_size)),
+        ("--num-attention-heads", str(model.num_attention_heads)),
+    ]
+    if model.num_kv_heads != model.num_attention_heads:
+        out += [("--group-query-attention", None), ("--num-query-groups", str(model.num_kv_heads))]
+    if model.gated_mlp:
+        out.append(("--swiglu", None))
+    if model.norm == "rmsnorm":
+        out.append(("--normalization", "RMSNorm"))
+    if not model.linear_bias:
+        out.append(("--disable-bias-linear", None))
+    if not model.learned_positions:
+        out.append(("--position-embedding-type", "rope"))
+    if not model.tied_embeddings:
+        out.append(("--untie-embeddings-and-output-weights", None))
+    out += [
+        ("--seq-length", str(seq)),
+        ("--max-position-embeddings", str(seq)),
+        ("--tensor-model-parallel-size", str(layout.tp)),
+        ("--pipeline-model-parallel-size", str(layout.pp)),
+    ]
+    if layout.schedule == "interleaved-1f1b" and layout.vpp > 1:
+        out.append(("--num-layers-per-virtual-pipeline-stage", str(model.num_layers // (layout.pp * layout.vpp))))
+    out += [
+        ("--micro-batch-size", str(layout.micro_batch_size)),
+        ("--global-batch-size", str(layout.global_batch_size)),
+    ]
+    if layout.sequence_parallel:
+        out.append(("--sequence-parallel", None))
+    if layout.recompute == "full":
+        out += [
+            ("--recompute-granularity", "full"),
+            ("--recompute-method", "uniform"),
+            ("--recompute-num-layers", "1"),
+        ]
+    elif layout.recompute == "selective":
+        out.append(("--recompute-granularity", "selective"))
+    if layout.distributed_optimizer:
+        out.append(("--use-distributed-optimizer", None))
+    if layout.dp_overlap and layout.dp > 1:
+        out.append(("--overlap-grad-reduce", None))
+    if layout.precision == "fp16":
+        out.append(("--fp16", None))
+    else:
+        out.append(("--bf16", None))
+        if layout.precision == "fp8":
+            out.append(("--fp8-format", "hybrid"))
+    if layout.attention == "flash":
+        out.append(("--use-flash-attn", None))
+    return out
+
+
+def format_megatron_args(model: ModelSpec, layout: Layout) -> str:
+    """The arguments as shell text, one flag per line with continuation backslashes; a leading comment
+    notes the data-parallel size and, for schedules Megatron-LM does not ship, the schedule to use."""
+    args = megatron_args(model, layout)
+    lines = [f"# world size {layout.num_gpus} = tp {layout.tp} x pp {layout.pp} x dp {layout.dp}"]
+    if layout.pp > 1 and layout.schedule not in _NATIVE:
+        lines.append(
+            f"# schedule {layout.schedule}: not a Megatron-LM built-in (it runs 1F1B / interleaved 1F1B); "
+            "use an implementation of it"
+        )
+    body = [f"{flag} {value}" if value is not None else flag for flag, value in args]
+    lines += [f"  {item} \\" for item in body[:-1]] + [f"  {body[-1]}"]
+    return "\n".join(lines)
