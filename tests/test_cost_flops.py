@@ -31,9 +31,9 @@ def _layout(**kw: object) -> Layout:
 
 def test_sc21_eq3_arithmetic_1t() -> None:
     # F = 96 B s l h^2 (1 + s/(6h) + V/(16 l h)), B=3072, s=2048, l=128, h=25600, V=51200.
-    b, s, l, h, v = 3072, 2048, 128, 25600, 51200
-    expected = 96 * b * s * l * h * h * (1 + s / (6 * h) + v / (16 * l * h))
-    assert sc21_iteration_flops(b, s, l, h, v) == pytest.approx(expected, rel=1e-12)
+    b, s, n_layers, h, v = 3072, 2048, 128, 25600, 51200
+    expected = 96 * b * s * n_layers * h * h * (1 + s / (6 * h) + v / (16 * n_layers * h))
+    assert sc21_iteration_flops(b, s, n_layers, h, v) == pytest.approx(expected, rel=1e-12)
     # 163 TFLOP/s x 3072 GPUs (SC21 Table 1) -> one iteration takes F / 5.0e17 s.
     assert expected / (163e12 * 3072) == pytest.approx(expected / 5.00736e17, rel=1e-12)
 
@@ -75,7 +75,9 @@ def test_eq7_eq8_arithmetic_and_selective_hfu() -> None:
 def test_model_flops_per_token_llama_is_6n_plus_attention() -> None:
     m = get_model("llama3-8b")
     s = m.seq_length
-    matrices = m.num_layers * m.layer_matrix_params() + m.vocab_size * m.hidden_size  # GEMM weights incl. head
+    matrices = (
+        m.num_layers * m.layer_matrix_params() + m.vocab_size * m.hidden_size
+    )  # GEMM weights incl. head
     assert model_flops_per_token(m) == pytest.approx(6 * matrices + 12 * m.num_layers * s * m.hidden_size)
 
 
@@ -114,9 +116,15 @@ def test_sequence_parallel_swaps_all_reduce_for_rs_and_ag() -> None:
     kinds = sorted(o.collective or "" for o in ops if o.kind == "comm")
     # forward: 2 all-gathers + 2 reduce-scatters; backward: 2 + 2, plus the 2 re-gathers for dW.
     assert kinds == ["all-gather"] * 6 + ["reduce-scatter"] * 4
-    bus = sum(o.comm_bytes * bus_factor(o.collective or "", t) for o in ops if o.kind == "comm" and ".dw" not in o.name)
+    bus = sum(
+        o.comm_bytes * bus_factor(o.collective or "", t)
+        for o in ops
+        if o.kind == "comm" and ".dw" not in o.name
+    )
     no_sp = layer_ops(m, _layout(tp=t)).all
-    assert bus == pytest.approx(sum(o.comm_bytes * bus_factor(o.collective or "", t) for o in no_sp if o.kind == "comm"))
+    assert bus == pytest.approx(
+        sum(o.comm_bytes * bus_factor(o.collective or "", t) for o in no_sp if o.kind == "comm")
+    )
 
 
 def test_recompute_prepends_forward() -> None:

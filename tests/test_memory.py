@@ -46,7 +46,9 @@ def test_eq1_no_parallelism() -> None:
 def test_eq2_tensor_parallel(t: int) -> None:
     s, b, h, a = 2048, 4, 6144, 64
     lay = _layout(tp=t, micro_batch_size=4, global_batch_size=4)
-    assert layer_activation_bytes(M22, lay) == pytest.approx(s * b * h * (10 + 24 / t + 5 * a * s / (h * t)), rel=1e-12)
+    assert layer_activation_bytes(M22, lay) == pytest.approx(
+        s * b * h * (10 + 24 / t + 5 * a * s / (h * t)), rel=1e-12
+    )
 
 
 @pytest.mark.parametrize("t", [2, 8])
@@ -59,7 +61,9 @@ def test_eq4_tensor_and_sequence_parallel(t: int) -> None:
 def test_table2_selective_and_full() -> None:
     s, b, h, t = 2048, 1, 6144, 8
     sbh = s * b * h
-    assert layer_activation_bytes(M22, _layout(tp=t, recompute="selective")) == pytest.approx(sbh * (10 + 24 / t))
+    assert layer_activation_bytes(M22, _layout(tp=t, recompute="selective")) == pytest.approx(
+        sbh * (10 + 24 / t)
+    )
     sel_sp = _layout(tp=t, recompute="selective", sequence_parallel=True)
     assert layer_activation_bytes(M22, sel_sp) == pytest.approx(sbh * 34 / t)  # eq. (6)
     assert layer_activation_bytes(M22, _layout(tp=t, recompute="full")) == pytest.approx(2 * sbh)
@@ -68,7 +72,9 @@ def test_table2_selective_and_full() -> None:
     assert layer_activation_bytes(M22, full_sp) == pytest.approx(2 * sbh / t)
 
 
-@pytest.mark.parametrize(("model", "five_as_over_h", "saving"), [("gpt3-175b", 80, 0.70), ("mt-nlg-530b", 64, 0.65)])
+@pytest.mark.parametrize(
+    ("model", "five_as_over_h", "saving"), [("gpt3-175b", 80, 0.70), ("mt-nlg-530b", 64, 0.65)]
+)
 def test_selective_savings_section5(model: str, five_as_over_h: float, saving: float) -> None:
     # Korthikanti Section 5: 5as/h = 80 (GPT-3) saves 70%; 64 (MT-NLG) saves 65%, with TP+SP.
     m = get_model(model)
@@ -105,7 +111,9 @@ def test_eq5_first_stage_holds_L_layers_regardless_of_pp() -> None:
 @pytest.mark.parametrize(("p", "v"), [(4, 2), (8, 3), (8, 4)])
 def test_interleaved_factor(p: int, v: int) -> None:
     # Korthikanti 4.2.3: rank 0 holds p (1 + (p-1)/(p v)) stage-microbatches.
-    assert in_flight_analytic("interleaved-1f1b", p, 4 * p, v, 0) == pytest.approx(p * (1 + (p - 1) / (p * v)))
+    assert in_flight_analytic("interleaved-1f1b", p, 4 * p, v, 0) == pytest.approx(
+        p * (1 + (p - 1) / (p * v))
+    )
     assert in_flight_analytic("gpipe", p, 4 * p, 1, 0) == 4 * p
     assert in_flight_analytic("1f1b", p, 4 * p, 1, p - 1) == 1
 

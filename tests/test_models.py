@@ -89,7 +89,16 @@ def test_gpu_presets_from_published_md_s7() -> None:
     h100 = get_gpu("h100-sxm")
     assert h100.peak("bf16") == 989.4e12 and h100.peak("fp8") == 1978.9e12 and h100.tdp_w == 700
     assert get_gpu("h200").hbm_bytes == 141e9 and get_gpu("mi300x").peak("fp16") == 1307.4e12
-    assert set(GPU_PRESETS) >= {"v100", "a100-40gb", "a100-80gb", "h100-sxm", "h100-pcie", "h200", "b200", "mi300x"}
+    assert set(GPU_PRESETS) >= {
+        "v100",
+        "a100-40gb",
+        "a100-80gb",
+        "h100-sxm",
+        "h100-pcie",
+        "h200",
+        "b200",
+        "mi300x",
+    }
     assert "unconfirmed" in get_gpu("h100-pcie").status
 
 
@@ -117,7 +126,10 @@ def test_gpu_toml_roundtrip(tmp_path: Path) -> None:
         ("memory_GB = 80\nhbm_bandwidth_GBps = 2000\n", "missing table 'peak_TFLOPS'"),
         ("memory_GB = 80\n[peak_TFLOPS]\nbf16 = 1\n", "missing key 'hbm_bandwidth_GBps'"),
         ("memory_GB = -1\nhbm_bandwidth_GBps = 2\n[peak_TFLOPS]\nbf16 = 1\n", "key 'memory_GB' = -1"),
-        ("memory_GB = 8\nhbm_bandwidth_GBps = 2\n[peak_TFLOPS]\nint4 = 1\n", "'peak_TFLOPS.int4' is not a precision"),
+        (
+            "memory_GB = 8\nhbm_bandwidth_GBps = 2\n[peak_TFLOPS]\nint4 = 1\n",
+            "'peak_TFLOPS.int4' is not a precision",
+        ),
         ("memry_GB = 8\n", "unknown key 'memry_GB'"),
         ("memory_GB = [\n", "not valid TOML"),
     ],
@@ -167,7 +179,18 @@ def test_hf_llama31_uses_original_context(tmp_path: Path) -> None:
 
 def test_hf_gpt2_config(tmp_path: Path) -> None:
     f = tmp_path / "config.json"
-    f.write_text(json.dumps({"model_type": "gpt2", "n_embd": 768, "n_layer": 12, "n_head": 12, "n_positions": 1024, "vocab_size": 50257}))
+    f.write_text(
+        json.dumps(
+            {
+                "model_type": "gpt2",
+                "n_embd": 768,
+                "n_layer": 12,
+                "n_head": 12,
+                "n_positions": 1024,
+                "vocab_size": 50257,
+            }
+        )
+    )
     m = load_hf_config(f)
     # 12 (12h^2 + 13h) + (V + s) h + 2h = 85,054,464 + 39,383,808 + 1,536 (GPT-2 small's 124.4M)
     assert m.num_params() == 124_439_808
@@ -179,7 +202,10 @@ def test_hf_gpt2_config(tmp_path: Path) -> None:
     [
         ("{not json", "not valid JSON \\(line 1"),
         (json.dumps({"hidden_size": 64}), "missing key 'num_attention_heads'"),
-        (json.dumps(dict(LLAMA3_8B_CONFIG, hidden_size="big")), "key 'hidden_size' = 'big' must be a positive integer"),
+        (
+            json.dumps(dict(LLAMA3_8B_CONFIG, hidden_size="big")),
+            "key 'hidden_size' = 'big' must be a positive integer",
+        ),
         (json.dumps(dict(LLAMA3_8B_CONFIG, hidden_act="relu")), "key 'hidden_act' = 'relu'"),
         (json.dumps(dict(LLAMA3_8B_CONFIG, num_key_value_heads=5)), "not a multiple of num_kv_heads=5"),
         (json.dumps([1, 2]), "expected a JSON object"),
@@ -200,7 +226,9 @@ def test_missing_config_file() -> None:
 
 def test_model_toml(tmp_path: Path) -> None:
     f = tmp_path / "tiny.toml"
-    f.write_text("num_layers = 4\nhidden_size = 256\nnum_attention_heads = 4\nvocab_size = 1000\nseq_length = 128\n")
+    f.write_text(
+        "num_layers = 4\nhidden_size = 256\nnum_attention_heads = 4\nvocab_size = 1000\nseq_length = 128\n"
+    )
     m = load_model_toml(f)
     assert m.name == "tiny" and m.ffn_hidden_size == 1024 and m.num_kv_heads == 4
     # 4 (12*256^2 + 13*256) + (1000 + 128) * 256 + 2*256
