@@ -35,7 +35,9 @@ def test_activation_memory_is_pp_plus_one_chunks(p: int, m: int) -> None:
 
 
 @pytest.mark.parametrize(("p", "m"), SIZES)
-@pytest.mark.parametrize(("tf", "ti", "tw"), [(0.5, 0.5, 0.5), (0.5, 0.5, 0.25), (1.0, 0.5, 0.5), (0.8, 0.6, 0.3)])
+@pytest.mark.parametrize(
+    ("tf", "ti", "tw"), [(0.5, 0.5, 0.5), (0.5, 0.5, 0.25), (1.0, 0.5, 0.5), (0.8, 0.6, 0.3)]
+)
 def test_bubble_with_sequential_f_and_b(p: int, m: int, tf: float, ti: float, tw: float) -> None:
     # Chunk times F = tf, B = ti + tw, W = tw, with I <= F. With F&B run as F + B the measured idle time per rank
     # is (p-1)(F + B - 2W) = (p-1)(F + I - W), at most the README's (PP/2-1)(F&B + B - 3W) with PP = 2p and
@@ -66,7 +68,12 @@ def test_dualpipe_v_needs_two_microbatches_per_rank(p: int, m: int, bound: int) 
 
 @pytest.mark.parametrize(
     ("pp", "m", "needle"),
-    [(3, 12, "even pp >= 2"), (1, 4, "even pp >= 2"), (4, 7, r"even number of microbatches >= 2 \* pp = 8"), (4, 6, "= 8")],
+    [
+        (3, 12, "even pp >= 2"),
+        (1, 4, "even pp >= 2"),
+        (4, 7, r"even number of microbatches >= 2 \* pp = 8"),
+        (4, 6, "= 8"),
+    ],
 )
 def test_dualpipe_size_rules(pp: int, m: int, needle: str) -> None:
     with pytest.raises(ScheduleError, match=needle):
