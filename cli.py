@@ -84,6 +84,12 @@ Definitions:
   peak act       most activations a rank holds, in microbatches of one whole stage
                  (an interleaved chunk counts 1/v) and in bytes (GiB = 2^30 bytes)
   p2p / exposed  total transfer time / idle time that only transfers caused
+
+\b
+Split backward (zb-h1, zb-h2, zb-v, dualpipe-v, zb-1p, zb-2p): the full backward B
+runs as I (input gradients, B - W) then W (--weight-time). Without --weight-time
+W = B/2 (ZB paper Table 1: I and W each cost about 24*s*b*h^2 FLOPs per layer).
+zb-1p/zb-2p are built greedily from these times under --memory-limit.
 """
 
 
@@ -110,6 +116,20 @@ Definitions:
     help="ms per microbatch, whole stage, full backward.",
 )
 @click.option(
+    "--weight-time",
+    type=float,
+    default=None,
+    help="ms per microbatch, whole stage: the weight-gradient part W of the full backward, so I = B - W "
+    "(split-backward schedules only). [default: half of --backward-time]",
+)
+@click.option(
+    "--memory-limit",
+    type=float,
+    default=None,
+    help="Activation cap for the greedy zb-1p/zb-2p orders, in microbatches of one stage per rank "
+    "(>= 1). [default: pp for zb-1p, 2*pp for zb-2p]",
+)
+@click.option(
     "--p2p-time", type=float, default=0.05, show_default=True, help="ms per transfer between ranks."
 )
 @click.option(
@@ -134,6 +154,8 @@ def compare_cmd(
     schedules_opt: str | None,
     forward_time: float,
     backward_time: float,
+    weight_time: float | None,
+    memory_limit: float | None,
     p2p_time: float,
     activation_bytes: float,
     schedule_files: Sequence[str],
@@ -152,6 +174,8 @@ def compare_cmd(
         vpp=vpp,
         forward_s=_ms(forward_time, "--forward-time"),
         backward_s=_ms(backward_time, "--backward-time"),
+        weight_s=_weight_s(weight_time, backward_time),
+        memory_limit=memory_limit,
         p2p_s=_ms(p2p_time, "--p2p-time"),
         activation_bytes=activation_bytes,
     )
@@ -162,12 +186,24 @@ def compare_cmd(
     console().print(compare_table(results, request))
 
 
+def _weight_s(weight_time: float | None, backward_time: float) -> float:
+    """--weight-time in seconds: half the backward when not given; never more than the backward."""
+    if weight_time is None:
+        return _ms(backward_time, "--backward-time") / 2
+    if weight_time > backward_time:
+        raise InputError(
+            f"--weight-time={weight_time:g} exceeds --backward-time={backward_time:g}: W is part of the full "
+            f"backward B (I = B - W); valid: 0 to {backward_time:g}"
+        )
+    return _ms(weight_time, "--weight-time")
+
+
 def compare_table(results: Sequence[PipelineMetrics], request: CompareRequest) -> Table:
     """The side-by-side table of ``pipesim compare``."""
     table = Table(
         title=(
             f"pp={request.pp}  microbatches={request.microbatches}  F={request.forward_s * 1e3:g} ms  "
-            f"B={request.backward_s * 1e3:g} ms  p2p={request.p2p_s * 1e3:g} ms  (per whole stage)"
+            f"B={request.backward_s * 1e3:g} ms  W={request.weight_s * 1e3:g} ms  p2p={request.p2p_s * 1e3:g} ms  (per whole stage)"
         ),
         title_justify="left",
     )
