@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from pipesim.comm import LevelCommModel
+from pipesim.comm import CommModel, LevelCommModel
 from pipesim.compare import CompareRequest, compare_schedules
 from pipesim.errors import InputError
 from pipesim.gpus import gpu_names
@@ -20,7 +20,7 @@ from pipesim.io import resolve_gpu, resolve_model
 from pipesim.layout import ATTENTION, RECOMPUTE, TRAIN_PRECISIONS, Layout
 from pipesim.metrics import PipelineMetrics
 from pipesim.models import model_names
-from pipesim.scenario import Scenario, SimulationReport, check_gpu_count, simulate_scenario
+from pipesim.scenario import Scenario, SimulationReport, check_gpu_count, simulate_scenario, topology_comm
 from schedules import ScheduleError, get_family, schedule_names
 from topologies import TopologyError
 
@@ -97,6 +97,7 @@ SCENARIO_KEYS = (
     "gpus_per_node",
     "intra_node_gbps",
     "inter_node_gbps",
+    "topology",
 )
 
 
@@ -186,6 +187,13 @@ def scenario_options(func: Any) -> Any:
             show_default=True,
             help="Per-GPU bandwidth across nodes, GB/s (default: one 200 Gb/s HDR NIC per GPU).",
         ),
+        click.option(
+            "--topology",
+            default=None,
+            metavar="NAME|FILE.toml",
+            help="Time every TP/PP/DP collective on this cluster topology (preset or TOML; see `pipesim topo list`) "
+            "instead of the two-level bandwidth model; replaces the --*-GBps and --gpus-per-node flags.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -245,11 +253,13 @@ def build_scenario(
             raise InputError(f"{flag}={value} must be > 0")
     if args["gpus_per_node"] < 1:
         raise InputError(f"--gpus-per-node={args['gpus_per_node']} must be >= 1")
-    comm = LevelCommModel(
+    comm: CommModel = LevelCommModel(
         gpus_per_node=args["gpus_per_node"],
         intra_Bps=args["intra_node_gbps"] * 1e9,
         inter_Bps=args["inter_node_gbps"] * 1e9,
     )
+    if args["topology"]:
+        comm = topology_comm(args["topology"], layout.num_gpus)
     return Scenario(model, gpu, layout, comm)
 
 

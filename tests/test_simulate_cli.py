@@ -176,3 +176,30 @@ def test_compare_with_model_compares_schedules() -> None:
 def test_compare_without_model_is_unchanged() -> None:
     code, out, _ = invoke("compare", "--json", "--pp", "4", "-m", "8")
     assert code == 0 and len(json.loads(out)) == 3
+
+
+def test_topology_comm_model_plugs_in() -> None:
+    base = [
+        "simulate",
+        "--model",
+        "gpt3-175b",
+        "--tp",
+        "8",
+        "--pp",
+        "8",
+        "--dp",
+        "2",
+        "--global-batch-size",
+        "32",
+    ]
+    code, out, err = invoke(*base, "--topology", "dgx-a100", "--json")
+    assert code == 0, err
+    topo = json.loads(out)
+    level = json.loads(invoke(*base, "--json")[1])
+    # Same compute; only the communication times differ between the two communication models.
+    assert topo["time_breakdown_s"]["compute"]["total"] == pytest.approx(
+        level["time_breakdown_s"]["compute"]["total"]
+    )
+    assert topo["time_breakdown_s"]["tp_comm"]["total"] != level["time_breakdown_s"]["tp_comm"]["total"]
+    code, _, err = invoke(*base, "--topology", "nope")
+    assert code == 2 and "unknown topology 'nope'" in err
