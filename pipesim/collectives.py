@@ -131,6 +131,8 @@ class TopologyCommModel:
         self._phys = [index[n] for n in order]  # global rank -> physical GPU number in the graph
         self.base_latency_s = float(graph.graph.get("base_latency_s", 0.0))
         self._costs: dict[tuple[str, str, tuple[int, ...]], CollectiveCost | None] = {}
+        self._groups: dict[tuple[int, ...], tuple[int, ...]] = {}
+        self._options: dict[tuple[str, tuple[int, ...]], list[CollectiveCost]] = {}
         self._intra_cache: dict[tuple[int, ...], tuple[float, float]] = {}
         self._order_cache: dict[tuple[str, tuple[str, ...], str | None], list[str]] = {}
         self._pattern_cache: dict[
@@ -155,15 +157,22 @@ class TopologyCommModel:
 
     # ---- group handling ----------------------------------------------------------------------------------
     def _group(self, ranks: Sequence[int]) -> tuple[int, ...]:
+        """Physical GPU numbers of ``ranks``, validated once per distinct group."""
+        key = tuple(ranks)
+        hit = self._groups.get(key)
+        if hit is not None:
+            return hit
         n = len(self.gpus)
         out = []
-        for r in ranks:
+        for r in key:
             if isinstance(r, bool) or not isinstance(r, int) or not 0 <= r < n:
                 raise InputError(f"rank {r!r} does not exist: the model has {n} GPUs (ranks 0-{n - 1})")
             out.append(self._phys[r])
         if len(set(out)) != len(out):
-            raise InputError(f"group {list(ranks)[:8]}... names a rank twice")
-        return tuple(out)
+            raise InputError(f"group {list(key)[:8]}... names a rank twice")
+        group = tuple(out)
+        self._groups[key] = group
+        return group
 
     def _by_server(self, group: tuple[int, ...]) -> list[tuple[int, tuple[int, ...]]]:
         """Servers in order of first appearance with their local GPU indices (sorted)."""
@@ -211,8 +220,12 @@ class TopologyCommModel:
             c = self.cost(op, ranks, algo)
             assert c is not None
             return c
-        options = self.algorithms(op, ranks)
-        return min(options.values(), key=lambda c: (c.time_s(size_bytes), ALGORITHMS[op].index(c.algo)))
+        key = (op, tuple(ranks))
+        options = self._options.get(key)
+        if options is None:
+            options = list(self.algorithms(op, ranks).values())
+            self._options[key] = options
+        return min(options, key=lambda c: (c.time_s(size_bytes), ALGORITHMS[op].index(c.algo)))
 
     def collective_s(self, op: str, size_bytes: float, ranks: Sequence[int]) -> float:
         """Seconds for collective ``op`` of ``size_bytes`` (nccl-tests convention) over global ``ranks``,
