@@ -13,10 +13,11 @@ Step time = pipeline phase + exposed data-parallel reduction + optimizer step, w
   W_max: ``m W_max + k (sum_r W_r - W_max) / v + exposed transfers``. For uniform stages this is SC21's
   (m + (p-1)/v) (t_f + t_b) (Narayanan et al. 2021, Section 2.2: bubble (p-1)/m for GPipe and 1F1B,
   (1/v)(p-1)/m interleaved), and for v = 1 it is the classic (m-1) max + sum of a heterogeneous pipeline.
-  ``k`` is the family's bubble factor relative to 1F1B: 1 for GPipe, 1F1B and interleaved 1F1B; for ZB-H1
-  (T_F + T_B - T_W) / (T_F + T_B + T_W) and for ZB-H2 max(0, T_F + T_B - 2 T_W) / (T_F + T_B + T_W), with
-  T_B the input-gradient pass (Qi et al., ICLR 2024, Table 2). A registered family with no closed form here
-  gets ``k`` from simulating its schedule once with uniform stage costs of the same F : B : W ratios (cached).
+  ``k`` is the family's bubble factor relative to 1F1B: 1 for GPipe, 1F1B and interleaved 1F1B. Every other
+  family (the zero-bubble ones, DualPipeV, and any registered later) is *profiled*: its schedule is built
+  for memory at m (m <= 4 pp) or at 3 pp and 4 pp with the peak extrapolated linearly in m, and once per (pp, m (or 3 pp when m > 4 pp), chunks) simulated with uniform chunk
+  costs of the candidate's F : B : W ratios (rounded to 0.1; cached); ``k`` is read off that run (for ZB-H1 this reproduces Qi et al.,
+  ICLR 2024, Table 2: (T_F + T_B - T_W) / (T_F + T_B + T_W) with T_B the input-gradient pass).
   Exposed transfers: 2 (p - 1) transfer times, the fill and drain of one microbatch (each direction crosses
   p - 1 boundaries; in the steady state transfers overlap compute);
 * exposed data-parallel reduction: stage s's last backward ends about s (B_chunk + transfer) before the end
@@ -27,15 +28,15 @@ Step time = pipeline phase + exposed data-parallel reduction + optimizer step, w
   the distributed optimizer, the all-gather of updated weights; as the simulator charges it.
 
 Peak memory per GPU: weights, gradients and optimizer state of the rank's stages (:mod:`pipesim.memory`),
-plus its stashed activations = in-flight microbatches (closed form per family: GPipe m, 1F1B min(m, p - r)
-(SC21 Section 2.2.1), interleaved min(v m, 2(p - r - 1) + (v - 1) p + 1) / v (Korthikanti et al. 2022,
-Section 4.2.3), ZB-H1 as 1F1B and ZB-H2 min(m, 2p - 1 - r) (Qi et al. Table 2); others counted on the
-built schedule) x the rank's activations per microbatch x ACTIVATION_OVERHEAD, plus the backward's
-transient working set and the fixed reserve. Ranks 0 and p - 1 are evaluated (embedding and logits); for
-families counted on the schedule, every rank.
+plus its stashed activations = in-flight microbatches (closed form: GPipe m, 1F1B min(m, p - r) (SC21
+Section 2.2.1), interleaved min(v m, 2(p - r - 1) + (v - 1) p + 1) / v (Korthikanti et al. 2022, Section
+4.2.3); profiled families: counted along each rank's program, activations held from F to B or I and the
+weight-gradient stash from I to W, as the simulator frees them) x the rank's activations per microbatch x
+ACTIVATION_OVERHEAD, plus the backward's transient working set and the fixed reserve. Ranks 0 and p - 1 are
+evaluated for closed forms (embedding and logits), every rank for profiled families.
 
-The test suite checks the estimate against the simulator (tests/test_plan_estimate.py): step time within
-10 percent and the same order on a sample of layouts.
+The test suite checks the estimate against the simulator on samples of layouts of every registered family
+(tests/test_plan_estimate.py; bounds stated there).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ from pipesim.memory import (
 )
 from pipesim.models import ModelSpec
 from pipesim.placement import RankGrid
+from pipesim.scenario import _weight_stash_bytes_per_layer
 from schedules import Schedule, ScheduleError, build_schedule, get_family
 from schedules.classic import interleaved_microbatch_rule
 
@@ -81,30 +83,15 @@ __all__ = ["Estimate", "Estimator", "FamilyModel", "FAMILY_MODELS", "stage_place
 @dataclass(frozen=True)
 class FamilyModel:
     """Closed forms of one schedule family: ``rule(p, m, v)`` says why it cannot run (None if it can);
-    ``bubble_factor(F, B_input, W)`` is its bubble relative to 1F1B's for per-microbatch times of a rank;
-    ``in_flight(p, m, v, rank)`` its peak stashed microbatches on ``rank`` (units of the rank's whole stage)."""
+    ``in_flight(p, m, v, rank)`` is its peak stashed microbatches on ``rank`` (units of the rank's whole
+    stage). The bubble of these families is 1F1B's, divided by v (SC21 Section 2.2)."""
 
     rule: Callable[[int, int, int], str | None]
-    bubble_factor: Callable[[float, float, float], float]
     in_flight: Callable[[int, int, int, int], float]
 
 
 def _no_rule(p: int, m: int, v: int) -> str | None:
     return None
-
-
-def _one(f: float, b: float, w: float) -> float:
-    return 1.0
-
-
-def _zb_h1(f: float, b: float, w: float) -> float:
-    # Qi et al. 2024 Table 2: ZB-H1 bubble (p-1)(T_F + T_B - T_W) vs 1F1B's (p-1)(T_F + T_B + T_W).
-    return max(f + b - w, 0.0) / (f + b + w)
-
-
-def _zb_h2(f: float, b: float, w: float) -> float:
-    # Qi et al. 2024 Table 2: ZB-H2 bubble (p-1)(T_F + T_B - 2 T_W), zero when T_W >= (T_F + T_B) / 2.
-    return max(f + b - 2.0 * w, 0.0) / (f + b + w)
 
 
 def _interleaved_in_flight(p: int, m: int, v: int, r: int) -> float:
@@ -113,12 +100,84 @@ def _interleaved_in_flight(p: int, m: int, v: int, r: int) -> float:
 
 
 FAMILY_MODELS: dict[str, FamilyModel] = {
-    "gpipe": FamilyModel(_no_rule, _one, lambda p, m, v, r: float(m)),
-    "1f1b": FamilyModel(_no_rule, _one, lambda p, m, v, r: float(min(m, p - r))),
-    "interleaved-1f1b": FamilyModel(interleaved_microbatch_rule, _one, _interleaved_in_flight),
-    "zb-h1": FamilyModel(_no_rule, _zb_h1, lambda p, m, v, r: float(min(m, p - r))),
-    "zb-h2": FamilyModel(_no_rule, _zb_h2, lambda p, m, v, r: float(min(m, 2 * p - 1 - r))),
+    "gpipe": FamilyModel(_no_rule, lambda p, m, v, r: float(m)),
+    "1f1b": FamilyModel(_no_rule, lambda p, m, v, r: float(min(m, p - r))),
+    "interleaved-1f1b": FamilyModel(interleaved_microbatch_rule, _interleaved_in_flight),
 }
+
+
+def _dualpipe_v_rule(p: int, m: int, v: int) -> str | None:
+    from schedules.dualpipe import dualpipe_v_rule
+
+    return dualpipe_v_rule(p, m)
+
+
+# Rules of profiled families whose generators accept every m >= 1 except where noted; a family not listed
+# here (registered later) is checked by building its schedule at the actual size.
+KNOWN_RULES: dict[str, Callable[[int, int, int], str | None]] = {
+    "zb-h1": _no_rule,
+    "zb-h2": _no_rule,
+    "zb-v": _no_rule,
+    "zb-1p": _no_rule,
+    "zb-2p": _no_rule,
+    "dualpipe-v": _dualpipe_v_rule,
+}
+
+
+def profile_microbatches(pp: int, m: int) -> int:
+    """Microbatches at which a profiled family's bubble is measured: m itself up to 4p, else 3p (by then
+    warm-up and cool-down are fixed and each further microbatch adds one steady-state period, so the
+    absolute bubble no longer changes)."""
+    return m if m <= 4 * pp else 3 * pp
+
+
+@dataclass(frozen=True)
+class _Profile:
+    """What a built schedule tells the estimator: its placement and, per rank, its local stages (in stage
+    order) and the non-dominated state vectors (A_1..A_c, S_1..S_c): per local stage, microbatches whose
+    activations are held (forward done, B or I not) and whose weight-gradient stash is held (I done, W not)."""
+
+    placement: tuple[int, ...]
+    local: tuple[tuple[int, ...], ...]
+    states: tuple[tuple[tuple[int, ...], ...], ...]
+
+
+def _pareto(points: set[tuple[int, ...]]) -> tuple[tuple[int, ...], ...]:
+    """The points no other point dominates (>= in every coordinate, > in one)."""
+    pts = sorted(points, key=lambda q: -sum(q))
+    front: list[tuple[int, ...]] = []
+    for q in pts:
+        if not any(all(x >= y for x, y in zip(f, q, strict=True)) for f in front):
+            front.append(q)
+    return tuple(sorted(front))
+
+
+def _profile(schedule: Schedule) -> _Profile:
+    placement = schedule.stage_to_rank
+    local = tuple(
+        tuple(s for s in range(schedule.num_stages) if placement[s] == r) for r in range(schedule.num_ranks)
+    )
+    states = []
+    for r in range(schedule.num_ranks):
+        index = {s: i for i, s in enumerate(local[r])}
+        c = len(local[r])
+        vec = [0] * (2 * c)
+        seen: set[tuple[int, ...]] = set()
+        for action in schedule.actions(r):
+            i = index[action.stage]
+            op = action.op.name
+            if op == "F":
+                vec[i] += 1
+            elif op == "B":
+                vec[i] -= 1
+            elif op == "I":
+                vec[i] -= 1
+                vec[c + i] += 1
+            elif op == "W":
+                vec[c + i] -= 1
+            seen.add(tuple(vec))
+        states.append(_pareto(seen))
+    return _Profile(placement, local, tuple(states))
 
 
 def stage_placement(name: str, pp: int, chunks: int) -> tuple[int, ...] | None:
@@ -199,6 +258,8 @@ class Estimator:
         self._coll: dict[tuple[Any, ...], float] = {}
         self._schedules: dict[tuple[Any, ...], Schedule | str] = {}
         self._bubble: dict[tuple[Any, ...], float] = {}
+        self._profiles: dict[tuple[Any, ...], _Profile] = {}
+        self._params: dict[tuple[int, int, bool, bool], float] = {}
 
     # ----------------------------------------------------------------- cached pieces
     @staticmethod
@@ -211,6 +272,8 @@ class Estimator:
             layout.seq_length,
             layout.precision,
             layout.attention,
+            layout.tp_comm_overlap,
+            layout.scatter_gather,
         )
 
     def units(self, layout: Layout) -> _Units:
@@ -285,54 +348,60 @@ class Estimator:
         fam = FAMILY_MODELS.get(name)
         if fam is not None:
             return fam.rule(pp, m, chunks)
+        known = KNOWN_RULES.get(name)
+        if known is not None:
+            return known(pp, m, chunks)
         built = self.schedule(name, pp, m, chunks)
         return built if isinstance(built, str) else None
 
-    def _generic_bubble(self, name: str, pp: int, m: int, chunks: int, f: float, b: float, w: float) -> float:
-        """Bubble factor of a family without a closed form: simulate its schedule with uniform chunk costs of
-        the given F : B : W ratios (rounded to 2 decimals, cached) and compare with 1F1B's (p-1) W."""
-        rf, rb = round(b / f, 2), round(w / f, 2)
-        key = (name, pp, m, chunks, rf, rb)
-        hit = self._bubble.get(key)
+    def profile(self, name: str, pp: int, m: int, chunks: int) -> _Profile:
+        """The cached :class:`_Profile` of family ``name`` built with ``m`` microbatches."""
+        key = (name, pp, m, chunks)
+        hit = self._profiles.get(key)
         if hit is None:
             built = self.schedule(name, pp, m, chunks)
-            assert not isinstance(built, str)
-            fam = get_family(name)
-            wc = min(rb, rf) if fam.split_backward else 0.0
-            costs = OpCosts.uniform(built.num_stages, 1.0, rf, weight_s=wc)
+            assert not isinstance(built, str), built
+            hit = self._profiles[key] = _profile(built)
+        return hit
+
+    def profiled_bubble(self, name: str, pp: int, m: int, chunks: int, f: float, b: float, w: float) -> float:
+        """Bubble factor of a profiled family (relative to 1F1B's (p-1) x per-microbatch work / chunks): its
+        schedule, built at :func:`profile_microbatches`, simulated with uniform chunk costs F = 1 and B, W in
+        the given ratios (rounded to 0.1, cached)."""
+        rb = round(b / f * 10) / 10
+        rw = min(round(w / f * 10) / 10, rb)
+        mp = profile_microbatches(pp, m)
+        key = (name, pp, mp, chunks, rb, rw)
+        hit = self._bubble.get(key)
+        if hit is None:
+            built = self.schedule(name, pp, mp, chunks)
+            if isinstance(built, str):
+                mp = m
+                built = self.schedule(name, pp, m, chunks)
+                assert not isinstance(built, str), built
+            split = get_family(name).split_backward
+            costs = OpCosts.uniform(built.num_stages, 1.0, rb, weight_s=rw if split else 0.0)
             t = simulate(built, costs).step_time_s
-            per_rank = chunks * (1.0 + rf)
-            hit = (t - m * per_rank) / ((pp - 1) * per_rank / chunks) if pp > 1 else 0.0
+            per_rank = chunks * (1.0 + rb)
+            hit = (t - mp * per_rank) / ((pp - 1) * per_rank / chunks) if pp > 1 else 0.0
             self._bubble[key] = hit = max(hit, 0.0)
         return hit
 
-    def _in_flight(self, name: str, pp: int, m: int, chunks: int, rank: int) -> float:
-        fam = FAMILY_MODELS.get(name)
-        if fam is not None:
-            return fam.in_flight(pp, m, chunks, rank)
-        key = ("inflight", name, pp, m, chunks)
-        hit = self._bubble.get(key + (rank,))
+    def stage_params(self, layout: Layout, layers: int, first: bool, last: bool) -> float:
+        """Cached :func:`pipesim.memory.stage_params` (it depends on tp and the stage's shape only)."""
+        key = (layout.tp, layers, first, last)
+        hit = self._params.get(key)
         if hit is None:
-            built = self.schedule(name, pp, m, chunks)
-            assert not isinstance(built, str)
-            for r in range(built.num_ranks):
-                level = peak = 0.0
-                for action in built.actions(r):
-                    op = action.op.name
-                    if op == "F":
-                        level += 1.0
-                    elif op == "B" or op == "W":
-                        level -= 1.0
-                    peak = max(peak, level)
-                self._bubble[key + (r,)] = peak / chunks
-            hit = self._bubble[key + (rank,)]
+            hit = self._params[key] = stage_params(self.model, layout, layers, first, last)
         return hit
 
-    def _extra_in_flight(self, name: str, pp: int, m: int, chunks: int, rank: int) -> float:
-        fam = FAMILY_MODELS.get(name)
-        if fam is not None:
-            return fam.in_flight(pp, m, 1, rank)
-        return self._in_flight(name, pp, m, chunks, rank)
+    def stash_per_layer(self, layout: Layout) -> float:
+        """Bytes one layer keeps from I until W per microbatch (split backward), as the simulator charges."""
+        key = ("stash",) + self._unit_key(layout)
+        hit = self._coll.get(key)
+        if hit is None:
+            hit = self._coll[key] = _weight_stash_bytes_per_layer(self.model, layout)
+        return hit
 
     # ----------------------------------------------------------------- the estimate
     def estimate(self, layout: Layout) -> Estimate:
@@ -343,11 +412,16 @@ class Estimator:
         p, m = layout.pp, layout.num_microbatches
         chunks = family.chunks(layout.vpp)
         n_stages = p * chunks
+        closed = FAMILY_MODELS.get(layout.schedule)
+        # Profiled families: exact at m <= 4p; beyond, two profiles (3p and 4p microbatches) and a linear
+        # extrapolation of the peak in m (exact once the order is periodic, where the slope is zero).
+        profs: list[_Profile] = []
+        if closed is None:
+            sizes = [m] if m <= 4 * p else [3 * p, 4 * p]
+            profs = [self.profile(layout.schedule, p, mm, chunks) for mm in sizes]
         placement = stage_placement(layout.schedule, p, chunks)
         if placement is None:
-            built = self.schedule(layout.schedule, p, m, chunks)
-            assert not isinstance(built, str)
-            placement = built.stage_to_rank
+            placement = profs[0].placement
         layers = layout.layers_per_stage(model, n_stages)
         layer, emb, head = self.units(layout)
         grid = RankGrid(layout.tp, layout.dp, p)
@@ -378,22 +452,17 @@ class Estimator:
             wgt[r] += w
             rec[r] += rc
             tpc[r] += tc
-            params[r] += stage_params(model, layout, n, s == 0, s == n_stages - 1)
+            params[r] += self.stage_params(layout, n, s == 0, s == n_stages - 1)
 
         slow = max(range(p), key=lambda r: (work[r], -r))
         w_max = work[slow]
-        if p == 1:
-            k = 0.0
+        if p == 1 or closed is not None:
+            k = 0.0 if p == 1 else 1.0
         else:
             f_r, w_r = fwd[slow], (wgt[slow] if family.split_backward else 0.0)
-            b_in = w_max - f_r - w_r
-            fam = FAMILY_MODELS.get(layout.schedule)
-            if fam is not None:
-                k = fam.bubble_factor(f_r, b_in, w_r)
-            else:
-                k = self._generic_bubble(
-                    layout.schedule, p, m, chunks, f_r / chunks, (w_max - f_r) / chunks, w_r / chunks
-                )
+            k = self.profiled_bubble(
+                layout.schedule, p, m, chunks, f_r / chunks, (w_max - f_r) / chunks, w_r / chunks
+            )
         c = self.transfer_s(layout, grid)
         bubble = k * (sum(work) - w_max) / chunks
         pp_comm = 2.0 * (p - 1) * c
@@ -402,10 +471,10 @@ class Estimator:
         # Data-parallel gradient reduction: per stage, the part not hidden by its own last backward, on the
         # rank's reduction stream from the stage's last backward on (see the module docstring).
         grad_b = layout.grad_reduce_bytes
+        dp_group = grid.dp_group(0, 0) if layout.dp > 1 else [0]
         dp_exposed = 0.0
         if layout.dp > 1 or (model.tied_embeddings and p > 1):
             collective = "reduce-scatter" if layout.distributed_optimizer else "all-reduce"
-            dp_group = grid.dp_group(0, 0)
             key = (layout.tp, layout.dp, grad_b)
             bucket = DP_BUCKET_PARAMS * grad_b
             b_chunk = (w_max - fwd[slow]) / chunks
@@ -422,7 +491,7 @@ class Estimator:
             for s in range(n_stages - 1, -1, -1):
                 r = placement[s]
                 n = layers[s]
-                sp_params = stage_params(model, layout, n, s == 0, s == n_stages - 1)
+                sp_params = self.stage_params(layout, n, s == 0, s == n_stages - 1)
                 red = self.collective(collective, sp_params * grad_b, dp_group, key) if layout.dp > 1 else 0.0
                 tail = red
                 b_stage = n * layer.backward_s
@@ -445,25 +514,46 @@ class Estimator:
             t = optimizer_step_s(local, self.gpu, self.eff)
             if layout.distributed_optimizer and layout.dp > 1:
                 t += self.collective(
-                    "all-gather", params[r] * ACT_BYTES, grid.dp_group(0, 0), (layout.tp, layout.dp, grad_b)
+                    "all-gather", params[r] * ACT_BYTES, dp_group, (layout.tp, layout.dp, grad_b)
                 )
             opt = max(opt, t)
 
-        # Memory: ranks 0 and p-1 (and every rank for families counted on the schedule).
+        # Memory: ranks 0 and p-1 for closed forms, every rank for profiled families.
         per_layer, emb_act, head_act, transient = self.activations(layout)
+        stash_layer = self.stash_per_layer(layout)
         wb, gb, ob = bytes_per_param(layout)
         per_param = wb + gb + ob
-        ranks = range(p) if layout.schedule not in FAMILY_MODELS else sorted({0, p - 1})
+        ranks = sorted({0, p - 1}) if closed is not None else range(p)
         best = (-1.0, 0, 0.0, 0.0)
+
+        def stage_act(s: int) -> float:
+            a = layers[s] * per_layer
+            if s == 0:
+                a += emb_act
+            if s == n_stages - 1:
+                a += head_act
+            return a
+
         for r in ranks:
-            layers_r = sum(layers[s] for s in range(n_stages) if placement[s] == r)
-            acts = self._in_flight(layout.schedule, p, m, chunks, r) * layers_r * per_layer
-            # The first and last stages' extras live on one chunk only: count that chunk's microbatches as
-            # if it were the only one (the family's form with v = 1; 1 on the last stage of 1F1B-like orders).
-            if placement[0] == r:
-                acts += self._extra_in_flight(layout.schedule, p, m, chunks, 0) * emb_act
-            if placement[-1] == r:
-                acts += self._extra_in_flight(layout.schedule, p, m, chunks, r) * head_act
+            if closed is not None:
+                layers_r = sum(layers[s] for s in range(n_stages) if placement[s] == r)
+                extras = (emb_act if placement[0] == r else 0.0) + (head_act if placement[-1] == r else 0.0)
+                acts = closed.in_flight(p, m, chunks, r) * layers_r * per_layer
+                # The first and last stages' extras live on one chunk only: count that chunk's microbatches
+                # as if it were the only one (the family's form with v = 1).
+                acts += closed.in_flight(p, m, 1, r) * extras
+            else:
+                # Per local stage: activation bytes and the part of them kept from I to W (the simulator's
+                # weight_stash_bytes = min(activations, layers x stash per layer)).
+                local = profs[0].local[r]
+                act_s = [stage_act(s) for s in local]
+                stash_s = [min(a, layers[s] * stash_layer) for a, s in zip(act_s, local, strict=True)]
+                weights = act_s + stash_s
+                peaks = [
+                    max((sum(x * w for x, w in zip(vec, weights, strict=True)) for vec in pr.states[r]), default=0.0)
+                    for pr in profs
+                ]
+                acts = peaks[0] if len(peaks) == 1 else max(peaks[1] + (peaks[1] - peaks[0]) * (m - 4 * p) / p, 0.0)
             acts *= ACTIVATION_OVERHEAD
             static = params[r] * per_param
             peak = static + acts + transient + self.reserve

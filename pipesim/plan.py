@@ -191,8 +191,8 @@ def topology_comm(topology: str, nodes: int) -> CommModel:
 
 @dataclass(frozen=True)
 class PlanRequest:
-    """One planning question. ``precision``, ``attention``, ``dp_overlap`` and ``scatter_gather`` are held
-    fixed (see :class:`pipesim.layout.Layout`); ``top_k`` layouts get the full simulation; ``tokens`` (if
+    """One planning question. ``precision``, ``attention``, ``dp_overlap``, ``scatter_gather`` and
+    ``tp_comm_overlap`` are held fixed (see :class:`pipesim.layout.Layout`); ``top_k`` layouts get the full simulation; ``tokens`` (if
     given) is the training run's length for days and GPU-hours."""
 
     model: ModelSpec
@@ -204,6 +204,7 @@ class PlanRequest:
     attention: str = "flash"
     dp_overlap: bool = True
     scatter_gather: bool = True
+    tp_comm_overlap: bool = True
     efficiency: Efficiency = DEFAULT_EFFICIENCY
     reserve_bytes: float = RESERVE_BYTES
     top_k: int = 16
@@ -263,6 +264,7 @@ class Candidate:
             scatter_gather=request.scatter_gather,
             dp_overlap=request.dp_overlap,
             uneven_layers=request.space.uneven_layers,
+            tp_comm_overlap=request.tp_comm_overlap,
         )
 
     def label(self) -> str:
