@@ -474,8 +474,26 @@ Definitions:
 )
 @scenario_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def simulate_cmd(pp: int, vpp: int, schedule: str | None, as_json: bool, **kwargs: Any) -> None:
+@click.option(
+    "--scenario",
+    "scenario_file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="A scenario TOML (e.g. written by pipesim plan); replaces the model, GPU, cluster and layout flags.",
+)
+def simulate_cmd(
+    pp: int, vpp: int, schedule: str | None, as_json: bool, scenario_file: str | None, **kwargs: Any
+) -> None:
     args = _pop_scenario(kwargs)
+    if scenario_file is not None:
+        from pipesim.scenario_toml import load_scenario
+
+        report = simulate_scenario(load_scenario(scenario_file))
+        if as_json:
+            emit_json(report.as_dict())
+        else:
+            render_report(report)
+        return
     if schedule is not None:
         get_family(schedule)  # unknown names list the valid ones
     report = simulate_scenario(build_scenario(args, pp, vpp, schedule))

@@ -18,8 +18,9 @@ Step time = pipeline phase + exposed data-parallel reduction + optimizer step, w
   for memory at m (m <= 4 pp) or at 3 pp and 4 pp with the peak extrapolated linearly in m, and once per (pp, m (or 3 pp when m > 4 pp), chunks) simulated with uniform chunk
   costs of the candidate's F : B : W ratios (rounded to 0.1; cached); ``k`` is read off that run (for ZB-H1 this reproduces Qi et al.,
   ICLR 2024, Table 2: (T_F + T_B - T_W) / (T_F + T_B + T_W) with T_B the input-gradient pass).
-  Exposed transfers: 2 (p - 1) transfer times, the fill and drain of one microbatch (each direction crosses
-  p - 1 boundaries; in the steady state transfers overlap compute);
+  Exposed transfers: 2 x (rank-crossing stage boundaries) transfer times, the fill and drain of one
+  microbatch through every stage (p - 1 boundaries for one chunk per rank, p v - 1 interleaved, 2p - 2 for a
+  V-shape); in the steady state transfers overlap compute;
 * exposed data-parallel reduction: stage s's last backward ends about s (B_chunk + transfer) before the end
   of the pipeline phase (the final backward wave runs from the last stage to the first); its reduction (the
   part not hidden behind its own backward, as :func:`pipesim.scenario.stage_costs` hands the engine) runs on
@@ -465,7 +466,8 @@ class Estimator:
             )
         c = self.transfer_s(layout, grid)
         bubble = k * (sum(work) - w_max) / chunks
-        pp_comm = 2.0 * (p - 1) * c
+        hops = sum(1 for s in range(n_stages - 1) if placement[s] != placement[s + 1])
+        pp_comm = 2.0 * hops * c
         pipeline = m * w_max + bubble + pp_comm
 
         # Data-parallel gradient reduction: per stage, the part not hidden by its own last backward, on the
