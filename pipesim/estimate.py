@@ -18,9 +18,10 @@ Step time = pipeline phase + exposed data-parallel reduction + optimizer step, w
   for memory at m (m <= 4 pp) or at 3 pp and 4 pp with the peak extrapolated linearly in m, and once per (pp, m (or 3 pp when m > 4 pp), chunks) simulated with uniform chunk
   costs of the candidate's F : B : W ratios (rounded to 0.1; cached); ``k`` is read off that run (for ZB-H1 this reproduces Qi et al.,
   ICLR 2024, Table 2: (T_F + T_B - T_W) / (T_F + T_B + T_W) with T_B the input-gradient pass).
-  Exposed transfers: 2 x (rank-crossing stage boundaries) transfer times, the fill and drain of one
-  microbatch through every stage (p - 1 boundaries for one chunk per rank, p v - 1 interleaved, 2p - 2 for a
-  V-shape); in the steady state transfers overlap compute;
+  Exposed transfers: twice the sum of the transfer times of every stage boundary (each timed between its
+  two ranks), the fill and drain of one microbatch through every stage (p - 1 boundaries for one chunk per
+  rank, p v - 1 interleaved, 2p - 2 crossing ranks for a V-shape); in the steady state transfers overlap
+  compute;
 * exposed data-parallel reduction: stage s's last backward ends about s (B_chunk + transfer) before the end
   of the pipeline phase (the final backward wave runs from the last stage to the first); its reduction (the
   part not hidden behind its own backward, as :func:`pipesim.scenario.stage_costs` hands the engine) runs on
@@ -303,23 +304,20 @@ class Estimator:
             self._acts[key] = hit
         return hit
 
-    def transfer_s(self, layout: Layout, grid: RankGrid) -> float:
-        """Seconds of one stage-to-stage transfer (the slower of neighbour and wrap-around pairs), including
-        the receiver's all-gather with scatter/gather (SC21 Section 4.1), as the simulator charges it."""
-        key = (layout.tp, layout.dp, layout.pp, layout.micro_batch_size, layout.sequence_parallel)
+    def transfer_s(self, layout: Layout, grid: RankGrid, src: int, dst: int) -> float:
+        """Seconds of one stage-to-stage transfer from pipeline rank ``src`` to ``dst``, including the
+        receiver's all-gather with scatter/gather (SC21 Section 4.1), as the simulator charges it."""
+        key = (layout.tp, layout.dp, layout.pp, layout.micro_batch_size, layout.sequence_parallel, src, dst)
         hit = self._p2p.get(key)
         if hit is None:
             hit = 0.0
-            if layout.pp > 1:
+            if src != dst:
                 size = p2p_bytes(self.model, layout)
                 full = ACT_BYTES * layout.micro_batch_size * layout.seq(self.model) * self.model.hidden_size
                 gather = layout.tp > 1 and layout.scatter_gather and not layout.sequence_parallel
-                pairs = {(0, 1), (layout.pp - 1, 0)}
-                for a, b in sorted(pairs):
-                    t = self.comm.p2p_s(size, grid.rank(0, 0, a), grid.rank(0, 0, b))
-                    if gather:
-                        t += self.comm.collective_s("all-gather", full, grid.tp_group(0, b))
-                    hit = max(hit, t)
+                hit = self.comm.p2p_s(size, grid.rank(0, 0, src), grid.rank(0, 0, dst))
+                if gather:
+                    hit += self.comm.collective_s("all-gather", full, grid.tp_group(0, dst))
             self._p2p[key] = hit
         return hit
 
@@ -464,10 +462,10 @@ class Estimator:
             k = self.profiled_bubble(
                 layout.schedule, p, m, chunks, f_r / chunks, (w_max - f_r) / chunks, w_r / chunks
             )
-        c = self.transfer_s(layout, grid)
+        boundary = [self.transfer_s(layout, grid, placement[s], placement[s + 1]) for s in range(n_stages - 1)]
+        c = sum(boundary) / len(boundary) if boundary else 0.0
         bubble = k * (sum(work) - w_max) / chunks
-        hops = sum(1 for s in range(n_stages - 1) if placement[s] != placement[s + 1])
-        pp_comm = 2.0 * hops * c
+        pp_comm = 2.0 * sum(boundary)
         pipeline = m * w_max + bubble + pp_comm
 
         # Data-parallel gradient reduction: per stage, the part not hidden by its own last backward, on the
