@@ -897,42 +897,130 @@ def _onoff(text: str, flag: str) -> tuple[bool, ...]:
 
 
 @main.command("plan", help=PLAN_HELP)
-@click.option("--model", "model_arg", required=True, metavar="NAME|PATH", help="Model preset or config.json / .toml.")
-@click.option("--gpu", "gpu_arg", default="a100-80gb", show_default=True, metavar="NAME|PATH", help="GPU preset or .toml.")
-@click.option("--topology", default=None, help="Topology preset (dgx-a100, dgx-h100, ...) or TOML; else a two-level model.")
+@click.option(
+    "--model", "model_arg", required=True, metavar="NAME|PATH", help="Model preset or config.json / .toml."
+)
+@click.option(
+    "--gpu",
+    "gpu_arg",
+    default="a100-80gb",
+    show_default=True,
+    metavar="NAME|PATH",
+    help="GPU preset or .toml.",
+)
+@click.option(
+    "--topology",
+    default=None,
+    help="Topology preset (dgx-a100, dgx-h100, ...) or TOML; else a two-level model.",
+)
 @click.option("--nodes", type=int, default=None, help="Nodes in the cluster (GPUs = nodes x GPUs per node).")
-@click.option("--gpus", type=int, default=None, help="Total GPUs instead of --nodes (a multiple of the GPUs per node).")
-@click.option("--gpus-per-node", type=int, default=None, help="GPUs per node without --topology [default: 8].")
-@click.option("--intra-node-GBps", "intra_gbps", type=float, default=240.0, show_default=True, help="No topology: per-GPU NVLink GB/s.")
-@click.option("--inter-node-GBps", "inter_gbps", type=float, default=24.0, show_default=True, help="No topology: per-GPU network GB/s.")
+@click.option(
+    "--gpus", type=int, default=None, help="Total GPUs instead of --nodes (a multiple of the GPUs per node)."
+)
+@click.option(
+    "--gpus-per-node", type=int, default=None, help="GPUs per node without --topology [default: 8]."
+)
+@click.option(
+    "--intra-node-GBps",
+    "intra_gbps",
+    type=float,
+    default=240.0,
+    show_default=True,
+    help="No topology: per-GPU NVLink GB/s.",
+)
+@click.option(
+    "--inter-node-GBps",
+    "inter_gbps",
+    type=float,
+    default=24.0,
+    show_default=True,
+    help="No topology: per-GPU network GB/s.",
+)
 @click.option("--global-batch-size", type=int, required=True, help="Sequences per optimizer step.")
 @click.option("--seq-length", type=int, default=None, help="Sequence length [default: the model's].")
-@click.option("--tokens", "tokens_text", default=None, help="Training tokens (K/M/B/T suffixes, e.g. 15T): adds days and GPU-hours.")
-@click.option("--max-days", type=float, default=None, help="With --tokens: find the fewest nodes that train within this many days.")
-@click.option("--max-nodes", type=int, default=4096, show_default=True, help="Upper bound of the --max-days search.")
+@click.option(
+    "--tokens",
+    "tokens_text",
+    default=None,
+    help="Training tokens (K/M/B/T suffixes, e.g. 15T): adds days and GPU-hours.",
+)
+@click.option(
+    "--max-days",
+    type=float,
+    default=None,
+    help="With --tokens: find the fewest nodes that train within this many days.",
+)
+@click.option(
+    "--max-nodes", type=int, default=4096, show_default=True, help="Upper bound of the --max-days search."
+)
 @click.option("--tp", "tp_text", default=None, help="Only these tensor-parallel sizes (comma list).")
 @click.option("--pp", "pp_text", default=None, help="Only these pipeline-parallel sizes (comma list).")
-@click.option("--vpp", "vpp_text", default=None, help="Only these chunk counts for interleaved schedules (comma list).")
+@click.option(
+    "--vpp", "vpp_text", default=None, help="Only these chunk counts for interleaved schedules (comma list)."
+)
 @click.option("--max-tp", type=int, default=None, help="Largest tensor-parallel size.")
 @click.option("--max-pp", type=int, default=None, help="Largest pipeline-parallel size.")
-@click.option("--micro-batch-size", "mbs_text", default="1,2,4,8", show_default=True, help="Micro-batch sizes (comma list).")
-@click.option("--schedules", "schedules_text", default=None, help=f"Schedules (comma list) [default: all: {', '.join(schedule_names())}].")
-@click.option("--recompute", "recompute_text", default="none,selective,full", show_default=True, help="Recompute modes (comma list).")
-@click.option("--distributed-optimizer", "do_text", default="both", show_default=True, help="on, off or both.")
-@click.option("--sequence-parallel", "sp_text", default="both", show_default=True, help="on, off or both (tp > 1 only).")
+@click.option(
+    "--micro-batch-size",
+    "mbs_text",
+    default="1,2,4,8",
+    show_default=True,
+    help="Micro-batch sizes (comma list).",
+)
+@click.option(
+    "--schedules",
+    "schedules_text",
+    default=None,
+    help=f"Schedules (comma list) [default: all: {', '.join(schedule_names())}].",
+)
+@click.option(
+    "--recompute",
+    "recompute_text",
+    default="none,selective,full",
+    show_default=True,
+    help="Recompute modes (comma list).",
+)
+@click.option(
+    "--distributed-optimizer", "do_text", default="both", show_default=True, help="on, off or both."
+)
+@click.option(
+    "--sequence-parallel", "sp_text", default="both", show_default=True, help="on, off or both (tp > 1 only)."
+)
 @click.option("--allow-cross-node-tp", is_flag=True, help="Let tp exceed the GPUs per node (NVLink domain).")
 @click.option("--uneven-layers", is_flag=True, help="Allow pp (x vpp) not dividing the layer count.")
 @click.option("--precision", default="bf16", show_default=True, help="GEMM precision: bf16, fp16, fp8.")
 @click.option("--attention", default="flash", show_default=True, help="Attention kernels: flash or unfused.")
-@click.option("--dp-overlap/--no-dp-overlap", default=True, show_default=True, help="Overlap gradient reduction with backward.")
-@click.option("--top-k", type=int, default=16, show_default=True, help="Layouts simulated on the full timeline.")
-@click.option("--top", "show", type=int, default=10, show_default=True, help="Rows shown (JSON/CSV: all if 0).")
+@click.option(
+    "--dp-overlap/--no-dp-overlap",
+    default=True,
+    show_default=True,
+    help="Overlap gradient reduction with backward.",
+)
+@click.option(
+    "--top-k", type=int, default=16, show_default=True, help="Layouts simulated on the full timeline."
+)
+@click.option(
+    "--top", "show", type=int, default=10, show_default=True, help="Rows shown (JSON/CSV: all if 0)."
+)
 @click.option("--explain", is_flag=True, help="Count rejected layouts by reason.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: candidates, feasible, results.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print the ranked results as CSV.")
-@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Write an interactive HTML chart (step time vs peak memory).")
-@click.option("--scenario-out", default=None, type=click.Path(dir_okay=False), help="Write the winner's scenario TOML to this file.")
-@click.option("--workers", type=int, default=None, help="Local worker processes [default: the CPUs available].")
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Write an interactive HTML chart (step time vs peak memory).",
+)
+@click.option(
+    "--scenario-out",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Write the winner's scenario TOML to this file.",
+)
+@click.option(
+    "--workers", type=int, default=None, help="Local worker processes [default: the CPUs available]."
+)
 @click.option("--dask-scheduler", default=None, help="Run on this Dask scheduler (tcp://host:port).")
 def plan_cmd(**kw: Any) -> None:
     from pipesim.executors import ExecutorSpec, default_workers
@@ -954,7 +1042,9 @@ def plan_cmd(**kw: Any) -> None:
     if kw["topology"] is not None:
         per = topology_gpus_per_node(kw["topology"])
         if kw["gpus_per_node"] is not None and kw["gpus_per_node"] != per:
-            raise InputError(f"--gpus-per-node={kw['gpus_per_node']} contradicts topology {kw['topology']} ({per} per node)")
+            raise InputError(
+                f"--gpus-per-node={kw['gpus_per_node']} contradicts topology {kw['topology']} ({per} per node)"
+            )
     else:
         per = kw["gpus_per_node"] or 8
     nodes = kw["nodes"]
@@ -966,11 +1056,15 @@ def plan_cmd(**kw: Any) -> None:
         nodes = kw["gpus"] // per
     if nodes is None:
         if kw["max_days"] is None:
-            raise InputError("give --nodes N or --gpus N (or --max-days with --tokens to find the node count)")
+            raise InputError(
+                "give --nodes N or --gpus N (or --max-days with --tokens to find the node count)"
+            )
         nodes = 1
     for flag in ("intra_gbps", "inter_gbps"):
         if not kw[flag] > 0:
-            raise InputError(f"--{'intra' if flag == 'intra_gbps' else 'inter'}-node-GBps={kw[flag]} must be > 0")
+            raise InputError(
+                f"--{'intra' if flag == 'intra_gbps' else 'inter'}-node-GBps={kw[flag]} must be > 0"
+            )
     cluster = PlanCluster(
         gpu, nodes, per, kw["topology"], LevelCommModel(per, kw["intra_gbps"] * 1e9, kw["inter_gbps"] * 1e9)
     )
@@ -1091,7 +1185,9 @@ def _plan_outputs(result: Any, kw: dict[str, Any], probes: tuple[tuple[int, floa
         req.cluster.level.intra_Bps,
         req.cluster.level.inter_Bps,
     )
-    toml_text = scenario_toml(sf, f"winner of: pipesim plan --model {req.model.name} ({result.candidates} candidates)")
+    toml_text = scenario_toml(
+        sf, f"winner of: pipesim plan --model {req.model.name} ({result.candidates} candidates)"
+    )
     if kw["scenario_out"] is not None:
         from pipesim.fileio import atomic_write_text
 
@@ -1113,7 +1209,9 @@ def _plan_outputs(result: Any, kw: dict[str, Any], probes: tuple[tuple[int, floa
         return
     con = console()
     cl = req.cluster
-    where = f" ({cl.topology}, {cl.nodes} nodes)" if cl.topology else f" ({cl.nodes} nodes of {cl.gpus_per_node})"
+    where = (
+        f" ({cl.topology}, {cl.nodes} nodes)" if cl.topology else f" ({cl.nodes} nodes of {cl.gpus_per_node})"
+    )
     con.print(
         f"{req.model.name} on {cl.num_gpus} x {cl.gpu.name}{where}: global batch {req.global_batch_size}, "
         f"seq {req.seq}, {req.precision}, attention {req.attention}",
@@ -1121,7 +1219,8 @@ def _plan_outputs(result: Any, kw: dict[str, Any], probes: tuple[tuple[int, floa
     )
     if probes:
         con.print(
-            "nodes searched: " + ", ".join(f"{n} ({d:.1f} d)" if d is not None else f"{n} (no fit)" for n, d in probes),
+            "nodes searched: "
+            + ", ".join(f"{n} ({d:.1f} d)" if d is not None else f"{n} (no fit)" for n, d in probes),
             highlight=False,
         )
     con.print(_plan_table(result, limit))
@@ -1144,7 +1243,10 @@ def _plan_outputs(result: Any, kw: dict[str, Any], probes: tuple[tuple[int, floa
         )
     con.print("\nMegatron-LM arguments of the winner:", highlight=False)
     click.echo(format_megatron_args(req.model, winner_layout))
-    con.print("\nScenario TOML of the winner (pipesim simulate --scenario FILE / pipesim gantt --scenario FILE):", highlight=False)
+    con.print(
+        "\nScenario TOML of the winner (pipesim simulate --scenario FILE / pipesim gantt --scenario FILE):",
+        highlight=False,
+    )
     click.echo(toml_text, nl=False)
 
 
@@ -1163,8 +1265,23 @@ def _plan_table(result: Any, limit: int | None) -> Table:
         padding=(0, 1),
         pad_edge=False,
     )
-    cols = ["#", "tp", "pp", "dp", "vpp", "mbs", "schedule", "recompute", "DO/SP", "step s", "tokens/s",
-            "TFLOP/s", "MFU", "peak", "free"]
+    cols = [
+        "#",
+        "tp",
+        "pp",
+        "dp",
+        "vpp",
+        "mbs",
+        "schedule",
+        "recompute",
+        "DO/SP",
+        "step s",
+        "tokens/s",
+        "TFLOP/s",
+        "MFU",
+        "peak",
+        "free",
+    ]
     if req.tokens is not None:
         cols += ["days", "GPU-h"]
     for c in cols:
@@ -1172,11 +1289,21 @@ def _plan_table(result: Any, limit: int | None) -> Table:
     for i, e in enumerate(result.entries[:limit] if limit else result.entries, start=1):
         c = e.candidate
         row = [
-            str(i), str(c.tp), str(c.pp), str(c.dp), str(c.vpp), str(c.micro_batch_size), c.schedule, c.recompute,
+            str(i),
+            str(c.tp),
+            str(c.pp),
+            str(c.dp),
+            str(c.vpp),
+            str(c.micro_batch_size),
+            c.schedule,
+            c.recompute,
             f"{'on' if c.distributed_optimizer else 'off'}/{'on' if c.sequence_parallel else 'off'}",
-            f"{e.step_time_s:.3f}" + ("" if e.simulated else "*"), f"{e.tokens_per_s:,.0f}",
-            f"{e.model_tflops_per_gpu:.1f}", f"{e.mfu:.1%}",
-            f"{e.peak_memory_bytes / GIB:.1f}", f"{e.headroom_bytes / GIB:.1f}",
+            f"{e.step_time_s:.3f}" + ("" if e.simulated else "*"),
+            f"{e.tokens_per_s:,.0f}",
+            f"{e.model_tflops_per_gpu:.1f}",
+            f"{e.mfu:.1%}",
+            f"{e.peak_memory_bytes / GIB:.1f}",
+            f"{e.headroom_bytes / GIB:.1f}",
         ]
         if req.tokens is not None:
             t = e.training(req.tokens)

@@ -462,7 +462,9 @@ class Estimator:
             k = self.profiled_bubble(
                 layout.schedule, p, m, chunks, f_r / chunks, (w_max - f_r) / chunks, w_r / chunks
             )
-        boundary = [self.transfer_s(layout, grid, placement[s], placement[s + 1]) for s in range(n_stages - 1)]
+        boundary = [
+            self.transfer_s(layout, grid, placement[s], placement[s + 1]) for s in range(n_stages - 1)
+        ]
         c = sum(boundary) / len(boundary) if boundary else 0.0
         bubble = k * (sum(work) - w_max) / chunks
         pp_comm = 2.0 * sum(boundary)
@@ -545,15 +547,22 @@ class Estimator:
             else:
                 # Per local stage: activation bytes and the part of them kept from I to W (the simulator's
                 # weight_stash_bytes = min(activations, layers x stash per layer)).
-                local = profs[0].local[r]
-                act_s = [stage_act(s) for s in local]
-                stash_s = [min(a, layers[s] * stash_layer) for a, s in zip(act_s, local, strict=True)]
+                local_stages = profs[0].local[r]
+                act_s = [stage_act(s) for s in local_stages]
+                stash_s = [min(a, layers[s] * stash_layer) for a, s in zip(act_s, local_stages, strict=True)]
                 weights = act_s + stash_s
                 peaks = [
-                    max((sum(x * w for x, w in zip(vec, weights, strict=True)) for vec in pr.states[r]), default=0.0)
+                    max(
+                        (sum(x * w for x, w in zip(vec, weights, strict=True)) for vec in pr.states[r]),
+                        default=0.0,
+                    )
                     for pr in profs
                 ]
-                acts = peaks[0] if len(peaks) == 1 else max(peaks[1] + (peaks[1] - peaks[0]) * (m - 4 * p) / p, 0.0)
+                acts = (
+                    peaks[0]
+                    if len(peaks) == 1
+                    else max(peaks[1] + (peaks[1] - peaks[0]) * (m - 4 * p) / p, 0.0)
+                )
             acts *= ACTIVATION_OVERHEAD
             static = params[r] * per_param
             peak = static + acts + transient + self.reserve

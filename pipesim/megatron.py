@@ -54,7 +54,9 @@ def megatron_args(model: ModelSpec, layout: Layout) -> list[tuple[str, str | Non
         ("--pipeline-model-parallel-size", str(layout.pp)),
     ]
     if layout.schedule == "interleaved-1f1b" and layout.vpp > 1:
-        out.append(("--num-layers-per-virtual-pipeline-stage", str(model.num_layers // (layout.pp * layout.vpp))))
+        out.append(
+            ("--num-layers-per-virtual-pipeline-stage", str(model.num_layers // (layout.pp * layout.vpp)))
+        )
     out += [
         ("--micro-batch-size", str(layout.micro_batch_size)),
         ("--global-batch-size", str(layout.global_batch_size)),

@@ -29,7 +29,6 @@ import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 from typing import Any
 
 from pipesim.comm import CommModel, LevelCommModel
@@ -167,10 +166,7 @@ class PlanCluster:
         key = (self.topology, self.nodes, self.gpus_per_node, self.level)
         hit = _COMM_CACHE.get(key)
         if hit is None:
-            if self.topology is None:
-                hit = self.level
-            else:
-                hit = topology_comm(self.topology, self.nodes)
+            hit = self.level if self.topology is None else topology_comm(self.topology, self.nodes)
             _COMM_CACHE.clear()  # one cluster at a time per process keeps memory flat
             _COMM_CACHE[key] = hit
         return hit
@@ -381,7 +377,9 @@ def enumerate_space(
                     rej.add(tp_reason[0], group, f"{where}: {tp_reason[1]}")
                     continue
                 if model.num_layers % pp and not space.uneven_layers:
-                    rej.add("pp_layers", group, f"{where}: pp={pp} does not divide num_layers={model.num_layers}")
+                    rej.add(
+                        "pp_layers", group, f"{where}: pp={pp} does not divide num_layers={model.num_layers}"
+                    )
                     continue
                 if gbs % (mbs * dp):
                     rej.add(
@@ -420,7 +418,9 @@ def enumerate_space(
                         for do in space.distributed_optimizer:
                             for sp in sps:
                                 out.append(
-                                    Candidate(len(out), tp, pp, dp, v if fam.uses_vpp else 1, mbs, name, rc, do, sp)
+                                    Candidate(
+                                        len(out), tp, pp, dp, v if fam.uses_vpp else 1, mbs, name, rc, do, sp
+                                    )
                                 )
     return out, rej, total
 
@@ -634,7 +634,6 @@ class PlanEntry:
         return row
 
 
-
 @dataclass(frozen=True)
 class PlanResult:
     """What :func:`plan` returns. ``entries`` are the feasible layouts, best first; ``candidates`` the
@@ -732,9 +731,12 @@ def plan(
     if not candidates:
         raise InputError(_no_candidate_message(request, rej, total))
 
-    batches = [_Batch(request, tuple(c)) for c in chunked(candidates, chunk_size)]
+    # Batches group candidates that share cached pieces (schedule family, pp, tp), so that each worker
+    # process builds few schedule profiles; results are put back in enumeration order.
+    grouped = sorted(candidates, key=lambda c: (c.schedule, c.pp, c.tp, c.index))
+    batches = [_Batch(request, tuple(c)) for c in chunked(grouped, chunk_size)]
     done = 0
-    estimates: list[Estimate] = []
+    by_index: dict[int, Estimate] = {}
     report("estimate", 0, len(candidates))
 
     def tick(n: int) -> None:
@@ -742,8 +744,10 @@ def plan(
         done += n
         report("estimate", done, len(candidates))
 
-    for out in run_chunks(_estimate_batch, batches, spec, tick):
-        estimates.extend(out)
+    for batch, out in zip(batches, run_chunks(_estimate_batch, batches, spec, tick), strict=True):
+        for c, e in zip(batch.items, out, strict=True):
+            by_index[c.index] = e
+    estimates = [by_index[c.index] for c in candidates]
 
     feasible = [(c, e) for c, e in zip(candidates, estimates, strict=True) if e.fits]
     oom = [(c, e) for c, e in zip(candidates, estimates, strict=True) if not e.fits]
@@ -767,8 +771,8 @@ def plan(
             sdone += n
             report("simulate", sdone, len(top))
 
-        for out in run_chunks(_simulate_batch, sim_batches, spec, stick):
-            sims.extend(out)
+        for sim_out in run_chunks(_simulate_batch, sim_batches, spec, stick):
+            sims.extend(sim_out)
 
     model, gpu = request.model, request.cluster.gpu
     n_gpus = request.cluster.num_gpus
@@ -796,7 +800,11 @@ def plan(
     for (c, e), s in zip(top, sims, strict=True):
         if not s.fits:
             over = (s.peak_memory_bytes - gpu.hbm_bytes) / GIB
-            rej.add("memory_sim", 1, f"{c.label()}: simulated peak {s.peak_memory_bytes / GIB:.1f} GiB, {over:.1f} GiB over")
+            rej.add(
+                "memory_sim",
+                1,
+                f"{c.label()}: simulated peak {s.peak_memory_bytes / GIB:.1f} GiB, {over:.1f} GiB over",
+            )
             continue
         simulated_entries.append(entry(c, e, s))
     simulated_entries.sort(key=lambda en: (en.step_time_s, en.candidate.index))

@@ -128,7 +128,10 @@ def scenario_toml(sf: ScenarioFile, comment: str = "") -> str:
         ("gpus_per_node", sf.gpus_per_node),
     ]
     if sf.topology is None:
-        cluster += [("intra_node_GBps", sf.intra_node_Bps / 1e9), ("inter_node_GBps", sf.inter_node_Bps / 1e9)]
+        cluster += [
+            ("intra_node_GBps", sf.intra_node_Bps / 1e9),
+            ("inter_node_GBps", sf.inter_node_Bps / 1e9),
+        ]
     lines += _table("cluster", cluster)
     lay = sf.layout
     items = [(k, getattr(lay, k)) for k in _LAYOUT_FIELDS]
@@ -164,7 +167,11 @@ def _model(src: str, data: dict[str, Any]) -> ModelSpec:
         except InputError as exc:
             raise InputError(f"{src}: model.preset: {exc}") from None
     _check_keys(src, "model", data, _MODEL_FIELDS)
-    missing = [k for k in ("name", "num_layers", "hidden_size", "num_attention_heads", "vocab_size", "seq_length") if k not in data]
+    missing = [
+        k
+        for k in ("name", "num_layers", "hidden_size", "num_attention_heads", "vocab_size", "seq_length")
+        if k not in data
+    ]
     if missing:
         raise InputError(f"{src}: missing key 'model.{missing[0]}' (or give model.preset)")
     kw = dict(data)
@@ -207,7 +214,9 @@ def _gpu(src: str, data: dict[str, Any]) -> GPUSpec:
     peaks = {}
     for prec, v in peaks_raw.items():
         if prec not in PRECISIONS:
-            raise InputError(f"{src}: key 'gpu.peak_TFLOPS.{prec}' is not a precision; valid: {', '.join(PRECISIONS)}")
+            raise InputError(
+                f"{src}: key 'gpu.peak_TFLOPS.{prec}' is not a precision; valid: {', '.join(PRECISIONS)}"
+            )
         peaks[prec] = _num(src, f"gpu.peak_TFLOPS.{prec}", v) * 1e12
     try:
         return GPUSpec(
@@ -264,8 +273,14 @@ def parse_scenario_toml(text: str, src: str = "<scenario>") -> ScenarioFile:
     per = cl.get("gpus_per_node", 8)
     if isinstance(per, bool) or not isinstance(per, int) or per < 1:
         raise InputError(f"{src}: key 'cluster.gpus_per_node' = {per!r} must be a positive integer")
-    intra = _num(src, "cluster.intra_node_GBps", cl["intra_node_GBps"]) * 1e9 if "intra_node_GBps" in cl else 240e9
-    inter = _num(src, "cluster.inter_node_GBps", cl["inter_node_GBps"]) * 1e9 if "inter_node_GBps" in cl else 24e9
+    intra = (
+        _num(src, "cluster.intra_node_GBps", cl["intra_node_GBps"]) * 1e9
+        if "intra_node_GBps" in cl
+        else 240e9
+    )
+    inter = (
+        _num(src, "cluster.inter_node_GBps", cl["inter_node_GBps"]) * 1e9 if "inter_node_GBps" in cl else 24e9
+    )
     if nodes is not None and layout.num_gpus > nodes * per:
         raise InputError(
             f"{src}: layout needs dp x tp x pp = {layout.num_gpus} GPUs but cluster has {nodes} x {per} = {nodes * per}"

@@ -8,6 +8,7 @@ import pytest
 
 from pipesim.errors import InputError
 from pipesim.executors import ExecutorSpec
+from pipesim.figures.plan import pareto_front
 from pipesim.gpus import get_gpu
 from pipesim.models import get_model
 from pipesim.plan import (
@@ -20,7 +21,6 @@ from pipesim.plan import (
     plan,
     training_time,
 )
-from pipesim.figures.plan import pareto_front
 from schedules import REGISTRY
 
 
@@ -61,11 +61,19 @@ def test_tp_not_dividing_heads_is_rejected_and_constraints_narrow() -> None:
     req = _req("gpt-1.7b", nodes=6, gbs=96, space=SearchSpace(allow_cross_node_tp=True))
     cands, rej, _ = enumerate_space(req)
     assert rej.counts["tp_heads"] > 0 and "tp=16" in rej.examples["tp_heads"]
-    narrow = _req("gpt-1.7b", nodes=6, gbs=96, space=SearchSpace(tp=(2,), max_pp=4, micro_batch_sizes=(1,),
-                                                                 schedules=("1f1b",), recompute=("full",)))
+    narrow = _req(
+        "gpt-1.7b",
+        nodes=6,
+        gbs=96,
+        space=SearchSpace(
+            tp=(2,), max_pp=4, micro_batch_sizes=(1,), schedules=("1f1b",), recompute=("full",)
+        ),
+    )
     small, _, _ = enumerate_space(narrow)
-    assert small and all(c.tp == 2 and c.pp <= 4 and c.micro_batch_size == 1 and c.schedule == "1f1b" and
-                         c.recompute == "full" for c in small)
+    assert small and all(
+        c.tp == 2 and c.pp <= 4 and c.micro_batch_size == 1 and c.schedule == "1f1b" and c.recompute == "full"
+        for c in small
+    )
     assert len(small) < len(cands)
 
 
@@ -73,11 +81,18 @@ def test_tp_not_dividing_heads_is_rejected_and_constraints_narrow() -> None:
 def test_results_identical_in_process_pool_and_dask() -> None:
     import distributed  # in the test extra
 
-    req = _req("gpt-1.7b", nodes=2, gbs=64, top_k=3,
-               space=SearchSpace(schedules=("1f1b", "interleaved-1f1b", "zb-h1"), micro_batch_sizes=(1, 2)))
+    req = _req(
+        "gpt-1.7b",
+        nodes=2,
+        gbs=64,
+        top_k=3,
+        space=SearchSpace(schedules=("1f1b", "interleaved-1f1b", "zb-h1"), micro_batch_sizes=(1, 2)),
+    )
     a = plan(req, ExecutorSpec(workers=1), chunk_size=64)
     b = plan(req, ExecutorSpec(workers=2), chunk_size=64)
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as lc:
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as lc:
         c = plan(req, ExecutorSpec(dask_scheduler=lc.scheduler_address), chunk_size=64)
     assert a.as_dict() == b.as_dict() == c.as_dict()
     assert a.candidates > 64  # several chunks were sent
@@ -97,8 +112,14 @@ SC21_SPACE = SearchSpace(
 def _sc21(model: str, gpus: int, gbs: int, **space: object) -> PlanRequest:
     sp = SearchSpace(**{**SC21_SPACE.__dict__, **space})  # type: ignore[arg-type]
     return PlanRequest(
-        get_model(model), PlanCluster(get_gpu("a100-80gb"), gpus // 8, 8, "dgx-a100"), gbs, space=sp,
-        precision="fp16", attention="unfused", dp_overlap=False, top_k=8,
+        get_model(model),
+        PlanCluster(get_gpu("a100-80gb"), gpus // 8, 8, "dgx-a100"),
+        gbs,
+        space=sp,
+        precision="fp16",
+        attention="unfused",
+        dp_overlap=False,
+        top_k=8,
     )
 
 
@@ -174,8 +195,9 @@ def test_tokens_and_training_time() -> None:
 
 def test_fewest_nodes_meets_the_deadline_and_one_less_does_not() -> None:
     space = SearchSpace(schedules=("1f1b",), recompute=("selective",), micro_batch_sizes=(1, 2))
-    req = PlanRequest(get_model("gpt-1.7b"), PlanCluster(get_gpu("a100-80gb"), 1, 8), 64, space=space,
-                      top_k=2, tokens=20e9)
+    req = PlanRequest(
+        get_model("gpt-1.7b"), PlanCluster(get_gpu("a100-80gb"), 1, 8), 64, space=space, top_k=2, tokens=20e9
+    )
     one = plan(req)
     days1 = one.best.training(20e9)["train_days"]
     target = days1 / 3  # needs about 3-4 nodes
@@ -189,8 +211,13 @@ def test_fewest_nodes_meets_the_deadline_and_one_less_does_not() -> None:
 
 # --------------------------------------------------------------------------- bad input
 def test_model_that_fits_nowhere_names_the_closest_layout() -> None:
-    req = PlanRequest(get_model("llama3-405b"), PlanCluster(get_gpu("a100-80gb"), 1, 8), 8,
-                      space=SearchSpace(micro_batch_sizes=(1,)), top_k=1)
+    req = PlanRequest(
+        get_model("llama3-405b"),
+        PlanCluster(get_gpu("a100-80gb"), 1, 8),
+        8,
+        space=SearchSpace(micro_batch_sizes=(1,)),
+        top_k=1,
+    )
     with pytest.raises(InputError) as info:
         plan(req)
     msg = str(info.value)

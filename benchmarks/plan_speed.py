@@ -1,0 +1,67 @@
+"""Speed of ``pipesim plan`` (issue 6, part 2).
+
+GPT-3 175B on 1,024 A100 80GB (dgx-a100 topology, 128 nodes), global batch 1536, the full default search
+space (every registered schedule, micro-batches 1/2/4/8, recompute none/selective/full, distributed optimizer
+and sequence parallelism on/off). Target: >= 5,000 candidates (layouts estimated) in <= 10 s on the 2-core
+development machine, top 16 simulated in full. For scale: Calculon's optimizer evaluates about 290
+configurations per second on this kind of machine (issue 6).
+
+Prints, per executor (in process; a local pool of 2 processes; each in a fresh interpreter so no cache is
+warm): layouts enumerated, candidates estimated,
+feasible, seconds (end to end: enumeration, estimates, full simulation of the top 16) and candidates/s.
+
+Run: python benchmarks/plan_speed.py
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipesim.executors import ExecutorSpec  # noqa: E402
+from pipesim.gpus import get_gpu  # noqa: E402
+from pipesim.models import get_model  # noqa: E402
+from pipesim.plan import PlanCluster, PlanRequest, plan  # noqa: E402
+
+
+def one(workers: int) -> None:
+    """Plan once with ``workers`` processes and print one row (run in a fresh interpreter: no warm caches)."""
+    req = PlanRequest(
+        get_model("gpt3-175b"), PlanCluster(get_gpu("a100-80gb"), 128, 8, "dgx-a100"), 1536, top_k=16
+    )
+    t0 = time.perf_counter()
+    res = plan(req, ExecutorSpec(workers=workers))
+    dt = time.perf_counter() - t0
+    label = "in-process" if workers == 1 else f"{workers} processes"
+    print(
+        f"{label:<16} {res.enumerated:>10,} {res.candidates:>10,} {res.feasible:>8,} {dt:>8.2f} "
+        f"{res.candidates / dt:>8,.0f}",
+        flush=True,
+    )
+    if workers == 1:
+        best = res.best
+        print(
+            f"best: {best.candidate.label()}  {best.step_time_s:.2f} s/step  MFU {best.mfu:.1%}  HFU {best.hfu:.1%}"
+        )
+
+
+def main() -> None:
+    """Print the figures, each executor in a fresh interpreter."""
+    print("GPT-3 175B, 1,024 x A100 80GB (dgx-a100, 128 nodes), global batch 1536, default search space")
+    print(
+        f"{'executor':<16} {'enumerated':>10} {'candidates':>10} {'feasible':>8} {'seconds':>8} {'cand/s':>8}"
+    )
+    sys.stdout.flush()
+    for workers in (1, 2):
+        subprocess.run([sys.executable, __file__, "--workers", str(workers)], check=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--workers":
+        one(int(sys.argv[2]))
+    else:
+        main()

@@ -1,0 +1,203 @@
+"""``pipesim plan`` from the command line: JSON/CSV shape, explain, tokens, scenario round trip, errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from pipesim.scenario import simulate_scenario
+from pipesim.scenario_toml import load_scenario, load_scenario_toml, parse_scenario_toml, scenario_toml
+
+BASE = [
+    "plan",
+    "--model",
+    "gpt-1.7b",
+    "--gpu",
+    "a100-80gb",
+    "--topology",
+    "dgx-a100",
+    "--nodes",
+    "2",
+    "--global-batch-size",
+    "64",
+    "--workers",
+    "1",
+    "--top-k",
+    "3",
+]
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    res = CliRunner().invoke(main, list(args))
+    return res.exit_code, res.stdout, res.stderr
+
+
+def test_json_has_candidates_feasible_and_ranked_results() -> None:
+    code, out, _ = run(*BASE, "--json", "--tokens", "20B")
+    assert code == 0
+    data = json.loads(out)
+    assert data["candidates"] >= data["feasible"] > 0
+    assert data["gpus"] == 16
+    rows = data["results"]
+    assert len(rows) == 10  # --top default 10
+    for key in (
+        "tp",
+        "pp",
+        "dp",
+        "vpp",
+        "micro_batch_size",
+        "schedule",
+        "recompute",
+        "step_time_s",
+        "tokens_per_s",
+        "model_tflops_per_gpu",
+        "mfu",
+        "peak_memory_bytes",
+        "train_days",
+        "gpu_hours",
+    ):
+        assert key in rows[0]
+    simulated = [r for r in rows if r["simulated"]]
+    assert len(simulated) == 3
+    times = [r["step_time_s"] for r in simulated]
+    assert times == sorted(times)
+    # tokens/s x step time = global batch x sequence length.
+    assert abs(rows[0]["tokens_per_s"] * rows[0]["step_time_s"] - 64 * 2048) < 1e-6 * 64 * 2048
+    assert "--tensor-model-parallel-size" in data["megatron_args"]
+    assert parse_scenario_toml(data["scenario_toml"]).layout.tp == rows[0]["tp"]
+    # Deterministic byte for byte.
+    assert run(*BASE, "--json", "--tokens", "20B")[1] == out
+
+
+def test_text_output_explain_csv_and_files(tmp_path: Path) -> None:
+    html, toml = tmp_path / "plan.html", tmp_path / "win.toml"
+    code, out, _ = run(*BASE, "--explain", "--tokens", "20B", "-o", str(html), "--scenario-out", str(toml))
+    assert code == 0
+    for text in (
+        "Best layouts",
+        "GiB = 2^30",
+        "Rejected layouts by reason",
+        "tp beyond the NVLink domain",
+        "Megatron-LM arguments",
+        "--pipeline-model-parallel-size",
+        "[layout]",
+        "days",
+    ):
+        assert text in out
+    page = html.read_text()
+    assert "Pareto front" in page and "plotly" in page.lower()
+    sf = load_scenario_toml(toml)
+    rep = simulate_scenario(load_scenario(toml))
+    assert rep.fits and sf.layout.num_gpus == 16
+    # simulate --scenario takes the file and predicts what plan simulated for the winner.
+    code, sim_out, _ = run("simulate", "--scenario", str(toml), "--json")
+    assert code == 0
+    assert json.loads(sim_out)["step_time_s"] == rep.step_time_s
+    # The winner of --json has the same step time.
+    best = json.loads(run(*BASE, "--json")[1])["results"][0]
+    assert best["step_time_s"] == rep.step_time_s
+    code, csv_out, _ = run(*BASE, "--csv", "--top", "0")
+    rows = list(csv.DictReader(io.StringIO(csv_out)))
+    assert code == 0 and len(rows) > 10 and "step_time_s" in rows[0] and "bubble_s" in rows[0]
+
+
+def test_scenario_toml_round_trip_for_an_inline_model_and_gpu() -> None:
+    from dataclasses import replace
+
+    from pipesim.gpus import get_gpu
+    from pipesim.layout import Layout
+    from pipesim.models import get_model
+    from pipesim.scenario_toml import ScenarioFile
+
+    model = replace(get_model("llama2-7b"), name="my-llama", num_layers=16)
+    gpu = replace(get_gpu("h100-sxm"), name="my-gpu")
+    lay = Layout(
+        tp=2,
+        pp=4,
+        dp=2,
+        vpp=2,
+        micro_batch_size=1,
+        global_batch_size=16,
+        schedule="interleaved-1f1b",
+        recompute="selective",
+        sequence_parallel=True,
+    )
+    sf = ScenarioFile(model, gpu, lay, None, 2, 8)
+    back = parse_scenario_toml(scenario_toml(sf))
+    assert back.layout == replace(lay, seq_length=4096)
+    assert back.model == replace(model, source="<scenario>")
+    # Units in the file are TFLOP/s and GB: equal up to decimal round-off.
+    assert dict(back.gpu.peak_flops) == pytest.approx(dict(gpu.peak_flops), rel=1e-12)
+    assert back.gpu.hbm_bytes == pytest.approx(gpu.hbm_bytes, rel=1e-12)
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    code, _, err = run(
+        "plan",
+        "--model",
+        "llama3-405b",
+        "--gpu",
+        "a100-80gb",
+        "--nodes",
+        "1",
+        "--global-batch-size",
+        "8",
+        "--workers",
+        "1",
+        "--micro-batch-size",
+        "1",
+    )
+    assert code == 2 and "fits in no layout" in err and "closest" in err and err.count("\n") == 1
+    code, _, err = run(*BASE, "--tp", "3")
+    assert code == 2 and "--tp 3 does not divide the 16 GPUs" in err and err.count("\n") == 1
+    code, _, err = run(*BASE, "--tokens", "many")
+    assert code == 2 and "--tokens" in err
+    code, _, err = run(*BASE, "--max-days", "3")
+    assert code == 2 and "--max-days needs --tokens" in err
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[model]\npreset = "gpt-1.7b"\n[gpu]\npreset = "a100-80gb"\n[layout]\ntp = "eight"\n')
+    code, _, err = run("simulate", "--scenario", str(bad))
+    assert code == 2 and "layout.tp" in err and str(bad) in err
+    code, _, err = run(*BASE, "-o", str(tmp_path / "missing" / "p.html"))
+    assert code == 2 and "does not exist" in err
+
+
+def test_max_days_finds_a_node_count() -> None:
+    code, out, _ = run(
+        "plan",
+        "--model",
+        "gpt-1.7b",
+        "--gpu",
+        "a100-80gb",
+        "--global-batch-size",
+        "64",
+        "--tokens",
+        "20B",
+        "--max-days",
+        "2",
+        "--max-nodes",
+        "16",
+        "--workers",
+        "1",
+        "--schedules",
+        "1f1b",
+        "--recompute",
+        "selective",
+        "--json",
+        "--top-k",
+        "2",
+    )
+    assert code == 0
+    data = json.loads(out)
+    assert data["results"][0]["train_days"] <= 2
+    probes = {p["nodes"]: p["best_days"] for p in data["nodes_search"]}
+    n = data["nodes"]
+    assert n in probes
+    if n - 1 in probes:
+        assert probes[n - 1] is None or probes[n - 1] > 2
