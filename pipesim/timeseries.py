@@ -110,13 +110,16 @@ class MemorySeries:
 
 @dataclass(frozen=True, eq=False)
 class GanttSeries:
-    """Everything one schedule's chart shows: its bars, per-rank memory over time and metrics."""
+    """Everything one schedule's chart shows: its bars, per-rank memory over time and metrics (and the
+    timeline they come from)."""
 
     name: str
     num_ranks: int
     groups: tuple[SpanGroup, ...]
     memory: MemorySeries
     metrics: PipelineMetrics
+    num_stages: int
+    timeline: Timeline
 
     @property
     def num_bars(self) -> int:
@@ -220,6 +223,8 @@ def gantt_series(
         groups=groups,
         memory=_memory(schedule, costs, timeline),
         metrics=metrics,
+        num_stages=schedule.num_stages,
+        timeline=timeline,
     )
 
 

@@ -9,6 +9,7 @@ replies and events to descriptor 4, each message a JSON object ended by a NUL by
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import shutil
@@ -62,6 +63,13 @@ def find_chromium() -> str | None:
     return None
 
 
+def _high_fd(fd: int) -> int:
+    """A duplicate of ``fd`` numbered 10 or more (the original is closed)."""
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return high
+
+
 class Chromium:
     """One headless Chromium process spoken to over the DevTools pipe. Use as a context manager."""
 
@@ -75,10 +83,13 @@ class Chromium:
         self._profile = tempfile.mkdtemp(prefix="pipesim-chromium-")
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
+        # The child's ends move to descriptors >= 10 first, so redirecting them onto 3 and 4 cannot clobber.
+        to_child_r, from_child_w = _high_fd(to_child_r), _high_fd(from_child_w)
         flags = [*HEADLESS_FLAGS, f"--user-data-dir={self._profile}", "--remote-debugging-pipe", "about:blank"]
-        # The shell moves our pipe ends onto the descriptors 3 and 4 that Chromium expects, then execs it.
+        # bash (dash takes single-digit descriptors only) moves our pipe ends onto the descriptors 3 and 4
+        # that Chromium expects, then execs it.
         self._proc = subprocess.Popen(
-            ["sh", "-c", f'exec "$0" "$@" 3<&{to_child_r} 4>&{from_child_w}', exe, *flags],
+            [shutil.which("bash") or "bash", "-c", f'exec "$0" "$@" 3<&{to_child_r} 4>&{from_child_w}', exe, *flags],
             pass_fds=(to_child_r, from_child_w),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -180,7 +191,7 @@ class Chromium:
             {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
             session=session,
         )
-        return Tab(self, session)
+        return Tab(self, session, target)
 
     def close(self) -> None:
         """Ask Chromium to quit, kill it if it does not, and remove its profile directory."""
@@ -210,9 +221,14 @@ class Chromium:
 class Tab:
     """One page of a :class:`Chromium`, attached in flat session mode."""
 
-    def __init__(self, browser: Chromium, session: str) -> None:
+    def __init__(self, browser: Chromium, session: str, target_id: str) -> None:
         self.browser = browser
         self.session = session
+        self.target_id = target_id
+
+    def close(self) -> None:
+        """Close this page."""
+        self.browser.send("Target.closeTarget", {"targetId": self.target_id})
 
     def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send a command to this page."""
@@ -246,7 +262,7 @@ class Tab:
 
     def screenshot(self, full_page: bool = True) -> bytes:
         """PNG bytes of the page (the whole document when ``full_page``, else the viewport)."""
-        params: dict[str, Any] = {"format": "png"}
+        params: dict[str, Any] = {"format": "png", "optimizeForSpeed": True}
         if full_page:
             size = self.evaluate(
                 "[document.documentElement.scrollWidth, document.documentElement.scrollHeight]"

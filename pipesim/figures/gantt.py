@@ -226,7 +226,8 @@ def gantt_figure(
                     showlegend=g.key not in shown,
                     hoverinfo="skip",
                     hoveron="points",
-                    meta={"pipesim": "bars", "kind": g.key, "schedule": s.name},
+                    meta={"pipesim": "bars", "kind": g.key, "schedule": s.name, "row": ROW, "offset": offset,
+                          "top": offset - max(int(round(frac * ROW / 2)), 1)},  # fmt: skip
                 ),
                 row=row,
                 col=1,
