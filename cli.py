@@ -262,7 +262,9 @@ def gantt_cmd(
     from pipesim.trace import chrome_trace_json
 
     if not (output or trace_path or image_path):
-        raise InputError("nothing to write: give -o PAGE.html, --trace TRACE.json and/or --image FIG.png|.svg")
+        raise InputError(
+            "nothing to write: give -o PAGE.html, --trace TRACE.json and/or --image FIG.png|.svg"
+        )
     if gpu_memory_gib is not None and not gpu_memory_gib > 0:
         raise InputError(f"--gpu-memory-gib={gpu_memory_gib} must be > 0 (GiB = 2^30 bytes)")
     # Check every target before simulating, so a bad path fails fast and nothing is half-written.

@@ -68,7 +68,9 @@ def main() -> None:
         except BrowserError as exc:
             print(f"render time: not measured ({exc})")
             return
-    print(f"render time: {wall:.2f} s wall from navigation (boot script {boot_ms / 1e3:.2f} s; limit {RENDER_LIMIT_S:g} s)")
+    print(
+        f"render time: {wall:.2f} s wall from navigation (boot script {boot_ms / 1e3:.2f} s; limit {RENDER_LIMIT_S:g} s)"
+    )
     print(f"console errors: {len(errors)}")
     ok = len(data) <= SIZE_LIMIT_BYTES and wall <= RENDER_LIMIT_S and not errors
     print("within targets" if ok else "OUTSIDE TARGETS")

@@ -28,7 +28,15 @@ from pipesim.engine import OpCosts, SpanKind, Timeline, simulate
 from pipesim.metrics import PipelineMetrics, pipeline_metrics
 from schedules.ir import Schedule
 
-__all__ = ["Lane", "SpanGroup", "MemorySeries", "GanttSeries", "gantt_series", "simulate_series", "GROUP_ORDER"]
+__all__ = [
+    "Lane",
+    "SpanGroup",
+    "MemorySeries",
+    "GanttSeries",
+    "gantt_series",
+    "simulate_series",
+    "GROUP_ORDER",
+]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int32]
@@ -236,4 +244,3 @@ def simulate_series(request: CompareRequest) -> list[GanttSeries]:
         timeline = simulate(schedule, costs)
         out.append(gantt_series(schedule, costs, timeline, pipeline_metrics(schedule, costs, timeline)))
     return out
-

@@ -54,11 +54,11 @@ def _consumers(timeline: Timeline, num_stages: int) -> np.ndarray:
     kind = timeline.kind.astype(np.int64)
     stage = timeline.stage.astype(np.int64)
     mb = timeline.microbatch.astype(np.int64)
-    key_of = {}
-    for row in range(n):
-        key_of[(int(kind[row]), int(stage[row]), int(mb[row]))] = row
+    key_of: dict[tuple[int, int, int], int] = {}
+    for i in range(n):
+        key_of[(int(kind[i]), int(stage[i]), int(mb[i]))] = i
     out = np.full(timeline.num_spans, -1, dtype=np.int64)
-    for row in np.nonzero(timeline.stream == Stream.P2P)[0]:
+    for row in np.nonzero(timeline.stream == Stream.P2P)[0].tolist():
         s, m = int(stage[row]), int(mb[row])
         if kind[row] == SpanKind.SEND_ACTIVATION:
             out[row] = key_of.get((int(SpanKind.F), s + 1, m), -1)

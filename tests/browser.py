@@ -148,7 +148,11 @@ def decode_png(data: bytes) -> Image:
         if ftype == 0:
             cur = line.copy()
         elif ftype == 1:
-            cur = (np.cumsum(line.reshape(width, channels), axis=0, dtype=np.uint64) % 256).astype(np.uint8).ravel()
+            cur = (
+                (np.cumsum(line.reshape(width, channels), axis=0, dtype=np.uint64) % 256)
+                .astype(np.uint8)
+                .ravel()
+            )
         elif ftype == 2:
             cur = line + prev
         else:

@@ -9,6 +9,7 @@ replies and events to descriptor 4, each message a JSON object ended by a NUL by
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -85,11 +86,22 @@ class Chromium:
         self._from_child, from_child_w = os.pipe()
         # The child's ends move to descriptors >= 10 first, so redirecting them onto 3 and 4 cannot clobber.
         to_child_r, from_child_w = _high_fd(to_child_r), _high_fd(from_child_w)
-        flags = [*HEADLESS_FLAGS, f"--user-data-dir={self._profile}", "--remote-debugging-pipe", "about:blank"]
+        flags = [
+            *HEADLESS_FLAGS,
+            f"--user-data-dir={self._profile}",
+            "--remote-debugging-pipe",
+            "about:blank",
+        ]
         # bash (dash takes single-digit descriptors only) moves our pipe ends onto the descriptors 3 and 4
         # that Chromium expects, then execs it.
         self._proc = subprocess.Popen(
-            [shutil.which("bash") or "bash", "-c", f'exec "$0" "$@" 3<&{to_child_r} 4>&{from_child_w}', exe, *flags],
+            [
+                shutil.which("bash") or "bash",
+                "-c",
+                f'exec "$0" "$@" 3<&{to_child_r} 4>&{from_child_w}',
+                exe,
+                *flags,
+            ],
             pass_fds=(to_child_r, from_child_w),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -172,9 +184,12 @@ class Chromium:
         with self._cond:
             while True:
                 for ev in self.events[since:]:
-                    if ev.get("method") == method and (session is None or ev.get("sessionId") == session):
-                        if predicate is None or predicate(ev):
-                            return ev
+                    if (
+                        ev.get("method") == method
+                        and (session is None or ev.get("sessionId") == session)
+                        and (predicate is None or predicate(ev))
+                    ):
+                        return ev
                 left = deadline - time.monotonic()
                 if self._closed or left <= 0:
                     raise BrowserError(f"Chromium sent no {method} within {self.timeout_s:g} s")
@@ -203,10 +218,8 @@ class Chromium:
                 self._proc.kill()
                 self._proc.wait()
         for fd in (self._to_child, self._from_child):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
         shutil.rmtree(self._profile, ignore_errors=True)
 
     def __enter__(self) -> Chromium:
@@ -285,7 +298,9 @@ class Tab:
         for e in self._events("Runtime.consoleAPICalled"):
             if e["params"]["type"] in ("error", "assert"):
                 args = e["params"].get("args", [])
-                out.append("console.error: " + " ".join(str(a.get("value", a.get("description"))) for a in args))
+                out.append(
+                    "console.error: " + " ".join(str(a.get("value", a.get("description"))) for a in args)
+                )
         for e in self._events("Log.entryAdded"):
             entry = e["params"]["entry"]
             if entry.get("level") == "error":

@@ -126,12 +126,9 @@ def _outline(group: SpanGroup, offset: int, frac: float) -> tuple[np.ndarray, np
 
 def _hover(group: SpanGroup, schedule: str) -> tuple[np.ndarray, str]:
     """Per-bar hover data (float32 columns) and the template that shows it."""
-    cols = [group.rank, group.stage, group.microbatch]
+    cols: list[np.ndarray] = [group.rank, group.stage, group.microbatch]
     head = "<b>%{fullData.name}</b> · " + schedule + "<br>rank %{customdata[0]}"
-    if group.key == "OPT":
-        body = ""
-    else:
-        body = ", stage %{customdata[1]}, microbatch %{customdata[2]}"
+    body = "" if group.key == "OPT" else ", stage %{customdata[1]}, microbatch %{customdata[2]}"
     if group.lane == Lane.P2P:
         cols.append(group.peer)
         body += " → rank %{customdata[3]}"
@@ -226,8 +223,14 @@ def gantt_figure(
                     showlegend=g.key not in shown,
                     hoverinfo="skip",
                     hoveron="points",
-                    meta={"pipesim": "bars", "kind": g.key, "schedule": s.name, "row": ROW, "offset": offset,
-                          "top": offset - max(int(round(frac * ROW / 2)), 1)},  # fmt: skip
+                    meta={
+                        "pipesim": "bars",
+                        "kind": g.key,
+                        "schedule": s.name,
+                        "row": ROW,
+                        "offset": offset,
+                        "top": offset - max(int(round(frac * ROW / 2)), 1),
+                    },
                 ),
                 row=row,
                 col=1,
@@ -238,10 +241,15 @@ def gantt_figure(
             fig.add_trace(
                 go.Scatter(
                     x=((g.start_s + g.end_s) * (MS / 2)).astype(np.float32),
-                    y=(g.rank.astype(np.int32) * ROW + offset).astype(np.int16 if s.num_ranks < 300 else np.int32),
+                    y=(g.rank.astype(np.int32) * ROW + offset).astype(
+                        np.int16 if s.num_ranks < 300 else np.int32
+                    ),
                     mode="text" if label else "none",
                     text=[str(v) for v in g.microbatch] if label else None,
-                    textfont={"size": max(8, min(11, int(row_px * 0.36))), "color": TEXT_COLOURS.get(g.key, "white")},
+                    textfont={
+                        "size": max(8, min(11, int(row_px * 0.36))),
+                        "color": TEXT_COLOURS.get(g.key, "white"),
+                    },
                     customdata=custom,
                     hovertemplate=template,
                     hoverlabel={"bgcolor": colour},
@@ -319,8 +327,7 @@ def gantt_figure(
         title={"text": title, "x": 0.0, "xanchor": "left"} if title else None,
         height=total_px,
         margin={"l": 80, "r": 24, "t": 96 if title else 72, "b": 48},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0.0, "xanchor": "left",
-                "y": 1 + 40 / plot_px, "itemclick": "toggle"},
+        legend={"orientation": "h", "yanchor": "bottom", "x": 0.0, "xanchor": "left", "y": 1 + 40 / plot_px},
         hovermode="closest",
         hoverdistance=40,
         dragmode="zoom",
@@ -331,8 +338,14 @@ def gantt_figure(
     if gpu_memory_bytes is None:
         fig.add_annotation(
             text="GPU memory capacity not given: no capacity line",
-            xref="paper", yref="paper", x=1.0, y=1 + 40 / plot_px, xanchor="right", yanchor="bottom",
-            showarrow=False, font={"size": 11, "color": "#5b6372"},
+            xref="paper",
+            yref="paper",
+            x=1.0,
+            y=1 + 40 / plot_px,
+            xanchor="right",
+            yanchor="bottom",
+            showarrow=False,
+            font={"size": 11, "color": "#5b6372"},
         )
     return fig
 

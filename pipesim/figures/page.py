@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import plotly.graph_objects as go
@@ -149,7 +148,9 @@ def render_page(page: Page) -> str:
         parts.append("</ul>")
     parts.extend(_table_html(t) for t in page.tables)
     if page.notes:
-        parts.append('<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in page.notes) + "</ul>")
+        parts.append(
+            '<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in page.notes) + "</ul>"
+        )
     parts.append("</header><main>")
     for i, fig in enumerate(page.figures):
         div_id = f"figure-{i}"
@@ -162,7 +163,9 @@ def render_page(page: Page) -> str:
         )
     parts.append("</main>")
     parts.append(f"<footer>pipesim {html.escape(pipesim.__version__)}</footer>")
-    parts.append(f'<script type="application/json" id="pipesim-config">{_script_json(PLOTLY_CONFIG)}</script>')
+    parts.append(
+        f'<script type="application/json" id="pipesim-config">{_script_json(PLOTLY_CONFIG)}</script>'
+    )
     parts.append(f"<script>{plotly_js}</script>")
     parts.append(f"<script>{_BOOT}</script>")
     parts.append("</body></html>")
