@@ -63,13 +63,15 @@ def main() -> None:
                 start = time.perf_counter()
                 tab.navigate(path.resolve().as_uri())
                 boot_ms = tab.evaluate("window.pipesimReady")
+                # Two more frames: the drawn SVG has been painted once, not just built.
+                tab.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
                 wall = time.perf_counter() - start
                 errors = tab.console_errors()
         except BrowserError as exc:
             print(f"render time: not measured ({exc})")
             return
     print(
-        f"render time: {wall:.2f} s wall from navigation (boot script {boot_ms / 1e3:.2f} s; limit {RENDER_LIMIT_S:g} s)"
+        f"render time: {wall:.2f} s wall from navigation to painted (boot script {boot_ms / 1e3:.2f} s; limit {RENDER_LIMIT_S:g} s)"
     )
     print(f"console errors: {len(errors)}")
     ok = len(data) <= SIZE_LIMIT_BYTES and wall <= RENDER_LIMIT_S and not errors
