@@ -1,0 +1,107 @@
+"""Running a sweep: in this process, on a local process pool, or on an existing Dask cluster.
+
+Every executor maps a picklable function over a list of work items in chunks and returns the results in the
+order of the items, so a sweep's output is identical whichever executor ran it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from pipesim.errors import InputError
+
+__all__ = ["ExecutorSpec", "run_chunks", "chunked"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class ExecutorSpec(Generic[T]):
+    """Where a sweep runs: ``workers`` local processes (1 = in this process), or the Dask scheduler at
+    ``dask_scheduler`` (``tcp://host:port``), which takes precedence."""
+
+    workers: int = 1
+    dask_scheduler: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise InputError(f"--workers={self.workers} must be >= 1")
+        if self.dask_scheduler is not None and "://" not in self.dask_scheduler:
+            raise InputError(
+                f"--dask-scheduler={self.dask_scheduler!r} is not an address; expected e.g. tcp://host:8786"
+            )
+
+
+def chunked(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    """Split ``items`` into consecutive chunks of at most ``size``."""
+    return [items[i : i + size] for i in range(0, len(items), max(size, 1))]
+
+
+def default_workers() -> int:
+    """Local processes to use by default: the CPUs this process may run on."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(os.cpu_count() or 1, 1)
+
+
+def run_chunks(
+    fn: Callable[[Sequence[T]], list[R]],
+    chunks: Sequence[Sequence[T]],
+    spec: ExecutorSpec[T],
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[list[R]]:
+    """Yield ``fn(chunk)`` for every chunk, in chunk order, running them as ``spec`` says.
+
+    ``progress(n)`` is called with the number of items of each chunk as it completes. ``fn`` must be a
+    module-level function (it is pickled for process pools and Dask).
+    """
+    if spec.dask_scheduler is not None:
+        yield from _run_dask(fn, chunks, spec.dask_scheduler, progress)
+        return
+    if spec.workers == 1 or len(chunks) <= 1:
+        for chunk in chunks:
+            out = fn(chunk)
+            if progress:
+                progress(len(chunk))
+            yield out
+        return
+    with ProcessPoolExecutor(max_workers=spec.workers) as pool:
+        futures = [pool.submit(fn, chunk) for chunk in chunks]
+        for chunk, fut in zip(chunks, futures, strict=True):
+            out = fut.result()
+            if progress:
+                progress(len(chunk))
+            yield out
+
+
+def _run_dask(
+    fn: Callable[[Sequence[T]], list[R]],
+    chunks: Sequence[Sequence[T]],
+    address: str,
+    progress: Callable[[int], None] | None,
+) -> Iterator[list[R]]:
+    try:
+        from distributed import Client
+    except ImportError:
+        raise InputError(
+            "--dask-scheduler needs dask.distributed: pip install 'pipesim[dask]' (or 'dask[distributed]')"
+        ) from None
+    try:
+        client = Client(address, timeout=10, set_as_default=False)
+    except OSError as exc:
+        raise InputError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+    try:
+        futures = client.map(fn, list(chunks), pure=False)
+        for chunk, fut in zip(chunks, futures, strict=True):
+            out = fut.result()
+            if progress:
+                progress(len(chunk))
+            yield out
+    finally:
+        client.close()
