@@ -263,6 +263,41 @@ def build_scenario(
     return Scenario(model, gpu, layout, comm)
 
 
+def scenario_request(
+    *,
+    pp: int,
+    microbatches: int,
+    vpp: int,
+    schedules_opt: str | None,
+    forward_time: float,
+    backward_time: float,
+    weight_time: float | None,
+    memory_limit: float | None,
+    p2p_time: float,
+    activation_bytes: float,
+    schedule_files: Sequence[str],
+) -> CompareRequest:
+    """The scenario of ``compare``'s options (``gantt`` takes the same options and calls this too)."""
+    names = _split_names(schedules_opt)
+    if not names and not schedule_files:
+        names = ["gpipe", "1f1b", "interleaved-1f1b"]
+    if activation_bytes < 0:
+        raise InputError(f"--activation-bytes={activation_bytes} must be >= 0")
+    return CompareRequest(
+        schedules=tuple(names),
+        schedule_files=tuple(schedule_files),
+        pp=pp,
+        microbatches=microbatches,
+        vpp=vpp,
+        forward_s=_ms(forward_time, "--forward-time"),
+        backward_s=_ms(backward_time, "--backward-time"),
+        weight_s=_weight_s(weight_time, backward_time),
+        memory_limit=memory_limit,
+        p2p_s=_ms(p2p_time, "--p2p-time"),
+        activation_bytes=activation_bytes,
+    )
+
+
 COMPARE_HELP = """Compare pipeline schedules side by side on one scenario.
 
 With no flags: GPipe, 1F1B and interleaved 1F1B (vpp 2) on 4 ranks and 8 microbatches, forward 1 ms and
@@ -356,35 +391,31 @@ def compare_cmd(
     as_json: bool,
     **kwargs: Any,
 ) -> None:
-    names = _split_names(schedules_opt)
-    if not names and not schedule_files:
-        names = ["gpipe", "1f1b", "interleaved-1f1b"]
     scenario_args = _pop_scenario(kwargs)
     if scenario_args["model_arg"]:  # real model: the scenario flags replace the synthetic times
         if schedule_files:
             raise InputError(
                 "--schedule-file cannot be combined with --model (per-stage costs need a registry schedule)"
             )
+        names = _split_names(schedules_opt) or ["gpipe", "1f1b", "interleaved-1f1b"]
         reports = compare_on_model(names, scenario_args, pp, vpp, microbatches)
         if as_json:
             emit_json([r.as_dict() | {"schedule": r.scenario.layout.schedule} for r in reports])
             return
         console().print(model_compare_table(reports))
         return
-    if activation_bytes < 0:
-        raise InputError(f"--activation-bytes={activation_bytes} must be >= 0")
-    request = CompareRequest(
-        schedules=tuple(names),
-        schedule_files=tuple(schedule_files),
+    request = scenario_request(
         pp=pp,
         microbatches=microbatches,
         vpp=vpp,
-        forward_s=_ms(forward_time, "--forward-time"),
-        backward_s=_ms(backward_time, "--backward-time"),
-        weight_s=_weight_s(weight_time, backward_time),
+        schedules_opt=schedules_opt,
+        forward_time=forward_time,
+        backward_time=backward_time,
+        weight_time=weight_time,
         memory_limit=memory_limit,
-        p2p_s=_ms(p2p_time, "--p2p-time"),
+        p2p_time=p2p_time,
         activation_bytes=activation_bytes,
+        schedule_files=schedule_files,
     )
     results = compare_schedules(request)
     if as_json:
@@ -628,6 +659,113 @@ def model_compare_table(reports: Sequence[SimulationReport]) -> Table:
             "fits" if r.fits else "OOM",
         )
     return table
+
+
+# --- pipesim gantt -------------------------------------------------------------------------------------------
+
+GANTT_HELP = """Draw Gantt charts of simulated steps: one self-contained HTML page (opens offline) and/or a
+Chrome trace (opens in Perfetto) and/or a static PNG/SVG.
+
+Takes the same scenario flags as compare. The page shows one chart per schedule on a shared time axis: a lane
+per rank with its communication lane under it, bars coloured by op and labelled with the microbatch, hover
+with stage, microbatch, start, end and duration, grey gaps for bubbles, and under each chart the activation
+memory of every rank over time (with the GPU's capacity when --gpu-memory-gib is given).
+"""
+
+# The scenario options are compare's own Parameter objects, so the two commands never drift apart.
+SCENARIO_PARAMS = [p for p in compare_cmd.params if p.name != "as_json"]
+
+
+@main.command("gantt", help=GANTT_HELP)
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), help="HTML page to write.")
+@click.option(
+    "--trace", "trace_path", type=click.Path(dir_okay=False), help="Chrome-trace JSON to write (Perfetto)."
+)
+@click.option(
+    "--image",
+    "image_path",
+    type=click.Path(dir_okay=False),
+    help="Static figure to write, .png or .svg (needs Chromium or Chrome).",
+)
+@click.option(
+    "--gpu-memory-gib", type=float, default=None, help="GPU memory capacity in GiB (2^30 B), drawn as a line."
+)
+def gantt_cmd(
+    output: str | None,
+    trace_path: str | None,
+    image_path: str | None,
+    gpu_memory_gib: float | None,
+    **scenario: Any,
+) -> None:
+    from pipesim.figures.gantt import gantt_page
+    from pipesim.figures.static import check_image_target, export_image
+    from pipesim.fileio import atomic_write_text, check_output_path
+    from pipesim.timeseries import simulate_series
+    from pipesim.trace import chrome_trace_json
+
+    if not (output or trace_path or image_path):
+        raise InputError(
+            "nothing to write: give -o PAGE.html, --trace TRACE.json and/or --image FIG.png|.svg"
+        )
+    if gpu_memory_gib is not None and not gpu_memory_gib > 0:
+        raise InputError(f"--gpu-memory-gib={gpu_memory_gib} must be > 0 (GiB = 2^30 bytes)")
+    # Check every target before simulating, so a bad path fails fast and nothing is half-written.
+    for path in (output, trace_path):
+        if path:
+            check_output_path(path)
+    if image_path:
+        check_image_target(image_path)
+    model_args = _pop_scenario(scenario)
+    capacity = gpu_memory_gib * GIB if gpu_memory_gib is not None else None
+    if model_args["model_arg"]:  # a real model: per-stage costs from the scenario flags
+        from pipesim.timeseries import gantt_series
+
+        names = _split_names(scenario["schedules_opt"]) or ["gpipe", "1f1b", "interleaved-1f1b"]
+        reports = compare_on_model(
+            names, model_args, scenario["pp"], scenario["vpp"], scenario["microbatches"]
+        )
+        panels = [gantt_series(r.schedule, r.costs, r.timeline, r.metrics) for r in reports]
+        sc = reports[0].scenario
+        if capacity is None:
+            capacity = sc.gpu.hbm_bytes
+        scenario_rows = [
+            ("schedules", ", ".join(p.name for p in panels)),
+            ("model", sc.model.name),
+            ("gpu", sc.gpu.name),
+            ("layout", f"dp={sc.layout.dp} tp={sc.layout.tp} pp={sc.layout.pp}"),
+            ("microbatches", str(sc.layout.num_microbatches)),
+            ("micro batch", str(sc.layout.micro_batch_size)),
+            ("recompute", sc.layout.recompute),
+            ("GPU memory", f"{capacity / GIB:g} GiB"),
+        ]
+    else:
+        request = scenario_request(**scenario)
+        panels = simulate_series(request)
+        scenario_rows = [
+            ("schedules", ", ".join(p.name for p in panels)),
+            ("pp", str(request.pp)),
+            ("microbatches", str(request.microbatches)),
+            ("vpp", str(request.vpp)),
+            ("F", f"{request.forward_s * 1e3:g} ms"),
+            ("B", f"{request.backward_s * 1e3:g} ms"),
+            ("p2p", f"{request.p2p_s * 1e3:g} ms"),
+            ("activations", f"{request.activation_bytes / GIB:g} GiB"),
+            ("GPU memory", f"{gpu_memory_gib:g} GiB" if gpu_memory_gib is not None else "not given"),
+            ("times", "per microbatch, whole stage"),
+        ]
+    page = gantt_page(panels, scenario_rows, gpu_memory_bytes=capacity) if (output or image_path) else ""
+    if output:
+        atomic_write_text(output, page)
+        click.echo(f"wrote {output} ({len(page.encode()) / 1e6:.1f} MB, {len(panels)} schedules)")
+    if trace_path:
+        atomic_write_text(trace_path, chrome_trace_json([(p.name, p.num_stages, p.timeline) for p in panels]))
+        click.echo(f"wrote {trace_path} (Chrome trace; open in https://ui.perfetto.dev)")
+    if image_path:
+        export_image(page, image_path)
+        click.echo(f"wrote {image_path}")
+
+
+gantt_cmd.params[len(gantt_cmd.params) :] = SCENARIO_PARAMS
 
 
 # ---- topologies and collectives ---------------------------------------------------------------------------

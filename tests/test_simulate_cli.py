@@ -203,3 +203,24 @@ def test_topology_comm_model_plugs_in() -> None:
     assert topo["time_breakdown_s"]["tp_comm"]["total"] != level["time_breakdown_s"]["tp_comm"]["total"]
     code, _, err = invoke(*base, "--topology", "nope")
     assert code == 2 and "unknown topology 'nope'" in err
+
+
+def test_gantt_takes_the_model_flags(tmp_path: Path) -> None:
+    out = tmp_path / "g.html"
+    code, stdout, err = invoke(
+        "gantt",
+        "--model",
+        "gpt3-175b",
+        "--tp",
+        "8",
+        "--pp",
+        "4",
+        "-m",
+        "8",
+        "--schedules",
+        "1f1b",
+        "-o",
+        str(out),
+    )
+    assert code == 0, err
+    assert "wrote" in stdout and "gpt3-175b" in out.read_text()
