@@ -12,10 +12,16 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from pipesim.comm import LevelCommModel
 from pipesim.compare import CompareRequest, compare_schedules
 from pipesim.errors import InputError
+from pipesim.gpus import gpu_names
+from pipesim.io import resolve_gpu, resolve_model
+from pipesim.layout import ATTENTION, RECOMPUTE, TRAIN_PRECISIONS, Layout
 from pipesim.metrics import PipelineMetrics
-from schedules import ScheduleError, schedule_names
+from pipesim.models import model_names
+from pipesim.scenario import Scenario, SimulationReport, check_gpu_count, simulate_scenario
+from schedules import ScheduleError, get_family, schedule_names
 
 # Errors that are the user's input, not our bug: printed as one line, exit status 2.
 USER_ERRORS: tuple[type[Exception], ...] = (InputError, ScheduleError)
@@ -67,6 +73,183 @@ def _ms(value: float, flag: str) -> float:
     if not value >= 0:
         raise InputError(f"{flag}={value} must be >= 0 (milliseconds)")
     return value / 1000.0
+
+
+# --------------------------------------------------------------------------- real scenarios (simulate, compare)
+SCENARIO_KEYS = (
+    "model_arg",
+    "gpu_arg",
+    "tp",
+    "dp",
+    "micro_batch_size",
+    "global_batch_size",
+    "seq_length",
+    "sequence_parallel",
+    "recompute",
+    "distributed_optimizer",
+    "precision",
+    "attention",
+    "dp_overlap",
+    "tp_comm_overlap",
+    "uneven_layers",
+    "gpus",
+    "gpus_per_node",
+    "intra_node_gbps",
+    "inter_node_gbps",
+)
+
+
+def scenario_options(func: Any) -> Any:
+    """The scenario flags shared by ``simulate`` and ``compare`` (Megatron-LM argument names). ``--pp`` and
+    ``--vpp`` are not here: each command declares its own (compare's have synthetic-mode defaults)."""
+    options = [
+        click.option(
+            "--model",
+            "model_arg",
+            default=None,
+            metavar="NAME|PATH",
+            help=f"Model preset ({', '.join(model_names())}) or a Hugging Face config.json / model .toml.",
+        ),
+        click.option(
+            "--gpu",
+            "gpu_arg",
+            default="a100-80gb",
+            show_default=True,
+            metavar="NAME|PATH",
+            help=f"GPU preset ({', '.join(gpu_names())}) or a GPU .toml.",
+        ),
+        click.option("--tp", type=int, default=1, show_default=True, help="Tensor-parallel size."),
+        click.option(
+            "--dp", type=int, default=None, help="Data-parallel size [default: --gpus / (tp x pp), else 1]."
+        ),
+        click.option(
+            "--micro-batch-size", type=int, default=1, show_default=True, help="Sequences per microbatch."
+        ),
+        click.option(
+            "--global-batch-size",
+            type=int,
+            default=None,
+            help="Sequences per step [simulate default: 4 x pp microbatches per pipeline; compare: -m microbatches].",
+        ),
+        click.option("--seq-length", type=int, default=None, help="Sequence length [default: the model's]."),
+        click.option(
+            "--sequence-parallel", is_flag=True, help="Megatron sequence parallelism (needs tp > 1)."
+        ),
+        click.option(
+            "--recompute",
+            default="none",
+            show_default=True,
+            help=f"Activation recomputation: {', '.join(RECOMPUTE)}.",
+        ),
+        click.option("--distributed-optimizer", is_flag=True, help="Shard optimizer state over dp (ZeRO-1)."),
+        click.option(
+            "--precision",
+            default="bf16",
+            show_default=True,
+            help=f"GEMM precision: {', '.join(TRAIN_PRECISIONS)}.",
+        ),
+        click.option(
+            "--attention",
+            default="flash",
+            show_default=True,
+            help=f"Attention kernels: {', '.join(ATTENTION)} (unfused: scores materialised, as in Megatron-LM 2021-22).",
+        ),
+        click.option(
+            "--dp-overlap/--no-dp-overlap",
+            default=True,
+            show_default=True,
+            help="Overlap gradient reduction with the last backwards.",
+        ),
+        click.option(
+            "--tp-comm-overlap/--no-tp-comm-overlap",
+            default=True,
+            show_default=True,
+            help="Overlap backward TP collectives with weight-gradient GEMMs (Megatron's async TP all-reduce).",
+        ),
+        click.option("--uneven-layers", is_flag=True, help="Allow pp x vpp not dividing the layer count."),
+        click.option("--gpus", type=int, default=None, help="Total GPUs; checked against dp x tp x pp."),
+        click.option("--gpus-per-node", type=int, default=8, show_default=True, help="GPUs per node."),
+        click.option(
+            "--intra-node-GBps",
+            "intra_node_gbps",
+            type=float,
+            default=240.0,
+            show_default=True,
+            help="Per-GPU bandwidth inside a node, GB/s = 1e9 B/s (default: DGX A100 NVLink).",
+        ),
+        click.option(
+            "--inter-node-GBps",
+            "inter_node_gbps",
+            type=float,
+            default=24.0,
+            show_default=True,
+            help="Per-GPU bandwidth across nodes, GB/s (default: one 200 Gb/s HDR NIC per GPU).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _pop_scenario(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: kwargs.pop(k) for k in SCENARIO_KEYS}
+
+
+def build_scenario(
+    args: dict[str, Any], pp: int, vpp: int, schedule: str | None, microbatches: int | None = None
+) -> Scenario:
+    """A :class:`Scenario` from the parsed scenario flags (``microbatches`` sets the default global batch)."""
+    if not args["model_arg"]:
+        raise InputError(f"--model is required; presets: {', '.join(model_names())} (or a config.json path)")
+    model = resolve_model(args["model_arg"])
+    gpu = resolve_gpu(args["gpu_arg"])
+    tp, gpus = args["tp"], args["gpus"]
+    for flag, value in (("--tp", tp), ("--pp", pp), ("--vpp", vpp)):
+        if value < 1:
+            raise InputError(f"{flag}={value} must be >= 1")
+    dp = args["dp"]
+    if dp is None:
+        dp = gpus // (tp * pp) if gpus is not None and gpus % (tp * pp) == 0 and gpus >= tp * pp else 1
+    mbs = args["micro_batch_size"]
+    gbs = args["global_batch_size"]
+    if gbs is None:
+        gbs = mbs * dp * (microbatches if microbatches is not None else 4 * pp)
+    if schedule is None:
+        schedule = "interleaved-1f1b" if vpp > 1 else "1f1b"
+    layout = Layout(
+        tp=tp,
+        pp=pp,
+        dp=dp,
+        vpp=vpp,
+        micro_batch_size=mbs,
+        global_batch_size=gbs,
+        seq_length=args["seq_length"],
+        sequence_parallel=args["sequence_parallel"],
+        recompute=args["recompute"],
+        distributed_optimizer=args["distributed_optimizer"],
+        precision=args["precision"],
+        schedule=schedule,
+        attention=args["attention"],
+        dp_overlap=args["dp_overlap"],
+        tp_comm_overlap=args["tp_comm_overlap"],
+        uneven_layers=args["uneven_layers"],
+    )
+    check_gpu_count(layout, gpus)
+    gpu.peak(layout.precision)  # fail early if the GPU lacks the precision
+    for flag, value in (
+        ("--intra-node-GBps", args["intra_node_gbps"]),
+        ("--inter-node-GBps", args["inter_node_gbps"]),
+    ):
+        if not value > 0:
+            raise InputError(f"{flag}={value} must be > 0")
+    if args["gpus_per_node"] < 1:
+        raise InputError(f"--gpus-per-node={args['gpus_per_node']} must be >= 1")
+    comm = LevelCommModel(
+        gpus_per_node=args["gpus_per_node"],
+        intra_Bps=args["intra_node_gbps"] * 1e9,
+        inter_Bps=args["inter_node_gbps"] * 1e9,
+    )
+    return Scenario(model, gpu, layout, comm)
 
 
 COMPARE_HELP = """Compare pipeline schedules side by side on one scenario.
@@ -126,6 +309,7 @@ Definitions:
     help="A PyTorch per-rank schedule CSV to simulate (repeatable).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: a list with one object per schedule.")
+@scenario_options
 def compare_cmd(
     pp: int,
     microbatches: int,
@@ -137,10 +321,23 @@ def compare_cmd(
     activation_bytes: float,
     schedule_files: Sequence[str],
     as_json: bool,
+    **kwargs: Any,
 ) -> None:
     names = _split_names(schedules_opt)
     if not names and not schedule_files:
         names = ["gpipe", "1f1b", "interleaved-1f1b"]
+    scenario_args = _pop_scenario(kwargs)
+    if scenario_args["model_arg"]:  # real model: the scenario flags replace the synthetic times
+        if schedule_files:
+            raise InputError(
+                "--schedule-file cannot be combined with --model (per-stage costs need a registry schedule)"
+            )
+        reports = compare_on_model(names, scenario_args, pp, vpp, microbatches)
+        if as_json:
+            emit_json([r.as_dict() | {"schedule": r.scenario.layout.schedule} for r in reports])
+            return
+        console().print(model_compare_table(reports))
+        return
     if activation_bytes < 0:
         raise InputError(f"--activation-bytes={activation_bytes} must be >= 0")
     request = CompareRequest(
@@ -197,6 +394,190 @@ def compare_table(results: Sequence[PipelineMetrics], request: CompareRequest) -
             f"{r.peak_activation_bytes / GIB:.2f}",
             f"{r.p2p_time_s * 1e3:.3f}",
             f"{r.p2p_exposed_s * 1e3:.3f}",
+        )
+    return table
+
+
+SIMULATE_HELP = """Predict one training step of a real model on real GPUs.
+
+Prints step time, throughput, model TFLOP/s per GPU, MFU and HFU, a time breakdown and a per-rank memory
+breakdown with a fits / out-of-memory verdict. Example:
+
+\b
+  pipesim simulate --model gpt3-175b --gpu a100-80gb --tp 8 --pp 8 --dp 1 --vpp 3 \\
+      --micro-batch-size 1 --global-batch-size 64 --recompute full
+
+\b
+Definitions:
+  model TFLOP/s   model FLOPs (fwd + bwd, no recompute; Korthikanti eq. 7) / step / GPUs
+  MFU / HFU       model / hardware (recompute included) FLOP/s over the GPU's dense peak
+  bubble          idle fraction of the pipeline phase; bubble/ideal = idle / busy (Megatron form)
+  breakdown       seconds per rank (mean over ranks); the exposed column adds up to the step time
+  memory          per GPU of each pipeline rank, GiB = 2^30 bytes; verdict against the GPU's HBM
+"""
+
+
+@main.command("simulate", help=SIMULATE_HELP)
+@click.option("--pp", type=int, default=1, show_default=True, help="Pipeline-parallel size.")
+@click.option("--vpp", type=int, default=1, show_default=True, help="Model chunks per pipeline rank.")
+@click.option(
+    "--schedule",
+    default=None,
+    help=f"Pipeline schedule [default: interleaved-1f1b if vpp > 1 else 1f1b]. Known: {', '.join(schedule_names())}.",
+)
+@scenario_options
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def simulate_cmd(pp: int, vpp: int, schedule: str | None, as_json: bool, **kwargs: Any) -> None:
+    args = _pop_scenario(kwargs)
+    if schedule is not None:
+        get_family(schedule)  # unknown names list the valid ones
+    report = simulate_scenario(build_scenario(args, pp, vpp, schedule))
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    render_report(report)
+
+
+def _gib(x: float) -> str:
+    return f"{x / GIB:.2f}"
+
+
+def render_report(report: SimulationReport) -> None:
+    """The terminal view of ``pipesim simulate``: summary, time breakdown, memory per pipeline rank."""
+    sc, lay = report.scenario, report.scenario.layout
+    con = console()
+    con.print(
+        f"{sc.model.name} on {lay.num_gpus} x {sc.gpu.name}: dp={lay.dp} tp={lay.tp} pp={lay.pp} vpp={lay.vpp} "
+        f"schedule={lay.schedule} micro-batch={lay.micro_batch_size} global-batch={lay.global_batch_size} "
+        f"microbatches={lay.num_microbatches} seq={lay.seq(sc.model)} recompute={lay.recompute} "
+        f"sp={'on' if lay.sequence_parallel else 'off'} precision={lay.precision} attention={lay.attention}",
+        highlight=False,
+    )
+    summary = Table(title="Step", title_justify="left", show_header=False)
+    summary.add_column("metric", no_wrap=True)
+    summary.add_column("value", justify="right", no_wrap=True)
+    rows = (
+        ("step time", f"{report.step_time_s:.3f} s"),
+        ("throughput", f"{report.tokens_per_s:,.0f} tokens/s  {report.samples_per_s:,.2f} samples/s"),
+        ("model TFLOP/s per GPU", f"{report.model_tflops_per_gpu:.1f}"),
+        ("hardware TFLOP/s per GPU", f"{report.hardware_tflops_per_gpu:.1f}"),
+        (
+            "MFU / HFU",
+            f"{report.mfu:.1%} / {report.hfu:.1%}  (peak {report.peak_flops / 1e12:g} TFLOP/s {lay.precision})",
+        ),
+        ("bubble (of pipeline time)", f"{report.metrics.bubble_ratio:.1%}"),
+        ("bubble / ideal (Megatron)", f"{report.metrics.bubble_over_ideal:.3f}"),
+    )
+    for k, v in rows:
+        summary.add_row(k, v)
+    con.print(summary)
+
+    bd = report.breakdown.as_dict()
+    step = report.step_time_s
+    times = Table(title="Time per rank (s, mean over pipeline ranks)", title_justify="left")
+    times.add_column("part", no_wrap=True)
+    for col in ("total", "exposed", "% of step"):
+        times.add_column(col, justify="right", no_wrap=True)
+    labels = {
+        "compute": "compute",
+        "recompute": "  of which recompute",
+        "bubble": "pipeline bubble",
+        "tp_comm": "TP communication",
+        "pp_comm": "PP communication",
+        "dp_comm": "DP communication",
+        "optimizer": "optimizer step",
+    }
+    for key, label in labels.items():
+        part = bd[key]
+        share = "" if key == "recompute" else f"{part['exposed'] / step:.1%}"
+        times.add_row(label, f"{part['total']:.3f}", f"{part['exposed']:.3f}", share)
+    con.print(times)
+
+    mem = Table(
+        title=f"Memory per GPU by pipeline rank (GiB = 2^30 bytes; HBM {sc.gpu.hbm_bytes / GIB:.1f} GiB)",
+        title_justify="left",
+    )
+    for col in (
+        "rank",
+        "weights",
+        "grads",
+        "optimizer",
+        "activations",
+        "transient",
+        "reserve",
+        "peak",
+        "verdict",
+    ):
+        mem.add_column(col, justify="right", no_wrap=True)
+    shown = list(report.memory)
+    if len(shown) > 8:
+        worst = report.worst_memory
+        keep = {shown[0].rank, shown[-1].rank, worst.rank}
+        shown = [m for m in shown if m.rank in keep]
+    for m in shown:
+        mem.add_row(
+            str(m.rank),
+            _gib(m.weights),
+            _gib(m.grads),
+            _gib(m.optimizer),
+            _gib(m.activations),
+            _gib(m.transient),
+            _gib(m.reserve),
+            _gib(m.peak),
+            "fits" if m.fits else "OUT OF MEMORY",
+        )
+    con.print(mem)
+    if len(shown) < len(report.memory):
+        con.print(
+            f"(showing first, last and most loaded of {len(report.memory)} pipeline ranks; --json lists all)"
+        )
+    verdict = "fits" if report.fits else "OUT OF MEMORY"
+    worst = report.worst_memory
+    con.print(
+        f"Verdict: {verdict} (most loaded: pipeline rank {worst.rank}, {_gib(worst.peak)} of "
+        f"{_gib(sc.gpu.hbm_bytes)} GiB)",
+        highlight=False,
+    )
+
+
+def compare_on_model(
+    names: Sequence[str], args: dict[str, Any], pp: int, vpp: int, microbatches: int
+) -> list[SimulationReport]:
+    """``compare --model``: simulate each named schedule on the real scenario."""
+    reports = []
+    for name in names:
+        family = get_family(name)
+        layout_vpp = vpp if family.uses_vpp else 1
+        reports.append(simulate_scenario(build_scenario(args, pp, layout_vpp, name, microbatches)))
+    return reports
+
+
+def model_compare_table(reports: Sequence[SimulationReport]) -> Table:
+    """The side-by-side table of ``pipesim compare --model``."""
+    first = reports[0].scenario
+    lay = first.layout
+    table = Table(
+        title=(
+            f"{first.model.name} on {lay.num_gpus} x {first.gpu.name}: dp={lay.dp} tp={lay.tp} pp={lay.pp} "
+            f"micro-batch={lay.micro_batch_size} global-batch={lay.global_batch_size} (GiB = 2^30 bytes)"
+        ),
+        title_justify="left",
+    )
+    table.add_column("schedule", no_wrap=True)
+    for col in ("vpp", "m", "step s", "tokens/s", "TFLOP/s/GPU", "MFU", "bubble", "peak GiB", "verdict"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for r in reports:
+        table.add_row(
+            r.scenario.layout.schedule,
+            str(r.schedule.chunks_per_rank),
+            str(r.scenario.layout.num_microbatches),
+            f"{r.step_time_s:.3f}",
+            f"{r.tokens_per_s:,.0f}",
+            f"{r.model_tflops_per_gpu:.1f}",
+            f"{r.mfu:.1%}",
+            f"{r.metrics.bubble_ratio:.1%}",
+            _gib(r.worst_memory.peak),
+            "fits" if r.fits else "OOM",
         )
     return table
 

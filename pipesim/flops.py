@@ -76,7 +76,11 @@ class Op:
     (a lower bound for GEMMs). GEMMs carry ``shape`` = (M, N, K) and ``batch`` (batched GEMMs of the unfused
     attention). Communication ops carry ``collective`` (a :data:`pipesim.comm.COLLECTIVES` name) and
     ``comm_bytes`` (the nccl-tests buffer size); they run over the tensor-parallel group. ``recompute`` marks a
-    forward operator re-run in the backward pass.
+    forward operator re-run in the backward pass. ``hidden_by`` names the operator a collective runs
+    concurrently with when the layout overlaps TP communication (only the excess is exposed).
+    ``vector_flops``: nominal arithmetic of a memory-bound kernel (norm, activation, softmax, ...), which
+    places it on the roofline; it is not part of ``flops`` (the matmul FLOPs the papers count) and does not
+    enter its time.
     """
 
     name: str
@@ -89,21 +93,12 @@ class Op:
     collective: str | None = None
     comm_bytes: float = 0.0
     recompute: bool = False
+    hidden_by: str | None = None
+    vector_flops: float = 0.0
 
     def as_recompute(self) -> Op:
-        """This forward op re-run during the backward (phase I, flagged recompute)."""
-        return Op(
-            "recompute." + self.name,
-            self.kind,
-            "I",
-            self.flops,
-            self.hbm_bytes,
-            self.shape,
-            self.batch,
-            self.collective,
-            self.comm_bytes,
-            True,
-        )
+        """This forward op re-run during the backward (phase I, flagged recompute, never overlapped)."""
+        return replace(self, name="recompute." + self.name, phase="I", recompute=True, hidden_by=None)
 
 
 @dataclass(frozen=True)
@@ -191,11 +186,18 @@ def _gemm(name: str, phase: str, m: int, n: int, k: int, batch: int = 1) -> Op:
 def _ew(
     name: str, phase: str, elements: float, bytes_per_element: float, flops_per_element: float = 0.0
 ) -> Op:
-    return Op(name, "elementwise", phase, elements * flops_per_element, elements * bytes_per_element)
+    return Op(
+        name,
+        "elementwise",
+        phase,
+        0.0,
+        elements * bytes_per_element,
+        vector_flops=elements * flops_per_element,
+    )
 
 
-def _comm(name: str, phase: str, collective: str, size_bytes: float) -> Op:
-    return Op(name, "comm", phase, collective=collective, comm_bytes=size_bytes)
+def _comm(name: str, phase: str, collective: str, size_bytes: float, hidden_by: str | None = None) -> Op:
+    return Op(name, "comm", phase, collective=collective, comm_bytes=size_bytes, hidden_by=hidden_by)
 
 
 def _tp_in(name: str, phase: str, t: int, sp: bool, tokens: int, h: int) -> list[Op]:
@@ -243,7 +245,9 @@ def layer_ops(model: ModelSpec, layout: Layout, precision: str | None = None) ->
     reduce-scatter plus an all-gather (Korthikanti et al. Section 4.2.2).
 
     Backward: for every GEMM y = xW the input gradient dX (phase I) and the weight gradient dW (phase W) each
-    cost the forward FLOPs; memory-bound kernels move about 1.5x their forward bytes. Recomputation prepends
+    cost the forward FLOPs. With ``layout.tp_comm_overlap`` (Megatron-LM's asynchronous tensor-parallel
+    all-reduce) the input-gradient collective of QKV / MLP-1 runs during that layer's dW GEMM, and with SP the
+    re-all-gather for dW during the dX GEMM; memory-bound kernels move about 1.5x their forward bytes. Recomputation prepends
     the whole forward (``full``) or the attention core (``selective``) to the backward.
 
     Memory-bound bytes per element (2-byte activations, 1-byte masks): norm 4 forward (read x, write y),
@@ -254,13 +258,14 @@ def layer_ops(model: ModelSpec, layout: Layout, precision: str | None = None) ->
     Nominal FLOPs per element of those kernels (the arithmetic of each formula, exp / tanh counted as one):
     RMSNorm 4 forward (square, sum, scale, weight), LayerNorm 7 (mean, centre, square, sum, scale, weight,
     bias), backward twice that; residual add 1 / 1; bias-dropout-add 4 / 3; SwiGLU 5 / 10 (sigmoid 3, times
-    x, times up); bias-GeLU (tanh form) 8 / 16; softmax 5 / 4; attention dropout 2 / 2. They only place the
+    x, times up); bias-GeLU (tanh form) 8 / 16; softmax 5 / 4; attention dropout 2 / 2 (``Op.vector_flops``). They only place the
     kernels on the roofline (:mod:`pipesim.roofline`): a memory-bound kernel's time depends on its bytes.
 
     ``precision`` (default the layout's) sets the bytes per element (:func:`at_precision`).
     """
     b, s, t = layout.micro_batch_size, layout.seq(model), layout.tp
     sp = layout.sequence_parallel
+    ov = layout.tp_comm_overlap
     h, a, hd = model.hidden_size, model.num_attention_heads, model.head_dim
     tokens = b * s
     rep = tokens / t if sp else float(tokens)  # elements/h of the norm/dropout regions on one rank
@@ -319,7 +324,8 @@ def layer_ops(model: ModelSpec, layout: Layout, precision: str | None = None) ->
     bwd.append(_ew("swiglu.bwd" if model.gated_mlp else "bias_gelu.bwd", "I", tokens * f_t, act_b, act_fl_b))
     bwd.append(_gemm("fc1.dx", "I", tokens, h, mlp_in_t))
     if t > 1:
-        bwd.append(_comm("tp.in2.bwd", "I", "reduce-scatter" if sp else "all-reduce", ACT_BYTES * tokens * h))
+        coll = "reduce-scatter" if sp else "all-reduce"
+        bwd.append(_comm("tp.in2.bwd", "I", coll, ACT_BYTES * tokens * h, "fc1.dw" if ov else None))
     bwd.append(_ew("norm2.bwd", "I", rep * h, 6, 2 * norm_fl))
     bwd.append(_ew("bias_dropout_add1.bwd" if drop else "residual_add1.bwd", "I", rep * h, bda_b, bda_fl_b))
     if t > 1 and sp:
@@ -348,18 +354,19 @@ def layer_ops(model: ModelSpec, layout: Layout, precision: str | None = None) ->
         bwd.append(_gemm("attn.qk.dk", "I", s, hd, s, b * a_t))  # dK = dS^T Q
     bwd.append(_gemm("qkv.dx", "I", tokens, h, qkv_n))
     if t > 1:
-        bwd.append(_comm("tp.in1.bwd", "I", "reduce-scatter" if sp else "all-reduce", ACT_BYTES * tokens * h))
+        coll = "reduce-scatter" if sp else "all-reduce"
+        bwd.append(_comm("tp.in1.bwd", "I", coll, ACT_BYTES * tokens * h, "qkv.dw" if ov else None))
     bwd.append(_ew("norm1.bwd", "I", rep * h, 6, 2 * norm_fl))
     # Weight-gradient GEMMs dW = x^T dY: (M, N, K) = (in, out, tokens). With sequence parallelism the
     # gathered inputs of QKV and MLP-1 are not kept, so they are all-gathered again for dW (Korthikanti et al.
     # Section 4.2.2; Megatron-LM overlaps this with the dX GEMM, which the model does not).
     if t > 1 and sp:
-        bwd.append(_comm("tp.ag2.dw", "W", "all-gather", ACT_BYTES * tokens * h))
+        bwd.append(_comm("tp.ag2.dw", "W", "all-gather", ACT_BYTES * tokens * h, "fc1.dx" if ov else None))
     bwd.append(_gemm("fc2.dw", "W", f_t, h, tokens))
     bwd.append(_gemm("fc1.dw", "W", h, mlp_in_t, tokens))
     bwd.append(_gemm("proj.dw", "W", h // t, h, tokens))
     if t > 1 and sp:
-        bwd.append(_comm("tp.ag1.dw", "W", "all-gather", ACT_BYTES * tokens * h))
+        bwd.append(_comm("tp.ag1.dw", "W", "all-gather", ACT_BYTES * tokens * h, "qkv.dx" if ov else None))
     bwd.append(_gemm("qkv.dw", "W", h, qkv_n, tokens))
     return at_precision(LayerOps(tuple(fwd), tuple(bwd)), precision or layout.precision)
 
@@ -415,7 +422,13 @@ def head_ops(model: ModelSpec, layout: Layout) -> LayerOps:
     bwd: list[Op] = [_ew("cross_entropy.bwd", "I", logits, 6), _gemm("logits.dx", "I", tokens, h, v_t)]
     if t > 1:
         bwd.append(
-            _comm("head.tp.bwd", "I", "reduce-scatter" if sp else "all-reduce", ACT_BYTES * tokens * h)
+            _comm(
+                "head.tp.bwd",
+                "I",
+                "reduce-scatter" if sp else "all-reduce",
+                ACT_BYTES * tokens * h,
+                "logits.dw" if layout.tp_comm_overlap else None,
+            )
         )
     bwd.append(_ew("final_norm.bwd", "I", rep * h, 6))
     bwd.append(_gemm("logits.dw", "W", h, v_t, tokens))

@@ -40,6 +40,9 @@ class Layout:
     as a stage's last backward ends (bucketed, overlapped with remaining compute) instead of after the whole
     pipeline flush. ``zero_stage``: 0 none, 1 distributed optimizer (ZeRO-1: optimizer state sharded over dp).
     ``uneven_layers``: allow pp (x vpp) not dividing the layer count (the first stages get one extra layer).
+    ``tp_comm_overlap``: the backward's tensor-parallel collectives run concurrently with the weight-gradient
+    (or, for SP's re-gather, input-gradient) GEMM, as Megatron-LM's asynchronous TP all-reduce does by default
+    (``--no-async-tensor-model-parallel-allreduce`` turns it off); forward collectives stay exposed.
     """
 
     tp: int = 1
@@ -58,6 +61,7 @@ class Layout:
     scatter_gather: bool = True
     dp_overlap: bool = True
     uneven_layers: bool = False
+    tp_comm_overlap: bool = True
 
     def __post_init__(self) -> None:
         for key in ("tp", "pp", "dp", "vpp", "micro_batch_size", "global_batch_size"):

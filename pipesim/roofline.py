@@ -194,21 +194,22 @@ def roofline(
                     t.time_s,
                     "comm",
                     share,
-                )  # fmt: skip
+                )
             )
             continue
+        flops = op.flops + op.vector_flops  # matmul FLOPs, or a memory-bound kernel's nominal arithmetic
         roof = compute_precision(op, gpu, prec)
         peak = gpu.peak(roof)
-        intensity = op.flops / op.hbm_bytes if op.hbm_bytes > 0 else None
+        intensity = flops / op.hbm_bytes if op.hbm_bytes > 0 else None
         attainable = attainable_flops(peak, gpu.hbm_Bps, intensity) if intensity is not None else peak
-        predicted = op.flops / t.time_s if t.time_s > 0 else None
+        predicted = flops / t.time_s if t.time_s > 0 else None
         rows.append(
             RooflineRow(
                 op.name,
                 op.kind,
                 op.phase,
                 op.recompute,
-                op.flops,
+                flops,
                 op.hbm_bytes,
                 0.0,
                 roof,
@@ -219,7 +220,7 @@ def roofline(
                 t.time_s,
                 t.bound,
                 share,
-            )  # fmt: skip
+            )
         )
     fwd = sum(r.predicted_time_s for r in rows if r.phase == "F")
     bwd = sum(r.predicted_time_s for r in rows if r.phase != "F")

@@ -1,0 +1,156 @@
+"""Memory model: bytes per parameter, Korthikanti et al. activation formulas, stage parameters."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipesim.layout import Layout
+from pipesim.memory import (
+    bytes_per_param,
+    embedding_activation_bytes,
+    head_activation_bytes,
+    in_flight_analytic,
+    layer_activation_bytes,
+    layer_activation_bytes_no_recompute,
+    rank_memory,
+    stage_params,
+    transient_bytes,
+)
+from pipesim.models import get_model
+
+M22 = get_model("megatron-22b")  # a=64, h=6144, s=2048 (Korthikanti Table 3)
+GPT3 = get_model("gpt3-175b")  # a=96, h=12288
+
+
+def _layout(**kw: object) -> Layout:
+    base: dict[str, object] = {"micro_batch_size": 1, "global_batch_size": 64, "attention": "unfused"}
+    base.update(kw)
+    return Layout(**base)  # type: ignore[arg-type]
+
+
+def test_18_bytes_per_param_and_distributed_optimizer() -> None:
+    # published.md s3: 18 bytes/param; distributed optimizer 6 + 12/dp.
+    assert sum(bytes_per_param(_layout())) == 18
+    lay = _layout(dp=8, distributed_optimizer=True)
+    assert sum(bytes_per_param(lay)) == pytest.approx(6 + 12 / 8)
+
+
+def test_eq1_no_parallelism() -> None:
+    # s b h (34 + 5 a s / h) with s=2048, b=1, h=6144, a=64: 5*64*2048/6144 = 106.67.
+    s, b, h, a = 2048, 1, 6144, 64
+    expected = s * b * h * (34 + 5 * a * s / h)
+    assert layer_activation_bytes(M22, _layout()) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("t", [2, 4, 8])
+def test_eq2_tensor_parallel(t: int) -> None:
+    s, b, h, a = 2048, 4, 6144, 64
+    lay = _layout(tp=t, micro_batch_size=4, global_batch_size=4)
+    assert layer_activation_bytes(M22, lay) == pytest.approx(
+        s * b * h * (10 + 24 / t + 5 * a * s / (h * t)), rel=1e-12
+    )
+
+
+@pytest.mark.parametrize("t", [2, 8])
+def test_eq4_tensor_and_sequence_parallel(t: int) -> None:
+    s, b, h, a = 2048, 1, 6144, 64
+    lay = _layout(tp=t, sequence_parallel=True)
+    assert layer_activation_bytes(M22, lay) == pytest.approx(s * b * h / t * (34 + 5 * a * s / h), rel=1e-12)
+
+
+def test_table2_selective_and_full() -> None:
+    s, b, h, t = 2048, 1, 6144, 8
+    sbh = s * b * h
+    assert layer_activation_bytes(M22, _layout(tp=t, recompute="selective")) == pytest.approx(
+        sbh * (10 + 24 / t)
+    )
+    sel_sp = _layout(tp=t, recompute="selective", sequence_parallel=True)
+    assert layer_activation_bytes(M22, sel_sp) == pytest.approx(sbh * 34 / t)  # eq. (6)
+    assert layer_activation_bytes(M22, _layout(tp=t, recompute="full")) == pytest.approx(2 * sbh)
+    # With SP the layer input is already sequence-sharded (Megatron-LM stores it so): 2 s b h / t.
+    full_sp = _layout(tp=t, recompute="full", sequence_parallel=True)
+    assert layer_activation_bytes(M22, full_sp) == pytest.approx(2 * sbh / t)
+
+
+@pytest.mark.parametrize(
+    ("model", "five_as_over_h", "saving"), [("gpt3-175b", 80, 0.70), ("mt-nlg-530b", 64, 0.65)]
+)
+def test_selective_savings_section5(model: str, five_as_over_h: float, saving: float) -> None:
+    # Korthikanti Section 5: 5as/h = 80 (GPT-3) saves 70%; 64 (MT-NLG) saves 65%, with TP+SP.
+    m = get_model(model)
+    assert 5 * m.num_attention_heads * m.seq_length / m.hidden_size == five_as_over_h
+    full = layer_activation_bytes(m, _layout(tp=8, sequence_parallel=True))
+    sel = layer_activation_bytes(m, _layout(tp=8, sequence_parallel=True, recompute="selective"))
+    assert 1 - sel / full == pytest.approx(saving, abs=0.005)
+
+
+def test_flash_attention_drops_the_score_term() -> None:
+    s, b, h, t, a = 2048, 1, 6144, 8, 64
+    lay = _layout(tp=t, attention="flash")
+    # eq. (2) without 5as/h, plus the fp32 log-sum-exp 4 a s b / t.
+    assert layer_activation_bytes(M22, lay) == pytest.approx(s * b * h * (10 + 24 / t) + 4 * a * s * b / t)
+
+
+def test_no_dropout_model_keeps_no_masks() -> None:
+    llama = get_model("llama2-7b")  # no dropout, SwiGLU, MHA
+    s, b, h, f = 4096, 1, 4096, 11008
+    # non-TP region 8 s b h; TP region 2 s b (h + 2h + h + 3f); flash: + 4 a s b.
+    expected = 8 * s * b * h + 2 * s * b * (4 * h + 3 * f) + 4 * 32 * s * b
+    assert layer_activation_bytes(llama, _layout(attention="flash")) == pytest.approx(expected)
+
+
+def test_eq5_first_stage_holds_L_layers_regardless_of_pp() -> None:
+    # 1F1B: rank 0 stashes p microbatches of L/p layers = L layers' worth (Korthikanti eq. 5).
+    per_layer = layer_activation_bytes(M22, _layout(tp=8, sequence_parallel=True))
+    for p in (2, 4, 8, 16):
+        in_flight = in_flight_analytic("1f1b", p, 64, 1, 0)
+        assert in_flight == p
+        assert in_flight * (48 // p) * per_layer == pytest.approx(48 * per_layer)
+
+
+@pytest.mark.parametrize(("p", "v"), [(4, 2), (8, 3), (8, 4)])
+def test_interleaved_factor(p: int, v: int) -> None:
+    # Korthikanti 4.2.3: rank 0 holds p (1 + (p-1)/(p v)) stage-microbatches.
+    assert in_flight_analytic("interleaved-1f1b", p, 4 * p, v, 0) == pytest.approx(
+        p * (1 + (p - 1) / (p * v))
+    )
+    assert in_flight_analytic("gpipe", p, 4 * p, 1, 0) == 4 * p
+    assert in_flight_analytic("1f1b", p, 4 * p, 1, p - 1) == 1
+
+
+def test_embedding_and_head_extras_section_4_3() -> None:
+    s, b, h, v, t = 2048, 1, 12288, 51200, 8
+    lay = _layout(tp=t, sequence_parallel=True)
+    assert embedding_activation_bytes(GPT3, lay) == 8 * s * b + s * b * h / t
+    # 4 s b h / t (1 + V / h): final-norm and logit inputs 2 s b h / t each, fp32 logits 4 s b V / t.
+    assert head_activation_bytes(GPT3, lay) == pytest.approx(4 * s * b * h / t * (1 + v / h))
+
+
+def test_stage_params_sum_to_model_plus_tied_copy() -> None:
+    lay = _layout(tp=8, pp=8)
+    per_stage = [stage_params(GPT3, lay, 12, s == 0, s == 7) * 8 for s in range(8)]
+    # pp > 1 with tied embeddings: the last stage keeps a copy of the word embedding (Megatron-LM).
+    assert sum(per_stage) == pytest.approx(GPT3.num_params() + 51200 * 12288)
+    one = stage_params(GPT3, _layout(tp=8), 96, True, True) * 8
+    assert one == pytest.approx(GPT3.num_params())
+    llama = get_model("llama2-7b")  # untied: embedding on the first stage, head on the last
+    assert stage_params(llama, _layout(pp=2), 16, True, False) + stage_params(
+        llama, _layout(pp=2), 16, False, True
+    ) == pytest.approx(llama.num_params())
+
+
+def test_rank_memory_fits_and_oom() -> None:
+    lay = _layout(tp=8, pp=8)
+    params = stage_params(GPT3, lay, 12, True, False)
+    mem = rank_memory(0, params, 5e9, transient_bytes(GPT3, lay), lay, 80e9)
+    assert mem.weights == 2 * params and mem.grads == 4 * params and mem.optimizer == 12 * params
+    assert mem.activations == pytest.approx(1.05 * 5e9)  # Megatron estimator's 1.05 overhead
+    assert mem.peak == pytest.approx(18 * params + 1.05 * 5e9 + 2 * 2**30) and mem.fits
+    whole = rank_memory(0, GPT3.num_params(), 0.0, 0.0, _layout(), 80e9)
+    assert not whole.fits  # 175B x 18 bytes = 3.1 TB
+
+
+def test_full_recompute_transient_is_one_layer() -> None:
+    lay = _layout(tp=8, recompute="full")
+    assert transient_bytes(GPT3, lay) == layer_activation_bytes_no_recompute(GPT3, lay)
+    assert transient_bytes(GPT3, _layout(tp=8)) == 0
