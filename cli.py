@@ -582,5 +582,189 @@ def model_compare_table(reports: Sequence[SimulationReport]) -> Table:
     return table
 
 
+# --------------------------------------------------------------------------- roofline (issue 8)
+ROOFLINE_HELP = """Show every operator of one transformer layer on the GPU's roofline.
+
+For each op (norms, QKV, attention, output projection, MLP GEMMs, element-wise kernels, TP collectives) of one
+layer, one microbatch, one tensor-parallel rank: FLOPs, HBM bytes, arithmetic intensity, attainable FLOP/s =
+min(peak, intensity x HBM bandwidth), predicted FLOP/s and time (the simulator's own per-op cost model),
+compute- or memory-bound, and share of the layer's time. Example:
+
+\b
+  pipesim roofline --model llama3-70b --gpu h100-sxm --tp 8 --micro-batch-size 1 --seq-length 8192 \\
+      --precision bf16,fp8 -o roofline.html
+
+\b
+Definitions:
+  intensity     FLOPs per byte of HBM traffic (memory-bound kernels: nominal arithmetic per element)
+  attainable    min(peak at the op's precision, intensity x HBM bandwidth)   [Williams et al. 2009]
+  predicted     FLOPs / predicted time (the cost model's efficiencies included)
+  ridge         peak / HBM bandwidth: ops with a higher intensity can be compute-bound
+  units         MB = 1e6 bytes, GFLOP = 1e9, TFLOP/s = 1e12 FLOP/s, us = 1e-6 s
+"""
+
+
+@main.command("roofline", help=ROOFLINE_HELP)
+@click.option(
+    "--model", "model_arg", required=True, metavar="NAME|PATH", help="Model preset or config.json / .toml."
+)
+@click.option(
+    "--gpu",
+    "gpu_arg",
+    default="a100-80gb",
+    show_default=True,
+    metavar="NAME|PATH",
+    help="GPU preset or .toml.",
+)
+@click.option("--tp", type=int, default=1, show_default=True, help="Tensor-parallel size.")
+@click.option("--micro-batch-size", type=int, default=1, show_default=True, help="Sequences per microbatch.")
+@click.option("--seq-length", type=int, default=None, help="Sequence length [default: the model's].")
+@click.option(
+    "--precision",
+    default="bf16",
+    show_default=True,
+    help="Number format of the GEMMs: bf16, fp16, fp8, tf32 or fp32; a comma list (bf16,fp8) compares them.",
+)
+@click.option(
+    "--attention",
+    default="flash",
+    show_default=True,
+    help="flash (fused) or unfused (scores, softmax, context).",
+)
+@click.option("--recompute", default="none", show_default=True, help="none, selective or full.")
+@click.option("--sequence-parallel", is_flag=True, help="Megatron sequence parallelism (needs tp > 1).")
+@click.option(
+    "--tp-comm-overlap/--no-tp-comm-overlap",
+    default=True,
+    show_default=True,
+    help="Overlap backward TP collectives.",
+)
+@click.option("--gpus-per-node", type=int, default=8, show_default=True, help="GPUs per node.")
+@click.option(
+    "--intra-node-GBps",
+    "intra_node_gbps",
+    type=float,
+    default=240.0,
+    show_default=True,
+    help="Per-GPU bandwidth inside a node for the TP collectives, GB/s (same default as simulate).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the interactive HTML page here.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the tables as JSON.")
+def roofline_cmd(
+    model_arg: str,
+    gpu_arg: str,
+    tp: int,
+    micro_batch_size: int,
+    seq_length: int | None,
+    precision: str,
+    attention: str,
+    recompute: str,
+    sequence_parallel: bool,
+    tp_comm_overlap: bool,
+    gpus_per_node: int,
+    intra_node_gbps: float,
+    output: str | None,
+    as_json: bool,
+) -> None:
+    from pipesim.comm import LevelCommModel
+    from pipesim.figures.roofline import TABLE_LEGEND
+    from pipesim.fileio import atomic_write_text, check_output_path
+    from pipesim.io import resolve_gpu, resolve_model
+    from pipesim.layout import TRAIN_PRECISIONS, Layout
+    from pipesim.roofline import check_precision, roofline
+
+    precisions = _split_names(precision)
+    if not precisions:
+        raise InputError("--precision is empty; give bf16, fp16, fp8, tf32 or fp32 (or a comma list)")
+    model = resolve_model(model_arg)
+    gpu = resolve_gpu(gpu_arg)
+    for prec in precisions:
+        check_precision(gpu, prec)
+    if not intra_node_gbps > 0:
+        raise InputError(f"--intra-node-GBps={intra_node_gbps} must be > 0")
+    if gpus_per_node < 1:
+        raise InputError(f"--gpus-per-node={gpus_per_node} must be >= 1")
+    if output is not None:
+        check_output_path(output)
+    layout = Layout(
+        tp=tp,
+        micro_batch_size=micro_batch_size,
+        global_batch_size=micro_batch_size,
+        seq_length=seq_length,
+        sequence_parallel=sequence_parallel,
+        recompute=recompute,
+        attention=attention,
+        tp_comm_overlap=tp_comm_overlap,
+        precision=precisions[0] if precisions[0] in TRAIN_PRECISIONS else "bf16",
+    )
+    comm = LevelCommModel(gpus_per_node=gpus_per_node, intra_Bps=intra_node_gbps * 1e9)
+    tables = [roofline(model, layout, gpu, prec, comm=comm) for prec in precisions]
+    if output is not None:
+        from pipesim.figures.roofline import roofline_html
+
+        atomic_write_text(output, roofline_html(tables, _roofline_notes(tables)))
+    if as_json:
+        emit_json(
+            {
+                "model": model.name,
+                "gpu": gpu.name,
+                "tp": tp,
+                "micro_batch_size": micro_batch_size,
+                "seq_length": layout.seq(model),
+                "attention": attention,
+                "recompute": recompute,
+                "sequence_parallel": sequence_parallel,
+                "roofs_flops_per_s": tables[0].roofs,
+                "tables": [t.as_dict() for t in tables],
+            }
+        )
+        return
+    con = console()
+    for t in tables:
+        con.print(_roofline_rich_table(t))
+    for note in [TABLE_LEGEND, *_roofline_notes(tables)]:
+        con.print(note, highlight=False)
+    if output is not None:
+        con.print(f"wrote {output}", highlight=False)
+
+
+def _roofline_notes(tables: Sequence[Any]) -> list[str]:
+    first = tables[0]
+    notes = [
+        f"{first.model.name} on {first.gpu.name}: one layer, one microbatch, one of tp={first.layout.tp} ranks; "
+        f"HBM {first.gpu.hbm_Bps / 1e12:g} TB/s",
+        "Memory-bound kernels carry nominal FLOPs per element (placement only; their time is bytes / bandwidth). "
+        "Attention runs in 16-bit under fp8 (Transformer Engine's recipe).",
+    ]
+    for t in tables[1:]:
+        notes.append(
+            f"{t.precision} vs {first.precision}: layer {t.layer_s * 1e3:.3f} ms vs {first.layer_s * 1e3:.3f} ms "
+            f"({first.layer_s / t.layer_s:.2f}x)"
+        )
+    return notes
+
+
+def _roofline_rich_table(table: Any) -> Table:
+    from pipesim.figures.roofline import TABLE_COLUMNS, table_rows
+
+    title = (
+        f"{table.precision}: peak {table.gpu.peak(table.precision) / 1e12:g} TFLOP/s, ridge "
+        f"{table.ridge_flops_per_byte:.0f} FLOP/byte; layer F {table.forward_s * 1e3:.3f} ms + B "
+        f"{table.backward_s * 1e3:.3f} ms = {table.layer_s * 1e3:.3f} ms"
+    )
+    out = Table(title=title, title_justify="left")
+    for i, col in enumerate(TABLE_COLUMNS):
+        out.add_column(col, justify="left" if i in (0, 1, 2, 9) else "right", no_wrap=True)
+    for row in table_rows(table):
+        out.add_row(*row)
+    return out
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -12,7 +12,8 @@ whose phase sums are the simulator's forward and backward times (:func:`pipesim.
 ``predicted FLOP/s = flops / predicted time``. The roof an operator sits under is the peak of the precision
 :func:`pipesim.cost.compute_precision` gives it (attention stays 16-bit under fp8). Tensor-parallel
 collectives have no FLOPs and move their bytes over NVLink or the network, not HBM: they are listed (bound
-``comm``) with their time and share, but have no intensity.
+``comm``) with their time and share, but have no intensity; one the layout overlaps with a GEMM keeps only its exposed excess (bound
+``comm-overlapped``), exactly as the simulator counts it.
 """
 
 from __future__ import annotations
@@ -192,7 +193,7 @@ def roofline(
                     None,
                     None,
                     t.time_s,
-                    "comm",
+                    t.bound,
                     share,
                 )
             )

@@ -23,7 +23,7 @@ from plotly.subplots import make_subplots
 import pipesim
 from pipesim.roofline import RooflineTable
 
-__all__ = ["roofline_figure", "roofline_html", "table_rows", "TABLE_COLUMNS"]
+__all__ = ["roofline_figure", "roofline_html", "table_rows", "TABLE_COLUMNS", "TABLE_LEGEND"]
 
 KIND_COLORS = {"gemm": "#1f77b4", "attention": "#9467bd", "elementwise": "#ff7f0e", "comm": "#7f7f7f"}
 ROOF_COLORS = {"fp8": "#d62728", "bf16": "#2ca02c", "fp16": "#17becf", "tf32": "#8c564b", "fp32": "#bcbd22"}
@@ -37,17 +37,24 @@ PLOTLY_CONFIG: dict[str, object] = {
 }
 TABLE_COLUMNS = (
     "op",
-    "phase",
+    "ph",
     "kind",
     "GFLOP",
     "HBM MB",
-    "FLOP/byte",
-    "attainable TFLOP/s",
-    "predicted TFLOP/s",
+    "FLOP/B",
+    "attain TF/s",
+    "pred TF/s",
     "time us",
     "bound",
     "share",
 )
+TABLE_LEGEND = (
+    "ph: F forward, I backward for inputs, W backward for weights; FLOP/B: arithmetic intensity; attain: "
+    "min(peak, intensity x HBM bandwidth); pred: FLOPs / predicted time; TF/s = 1e12 FLOP/s, MB = 1e6 bytes, "
+    "us = 1e-6 s; collectives: (buffer MB, nccl-tests size) in the HBM column; comm*: overlapped with a GEMM, "
+    "only the excess counts"
+)
+_KIND_SHORT = {"elementwise": "eltwise", "attention": "attn"}
 
 
 def _fmt(x: float | None, scale: float, digits: int) -> str:
@@ -55,22 +62,22 @@ def _fmt(x: float | None, scale: float, digits: int) -> str:
 
 
 def table_rows(table: RooflineTable) -> list[tuple[str, ...]]:
-    """The formatted rows of one roofline table (columns :data:`TABLE_COLUMNS`; MB = 1e6 bytes,
-    GFLOP = 1e9 FLOPs, TFLOP/s = 1e12 FLOP/s, us = 1e-6 s)."""
+    """The formatted rows of one roofline table (columns :data:`TABLE_COLUMNS`, legend
+    :data:`TABLE_LEGEND`)."""
     out: list[tuple[str, ...]] = []
     for r in table.rows:
         out.append(
             (
                 r.name,
                 r.phase,
-                r.kind,
+                _KIND_SHORT.get(r.kind, r.kind),
                 _fmt(r.flops, 1e9, 1) if r.kind != "comm" else "-",
-                _fmt(r.hbm_bytes, 1e6, 1) if r.kind != "comm" else f"({r.comm_bytes / 1e6:,.1f} sent)",
+                _fmt(r.hbm_bytes, 1e6, 1) if r.kind != "comm" else f"({r.comm_bytes / 1e6:,.1f})",
                 _fmt(r.intensity_flops_per_byte, 1.0, 1),
                 _fmt(r.attainable_flops_per_s, 1e12, 1),
                 _fmt(r.predicted_flops_per_s, 1e12, 1),
                 f"{r.predicted_time_s * 1e6:,.1f}",
-                r.bound,
+                "comm*" if r.bound == "comm-overlapped" else r.bound,
                 f"{r.share:.1%}",
             )
         )
@@ -269,6 +276,7 @@ def roofline_html(tables: Sequence[RooflineTable], notes: Sequence[str] = ()) ->
     )
     for t in tables:
         parts.append(_table_html(t))
+    parts.append(f'<p class="notes">{html.escape(TABLE_LEGEND)}</p>')
     parts.append("</main>")
     parts.append(f"<footer>pipesim {html.escape(pipesim.__version__)}</footer>")
     parts.append(f"<script>{get_plotlyjs()}</script>")
