@@ -398,6 +398,115 @@ def compare_table(results: Sequence[PipelineMetrics], request: CompareRequest) -
     return table
 
 
+# --------------------------------------------------------------------------- energy and cost (issue 8)
+ENERGY_KEYS = ("tokens", "price_per_gpu_hour", "pue", "node_overhead_w")
+
+
+def energy_options(func: Any) -> Any:
+    """``--tokens``, ``--price-per-gpu-hour``, ``--pue`` and ``--node-overhead-W`` (model in
+    :mod:`pipesim.energy`)."""
+    from pipesim.energy import DEFAULT_NODE_OVERHEAD_W, DEFAULT_PUE
+
+    options = [
+        click.option(
+            "--tokens",
+            default=None,
+            metavar="N",
+            help="Train on N tokens (2T, 300B, 1.5e12): report the whole run's time, GPU-hours, MWh and cost.",
+        ),
+        click.option(
+            "--price-per-gpu-hour",
+            type=float,
+            default=None,
+            help="Money per GPU-hour; cost = GPU-hours x price.",
+        ),
+        click.option(
+            "--pue",
+            type=float,
+            default=DEFAULT_PUE,
+            show_default=True,
+            help="Power usage effectiveness, facility / IT power (>= 1; assumption by default).",
+        ),
+        click.option(
+            "--node-overhead-W",
+            "node_overhead_w",
+            type=float,
+            default=DEFAULT_NODE_OVERHEAD_W,
+            show_default=True,
+            help="Watts per node besides the GPUs (CPUs, NICs, switches, fans; assumption by default).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _pop_energy(kwargs: dict[str, Any]) -> dict[str, Any]:
+    from pipesim.energy import check_price, check_pue, parse_count
+
+    args = {k: kwargs.pop(k) for k in ENERGY_KEYS}
+    check_pue(args["pue"])
+    check_price(args["price_per_gpu_hour"])
+    if not args["node_overhead_w"] >= 0:
+        raise InputError(f"--node-overhead-W={args['node_overhead_w']} must be >= 0")
+    args["tokens"] = None if args["tokens"] is None else parse_count(args["tokens"])
+    return args
+
+
+def report_energy(report: Any, args: dict[str, Any], gpus_per_node: int) -> Any:
+    """The :class:`pipesim.energy.EnergyReport` of a simulation, or None when the GPU has no TDP and no
+    energy flag asked for one."""
+    from pipesim.energy import DEFAULT_NODE_OVERHEAD_W, DEFAULT_PUE, simulation_energy
+
+    asked = args["tokens"] is not None or args["price_per_gpu_hour"] is not None
+    asked = asked or args["pue"] != DEFAULT_PUE or args["node_overhead_w"] != DEFAULT_NODE_OVERHEAD_W
+    if report.scenario.gpu.tdp_w is None and not asked:
+        return None
+    return simulation_energy(
+        report,
+        tokens=args["tokens"],
+        pue=args["pue"],
+        price_per_gpu_hour=args["price_per_gpu_hour"],
+        node_overhead_w=args["node_overhead_w"],
+        gpus_per_node=gpus_per_node,
+    )
+
+
+def _duration(seconds: float) -> str:
+    days = seconds / 86400
+    return f"{seconds / 3600:,.1f} h ({days:,.1f} days)" if days >= 1 else f"{seconds / 3600:,.2f} h"
+
+
+def render_energy(energy: Any) -> None:
+    """The energy and cost lines of ``simulate`` (and ``plan``): per step, per run with ``--tokens``, cost with
+    ``--price-per-gpu-hour``, then the assumptions."""
+    con = console()
+    if energy is None:
+        con.print("Energy: not computed (this GPU has no tdp_W; add it to the GPU TOML)", highlight=False)
+        return
+    con.print("Energy and cost (facility energy, PUE included; kWh = 3.6e6 J)", highlight=False)
+    table = Table()
+    table.add_column("", no_wrap=True)
+    table.add_column("per step", justify="right", no_wrap=True)
+    run = energy.steps > 1
+    if run:
+        table.add_column(f"run ({energy.steps:,} steps)", justify="right", no_wrap=True)
+    rows = [
+        ("time", f"{energy.step_time_s:.3f} s", _duration(energy.run_time_s)),
+        ("GPU-hours", f"{energy.num_gpus * energy.step_time_s / 3600:,.3f}", f"{energy.gpu_hours:,.0f}"),
+        ("energy", f"{energy.kwh_per_step:,.3f} kWh", f"{energy.mwh_per_run:,.1f} MWh"),
+        ("power (facility)", f"{energy.facility_power_w / 1e3:,.1f} kW", ""),
+    ]
+    if energy.cost is not None:
+        per_step = energy.cost / energy.steps if energy.steps else 0.0
+        rows.append(("cost", f"{per_step:,.2f}", f"{energy.cost:,.0f}"))
+    for label, step, whole in rows:
+        table.add_row(label, step, *([whole] if run else []))
+    con.print(table)
+    for line in energy.assumptions():
+        con.print(f"  {line}", highlight=False)
+
+
 SIMULATE_HELP = """Predict one training step of a real model on real GPUs.
 
 Prints step time, throughput, model TFLOP/s per GPU, MFU and HFU, a time breakdown and a per-rank memory
@@ -426,16 +535,20 @@ Definitions:
     help=f"Pipeline schedule [default: interleaved-1f1b if vpp > 1 else 1f1b]. Known: {', '.join(schedule_names())}.",
 )
 @scenario_options
+@energy_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def simulate_cmd(pp: int, vpp: int, schedule: str | None, as_json: bool, **kwargs: Any) -> None:
     args = _pop_scenario(kwargs)
+    energy_args = _pop_energy(kwargs)
     if schedule is not None:
         get_family(schedule)  # unknown names list the valid ones
     report = simulate_scenario(build_scenario(args, pp, vpp, schedule))
+    energy = report_energy(report, energy_args, args["gpus_per_node"])
     if as_json:
-        emit_json(report.as_dict())
+        emit_json({**report.as_dict(), "energy": energy.as_dict() if energy else None})
         return
     render_report(report)
+    render_energy(energy)
 
 
 def _gib(x: float) -> str:

@@ -38,10 +38,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipesim.errors import InputError
 from pipesim.gpus import GPUSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pipesim.scenario import SimulationReport
 
 __all__ = [
     "DEFAULT_IDLE_FRACTION",
@@ -54,6 +57,8 @@ __all__ = [
     "steps_for_tokens",
     "check_price",
     "check_pue",
+    "busy_fraction",
+    "simulation_energy",
 ]
 
 DEFAULT_IDLE_FRACTION = 0.15  # assumption (module docstring)
@@ -255,3 +260,37 @@ def steps_for_tokens(tokens: float, tokens_per_step: int) -> int:
     if float(tokens).is_integer():
         return -(-int(tokens) // tokens_per_step)
     return math.ceil(tokens / tokens_per_step)
+
+
+def busy_fraction(report: SimulationReport) -> float:
+    """Compute-busy fraction of a simulated step: (compute, recomputation included, + optimizer step) per
+    rank, mean over pipeline ranks, over the step time (:class:`pipesim.scenario.TimeBreakdown`); TP
+    communication, bubbles and exposed PP / DP communication count as idle."""
+    bd = report.breakdown
+    return min(1.0, max(0.0, (bd.compute + bd.optimizer) / report.step_time_s))
+
+
+def simulation_energy(
+    report: SimulationReport,
+    tokens: float | None = None,
+    pue: float = DEFAULT_PUE,
+    price_per_gpu_hour: float | None = None,
+    node_overhead_w: float = DEFAULT_NODE_OVERHEAD_W,
+    gpus_per_node: int = 8,
+    idle_fraction: float = DEFAULT_IDLE_FRACTION,
+) -> EnergyReport:
+    """:func:`run_energy` of a simulated step: one step, or the steps that train on ``tokens`` tokens
+    (:func:`steps_for_tokens` of the report's tokens per step)."""
+    steps = 1 if tokens is None else steps_for_tokens(tokens, report.tokens_per_step)
+    return run_energy(
+        report.scenario.gpu,
+        report.num_gpus,
+        report.step_time_s,
+        busy_fraction(report),
+        steps=steps,
+        pue=pue,
+        node_overhead_w=node_overhead_w,
+        gpus_per_node=gpus_per_node,
+        idle_fraction=idle_fraction,
+        price_per_gpu_hour=price_per_gpu_hour,
+    )
