@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from pipesim.comm import LevelCommModel
+from pipesim.comm import CommModel, LevelCommModel
 from pipesim.compare import CompareRequest, compare_schedules
 from pipesim.errors import InputError
 from pipesim.gpus import gpu_names
@@ -20,11 +20,12 @@ from pipesim.io import resolve_gpu, resolve_model
 from pipesim.layout import ATTENTION, RECOMPUTE, TRAIN_PRECISIONS, Layout
 from pipesim.metrics import PipelineMetrics
 from pipesim.models import model_names
-from pipesim.scenario import Scenario, SimulationReport, check_gpu_count, simulate_scenario
+from pipesim.scenario import Scenario, SimulationReport, check_gpu_count, simulate_scenario, topology_comm
 from schedules import ScheduleError, get_family, schedule_names
+from topologies import TopologyError
 
 # Errors that are the user's input, not our bug: printed as one line, exit status 2.
-USER_ERRORS: tuple[type[Exception], ...] = (InputError, ScheduleError)
+USER_ERRORS: tuple[type[Exception], ...] = (InputError, ScheduleError, TopologyError)
 
 GIB = 2**30
 
@@ -96,6 +97,7 @@ SCENARIO_KEYS = (
     "gpus_per_node",
     "intra_node_gbps",
     "inter_node_gbps",
+    "topology",
 )
 
 
@@ -185,6 +187,13 @@ def scenario_options(func: Any) -> Any:
             show_default=True,
             help="Per-GPU bandwidth across nodes, GB/s (default: one 200 Gb/s HDR NIC per GPU).",
         ),
+        click.option(
+            "--topology",
+            default=None,
+            metavar="NAME|FILE.toml",
+            help="Time every TP/PP/DP collective on this cluster topology (preset or TOML; see `pipesim topo list`) "
+            "instead of the two-level bandwidth model; replaces the --*-GBps and --gpus-per-node flags.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -244,11 +253,13 @@ def build_scenario(
             raise InputError(f"{flag}={value} must be > 0")
     if args["gpus_per_node"] < 1:
         raise InputError(f"--gpus-per-node={args['gpus_per_node']} must be >= 1")
-    comm = LevelCommModel(
+    comm: CommModel = LevelCommModel(
         gpus_per_node=args["gpus_per_node"],
         intra_Bps=args["intra_node_gbps"] * 1e9,
         inter_Bps=args["inter_node_gbps"] * 1e9,
     )
+    if args["topology"]:
+        comm = topology_comm(args["topology"], layout.num_gpus)
     return Scenario(model, gpu, layout, comm)
 
 
@@ -266,6 +277,12 @@ Definitions:
   peak act       most activations a rank holds, in microbatches of one whole stage
                  (an interleaved chunk counts 1/v) and in bytes (GiB = 2^30 bytes)
   p2p / exposed  total transfer time / idle time that only transfers caused
+
+\b
+Split backward (zb-h1, zb-h2, zb-v, dualpipe-v, zb-1p, zb-2p): the full backward B
+runs as I (input gradients, B - W) then W (--weight-time). Without --weight-time
+W = B/2 (ZB paper Table 1: I and W each cost about 24*s*b*h^2 FLOPs per layer).
+zb-1p/zb-2p are built greedily from these times under --memory-limit.
 """
 
 
@@ -290,6 +307,20 @@ Definitions:
     default=2.0,
     show_default=True,
     help="ms per microbatch, whole stage, full backward.",
+)
+@click.option(
+    "--weight-time",
+    type=float,
+    default=None,
+    help="ms per microbatch, whole stage: the weight-gradient part W of the full backward, so I = B - W "
+    "(split-backward schedules only). [default: half of --backward-time]",
+)
+@click.option(
+    "--memory-limit",
+    type=float,
+    default=None,
+    help="Activation cap for the greedy zb-1p/zb-2p orders, in microbatches of one stage per rank "
+    "(>= 1). [default: pp for zb-1p, 2*pp for zb-2p]",
 )
 @click.option(
     "--p2p-time", type=float, default=0.05, show_default=True, help="ms per transfer between ranks."
@@ -317,6 +348,8 @@ def compare_cmd(
     schedules_opt: str | None,
     forward_time: float,
     backward_time: float,
+    weight_time: float | None,
+    memory_limit: float | None,
     p2p_time: float,
     activation_bytes: float,
     schedule_files: Sequence[str],
@@ -348,6 +381,8 @@ def compare_cmd(
         vpp=vpp,
         forward_s=_ms(forward_time, "--forward-time"),
         backward_s=_ms(backward_time, "--backward-time"),
+        weight_s=_weight_s(weight_time, backward_time),
+        memory_limit=memory_limit,
         p2p_s=_ms(p2p_time, "--p2p-time"),
         activation_bytes=activation_bytes,
     )
@@ -358,12 +393,24 @@ def compare_cmd(
     console().print(compare_table(results, request))
 
 
+def _weight_s(weight_time: float | None, backward_time: float) -> float:
+    """--weight-time in seconds: half the backward when not given; never more than the backward."""
+    if weight_time is None:
+        return _ms(backward_time, "--backward-time") / 2
+    if weight_time > backward_time:
+        raise InputError(
+            f"--weight-time={weight_time:g} exceeds --backward-time={backward_time:g}: W is part of the full "
+            f"backward B (I = B - W); valid: 0 to {backward_time:g}"
+        )
+    return _ms(weight_time, "--weight-time")
+
+
 def compare_table(results: Sequence[PipelineMetrics], request: CompareRequest) -> Table:
     """The side-by-side table of ``pipesim compare``."""
     table = Table(
         title=(
             f"pp={request.pp}  microbatches={request.microbatches}  F={request.forward_s * 1e3:g} ms  "
-            f"B={request.backward_s * 1e3:g} ms  p2p={request.p2p_s * 1e3:g} ms  (per whole stage)"
+            f"B={request.backward_s * 1e3:g} ms  W={request.weight_s * 1e3:g} ms  p2p={request.p2p_s * 1e3:g} ms  (per whole stage)"
         ),
         title_justify="left",
     )
@@ -877,6 +924,210 @@ def _roofline_rich_table(table: Any) -> Table:
     for row in table_rows(table):
         out.add_row(*row)
     return out
+
+
+# ---- topologies and collectives ---------------------------------------------------------------------------
+
+
+def _gbps(bw_Bps: float) -> str:
+    return f"{bw_Bps / 1e9:,.1f}"
+
+
+@main.group("topo")
+def topo_group() -> None:
+    """Cluster topologies: list the presets, summarize or draw one (a preset name or a TOML file)."""
+
+
+@topo_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: one object per preset.")
+def topo_list_cmd(as_json: bool) -> None:
+    """List the bundled topology presets."""
+    from topologies import build_cluster, preset_names
+    from topologies.summary import summarize
+
+    rows = [summarize(build_cluster(name, 1)) for name in preset_names()]
+    if as_json:
+        emit_json(
+            [
+                {
+                    "name": r.name,
+                    "gpus_per_node": r.gpus_per_node,
+                    "nvlink_per_gpu_Bps": r.nvlink_per_gpu_Bps,
+                    "network_per_gpu_Bps": r.network_per_gpu_Bps,
+                    "description": r.description,
+                }
+                for r in rows
+            ]
+        )
+        return
+    table = Table(title="topology presets (GB/s = 1e9 B/s, per direction, line rate)", title_justify="left")
+    table.add_column("name", no_wrap=True)
+    table.add_column("GPUs/node", justify="right")
+    table.add_column("NVLink/GPU GB/s", justify="right")
+    table.add_column("network/GPU GB/s", justify="right")
+    table.add_column("description")
+    for r in rows:
+        table.add_row(
+            r.name,
+            str(r.gpus_per_node),
+            _gbps(r.nvlink_per_gpu_Bps),
+            _gbps(r.network_per_gpu_Bps),
+            r.description,
+        )
+    console().print(table)
+
+
+TOPOLOGY_ARG = click.argument("topology", metavar="NAME|FILE.toml")
+NODES_OPT = click.option("--nodes", type=int, default=1, show_default=True, help="Servers (racks for nvl72).")
+FABRIC_OPT = click.option(
+    "--fabric", type=click.Choice(["rail", "fat-tree"]), default=None, help="Override the fabric kind."
+)
+OVERSUB_OPT = click.option(
+    "--oversubscription", type=float, default=None, help="Leaf down:up ratio (1 = full bisection)."
+)
+
+
+@topo_group.command("show")
+@TOPOLOGY_ARG
+@NODES_OPT
+@FABRIC_OPT
+@OVERSUB_OPT
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (B/s, SI units).")
+def topo_show_cmd(
+    topology: str, nodes: int, fabric: str | None, oversubscription: float | None, as_json: bool
+) -> None:
+    """Summarize a cluster: GPUs, links by kind, per-GPU and bisection bandwidth (line rates, GB/s = 1e9 B/s
+    per direction; bisection = max flow between the first and second half of the GPUs)."""
+    from topologies import build_cluster
+    from topologies.summary import summarize
+
+    s = summarize(build_cluster(topology, nodes, fabric=fabric, oversubscription=oversubscription))
+    if as_json:
+        emit_json(s.as_dict())
+        return
+    out = click.echo
+    out(f"{s.name}: {s.description}" if s.description else s.name)
+    fabric_txt = (
+        "none (one node)" if s.fabric == "none" else f"{s.fabric}, oversubscription {s.oversubscription:g}:1"
+    )
+    out(f"nodes {s.nodes}, GPUs {s.gpus} ({s.gpus_per_node} per node), fabric {fabric_txt}")
+    out(f"NVLink SHARP (in-switch reduction): {'yes' if s.in_switch_reduction else 'no'}")
+    table = Table(title="links by kind", title_justify="left")
+    table.add_column("kind", no_wrap=True)
+    table.add_column("links", justify="right")
+    table.add_column("total GB/s per direction (line rate, 1e9 B/s)", justify="right")
+    for kind, (count, bw) in s.links.items():
+        table.add_row(kind, str(count), _gbps(bw))
+    console().print(table)
+    out(
+        f"per GPU: NVLink {_gbps(s.nvlink_per_gpu_Bps)} GB/s, PCIe {_gbps(s.pcie_per_gpu_Bps)} GB/s, "
+        f"network {_gbps(s.network_per_gpu_Bps)} GB/s"
+    )
+    out(f"bisection: {_gbps(s.bisection_Bps)} GB/s")
+
+
+@topo_group.command("draw")
+@TOPOLOGY_ARG
+@NODES_OPT
+@FABRIC_OPT
+@OVERSUB_OPT
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
+def topo_draw_cmd(
+    topology: str, nodes: int, fabric: str | None, oversubscription: float | None, output: str
+) -> None:
+    """Draw a cluster as a self-contained interactive HTML page (hover links for their bandwidth)."""
+    from pipesim.figures.topology import write_topology_html
+    from topologies import build_cluster
+
+    write_topology_html(
+        build_cluster(topology, nodes, fabric=fabric, oversubscription=oversubscription), output
+    )
+    click.echo(f"wrote {output}")
+
+
+COLLECTIVE_HELP = """Time a collective on a topology, as an nccl-tests-style sweep over message sizes.
+
+OP is all-reduce, all-gather, reduce-scatter, all-to-all, broadcast or send-recv (rank 0 to the last rank).
+Sizes follow nccl-tests: the whole buffer, K/M/G = 2^10/2^20/2^30 bytes; -b 8 -e 8G -f 2 sweeps 8 B to 8 GiB.
+
+\b
+  algbw = size / time            (GB/s = 1e9 B/s)
+  busbw = algbw x factor         all-reduce 2(n-1)/n; all-gather, reduce-scatter, all-to-all (n-1)/n;
+                                 broadcast, send-recv 1   (NVIDIA/nccl-tests doc/PERFORMANCE.md)
+"""
+
+
+@main.command("collective", help=COLLECTIVE_HELP)
+@click.argument(
+    "op",
+    type=click.Choice(["all-reduce", "all-gather", "reduce-scatter", "all-to-all", "broadcast", "send-recv"]),
+)
+@click.option("--topology", "-t", required=True, metavar="NAME|FILE.toml", help="Preset name or TOML file.")
+@NODES_OPT
+@click.option("--gpus", "-g", type=int, default=None, help="GPUs in the group (ranks 0..G-1) [default: all].")
+@click.option(
+    "--algo",
+    type=click.Choice(["auto", "ring", "tree", "hierarchical", "nvls", "direct"]),
+    default="auto",
+    show_default=True,
+    help="Algorithm; auto picks the fastest per size, as NCCL does.",
+)
+@click.option("-b", "--minbytes", default="8", show_default=True, help="Smallest size.")
+@click.option("-e", "--maxbytes", default="8G", show_default=True, help="Largest size.")
+@click.option("-f", "--stepfactor", type=int, default=2, show_default=True, help="Size multiplier per row.")
+@FABRIC_OPT
+@OVERSUB_OPT
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: one row per size.")
+def collective_cmd(
+    op: str,
+    topology: str,
+    nodes: int,
+    gpus: int | None,
+    algo: str,
+    minbytes: str,
+    maxbytes: str,
+    stepfactor: int,
+    fabric: str | None,
+    oversubscription: float | None,
+    as_json: bool,
+) -> None:
+    from pipesim.collectives import TopologyCommModel, parse_size, size_sweep
+    from topologies import build_cluster
+
+    graph = build_cluster(topology, nodes, fabric=fabric, oversubscription=oversubscription)
+    total = graph.graph["nodes"] * graph.graph["gpus_per_node"]
+    n = total if gpus is None else gpus
+    if n < 2:
+        raise InputError(f"--gpus={n} must be >= 2 for a collective")
+    model = TopologyCommModel.for_cluster(graph, n)
+    ranks = [0, n - 1] if op == "send-recv" else list(range(n))
+    sizes = size_sweep(parse_size(minbytes), parse_size(maxbytes), stepfactor)
+    if op == "send-recv" and algo == "auto":
+        algo = "direct"
+    rows = model.sweep(op, ranks, sizes, algo)
+    if as_json:
+        emit_json(
+            [
+                {
+                    "size_bytes": r.size_bytes,
+                    "time_s": r.time_s,
+                    "algbw_GBps": r.algbw_GBps,
+                    "busbw_GBps": r.busbw_GBps,
+                    "algo": r.algo,
+                }
+                for r in rows
+            ]
+        )
+        return
+    out = click.echo
+    out(f"# {op} on {graph.graph['name']} x {graph.graph['nodes']} node(s), {len(ranks)} GPUs, algo {algo}")
+    out("# size in bytes; time in us; algbw, busbw in GB/s (1 GB/s = 1e9 B/s)")
+    out(f"#{'size':>14} {'time':>12} {'algbw':>9} {'busbw':>9}  algo")
+    out(f"#{'(B)':>14} {'(us)':>12} {'(GB/s)':>9} {'(GB/s)':>9}")
+    for r in rows:
+        out(f"{r.size_bytes:>15} {r.time_s * 1e6:>12.2f} {r.algbw_GBps:>9.2f} {r.busbw_GBps:>9.2f}  {r.algo}")
+    peak = max(rows, key=lambda r: r.busbw_GBps)
+    out(f"# peak busbw {peak.busbw_GBps:.2f} GB/s at {peak.size_bytes} B")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pipesim.engine import OpCosts, simulate
 from pipesim.metrics import PipelineMetrics, pipeline_metrics
 from schedules import Schedule, build_schedule, get_family, read_csv, validate
+from schedules.greedy import GREEDY_FAMILIES, GreedyTimes, build_timed
 
 __all__ = ["CompareRequest", "compare_schedules", "synthetic_costs"]
 
@@ -15,7 +16,9 @@ __all__ = ["CompareRequest", "compare_schedules", "synthetic_costs"]
 class CompareRequest:
     """What ``pipesim compare`` simulates. Times are seconds per microbatch for a *whole* pipeline stage (one
     rank's share of the model); a chunk of a schedule with v chunks per rank takes 1/v of them, and holds 1/v
-    of ``activation_bytes``. ``weight_s`` is the W part of the backward (used by split-backward schedules)."""
+    of ``activation_bytes``. ``weight_s`` is the W part of the backward (used by split-backward schedules).
+    ``memory_limit`` (microbatches of one stage's activations per rank) caps the greedy ``zb-1p``/``zb-2p``
+    orders, which are built from these times; None keeps their defaults (pp and 2 * pp)."""
 
     schedules: tuple[str, ...] = ("gpipe", "1f1b", "interleaved-1f1b")
     schedule_files: tuple[str, ...] = ()
@@ -27,6 +30,7 @@ class CompareRequest:
     weight_s: float = 0.0
     p2p_s: float = 5e-5
     activation_bytes: float = float(2**30)
+    memory_limit: float | None = None
 
 
 def synthetic_costs(schedule: Schedule, request: CompareRequest) -> OpCosts:
@@ -47,6 +51,12 @@ def build_requested(request: CompareRequest) -> list[Schedule]:
     out: list[Schedule] = []
     for name in request.schedules:
         family = get_family(name)
+        if name in GREEDY_FAMILIES:  # built from the scenario's real times, not the registry's defaults
+            times = GreedyTimes(
+                request.forward_s, request.backward_s - request.weight_s, request.weight_s, request.p2p_s
+            )
+            out.append(build_timed(name, request.pp, request.microbatches, times, request.memory_limit))
+            continue
         out.append(build_schedule(name, request.pp, request.microbatches, family.chunks(request.vpp)))
     for path in request.schedule_files:
         schedule = read_csv(path)

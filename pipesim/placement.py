@@ -7,13 +7,55 @@ so with tp <= GPUs per node every TP group stays inside a node.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from pipesim.errors import InputError
+import networkx as nx
 
-__all__ = ["RankGrid", "DEFAULT_ORDER"]
+from pipesim.errors import InputError
+from topologies.errors import TopologyError
+from topologies.graph import gpu_nodes
+
+__all__ = ["RankGrid", "DEFAULT_ORDER", "GroupCrossing", "parse_order", "rank_to_gpu"]
 
 DEFAULT_ORDER: tuple[str, str, str] = ("tp", "dp", "pp")
+DIMS = ("tp", "dp", "pp")
+
+
+def parse_order(text: str) -> tuple[str, str, str]:
+    """Parse a rank order such as ``tp-dp-pp`` (fastest-varying first; Megatron-LM's default)."""
+    parts = tuple(p.strip().lower() for p in str(text).replace(",", "-").split("-"))
+    if sorted(parts) != sorted(DIMS):
+        raise InputError(
+            f"rank order {text!r} must be a permutation of tp, dp, pp such as tp-dp-pp or tp-pp-dp"
+        )
+    return (parts[0], parts[1], parts[2])
+
+
+def rank_to_gpu(graph: nx.Graph, world_size: int) -> list[str]:
+    """GPU node names of global ranks 0..world_size-1 on a topology graph: rank g runs on the g-th GPU in
+    server-major order (``node{g // gpus_per_node}/gpu{g % gpus_per_node}``). Raises
+    :class:`TopologyError` if the cluster is too small."""
+    gpus = gpu_nodes(graph)
+    if world_size > len(gpus):
+        per = int(graph.graph.get("gpus_per_node", 1))
+        raise TopologyError(
+            f"layout needs {world_size} GPUs but topology {graph.graph.get('name')} with "
+            f"{graph.graph.get('nodes')} nodes has {len(gpus)}; use at least {math.ceil(world_size / per)} nodes"
+        )
+    return gpus[:world_size]
+
+
+@dataclass(frozen=True)
+class GroupCrossing:
+    """How the groups of one parallel dimension sit on servers: ``crossing`` of ``groups`` span more than
+    one server; ``max_nodes`` is the most servers one group touches."""
+
+    dim: str
+    size: int
+    groups: int
+    crossing: int
+    max_nodes: int
 
 
 @dataclass(frozen=True)
@@ -60,3 +102,24 @@ class RankGrid:
     def pp_group(self, tp_i: int = 0, dp_i: int = 0) -> list[int]:
         """Global ranks of the pipeline (stage 0 .. pp-1) at (tp_i, dp_i)."""
         return [self.rank(tp_i, dp_i, p) for p in range(self.pp)]
+
+    def groups(self, dim: str) -> list[list[int]]:
+        """Every process group of dimension ``dim`` (tp, dp or pp), in a deterministic order."""
+        if dim == "tp":
+            return [self.tp_group(d, p) for p in range(self.pp) for d in range(self.dp)]
+        if dim == "dp":
+            return [self.dp_group(t, p) for p in range(self.pp) for t in range(self.tp)]
+        if dim == "pp":
+            return [self.pp_group(t, d) for d in range(self.dp) for t in range(self.tp)]
+        raise InputError(f"unknown dimension {dim!r}; valid: tp, dp, pp")
+
+    def crossings(self, gpus_per_node: int) -> dict[str, GroupCrossing]:
+        """Per dimension, how many groups cross server boundaries when rank g sits on node g // gpus_per_node."""
+        if gpus_per_node < 1:
+            raise InputError(f"gpus_per_node={gpus_per_node} must be >= 1")
+        out = {}
+        for dim in DIMS:
+            gs = self.groups(dim)
+            spans = [len({r // gpus_per_node for r in g}) for g in gs]
+            out[dim] = GroupCrossing(dim, len(gs[0]), len(gs), sum(1 for s in spans if s > 1), max(spans))
+        return out

@@ -62,11 +62,23 @@ __all__ = [
     "StageCosts",
     "TimeBreakdown",
     "default_comm",
+    "topology_comm",
     "build_scenario_schedule",
     "stage_costs",
     "simulate_scenario",
     "check_gpu_count",
 ]
+
+
+def topology_comm(topology: str, world_size: int) -> CommModel:
+    """A topology-aware :class:`pipesim.collectives.TopologyCommModel` for ranks 0..world_size-1 on just enough
+    servers of the preset or TOML ``topology`` (Megatron order puts TP groups inside a server)."""
+    from pipesim.collectives import TopologyCommModel
+    from topologies import build_cluster, resolve_spec
+
+    per_node = resolve_spec(topology).node.gpus
+    nodes = -(-world_size // per_node)
+    return TopologyCommModel.for_cluster(build_cluster(topology, nodes), world_size)
 
 
 def default_comm() -> LevelCommModel:

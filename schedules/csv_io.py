@@ -4,6 +4,9 @@ One row per rank, one action per cell in PyTorch's text form (``0F0``, ``1B0``, 
 are idle slots and are skipped. Communication actions of PyTorch's ``compute_comms`` format (``SEND_F``,
 ``RECV_B``, ``UNSHARD``, ...) are skipped too: pipesim times transfers itself.
 
+PyTorch's DualPipeV writes its overlapped forward-backward pairs as one cell, ``(0F3;7B2)OVERLAP_F_B``; such a
+cell is read as its sub-actions in order (pipesim runs them one after the other).
+
 The stage-to-rank placement is inferred from where each stage's actions appear.
 """
 
@@ -19,6 +22,7 @@ from schedules.ir import Action, Schedule, ScheduleError, parse_action
 
 __all__ = ["dumps_csv", "loads_csv", "write_csv", "read_csv"]
 
+_OVERLAP_RE = re.compile(r"^\s*\((?P<subs>[^()]*)\)\s*OVERLAP_F_B\s*$")
 _COMM_RE = re.compile(r"^\s*\d+\s*(SEND_F|RECV_F|SEND_B|RECV_B|UNSHARD|RESHARD|REDUCE_GRAD)\s*\d*\s*$")
 
 
@@ -46,20 +50,23 @@ def loads_csv(text: str, name: str = "csv", source: str = "<string>") -> Schedul
         for c, cell in enumerate(row):
             if not cell.strip() or _COMM_RE.match(cell):
                 continue
-            try:
-                action = parse_action(cell)
-            except ScheduleError:
-                raise ScheduleError(
-                    f"{source}: row {r + 1} (rank {r}), cell {c + 1}: cannot parse {cell!r}; "
-                    f"expected <stage><op><microbatch> with op F, B, I or W, e.g. 2F0"
-                ) from None
-            home = placement.setdefault(action.stage, r)
-            if home != r:
-                raise ScheduleError(
-                    f"{source}: row {r + 1} (rank {r}), cell {c + 1}: stage {action.stage} already runs on rank {home}"
-                )
-            max_mb = max(max_mb, action.microbatch)
-            prog.append(action)
+            overlap = _OVERLAP_RE.match(cell)
+            texts = [s for s in overlap.group("subs").split(";") if s.strip()] if overlap else [cell]
+            for text in texts:
+                try:
+                    action = parse_action(text)
+                except ScheduleError:
+                    raise ScheduleError(
+                        f"{source}: row {r + 1} (rank {r}), cell {c + 1}: cannot parse {cell!r}; "
+                        f"expected <stage><op><microbatch> with op F, B, I or W, e.g. 2F0"
+                    ) from None
+                home = placement.setdefault(action.stage, r)
+                if home != r:
+                    raise ScheduleError(
+                        f"{source}: row {r + 1} (rank {r}), cell {c + 1}: stage {action.stage} already runs on rank {home}"
+                    )
+                max_mb = max(max_mb, action.microbatch)
+                prog.append(action)
         programs.append(prog)
     num_stages = max(placement) + 1 if placement else 0
     missing = [s for s in range(num_stages) if s not in placement]

@@ -6,7 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from schedules.classic import gpipe, interleaved_one_f_one_b, one_f_one_b
+from schedules.dualpipe import dualpipe_v
+from schedules.greedy import default_memory_limit, greedy_zero_bubble
 from schedules.ir import Schedule, ScheduleError
+from schedules.zero_bubble import zb_h1, zb_h2, zb_v
 
 __all__ = ["ScheduleFamily", "REGISTRY", "register", "get_family", "build_schedule", "schedule_names"]
 
@@ -72,5 +75,55 @@ register(
         "Megatron-LM interleaved 1F1B with vpp model chunks per rank",
         interleaved_one_f_one_b,
         uses_vpp=True,
+    )
+)
+register(
+    ScheduleFamily(
+        "zb-h1",
+        "Zero Bubble ZB-H1: 1F1B memory, W passes fill the cool-down",
+        lambda p, m, v: zb_h1(p, m),
+        split_backward=True,
+    )
+)
+register(
+    ScheduleFamily(
+        "zb-h2",
+        "Zero Bubble ZB-H2: 2p-1 warm-up forwards, zero steady-state bubble",
+        lambda p, m, v: zb_h2(p, m),
+        split_backward=True,
+    )
+)
+register(
+    ScheduleFamily(
+        "zb-v",
+        "Zero Bubble ZB-V: V-shape (rank r holds stages r, 2p-1-r), 1F1B memory",
+        lambda p, m, v: zb_v(p, m),
+        chunks_per_rank=2,
+        split_backward=True,
+    )
+)
+register(
+    ScheduleFamily(
+        "dualpipe-v",
+        "DualPipeV (DeepSeek): V-shape DualPipe cut in half; F&B pairs run as F then B; needs m >= 2pp",
+        lambda p, m, v: dualpipe_v(p, m),
+        chunks_per_rank=2,
+        split_backward=True,
+    )
+)
+register(
+    ScheduleFamily(
+        "zb-1p",
+        "Greedy zero-bubble order under a cap of pp microbatches (times F=I=W; compare passes real times)",
+        lambda p, m, v: greedy_zero_bubble(p, m, default_memory_limit("zb-1p", p), name="zb-1p"),
+        split_backward=True,
+    )
+)
+register(
+    ScheduleFamily(
+        "zb-2p",
+        "Greedy zero-bubble order under a cap of 2*pp microbatches (times F=I=W; compare passes real times)",
+        lambda p, m, v: greedy_zero_bubble(p, m, default_memory_limit("zb-2p", p), name="zb-2p"),
+        split_backward=True,
     )
 )

@@ -1,0 +1,1 @@
+"""Interactive figures (plotly is imported only inside this package)."""

@@ -1,0 +1,171 @@
+"""DualPipe and DualPipeV (DeepSeek-V3 technical report, arXiv:2412.19437; deepseek-ai/DualPipe).
+
+DualPipeV is DualPipe "cut in half": p ranks, 2p stages in the V-shape placement (rank r holds stages r and
+2p-1-r), every microbatch going down the ranks through chunk 0 and back up through chunk 1. The order follows
+the eight steps of deepseek-ai/DualPipe (and PyTorch's ``ScheduleDualPipeV``), commented where they are built.
+
+What the engine models, and what it does not:
+
+* DualPipe's steady phase runs *overlapped* forward-and-backward pairs ("F&B": the forward of one chunk and the
+  backward of another, with each one's communication hidden behind the other's compute). pipesim runs one
+  action at a time per rank, so each F&B pair is modelled as the forward followed by the full backward, with
+  no compute-communication overlap inside the pair. Step times are therefore an upper bound for an
+  implementation with a working ``overlapped_forward_backward``; the order, dependencies and activation memory
+  are exact.
+* The published bubble (DualPipe README, "Pipeline Bubbles and Memory Usage Comparison") is
+  (PP/2-1)(F&B + B - 3W) with F, B, W chunk times (B a *full* backward); activation memory PP+1 chunks per rank.
+  With F&B taken as F + B (what the engine runs) the measured idle time per rank is (p-1)(F + B - 2W) when the
+  I part of the backward is no longer than F, at most the published figure (tests check both).
+
+DualPipe itself is bidirectional: PP ranks, two copies of the model's PP stages (one per direction, hence 2x
+parameter memory), half the microbatches entering at rank 0 and half at rank PP-1. The schedule IR holds one
+chain of stages that every microbatch runs through, so two independent directions cannot be written in it.
+By the mirror symmetry of DualPipe's order (rank PP-1-r runs rank r's program with the directions swapped),
+DualPipe on PP ranks with m microbatches gives every rank the same timeline as DualPipeV on PP/2 ranks with m/2
+microbatches and the same per-chunk costs; :func:`dualpipe` checks DualPipe's own size rules and returns that
+DualPipeV schedule (the only difference is the transfer between ranks PP/2-1 and PP/2, which DualPipeV makes
+local).
+"""
+
+from __future__ import annotations
+
+from schedules.ir import Action, Op, Schedule, ScheduleError, v_shape_placement
+
+__all__ = ["dualpipe_v", "dualpipe", "dualpipe_v_rule", "dualpipe_rule"]
+
+
+def dualpipe_v_rule(num_ranks: int, num_microbatches: int) -> str | None:
+    """Why DualPipeV cannot take these sizes, or None if it can: it needs m >= 2p (at least one microbatch
+    per stage, as PyTorch's ``ScheduleDualPipeV`` requires), so that its main F&B phase runs at least once on
+    every rank."""
+    if num_ranks < 1:
+        return f"dualpipe-v: pp={num_ranks} must be >= 1"
+    if num_microbatches < 2 * num_ranks:
+        return (
+            f"dualpipe-v needs microbatches >= 2 * pp = {2 * num_ranks} (one per stage of its 2p-stage V), "
+            f"got {num_microbatches}"
+        )
+    return None
+
+
+def dualpipe_rule(num_ranks: int, num_microbatches: int) -> str | None:
+    """Why DualPipe cannot take these sizes, or None: deepseek-ai/DualPipe asserts an even number of ranks
+    and an even number of microbatches m >= 2 * pp (m/2 per direction, at least pp each)."""
+    if num_ranks < 2 or num_ranks % 2:
+        return f"dualpipe needs an even pp >= 2 (two directions over mirrored rank pairs), got pp={num_ranks}"
+    if num_microbatches % 2 or num_microbatches < 2 * num_ranks:
+        return (
+            f"dualpipe needs an even number of microbatches >= 2 * pp = {2 * num_ranks} "
+            f"(half per direction), got {num_microbatches}"
+        )
+    return None
+
+
+class _DualPipeProgram:
+    """A rank's program under construction. F passes count per chunk; B and I share one backward counter per
+    chunk (each microbatch gets one of them); every I queues its W, and W passes leave the queue oldest first."""
+
+    def __init__(self, stage0: int, stage1: int) -> None:
+        self.stages = (stage0, stage1)
+        self.forwards = [0, 0]
+        self.backwards = [0, 0]
+        self.weight_queue: list[tuple[int, int]] = []
+        self.actions: list[Action] = []
+
+    def forward(self, chunk: int) -> None:
+        self.actions.append(Action(self.stages[chunk], Op.F, self.forwards[chunk]))
+        self.forwards[chunk] += 1
+
+    def backward(self, chunk: int, split: bool = False) -> None:
+        """A full backward B, or with ``split`` an I whose W is queued."""
+        mb = self.backwards[chunk]
+        self.backwards[chunk] += 1
+        self.actions.append(Action(self.stages[chunk], Op.I if split else Op.B, mb))
+        if split:
+            self.weight_queue.append((self.stages[chunk], mb))
+
+    def weight(self) -> None:
+        """The oldest queued W, if any."""
+        if self.weight_queue:
+            stage, mb = self.weight_queue.pop(0)
+            self.actions.append(Action(stage, Op.W, mb))
+
+
+def dualpipe_v(num_ranks: int, num_microbatches: int) -> Schedule:
+    """DualPipeV on p ranks (2p stages, V-shape) with m >= 2p microbatches.
+
+    Steps on rank r (deepseek-ai/DualPipe; chunk 0 = stage r, chunk 1 = stage 2p-1-r):
+
+    1. 2(p-r-1) forwards of chunk 0;
+    2. r+1 pairs (F chunk 0, F chunk 1);
+    3. p-r-1 triples (I chunk 1, W, F chunk 1), zero-bubble style;
+    4. main phase, m-2p+r+1 times: F&B (F chunk 0, B chunk 1) then F&B (F chunk 1, B chunk 0);
+    5. p-r-1 times: B chunk 1, then F&B (F chunk 1, B chunk 0);
+    6. r+1 pairs (backward chunk 1, backward chunk 0), switching from B to I (W deferred) half way;
+    7. p-r-1 times: W, then a backward of chunk 0;
+    8. r+1 W passes.
+
+    F&B pairs run as F then B (see the module docstring).
+    """
+    problem = dualpipe_v_rule(num_ranks, num_microbatches)
+    if problem:
+        raise ScheduleError(problem)
+    p, m = num_ranks, num_microbatches
+    programs: list[list[Action]] = []
+    for r in range(p):
+        rank = _DualPipeProgram(r, 2 * p - 1 - r)
+        for _ in range(2 * (p - r - 1)):  # 1
+            rank.forward(0)
+        for _ in range(r + 1):  # 2
+            rank.forward(0)
+            rank.forward(1)
+        for _ in range(p - r - 1):  # 3
+            rank.backward(1, split=True)
+            rank.weight()
+            rank.forward(1)
+        for _ in range(m - 2 * p + r + 1):  # 4: F&B pairs, modelled as F then B
+            rank.forward(0)
+            rank.backward(1)
+            rank.forward(1)
+            rank.backward(0)
+        for _ in range(p - r - 1):  # 5
+            rank.backward(1)
+            rank.forward(1)
+            rank.backward(0)
+        split = False
+        half = (r + 1) // 2
+        for i in range(r + 1):  # 6: odd ranks split from chunk 1's backward on, even ranks from chunk 0's
+            if i == half and r % 2 == 1:
+                split = True
+            rank.backward(1, split)
+            if i == half and r % 2 == 0:
+                split = True
+            rank.backward(0, split)
+        for _ in range(p - r - 1):  # 7
+            rank.weight()
+            rank.backward(0, split)
+        for _ in range(r + 1):  # 8
+            rank.weight()
+        programs.append(rank.actions)
+    return Schedule.from_actions("dualpipe-v", p, m, v_shape_placement(p), programs)
+
+
+def dualpipe(num_ranks: int, num_microbatches: int) -> Schedule:
+    """DualPipe on ``num_ranks`` (even) ranks with ``num_microbatches`` (even, >= 2 * pp), as its per-rank
+    equivalent: DualPipeV on pp/2 ranks with m/2 microbatches (see the module docstring for why).
+
+    Each stage of the returned schedule is one of DualPipe's chunks (1/pp of the model): simulate it with
+    per-chunk costs, and read its per-rank timeline as that of DualPipe's rank r and its mirror pp-1-r.
+    """
+    problem = dualpipe_rule(num_ranks, num_microbatches)
+    if problem:
+        raise ScheduleError(problem)
+    half = dualpipe_v(num_ranks // 2, num_microbatches // 2)
+    return Schedule(
+        "dualpipe",
+        half.num_ranks,
+        half.num_stages,
+        half.num_microbatches,
+        half.stage_to_rank,
+        half.programs,
+    )
