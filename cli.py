@@ -809,6 +809,13 @@ Definitions:
     help="Per-GPU bandwidth inside a node for the TP collectives, GB/s (same default as simulate).",
 )
 @click.option(
+    "--topology",
+    "roof_topology",
+    default=None,
+    metavar="NAME|FILE.toml",
+    help="Time the TP collectives on this cluster topology (e.g. dgx-h100) instead of --intra-node-GBps.",
+)
+@click.option(
     "-o",
     "--output",
     type=click.Path(dir_okay=False),
@@ -829,6 +836,7 @@ def roofline_cmd(
     tp_comm_overlap: bool,
     gpus_per_node: int,
     intra_node_gbps: float,
+    roof_topology: str | None,
     output: str | None,
     as_json: bool,
 ) -> None:
@@ -863,7 +871,12 @@ def roofline_cmd(
         tp_comm_overlap=tp_comm_overlap,
         precision=precisions[0] if precisions[0] in TRAIN_PRECISIONS else "bf16",
     )
-    comm = LevelCommModel(gpus_per_node=gpus_per_node, intra_Bps=intra_node_gbps * 1e9)
+    if roof_topology:
+        from pipesim.scenario import topology_comm
+
+        comm: Any = topology_comm(roof_topology, tp)
+    else:
+        comm = LevelCommModel(gpus_per_node=gpus_per_node, intra_Bps=intra_node_gbps * 1e9)
     tables = [roofline(model, layout, gpu, prec, comm=comm) for prec in precisions]
     if output is not None:
         from pipesim.figures.roofline import roofline_html

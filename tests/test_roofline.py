@@ -199,3 +199,23 @@ def test_json_dict_has_the_issue_fields() -> None:
         ):
             assert key in op
     assert d["layer_s"] == pytest.approx(d["forward_s"] + d["backward_s"])
+
+
+def test_topology_comm_model_gives_the_same_sums_as_the_simulator() -> None:
+    # The TP collectives timed on the DGX H100 graph (NVLink4 through NVSwitch): still one source of truth.
+    from pipesim.scenario import topology_comm
+
+    m, g, lay = (
+        get_model("llama3-70b"),
+        get_gpu("h100-sxm"),
+        _layout(tp=8, seq_length=4096, sequence_parallel=True),
+    )
+    comm = topology_comm("dgx-h100", 8)
+    ranks = tuple(range(8))
+    sim = layer_pass_times(m, lay, g, DEFAULT_EFFICIENCY, comm, ranks)
+    table = roofline(m, lay, g, comm=comm, tp_ranks=ranks)
+    assert table.forward_s == pytest.approx(sim.forward_s, rel=1e-12)
+    assert table.backward_s == pytest.approx(sim.backward_s, rel=1e-12)
+    fallback = roofline(m, lay, g)  # 240 GB/s per GPU: slower collectives than NVLink4
+    ag = next(r for r in table.rows if r.name == "tp.ag1")
+    assert ag.predicted_time_s < next(r for r in fallback.rows if r.name == "tp.ag1").predicted_time_s
