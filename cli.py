@@ -875,13 +875,15 @@ def roofline_cmd(
         from pipesim.scenario import topology_comm
 
         comm: Any = topology_comm(roof_topology, tp)
+        comm_note = f"TP collectives timed on the {roof_topology} topology"
     else:
         comm = LevelCommModel(gpus_per_node=gpus_per_node, intra_Bps=intra_node_gbps * 1e9)
+        comm_note = f"TP collectives: ring at {intra_node_gbps:g} GB/s per GPU inside a node (--topology for a real graph)"
     tables = [roofline(model, layout, gpu, prec, comm=comm) for prec in precisions]
     if output is not None:
         from pipesim.figures.roofline import roofline_html
 
-        atomic_write_text(output, roofline_html(tables, _roofline_notes(tables)))
+        atomic_write_text(output, roofline_html(tables, [*_roofline_notes(tables), comm_note]))
     if as_json:
         emit_json(
             {
@@ -901,7 +903,7 @@ def roofline_cmd(
     con = console()
     for t in tables:
         con.print(_roofline_rich_table(t))
-    for note in [TABLE_LEGEND, *_roofline_notes(tables)]:
+    for note in [TABLE_LEGEND, *_roofline_notes(tables), comm_note]:
         con.print(note, highlight=False)
     if output is not None:
         con.print(f"wrote {output}", highlight=False)

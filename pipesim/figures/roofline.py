@@ -185,9 +185,12 @@ def roofline_figure(tables: Sequence[RooflineTable]) -> go.Figure:
                 col=1,
             )
     fig.update_xaxes(type="log", title_text="arithmetic intensity (FLOPs per HBM byte)", row=1, col=1)
+    y_lo = x_lo * gpu.hbm_Bps
+    decades = range(math.floor(math.log10(y_lo)), math.ceil(math.log10(top)) + 1)
     fig.update_yaxes(
         type="log",
-        exponentformat="SI",
+        tickvals=[10.0**d for d in decades],
+        ticktext=[_si_flops(10.0**d) for d in decades],
         title_text="FLOP/s (points: predicted; lines: attainable)",
         row=1,
         col=1,
@@ -234,6 +237,13 @@ def roofline_figure(tables: Sequence[RooflineTable]) -> go.Figure:
         },
     )
     return fig
+
+
+def _si_flops(x: float) -> str:
+    for scale, unit in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M")):
+        if x >= scale:
+            return f"{x / scale:g} {unit}FLOP/s"
+    return f"{x:g} FLOP/s"
 
 
 def roofline_html(tables: Sequence[RooflineTable], notes: Sequence[str] = ()) -> str:
