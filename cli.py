@@ -613,6 +613,7 @@ def render_report(report: SimulationReport) -> None:
         f"sp={'on' if lay.sequence_parallel else 'off'} precision={lay.precision} attention={lay.attention}",
         highlight=False,
     )
+    con.print(f"communication: {sc.comm_description()}", highlight=False)
     summary = Table(title="Step", title_justify="left", show_header=False)
     summary.add_column("metric", no_wrap=True)
     summary.add_column("value", justify="right", no_wrap=True)

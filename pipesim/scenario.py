@@ -102,6 +102,18 @@ class Scenario:
     efficiency: Efficiency = DEFAULT_EFFICIENCY
     reserve_bytes: float = RESERVE_BYTES
 
+    def comm_description(self) -> str:
+        """One line naming the communication model and its parameters (GB/s = 1e9 B/s)."""
+        c = self.comm
+        if isinstance(c, LevelCommModel):
+            return (
+                f"two-level: {c.gpus_per_node} GPUs/node, {c.intra_Bps / 1e9:g} GB/s per GPU inside a node, "
+                f"{c.inter_Bps / 1e9:g} GB/s per GPU across nodes"
+            )
+        graph = getattr(c, "graph", None)
+        name = graph.graph.get("name") if graph is not None and hasattr(graph, "graph") else None
+        return f"topology {name}" if name else type(c).__name__
+
     @cached_property
     def grid(self) -> RankGrid:
         """The Megatron-order rank grid of the layout."""
@@ -385,6 +397,7 @@ class SimulationReport:
         return {
             "model": sc.model.name,
             "gpu": sc.gpu.name,
+            "comm": sc.comm_description(),
             "layout": {
                 "dp": lay.dp,
                 "tp": lay.tp,
