@@ -476,6 +476,115 @@ def compare_table(results: Sequence[PipelineMetrics], request: CompareRequest) -
     return table
 
 
+# --------------------------------------------------------------------------- energy and cost (issue 8)
+ENERGY_KEYS = ("tokens", "price_per_gpu_hour", "pue", "node_overhead_w")
+
+
+def energy_options(func: Any) -> Any:
+    """``--tokens``, ``--price-per-gpu-hour``, ``--pue`` and ``--node-overhead-W`` (model in
+    :mod:`pipesim.energy`)."""
+    from pipesim.energy import DEFAULT_NODE_OVERHEAD_W, DEFAULT_PUE
+
+    options = [
+        click.option(
+            "--tokens",
+            default=None,
+            metavar="N",
+            help="Train on N tokens (2T, 300B, 1.5e12): report the whole run's time, GPU-hours, MWh and cost.",
+        ),
+        click.option(
+            "--price-per-gpu-hour",
+            type=float,
+            default=None,
+            help="Money per GPU-hour; cost = GPU-hours x price.",
+        ),
+        click.option(
+            "--pue",
+            type=float,
+            default=DEFAULT_PUE,
+            show_default=True,
+            help="Power usage effectiveness, facility / IT power (>= 1; assumption by default).",
+        ),
+        click.option(
+            "--node-overhead-W",
+            "node_overhead_w",
+            type=float,
+            default=DEFAULT_NODE_OVERHEAD_W,
+            show_default=True,
+            help="Watts per node besides the GPUs (CPUs, NICs, switches, fans; assumption by default).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _pop_energy(kwargs: dict[str, Any]) -> dict[str, Any]:
+    from pipesim.energy import check_price, check_pue, parse_count
+
+    args = {k: kwargs.pop(k) for k in ENERGY_KEYS}
+    check_pue(args["pue"])
+    check_price(args["price_per_gpu_hour"])
+    if not args["node_overhead_w"] >= 0:
+        raise InputError(f"--node-overhead-W={args['node_overhead_w']} must be >= 0")
+    args["tokens"] = None if args["tokens"] is None else parse_count(args["tokens"])
+    return args
+
+
+def report_energy(report: Any, args: dict[str, Any], gpus_per_node: int) -> Any:
+    """The :class:`pipesim.energy.EnergyReport` of a simulation, or None when the GPU has no TDP and no
+    energy flag asked for one."""
+    from pipesim.energy import DEFAULT_NODE_OVERHEAD_W, DEFAULT_PUE, simulation_energy
+
+    asked = args["tokens"] is not None or args["price_per_gpu_hour"] is not None
+    asked = asked or args["pue"] != DEFAULT_PUE or args["node_overhead_w"] != DEFAULT_NODE_OVERHEAD_W
+    if report.scenario.gpu.tdp_w is None and not asked:
+        return None
+    return simulation_energy(
+        report,
+        tokens=args["tokens"],
+        pue=args["pue"],
+        price_per_gpu_hour=args["price_per_gpu_hour"],
+        node_overhead_w=args["node_overhead_w"],
+        gpus_per_node=gpus_per_node,
+    )
+
+
+def _duration(seconds: float) -> str:
+    days = seconds / 86400
+    return f"{seconds / 3600:,.1f} h ({days:,.1f} days)" if days >= 1 else f"{seconds / 3600:,.2f} h"
+
+
+def render_energy(energy: Any) -> None:
+    """The energy and cost lines of ``simulate`` (and ``plan``): per step, per run with ``--tokens``, cost with
+    ``--price-per-gpu-hour``, then the assumptions."""
+    con = console()
+    if energy is None:
+        con.print("Energy: not computed (this GPU has no tdp_W; add it to the GPU TOML)", highlight=False)
+        return
+    con.print("Energy and cost (facility energy, PUE included; kWh = 3.6e6 J)", highlight=False)
+    table = Table()
+    table.add_column("", no_wrap=True)
+    table.add_column("per step", justify="right", no_wrap=True)
+    run = energy.steps > 1
+    if run:
+        table.add_column(f"run ({energy.steps:,} steps)", justify="right", no_wrap=True)
+    rows = [
+        ("time", f"{energy.step_time_s:.3f} s", _duration(energy.run_time_s)),
+        ("GPU-hours", f"{energy.num_gpus * energy.step_time_s / 3600:,.3f}", f"{energy.gpu_hours:,.0f}"),
+        ("energy", f"{energy.kwh_per_step:,.3f} kWh", f"{energy.mwh_per_run:,.1f} MWh"),
+        ("power (facility)", f"{energy.facility_power_w / 1e3:,.1f} kW", ""),
+    ]
+    if energy.cost is not None:
+        per_step = energy.cost / energy.steps if energy.steps else 0.0
+        rows.append(("cost", f"{per_step:,.2f}", f"{energy.cost:,.0f}"))
+    for label, step, whole in rows:
+        table.add_row(label, step, *([whole] if run else []))
+    con.print(table)
+    for line in energy.assumptions():
+        con.print(f"  {line}", highlight=False)
+
+
 SIMULATE_HELP = """Predict one training step of a real model on real GPUs.
 
 Prints step time, throughput, model TFLOP/s per GPU, MFU and HFU, a time breakdown and a per-rank memory
@@ -504,16 +613,20 @@ Definitions:
     help=f"Pipeline schedule [default: interleaved-1f1b if vpp > 1 else 1f1b]. Known: {', '.join(schedule_names())}.",
 )
 @scenario_options
+@energy_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def simulate_cmd(pp: int, vpp: int, schedule: str | None, as_json: bool, **kwargs: Any) -> None:
     args = _pop_scenario(kwargs)
+    energy_args = _pop_energy(kwargs)
     if schedule is not None:
         get_family(schedule)  # unknown names list the valid ones
     report = simulate_scenario(build_scenario(args, pp, vpp, schedule))
+    energy = report_energy(report, energy_args, args["gpus_per_node"])
     if as_json:
-        emit_json(report.as_dict())
+        emit_json({**report.as_dict(), "energy": energy.as_dict() if energy else None})
         return
     render_report(report)
+    render_energy(energy)
 
 
 def _gib(x: float) -> str:
@@ -766,6 +879,205 @@ def gantt_cmd(
 
 
 gantt_cmd.params[len(gantt_cmd.params) :] = SCENARIO_PARAMS
+
+
+# --------------------------------------------------------------------------- roofline (issue 8)
+ROOFLINE_HELP = """Show every operator of one transformer layer on the GPU's roofline.
+
+For each op (norms, QKV, attention, output projection, MLP GEMMs, element-wise kernels, TP collectives) of one
+layer, one microbatch, one tensor-parallel rank: FLOPs, HBM bytes, arithmetic intensity, attainable FLOP/s =
+min(peak, intensity x HBM bandwidth), predicted FLOP/s and time (the simulator's own per-op cost model),
+compute- or memory-bound, and share of the layer's time. Example:
+
+\b
+  pipesim roofline --model llama3-70b --gpu h100-sxm --tp 8 --micro-batch-size 1 --seq-length 8192 \\
+      --precision bf16,fp8 -o roofline.html
+
+\b
+Definitions:
+  intensity     FLOPs per byte of HBM traffic (memory-bound kernels: nominal arithmetic per element)
+  attainable    min(peak at the op's precision, intensity x HBM bandwidth)   [Williams et al. 2009]
+  predicted     FLOPs / predicted time (the cost model's efficiencies included)
+  ridge         peak / HBM bandwidth: ops with a higher intensity can be compute-bound
+  units         MB = 1e6 bytes, GFLOP = 1e9, TFLOP/s = 1e12 FLOP/s, us = 1e-6 s
+"""
+
+
+@main.command("roofline", help=ROOFLINE_HELP)
+@click.option(
+    "--model", "model_arg", required=True, metavar="NAME|PATH", help="Model preset or config.json / .toml."
+)
+@click.option(
+    "--gpu",
+    "gpu_arg",
+    default="a100-80gb",
+    show_default=True,
+    metavar="NAME|PATH",
+    help="GPU preset or .toml.",
+)
+@click.option("--tp", type=int, default=1, show_default=True, help="Tensor-parallel size.")
+@click.option("--micro-batch-size", type=int, default=1, show_default=True, help="Sequences per microbatch.")
+@click.option("--seq-length", type=int, default=None, help="Sequence length [default: the model's].")
+@click.option(
+    "--precision",
+    default="bf16",
+    show_default=True,
+    help="Number format of the GEMMs: bf16, fp16, fp8, tf32 or fp32; a comma list (bf16,fp8) compares them.",
+)
+@click.option(
+    "--attention",
+    default="flash",
+    show_default=True,
+    help="flash (fused) or unfused (scores, softmax, context).",
+)
+@click.option("--recompute", default="none", show_default=True, help="none, selective or full.")
+@click.option("--sequence-parallel", is_flag=True, help="Megatron sequence parallelism (needs tp > 1).")
+@click.option(
+    "--tp-comm-overlap/--no-tp-comm-overlap",
+    default=True,
+    show_default=True,
+    help="Overlap backward TP collectives.",
+)
+@click.option("--gpus-per-node", type=int, default=8, show_default=True, help="GPUs per node.")
+@click.option(
+    "--intra-node-GBps",
+    "intra_node_gbps",
+    type=float,
+    default=240.0,
+    show_default=True,
+    help="Per-GPU bandwidth inside a node for the TP collectives, GB/s (same default as simulate).",
+)
+@click.option(
+    "--topology",
+    "roof_topology",
+    default=None,
+    metavar="NAME|FILE.toml",
+    help="Time the TP collectives on this cluster topology (e.g. dgx-h100) instead of --intra-node-GBps.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the interactive HTML page here.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the tables as JSON.")
+def roofline_cmd(
+    model_arg: str,
+    gpu_arg: str,
+    tp: int,
+    micro_batch_size: int,
+    seq_length: int | None,
+    precision: str,
+    attention: str,
+    recompute: str,
+    sequence_parallel: bool,
+    tp_comm_overlap: bool,
+    gpus_per_node: int,
+    intra_node_gbps: float,
+    roof_topology: str | None,
+    output: str | None,
+    as_json: bool,
+) -> None:
+    from pipesim.comm import LevelCommModel
+    from pipesim.figures.roofline import TABLE_LEGEND
+    from pipesim.fileio import atomic_write_text, check_output_path
+    from pipesim.io import resolve_gpu, resolve_model
+    from pipesim.layout import TRAIN_PRECISIONS, Layout
+    from pipesim.roofline import check_precision, roofline
+
+    precisions = _split_names(precision)
+    if not precisions:
+        raise InputError("--precision is empty; give bf16, fp16, fp8, tf32 or fp32 (or a comma list)")
+    model = resolve_model(model_arg)
+    gpu = resolve_gpu(gpu_arg)
+    for prec in precisions:
+        check_precision(gpu, prec)
+    if not intra_node_gbps > 0:
+        raise InputError(f"--intra-node-GBps={intra_node_gbps} must be > 0")
+    if gpus_per_node < 1:
+        raise InputError(f"--gpus-per-node={gpus_per_node} must be >= 1")
+    if output is not None:
+        check_output_path(output)
+    layout = Layout(
+        tp=tp,
+        micro_batch_size=micro_batch_size,
+        global_batch_size=micro_batch_size,
+        seq_length=seq_length,
+        sequence_parallel=sequence_parallel,
+        recompute=recompute,
+        attention=attention,
+        tp_comm_overlap=tp_comm_overlap,
+        precision=precisions[0] if precisions[0] in TRAIN_PRECISIONS else "bf16",
+    )
+    if roof_topology:
+        from pipesim.scenario import topology_comm
+
+        comm: Any = topology_comm(roof_topology, tp)
+        comm_note = f"TP collectives timed on the {roof_topology} topology"
+    else:
+        comm = LevelCommModel(gpus_per_node=gpus_per_node, intra_Bps=intra_node_gbps * 1e9)
+        comm_note = f"TP collectives: ring at {intra_node_gbps:g} GB/s per GPU inside a node (--topology for a real graph)"
+    tables = [roofline(model, layout, gpu, prec, comm=comm) for prec in precisions]
+    if output is not None:
+        from pipesim.figures.roofline import roofline_html
+
+        atomic_write_text(output, roofline_html(tables, [*_roofline_notes(tables), comm_note]))
+    if as_json:
+        emit_json(
+            {
+                "model": model.name,
+                "gpu": gpu.name,
+                "tp": tp,
+                "micro_batch_size": micro_batch_size,
+                "seq_length": layout.seq(model),
+                "attention": attention,
+                "recompute": recompute,
+                "sequence_parallel": sequence_parallel,
+                "roofs_flops_per_s": tables[0].roofs,
+                "tables": [t.as_dict() for t in tables],
+            }
+        )
+        return
+    con = console()
+    for t in tables:
+        con.print(_roofline_rich_table(t))
+    for note in [TABLE_LEGEND, *_roofline_notes(tables), comm_note]:
+        con.print(note, highlight=False)
+    if output is not None:
+        con.print(f"wrote {output}", highlight=False)
+
+
+def _roofline_notes(tables: Sequence[Any]) -> list[str]:
+    first = tables[0]
+    notes = [
+        f"{first.model.name} on {first.gpu.name}: one layer, one microbatch, one of tp={first.layout.tp} ranks; "
+        f"HBM {first.gpu.hbm_Bps / 1e12:g} TB/s",
+        "Memory-bound kernels carry nominal FLOPs per element (placement only; their time is bytes / bandwidth). "
+        "Attention runs in 16-bit under fp8 (Transformer Engine's recipe).",
+    ]
+    for t in tables[1:]:
+        notes.append(
+            f"{t.precision} vs {first.precision}: layer {t.layer_s * 1e3:.3f} ms vs {first.layer_s * 1e3:.3f} ms "
+            f"({first.layer_s / t.layer_s:.2f}x)"
+        )
+    return notes
+
+
+def _roofline_rich_table(table: Any) -> Table:
+    from pipesim.figures.roofline import TABLE_COLUMNS, table_rows
+
+    title = (
+        f"{table.precision}: peak {table.gpu.peak(table.precision) / 1e12:g} TFLOP/s, ridge "
+        f"{table.ridge_flops_per_byte:.0f} FLOP/byte; layer F {table.forward_s * 1e3:.3f} ms + B "
+        f"{table.backward_s * 1e3:.3f} ms = {table.layer_s * 1e3:.3f} ms"
+    )
+    out = Table(title=title, title_justify="left")
+    for i, col in enumerate(TABLE_COLUMNS):
+        out.add_column(col, justify="left" if i in (0, 1, 2, 9) else "right", no_wrap=True)
+    for row in table_rows(table):
+        out.add_row(*row)
+    return out
 
 
 # ---- topologies and collectives ---------------------------------------------------------------------------
