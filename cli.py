@@ -20,6 +20,7 @@ from pipesim.io import resolve_gpu, resolve_model
 from pipesim.layout import ATTENTION, RECOMPUTE, TRAIN_PRECISIONS, Layout
 from pipesim.metrics import PipelineMetrics
 from pipesim.models import model_names
+from pipesim.placement import parse_order
 from pipesim.scenario import Scenario, SimulationReport, check_gpu_count, simulate_scenario, topology_comm
 from schedules import ScheduleError, get_family, schedule_names
 from topologies import TopologyError
@@ -98,6 +99,8 @@ SCENARIO_KEYS = (
     "intra_node_gbps",
     "inter_node_gbps",
     "topology",
+    "nodes",
+    "rank_order",
 )
 
 
@@ -194,6 +197,19 @@ def scenario_options(func: Any) -> Any:
             help="Time every TP/PP/DP collective on this cluster topology (preset or TOML; see `pipesim topo list`) "
             "instead of the two-level bandwidth model; replaces the --*-GBps and --gpus-per-node flags.",
         ),
+        click.option(
+            "--nodes",
+            type=int,
+            default=None,
+            help="Servers of --topology in the cluster [default: just enough for dp x tp x pp].",
+        ),
+        click.option(
+            "--rank-order",
+            default="tp-dp-pp",
+            show_default=True,
+            help="How the (tp, dp, pp) grid maps onto GPUs, fastest-varying first (Megatron-LM: tp-dp-pp); "
+            "rank g runs on GPU g, so e.g. dp-tp-pp spreads TP groups across servers.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -259,8 +275,10 @@ def build_scenario(
         inter_Bps=args["inter_node_gbps"] * 1e9,
     )
     if args["topology"]:
-        comm = topology_comm(args["topology"], layout.num_gpus)
-    return Scenario(model, gpu, layout, comm)
+        comm = topology_comm(args["topology"], layout.num_gpus, args["nodes"])
+    elif args["nodes"] is not None:
+        raise InputError("--nodes needs --topology (the servers of which cluster?)")
+    return Scenario(model, gpu, layout, comm, rank_order=parse_order(args["rank_order"]))
 
 
 def scenario_request(
@@ -645,6 +663,7 @@ def render_report(report: SimulationReport) -> None:
         highlight=False,
     )
     con.print(f"communication: {sc.comm_description()}", highlight=False)
+    con.print(f"placement: {sc.placement_description()}", highlight=False)
     summary = Table(title="Step", title_justify="left", show_header=False)
     summary.add_column("metric", no_wrap=True)
     summary.add_column("value", justify="right", no_wrap=True)

@@ -53,7 +53,7 @@ from pipesim.memory import (
 )
 from pipesim.metrics import PipelineMetrics, pipeline_metrics
 from pipesim.models import ModelSpec
-from pipesim.placement import RankGrid
+from pipesim.placement import DEFAULT_ORDER, RankGrid
 from schedules import Schedule, build_schedule, get_family
 from schedules.greedy import GREEDY_FAMILIES, GreedyTimes, build_timed
 
@@ -71,14 +71,19 @@ __all__ = [
 ]
 
 
-def topology_comm(topology: str, world_size: int) -> CommModel:
-    """A topology-aware :class:`pipesim.collectives.TopologyCommModel` for ranks 0..world_size-1 on just enough
-    servers of the preset or TOML ``topology`` (Megatron order puts TP groups inside a server)."""
+def topology_comm(topology: str, world_size: int, nodes: int | None = None) -> CommModel:
+    """A topology-aware :class:`pipesim.collectives.TopologyCommModel` for ranks 0..world_size-1 on ``nodes``
+    servers of the preset or TOML ``topology`` (default: just enough servers); global rank g runs on the g-th
+    GPU, so the rank order decides which groups share a server. Raises if the layout needs more GPUs than the
+    cluster has."""
     from pipesim.collectives import TopologyCommModel
     from topologies import build_cluster, resolve_spec
 
     per_node = resolve_spec(topology).node.gpus
-    nodes = -(-world_size // per_node)
+    if nodes is None:
+        nodes = -(-world_size // per_node)
+    elif nodes < 1:
+        raise InputError(f"--nodes={nodes} must be >= 1")
     return TopologyCommModel.for_cluster(build_cluster(topology, nodes), world_size)
 
 
@@ -102,6 +107,7 @@ class Scenario:
     comm: CommModel = field(default_factory=default_comm)
     efficiency: Efficiency = DEFAULT_EFFICIENCY
     reserve_bytes: float = RESERVE_BYTES
+    rank_order: tuple[str, str, str] = DEFAULT_ORDER
 
     def comm_description(self) -> str:
         """One line naming the communication model and its parameters (GB/s = 1e9 B/s)."""
@@ -118,7 +124,21 @@ class Scenario:
     @cached_property
     def grid(self) -> RankGrid:
         """The Megatron-order rank grid of the layout."""
-        return RankGrid(self.layout.tp, self.layout.dp, self.layout.pp)
+        return RankGrid(self.layout.tp, self.layout.dp, self.layout.pp, self.rank_order)
+
+    def gpus_per_node(self) -> int:
+        """GPUs per server of the communication model (the topology's, or the two-level model's)."""
+        c = self.comm
+        if isinstance(c, LevelCommModel):
+            return c.gpus_per_node
+        graph = getattr(c, "graph", None)
+        return int(graph.graph.get("gpus_per_node", 8)) if graph is not None else 8
+
+    def placement_description(self) -> str:
+        """One line: the rank order and, per dimension, how many groups cross servers."""
+        cross = self.grid.crossings(self.gpus_per_node())
+        parts = [f"{d.upper()} {cross[d].crossing}/{cross[d].groups} groups" for d in ("tp", "dp", "pp")]
+        return f"rank order {'-'.join(self.rank_order)}; groups crossing servers: " + ", ".join(parts)
 
 
 def check_gpu_count(layout: Layout, gpus: int | None) -> None:
