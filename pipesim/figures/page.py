@@ -45,7 +45,8 @@ class Table:
 
 @dataclass(frozen=True)
 class Page:
-    """The content of one page: a title, the scenario as (label, value) pairs, tables, figures and notes."""
+    """The content of one page: a title, the scenario as (label, value) pairs, summary tables and notes (in the
+    header), figures, then an appendix of longer tables and notes below the figures."""
 
     title: str
     scenario: tuple[tuple[str, str], ...] = ()
@@ -53,6 +54,8 @@ class Page:
     figures: tuple[go.Figure, ...] = ()
     notes: tuple[str, ...] = ()
     figure_names: tuple[str, ...] = field(default=())
+    appendix: tuple[Table, ...] = ()
+    appendix_notes: tuple[str, ...] = ()
 
 
 _CSS = """
@@ -160,6 +163,13 @@ def render_page(page: Page) -> str:
             f'<script type="application/json" class="pipesim-figure" data-target="{div_id}">'
             + fig.to_json(pretty=False).replace("<", "\\u003c")
             + "</script>"
+        )
+    parts.extend(_table_html(t) for t in page.appendix)
+    if page.appendix_notes:
+        parts.append(
+            '<ul class="notes">'
+            + "".join(f"<li>{html.escape(n)}</li>" for n in page.appendix_notes)
+            + "</ul>"
         )
     parts.append("</main>")
     parts.append(f"<footer>pipesim {html.escape(pipesim.__version__)}</footer>")

@@ -12,15 +12,13 @@ The page is self-contained (plotly.js inlined, no CDN) and deterministic (fixed 
 from __future__ import annotations
 
 import html
-import json
 import math
 from collections.abc import Sequence
 
 import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
-import pipesim
+from pipesim.figures.page import Page, Table, render_page
 from pipesim.roofline import RooflineTable
 
 __all__ = ["roofline_figure", "roofline_html", "table_rows", "TABLE_COLUMNS", "TABLE_LEGEND"]
@@ -28,13 +26,6 @@ __all__ = ["roofline_figure", "roofline_html", "table_rows", "TABLE_COLUMNS", "T
 KIND_COLORS = {"gemm": "#1f77b4", "attention": "#9467bd", "elementwise": "#ff7f0e", "comm": "#7f7f7f"}
 ROOF_COLORS = {"fp8": "#d62728", "bf16": "#2ca02c", "fp16": "#17becf", "tf32": "#8c564b", "fp32": "#bcbd22"}
 SYMBOLS = ("circle", "diamond", "square", "triangle-up", "x")
-PLOTLY_CONFIG: dict[str, object] = {
-    "displaylogo": False,
-    "responsive": True,
-    "scrollZoom": True,
-    "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"],
-    "toImageButtonOptions": {"format": "svg"},
-}
 TABLE_COLUMNS = (
     "op",
     "ph",
@@ -247,11 +238,11 @@ def _si_flops(x: float) -> str:
 
 
 def roofline_html(tables: Sequence[RooflineTable], notes: Sequence[str] = ()) -> str:
-    """The whole roofline page: a header with the scenario, one table per precision, the chart; plotly.js
-    inlined (opens offline) and no clock or random ids (byte-for-byte deterministic)."""
+    """The whole roofline page (the offline page machinery of :mod:`pipesim.figures.page`): a header with the
+    scenario and notes, the chart, then one table per precision; plotly.js inlined, byte-for-byte
+    deterministic."""
     first = tables[0]
     lay, model, gpu = first.layout, first.model, first.gpu
-    title = f"Roofline: {model.name} on {gpu.name}"
     scenario = (
         ("model", model.name),
         ("gpu", gpu.name),
@@ -263,81 +254,26 @@ def roofline_html(tables: Sequence[RooflineTable], notes: Sequence[str] = ()) ->
         ("recompute", lay.recompute),
         ("precision", ", ".join(t.precision for t in tables)),
     )
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title>",
-        f"<style>{_CSS}</style>",
-        "</head><body><header>",
-        f"<h1>{html.escape(title)}</h1>",
-        '<ul class="scenario">'
-        + "".join(f"<li><b>{html.escape(k)}</b>{html.escape(v)}</li>" for k, v in scenario)
-        + "</ul>",
-    ]
-    if notes:
-        parts.append('<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
-    parts.append("</header><main>")
-    fig = roofline_figure(tables)
-    parts.append('<div class="figure" id="figure-0" role="img" aria-label="roofline chart"></div>')
-    parts.append(
-        '<script type="application/json" id="figure-0-data">'
-        + fig.to_json(pretty=False).replace("<", "\\u003c")
-        + "</script>"
+    return render_page(
+        Page(
+            title=f"Roofline: {model.name} on {gpu.name}",
+            scenario=scenario,
+            notes=tuple(notes),
+            figures=(roofline_figure(tables),),
+            figure_names=("roofline chart",),
+            appendix=tuple(_page_table(t) for t in tables),
+            appendix_notes=(TABLE_LEGEND,),
+        )
     )
-    for t in tables:
-        parts.append(_table_html(t))
-    parts.append(f'<p class="notes">{html.escape(TABLE_LEGEND)}</p>')
-    parts.append("</main>")
-    parts.append(f"<footer>pipesim {html.escape(pipesim.__version__)}</footer>")
-    parts.append(f"<script>{get_plotlyjs()}</script>")
-    parts.append(
-        "<script>(function(){var f=JSON.parse(document.getElementById('figure-0-data').textContent);"
-        f"var c={json.dumps(PLOTLY_CONFIG, separators=(',', ':'))};"
-        "window.pipesimReady=Plotly.newPlot('figure-0',f.data,f.layout,c);})();</script>"
-    )
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
 
 
-def _table_html(table: RooflineTable) -> str:
-    numeric = (False, False, False, True, True, True, True, True, True, False, True)
-    cap = (
+_NUMERIC = (False, False, False, True, True, True, True, True, True, False, True)
+
+
+def _page_table(table: RooflineTable) -> Table:
+    caption = (
         f"{table.precision}: peak {table.gpu.peak(table.precision) / 1e12:g} TFLOP/s, ridge "
         f"{table.ridge_flops_per_byte:.0f} FLOP/byte; layer forward {table.forward_s * 1e3:.3f} ms + backward "
         f"{table.backward_s * 1e3:.3f} ms = {table.layer_s * 1e3:.3f} ms (MB = 1e6 bytes)"
     )
-    out = [f"<table><caption>{html.escape(cap)}</caption><thead><tr>"]
-    out += [
-        f'<th class="{"num" if n else "txt"}">{html.escape(c)}</th>'
-        for c, n in zip(TABLE_COLUMNS, numeric, strict=True)
-    ]
-    out.append("</tr></thead><tbody>")
-    for row in table_rows(table):
-        out.append(
-            "<tr>"
-            + "".join(
-                f'<td class="{"num" if n else "txt"}">{html.escape(c)}</td>'
-                for c, n in zip(row, numeric, strict=True)
-            )
-            + "</tr>"
-        )
-    out.append("</tbody></table>")
-    return "".join(out)
-
-
-_CSS = """
-body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; color: #1f2430; }
-header { padding: 16px 24px 8px; border-bottom: 1px solid #dde1e8; background: #fafbfc; }
-h1 { font-size: 20px; margin: 0 0 8px; }
-.scenario { display: flex; flex-wrap: wrap; gap: 6px 8px; margin: 0 0 10px; padding: 0; list-style: none; }
-.scenario li { border: 1px solid #dde1e8; border-radius: 4px; padding: 1px 8px; background: white; }
-.scenario b { color: #5b6372; font-weight: 600; margin-right: 4px; }
-.notes { color: #5b6372; font-size: 12px; margin: 0; padding-left: 18px; }
-main { padding: 4px 16px 24px; }
-table { border-collapse: collapse; margin: 12px 8px; font-variant-numeric: tabular-nums; font-size: 13px; }
-caption { text-align: left; color: #5b6372; padding-bottom: 4px; }
-th, td { padding: 2px 10px; border-bottom: 1px solid #dde1e8; white-space: nowrap; }
-th { text-align: left; font-weight: 600; }
-td.num, th.num { text-align: right; }
-footer { color: #5b6372; font-size: 12px; padding: 0 24px 16px; }
-"""
+    return Table(tuple(TABLE_COLUMNS), tuple(table_rows(table)), caption=caption, numeric=_NUMERIC)
