@@ -45,7 +45,9 @@ def peak_bytes(pp: int, m: int, vpp: int) -> float:
 def main() -> None:
     """Print the table."""
     print("interleaved-1f1b, vpp=4: generate + simulate + metrics (best of 3 runs)")
-    print(f"{'pp':>4} {'microbatches':>12} {'actions':>10} {'seconds':>9} {'actions/s':>12} {'ns/action':>10}")
+    print(
+        f"{'pp':>4} {'microbatches':>12} {'actions':>10} {'seconds':>9} {'actions/s':>12} {'ns/action':>10}"
+    )
     for pp, m in ((16, 80), (64, 192), (64, 1024), (64, 2048)):
         best = min(one_run(pp, m, 4)[1] for _ in range(3))
         n = 2 * pp * 4 * m
