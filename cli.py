@@ -20,6 +20,7 @@ from pipesim.io import resolve_gpu, resolve_model
 from pipesim.layout import ATTENTION, RECOMPUTE, TRAIN_PRECISIONS, Layout
 from pipesim.metrics import PipelineMetrics
 from pipesim.models import model_names
+from pipesim.placement import parse_order
 from pipesim.scenario import Scenario, SimulationReport, check_gpu_count, simulate_scenario, topology_comm
 from schedules import ScheduleError, get_family, schedule_names
 from topologies import TopologyError
@@ -98,6 +99,8 @@ SCENARIO_KEYS = (
     "intra_node_gbps",
     "inter_node_gbps",
     "topology",
+    "nodes",
+    "rank_order",
 )
 
 
@@ -194,6 +197,19 @@ def scenario_options(func: Any) -> Any:
             help="Time every TP/PP/DP collective on this cluster topology (preset or TOML; see `pipesim topo list`) "
             "instead of the two-level bandwidth model; replaces the --*-GBps and --gpus-per-node flags.",
         ),
+        click.option(
+            "--nodes",
+            type=int,
+            default=None,
+            help="Servers of --topology in the cluster [default: just enough for dp x tp x pp].",
+        ),
+        click.option(
+            "--rank-order",
+            default="tp-dp-pp",
+            show_default=True,
+            help="How the (tp, dp, pp) grid maps onto GPUs, fastest-varying first (Megatron-LM: tp-dp-pp); "
+            "rank g runs on GPU g, so e.g. dp-tp-pp spreads TP groups across servers.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -259,8 +275,45 @@ def build_scenario(
         inter_Bps=args["inter_node_gbps"] * 1e9,
     )
     if args["topology"]:
-        comm = topology_comm(args["topology"], layout.num_gpus)
-    return Scenario(model, gpu, layout, comm)
+        comm = topology_comm(args["topology"], layout.num_gpus, args["nodes"])
+    elif args["nodes"] is not None:
+        raise InputError("--nodes needs --topology (the servers of which cluster?)")
+    return Scenario(model, gpu, layout, comm, rank_order=parse_order(args["rank_order"]))
+
+
+def scenario_request(
+    *,
+    pp: int,
+    microbatches: int,
+    vpp: int,
+    schedules_opt: str | None,
+    forward_time: float,
+    backward_time: float,
+    weight_time: float | None,
+    memory_limit: float | None,
+    p2p_time: float,
+    activation_bytes: float,
+    schedule_files: Sequence[str],
+) -> CompareRequest:
+    """The scenario of ``compare``'s options (``gantt`` takes the same options and calls this too)."""
+    names = _split_names(schedules_opt)
+    if not names and not schedule_files:
+        names = ["gpipe", "1f1b", "interleaved-1f1b"]
+    if activation_bytes < 0:
+        raise InputError(f"--activation-bytes={activation_bytes} must be >= 0")
+    return CompareRequest(
+        schedules=tuple(names),
+        schedule_files=tuple(schedule_files),
+        pp=pp,
+        microbatches=microbatches,
+        vpp=vpp,
+        forward_s=_ms(forward_time, "--forward-time"),
+        backward_s=_ms(backward_time, "--backward-time"),
+        weight_s=_weight_s(weight_time, backward_time),
+        memory_limit=memory_limit,
+        p2p_s=_ms(p2p_time, "--p2p-time"),
+        activation_bytes=activation_bytes,
+    )
 
 
 COMPARE_HELP = """Compare pipeline schedules side by side on one scenario.
@@ -356,35 +409,31 @@ def compare_cmd(
     as_json: bool,
     **kwargs: Any,
 ) -> None:
-    names = _split_names(schedules_opt)
-    if not names and not schedule_files:
-        names = ["gpipe", "1f1b", "interleaved-1f1b"]
     scenario_args = _pop_scenario(kwargs)
     if scenario_args["model_arg"]:  # real model: the scenario flags replace the synthetic times
         if schedule_files:
             raise InputError(
                 "--schedule-file cannot be combined with --model (per-stage costs need a registry schedule)"
             )
+        names = _split_names(schedules_opt) or ["gpipe", "1f1b", "interleaved-1f1b"]
         reports = compare_on_model(names, scenario_args, pp, vpp, microbatches)
         if as_json:
             emit_json([r.as_dict() | {"schedule": r.scenario.layout.schedule} for r in reports])
             return
         console().print(model_compare_table(reports))
         return
-    if activation_bytes < 0:
-        raise InputError(f"--activation-bytes={activation_bytes} must be >= 0")
-    request = CompareRequest(
-        schedules=tuple(names),
-        schedule_files=tuple(schedule_files),
+    request = scenario_request(
         pp=pp,
         microbatches=microbatches,
         vpp=vpp,
-        forward_s=_ms(forward_time, "--forward-time"),
-        backward_s=_ms(backward_time, "--backward-time"),
-        weight_s=_weight_s(weight_time, backward_time),
+        schedules_opt=schedules_opt,
+        forward_time=forward_time,
+        backward_time=backward_time,
+        weight_time=weight_time,
         memory_limit=memory_limit,
-        p2p_s=_ms(p2p_time, "--p2p-time"),
+        p2p_time=p2p_time,
         activation_bytes=activation_bytes,
+        schedule_files=schedule_files,
     )
     results = compare_schedules(request)
     if as_json:
@@ -445,6 +494,115 @@ def compare_table(results: Sequence[PipelineMetrics], request: CompareRequest) -
     return table
 
 
+# --------------------------------------------------------------------------- energy and cost (issue 8)
+ENERGY_KEYS = ("tokens", "price_per_gpu_hour", "pue", "node_overhead_w")
+
+
+def energy_options(func: Any) -> Any:
+    """``--tokens``, ``--price-per-gpu-hour``, ``--pue`` and ``--node-overhead-W`` (model in
+    :mod:`pipesim.energy`)."""
+    from pipesim.energy import DEFAULT_NODE_OVERHEAD_W, DEFAULT_PUE
+
+    options = [
+        click.option(
+            "--tokens",
+            default=None,
+            metavar="N",
+            help="Train on N tokens (2T, 300B, 1.5e12): report the whole run's time, GPU-hours, MWh and cost.",
+        ),
+        click.option(
+            "--price-per-gpu-hour",
+            type=float,
+            default=None,
+            help="Money per GPU-hour; cost = GPU-hours x price.",
+        ),
+        click.option(
+            "--pue",
+            type=float,
+            default=DEFAULT_PUE,
+            show_default=True,
+            help="Power usage effectiveness, facility / IT power (>= 1; assumption by default).",
+        ),
+        click.option(
+            "--node-overhead-W",
+            "node_overhead_w",
+            type=float,
+            default=DEFAULT_NODE_OVERHEAD_W,
+            show_default=True,
+            help="Watts per node besides the GPUs (CPUs, NICs, switches, fans; assumption by default).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _pop_energy(kwargs: dict[str, Any]) -> dict[str, Any]:
+    from pipesim.energy import check_price, check_pue, parse_count
+
+    args = {k: kwargs.pop(k) for k in ENERGY_KEYS}
+    check_pue(args["pue"])
+    check_price(args["price_per_gpu_hour"])
+    if not args["node_overhead_w"] >= 0:
+        raise InputError(f"--node-overhead-W={args['node_overhead_w']} must be >= 0")
+    args["tokens"] = None if args["tokens"] is None else parse_count(args["tokens"])
+    return args
+
+
+def report_energy(report: Any, args: dict[str, Any], gpus_per_node: int) -> Any:
+    """The :class:`pipesim.energy.EnergyReport` of a simulation, or None when the GPU has no TDP and no
+    energy flag asked for one."""
+    from pipesim.energy import DEFAULT_NODE_OVERHEAD_W, DEFAULT_PUE, simulation_energy
+
+    asked = args["tokens"] is not None or args["price_per_gpu_hour"] is not None
+    asked = asked or args["pue"] != DEFAULT_PUE or args["node_overhead_w"] != DEFAULT_NODE_OVERHEAD_W
+    if report.scenario.gpu.tdp_w is None and not asked:
+        return None
+    return simulation_energy(
+        report,
+        tokens=args["tokens"],
+        pue=args["pue"],
+        price_per_gpu_hour=args["price_per_gpu_hour"],
+        node_overhead_w=args["node_overhead_w"],
+        gpus_per_node=gpus_per_node,
+    )
+
+
+def _duration(seconds: float) -> str:
+    days = seconds / 86400
+    return f"{seconds / 3600:,.1f} h ({days:,.1f} days)" if days >= 1 else f"{seconds / 3600:,.2f} h"
+
+
+def render_energy(energy: Any) -> None:
+    """The energy and cost lines of ``simulate`` (and ``plan``): per step, per run with ``--tokens``, cost with
+    ``--price-per-gpu-hour``, then the assumptions."""
+    con = console()
+    if energy is None:
+        con.print("Energy: not computed (this GPU has no tdp_W; add it to the GPU TOML)", highlight=False)
+        return
+    con.print("Energy and cost (facility energy, PUE included; kWh = 3.6e6 J)", highlight=False)
+    table = Table()
+    table.add_column("", no_wrap=True)
+    table.add_column("per step", justify="right", no_wrap=True)
+    run = energy.steps > 1
+    if run:
+        table.add_column(f"run ({energy.steps:,} steps)", justify="right", no_wrap=True)
+    rows = [
+        ("time", f"{energy.step_time_s:.3f} s", _duration(energy.run_time_s)),
+        ("GPU-hours", f"{energy.num_gpus * energy.step_time_s / 3600:,.3f}", f"{energy.gpu_hours:,.0f}"),
+        ("energy", f"{energy.kwh_per_step:,.3f} kWh", f"{energy.mwh_per_run:,.1f} MWh"),
+        ("power (facility)", f"{energy.facility_power_w / 1e3:,.1f} kW", ""),
+    ]
+    if energy.cost is not None:
+        per_step = energy.cost / energy.steps if energy.steps else 0.0
+        rows.append(("cost", f"{per_step:,.2f}", f"{energy.cost:,.0f}"))
+    for label, step, whole in rows:
+        table.add_row(label, step, *([whole] if run else []))
+    con.print(table)
+    for line in energy.assumptions():
+        con.print(f"  {line}", highlight=False)
+
+
 SIMULATE_HELP = """Predict one training step of a real model on real GPUs.
 
 Prints step time, throughput, model TFLOP/s per GPU, MFU and HFU, a time breakdown and a per-rank memory
@@ -473,6 +631,7 @@ Definitions:
     help=f"Pipeline schedule [default: interleaved-1f1b if vpp > 1 else 1f1b]. Known: {', '.join(schedule_names())}.",
 )
 @scenario_options
+@energy_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option(
     "--scenario",
@@ -485,22 +644,23 @@ def simulate_cmd(
     pp: int, vpp: int, schedule: str | None, as_json: bool, scenario_file: str | None, **kwargs: Any
 ) -> None:
     args = _pop_scenario(kwargs)
+    energy_args = _pop_energy(kwargs)
     if scenario_file is not None:
-        from pipesim.scenario_toml import load_scenario
+        from pipesim.scenario_toml import load_scenario_toml
 
-        report = simulate_scenario(load_scenario(scenario_file))
-        if as_json:
-            emit_json(report.as_dict())
-        else:
-            render_report(report)
-        return
-    if schedule is not None:
-        get_family(schedule)  # unknown names list the valid ones
-    report = simulate_scenario(build_scenario(args, pp, vpp, schedule))
+        stored = load_scenario_toml(scenario_file)
+        report = simulate_scenario(stored.scenario())
+        args["gpus_per_node"] = stored.gpus_per_node
+    else:
+        if schedule is not None:
+            get_family(schedule)  # unknown names list the valid ones
+        report = simulate_scenario(build_scenario(args, pp, vpp, schedule))
+    energy = report_energy(report, energy_args, args["gpus_per_node"])
     if as_json:
-        emit_json(report.as_dict())
+        emit_json({**report.as_dict(), "energy": energy.as_dict() if energy else None})
         return
     render_report(report)
+    render_energy(energy)
 
 
 def _gib(x: float) -> str:
@@ -518,6 +678,8 @@ def render_report(report: SimulationReport) -> None:
         f"sp={'on' if lay.sequence_parallel else 'off'} precision={lay.precision} attention={lay.attention}",
         highlight=False,
     )
+    con.print(f"communication: {sc.comm_description()}", highlight=False)
+    con.print(f"placement: {sc.placement_description()}", highlight=False)
     summary = Table(title="Step", title_justify="left", show_header=False)
     summary.add_column("metric", no_wrap=True)
     summary.add_column("value", justify="right", no_wrap=True)
@@ -645,6 +807,312 @@ def model_compare_table(reports: Sequence[SimulationReport]) -> Table:
             "fits" if r.fits else "OOM",
         )
     return table
+
+
+# --- pipesim gantt -------------------------------------------------------------------------------------------
+
+GANTT_HELP = """Draw Gantt charts of simulated steps: one self-contained HTML page (opens offline) and/or a
+Chrome trace (opens in Perfetto) and/or a static PNG/SVG.
+
+Takes the same scenario flags as compare. The page shows one chart per schedule on a shared time axis: a lane
+per rank with its communication lane under it, bars coloured by op and labelled with the microbatch, hover
+with stage, microbatch, start, end and duration, grey gaps for bubbles, and under each chart the activation
+memory of every rank over time (with the GPU's capacity when --gpu-memory-gib is given).
+"""
+
+# The scenario options are compare's own Parameter objects, so the two commands never drift apart.
+SCENARIO_PARAMS = [p for p in compare_cmd.params if p.name != "as_json"]
+
+
+@main.command("gantt", help=GANTT_HELP)
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), help="HTML page to write.")
+@click.option(
+    "--trace", "trace_path", type=click.Path(dir_okay=False), help="Chrome-trace JSON to write (Perfetto)."
+)
+@click.option(
+    "--image",
+    "image_path",
+    type=click.Path(dir_okay=False),
+    help="Static figure to write, .png or .svg (needs Chromium or Chrome).",
+)
+@click.option(
+    "--gpu-memory-gib", type=float, default=None, help="GPU memory capacity in GiB (2^30 B), drawn as a line."
+)
+def gantt_cmd(
+    output: str | None,
+    trace_path: str | None,
+    image_path: str | None,
+    gpu_memory_gib: float | None,
+    **scenario: Any,
+) -> None:
+    from pipesim.figures.gantt import gantt_page
+    from pipesim.figures.static import check_image_target, export_image
+    from pipesim.fileio import atomic_write_text, check_output_path
+    from pipesim.timeseries import simulate_series
+    from pipesim.trace import chrome_trace_json
+
+    if not (output or trace_path or image_path):
+        raise InputError(
+            "nothing to write: give -o PAGE.html, --trace TRACE.json and/or --image FIG.png|.svg"
+        )
+    if gpu_memory_gib is not None and not gpu_memory_gib > 0:
+        raise InputError(f"--gpu-memory-gib={gpu_memory_gib} must be > 0 (GiB = 2^30 bytes)")
+    # Check every target before simulating, so a bad path fails fast and nothing is half-written.
+    for path in (output, trace_path):
+        if path:
+            check_output_path(path)
+    if image_path:
+        check_image_target(image_path)
+    model_args = _pop_scenario(scenario)
+    capacity = gpu_memory_gib * GIB if gpu_memory_gib is not None else None
+    if model_args["model_arg"]:  # a real model: per-stage costs from the scenario flags
+        from pipesim.timeseries import gantt_series
+
+        names = _split_names(scenario["schedules_opt"]) or ["gpipe", "1f1b", "interleaved-1f1b"]
+        reports = compare_on_model(
+            names, model_args, scenario["pp"], scenario["vpp"], scenario["microbatches"]
+        )
+        panels = [gantt_series(r.schedule, r.costs, r.timeline, r.metrics) for r in reports]
+        sc = reports[0].scenario
+        if capacity is None:
+            capacity = sc.gpu.hbm_bytes
+        scenario_rows = [
+            ("schedules", ", ".join(p.name for p in panels)),
+            ("model", sc.model.name),
+            ("gpu", sc.gpu.name),
+            ("layout", f"dp={sc.layout.dp} tp={sc.layout.tp} pp={sc.layout.pp}"),
+            ("microbatches", str(sc.layout.num_microbatches)),
+            ("micro batch", str(sc.layout.micro_batch_size)),
+            ("recompute", sc.layout.recompute),
+            ("GPU memory", f"{capacity / GIB:g} GiB"),
+        ]
+    else:
+        request = scenario_request(**scenario)
+        panels = simulate_series(request)
+        scenario_rows = [
+            ("schedules", ", ".join(p.name for p in panels)),
+            ("pp", str(request.pp)),
+            ("microbatches", str(request.microbatches)),
+            ("vpp", str(request.vpp)),
+            ("F", f"{request.forward_s * 1e3:g} ms"),
+            ("B", f"{request.backward_s * 1e3:g} ms"),
+            ("p2p", f"{request.p2p_s * 1e3:g} ms"),
+            ("activations", f"{request.activation_bytes / GIB:g} GiB"),
+            ("GPU memory", f"{gpu_memory_gib:g} GiB" if gpu_memory_gib is not None else "not given"),
+            ("times", "per microbatch, whole stage"),
+        ]
+    page = gantt_page(panels, scenario_rows, gpu_memory_bytes=capacity) if (output or image_path) else ""
+    if output:
+        atomic_write_text(output, page)
+        click.echo(f"wrote {output} ({len(page.encode()) / 1e6:.1f} MB, {len(panels)} schedules)")
+    if trace_path:
+        atomic_write_text(trace_path, chrome_trace_json([(p.name, p.num_stages, p.timeline) for p in panels]))
+        click.echo(f"wrote {trace_path} (Chrome trace; open in https://ui.perfetto.dev)")
+    if image_path:
+        export_image(page, image_path)
+        click.echo(f"wrote {image_path}")
+
+
+gantt_cmd.params[len(gantt_cmd.params) :] = SCENARIO_PARAMS
+
+
+# --------------------------------------------------------------------------- roofline (issue 8)
+ROOFLINE_HELP = """Show every operator of one transformer layer on the GPU's roofline.
+
+For each op (norms, QKV, attention, output projection, MLP GEMMs, element-wise kernels, TP collectives) of one
+layer, one microbatch, one tensor-parallel rank: FLOPs, HBM bytes, arithmetic intensity, attainable FLOP/s =
+min(peak, intensity x HBM bandwidth), predicted FLOP/s and time (the simulator's own per-op cost model),
+compute- or memory-bound, and share of the layer's time. Example:
+
+\b
+  pipesim roofline --model llama3-70b --gpu h100-sxm --tp 8 --micro-batch-size 1 --seq-length 8192 \\
+      --precision bf16,fp8 -o roofline.html
+
+\b
+Definitions:
+  intensity     FLOPs per byte of HBM traffic (memory-bound kernels: nominal arithmetic per element)
+  attainable    min(peak at the op's precision, intensity x HBM bandwidth)   [Williams et al. 2009]
+  predicted     FLOPs / predicted time (the cost model's efficiencies included)
+  ridge         peak / HBM bandwidth: ops with a higher intensity can be compute-bound
+  units         MB = 1e6 bytes, GFLOP = 1e9, TFLOP/s = 1e12 FLOP/s, us = 1e-6 s
+"""
+
+
+@main.command("roofline", help=ROOFLINE_HELP)
+@click.option(
+    "--model", "model_arg", required=True, metavar="NAME|PATH", help="Model preset or config.json / .toml."
+)
+@click.option(
+    "--gpu",
+    "gpu_arg",
+    default="a100-80gb",
+    show_default=True,
+    metavar="NAME|PATH",
+    help="GPU preset or .toml.",
+)
+@click.option("--tp", type=int, default=1, show_default=True, help="Tensor-parallel size.")
+@click.option("--micro-batch-size", type=int, default=1, show_default=True, help="Sequences per microbatch.")
+@click.option("--seq-length", type=int, default=None, help="Sequence length [default: the model's].")
+@click.option(
+    "--precision",
+    default="bf16",
+    show_default=True,
+    help="Number format of the GEMMs: bf16, fp16, fp8, tf32 or fp32; a comma list (bf16,fp8) compares them.",
+)
+@click.option(
+    "--attention",
+    default="flash",
+    show_default=True,
+    help="flash (fused) or unfused (scores, softmax, context).",
+)
+@click.option("--recompute", default="none", show_default=True, help="none, selective or full.")
+@click.option("--sequence-parallel", is_flag=True, help="Megatron sequence parallelism (needs tp > 1).")
+@click.option(
+    "--tp-comm-overlap/--no-tp-comm-overlap",
+    default=True,
+    show_default=True,
+    help="Overlap backward TP collectives.",
+)
+@click.option("--gpus-per-node", type=int, default=8, show_default=True, help="GPUs per node.")
+@click.option(
+    "--intra-node-GBps",
+    "intra_node_gbps",
+    type=float,
+    default=240.0,
+    show_default=True,
+    help="Per-GPU bandwidth inside a node for the TP collectives, GB/s (same default as simulate).",
+)
+@click.option(
+    "--topology",
+    "roof_topology",
+    default=None,
+    metavar="NAME|FILE.toml",
+    help="Time the TP collectives on this cluster topology (e.g. dgx-h100) instead of --intra-node-GBps.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the interactive HTML page here.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the tables as JSON.")
+def roofline_cmd(
+    model_arg: str,
+    gpu_arg: str,
+    tp: int,
+    micro_batch_size: int,
+    seq_length: int | None,
+    precision: str,
+    attention: str,
+    recompute: str,
+    sequence_parallel: bool,
+    tp_comm_overlap: bool,
+    gpus_per_node: int,
+    intra_node_gbps: float,
+    roof_topology: str | None,
+    output: str | None,
+    as_json: bool,
+) -> None:
+    from pipesim.comm import LevelCommModel
+    from pipesim.figures.roofline import TABLE_LEGEND
+    from pipesim.fileio import atomic_write_text, check_output_path
+    from pipesim.io import resolve_gpu, resolve_model
+    from pipesim.layout import TRAIN_PRECISIONS, Layout
+    from pipesim.roofline import check_precision, roofline
+
+    precisions = _split_names(precision)
+    if not precisions:
+        raise InputError("--precision is empty; give bf16, fp16, fp8, tf32 or fp32 (or a comma list)")
+    model = resolve_model(model_arg)
+    gpu = resolve_gpu(gpu_arg)
+    for prec in precisions:
+        check_precision(gpu, prec)
+    if not intra_node_gbps > 0:
+        raise InputError(f"--intra-node-GBps={intra_node_gbps} must be > 0")
+    if gpus_per_node < 1:
+        raise InputError(f"--gpus-per-node={gpus_per_node} must be >= 1")
+    if output is not None:
+        check_output_path(output)
+    layout = Layout(
+        tp=tp,
+        micro_batch_size=micro_batch_size,
+        global_batch_size=micro_batch_size,
+        seq_length=seq_length,
+        sequence_parallel=sequence_parallel,
+        recompute=recompute,
+        attention=attention,
+        tp_comm_overlap=tp_comm_overlap,
+        precision=precisions[0] if precisions[0] in TRAIN_PRECISIONS else "bf16",
+    )
+    if roof_topology:
+        from pipesim.scenario import topology_comm
+
+        comm: Any = topology_comm(roof_topology, tp)
+        comm_note = f"TP collectives timed on the {roof_topology} topology"
+    else:
+        comm = LevelCommModel(gpus_per_node=gpus_per_node, intra_Bps=intra_node_gbps * 1e9)
+        comm_note = f"TP collectives: ring at {intra_node_gbps:g} GB/s per GPU inside a node (--topology for a real graph)"
+    tables = [roofline(model, layout, gpu, prec, comm=comm) for prec in precisions]
+    if output is not None:
+        from pipesim.figures.roofline import roofline_html
+
+        atomic_write_text(output, roofline_html(tables, [*_roofline_notes(tables), comm_note]))
+    if as_json:
+        emit_json(
+            {
+                "model": model.name,
+                "gpu": gpu.name,
+                "tp": tp,
+                "micro_batch_size": micro_batch_size,
+                "seq_length": layout.seq(model),
+                "attention": attention,
+                "recompute": recompute,
+                "sequence_parallel": sequence_parallel,
+                "roofs_flops_per_s": tables[0].roofs,
+                "tables": [t.as_dict() for t in tables],
+            }
+        )
+        return
+    con = console()
+    for t in tables:
+        con.print(_roofline_rich_table(t))
+    for note in [TABLE_LEGEND, *_roofline_notes(tables), comm_note]:
+        con.print(note, highlight=False)
+    if output is not None:
+        con.print(f"wrote {output}", highlight=False)
+
+
+def _roofline_notes(tables: Sequence[Any]) -> list[str]:
+    first = tables[0]
+    notes = [
+        f"{first.model.name} on {first.gpu.name}: one layer, one microbatch, one of tp={first.layout.tp} ranks; "
+        f"HBM {first.gpu.hbm_Bps / 1e12:g} TB/s",
+        "Memory-bound kernels carry nominal FLOPs per element (placement only; their time is bytes / bandwidth). "
+        "Attention runs in 16-bit under fp8 (Transformer Engine's recipe).",
+    ]
+    for t in tables[1:]:
+        notes.append(
+            f"{t.precision} vs {first.precision}: layer {t.layer_s * 1e3:.3f} ms vs {first.layer_s * 1e3:.3f} ms "
+            f"({first.layer_s / t.layer_s:.2f}x)"
+        )
+    return notes
+
+
+def _roofline_rich_table(table: Any) -> Table:
+    from pipesim.figures.roofline import TABLE_COLUMNS, table_rows
+
+    title = (
+        f"{table.precision}: peak {table.gpu.peak(table.precision) / 1e12:g} TFLOP/s, ridge "
+        f"{table.ridge_flops_per_byte:.0f} FLOP/byte; layer F {table.forward_s * 1e3:.3f} ms + B "
+        f"{table.backward_s * 1e3:.3f} ms = {table.layer_s * 1e3:.3f} ms"
+    )
+    out = Table(title=title, title_justify="left")
+    for i, col in enumerate(TABLE_COLUMNS):
+        out.add_column(col, justify="left" if i in (0, 1, 2, 9) else "right", no_wrap=True)
+    for row in table_rows(table):
+        out.add_row(*row)
+    return out
 
 
 # ---- topologies and collectives ---------------------------------------------------------------------------

@@ -40,6 +40,7 @@ __all__ = [
     "TimedOp",
     "PassTimes",
     "gemm_efficiency",
+    "compute_precision",
     "op_time",
     "time_ops",
     "layer_detail",
@@ -151,14 +152,12 @@ def op_time(
     mem_s = op.hbm_bytes / (gpu.hbm_Bps * eff.hbm)
     if op.kind == "elementwise":
         return TimedOp(op, mem_s + eff.kernel_overhead_s, "memory")
+    peak = gpu.peak(compute_precision(op, gpu, precision))
     if op.kind == "gemm":
         assert op.shape is not None
-        achieved = gpu.peak(precision) * gemm_efficiency(op.shape, eff)
+        achieved = peak * gemm_efficiency(op.shape, eff)
     else:  # attention
-        att_prec = (
-            precision if precision in ("bf16", "fp16") and precision in gpu.peak_flops else _sixteen_bit(gpu)
-        )
-        achieved = gpu.peak(att_prec) * eff.attention
+        achieved = peak * eff.attention
     comp_s = op.flops / achieved
     bound = "compute" if comp_s >= mem_s else "memory"
     return TimedOp(op, max(comp_s, mem_s) + eff.kernel_overhead_s, bound)
@@ -166,6 +165,15 @@ def op_time(
 
 def _sixteen_bit(gpu: GPUSpec) -> str:
     return "bf16" if "bf16" in gpu.peak_flops else "fp16"
+
+
+def compute_precision(op: Op, gpu: GPUSpec, precision: str) -> str:
+    """The precision whose peak bounds ``op`` in :func:`op_time`: ``precision`` for GEMMs (and memory-bound
+    kernels, whose roof it is on a roofline); fused attention runs in 16-bit (bf16, or fp16 where the GPU
+    lacks bf16), since FlashAttention and Transformer Engine's fp8 recipe keep it there."""
+    if op.kind == "attention" and not (precision in ("bf16", "fp16") and precision in gpu.peak_flops):
+        return _sixteen_bit(gpu)
+    return precision
 
 
 def time_ops(
@@ -194,11 +202,14 @@ def layer_detail(
     eff: Efficiency,
     comm: CommModel,
     tp_ranks: Sequence[int],
+    precision: str | None = None,
 ) -> tuple[TimedOp, ...]:
     """Every operator of one transformer layer (forward then backward, recompute included) with its time:
     the per-op view a roofline plot reuses. Summing phase F gives the layer's forward time, phases I and W its
-    backward time (see :func:`pass_times`)."""
-    return time_ops(layer_ops(model, layout).all, gpu, layout.precision, eff, comm, tp_ranks)
+    backward time (see :func:`pass_times`). ``precision`` (default the layout's) may be any precision the GPU
+    has, tf32 / fp32 included (the roofline's what-if; training layouts take bf16, fp16 or fp8)."""
+    prec = precision or layout.precision
+    return time_ops(layer_ops(model, layout, prec).all, gpu, prec, eff, comm, tp_ranks)
 
 
 @dataclass(frozen=True)

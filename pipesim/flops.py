@@ -19,7 +19,7 @@ eq. 3 and eq. 7); causal FlashAttention executes only half of it (``ATTENTION_CA
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pipesim.layout import Layout
 from pipesim.models import ModelSpec
@@ -30,6 +30,8 @@ __all__ = [
     "KINDS",
     "PHASES",
     "ACT_BYTES",
+    "ELEMENT_BYTES",
+    "at_precision",
     "ATTENTION_CAUSAL_FRACTION",
     "FLASH_BACKWARD_FACTOR",
     "sc21_params",
@@ -47,6 +49,17 @@ __all__ = [
 KINDS = ("gemm", "attention", "elementwise", "comm")
 PHASES = ("F", "I", "W")  # forward; backward for inputs (incl. recompute); backward for weights
 ACT_BYTES = 2  # bf16 / fp16 activations
+# Bytes per element by precision: (GEMM operands, activations). fp8 as in Transformer Engine: GEMM inputs and
+# weights are cast to 1-byte fp8, GEMM outputs and every other kernel stay in 2-byte bf16; tf32 / fp32 keep
+# every tensor in 4-byte fp32 (TF32 is a tensor-core mode over fp32 storage). The operator lists are built
+# with 2-byte tensors and rescaled by :func:`at_precision`.
+ELEMENT_BYTES: dict[str, tuple[int, int]] = {
+    "bf16": (2, 2),
+    "fp16": (2, 2),
+    "fp8": (1, 2),
+    "tf32": (4, 4),
+    "fp32": (4, 4),
+}
 # Causal FlashAttention skips the masked upper triangle: it executes half of the s x s score FLOPs.
 ATTENTION_CAUSAL_FRACTION = 0.5
 # FlashAttention-2's backward runs five s x s matmuls (it recomputes QK^T) against the forward's two:
@@ -65,6 +78,9 @@ class Op:
     ``comm_bytes`` (the nccl-tests buffer size); they run over the tensor-parallel group. ``recompute`` marks a
     forward operator re-run in the backward pass. ``hidden_by`` names the operator a collective runs
     concurrently with when the layout overlaps TP communication (only the excess is exposed).
+    ``vector_flops``: nominal arithmetic of a memory-bound kernel (norm, activation, softmax, ...), which
+    places it on the roofline; it is not part of ``flops`` (the matmul FLOPs the papers count) and does not
+    enter its time.
     """
 
     name: str
@@ -78,22 +94,11 @@ class Op:
     comm_bytes: float = 0.0
     recompute: bool = False
     hidden_by: str | None = None
+    vector_flops: float = 0.0
 
     def as_recompute(self) -> Op:
-        """This forward op re-run during the backward (phase I, flagged recompute)."""
-        return Op(
-            "recompute." + self.name,
-            self.kind,
-            "I",
-            self.flops,
-            self.hbm_bytes,
-            self.shape,
-            self.batch,
-            self.collective,
-            self.comm_bytes,
-            True,
-            None,
-        )
+        """This forward op re-run during the backward (phase I, flagged recompute, never overlapped)."""
+        return replace(self, name="recompute." + self.name, phase="I", recompute=True, hidden_by=None)
 
 
 @dataclass(frozen=True)
@@ -178,8 +183,17 @@ def _gemm(name: str, phase: str, m: int, n: int, k: int, batch: int = 1) -> Op:
     return Op(name, "gemm", phase, flops, float(hbm), (m, n, k), batch)
 
 
-def _ew(name: str, phase: str, elements: float, bytes_per_element: float) -> Op:
-    return Op(name, "elementwise", phase, 0.0, elements * bytes_per_element)
+def _ew(
+    name: str, phase: str, elements: float, bytes_per_element: float, flops_per_element: float = 0.0
+) -> Op:
+    return Op(
+        name,
+        "elementwise",
+        phase,
+        0.0,
+        elements * bytes_per_element,
+        vector_flops=elements * flops_per_element,
+    )
 
 
 def _comm(name: str, phase: str, collective: str, size_bytes: float, hidden_by: str | None = None) -> Op:
@@ -201,7 +215,27 @@ def _tp_out(name: str, phase: str, t: int, sp: bool, tokens: int, h: int) -> lis
     return [_comm(name, phase, "reduce-scatter" if sp else "all-reduce", ACT_BYTES * tokens * h)]
 
 
-def layer_ops(model: ModelSpec, layout: Layout) -> LayerOps:
+def at_precision(ops: LayerOps, precision: str) -> LayerOps:
+    """``ops`` (built with 2-byte tensors) with the bytes of ``precision`` (:data:`ELEMENT_BYTES`): a GEMM moves
+    operand bytes x (MK + KN) + activation bytes x MN per batch; every other kernel and every collective
+    scales with the activation bytes (1-byte dropout masks included: an approximation for tf32 / fp32).
+    bf16 and fp16 return ``ops`` unchanged."""
+    operand, act = ELEMENT_BYTES[precision]
+    if (operand, act) == (ACT_BYTES, ACT_BYTES):
+        return ops
+    k = act / ACT_BYTES
+
+    def conv(op: Op) -> Op:
+        if op.kind == "gemm" and op.shape is not None:
+            m, n, kk = op.shape
+            hbm = float((operand * (m * kk + kk * n) + act * m * n) * op.batch)
+            return replace(op, hbm_bytes=hbm)
+        return replace(op, hbm_bytes=op.hbm_bytes * k, comm_bytes=op.comm_bytes * k)
+
+    return LayerOps(tuple(map(conv, ops.forward)), tuple(map(conv, ops.backward)))
+
+
+def layer_ops(model: ModelSpec, layout: Layout, precision: str | None = None) -> LayerOps:
     """Operators of one transformer layer for one microbatch on one TP rank.
 
     Forward (Megatron-LM block, Shoeybi et al. 2019 / SC21 Section 3.2): norm, [SP all-gather], QKV GEMM,
@@ -220,6 +254,14 @@ def layer_ops(model: ModelSpec, layout: Layout) -> LayerOps:
     6 backward; bias-dropout-add 7 forward (x, residual, out, mask), 11 backward (dropout backward 5 plus the
     residual-gradient add 6), residual add without dropout 6 / 6; GeLU 4 / 6; SwiGLU 6 / 10 (per output
     element); fused scale-mask-softmax 4 / 6 and attention dropout 5 / 5 per score element.
+
+    Nominal FLOPs per element of those kernels (the arithmetic of each formula, exp / tanh counted as one):
+    RMSNorm 4 forward (square, sum, scale, weight), LayerNorm 7 (mean, centre, square, sum, scale, weight,
+    bias), backward twice that; residual add 1 / 1; bias-dropout-add 4 / 3; SwiGLU 5 / 10 (sigmoid 3, times
+    x, times up); bias-GeLU (tanh form) 8 / 16; softmax 5 / 4; attention dropout 2 / 2 (``Op.vector_flops``). They only place the
+    kernels on the roofline (:mod:`pipesim.roofline`): a memory-bound kernel's time depends on its bytes.
+
+    ``precision`` (default the layout's) sets the bytes per element (:func:`at_precision`).
     """
     b, s, t = layout.micro_batch_size, layout.seq(model), layout.tp
     sp = layout.sequence_parallel
@@ -235,6 +277,10 @@ def layer_ops(model: ModelSpec, layout: Layout) -> LayerOps:
     drop = model.dropout
     bda_f, bda_b = (7, 11) if drop else (6, 6)
     act_f, act_b = (6, 10) if model.gated_mlp else (4, 6)
+    # Nominal FLOPs per element (docstring): norm, residual / bias-dropout-add, activation.
+    norm_fl = 4.0 if model.norm == "rmsnorm" else 7.0
+    bda_fl_f, bda_fl_b = (4.0, 3.0) if drop else (1.0, 1.0)
+    act_fl_f, act_fl_b = (5.0, 10.0) if model.gated_mlp else (8.0, 16.0)
     scores = float(b * a_t * s * s)
 
     def attention_core(phase: str) -> list[Op]:
@@ -242,26 +288,26 @@ def layer_ops(model: ModelSpec, layout: Layout) -> LayerOps:
             fl = 4.0 * b * a_t * s * s * hd * ATTENTION_CAUSAL_FRACTION
             io = ACT_BYTES * tokens * (2 * a_t * hd + 2 * kv_t)  # read Q, K, V; write O
             return [Op("attn.flash", "attention", phase, fl, float(io), (s, s, hd), b * a_t)]
-        ops = [_gemm("attn.qk", phase, s, s, hd, b * a_t), _ew("attn.softmax", phase, scores, 4)]
+        ops = [_gemm("attn.qk", phase, s, s, hd, b * a_t), _ew("attn.softmax", phase, scores, 4, 5)]
         if drop:
-            ops.append(_ew("attn.dropout", phase, scores, 5))
+            ops.append(_ew("attn.dropout", phase, scores, 5, 2))
         ops.append(_gemm("attn.av", phase, s, hd, s, b * a_t))
         return ops
 
-    fwd: list[Op] = [_ew("norm1", "F", rep * h, 4)]
+    fwd: list[Op] = [_ew("norm1", "F", rep * h, 4, norm_fl)]
     fwd += _tp_in("tp.ag1", "F", t, sp, tokens, h)
     fwd.append(_gemm("qkv", "F", tokens, qkv_n, h))
     fwd += attention_core("F")
     fwd.append(_gemm("proj", "F", tokens, h, h // t))
     fwd += _tp_out("tp.out1", "F", t, sp, tokens, h)
-    fwd.append(_ew("bias_dropout_add1" if drop else "residual_add1", "F", rep * h, bda_f))
-    fwd.append(_ew("norm2", "F", rep * h, 4))
+    fwd.append(_ew("bias_dropout_add1" if drop else "residual_add1", "F", rep * h, bda_f, bda_fl_f))
+    fwd.append(_ew("norm2", "F", rep * h, 4, norm_fl))
     fwd += _tp_in("tp.ag2", "F", t, sp, tokens, h)
     fwd.append(_gemm("fc1", "F", tokens, mlp_in_t, h))
-    fwd.append(_ew("swiglu" if model.gated_mlp else "bias_gelu", "F", tokens * f_t, act_f))
+    fwd.append(_ew("swiglu" if model.gated_mlp else "bias_gelu", "F", tokens * f_t, act_f, act_fl_f))
     fwd.append(_gemm("fc2", "F", tokens, h, f_t))
     fwd += _tp_out("tp.out2", "F", t, sp, tokens, h)
-    fwd.append(_ew("bias_dropout_add2" if drop else "residual_add2", "F", rep * h, bda_f))
+    fwd.append(_ew("bias_dropout_add2" if drop else "residual_add2", "F", rep * h, bda_f, bda_fl_f))
 
     bwd: list[Op] = []
     if layout.recompute == "full":
@@ -271,17 +317,17 @@ def layer_ops(model: ModelSpec, layout: Layout) -> LayerOps:
 
     # Input-gradient pass, in reverse layer order. The g operator's backward is the identity (SP: all-gather);
     # the f operator's backward is an all-reduce (SP: reduce-scatter).
-    bwd.append(_ew("bias_dropout_add2.bwd" if drop else "residual_add2.bwd", "I", rep * h, bda_b))
+    bwd.append(_ew("bias_dropout_add2.bwd" if drop else "residual_add2.bwd", "I", rep * h, bda_b, bda_fl_b))
     if t > 1 and sp:
         bwd.append(_comm("tp.out2.bwd", "I", "all-gather", ACT_BYTES * tokens * h))
     bwd.append(_gemm("fc2.dx", "I", tokens, f_t, h))
-    bwd.append(_ew("swiglu.bwd" if model.gated_mlp else "bias_gelu.bwd", "I", tokens * f_t, act_b))
+    bwd.append(_ew("swiglu.bwd" if model.gated_mlp else "bias_gelu.bwd", "I", tokens * f_t, act_b, act_fl_b))
     bwd.append(_gemm("fc1.dx", "I", tokens, h, mlp_in_t))
     if t > 1:
         coll = "reduce-scatter" if sp else "all-reduce"
         bwd.append(_comm("tp.in2.bwd", "I", coll, ACT_BYTES * tokens * h, "fc1.dw" if ov else None))
-    bwd.append(_ew("norm2.bwd", "I", rep * h, 6))
-    bwd.append(_ew("bias_dropout_add1.bwd" if drop else "residual_add1.bwd", "I", rep * h, bda_b))
+    bwd.append(_ew("norm2.bwd", "I", rep * h, 6, 2 * norm_fl))
+    bwd.append(_ew("bias_dropout_add1.bwd" if drop else "residual_add1.bwd", "I", rep * h, bda_b, bda_fl_b))
     if t > 1 and sp:
         bwd.append(_comm("tp.out1.bwd", "I", "all-gather", ACT_BYTES * tokens * h))
     bwd.append(_gemm("proj.dx", "I", tokens, h // t, h))
@@ -302,15 +348,15 @@ def layer_ops(model: ModelSpec, layout: Layout) -> LayerOps:
         bwd.append(_gemm("attn.av.dp", "I", s, s, hd, b * a_t))  # dP = dO V^T
         bwd.append(_gemm("attn.av.dv", "I", s, hd, s, b * a_t))  # dV = P^T dO
         if drop:
-            bwd.append(_ew("attn.dropout.bwd", "I", scores, 5))
-        bwd.append(_ew("attn.softmax.bwd", "I", scores, 6))
+            bwd.append(_ew("attn.dropout.bwd", "I", scores, 5, 2))
+        bwd.append(_ew("attn.softmax.bwd", "I", scores, 6, 4))
         bwd.append(_gemm("attn.qk.dq", "I", s, hd, s, b * a_t))  # dQ = dS K
         bwd.append(_gemm("attn.qk.dk", "I", s, hd, s, b * a_t))  # dK = dS^T Q
     bwd.append(_gemm("qkv.dx", "I", tokens, h, qkv_n))
     if t > 1:
         coll = "reduce-scatter" if sp else "all-reduce"
         bwd.append(_comm("tp.in1.bwd", "I", coll, ACT_BYTES * tokens * h, "qkv.dw" if ov else None))
-    bwd.append(_ew("norm1.bwd", "I", rep * h, 6))
+    bwd.append(_ew("norm1.bwd", "I", rep * h, 6, 2 * norm_fl))
     # Weight-gradient GEMMs dW = x^T dY: (M, N, K) = (in, out, tokens). With sequence parallelism the
     # gathered inputs of QKV and MLP-1 are not kept, so they are all-gathered again for dW (Korthikanti et al.
     # Section 4.2.2; Megatron-LM overlaps this with the dX GEMM, which the model does not).
@@ -322,7 +368,7 @@ def layer_ops(model: ModelSpec, layout: Layout) -> LayerOps:
     if t > 1 and sp:
         bwd.append(_comm("tp.ag1.dw", "W", "all-gather", ACT_BYTES * tokens * h, "qkv.dx" if ov else None))
     bwd.append(_gemm("qkv.dw", "W", h, qkv_n, tokens))
-    return LayerOps(tuple(fwd), tuple(bwd))
+    return at_precision(LayerOps(tuple(fwd), tuple(bwd)), precision or layout.precision)
 
 
 def embedding_ops(model: ModelSpec, layout: Layout) -> LayerOps:

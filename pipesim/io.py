@@ -21,6 +21,15 @@ GPU TOML (units in the key names; GB = 1e9 bytes, GiB = 2^30 bytes, TFLOPS = 1e1
     [peak_TFLOPS]               # dense; at least one of bf16, fp16, fp8, tf32, fp32
     bf16 = 312
     fp16 = 312
+
+Or start from a preset and override some values (the rest, and the other precisions' peaks, are the
+preset's)::
+
+    base = "h100-sxm"
+    name = "h100-sxm-600W"      # optional, default: the file's stem
+    tdp_W = 600
+    [peak_TFLOPS]
+    fp8 = 1500
 """
 
 from __future__ import annotations
@@ -228,7 +237,16 @@ def load_model_toml(path: str | Path) -> ModelSpec:
         raise InputError(f"{src}: {exc}") from None
 
 
-_GPU_KEYS = ("name", "memory_GB", "memory_GiB", "hbm_bandwidth_GBps", "tdp_W", "peak_TFLOPS", "source")
+_GPU_KEYS = (
+    "name",
+    "base",
+    "memory_GB",
+    "memory_GiB",
+    "hbm_bandwidth_GBps",
+    "tdp_W",
+    "peak_TFLOPS",
+    "source",
+)
 
 
 def load_gpu_toml(path: str | Path) -> GPUSpec:
@@ -241,6 +259,8 @@ def load_gpu_toml(path: str | Path) -> GPUSpec:
         raise InputError(f"{src}: unknown key {unknown[0]!r}; valid keys: {', '.join(_GPU_KEYS)}")
     if "memory_GB" in data and "memory_GiB" in data:
         raise InputError(f"{src}: give one of 'memory_GB' and 'memory_GiB', not both")
+    if "base" in data:
+        return _gpu_from_base(src, data, p.stem)
     if "memory_GiB" in data:
         hbm = _num(src, data, "memory_GiB") * 2**30
     else:
@@ -267,6 +287,53 @@ def load_gpu_toml(path: str | Path) -> GPUSpec:
             tdp_w=tdp,
             source=_str(src, data, "source", src),
             status="user file",
+        )
+    except InputError as exc:
+        raise InputError(f"{src}: {exc}") from None
+
+
+def _peaks(src: str, raw: object) -> dict[str, float]:
+    if not isinstance(raw, dict):
+        raise InputError(f"{src}: key 'peak_TFLOPS' must be a table of TFLOP/s per precision")
+    peaks: dict[str, float] = {}
+    for prec in raw:
+        if prec not in PRECISIONS:
+            raise InputError(
+                f"{src}: key 'peak_TFLOPS.{prec}' is not a precision; valid: {', '.join(PRECISIONS)}"
+            )
+        peaks[prec] = _num(src, raw, prec) * 1e12
+    return peaks
+
+
+def _gpu_from_base(src: str, data: Mapping[str, Any], stem: str) -> GPUSpec:
+    """A GPU TOML with ``base = "<preset>"``: the preset with the file's keys overriding it."""
+    base_name = _str(src, data, "base", "")
+    try:
+        base = get_gpu(base_name)
+    except InputError as exc:
+        raise InputError(f"{src}: key 'base': {exc}") from None
+    peaks = dict(base.peak_flops)
+    peaks.update(_peaks(src, data.get("peak_TFLOPS", {})))
+    hbm = base.hbm_bytes
+    if "memory_GiB" in data:
+        hbm = _num(src, data, "memory_GiB") * 2**30
+    elif "memory_GB" in data:
+        hbm = _num(src, data, "memory_GB") * 1e9
+    bw = _num(src, data, "hbm_bandwidth_GBps") * 1e9 if "hbm_bandwidth_GBps" in data else base.hbm_Bps
+    tdp = _num(src, data, "tdp_W") if "tdp_W" in data else base.tdp_w
+    changed = [
+        k for k in ("memory_GB", "memory_GiB", "hbm_bandwidth_GBps", "tdp_W", "peak_TFLOPS") if k in data
+    ]
+    try:
+        return GPUSpec(
+            name=_str(src, data, "name", stem),
+            peak_flops=peaks,
+            hbm_bytes=hbm,
+            hbm_Bps=bw,
+            tdp_w=tdp,
+            source=_str(src, data, "source", f"{src} over preset {base.name} ({base.source})"),
+            status=f"user file over preset {base.name}",
+            notes=f"overridden: {', '.join(changed) or 'nothing'}",
         )
     except InputError as exc:
         raise InputError(f"{src}: {exc}") from None

@@ -53,8 +53,9 @@ from pipesim.memory import (
 )
 from pipesim.metrics import PipelineMetrics, pipeline_metrics
 from pipesim.models import ModelSpec
-from pipesim.placement import RankGrid
+from pipesim.placement import DEFAULT_ORDER, RankGrid
 from schedules import Schedule, build_schedule, get_family
+from schedules.greedy import GREEDY_FAMILIES, GreedyTimes, build_timed
 
 __all__ = [
     "Scenario",
@@ -70,14 +71,19 @@ __all__ = [
 ]
 
 
-def topology_comm(topology: str, world_size: int) -> CommModel:
-    """A topology-aware :class:`pipesim.collectives.TopologyCommModel` for ranks 0..world_size-1 on just enough
-    servers of the preset or TOML ``topology`` (Megatron order puts TP groups inside a server)."""
+def topology_comm(topology: str, world_size: int, nodes: int | None = None) -> CommModel:
+    """A topology-aware :class:`pipesim.collectives.TopologyCommModel` for ranks 0..world_size-1 on ``nodes``
+    servers of the preset or TOML ``topology`` (default: just enough servers); global rank g runs on the g-th
+    GPU, so the rank order decides which groups share a server. Raises if the layout needs more GPUs than the
+    cluster has."""
     from pipesim.collectives import TopologyCommModel
     from topologies import build_cluster, resolve_spec
 
     per_node = resolve_spec(topology).node.gpus
-    nodes = -(-world_size // per_node)
+    if nodes is None:
+        nodes = -(-world_size // per_node)
+    elif nodes < 1:
+        raise InputError(f"--nodes={nodes} must be >= 1")
     return TopologyCommModel.for_cluster(build_cluster(topology, nodes), world_size)
 
 
@@ -101,11 +107,38 @@ class Scenario:
     comm: CommModel = field(default_factory=default_comm)
     efficiency: Efficiency = DEFAULT_EFFICIENCY
     reserve_bytes: float = RESERVE_BYTES
+    rank_order: tuple[str, str, str] = DEFAULT_ORDER
+
+    def comm_description(self) -> str:
+        """One line naming the communication model and its parameters (GB/s = 1e9 B/s)."""
+        c = self.comm
+        if isinstance(c, LevelCommModel):
+            return (
+                f"two-level: {c.gpus_per_node} GPUs/node, {c.intra_Bps / 1e9:g} GB/s per GPU inside a node, "
+                f"{c.inter_Bps / 1e9:g} GB/s per GPU across nodes"
+            )
+        graph = getattr(c, "graph", None)
+        name = graph.graph.get("name") if graph is not None and hasattr(graph, "graph") else None
+        return f"topology {name}" if name else type(c).__name__
 
     @cached_property
     def grid(self) -> RankGrid:
         """The Megatron-order rank grid of the layout."""
-        return RankGrid(self.layout.tp, self.layout.dp, self.layout.pp)
+        return RankGrid(self.layout.tp, self.layout.dp, self.layout.pp, self.rank_order)
+
+    def gpus_per_node(self) -> int:
+        """GPUs per server of the communication model (the topology's, or the two-level model's)."""
+        c = self.comm
+        if isinstance(c, LevelCommModel):
+            return c.gpus_per_node
+        graph = getattr(c, "graph", None)
+        return int(graph.graph.get("gpus_per_node", 8)) if graph is not None else 8
+
+    def placement_description(self) -> str:
+        """One line: the rank order and, per dimension, how many groups cross servers."""
+        cross = self.grid.crossings(self.gpus_per_node())
+        parts = [f"{d.upper()} {cross[d].crossing}/{cross[d].groups} groups" for d in ("tp", "dp", "pp")]
+        return f"rank order {'-'.join(self.rank_order)}; groups crossing servers: " + ", ".join(parts)
 
 
 def check_gpu_count(layout: Layout, gpus: int | None) -> None:
@@ -155,6 +188,26 @@ class StageCosts:
     passes: tuple[PassTimes, ...]
     dp_full_s: tuple[float, ...]
     params: tuple[float, ...]
+
+
+def _greedy_for_costs(scenario: Scenario, default: Schedule, costs: OpCosts) -> Schedule:
+    """Rebuild a greedy zero-bubble schedule (``zb-1p``/``zb-2p``) for the scenario's own pass times and weight
+    stash, so that its memory cap holds for the real activations: the registry's default order assumes equal
+    F/I/W times and that I frees everything, while a real layer keeps most of its activations until W (Qi et
+    al. 2024, Table 1). The placement (one stage per rank) and hence the per-stage costs stay the same."""
+    n = len(costs.forward_s)
+    times = GreedyTimes(
+        forward_s=sum(costs.forward_s) / n,
+        input_s=sum(b - w for b, w in zip(costs.backward_s, costs.weight_s, strict=True)) / n,
+        weight_s=sum(costs.weight_s) / n,
+        p2p_s=sum(costs.p2p_s) / len(costs.p2p_s) if costs.p2p_s else 0.0,
+    )
+    stash_fraction = max(
+        (w / a for w, a in zip(costs.weight_stash_bytes, costs.activation_bytes, strict=True) if a > 0),
+        default=0.0,
+    )
+    layout = scenario.layout
+    return build_timed(default.name, layout.pp, layout.num_microbatches, times, None, stash_fraction)
 
 
 def stage_costs(scenario: Scenario, schedule: Schedule) -> StageCosts:
@@ -385,6 +438,7 @@ class SimulationReport:
         return {
             "model": sc.model.name,
             "gpu": sc.gpu.name,
+            "comm": sc.comm_description(),
             "layout": {
                 "dp": lay.dp,
                 "tp": lay.tp,
@@ -461,6 +515,8 @@ def simulate_scenario(scenario: Scenario) -> SimulationReport:
     """Build the schedule and per-stage costs of ``scenario``, simulate one step and report it."""
     schedule = build_scenario_schedule(scenario)
     sc = stage_costs(scenario, schedule)
+    if schedule.name in GREEDY_FAMILIES:
+        schedule = _greedy_for_costs(scenario, schedule, sc.costs)
     costs, params = sc.costs, sc.params
     n = schedule.num_stages
     timeline = simulate(schedule, costs)

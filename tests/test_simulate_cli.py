@@ -203,3 +203,68 @@ def test_topology_comm_model_plugs_in() -> None:
     assert topo["time_breakdown_s"]["tp_comm"]["total"] != level["time_breakdown_s"]["tp_comm"]["total"]
     code, _, err = invoke(*base, "--topology", "nope")
     assert code == 2 and "unknown topology 'nope'" in err
+
+
+def test_gantt_takes_the_model_flags(tmp_path: Path) -> None:
+    out = tmp_path / "g.html"
+    code, stdout, err = invoke(
+        "gantt",
+        "--model",
+        "gpt3-175b",
+        "--tp",
+        "8",
+        "--pp",
+        "4",
+        "-m",
+        "8",
+        "--schedules",
+        "1f1b",
+        "-o",
+        str(out),
+    )
+    assert code == 0, err
+    assert "wrote" in stdout and "gpt3-175b" in out.read_text()
+
+
+TOPO_RUN = ("simulate", "--model", "gpt3-175b", "--gpu", "a100-80gb", "--topology", "dgx-a100", "--tp", "8",
+            "--pp", "8", "--dp", "1", "--global-batch-size", "64", "--json")  # fmt: skip
+
+
+def test_rank_order_puts_tp_across_servers_and_it_costs() -> None:
+    # Megatron order (tp fastest) keeps each TP group of 8 inside one DGX A100; pp-tp-dp spreads it over 8
+    # servers, so its all-reduces leave NVLink (~240 GB/s per GPU) for the NICs (~24 GB/s per GPU).
+    code, out, _ = invoke(*TOPO_RUN)
+    inside = json.loads(out)
+    code2, out2, _ = invoke(*TOPO_RUN, "--rank-order", "pp-tp-dp")
+    across = json.loads(out2)
+    assert code == code2 == 0
+    tp_in, tp_out = inside["time_breakdown_s"]["tp_comm"], across["time_breakdown_s"]["tp_comm"]
+    tp_in, tp_out = (v["total"] if isinstance(v, dict) else v for v in (tp_in, tp_out))
+    assert tp_out > 3 * tp_in
+    assert across["step_time_s"] > inside["step_time_s"]
+
+
+def test_placement_line_reports_crossing_groups() -> None:
+    code, out, _ = invoke(*TOPO_RUN[:-1], "--rank-order", "dp-tp-pp")
+    assert code == 0
+    assert "rank order dp-tp-pp" in out and "TP 0/8 groups" in out and "PP 8/8 groups" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (
+            ("--nodes", "4"),
+            "layout needs 64 GPUs but topology dgx-a100 with 4 nodes has 32; use at least 8 nodes",
+        ),
+        (("--rank-order", "tp-pp"), "must be a permutation of tp, dp, pp"),
+    ],
+)
+def test_topology_placement_errors(extra: tuple[str, ...], needle: str) -> None:
+    code, _, err = invoke(*TOPO_RUN, *extra)
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_nodes_needs_topology() -> None:
+    code, _, err = invoke("simulate", "--model", "gpt3-175b", "--tp", "8", "--pp", "8", "--nodes", "8")
+    assert code == 2 and "--nodes needs --topology" in err

@@ -13,6 +13,7 @@ from pathlib import Path
 import networkx as nx
 import plotly.graph_objects as go
 
+from pipesim.figures.page import Page, render_page
 from pipesim.fileio import atomic_write_text
 from topologies.graph import EDGE_KINDS, link
 
@@ -156,6 +157,26 @@ def topology_figure(g: nx.Graph) -> go.Figure:
 
 
 def write_topology_html(g: nx.Graph, path: str | Path) -> None:
-    """Write the figure as one self-contained HTML file (plotly.js embedded), atomically."""
-    html = topology_figure(g).to_html(include_plotlyjs=True, full_html=True, div_id="pipesim-topology")
-    atomic_write_text(path, html)
+    """Write the figure as one self-contained HTML page (the offline page machinery of
+    :mod:`pipesim.figures.page`: plotly.js embedded, a header naming the cluster), atomically."""
+    info = g.graph
+    scenario = tuple(
+        (label, str(info[key]))
+        for label, key in (
+            ("preset", "name"),
+            ("nodes", "nodes"),
+            ("GPUs per node", "gpus_per_node"),
+            ("NICs per node", "nics_per_node"),
+            ("fabric", "fabric"),
+            ("oversubscription", "oversubscription"),
+        )
+        if key in info
+    )
+    page = Page(
+        title=f"pipesim topology: {info.get('name', 'cluster')}",
+        scenario=scenario,
+        notes=(str(info.get("description", "")),) if info.get("description") else (),
+        figures=(topology_figure(g),),
+        figure_names=("pipesim-topology",),
+    )
+    atomic_write_text(path, render_page(page))

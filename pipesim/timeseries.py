@@ -1,0 +1,246 @@
+"""The series a timeline chart draws, derived from a simulated step (no plotting here).
+
+:func:`gantt_series` groups a :class:`~pipesim.engine.Timeline` into one :class:`SpanGroup` per kind of bar
+(F, B, I, W, recompute, TP collectives, sends, DP reductions, optimizer) and walks each rank's activation
+memory over time. The figure code in :mod:`pipesim.figures.gantt` only draws these arrays.
+
+Memory over time uses the accounting of :func:`pipesim.metrics.pipeline_metrics`: a forward holds its stage's
+activation bytes from its start; a full backward frees them at its end; a split backward's I frees all but
+the weight stash at its end and W frees the stash at its end. A rank runs its compute actions one at a time in
+program order, so the running sum in time order equals the metrics' running sum in program order and the
+maximum of each rank's series is its ``peak_activation_bytes``.
+
+Recompute and TP communication are parts of F/B/I on the compute stream (see :class:`~pipesim.engine.OpCosts`):
+recompute is placed at the start of the backward that needs it (it runs before that backward's own math), and
+the TP share of a pass is drawn as a strip ending with the pass, its length the share; where inside the pass
+the collectives fall is not modelled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from pipesim.compare import CompareRequest, build_requested, synthetic_costs
+from pipesim.engine import OpCosts, SpanKind, Timeline, simulate
+from pipesim.metrics import PipelineMetrics, pipeline_metrics
+from schedules.ir import Schedule
+
+__all__ = [
+    "Lane",
+    "SpanGroup",
+    "MemorySeries",
+    "GanttSeries",
+    "gantt_series",
+    "simulate_series",
+    "GROUP_ORDER",
+]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int32]
+
+
+class Lane:
+    """Where in a rank's row a group is drawn."""
+
+    COMPUTE = "compute"  # the rank's compute lane
+    DETAIL = "detail"  # a strip on the compute lane (recompute, TP share of a pass)
+    P2P = "p2p"  # the rank's communication lane: sends
+    COLLECTIVE = "collective"  # the communication lane: DP gradient reduction
+
+
+# Drawing order and legend order of the groups: (key, legend label, lane).
+GROUP_ORDER: tuple[tuple[str, str, str], ...] = (
+    ("F", "F forward", Lane.COMPUTE),
+    ("B", "B backward", Lane.COMPUTE),
+    ("I", "I backward (inputs)", Lane.COMPUTE),
+    ("W", "W backward (weights)", Lane.COMPUTE),
+    ("OPT", "optimizer step", Lane.COMPUTE),
+    ("RECOMPUTE", "recompute", Lane.DETAIL),
+    ("TP", "TP collectives", Lane.DETAIL),
+    ("SEND_ACTIVATION", "send activation", Lane.P2P),
+    ("SEND_GRAD", "send gradient", Lane.P2P),
+    ("DP_REDUCE", "DP gradient reduce", Lane.COLLECTIVE),
+)
+
+_KIND_KEY = {
+    SpanKind.F: "F",
+    SpanKind.B: "B",
+    SpanKind.I: "I",
+    SpanKind.W: "W",
+    SpanKind.OPTIMIZER: "OPT",
+    SpanKind.SEND_ACTIVATION: "SEND_ACTIVATION",
+    SpanKind.SEND_GRAD: "SEND_GRAD",
+    SpanKind.DP_REDUCE: "DP_REDUCE",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class SpanGroup:
+    """Bars of one kind, as parallel arrays sorted by (rank, start). ``peer`` is a send's receiving rank
+    (else -1); ``stage`` and ``microbatch`` are -1 where they do not apply (optimizer)."""
+
+    key: str
+    label: str
+    lane: str
+    rank: IntArray
+    stage: IntArray
+    microbatch: IntArray
+    peer: IntArray
+    start_s: FloatArray
+    end_s: FloatArray
+    duration_s: FloatArray
+
+    @property
+    def size(self) -> int:
+        """Number of bars."""
+        return int(self.start_s.shape[0])
+
+    def counts_per_rank(self, num_ranks: int) -> npt.NDArray[np.int64]:
+        """Bars per rank."""
+        return np.bincount(self.rank, minlength=num_ranks)
+
+
+@dataclass(frozen=True, eq=False)
+class MemorySeries:
+    """Activation bytes held by each rank over time, as steps: rank r holds ``bytes[r][i]`` from
+    ``time_s[r][i]`` until ``time_s[r][i+1]``. Each series starts at (0, 0) and ends at the step time."""
+
+    time_s: tuple[FloatArray, ...]
+    bytes: tuple[FloatArray, ...]
+
+    def peak_bytes(self) -> tuple[float, ...]:
+        """Largest value of each rank's series."""
+        return tuple(float(b.max()) if b.size else 0.0 for b in self.bytes)
+
+
+@dataclass(frozen=True, eq=False)
+class GanttSeries:
+    """Everything one schedule's chart shows: its bars, per-rank memory over time and metrics (and the
+    timeline they come from)."""
+
+    name: str
+    num_ranks: int
+    groups: tuple[SpanGroup, ...]
+    memory: MemorySeries
+    metrics: PipelineMetrics
+    num_stages: int
+    timeline: Timeline
+
+    @property
+    def num_bars(self) -> int:
+        """Bars of every group."""
+        return sum(g.size for g in self.groups)
+
+    def group(self, key: str) -> SpanGroup | None:
+        """The group ``key`` if this chart has any bar of it."""
+        return next((g for g in self.groups if g.key == key), None)
+
+
+def _group(key: str, label: str, lane: str, rows: dict[str, npt.NDArray]) -> SpanGroup:
+    order = np.lexsort((rows["start_s"], rows["rank"]))
+
+    def take(name: str, dtype: npt.DTypeLike) -> npt.NDArray:
+        return np.ascontiguousarray(rows[name][order], dtype=dtype)
+
+    start, end = take("start_s", np.float64), take("end_s", np.float64)
+    return SpanGroup(
+        key=key,
+        label=label,
+        lane=lane,
+        rank=take("rank", np.int32),
+        stage=take("stage", np.int32),
+        microbatch=take("microbatch", np.int32),
+        peer=take("peer", np.int32),
+        start_s=start,
+        end_s=end,
+        duration_s=end - start,
+    )
+
+
+def _memory(schedule: Schedule, costs: OpCosts, timeline: Timeline) -> MemorySeries:
+    n = timeline.num_actions
+    op = timeline.kind[:n].astype(np.int64)
+    stage = timeline.stage[:n].astype(np.int64)
+    act = np.asarray(costs.activation_bytes, dtype=np.float64)
+    stash = np.minimum(np.asarray(costs.weight_stash_bytes, dtype=np.float64), act)
+    a, st = (act[stage], stash[stage]) if n else (np.zeros(0), np.zeros(0))
+    delta = np.select([op == 0, op == 1, op == 2, op == 3], [a, -a, -(a - st), -st], 0.0)
+    when = np.where(op == 0, timeline.start_s[:n], timeline.end_s[:n])
+    step = timeline.step_time_s
+    times, values = [], []
+    offsets = timeline.rank_offsets
+    for r in range(timeline.num_ranks):
+        lo, hi = int(offsets[r]), int(offsets[r + 1])
+        # Program order is time order on a rank (one compute stream), so no sort is needed.
+        times.append(np.concatenate(([0.0], when[lo:hi], [step])))
+        held = np.concatenate(([0.0], np.cumsum(delta[lo:hi])))
+        values.append(np.concatenate((held, held[-1:])))
+    return MemorySeries(time_s=tuple(times), bytes=tuple(values))
+
+
+def gantt_series(
+    schedule: Schedule, costs: OpCosts, timeline: Timeline, metrics: PipelineMetrics
+) -> GanttSeries:
+    """Group ``timeline`` (from ``simulate(schedule, costs)``) into bars per kind and per-rank activation memory
+    over time; zero-length spans are left out (they draw nothing). See the module docstring."""
+    rows: dict[str, npt.NDArray] = {
+        "rank": timeline.rank,
+        "stage": timeline.stage,
+        "microbatch": timeline.microbatch,
+        "peer": timeline.peer,
+        "start_s": timeline.start_s,
+        "end_s": timeline.end_s,
+    }
+    nonzero = timeline.end_s > timeline.start_s
+    by_key: dict[str, dict[str, npt.NDArray]] = {}
+    for kind, key in _KIND_KEY.items():
+        mask = (timeline.kind == kind) & nonzero
+        if mask.any():
+            by_key[key] = {name: arr[mask] for name, arr in rows.items()}
+
+    # Recompute at the start of B/I; TP share of F and B/I as a strip ending with the pass.
+    n = timeline.num_actions
+    op = timeline.kind[:n]
+    stage = timeline.stage[:n].astype(np.int64)
+    compute = {name: arr[:n] for name, arr in rows.items()}
+    if n:
+        backward = (op == SpanKind.B) | (op == SpanKind.I)
+        rec = np.where(backward, np.asarray(costs.recompute_s)[stage], 0.0)
+        tp = np.where(
+            op == SpanKind.F,
+            np.asarray(costs.tp_comm_forward_s)[stage],
+            np.where(backward, np.asarray(costs.tp_comm_backward_s)[stage], 0.0),
+        )
+        for key, share, at_start in (("RECOMPUTE", rec, True), ("TP", tp, False)):
+            mask = share > 0
+            if mask.any():
+                part = {name: arr[mask] for name, arr in compute.items()}
+                if at_start:
+                    part["end_s"] = part["start_s"] + share[mask]
+                else:
+                    part["start_s"] = part["end_s"] - share[mask]
+                by_key[key] = part
+
+    groups = tuple(_group(key, label, lane, by_key[key]) for key, label, lane in GROUP_ORDER if key in by_key)
+    return GanttSeries(
+        name=schedule.name,
+        num_ranks=schedule.num_ranks,
+        groups=groups,
+        memory=_memory(schedule, costs, timeline),
+        metrics=metrics,
+        num_stages=schedule.num_stages,
+        timeline=timeline,
+    )
+
+
+def simulate_series(request: CompareRequest) -> list[GanttSeries]:
+    """Simulate every schedule of ``request`` (as ``pipesim compare`` does) and return its chart series."""
+    out = []
+    for schedule in build_requested(request):
+        costs = synthetic_costs(schedule, request)
+        timeline = simulate(schedule, costs)
+        out.append(gantt_series(schedule, costs, timeline, pipeline_metrics(schedule, costs, timeline)))
+    return out

@@ -1,0 +1,145 @@
+"""Chrome-trace output checked against the Trace Event Format: required keys, complete events with a
+duration, timestamps monotonic on every thread, flow starts and ends paired by id and bound to the right
+slices, one process per rank and one thread per stream."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cli import main
+from pipesim.compare import CompareRequest
+from pipesim.engine import OpCosts, SpanKind, Stream, simulate
+from pipesim.timeseries import simulate_series
+from pipesim.trace import PID_STRIDE, chrome_trace, chrome_trace_json
+from schedules import build_schedule
+
+REQUIRED = {"ph", "ts", "pid", "tid", "name"}
+
+
+def validate(trace: dict) -> dict[str, int]:
+    """Assert the trace is well-formed; return counts of events per phase."""
+    events = trace["traceEvents"]
+    assert isinstance(events, list) and events
+    last_ts: dict[tuple[int, int], float] = {}
+    slices: dict[tuple[int, int], list[tuple[float, float]]] = defaultdict(list)
+    flows: dict[int, dict[str, dict]] = defaultdict(dict)
+    phases: dict[str, int] = defaultdict(int)
+    for e in events:
+        assert set(e) >= REQUIRED, e
+        assert e["ph"] in {"X", "M", "s", "f"}, e
+        phases[e["ph"]] += 1
+        key = (e["pid"], e["tid"])
+        assert e["ts"] >= last_ts.get(key, float("-inf")), ("timestamps go back on", key, e)
+        last_ts[key] = e["ts"]
+        if e["ph"] == "X":
+            assert isinstance(e["dur"], (int, float)) and e["dur"] >= 0, e
+            slices[key].append((e["ts"], e["ts"] + e["dur"]))
+        elif e["ph"] in "sf":
+            assert e["id"] not in flows or e["ph"] not in flows[e["id"]], ("duplicate flow", e)
+            flows[e["id"]][e["ph"]] = e
+    for fid, pair in flows.items():
+        assert set(pair) == {"s", "f"}, ("unpaired flow", fid)
+        s, f = pair["s"], pair["f"]
+        assert f["ts"] >= s["ts"] and f.get("bp") == "e"
+        # Both ends lie inside a slice on their thread (the send; the consuming action).
+        for end in (s, f):
+            assert any(a <= end["ts"] <= b for a, b in slices[(end["pid"], end["tid"])]), end
+    return dict(phases)
+
+
+def test_trace_of_the_issue_example_is_valid_and_complete() -> None:
+    panels = simulate_series(CompareRequest(schedules=("1f1b", "interleaved-1f1b"), pp=8, microbatches=16))
+    trace = chrome_trace([(p.name, p.num_stages, p.timeline) for p in panels])
+    phases = validate(trace)
+    spans = sum(p.timeline.num_spans for p in panels)
+    sends = sum(int((p.timeline.stream == Stream.P2P).sum()) for p in panels)
+    assert phases["X"] == spans
+    assert phases["s"] == phases["f"] == sends  # one arrow per send
+    names = {e["args"]["name"] for e in trace["traceEvents"] if e["name"] == "process_name"}
+    assert names == {f"{s} rank {r}" for s in ("1f1b", "interleaved-1f1b") for r in range(8)}
+    threads = {e["args"]["name"] for e in trace["traceEvents"] if e["name"] == "thread_name"}
+    assert threads == {"compute", "p2p send"}
+
+
+def test_flow_arrows_go_from_the_sender_to_the_consumer_of_the_data() -> None:
+    s = build_schedule("1f1b", 4, 4)
+    tl = simulate(s, OpCosts.uniform(4, 1e-3, 2e-3, p2p_s=1e-4))
+    trace = chrome_trace([("1f1b", 4, tl)])
+    events = trace["traceEvents"]
+    by_id = defaultdict(dict)
+    for e in events:
+        if e["ph"] in "sf":
+            by_id[e["id"]][e["ph"]] = e
+    sends = [e for e in events if e["ph"] == "X" and e["tid"] == Stream.P2P]
+    for pair in by_id.values():
+        send = next(x for x in sends if x["pid"] == pair["s"]["pid"] and x["ts"] == pair["s"]["ts"])
+        # The arrow ends on the receiving rank, at or after the transfer has arrived.
+        assert pair["f"]["pid"] == send["args"]["to_rank"]
+        assert pair["f"]["ts"] >= send["ts"] + send["dur"] - 1e-6
+        consumer = next(
+            x for x in events
+            if x["ph"] == "X" and x["pid"] == pair["f"]["pid"] and x["tid"] == 0 and x["ts"] == pair["f"]["ts"]
+        )  # fmt: skip
+        if send["name"] == "send activation":
+            assert consumer["name"] == "F" and consumer["args"]["stage"] == send["args"]["stage"] + 1
+        else:
+            assert consumer["name"] == "B" and consumer["args"]["stage"] == send["args"]["stage"] - 1
+        assert consumer["args"]["microbatch"] == send["args"]["microbatch"]
+
+
+@given(
+    name=st.sampled_from(["gpipe", "1f1b", "interleaved-1f1b"]),
+    pp=st.integers(1, 5),
+    m=st.integers(1, 7),
+    dp=st.sampled_from([0.0, 3e-4]),
+    opt=st.sampled_from([0.0, 5e-4]),
+)
+def test_trace_is_valid_for_any_schedule(name: str, pp: int, m: int, dp: float, opt: float) -> None:
+    v = 2 if name == "interleaved-1f1b" and m % pp == 0 else 1
+    if name == "interleaved-1f1b" and v == 1:
+        name = "1f1b"
+    s = build_schedule(name, pp, m, v)
+    base = OpCosts.uniform(s.num_stages, 1e-3, 2e-3, p2p_s=5e-5)
+    costs = OpCosts(
+        forward_s=base.forward_s, backward_s=base.backward_s, p2p_s=base.p2p_s,
+        dp_reduce_s=(dp,) * s.num_stages, optimizer_s=opt,
+    )  # fmt: skip
+    tl = simulate(s, costs)
+    trace = json.loads(chrome_trace_json([(name, s.num_stages, tl), (name + "-again", s.num_stages, tl)]))
+    phases = validate(trace)
+    assert phases["X"] == 2 * tl.num_spans
+    pids = {e["pid"] for e in trace["traceEvents"]}
+    assert pids == set(range(pp)) | {PID_STRIDE + r for r in range(pp)}
+    dp_events = [e for e in trace["traceEvents"] if e["ph"] == "X" and e["name"] == "DP reduce"]
+    assert len(dp_events) == 2 * int((tl.kind == SpanKind.DP_REDUCE).sum())
+    assert all(e["tid"] == Stream.DP for e in dp_events)
+
+
+def test_trace_is_deterministic() -> None:
+    panels = simulate_series(CompareRequest(schedules=("interleaved-1f1b",), pp=4, microbatches=8))
+    triples = [(p.name, p.num_stages, p.timeline) for p in panels]
+    assert chrome_trace_json(triples) == chrome_trace_json(triples)
+
+
+def test_cli_writes_the_trace(tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    result = CliRunner().invoke(main, ["gantt", "--schedules", "1f1b", "--pp", "4", "--trace", str(out)])
+    assert result.exit_code == 0, result.output
+    validate(json.loads(out.read_text()))
+    assert not list(tmp_path.glob("*.html"))  # only what was asked for
+
+
+@pytest.mark.parametrize("bad", ["missing/out.json", "file.txt/out.json"])
+def test_cli_trace_bad_directory(tmp_path: Path, bad: str) -> None:
+    (tmp_path / "file.txt").write_text("x")
+    result = CliRunner().invoke(main, ["gantt", "--trace", str(tmp_path / bad)])
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "does not exist" in result.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["file.txt"]
