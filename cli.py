@@ -1490,6 +1490,10 @@ def _onoff(text: str, flag: str) -> tuple[bool, ...]:
     "--workers", type=int, default=None, help="Local worker processes [default: the CPUs available]."
 )
 @click.option("--dask-scheduler", default=None, help="Run on this Dask scheduler (tcp://host:port).")
+@click.option(
+    "--price-per-gpu-hour", type=float, default=None, help="Money per GPU-hour: adds the winner's cost."
+)
+@click.option("--pue", type=float, default=None, help="Power usage effectiveness for the winner's energy.")
 def plan_cmd(**kw: Any) -> None:
     from pipesim.executors import ExecutorSpec, default_workers
     from pipesim.io import resolve_gpu, resolve_model
@@ -1664,8 +1668,10 @@ def _plan_outputs(result: Any, kw: dict[str, Any], probes: tuple[tuple[int, floa
         from pipesim.figures.plan import write_plan_html
 
         write_plan_html(result, kw["output"])
+    energy = _plan_energy(result, kw)
     if kw["as_json"]:
         data = result.as_dict(limit)
+        data["energy"] = energy.as_dict() if energy is not None else None
         if probes:
             data["nodes_search"] = [{"nodes": n, "best_days": d} for n, d in probes]
         data["megatron_args"] = format_megatron_args(req.model, winner_layout)
@@ -1709,6 +1715,8 @@ def _plan_outputs(result: Any, kw: dict[str, Any], probes: tuple[tuple[int, floa
             f"{t['gpu_hours']:,.0f} GPU-hours on {cl.num_gpus} GPUs.",
             highlight=False,
         )
+    if energy is not None:
+        render_energy(energy)
     con.print("\nMegatron-LM arguments of the winner:", highlight=False)
     click.echo(format_megatron_args(req.model, winner_layout))
     con.print(
@@ -1716,6 +1724,31 @@ def _plan_outputs(result: Any, kw: dict[str, Any], probes: tuple[tuple[int, floa
         highlight=False,
     )
     click.echo(toml_text, nl=False)
+
+
+def _plan_energy(result: Any, kw: dict[str, Any]) -> Any:
+    """The winner's :class:`pipesim.energy.EnergyReport` (per step, and per run with --tokens), or None when
+    the GPU has no board power and no energy flag asked for one. Busy fraction: compute (recompute and TP
+    communication included) plus optimizer over the step, from the winner's simulated breakdown."""
+    from pipesim.energy import DEFAULT_PUE, run_energy, steps_for_tokens
+
+    req, best = result.request, result.best
+    asked = kw["price_per_gpu_hour"] is not None or kw["pue"] is not None
+    if req.cluster.gpu.tdp_w is None and not asked:
+        return None
+    bd = best.breakdown_s()
+    busy = min((bd["compute"] + bd["tp_comm"] + bd["optimizer"]) / best.step_time_s, 1.0)
+    steps = steps_for_tokens(req.tokens, best.tokens_per_step) if req.tokens is not None else 1
+    return run_energy(
+        req.cluster.gpu,
+        req.cluster.num_gpus,
+        best.step_time_s,
+        busy,
+        steps=steps,
+        pue=kw["pue"] if kw["pue"] is not None else DEFAULT_PUE,
+        gpus_per_node=req.cluster.gpus_per_node,
+        price_per_gpu_hour=kw["price_per_gpu_hour"],
+    )
 
 
 def _plan_table(result: Any, limit: int | None) -> Table:

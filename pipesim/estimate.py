@@ -15,8 +15,9 @@ Step time = pipeline phase + exposed data-parallel reduction + optimizer step, w
   (1/v)(p-1)/m interleaved), and for v = 1 it is the classic (m-1) max + sum of a heterogeneous pipeline.
   ``k`` is the family's bubble factor relative to 1F1B: 1 for GPipe, 1F1B and interleaved 1F1B. Every other
   family (the zero-bubble ones, DualPipeV, and any registered later) is *profiled*: its schedule is built
-  for memory at m (m <= 4 pp) or at 3 pp and 4 pp with the peak extrapolated linearly in m, and once per (pp, m (or 3 pp when m > 4 pp), chunks) simulated with uniform chunk
-  costs of the candidate's F : B : W ratios (rounded to 0.1; cached); ``k`` is read off that run (for ZB-H1 this reproduces Qi et al.,
+  for memory at m (m <= 2 pp) or at 2 pp and 3 pp with the peak extrapolated linearly in m, and simulated
+  once per (pp, m or 3 pp when m > 2 pp, chunks) with uniform chunk costs of the candidate's F : B : W
+  ratios (rounded to 0.1; cached); ``k`` is read off that run (for ZB-H1 this reproduces Qi et al.,
   ICLR 2024, Table 2: (T_F + T_B - T_W) / (T_F + T_B + T_W) with T_B the input-gradient pass).
   Exposed transfers: twice the sum of the transfer times of every stage boundary (each timed between its
   two ranks), the fill and drain of one microbatch through every stage (p - 1 boundaries for one chunk per
@@ -77,6 +78,7 @@ from pipesim.placement import RankGrid
 from pipesim.scenario import _weight_stash_bytes_per_layer
 from schedules import Schedule, ScheduleError, build_schedule, get_family
 from schedules.classic import interleaved_microbatch_rule
+from schedules.greedy import GREEDY_FAMILIES, GreedyTimes, build_timed
 
 __all__ = ["Estimate", "Estimator", "FamilyModel", "FAMILY_MODELS", "stage_placement"]
 
@@ -127,10 +129,10 @@ KNOWN_RULES: dict[str, Callable[[int, int, int], str | None]] = {
 
 
 def profile_microbatches(pp: int, m: int) -> int:
-    """Microbatches at which a profiled family's bubble is measured: m itself up to 4p, else 3p (by then
+    """Microbatches at which a profiled family's bubble is measured: m itself up to 2p, else 3p (by then
     warm-up and cool-down are fixed and each further microbatch adds one steady-state period, so the
     absolute bubble no longer changes)."""
-    return m if m <= 4 * pp else 3 * pp
+    return m if m <= 2 * pp else 3 * pp
 
 
 @dataclass(frozen=True)
@@ -330,13 +332,21 @@ class Estimator:
             hit = self._coll[k] = bucketed_collective_s(self.comm, op, total_bytes, bucket, ranks)
         return hit
 
-    def schedule(self, name: str, pp: int, m: int, chunks: int) -> Schedule | str:
-        """The built schedule, or the reason it cannot be built (cached)."""
-        key = (name, pp, m, chunks)
+    def schedule(
+        self, name: str, pp: int, m: int, chunks: int, variant: tuple[float, ...] | None = None
+    ) -> Schedule | str:
+        """The built schedule, or the reason it cannot be built (cached). ``variant`` = (I, W, P2P, stash
+        fraction), relative to F, rebuilds a greedy zero-bubble family for those times as the simulator does
+        (:func:`pipesim.scenario._greedy_for_costs`); the registry's default order otherwise."""
+        key = (name, pp, m, chunks, variant)
         hit = self._schedules.get(key)
         if hit is None:
             try:
-                hit = build_schedule(name, pp, m, chunks)
+                if variant is not None:
+                    ri, rw, rc, sf = variant
+                    hit = build_timed(name, pp, m, GreedyTimes(1.0, ri, rw, rc), None, sf)
+                else:
+                    hit = build_schedule(name, pp, m, chunks)
             except ScheduleError as exc:
                 hit = str(exc)
             self._schedules[key] = hit
@@ -353,30 +363,42 @@ class Estimator:
         built = self.schedule(name, pp, m, chunks)
         return built if isinstance(built, str) else None
 
-    def profile(self, name: str, pp: int, m: int, chunks: int) -> _Profile:
+    def profile(
+        self, name: str, pp: int, m: int, chunks: int, variant: tuple[float, ...] | None = None
+    ) -> _Profile:
         """The cached :class:`_Profile` of family ``name`` built with ``m`` microbatches."""
-        key = (name, pp, m, chunks)
+        key = (name, pp, m, chunks, variant)
         hit = self._profiles.get(key)
         if hit is None:
-            built = self.schedule(name, pp, m, chunks)
+            built = self.schedule(name, pp, m, chunks, variant)
             assert not isinstance(built, str), built
             hit = self._profiles[key] = _profile(built)
         return hit
 
-    def profiled_bubble(self, name: str, pp: int, m: int, chunks: int, f: float, b: float, w: float) -> float:
+    def profiled_bubble(
+        self,
+        name: str,
+        pp: int,
+        m: int,
+        chunks: int,
+        f: float,
+        b: float,
+        w: float,
+        variant: tuple[float, ...] | None = None,
+    ) -> float:
         """Bubble factor of a profiled family (relative to 1F1B's (p-1) x per-microbatch work / chunks): its
         schedule, built at :func:`profile_microbatches`, simulated with uniform chunk costs F = 1 and B, W in
         the given ratios (rounded to 0.1, cached)."""
         rb = round(b / f * 10) / 10
         rw = min(round(w / f * 10) / 10, rb)
         mp = profile_microbatches(pp, m)
-        key = (name, pp, mp, chunks, rb, rw)
+        key = (name, pp, mp, chunks, rb, rw, variant)
         hit = self._bubble.get(key)
         if hit is None:
-            built = self.schedule(name, pp, mp, chunks)
+            built = self.schedule(name, pp, mp, chunks, variant)
             if isinstance(built, str):
                 mp = m
-                built = self.schedule(name, pp, m, chunks)
+                built = self.schedule(name, pp, m, chunks, variant)
                 assert not isinstance(built, str), built
             split = get_family(name).split_backward
             costs = OpCosts.uniform(built.num_stages, 1.0, rb, weight_s=rw if split else 0.0)
@@ -385,6 +407,19 @@ class Estimator:
             hit = (t - mp * per_rank) / ((pp - 1) * per_rank / chunks) if pp > 1 else 0.0
             self._bubble[key] = hit = max(hit, 0.0)
         return hit
+
+    def _greedy_variant(self, layout: Layout) -> tuple[float, ...]:
+        """(I, W, P2P) relative to F of one layer and the weight-stash fraction: the times a greedy
+        zero-bubble order is rebuilt for (the simulator uses the stage averages of the real scenario). Coarse
+        buckets keep the number of (slow) greedy builds small: I and W to 0.5, the fraction to 0.1, and
+        transfers left out of the order's construction (they are still charged in the estimate)."""
+        layer = self.units(layout)[0]
+        f = layer.forward_s
+        ri = round((layer.backward_s - layer.weight_s) / f * 2) / 2
+        rw = round(layer.weight_s / f * 2) / 2
+        per_layer = self.activations(layout)[0]
+        sf = round(min(1.0, self.stash_per_layer(layout) / per_layer) * 10) / 10 if per_layer > 0 else 0.0
+        return (max(ri, 0.5), rw, 0.0, sf)
 
     def stage_params(self, layout: Layout, layers: int, first: bool, last: bool) -> float:
         """Cached :func:`pipesim.memory.stage_params` (it depends on tp and the stage's shape only)."""
@@ -412,12 +447,13 @@ class Estimator:
         chunks = family.chunks(layout.vpp)
         n_stages = p * chunks
         closed = FAMILY_MODELS.get(layout.schedule)
-        # Profiled families: exact at m <= 4p; beyond, two profiles (3p and 4p microbatches) and a linear
+        variant = self._greedy_variant(layout) if layout.schedule in GREEDY_FAMILIES else None
+        # Profiled families: exact at m <= 2p; beyond, two profiles (2p and 3p microbatches) and a linear
         # extrapolation of the peak in m (exact once the order is periodic, where the slope is zero).
         profs: list[_Profile] = []
         if closed is None:
-            sizes = [m] if m <= 4 * p else [3 * p, 4 * p]
-            profs = [self.profile(layout.schedule, p, mm, chunks) for mm in sizes]
+            sizes = [m] if m <= 2 * p else [2 * p, 3 * p]
+            profs = [self.profile(layout.schedule, p, mm, chunks, variant) for mm in sizes]
         placement = stage_placement(layout.schedule, p, chunks)
         if placement is None:
             placement = profs[0].placement
@@ -460,7 +496,7 @@ class Estimator:
         else:
             f_r, w_r = fwd[slow], (wgt[slow] if family.split_backward else 0.0)
             k = self.profiled_bubble(
-                layout.schedule, p, m, chunks, f_r / chunks, (w_max - f_r) / chunks, w_r / chunks
+                layout.schedule, p, m, chunks, f_r / chunks, (w_max - f_r) / chunks, w_r / chunks, variant
             )
         boundary = [
             self.transfer_s(layout, grid, placement[s], placement[s + 1]) for s in range(n_stages - 1)
@@ -561,7 +597,7 @@ class Estimator:
                 acts = (
                     peaks[0]
                     if len(peaks) == 1
-                    else max(peaks[1] + (peaks[1] - peaks[0]) * (m - 4 * p) / p, 0.0)
+                    else max(peaks[1] + (peaks[1] - peaks[0]) * (m - 3 * p) / p, 0.0)
                 )
             acts *= ACTIVATION_OVERHEAD
             static = params[r] * per_param

@@ -1,6 +1,7 @@
 """The ``pipesim plan -o plan.html`` chart: step time against peak memory per GPU for every feasible layout,
 coloured by schedule, with the Pareto front (no other layout is both faster and smaller) drawn as a line and
-the winner starred. One self-contained HTML file (plotly.js embedded, works offline)."""
+the winner starred. One self-contained HTML page through :mod:`pipesim.figures.page` (plotly.js embedded,
+works offline), with the best layouts as a table above the chart."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
+from pipesim.figures.page import Page, Table, render_page
 from pipesim.fileio import atomic_write_text
 from pipesim.plan import PlanEntry, PlanResult
 
-__all__ = ["pareto_front", "plan_figure", "write_plan_html"]
+__all__ = ["pareto_front", "plan_figure", "plan_page", "write_plan_html"]
 
 GIB = 2**30
 
@@ -103,7 +105,67 @@ def plan_figure(result: PlanResult) -> go.Figure:
     return fig
 
 
+def plan_page(result: PlanResult) -> Page:
+    """The offline page: the scenario, the ten best layouts as a table, the chart."""
+    req = result.request
+    rows = []
+    for i, e in enumerate(result.entries[:10], start=1):
+        c = e.candidate
+        rows.append(
+            (
+                str(i),
+                f"{c.tp}/{c.pp}/{c.dp}/{c.vpp}",
+                str(c.micro_batch_size),
+                c.schedule,
+                c.recompute,
+                f"{'on' if c.distributed_optimizer else 'off'}/{'on' if c.sequence_parallel else 'off'}",
+                f"{e.step_time_s:.3f}" + ("" if e.simulated else "*"),
+                f"{e.tokens_per_s:,.0f}",
+                f"{e.mfu:.1%}",
+                f"{e.peak_memory_bytes / GIB:.1f}",
+            )
+        )
+    table = Table(
+        (
+            "#",
+            "tp/pp/dp/vpp",
+            "mbs",
+            "schedule",
+            "recompute",
+            "DO/SP",
+            "step s",
+            "tokens/s",
+            "MFU",
+            "peak GiB",
+        ),
+        tuple(rows),
+        caption="Best layouts (* estimated, others simulated; GiB = 2^30 bytes)",
+        numeric=(True, False, True, False, False, False, True, True, True, True),
+    )
+    cl = req.cluster
+    scenario = (
+        ("model", req.model.name),
+        (
+            "cluster",
+            f"{cl.num_gpus} x {cl.gpu.name}" + (f" ({cl.topology}, {cl.nodes} nodes)" if cl.topology else ""),
+        ),
+        ("global batch", str(req.global_batch_size)),
+        ("sequence", str(req.seq)),
+        (
+            "candidates",
+            f"{result.candidates:,} estimated, {result.feasible:,} fit, {result.simulated} simulated",
+        ),
+    )
+    return Page(
+        title=f"pipesim plan: {req.model.name}",
+        scenario=scenario,
+        tables=(table,),
+        figures=(plan_figure(result),),
+        notes=("Pareto front: no other feasible layout is both faster and smaller in peak memory per GPU.",),
+        figure_names=("step time vs peak memory",),
+    )
+
+
 def write_plan_html(result: PlanResult, path: str | Path) -> None:
-    """Write the chart as one self-contained HTML file (plotly.js embedded)."""
-    html = plan_figure(result).to_html(include_plotlyjs=True, full_html=True, div_id="pipesim-plan")
-    atomic_write_text(path, html)
+    """Write the page as one self-contained HTML file (plotly.js embedded; opens offline)."""
+    atomic_write_text(path, render_page(plan_page(result)))
