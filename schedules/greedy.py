@@ -26,6 +26,7 @@ frees them); a smaller cap is an error that names that minimum.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -167,10 +168,16 @@ def _greedy_pass(
         return leave + tp
 
     remaining = 3 * p * m
+    # The rank that is free earliest decides next (ties: lowest rank), so every input it could see has already
+    # been scheduled or will arrive later than any lower bound computed below. Only the chosen rank's time
+    # changes in a step, so a heap of (free time, rank) finds it in O(log p).
+    heap = [(x.free_s, x.rank) for x in ranks]
+    heapq.heapify(heap)
+    current: _Rank | None = None
     while remaining:
-        # The rank that is free earliest decides next (ties: lowest rank), so every input it could see
-        # has already been scheduled or will arrive later than any lower bound computed below.
-        st = min((x for x in ranks if len(x.actions) < 3 * m), key=lambda x: (x.free_s, x.rank))
+        if current is not None and len(current.actions) < 3 * m:
+            heapq.heappush(heap, (current.free_s, current.rank))
+        st = current = ranks[heapq.heappop(heap)[1]]
         r, now = st.rank, st.free_s
         # Earliest start of the next I and the next F (inf if unknown or impossible).
         i_ready = inf
