@@ -838,11 +838,19 @@ SCENARIO_PARAMS = [p for p in compare_cmd.params if p.name != "as_json"]
 @click.option(
     "--gpu-memory-gib", type=float, default=None, help="GPU memory capacity in GiB (2^30 B), drawn as a line."
 )
+@click.option(
+    "--scenario",
+    "scenario_file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="A scenario TOML (e.g. the winner written by pipesim plan); replaces the scenario flags.",
+)
 def gantt_cmd(
     output: str | None,
     trace_path: str | None,
     image_path: str | None,
     gpu_memory_gib: float | None,
+    scenario_file: str | None,
     **scenario: Any,
 ) -> None:
     from pipesim.figures.gantt import gantt_page
@@ -865,13 +873,17 @@ def gantt_cmd(
         check_image_target(image_path)
     model_args = _pop_scenario(scenario)
     capacity = gpu_memory_gib * GIB if gpu_memory_gib is not None else None
-    if model_args["model_arg"]:  # a real model: per-stage costs from the scenario flags
+    if scenario_file is not None or model_args["model_arg"]:  # a real model: per-stage costs
+        from pipesim.scenario_toml import load_scenario
         from pipesim.timeseries import gantt_series
 
-        names = _split_names(scenario["schedules_opt"]) or ["gpipe", "1f1b", "interleaved-1f1b"]
-        reports = compare_on_model(
-            names, model_args, scenario["pp"], scenario["vpp"], scenario["microbatches"]
-        )
+        if scenario_file is not None:
+            reports = [simulate_scenario(load_scenario(scenario_file))]
+        else:
+            names = _split_names(scenario["schedules_opt"]) or ["gpipe", "1f1b", "interleaved-1f1b"]
+            reports = compare_on_model(
+                names, model_args, scenario["pp"], scenario["vpp"], scenario["microbatches"]
+            )
         panels = [gantt_series(r.schedule, r.costs, r.timeline, r.metrics) for r in reports]
         sc = reports[0].scenario
         if capacity is None:
@@ -880,7 +892,7 @@ def gantt_cmd(
             ("schedules", ", ".join(p.name for p in panels)),
             ("model", sc.model.name),
             ("gpu", sc.gpu.name),
-            ("layout", f"dp={sc.layout.dp} tp={sc.layout.tp} pp={sc.layout.pp}"),
+            ("layout", f"dp={sc.layout.dp} tp={sc.layout.tp} pp={sc.layout.pp} vpp={sc.layout.vpp}"),
             ("microbatches", str(sc.layout.num_microbatches)),
             ("micro batch", str(sc.layout.micro_batch_size)),
             ("recompute", sc.layout.recompute),

@@ -99,6 +99,12 @@ def test_text_output_explain_csv_and_files(tmp_path: Path) -> None:
     code, sim_out, _ = run("simulate", "--scenario", str(toml), "--json")
     assert code == 0
     assert json.loads(sim_out)["step_time_s"] == rep.step_time_s
+    # ... and so does gantt: the winner's timeline, with its step time in the page's summary.
+    page_path = tmp_path / "win.html"
+    code, _, err = run("gantt", "--scenario", str(toml), "-o", str(page_path))
+    assert code == 0, err
+    gantt_html = page_path.read_text()
+    assert sf.model.name in gantt_html and f"{rep.step_time_s * 1e3:.3f}" in gantt_html
     # The winner of --json has the same step time.
     best = json.loads(run(*BASE, "--json")[1])["results"][0]
     assert best["step_time_s"] == rep.step_time_s
