@@ -75,7 +75,7 @@ from pipesim.memory import (
 )
 from pipesim.models import ModelSpec
 from pipesim.placement import RankGrid
-from pipesim.scenario import _weight_stash_bytes_per_layer
+from pipesim.scenario import weight_stash_bytes_per_layer
 from schedules import Schedule, ScheduleError, build_schedule, get_family
 from schedules.classic import interleaved_microbatch_rule
 from schedules.greedy import GREEDY_FAMILIES, GreedyTimes, build_timed
@@ -434,7 +434,7 @@ class Estimator:
         key = ("stash",) + self._unit_key(layout)
         hit = self._coll.get(key)
         if hit is None:
-            hit = self._coll[key] = _weight_stash_bytes_per_layer(self.model, layout)
+            hit = self._coll[key] = weight_stash_bytes_per_layer(self.model, layout)
         return hit
 
     # ----------------------------------------------------------------- the estimate

@@ -163,7 +163,7 @@ def build_scenario_schedule(scenario: Scenario) -> Schedule:
     return build_schedule(layout.schedule, layout.pp, layout.num_microbatches, chunks)
 
 
-def _weight_stash_bytes_per_layer(model: ModelSpec, layout: Layout) -> float:
+def weight_stash_bytes_per_layer(model: ModelSpec, layout: Layout) -> float:
     """What a layer keeps from I until W (split backward): each GEMM's input and output gradient; 32 s b h for
     GPT without TP (Qi et al. 2024, Table 1: W needs 32 s b h)."""
     b, s, t = layout.micro_batch_size, layout.seq(model), layout.tp
@@ -309,7 +309,7 @@ def stage_costs(scenario: Scenario, schedule: Schedule) -> StageCosts:
         opt = max(opt, t)
 
     acts = stage_activation_bytes(model, layout, layers)
-    stash_layer = _weight_stash_bytes_per_layer(model, layout)
+    stash_layer = weight_stash_bytes_per_layer(model, layout)
     costs = OpCosts(
         forward_s=tuple(p.forward_s for p in passes),
         backward_s=tuple(p.backward_s for p in passes),
