@@ -867,10 +867,17 @@ def _no_fit_message(request: PlanRequest, closest: tuple[Candidate, Estimate] | 
         return f"no layout of {request.model.name} fits in {gpu.name} memory ({cap:.1f} GiB)"
     c, e = closest
     over = (e.peak_memory_bytes - gpu.hbm_bytes) / GIB
+    hints = ["more GPUs"]
+    if c.recompute != "full":
+        hints.append("--recompute full")
+    if c.micro_batch_size > 1:
+        hints.append("a smaller micro-batch")
+    if not c.distributed_optimizer and c.dp > 1:
+        hints.append("--distributed-optimizer")
     return (
         f"{request.model.name} fits in no layout on {request.cluster.num_gpus} x {gpu.name} ({cap:.1f} GiB each; "
         f"{n} layouts tried); closest: {c.label()} needs {e.peak_memory_bytes / GIB:.1f} GiB per GPU, "
-        f"{over:.1f} GiB over; try more GPUs, --recompute full or a smaller micro-batch"
+        f"{over:.1f} GiB over; try {', '.join(hints[:-1]) + ' or ' + hints[-1] if len(hints) > 1 else hints[0]}"
     )
 
 
