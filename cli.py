@@ -22,7 +22,7 @@ from pipesim.metrics import PipelineMetrics
 from pipesim.models import model_names
 from pipesim.placement import parse_order
 from pipesim.scenario import Scenario, SimulationReport, check_gpu_count, simulate_scenario, topology_comm
-from schedules import ScheduleError, get_family, schedule_names
+from schedules import REGISTRY, ScheduleError, get_family, schedule_names
 from topologies import TopologyError
 
 # Errors that are the user's input, not our bug: printed as one line, exit status 2.
@@ -456,10 +456,14 @@ def _weight_s(weight_time: float | None, backward_time: float) -> float:
 
 def compare_table(results: Sequence[PipelineMetrics], request: CompareRequest) -> Table:
     """The side-by-side table of ``pipesim compare``."""
+    split = (
+        any(REGISTRY[n].split_backward for n in request.schedules if n in REGISTRY) or request.schedule_files
+    )
+    w_part = f"W={request.weight_s * 1e3:g} ms  " if split else ""
     table = Table(
         title=(
             f"pp={request.pp}  microbatches={request.microbatches}  F={request.forward_s * 1e3:g} ms  "
-            f"B={request.backward_s * 1e3:g} ms  W={request.weight_s * 1e3:g} ms  p2p={request.p2p_s * 1e3:g} ms  (per whole stage)"
+            f"B={request.backward_s * 1e3:g} ms  {w_part}p2p={request.p2p_s * 1e3:g} ms  (per whole stage)"
         ),
         title_justify="left",
     )
