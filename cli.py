@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 import click
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from pipesim.comm import CommModel, LevelCommModel
@@ -52,9 +53,14 @@ def emit_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2))
 
 
-def console() -> Console:
-    """A rich console writing to click's stdout (so CliRunner captures it), without colour when not a tty."""
-    return Console(file=click.get_text_stream("stdout"), width=140, soft_wrap=False)
+def console(fit: Table | None = None) -> Console:
+    """A rich console writing to click's stdout (so CliRunner captures it), without colour when not a tty:
+    140 columns, or as wide as ``fit`` needs so that no column is cut."""
+    width = 140
+    if fit is not None:
+        probe = Console(width=1000)
+        width = max(width, Measurement.get(probe, probe.options, fit).maximum)
+    return Console(file=click.get_text_stream("stdout"), width=width, soft_wrap=False)
 
 
 @click.group(cls=PipesimGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -294,6 +300,9 @@ def scenario_request(
     p2p_time: float,
     activation_bytes: float,
     schedule_files: Sequence[str],
+    dp_time: float = 0.0,
+    dp_buckets: int = 4,
+    dp_overlap: bool = True,
 ) -> CompareRequest:
     """The scenario of ``compare``'s options (``gantt`` takes the same options and calls this too)."""
     names = _split_names(schedules_opt)
@@ -313,7 +322,16 @@ def scenario_request(
         memory_limit=memory_limit,
         p2p_s=_ms(p2p_time, "--p2p-time"),
         activation_bytes=activation_bytes,
+        dp_s=_ms(dp_time, "--dp-time"),
+        dp_buckets=_positive_int(dp_buckets, "--dp-buckets"),
+        dp_overlap=dp_overlap,
     )
+
+
+def _positive_int(value: int, flag: str) -> int:
+    if value < 1:
+        raise InputError(f"{flag}={value} must be >= 1")
+    return value
 
 
 COMPARE_HELP = """Compare pipeline schedules side by side on one scenario.
@@ -386,6 +404,17 @@ zb-1p/zb-2p are built greedily from these times under --memory-limit.
     help="Activation bytes per microbatch per whole stage.",
 )
 @click.option(
+    "--dp-time",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="ms to reduce a whole stage's gradients over data parallelism (0: no DP). With --dp-overlap (the "
+    "default) each bucket starts as soon as its gradients exist, during the stage's last B or W.",
+)
+@click.option(
+    "--dp-buckets", type=int, default=4, show_default=True, help="Gradient buckets per stage for --dp-time."
+)
+@click.option(
     "--schedule-file",
     "schedule_files",
     multiple=True,
@@ -405,6 +434,8 @@ def compare_cmd(
     memory_limit: float | None,
     p2p_time: float,
     activation_bytes: float,
+    dp_time: float,
+    dp_buckets: int,
     schedule_files: Sequence[str],
     as_json: bool,
     **kwargs: Any,
@@ -434,12 +465,16 @@ def compare_cmd(
         p2p_time=p2p_time,
         activation_bytes=activation_bytes,
         schedule_files=schedule_files,
+        dp_time=dp_time,
+        dp_buckets=dp_buckets,
+        dp_overlap=scenario_args["dp_overlap"],
     )
     results = compare_schedules(request)
     if as_json:
         emit_json([r.as_dict() for r in results])
         return
-    console().print(compare_table(results, request))
+    table = compare_table(results, request)
+    console(fit=table).print(table)
 
 
 def _weight_s(weight_time: float | None, backward_time: float) -> float:
@@ -460,29 +495,27 @@ def compare_table(results: Sequence[PipelineMetrics], request: CompareRequest) -
         any(REGISTRY[n].split_backward for n in request.schedules if n in REGISTRY) or request.schedule_files
     )
     w_part = f"W={request.weight_s * 1e3:g} ms  " if split else ""
+    dp = request.dp_s > 0
+    dp_part = (
+        f"  DP={request.dp_s * 1e3:g} ms in {request.dp_buckets} buckets"
+        f" ({'overlapped' if request.dp_overlap else 'after the flush'})"
+        if dp
+        else ""
+    )
     table = Table(
         title=(
             f"pp={request.pp}  microbatches={request.microbatches}  F={request.forward_s * 1e3:g} ms  "
-            f"B={request.backward_s * 1e3:g} ms  {w_part}p2p={request.p2p_s * 1e3:g} ms  (per whole stage)"
+            f"B={request.backward_s * 1e3:g} ms  {w_part}p2p={request.p2p_s * 1e3:g} ms{dp_part}  (per whole stage)"
         ),
         title_justify="left",
     )
     table.add_column("schedule", no_wrap=True)
-    for col in (
-        "pp",
-        "vpp",
-        "m",
-        "step ms",
-        "bubble",
-        "bubble/ideal",
-        "peak act mb",
-        "peak act GiB",
-        "p2p ms",
-    ):
+    columns = ["pp", "vpp", "m", "step ms", "bubble", "bubble/ideal", "peak act mb", "peak act GiB", "p2p ms"]
+    columns += ["p2p exposed ms"] + (["DP hidden ms", "DP exposed ms"] if dp else [])
+    for col in columns:
         table.add_column(col, justify="right", no_wrap=True, min_width=len(col))
-    table.add_column("p2p exposed ms", justify="right", no_wrap=True, min_width=14)
     for r in results:
-        table.add_row(
+        cells = [
             r.schedule,
             str(r.pp),
             str(r.vpp),
@@ -494,7 +527,10 @@ def compare_table(results: Sequence[PipelineMetrics], request: CompareRequest) -
             f"{r.peak_activation_bytes / GIB:.2f}",
             f"{r.p2p_time_s * 1e3:.3f}",
             f"{r.p2p_exposed_s * 1e3:.3f}",
-        )
+        ]
+        if dp:
+            cells += [f"{r.dp_hidden_s * 1e3:.3f}", f"{r.dp_exposed_s * 1e3:.3f}"]
+        table.add_row(*cells)
     return table
 
 
@@ -903,7 +939,7 @@ def gantt_cmd(
             ("GPU memory", f"{capacity / GIB:g} GiB"),
         ]
     else:
-        request = scenario_request(**scenario)
+        request = scenario_request(**scenario, dp_overlap=model_args["dp_overlap"])
         panels = simulate_series(request)
         scenario_rows = [
             ("schedules", ", ".join(p.name for p in panels)),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pipesim.engine import OpCosts, simulate
 from pipesim.metrics import PipelineMetrics, pipeline_metrics
@@ -18,7 +18,9 @@ class CompareRequest:
     rank's share of the model); a chunk of a schedule with v chunks per rank takes 1/v of them, and holds 1/v
     of ``activation_bytes``. ``weight_s`` is the W part of the backward (used by split-backward schedules).
     ``memory_limit`` (microbatches of one stage's activations per rank) caps the greedy ``zb-1p``/``zb-2p``
-    orders, which are built from these times; None keeps their defaults (pp and 2 * pp)."""
+    orders, which are built from these times; None keeps their defaults (pp and 2 * pp). ``dp_s`` is the
+    data-parallel gradient reduction of a whole stage's parameters, reduced in ``dp_buckets`` buckets, each as
+    soon as its gradients exist (``dp_overlap``) or after the rank's compute."""
 
     schedules: tuple[str, ...] = ("gpipe", "1f1b", "interleaved-1f1b")
     schedule_files: tuple[str, ...] = ()
@@ -31,18 +33,29 @@ class CompareRequest:
     p2p_s: float = 5e-5
     activation_bytes: float = float(2**30)
     memory_limit: float | None = None
+    dp_s: float = 0.0
+    dp_buckets: int = 4
+    dp_overlap: bool = True
 
 
 def synthetic_costs(schedule: Schedule, request: CompareRequest) -> OpCosts:
     """Uniform per-chunk costs: each of the v chunks on a rank gets 1/v of the whole-stage times and bytes."""
     v = schedule.num_stages / schedule.num_ranks
-    return OpCosts.uniform(
+    base = OpCosts.uniform(
         schedule.num_stages,
         forward_s=request.forward_s / v,
         backward_s=request.backward_s / v,
         weight_s=request.weight_s / v,
         p2p_s=request.p2p_s,
         activation_bytes=request.activation_bytes / v,
+    )
+    if request.dp_s <= 0:
+        return base
+    return replace(
+        base,
+        dp_reduce_s=(request.dp_s / v,) * schedule.num_stages,
+        dp_buckets=request.dp_buckets,
+        dp_overlap=request.dp_overlap,
     )
 
 

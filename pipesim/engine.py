@@ -7,9 +7,11 @@ Model (see DESIGN.md, "The engine"):
 * a signal produced on another rank travels as a transfer on the producer's send stream: it starts when the
   producer finishes and the stream is free (sends on one rank go one at a time, in program order) and lasts
   ``p2p_s`` of the stage boundary it crosses; the consumer may start when it ends;
-* gradient reduction of each stage's parameters runs on a per-rank data-parallel stream, either as soon as the
-  stage's last backward (B or W) finishes (``dp_overlap``) or after all of the rank's compute, one reduction
-  at a time; the optimizer step then follows once every rank has reduced its gradients (gradient clipping needs
+* gradient reduction of each stage's parameters runs on a per-rank data-parallel stream in ``dp_buckets``
+  equal buckets: with ``dp_overlap`` bucket k of a stage is ready k+1 / dp_buckets of the way through the
+  stage's last gradient pass (B, or W with a split backward; layers produce their gradients in turn, as
+  Megatron-LM's and PyTorch DDP's bucketed reductions use them), otherwise after all of the rank's compute;
+  the stream reduces one bucket at a time, in order of readiness; the optimizer step then follows once every rank has reduced its gradients (gradient clipping needs
   the global norm).
 
 Costs come in as numbers per stage (:class:`OpCosts`), so the engine knows nothing about models or GPUs.
@@ -94,6 +96,7 @@ class OpCosts:
     recompute_s: tuple[float, ...] = ()
     dp_reduce_s: tuple[float, ...] = ()
     dp_overlap: bool = True
+    dp_buckets: int = 1
     optimizer_s: float = 0.0
     num_stages: int = field(init=False)
 
@@ -124,6 +127,8 @@ class OpCosts:
                 raise ScheduleError(f"costs: stage {s} weight_s={w} exceeds backward_s={b}; W is part of B")
         if self.optimizer_s < 0:
             raise ScheduleError(f"costs: optimizer_s={self.optimizer_s} must be >= 0")
+        if not isinstance(self.dp_buckets, int) or self.dp_buckets < 1:
+            raise ScheduleError(f"costs: dp_buckets={self.dp_buckets} must be an integer >= 1")
 
     @classmethod
     def uniform(
@@ -409,38 +414,49 @@ def simulate(schedule: Schedule, costs: OpCosts) -> Timeline:
 def _dp_reductions(
     schedule: Schedule,
     costs: OpCosts,
-    op: IntArray,
-    stage: IntArray,
+    op: npt.NDArray,
+    stage: npt.NDArray,
     finish: FloatArray,
-    rank: IntArray,
+    rank: npt.NDArray,
     dp: FloatArray,
 ) -> tuple[IntArray, IntArray, FloatArray, FloatArray]:
-    """Reduction spans (rank, stage, start, end) of every stage with a non-zero ``dp_reduce_s``.
+    """Reduction spans (rank, stage, start, end), one per bucket of every stage with a non-zero ``dp_reduce_s``.
 
-    With overlap a stage's reduction is ready when its last B or W finishes; otherwise when the rank's last
-    compute action finishes. Each rank's DP stream reduces one stage at a time, in order of readiness.
+    With overlap, bucket k of K is ready (k+1)/K of the way through the stage's last gradient pass (the B or W
+    that finishes last); otherwise when the rank's last compute action finishes. Each rank's DP stream reduces
+    one bucket at a time, in order of readiness (ties: stage, then bucket).
     """
-    s_count = schedule.num_stages
     stages = np.nonzero(dp > 0)[0]
     if not stages.size:
         empty_i = np.zeros(0, dtype=np.int64)
         empty_f = np.zeros(0)
         return empty_i, empty_i, empty_f, empty_f
-    last_bwd = np.zeros(s_count)
-    is_grad = (op == 1) | (op == 3)
-    np.maximum.at(last_bwd, stage[is_grad], finish[is_grad])
+    k_count = costs.dp_buckets
+    durations = costs.duration_table()[op, stage]
+    is_grad = np.nonzero((op == 1) | (op == 3))[0]
+    # The last gradient pass of each stage: sort its passes by (stage, finish) and keep the last of each stage.
+    order = is_grad[np.lexsort((finish[is_grad], stage[is_grad]))]
+    last_of_stage = np.full(schedule.num_stages, -1, dtype=np.int64)
+    last_of_stage[stage[order]] = order
     rank_compute_end = np.zeros(schedule.num_ranks)
     np.maximum.at(rank_compute_end, rank, finish)
     placement = np.asarray(schedule.stage_to_rank, dtype=np.int64)
-    s_rank = placement[stages]
-    ready = last_bwd[stages] if costs.dp_overlap else rank_compute_end[s_rank]
-    order = np.lexsort((stages, ready, s_rank))
-    out_start = np.zeros(stages.size)
-    out_end = np.zeros(stages.size)
+    s_rank = np.repeat(placement[stages], k_count)
+    s_stage = np.repeat(stages, k_count)
+    bucket = np.tile(np.arange(k_count), stages.size)
+    if costs.dp_overlap:
+        last = last_of_stage[s_stage]
+        end = finish[last]
+        ready = end - durations[last] * (k_count - 1 - bucket) / k_count
+    else:
+        ready = rank_compute_end[s_rank]
+    length = dp[s_stage] / k_count
+    out_start = np.zeros(s_stage.size)
+    out_end = np.zeros(s_stage.size)
     free = np.zeros(schedule.num_ranks)
-    for pos in order:  # one per stage: a few hundred at most
+    for pos in np.lexsort((bucket, s_stage, ready, s_rank)):  # one per bucket: thousands at most
         r = s_rank[pos]
         t0 = max(ready[pos], free[r])
         out_start[pos] = t0
-        out_end[pos] = free[r] = t0 + dp[stages[pos]]
-    return s_rank, stages, out_start, out_end
+        out_end[pos] = free[r] = t0 + length[pos]
+    return s_rank, s_stage, out_start, out_end

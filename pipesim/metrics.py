@@ -16,6 +16,9 @@ Definitions (also printed by ``pipesim compare --help``):
 * **p2p time**: the sum of all transfer durations; **exposed p2p**: the idle time of receiving ranks that
   only the transfer caused (the rank was free and the producer had finished, but the data was still on the
   wire).
+* **DP communication**: the sum of all gradient-reduction spans; **hidden**: the part of them that ran while
+  their rank was still computing (before its last forward/backward ended), summed over ranks; **exposed**: how
+  far the reductions extend the step past the pipeline phase (last reduction end minus pipeline time).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class PipelineMetrics:
     tp_comm_s: float
     recompute_s: float
     dp_comm_s: float
+    dp_hidden_s: float
     dp_exposed_s: float
     optimizer_s: float
 
@@ -85,6 +89,7 @@ class PipelineMetrics:
             "tp_comm_s": self.tp_comm_s,
             "recompute_s": self.recompute_s,
             "dp_comm_s": self.dp_comm_s,
+            "dp_hidden_s": self.dp_hidden_s,
             "dp_exposed_s": self.dp_exposed_s,
             "optimizer_s": self.optimizer_s,
         }
@@ -151,7 +156,11 @@ def pipeline_metrics(schedule: Schedule, costs: OpCosts, timeline: Timeline) -> 
     rank_compute_end = np.zeros(r_count)
     np.maximum.at(rank_compute_end, rank, timeline.end_s[:n])
     dp_exposed = 0.0
+    dp_hidden = 0.0
     if dp_mask.any():
+        dp_rank = timeline.rank[dp_mask].astype(np.int64)
+        inside = np.minimum(timeline.end_s[dp_mask], rank_compute_end[dp_rank]) - timeline.start_s[dp_mask]
+        dp_hidden = float(np.maximum(inside, 0.0).sum())
         rank_dp_end = np.zeros(r_count)
         np.maximum.at(rank_dp_end, timeline.rank[dp_mask].astype(np.int64), timeline.end_s[dp_mask])
         dp_exposed = float(max(rank_dp_end.max() - pipe_t, 0.0))
@@ -173,6 +182,7 @@ def pipeline_metrics(schedule: Schedule, costs: OpCosts, timeline: Timeline) -> 
         tp_comm_s=tp_total,
         recompute_s=rec_total,
         dp_comm_s=dp_total,
+        dp_hidden_s=dp_hidden,
         dp_exposed_s=dp_exposed,
         optimizer_s=float(costs.optimizer_s),
     )

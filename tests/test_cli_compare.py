@@ -136,3 +136,20 @@ def test_python_dash_m(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)[0]["schedule"] == "1f1b"
+
+
+def test_dp_time_reports_hidden_and_exposed_reduction() -> None:
+    args = ("compare", "--schedules", "1f1b", "--pp", "8", "-m", "24", "--forward-time", "10",
+            "--backward-time", "16", "--p2p-time", "0", "--dp-time", "20")  # fmt: skip
+    code, out, _ = invoke(*args, "--json")
+    assert code == 0
+    (row,) = json.loads(out)
+    # Four 5 ms buckets, ready every 4 ms through each rank's last 16 ms backward: reduced back to back from
+    # 4 ms into it, so each rank hides 12 ms (x 8 ranks = 96) and the last one ends 8 ms after its B.
+    assert row["dp_comm_s"] == pytest.approx(8 * 0.020)
+    assert row["dp_hidden_s"] == pytest.approx(8 * 0.012)
+    assert row["dp_exposed_s"] == pytest.approx(0.008)
+    code, text, _ = invoke(*args)
+    assert code == 0 and "DP hidden ms" in text and "DP exposed ms" in text and "4 buckets" in text
+    code, _, err = invoke(*args, "--dp-buckets", "0")
+    assert code == 2 and "--dp-buckets=0 must be >= 1" in err

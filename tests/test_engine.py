@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -203,3 +205,32 @@ def test_dp_overlap_hides_reduction_of_early_chunks() -> None:
     assert off.dp_exposed_s == pytest.approx(2.0)  # two chunks reduced one after the other after compute
     assert on.dp_exposed_s == pytest.approx(1.0)
     assert on.step_time_s == pytest.approx(off.step_time_s - 1.0)
+
+
+def test_dp_buckets_reduce_as_the_last_backward_produces_them() -> None:
+    # One rank, one microbatch: F 0-1, B 1-5. DP 4 s in 4 buckets of 1 s, ready a quarter of the way through
+    # B each (2, 3, 4, 5): reduced 2-3, 3-4, 4-5, 5-6 -> step 6, 3 s hidden under B, 1 s exposed. In one
+    # bucket it is ready only when B ends: 5-9, nothing hidden, 4 s exposed.
+    s = build_schedule("1f1b", 1, 1)
+    for buckets, step, hidden, exposed in ((4, 6.0, 3.0, 1.0), (1, 9.0, 0.0, 4.0)):
+        c = OpCosts(forward_s=(1.0,), backward_s=(4.0,), dp_reduce_s=(4.0,), dp_buckets=buckets)
+        r = pipeline_metrics(s, c, simulate(s, c))
+        assert (r.step_time_s, r.dp_hidden_s, r.dp_exposed_s) == pytest.approx((step, hidden, exposed))
+        assert r.dp_comm_s == pytest.approx(4.0)
+
+
+def test_dp_buckets_follow_the_weight_pass_of_a_split_backward() -> None:
+    # Gradients exist when W runs: ZB-H1 holds W passes back to the end of the step (Qi et al. 2024, Fig. 3),
+    # so less of the reduction hides behind compute than with 1F1B, whose last B is early on late ranks.
+    def dp_hidden(name: str) -> float:
+        s = build_schedule(name, 4, 8)
+        base = OpCosts.uniform(4, 1.0, 2.0, weight_s=1.0)
+        c = replace(base, dp_reduce_s=(2.0,) * 4, dp_buckets=4)
+        return pipeline_metrics(s, c, simulate(s, c)).dp_hidden_s
+
+    assert dp_hidden("zb-h1") < dp_hidden("1f1b")
+
+
+def test_dp_buckets_validated() -> None:
+    with pytest.raises(ScheduleError, match="dp_buckets=0 must be an integer >= 1"):
+        OpCosts(forward_s=(1.0,), backward_s=(1.0,), dp_buckets=0)
