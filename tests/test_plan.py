@@ -119,6 +119,7 @@ def _sc21(model: str, gpus: int, gbs: int, **space: object) -> PlanRequest:
         precision="fp16",
         attention="unfused",
         dp_overlap=False,
+        tp_comm_overlap=False,  # 2021 Megatron-LM waited for every TP all-reduce (as benchmarks/accuracy.py assumes)
         top_k=8,
     )
 
@@ -132,10 +133,10 @@ def test_gpt3_175b_on_1024_a100_matches_sc21_practice() -> None:
     best = res.best
     assert best.simulated is not None
     assert all(e.candidate.tp <= 8 for e in res.entries[:10])  # TP stays inside a DGX node
-    # Measured: best hardware TFLOP/s 167 (+20% over 140; the planner's best layout, tp 4 x pp 16, vpp 6, is
-    # not one SC21 ran); the SC21-shaped tp 8 x pp 8 layouts come out at 160-162 (+15%). The issue's 15%
-    # target is NOT met for the best layout: see the report. Asserted: within 25%, and faster than 140 only
-    # because the model is optimistic, never slower by more than 15%.
+    # Measured: best hardware TFLOP/s 165 (+18% over 140; the planner's best layout, tp 4 x pp 16, vpp 6, is
+    # not one SC21 ran); the SC21-shaped tp 8 x pp 8 layouts come out at 156-157 (+12%), and SC21 Table 2's own
+    # GPT-3 rows (tp 8 x pp 12) are predicted within 1.2% (benchmarks/accuracy.py). The issue's 15% target is
+    # NOT met for the best layout: see the report. Asserted: within 25%, and never slower by more than 15%.
     assert best.hardware_tflops_per_gpu == pytest.approx(140, rel=0.25)
     assert best.hardware_tflops_per_gpu > 140 * 0.85
     assert best.mfu < best.hfu  # recompute counted only in HFU
@@ -166,17 +167,19 @@ SC21_TABLE1 = [
 
 def test_sc21_table1_layouts_are_feasible_and_near_the_best() -> None:
     # Every published (TP, PP) is feasible; with its best vpp and micro-batch (SC21 does not state them for
-    # Table 1: we let the planner choose among 1-16 and every vpp) its step time is within 16% of the best the
-    # planner finds for all ten rows, and within 10% for at least eight. Measured: ratios 1.00, 1.04, 1.08,
-    # 1.15 (18.4B: pipesim prefers tp 2 x pp 4 interleaved over TP 8), 1.09, 1.00, 1.03, 1.01, 1.03, 1.00.
+    # Table 1: we let the planner choose among 1-16 and every vpp) its step time is within 21% of the best the
+    # planner finds for all ten rows, and within 10% for at least seven. Measured with SC21's settings (no TP
+    # communication overlap): 1.00, 1.05, 1.11 (7.5B), 1.20 (18.4B), 1.13 (39.1B), 1.00, 1.05, 1.01, 1.03,
+    # 1.00. For 7.5B-39.1B pipesim prefers tp 1-2 with deep interleaving (vpp 6-10) to SC21's tensor
+    # parallelism within the node: the model leans towards deep interleaving (see the report).
     ratios = []
     for model, gpus, gbs, tp, pp in SC21_TABLE1:
         res = plan(_sc21(model, gpus, gbs, micro_batch_sizes=(1, 2, 4, 8, 16)))
         published = [e for e in res.entries if e.candidate.tp == tp and e.candidate.pp == pp]
         assert published, f"{model}: published layout tp={tp} pp={pp} not feasible"
         ratios.append(published[0].step_time_s / res.best.step_time_s)
-    assert max(ratios) <= 1.16, ratios
-    assert sum(r <= 1.10 for r in ratios) >= 8, ratios
+    assert max(ratios) <= 1.21, ratios
+    assert sum(r <= 1.10 for r in ratios) >= 7, ratios
 
 
 # --------------------------------------------------------------------------- time, tokens, nodes
