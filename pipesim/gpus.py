@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 from pipesim.errors import InputError
 
@@ -71,6 +72,15 @@ class GPUSpec:
 
     def __hash__(self) -> int:
         return hash((self.name, tuple(sorted(self.peak_flops.items())), self.hbm_bytes, self.hbm_Bps))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The peaks live in a read-only mappingproxy, which pickle cannot copy: rebuild from a plain dict, so a
+        # GPUSpec travels to worker processes and Dask like any other value.
+        return (
+            GPUSpec,
+            (self.name, dict(self.peak_flops), self.hbm_bytes, self.hbm_Bps, self.tdp_w)
+            + (self.source, self.status, self.notes),
+        )
 
 
 _A100_SRC = (

@@ -150,13 +150,6 @@ class PlanCluster:
         """nodes x GPUs per node."""
         return self.nodes * self.gpus_per_node
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # GPUSpec keeps its peaks in a read-only mappingproxy, which pickle cannot copy: rebuild it from a dict
-        # so a request can travel to worker processes and Dask.
-        g = self.gpu
-        gpu_args = (g.name, dict(g.peak_flops), g.hbm_bytes, g.hbm_Bps, g.tdp_w, g.source, g.status, g.notes)
-        return (_make_cluster, (gpu_args, self.nodes, self.gpus_per_node, self.topology, self.level))
-
     def with_nodes(self, nodes: int) -> PlanCluster:
         """The same cluster with another node count."""
         return replace(self, nodes=nodes)
@@ -173,12 +166,6 @@ class PlanCluster:
 
 
 _COMM_CACHE: dict[tuple[Any, ...], CommModel] = {}
-
-
-def _make_cluster(
-    gpu_args: tuple[Any, ...], nodes: int, gpus_per_node: int, topology: str | None, level: LevelCommModel
-) -> PlanCluster:
-    return PlanCluster(GPUSpec(*gpu_args), nodes, gpus_per_node, topology, level)
 
 
 def topology_gpus_per_node(topology: str) -> int:

@@ -236,3 +236,15 @@ def test_model_toml(tmp_path: Path) -> None:
     f.write_text("num_layers = 4\nhidden = 256\n")
     with pytest.raises(InputError, match=f"{f}: unknown key 'hidden'; valid keys: name, num_layers"):
         load_model_toml(f)
+
+
+def test_gpu_spec_pickles() -> None:
+    # Sweeps send specs to worker processes and Dask; the read-only peak mapping must survive the trip.
+    import pickle
+
+    from pipesim.gpus import get_gpu
+
+    for name in ("a100-80gb", "h100-sxm", "mi300x"):
+        gpu = get_gpu(name)
+        back = pickle.loads(pickle.dumps(gpu))
+        assert back == gpu and dict(back.peak_flops) == dict(gpu.peak_flops)
