@@ -48,6 +48,14 @@ class PipesimGroup(click.Group):
             fail(str(exc))
 
 
+def _count_text(n: float) -> str:
+    """A count with the suffix users type (2T, 300B, 15M): the K/M/B/T of --tokens."""
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= scale:
+            return f"{n / scale:.4g}{suffix}"
+    return f"{n:.4g}"
+
+
 def emit_json(data: object) -> None:
     """Print ``data`` as indented JSON (keys in insertion order, so output is byte-for-byte stable)."""
     click.echo(json.dumps(data, indent=2))
@@ -1763,7 +1771,7 @@ def _plan_outputs(result: Any, kw: dict[str, Any], probes: tuple[tuple[int, floa
     if req.tokens is not None:
         t = best.training(req.tokens)
         con.print(
-            f"Training {req.tokens:.3g} tokens with the winner: {t['train_days']:.1f} days, "
+            f"Training {_count_text(req.tokens)} tokens with the winner: {t['train_days']:.1f} days, "
             f"{t['gpu_hours']:,.0f} GPU-hours on {cl.num_gpus} GPUs.",
             highlight=False,
         )
