@@ -478,11 +478,11 @@ class TopologyCommModel:
             if k == 1:
                 order = rot
             else:
-                x = min(rot[1:], key=lambda g: (len(r.local_path(g, nic_out)), rot.index(g)))
+                x = min(rot[1:], key=lambda g: (r.local_hops(g, nic_out), rot.index(g)))
                 order = self._order(e, [g for g in rot[1:] if g != x], x)
             flows = [tuple((v, u) for u, v in reversed(r.local_path(e, nic_in)))]
             flows += [r.local_path(a, b) for a, b in zip(order, order[1:], strict=False)]
-            flows.append(r.local_path(order[-1], nic_out))
+            flows.append(r.path_to_nic(order[-1], r.nic_of(f"gpu{local_next[c % k_next]}")))
             for f in flows:
                 hop = max(hop, sum(r.latency_s((0, u, v)) for u, v in f))
                 for u, v in f:

@@ -284,3 +284,20 @@ def test_cost_is_cached_per_group() -> None:
     m = model("dgx-a100", 2)
     a = m.cost("all-reduce", list(range(16)), "ring")
     assert m.cost("all-reduce", list(range(16)), "ring") is a
+
+
+def test_nvl72_racks_route_across_trays_via_pxn() -> None:
+    # An NVL72 rack is one 'node' whose 18 trays are separate PCIe islands: a GPU reaches only its own tray's
+    # NICs over PCIe. Traffic for another tray's rail first crosses NVLink to a GPU beside that NIC (NCCL's
+    # PXN), so collectives and sends between racks must find a route for every GPU.
+    m = model("nvl72", 2)
+    r = m.router
+    gpus = list(range(144))
+    for algo in ("ring", "tree", "hierarchical"):
+        assert m.cost("all-reduce", gpus, algo).time_s(1 << 30) > 0
+    nic = r.nic_of("gpu4")
+    assert nic != r.nic_of("gpu56")
+    path = r.path_to_nic("gpu56", nic)  # gpu56 sits in another tray than gpu4's NIC
+    kinds = [r.kind((0, u, v)) for u, v in path]
+    assert "nvlink" in kinds and path[-1][1] == r.local_nics[nic]
+    assert m.p2p_s(1 << 26, 56, 72 + 4) > 0  # rack 0 GPU 56 -> rack 1 GPU 4

@@ -12,6 +12,7 @@ link is ``(-1, u, v)`` with global names. Both are directed (u sends to v).
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import networkx as nx
@@ -138,6 +139,13 @@ class Router:
         best = min(paths, key=score)
         return tuple(zip(best, best[1:], strict=False))
 
+    def local_hops(self, a: str, b: str) -> float:
+        """Hops of :meth:`local_path` from ``a`` to ``b`` inside a server; infinity if there is no path."""
+        try:
+            return len(self.local_path(a, b))
+        except TopologyError:
+            return math.inf
+
     def _nic_of(self, gpu: str) -> int:
         """Index of the NIC closest to local GPU ``gpu``: fewest hops, then the NIC whose index matches the
         GPU's position (GPU i of 8 with 8 NICs -> NIC i, so equally near GPUs spread over their NICs);
@@ -145,10 +153,15 @@ class Router:
         if not self.local_nics:
             return -1
         pos = int(gpu[3:]) * len(self.local_nics) / self.gpus_per_node
-        return min(
-            range(len(self.local_nics)),
-            key=lambda i: (len(self.local_path(gpu, self.local_nics[i])), abs(i - pos), i),
-        )
+        # A NIC behind another tray's PCIe (NVL72-style racks) is out of this GPU's reach: skip it.
+        candidates = [
+            (hops, abs(i - pos), i)
+            for i, nic in enumerate(self.local_nics)
+            if (hops := self.local_hops(gpu, nic)) < math.inf
+        ]
+        if not candidates:
+            raise TopologyError(f"{gpu} of {self.g.graph.get('name')} reaches no NIC inside its server")
+        return min(candidates)[2]
 
     @property
     def rails_disjoint(self) -> bool:
@@ -212,6 +225,19 @@ class Router:
         nic = self.nic_of(gb)
         if nic < 0:
             raise TopologyError(f"server node{sa} has no NIC to reach node{sb}")
-        out = tuple((sa, u, v) for u, v in self.local_path(ga, self.local_nics[nic]))
-        back = tuple((sb, v, u) for u, v in reversed(self.local_path(gb, self.local_nics[nic])))
+        out = tuple((sa, u, v) for u, v in self.path_to_nic(ga, nic))
+        back = tuple((sb, v, u) for u, v in reversed(self.path_to_nic(gb, nic)))
         return out + self.fabric_path(sa, nic, sb, nic) + back
+
+    def path_to_nic(self, gpu: str, nic_index: int) -> tuple[tuple[str, str], ...]:
+        """Local edges from ``gpu`` to NIC ``nic_index`` of its server. A GPU with no PCIe path to that NIC
+        (another tray of an NVL72-style rack) hands its data over NVLink to a GPU next to the NIC, which sends
+        it on: NCCL's PXN (PCI x NVLink) routing."""
+        nic = self.local_nics[nic_index]
+        if self.local_hops(gpu, nic) < math.inf:
+            return self.local_path(gpu, nic)
+        proxies = [g for g, k in self.local_kind.items() if k == "gpu" and self.nic_of(g) == nic_index]
+        if not proxies:
+            raise TopologyError(f"no GPU of {self.g.graph.get('name')} reaches {nic} inside its server")
+        proxy = min(proxies, key=lambda g: (self.local_hops(gpu, g), int(g[3:])))
+        return self.local_path(gpu, proxy) + self.local_path(proxy, nic)
