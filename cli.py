@@ -103,6 +103,7 @@ SCENARIO_KEYS = (
     "sequence_parallel",
     "recompute",
     "distributed_optimizer",
+    "zero_stage",
     "precision",
     "attention",
     "dp_overlap",
@@ -161,6 +162,15 @@ def scenario_options(func: Any) -> Any:
             help=f"Activation recomputation: {', '.join(RECOMPUTE)}.",
         ),
         click.option("--distributed-optimizer", is_flag=True, help="Shard optimizer state over dp (ZeRO-1)."),
+        click.option(
+            "--zero-stage",
+            type=int,
+            default=0,
+            show_default=True,
+            help="ZeRO stage: 1 = --distributed-optimizer, 2 also shards gradients, 3 also weights (gathered "
+            "per layer every microbatch). ZeRO-3 is idealized (NCCL-rate collectives perfectly overlapped): "
+            "an upper bound, far above SC21's measured DeepSpeed ZeRO-3 (benchmarks/accuracy.py).",
+        ),
         click.option(
             "--precision",
             default="bf16",
@@ -266,6 +276,7 @@ def build_scenario(
         sequence_parallel=args["sequence_parallel"],
         recompute=args["recompute"],
         distributed_optimizer=args["distributed_optimizer"],
+        zero_stage=args["zero_stage"],
         precision=args["precision"],
         schedule=schedule,
         attention=args["attention"],

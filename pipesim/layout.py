@@ -38,7 +38,11 @@ class Layout:
     ``scatter_gather``: SC21's scatter/gather optimisation of pipeline transfers (each TP rank sends 1/tp of the
     activation, then an intra-node all-gather; Section 4.1). ``dp_overlap``: gradient reduction starts as soon
     as a stage's last backward ends (bucketed, overlapped with remaining compute) instead of after the whole
-    pipeline flush. ``zero_stage``: 0 none, 1 distributed optimizer (ZeRO-1: optimizer state sharded over dp).
+    pipeline flush. ``zero_stage`` (Rajbhandari et al., ZeRO, SC20): 0 none; 1 optimizer state sharded over dp
+    (Megatron-LM's distributed optimizer; ``distributed_optimizer=True`` means the same); 2 gradients sharded
+    too; 3 parameters sharded too, each layer's weights all-gathered before its forward and backward (and its
+    recomputed forward) and its gradients reduce-scattered in the backward, every microbatch, prefetched so
+    that the collectives overlap the layer's compute.
     ``uneven_layers``: allow pp (x vpp) not dividing the layer count (the first stages get one extra layer).
     ``tp_comm_overlap``: the backward's tensor-parallel collectives run concurrently with the weight-gradient
     (or, for SP's re-gather, input-gradient) GEMM, as Megatron-LM's asynchronous TP all-reduce does by default
@@ -62,8 +66,16 @@ class Layout:
     dp_overlap: bool = True
     uneven_layers: bool = False
     tp_comm_overlap: bool = True
+    zero_stage: int = 0
 
     def __post_init__(self) -> None:
+        if self.zero_stage not in (0, 1, 2, 3) or isinstance(self.zero_stage, bool):
+            raise InputError(f"zero-stage={self.zero_stage!r}; valid: 0, 1, 2, 3")
+        # The distributed optimizer is ZeRO-1; ZeRO-2/3 shard the optimizer state as well.
+        if self.distributed_optimizer and self.zero_stage == 0:
+            object.__setattr__(self, "zero_stage", 1)
+        if self.zero_stage >= 1:
+            object.__setattr__(self, "distributed_optimizer", True)
         for key in ("tp", "pp", "dp", "vpp", "micro_batch_size", "global_batch_size"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

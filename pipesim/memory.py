@@ -67,9 +67,14 @@ RESERVE_BYTES = 2.0 * 2**30
 
 def bytes_per_param(layout: Layout) -> tuple[float, float, float]:
     """(weights, gradients, optimizer) bytes per parameter: (2, 4, 12), or (2, 4, 12/dp) with the distributed
-    optimizer; totals 18 and 6 + 12/dp (published.md s3, ``compute_weight_and_optimizer_memory``)."""
-    opt = OPTIMIZER_BYTES / layout.dp if layout.distributed_optimizer else OPTIMIZER_BYTES
-    return WEIGHT_BYTES, GRAD_BYTES, opt
+    optimizer (ZeRO-1); totals 18 and 6 + 12/dp (published.md s3, ``compute_weight_and_optimizer_memory``).
+    ZeRO-2 also shards the gradients (2 + 16/dp) and ZeRO-3 the weights (18/dp) over data parallelism
+    (Rajbhandari et al., ZeRO, SC20, Section 5, with Megatron-LM's 4-byte gradients)."""
+    dp = layout.dp
+    opt = OPTIMIZER_BYTES / dp if layout.zero_stage >= 1 else OPTIMIZER_BYTES
+    grads = GRAD_BYTES / dp if layout.zero_stage >= 2 else GRAD_BYTES
+    weights = WEIGHT_BYTES / dp if layout.zero_stage >= 3 else WEIGHT_BYTES
+    return weights, grads, opt
 
 
 def _parts(model: ModelSpec, layout: Layout) -> tuple[float, float, float]:
@@ -110,12 +115,16 @@ def layer_activation_bytes(model: ModelSpec, layout: Layout) -> float:
 
 def transient_bytes(model: ModelSpec, layout: Layout) -> float:
     """Working set of one layer's backward beyond the stash: with full recomputation the layer's whole
-    no-recompute activations are rebuilt; with selective recomputation of unfused attention, its scores."""
+    no-recompute activations are rebuilt; with selective recomputation of unfused attention, its scores; with
+    ZeRO-3, the gathered weights of the layer being computed (prefetching works submodule by submodule)."""
+    gathered = 0.0
+    if layout.zero_stage >= 3:  # ZeRO-3: the gathered 16-bit weights of the layer being computed
+        gathered = WEIGHT_BYTES * model.layer_params() / layout.tp
     if layout.recompute == "full":
-        return layer_activation_bytes_no_recompute(model, layout)
+        return gathered + layer_activation_bytes_no_recompute(model, layout)
     if layout.recompute == "selective":
-        return _parts(model, layout)[2]
-    return 0.0
+        return gathered + _parts(model, layout)[2]
+    return gathered
 
 
 def embedding_activation_bytes(model: ModelSpec, layout: Layout) -> float:

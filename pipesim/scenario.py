@@ -20,8 +20,7 @@ Definitions used in the report:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -45,6 +44,7 @@ from pipesim.gpus import GPUSpec
 from pipesim.layout import Layout
 from pipesim.memory import (
     RESERVE_BYTES,
+    WEIGHT_BYTES,
     RankMemory,
     rank_memory,
     stage_activation_bytes,
@@ -182,12 +182,15 @@ def weight_stash_bytes_per_layer(model: ModelSpec, layout: Layout) -> float:
 class StageCosts:
     """What :func:`stage_costs` returns: the engine's :class:`OpCosts`, each stage's :class:`PassTimes`, each
     stage's full gradient-reduction time (before hiding any of it behind the backward) and its parameters per
-    TP rank."""
+    TP rank; with ZeRO-3, per microbatch and stage, the weight all-gathers and gradient reduce-scatters inside
+    its passes and the part of them that the passes' compute does not hide."""
 
     costs: OpCosts
     passes: tuple[PassTimes, ...]
     dp_full_s: tuple[float, ...]
     params: tuple[float, ...]
+    zero3_comm_s: tuple[float, ...] = ()
+    zero3_exposed_s: tuple[float, ...] = ()
 
 
 def _greedy_for_costs(scenario: Scenario, default: Schedule, costs: OpCosts) -> Schedule:
@@ -245,10 +248,41 @@ def stage_costs(scenario: Scenario, schedule: Schedule) -> StageCosts:
             )
         return cache[group]
 
+    zero3: dict[tuple[int, str], tuple[PassTimes, float, float]] = {}
+
+    def sharded(pp_rank: int, unit: str, pt: PassTimes, unit_params: float) -> tuple[PassTimes, float, float]:
+        """ZeRO-3: (pass times with the unit's collectives, their total, the part compute does not hide)."""
+        key = (pp_rank, unit)
+        if key not in zero3:
+            group = grid.dp_group(0, pp_rank)
+            gather = comm.collective_s("all-gather", unit_params * WEIGHT_BYTES, group)
+            scatter = comm.collective_s("reduce-scatter", unit_params * layout.grad_reduce_bytes, group)
+            # The backward gathers the weights again, and once more for a fully recomputed forward.
+            bwd_comm = gather * (2 if layout.recompute == "full" else 1) + scatter
+            fwd = max(pt.forward_s, gather)
+            bwd = max(pt.backward_s, bwd_comm)
+            exposed = (fwd - pt.forward_s) + (bwd - pt.backward_s)
+            zero3[key] = (replace(pt, forward_s=fwd, backward_s=bwd), gather + bwd_comm, exposed)
+        return zero3[key]
+
     passes: list[PassTimes] = []
     params: list[float] = []
+    z_comm: list[float] = []
+    z_exposed: list[float] = []
     for s in range(n_stages):
         layer, emb, head = units(placement[s])
+        c_total = c_exposed = 0.0
+        if layout.zero_stage >= 3:
+            tp_size = layout.tp
+            head_params = model.embedding_params() if model.tied_embeddings else model.output_params()
+            layer, lc, le = sharded(placement[s], "layer", layer, model.layer_params() / tp_size)
+            c_total, c_exposed = lc * layers[s], le * layers[s]
+            if s == 0:
+                emb, ec, ee = sharded(placement[s], "embedding", emb, model.embedding_params() / tp_size)
+                c_total, c_exposed = c_total + ec, c_exposed + ee
+            if s == n_stages - 1:
+                head, hc, he = sharded(placement[s], "head", head, head_params / tp_size)
+                c_total, c_exposed = c_total + hc, c_exposed + he
         p = layer.scaled(layers[s])
         if s == 0:
             p = p + emb
@@ -256,6 +290,8 @@ def stage_costs(scenario: Scenario, schedule: Schedule) -> StageCosts:
             p = p + head
         passes.append(p)
         params.append(stage_params(model, layout, layers[s], s == 0, s == n_stages - 1))
+        z_comm.append(c_total)
+        z_exposed.append(c_exposed)
 
     # Pipeline transfers.
     size = p2p_bytes(model, layout)
@@ -279,6 +315,8 @@ def stage_costs(scenario: Scenario, schedule: Schedule) -> StageCosts:
     for s in range(n_stages):
         group = grid.dp_group(0, placement[s])
         red = bucketed_collective_s(comm, collective, params[s] * grad_b, bucket, group)
+        if layout.zero_stage >= 3:  # reduce-scattered layer by layer inside every backward instead
+            red = 0.0
         tail = red
         if layout.dp_overlap and red > 0:
             one_bucket = red * min(1.0, bucket / (params[s] * grad_b))
@@ -302,7 +340,7 @@ def stage_costs(scenario: Scenario, schedule: Schedule) -> StageCosts:
     for r in range(layout.pp):
         local = rank_params[r] / layout.dp if layout.distributed_optimizer else rank_params[r]
         t = optimizer_step_s(local, gpu, eff)
-        if layout.distributed_optimizer and layout.dp > 1:
+        if layout.distributed_optimizer and layout.dp > 1 and layout.zero_stage < 3:
             t += bucketed_collective_s(
                 comm, "all-gather", rank_params[r] * ACT_BYTES, bucket, grid.dp_group(0, r)
             )
@@ -324,7 +362,7 @@ def stage_costs(scenario: Scenario, schedule: Schedule) -> StageCosts:
         dp_overlap=layout.dp_overlap,
         optimizer_s=opt,
     )
-    return StageCosts(costs, tuple(passes), tuple(dp_full), tuple(params))
+    return StageCosts(costs, tuple(passes), tuple(dp_full), tuple(params), tuple(z_comm), tuple(z_exposed))
 
 
 @dataclass(frozen=True)
@@ -489,15 +527,23 @@ def _memory_dict(m: RankMemory) -> dict[str, float | int | bool]:
     }
 
 
-def _breakdown(metrics: PipelineMetrics, dp_full: Sequence[float], schedule: Schedule) -> TimeBreakdown:
+def _breakdown(metrics: PipelineMetrics, sc: StageCosts, schedule: Schedule) -> TimeBreakdown:
     ranks = schedule.num_ranks
     per_rank_dp = [0.0] * ranks
-    for s, t in enumerate(dp_full):
+    for s, t in enumerate(sc.dp_full_s):
         per_rank_dp[schedule.stage_to_rank[s]] += t
-    busy = sum(metrics.compute_busy_s_per_rank) / ranks
+    # ZeRO-3's gathers and reduce-scatters run inside every pass of every microbatch: their unhidden part is
+    # data-parallel communication, not compute, although it keeps the compute stream busy.
+    m = schedule.num_microbatches
+    z_total = [0.0] * ranks
+    z_exposed = 0.0
+    for s, (c, e) in enumerate(zip(sc.zero3_comm_s, sc.zero3_exposed_s, strict=True)):
+        z_total[schedule.stage_to_rank[s]] += c * m
+        z_exposed += e * m / ranks
+    busy = sum(metrics.compute_busy_s_per_rank) / ranks - z_exposed
     tp = metrics.tp_comm_s / ranks
     pp_exposed = metrics.p2p_exposed_s / ranks
-    bubble = max(metrics.pipeline_time_s - busy - pp_exposed, 0.0)
+    bubble = max(metrics.pipeline_time_s - busy - z_exposed - pp_exposed, 0.0)
     return TimeBreakdown(
         compute=busy - tp,
         recompute=metrics.recompute_s / ranks,
@@ -505,8 +551,8 @@ def _breakdown(metrics: PipelineMetrics, dp_full: Sequence[float], schedule: Sch
         tp_comm=tp,
         pp_comm_total=metrics.p2p_time_s / ranks,
         pp_comm_exposed=pp_exposed,
-        dp_comm_total=max(per_rank_dp, default=0.0),
-        dp_comm_exposed=metrics.dp_exposed_s,
+        dp_comm_total=max((d + z for d, z in zip(per_rank_dp, z_total, strict=True)), default=0.0),
+        dp_comm_exposed=metrics.dp_exposed_s + z_exposed,
         optimizer=metrics.optimizer_s,
     )
 
@@ -545,7 +591,7 @@ def simulate_scenario(scenario: Scenario) -> SimulationReport:
         timeline=timeline,
         metrics=metrics,
         stage_passes=sc.passes,
-        breakdown=_breakdown(metrics, sc.dp_full_s, schedule),
+        breakdown=_breakdown(metrics, sc, schedule),
         memory=memory,
         model_flops=model_flops_per_step(model, layout),
         hardware_flops=hardware_flops_per_step(model, layout),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pipesim.errors import InputError
 from pipesim.layout import Layout
 from pipesim.memory import (
     bytes_per_param,
@@ -154,3 +155,22 @@ def test_full_recompute_transient_is_one_layer() -> None:
     lay = _layout(tp=8, recompute="full")
     assert transient_bytes(GPT3, lay) == layer_activation_bytes_no_recompute(GPT3, lay)
     assert transient_bytes(GPT3, _layout(tp=8)) == 0
+
+
+@pytest.mark.parametrize(
+    ("stage", "expected"),
+    # (weights, grads, optimizer) bytes per parameter with dp=8: Megatron-LM's 2 + 4 + 12 = 18 (published.md
+    # s3), the distributed optimizer (ZeRO-1) 6 + 12/8, ZeRO-2 2 + 16/8, ZeRO-3 18/8 (Rajbhandari et al. 2020).
+    [(0, (2, 4, 12)), (1, (2, 4, 1.5)), (2, (2, 0.5, 1.5)), (3, (0.25, 0.5, 1.5))],
+)
+def test_zero_stages_shard_memory(stage: int, expected: tuple[float, float, float]) -> None:
+    from pipesim.memory import bytes_per_param
+
+    assert bytes_per_param(Layout(dp=8, global_batch_size=8, zero_stage=stage)) == pytest.approx(expected)
+
+
+def test_distributed_optimizer_is_zero_1_and_bad_stages_rejected() -> None:
+    assert Layout(dp=2, global_batch_size=2, distributed_optimizer=True).zero_stage == 1
+    assert Layout(dp=2, global_batch_size=2, zero_stage=3).distributed_optimizer
+    with pytest.raises(InputError, match="zero-stage=4; valid: 0, 1, 2, 3"):
+        Layout(zero_stage=4)
