@@ -46,6 +46,21 @@ class PipesimGroup(click.Group):
             return super().invoke(ctx)
         except USER_ERRORS as exc:
             fail(str(exc))
+        except click.UsageError as exc:  # a flag click itself rejects: one line too, with where to look
+            _usage_fail(exc)
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        try:  # the group's own options
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            _usage_fail(exc)
+
+
+def _usage_fail(exc: click.UsageError) -> NoReturn:
+    where = exc.ctx.command_path if exc.ctx is not None else "pipesim"
+    fail(f"{exc.format_message()} (see '{where} --help')")
 
 
 def _count_text(n: float) -> str:
@@ -79,6 +94,20 @@ def main() -> None:
     Step time, pipeline bubbles, activation memory and communication for GPipe, 1F1B, interleaved 1F1B and
     more, before you spend the GPU-hours.
     """
+
+
+# --model / --gpu of the commands that need a real model (each application makes a fresh click parameter).
+MODEL_REQUIRED = click.option(
+    "--model", "model_arg", required=True, metavar="NAME|PATH", help="Model preset or config.json / .toml."
+)
+GPU_OPTION = click.option(
+    "--gpu",
+    "gpu_arg",
+    default="a100-80gb",
+    show_default=True,
+    metavar="NAME|PATH",
+    help="GPU preset or .toml.",
+)
 
 
 def _split_names(text: str | None) -> list[str]:
@@ -1010,17 +1039,8 @@ Definitions:
 
 
 @main.command("roofline", help=ROOFLINE_HELP)
-@click.option(
-    "--model", "model_arg", required=True, metavar="NAME|PATH", help="Model preset or config.json / .toml."
-)
-@click.option(
-    "--gpu",
-    "gpu_arg",
-    default="a100-80gb",
-    show_default=True,
-    metavar="NAME|PATH",
-    help="GPU preset or .toml.",
-)
+@MODEL_REQUIRED
+@GPU_OPTION
 @click.option("--tp", type=int, default=1, show_default=True, help="Tensor-parallel size.")
 @click.option("--micro-batch-size", type=int, default=1, show_default=True, help="Sequences per microbatch.")
 @click.option("--seq-length", type=int, default=None, help="Sequence length [default: the model's].")
@@ -1436,17 +1456,8 @@ def _onoff(text: str, flag: str) -> tuple[bool, ...]:
 
 
 @main.command("plan", help=PLAN_HELP)
-@click.option(
-    "--model", "model_arg", required=True, metavar="NAME|PATH", help="Model preset or config.json / .toml."
-)
-@click.option(
-    "--gpu",
-    "gpu_arg",
-    default="a100-80gb",
-    show_default=True,
-    metavar="NAME|PATH",
-    help="GPU preset or .toml.",
-)
+@MODEL_REQUIRED
+@GPU_OPTION
 @click.option(
     "--topology",
     default=None,

@@ -153,3 +153,24 @@ def test_dp_time_reports_hidden_and_exposed_reduction() -> None:
     assert code == 0 and "DP hidden ms" in text and "DP exposed ms" in text and "4 buckets" in text
     code, _, err = invoke(*args, "--dp-buckets", "0")
     assert code == 2 and "--dp-buckets=0 must be >= 1" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (
+            ("compare", "--pp", "x"),
+            "Invalid value for '--pp': 'x' is not a valid integer. (see 'pipesim compare --help')",
+        ),
+        (("compare", "--nope"), "No such option '--nope'"),
+        (("plan", "--gpu", "h100-sxm"), "Missing option '--model'. (see 'pipesim plan --help')"),
+        (("frobnicate",), "No such command 'frobnicate'. (see 'pipesim --help')"),
+        (("--nope",), "No such option '--nope'. (see 'pipesim --help')"),
+    ],
+)
+def test_click_usage_errors_are_one_line_too(args: tuple[str, ...], needle: str) -> None:
+    result = CliRunner().invoke(main, list(args), prog_name="pipesim")  # as the console script names it
+    code, out, err = result.exit_code, result.stdout, result.stderr
+    assert code == 2
+    assert needle in err and err.startswith("error: ")
+    assert len(err.strip().splitlines()) == 1 and "Usage:" not in err + out
