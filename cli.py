@@ -14,7 +14,7 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from pipesim.comm import CommModel, LevelCommModel
-from pipesim.compare import CompareRequest, compare_schedules
+from pipesim.compare import DEFAULT_SCHEDULES, CompareRequest, compare_schedules
 from pipesim.errors import InputError
 from pipesim.gpus import gpu_names
 from pipesim.io import resolve_gpu, resolve_model
@@ -355,7 +355,7 @@ def scenario_request(
     """The scenario of ``compare``'s options (``gantt`` takes the same options and calls this too)."""
     names = _split_names(schedules_opt)
     if not names and not schedule_files:
-        names = ["gpipe", "1f1b", "interleaved-1f1b"]
+        names = list(DEFAULT_SCHEDULES)
     if activation_bytes < 0:
         raise InputError(f"--activation-bytes={activation_bytes} must be >= 0")
     return CompareRequest(
@@ -471,52 +471,21 @@ zb-1p/zb-2p are built greedily from these times under --memory-limit.
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: a list with one object per schedule.")
 @scenario_options
-def compare_cmd(
-    pp: int,
-    microbatches: int,
-    vpp: int,
-    schedules_opt: str | None,
-    forward_time: float,
-    backward_time: float,
-    weight_time: float | None,
-    memory_limit: float | None,
-    p2p_time: float,
-    activation_bytes: float,
-    dp_time: float,
-    dp_buckets: int,
-    schedule_files: Sequence[str],
-    as_json: bool,
-    **kwargs: Any,
-) -> None:
-    scenario_args = _pop_scenario(kwargs)
+def compare_cmd(as_json: bool, **kwargs: Any) -> None:
+    scenario_args = _pop_scenario(kwargs)  # the rest of kwargs are compare's synthetic options
     if scenario_args["model_arg"]:  # real model: the scenario flags replace the synthetic times
-        if schedule_files:
+        if kwargs["schedule_files"]:
             raise InputError(
                 "--schedule-file cannot be combined with --model (per-stage costs need a registry schedule)"
             )
-        names = _split_names(schedules_opt) or ["gpipe", "1f1b", "interleaved-1f1b"]
-        reports = compare_on_model(names, scenario_args, pp, vpp, microbatches)
+        names = _split_names(kwargs["schedules_opt"]) or list(DEFAULT_SCHEDULES)
+        reports = compare_on_model(names, scenario_args, kwargs["pp"], kwargs["vpp"], kwargs["microbatches"])
         if as_json:
             emit_json([r.as_dict() | {"schedule": r.scenario.layout.schedule} for r in reports])
             return
         console().print(model_compare_table(reports))
         return
-    request = scenario_request(
-        pp=pp,
-        microbatches=microbatches,
-        vpp=vpp,
-        schedules_opt=schedules_opt,
-        forward_time=forward_time,
-        backward_time=backward_time,
-        weight_time=weight_time,
-        memory_limit=memory_limit,
-        p2p_time=p2p_time,
-        activation_bytes=activation_bytes,
-        schedule_files=schedule_files,
-        dp_time=dp_time,
-        dp_buckets=dp_buckets,
-        dp_overlap=scenario_args["dp_overlap"],
-    )
+    request = scenario_request(**kwargs, dp_overlap=scenario_args["dp_overlap"])
     results = compare_schedules(request)
     if as_json:
         emit_json([r.as_dict() for r in results])
@@ -968,7 +937,7 @@ def gantt_cmd(
         if scenario_file is not None:
             reports = [simulate_scenario(load_scenario(scenario_file))]
         else:
-            names = _split_names(scenario["schedules_opt"]) or ["gpipe", "1f1b", "interleaved-1f1b"]
+            names = _split_names(scenario["schedules_opt"]) or list(DEFAULT_SCHEDULES)
             reports = compare_on_model(
                 names, model_args, scenario["pp"], scenario["vpp"], scenario["microbatches"]
             )

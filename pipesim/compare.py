@@ -9,7 +9,10 @@ from pipesim.metrics import PipelineMetrics, pipeline_metrics
 from schedules import Schedule, build_schedule, get_family, read_csv, validate
 from schedules.greedy import GREEDY_FAMILIES, GreedyTimes, build_timed
 
-__all__ = ["CompareRequest", "compare_schedules", "synthetic_costs"]
+__all__ = ["DEFAULT_SCHEDULES", "CompareRequest", "compare_schedules", "synthetic_costs"]
+
+# What ``pipesim compare`` and ``pipesim gantt`` compare when no schedule is named.
+DEFAULT_SCHEDULES: tuple[str, ...] = ("gpipe", "1f1b", "interleaved-1f1b")
 
 
 @dataclass(frozen=True)
@@ -22,7 +25,7 @@ class CompareRequest:
     data-parallel gradient reduction of a whole stage's parameters, reduced in ``dp_buckets`` buckets, each as
     soon as its gradients exist (``dp_overlap``) or after the rank's compute."""
 
-    schedules: tuple[str, ...] = ("gpipe", "1f1b", "interleaved-1f1b")
+    schedules: tuple[str, ...] = DEFAULT_SCHEDULES
     schedule_files: tuple[str, ...] = ()
     pp: int = 4
     microbatches: int = 8
