@@ -76,37 +76,37 @@ def _read_toml(path: Path, what: str) -> dict[str, Any]:
         raise InputError(f"{path}: not valid TOML ({exc})") from None
 
 
-def _int(src: str, data: Mapping[str, Any], key: str, default: int | None = None) -> int:
+def _int(src: str, data: Mapping[str, Any], key: str, default: int | None = None, prefix: str = "") -> int:
     if key not in data or data[key] is None:
         if default is not None:
             return default
-        raise InputError(f"{src}: missing key {key!r}")
+        raise InputError(f"{src}: missing key {prefix + key!r}")
     value = data[key]
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{src}: key {key!r} = {value!r} must be a positive integer")
+        raise InputError(f"{src}: key {prefix + key!r} = {value!r} must be a positive integer")
     return value
 
 
-def _num(src: str, data: Mapping[str, Any], key: str) -> float:
+def _num(src: str, data: Mapping[str, Any], key: str, prefix: str = "") -> float:
     if key not in data:
-        raise InputError(f"{src}: missing key {key!r}")
+        raise InputError(f"{src}: missing key {prefix + key!r}")
     value = data[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise InputError(f"{src}: key {key!r} = {value!r} must be a positive number")
+        raise InputError(f"{src}: key {prefix + key!r} = {value!r} must be a positive number")
     return float(value)
 
 
-def _bool(src: str, data: Mapping[str, Any], key: str, default: bool) -> bool:
+def _bool(src: str, data: Mapping[str, Any], key: str, default: bool, prefix: str = "") -> bool:
     value = data.get(key, default)
     if not isinstance(value, bool):
-        raise InputError(f"{src}: key {key!r} = {value!r} must be true or false")
+        raise InputError(f"{src}: key {prefix + key!r} = {value!r} must be true or false")
     return value
 
 
-def _str(src: str, data: Mapping[str, Any], key: str, default: str) -> str:
+def _str(src: str, data: Mapping[str, Any], key: str, default: str, prefix: str = "") -> str:
     value = data.get(key, default)
     if not isinstance(value, str):
-        raise InputError(f"{src}: key {key!r} = {value!r} must be a string")
+        raise InputError(f"{src}: key {prefix + key!r} = {value!r} must be a string")
     return value
 
 
@@ -208,33 +208,44 @@ _MODEL_KEYS = (
 def load_model_toml(path: str | Path) -> ModelSpec:
     """Read a model TOML whose keys are :class:`ModelSpec` field names."""
     p = Path(path)
-    data = _read_toml(p, "model")
-    src = str(p)
+    return model_from_table(_read_toml(p, "model"), str(p), p.stem)
+
+
+def model_from_table(
+    data: Mapping[str, Any], src: str, default_name: str | None = None, prefix: str = ""
+) -> ModelSpec:
+    """A :class:`ModelSpec` from a TOML table of its field names (a model file, or a scenario's ``[model]``
+    with ``prefix="model."``); ``name`` is required when ``default_name`` is None. Errors name ``src`` and
+    the key."""
     unknown = [k for k in data if k not in _MODEL_KEYS]
     if unknown:
-        raise InputError(f"{src}: unknown key {unknown[0]!r}; valid keys: {', '.join(_MODEL_KEYS)}")
-    hidden = _int(src, data, "hidden_size")
-    heads = _int(src, data, "num_attention_heads")
+        raise InputError(f"{src}: unknown key {prefix + unknown[0]!r}; valid keys: {', '.join(_MODEL_KEYS)}")
+    if default_name is None and "name" not in data:
+        raise InputError(f"{src}: missing key {prefix + 'name'!r}")
+    hidden = _int(src, data, "hidden_size", prefix=prefix)
+    heads = _int(src, data, "num_attention_heads", prefix=prefix)
+    # Read every key first: a bad key is named once, outside the ModelSpec check below.
+    fields_ = dict(
+        name=_str(src, data, "name", default_name or "", prefix),
+        num_layers=_int(src, data, "num_layers", prefix=prefix),
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        vocab_size=_int(src, data, "vocab_size", prefix=prefix),
+        seq_length=_int(src, data, "seq_length", prefix=prefix),
+        ffn_hidden_size=_int(src, data, "ffn_hidden_size", 4 * hidden, prefix),
+        num_kv_heads=_int(src, data, "num_kv_heads", heads, prefix),
+        activation=_str(src, data, "activation", "gelu", prefix),
+        norm=_str(src, data, "norm", "layernorm", prefix),
+        linear_bias=_bool(src, data, "linear_bias", True, prefix),
+        tied_embeddings=_bool(src, data, "tied_embeddings", True, prefix),
+        learned_positions=_bool(src, data, "learned_positions", True, prefix),
+        dropout=_bool(src, data, "dropout", True, prefix),
+    )
     try:
-        return ModelSpec(
-            name=_str(src, data, "name", p.stem),
-            num_layers=_int(src, data, "num_layers"),
-            hidden_size=hidden,
-            num_attention_heads=heads,
-            vocab_size=_int(src, data, "vocab_size"),
-            seq_length=_int(src, data, "seq_length"),
-            ffn_hidden_size=_int(src, data, "ffn_hidden_size", 4 * hidden),
-            num_kv_heads=_int(src, data, "num_kv_heads", heads),
-            activation=_str(src, data, "activation", "gelu"),
-            norm=_str(src, data, "norm", "layernorm"),
-            linear_bias=_bool(src, data, "linear_bias", True),
-            tied_embeddings=_bool(src, data, "tied_embeddings", True),
-            learned_positions=_bool(src, data, "learned_positions", True),
-            dropout=_bool(src, data, "dropout", True),
-            source=src,
-        )
+        return ModelSpec(**fields_, source=src)  # type: ignore[arg-type]
     except InputError as exc:
-        raise InputError(f"{src}: {exc}") from None
+        where = f"[{prefix.rstrip('.')}]: " if prefix else ""
+        raise InputError(f"{src}: {where}{exc}") from None
 
 
 _GPU_KEYS = (
@@ -252,56 +263,62 @@ _GPU_KEYS = (
 def load_gpu_toml(path: str | Path) -> GPUSpec:
     """Read a GPU TOML (format in the module docstring) into a :class:`GPUSpec`."""
     p = Path(path)
-    data = _read_toml(p, "gpu")
-    src = str(p)
+    return gpu_from_table(_read_toml(p, "gpu"), str(p), p.stem)
+
+
+def gpu_from_table(
+    data: Mapping[str, Any], src: str, default_name: str, prefix: str = "", status: str = "user file"
+) -> GPUSpec:
+    """A :class:`GPUSpec` from a TOML table (a GPU file, or a scenario's ``[gpu]`` with ``prefix="gpu."``):
+    memory in GB or GiB, HBM bandwidth in GB/s, dense peaks in TFLOP/s per precision, optional TDP; or
+    ``base = "<preset>"`` with overrides. Errors name ``src`` and the key."""
     unknown = [k for k in data if k not in _GPU_KEYS]
     if unknown:
-        raise InputError(f"{src}: unknown key {unknown[0]!r}; valid keys: {', '.join(_GPU_KEYS)}")
+        raise InputError(f"{src}: unknown key {prefix + unknown[0]!r}; valid keys: {', '.join(_GPU_KEYS)}")
     if "memory_GB" in data and "memory_GiB" in data:
-        raise InputError(f"{src}: give one of 'memory_GB' and 'memory_GiB', not both")
+        raise InputError(f"{src}: give one of '{prefix}memory_GB' and '{prefix}memory_GiB', not both")
     if "base" in data:
-        return _gpu_from_base(src, data, p.stem)
+        return _gpu_from_base(src, data, default_name)
     if "memory_GiB" in data:
-        hbm = _num(src, data, "memory_GiB") * 2**30
+        hbm = _num(src, data, "memory_GiB", prefix) * 2**30
     else:
-        hbm = _num(src, data, "memory_GB") * 1e9
+        hbm = _num(src, data, "memory_GB", prefix) * 1e9
     peaks_raw = data.get("peak_TFLOPS")
     if not isinstance(peaks_raw, dict) or not peaks_raw:
         raise InputError(
-            f"{src}: missing table 'peak_TFLOPS' (dense TFLOP/s per precision: {', '.join(PRECISIONS)})"
+            f"{src}: missing table '{prefix}peak_TFLOPS' (dense TFLOP/s per precision: {', '.join(PRECISIONS)})"
         )
-    peaks: dict[str, float] = {}
-    for prec in peaks_raw:
-        if prec not in PRECISIONS:
-            raise InputError(
-                f"{src}: key 'peak_TFLOPS.{prec}' is not a precision; valid: {', '.join(PRECISIONS)}"
-            )
-        peaks[prec] = _num(src, peaks_raw, prec) * 1e12
-    tdp = _num(src, data, "tdp_W") if "tdp_W" in data else None
+    peaks = _peaks(src, peaks_raw, prefix)
+    tdp = _num(src, data, "tdp_W", prefix) if "tdp_W" in data else None
+    # Read every key first: a bad key is named once, outside the GPUSpec check below.
+    name = _str(src, data, "name", default_name, prefix)
+    hbm_Bps = _num(src, data, "hbm_bandwidth_GBps", prefix) * 1e9
+    source = _str(src, data, "source", src, prefix)
     try:
         return GPUSpec(
-            name=_str(src, data, "name", p.stem),
+            name=name,
             peak_flops=peaks,
             hbm_bytes=hbm,
-            hbm_Bps=_num(src, data, "hbm_bandwidth_GBps") * 1e9,
+            hbm_Bps=hbm_Bps,
             tdp_w=tdp,
-            source=_str(src, data, "source", src),
-            status="user file",
+            source=source,
+            status=status,
         )
     except InputError as exc:
-        raise InputError(f"{src}: {exc}") from None
+        where = f"[{prefix.rstrip('.')}]: " if prefix else ""
+        raise InputError(f"{src}: {where}{exc}") from None
 
 
-def _peaks(src: str, raw: object) -> dict[str, float]:
+def _peaks(src: str, raw: object, prefix: str = "") -> dict[str, float]:
     if not isinstance(raw, dict):
-        raise InputError(f"{src}: key 'peak_TFLOPS' must be a table of TFLOP/s per precision")
+        raise InputError(f"{src}: key '{prefix}peak_TFLOPS' must be a table of TFLOP/s per precision")
     peaks: dict[str, float] = {}
     for prec in raw:
         if prec not in PRECISIONS:
             raise InputError(
-                f"{src}: key 'peak_TFLOPS.{prec}' is not a precision; valid: {', '.join(PRECISIONS)}"
+                f"{src}: key '{prefix}peak_TFLOPS.{prec}' is not a precision; valid: {', '.join(PRECISIONS)}"
             )
-        peaks[prec] = _num(src, raw, prec) * 1e12
+        peaks[prec] = _num(src, raw, prec, f"{prefix}peak_TFLOPS.") * 1e12
     return peaks
 
 

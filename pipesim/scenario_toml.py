@@ -29,13 +29,15 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pipesim.comm import CommModel, LevelCommModel
 from pipesim.errors import InputError
-from pipesim.gpus import GPU_PRESETS, PRECISIONS, GPUSpec, get_gpu
+from pipesim.gpus import GPU_PRESETS, GPUSpec, get_gpu
+from pipesim.io import gpu_from_table, model_from_table
 from pipesim.layout import Layout
 from pipesim.models import MODEL_PRESETS, ModelSpec, get_model
 from pipesim.scenario import Scenario
@@ -166,30 +168,7 @@ def _model(src: str, data: dict[str, Any]) -> ModelSpec:
             return get_model(str(data["preset"]))
         except InputError as exc:
             raise InputError(f"{src}: model.preset: {exc}") from None
-    _check_keys(src, "model", data, _MODEL_FIELDS)
-    missing = [
-        k
-        for k in ("name", "num_layers", "hidden_size", "num_attention_heads", "vocab_size", "seq_length")
-        if k not in data
-    ]
-    if missing:
-        raise InputError(f"{src}: missing key 'model.{missing[0]}' (or give model.preset)")
-    kw = dict(data)
-    kw.setdefault("ffn_hidden_size", 4 * int(kw["hidden_size"]))
-    kw.setdefault("num_kv_heads", kw["num_attention_heads"])
-    try:
-        return ModelSpec(**kw, source=src)
-    except (InputError, TypeError) as exc:
-        raise InputError(f"{src}: [model]: {exc}") from None
-
-
-_GPU_KEYS = ("name", "memory_GB", "memory_GiB", "hbm_bandwidth_GBps", "tdp_W", "peak_TFLOPS")
-
-
-def _num(src: str, where: str, v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-        raise InputError(f"{src}: key '{where}' = {v!r} must be a positive number")
-    return float(v)
+    return _with_preset_hint(lambda: model_from_table(data, src, None, "model."), "model")
 
 
 def _gpu(src: str, data: dict[str, Any]) -> GPUSpec:
@@ -199,37 +178,26 @@ def _gpu(src: str, data: dict[str, Any]) -> GPUSpec:
             return get_gpu(str(data["preset"]))
         except InputError as exc:
             raise InputError(f"{src}: gpu.preset: {exc}") from None
-    _check_keys(src, "gpu", data, _GPU_KEYS)
-    if "memory_GiB" in data:
-        hbm = _num(src, "gpu.memory_GiB", data["memory_GiB"]) * 2**30
-    elif "memory_GB" in data:
-        hbm = _num(src, "gpu.memory_GB", data["memory_GB"]) * 1e9
-    else:
-        raise InputError(f"{src}: missing key 'gpu.memory_GB' (or give gpu.preset)")
-    if "hbm_bandwidth_GBps" not in data:
-        raise InputError(f"{src}: missing key 'gpu.hbm_bandwidth_GBps'")
-    peaks_raw = data.get("peak_TFLOPS")
-    if not isinstance(peaks_raw, dict) or not peaks_raw:
-        raise InputError(f"{src}: missing table [gpu.peak_TFLOPS] ({', '.join(PRECISIONS)})")
-    peaks = {}
-    for prec, v in peaks_raw.items():
-        if prec not in PRECISIONS:
-            raise InputError(
-                f"{src}: key 'gpu.peak_TFLOPS.{prec}' is not a precision; valid: {', '.join(PRECISIONS)}"
-            )
-        peaks[prec] = _num(src, f"gpu.peak_TFLOPS.{prec}", v) * 1e12
+    return _with_preset_hint(lambda: gpu_from_table(data, src, "gpu", "gpu.", "scenario file"), "gpu")
+
+
+T = TypeVar("T")
+
+
+def _num(src: str, where: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+        raise InputError(f"{src}: key '{where}' = {v!r} must be a positive number")
+    return float(v)
+
+
+def _with_preset_hint(read: Callable[[], T], table: str) -> T:
+    """Run ``read``; a missing key also says that ``[table] preset = ...`` is the alternative."""
     try:
-        return GPUSpec(
-            name=str(data.get("name", "gpu")),
-            peak_flops=peaks,
-            hbm_bytes=hbm,
-            hbm_Bps=_num(src, "gpu.hbm_bandwidth_GBps", data["hbm_bandwidth_GBps"]) * 1e9,
-            tdp_w=_num(src, "gpu.tdp_W", data["tdp_W"]) if "tdp_W" in data else None,
-            source=src,
-            status="scenario file",
-        )
+        return read()
     except InputError as exc:
-        raise InputError(f"{src}: [gpu]: {exc}") from None
+        if "missing key" in str(exc) or "missing table" in str(exc):
+            raise InputError(f"{exc} (or give {table}.preset)") from None
+        raise
 
 
 _CLUSTER_KEYS = ("topology", "nodes", "gpus_per_node", "intra_node_GBps", "inter_node_GBps")

@@ -248,3 +248,23 @@ def test_gpu_spec_pickles() -> None:
         gpu = get_gpu(name)
         back = pickle.loads(pickle.dumps(gpu))
         assert back == gpu and dict(back.peak_flops) == dict(gpu.peak_flops)
+
+
+def test_bad_gpu_key_names_the_file_once(tmp_path: Path) -> None:
+    # The same table reader serves GPU files and a scenario's [gpu] (whose keys it prefixes with 'gpu.').
+    from pipesim.scenario_toml import load_scenario_toml
+
+    gpu = tmp_path / "g.toml"
+    gpu.write_text("memory_GB = 80\n[peak_TFLOPS]\nbf16 = 1\n", encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        load_gpu_toml(gpu)
+    assert str(err.value) == f"{gpu}: missing key 'hbm_bandwidth_GBps'"
+    scen = tmp_path / "s.toml"
+    scen.write_text(
+        '[model]\npreset = "gpt-1.7b"\n[gpu]\nname = "x"\nmemory_GB = 80\n[gpu.peak_TFLOPS]\nbf16 = 1\n'
+        "[layout]\ntp = 1\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(InputError) as err:
+        load_scenario_toml(scen)
+    assert str(err.value) == f"{scen}: missing key 'gpu.hbm_bandwidth_GBps' (or give gpu.preset)"
