@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -187,22 +188,8 @@ def load_hf_config(path: str | Path) -> ModelSpec:
     return model_from_hf_dict(config, str(p))
 
 
-_MODEL_KEYS = (
-    "name",
-    "num_layers",
-    "hidden_size",
-    "num_attention_heads",
-    "vocab_size",
-    "seq_length",
-    "ffn_hidden_size",
-    "num_kv_heads",
-    "activation",
-    "norm",
-    "linear_bias",
-    "tied_embeddings",
-    "learned_positions",
-    "dropout",
-)
+# The keys of a model table: ModelSpec's fields (its source is the file itself).
+MODEL_KEYS: tuple[str, ...] = tuple(f.name for f in fields(ModelSpec) if f.name != "source")
 
 
 def load_model_toml(path: str | Path) -> ModelSpec:
@@ -217,9 +204,9 @@ def model_from_table(
     """A :class:`ModelSpec` from a TOML table of its field names (a model file, or a scenario's ``[model]``
     with ``prefix="model."``); ``name`` is required when ``default_name`` is None. Errors name ``src`` and
     the key."""
-    unknown = [k for k in data if k not in _MODEL_KEYS]
+    unknown = [k for k in data if k not in MODEL_KEYS]
     if unknown:
-        raise InputError(f"{src}: unknown key {prefix + unknown[0]!r}; valid keys: {', '.join(_MODEL_KEYS)}")
+        raise InputError(f"{src}: unknown key {prefix + unknown[0]!r}; valid keys: {', '.join(MODEL_KEYS)}")
     if default_name is None and "name" not in data:
         raise InputError(f"{src}: missing key {prefix + 'name'!r}")
     hidden = _int(src, data, "hidden_size", prefix=prefix)

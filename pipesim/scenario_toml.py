@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 from pipesim.comm import CommModel, LevelCommModel
 from pipesim.errors import InputError
 from pipesim.gpus import GPU_PRESETS, GPUSpec, get_gpu
-from pipesim.io import gpu_from_table, model_from_table
+from pipesim.io import MODEL_KEYS, gpu_from_table, model_from_table
 from pipesim.layout import Layout
 from pipesim.models import MODEL_PRESETS, ModelSpec, get_model
 from pipesim.scenario import Scenario
@@ -97,7 +97,7 @@ def _table(name: str, items: list[tuple[str, Any]]) -> list[str]:
     return [f"[{name}]"] + [f"{k} = {_value(v)}" for k, v in items if v is not None] + [""]
 
 
-_MODEL_FIELDS = tuple(f.name for f in fields(ModelSpec) if f.name != "source")
+_MODEL_FIELDS = MODEL_KEYS
 _LAYOUT_FIELDS = tuple(f.name for f in fields(Layout))
 
 
