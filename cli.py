@@ -13,16 +13,16 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
-from pipesim.comm import CommModel, LevelCommModel
-from pipesim.compare import DEFAULT_SCHEDULES, CompareRequest, compare_schedules
+from pipesim.comm.base import CommModel, LevelCommModel
 from pipesim.errors import InputError
-from pipesim.gpus import gpu_names
-from pipesim.io import resolve_gpu, resolve_model
-from pipesim.layout import ATTENTION, RECOMPUTE, TRAIN_PRECISIONS, Layout
-from pipesim.metrics import PipelineMetrics
-from pipesim.models import model_names
-from pipesim.placement import parse_order
-from pipesim.scenario import Scenario, SimulationReport, check_gpu_count, simulate_scenario, topology_comm
+from pipesim.io.readers import resolve_gpu, resolve_model
+from pipesim.sim.compare import DEFAULT_SCHEDULES, CompareRequest, compare_schedules
+from pipesim.sim.metrics import PipelineMetrics
+from pipesim.sim.scenario import Scenario, SimulationReport, check_gpu_count, simulate_scenario, topology_comm
+from pipesim.specs.gpu import gpu_names
+from pipesim.specs.layout import ATTENTION, RECOMPUTE, TRAIN_PRECISIONS, Layout
+from pipesim.specs.model import model_names
+from pipesim.specs.placement import parse_order
 from schedules import REGISTRY, ScheduleError, get_family, schedule_names
 from topologies import TopologyError
 
@@ -557,8 +557,8 @@ ENERGY_KEYS = ("tokens", "price_per_gpu_hour", "pue", "node_overhead_w")
 
 def energy_options(func: Any) -> Any:
     """``--tokens``, ``--price-per-gpu-hour``, ``--pue`` and ``--node-overhead-W`` (model in
-    :mod:`pipesim.energy`)."""
-    from pipesim.energy import DEFAULT_NODE_OVERHEAD_W, DEFAULT_PUE
+    :mod:`pipesim.sim.energy`)."""
+    from pipesim.sim.energy import DEFAULT_NODE_OVERHEAD_W, DEFAULT_PUE
 
     options = [
         click.option(
@@ -595,7 +595,7 @@ def energy_options(func: Any) -> Any:
 
 
 def _pop_energy(kwargs: dict[str, Any]) -> dict[str, Any]:
-    from pipesim.energy import check_price, check_pue, parse_count
+    from pipesim.sim.energy import check_price, check_pue, parse_count
 
     args = {k: kwargs.pop(k) for k in ENERGY_KEYS}
     check_pue(args["pue"])
@@ -607,9 +607,9 @@ def _pop_energy(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def report_energy(report: Any, args: dict[str, Any], gpus_per_node: int) -> Any:
-    """The :class:`pipesim.energy.EnergyReport` of a simulation, or None when the GPU has no TDP and no
+    """The :class:`pipesim.sim.energy.EnergyReport` of a simulation, or None when the GPU has no TDP and no
     energy flag asked for one."""
-    from pipesim.energy import DEFAULT_NODE_OVERHEAD_W, DEFAULT_PUE, simulation_energy
+    from pipesim.sim.energy import DEFAULT_NODE_OVERHEAD_W, DEFAULT_PUE, simulation_energy
 
     asked = args["tokens"] is not None or args["price_per_gpu_hour"] is not None
     asked = asked or args["pue"] != DEFAULT_PUE or args["node_overhead_w"] != DEFAULT_NODE_OVERHEAD_W
@@ -703,7 +703,7 @@ def simulate_cmd(
     args = _pop_scenario(kwargs)
     energy_args = _pop_energy(kwargs)
     if scenario_file is not None:
-        from pipesim.scenario_toml import load_scenario_toml
+        from pipesim.io.scenario_file import load_scenario_toml
 
         stored = load_scenario_toml(scenario_file)
         report = simulate_scenario(stored.scenario())
@@ -912,9 +912,9 @@ def gantt_cmd(
 ) -> None:
     from pipesim.figures.gantt import gantt_page
     from pipesim.figures.static import check_image_target, export_image
-    from pipesim.fileio import atomic_write_text, check_output_path
-    from pipesim.timeseries import simulate_series
-    from pipesim.trace import chrome_trace_json
+    from pipesim.io.atomic import atomic_write_text, check_output_path
+    from pipesim.sim.series import simulate_series
+    from pipesim.sim.trace import chrome_trace_json
 
     if not (output or trace_path or image_path):
         raise InputError(
@@ -931,8 +931,8 @@ def gantt_cmd(
     model_args = _pop_scenario(scenario)
     capacity = gpu_memory_gib * GIB if gpu_memory_gib is not None else None
     if scenario_file is not None or model_args["model_arg"]:  # a real model: per-stage costs
-        from pipesim.scenario_toml import load_scenario
-        from pipesim.timeseries import gantt_series
+        from pipesim.io.scenario_file import load_scenario
+        from pipesim.sim.series import gantt_series
 
         if scenario_file is not None:
             reports = [simulate_scenario(load_scenario(scenario_file))]
@@ -1074,12 +1074,12 @@ def roofline_cmd(
     output: str | None,
     as_json: bool,
 ) -> None:
-    from pipesim.comm import LevelCommModel
+    from pipesim.comm.base import LevelCommModel
+    from pipesim.cost.roofline import check_precision, roofline
     from pipesim.figures.roofline import TABLE_LEGEND
-    from pipesim.fileio import atomic_write_text, check_output_path
-    from pipesim.io import resolve_gpu, resolve_model
-    from pipesim.layout import TRAIN_PRECISIONS, Layout
-    from pipesim.roofline import check_precision, roofline
+    from pipesim.io.atomic import atomic_write_text, check_output_path
+    from pipesim.io.readers import resolve_gpu, resolve_model
+    from pipesim.specs.layout import TRAIN_PRECISIONS, Layout
 
     precisions = _split_names(precision)
     if not precisions:
@@ -1106,7 +1106,7 @@ def roofline_cmd(
         precision=precisions[0] if precisions[0] in TRAIN_PRECISIONS else "bf16",
     )
     if roof_topology:
-        from pipesim.scenario import topology_comm
+        from pipesim.sim.scenario import topology_comm
 
         comm: Any = topology_comm(roof_topology, tp)
         comm_note = f"TP collectives timed on the {roof_topology} topology"
@@ -1340,7 +1340,7 @@ def collective_cmd(
     oversubscription: float | None,
     as_json: bool,
 ) -> None:
-    from pipesim.collectives import TopologyCommModel, parse_size, size_sweep
+    from pipesim.comm.topology import TopologyCommModel, parse_size, size_sweep
     from topologies import build_cluster
 
     graph = build_cluster(topology, nodes, fabric=fabric, oversubscription=oversubscription)
@@ -1546,9 +1546,9 @@ def _onoff(text: str, flag: str) -> tuple[bool, ...]:
 )
 @click.option("--pue", type=float, default=None, help="Power usage effectiveness for the winner's energy.")
 def plan_cmd(**kw: Any) -> None:
-    from pipesim.executors import ExecutorSpec, default_workers
-    from pipesim.io import resolve_gpu, resolve_model
-    from pipesim.plan import (
+    from pipesim.io.readers import resolve_gpu, resolve_model
+    from pipesim.plan.executors import ExecutorSpec, default_workers
+    from pipesim.plan.search import (
         PlanCluster,
         PlanRequest,
         SearchSpace,
@@ -1627,11 +1627,11 @@ def plan_cmd(**kw: Any) -> None:
         dask_scheduler=kw["dask_scheduler"],
     )
     if kw["output"] is not None:
-        from pipesim.fileio import check_output_path
+        from pipesim.io.atomic import check_output_path
 
         check_output_path(kw["output"])
     if kw["scenario_out"] is not None:
-        from pipesim.fileio import check_output_path
+        from pipesim.io.atomic import check_output_path
 
         check_output_path(kw["scenario_out"])
     quiet = kw["as_json"] or kw["as_csv"]
@@ -1691,8 +1691,8 @@ class _PlanProgress:
 
 
 def _plan_outputs(result: Any, kw: dict[str, Any], probes: tuple[tuple[int, float | None], ...]) -> None:
-    from pipesim.megatron import format_megatron_args
-    from pipesim.scenario_toml import ScenarioFile, scenario_toml
+    from pipesim.io.megatron import format_megatron_args
+    from pipesim.io.scenario_file import ScenarioFile, scenario_toml
 
     req = result.request
     best = result.best
@@ -1712,7 +1712,7 @@ def _plan_outputs(result: Any, kw: dict[str, Any], probes: tuple[tuple[int, floa
         sf, f"winner of: pipesim plan --model {req.model.name} ({result.candidates} candidates)"
     )
     if kw["scenario_out"] is not None:
-        from pipesim.fileio import atomic_write_text
+        from pipesim.io.atomic import atomic_write_text
 
         atomic_write_text(kw["scenario_out"], toml_text)
     if kw["output"] is not None:
@@ -1778,10 +1778,10 @@ def _plan_outputs(result: Any, kw: dict[str, Any], probes: tuple[tuple[int, floa
 
 
 def _plan_energy(result: Any, kw: dict[str, Any]) -> Any:
-    """The winner's :class:`pipesim.energy.EnergyReport` (per step, and per run with --tokens), or None when
+    """The winner's :class:`pipesim.sim.energy.EnergyReport` (per step, and per run with --tokens), or None when
     the GPU has no board power and no energy flag asked for one. Busy fraction: compute (recompute and TP
     communication included) plus optimizer over the step, from the winner's simulated breakdown."""
-    from pipesim.energy import DEFAULT_PUE, run_energy, steps_for_tokens
+    from pipesim.sim.energy import DEFAULT_PUE, run_energy, steps_for_tokens
 
     req, best = result.request, result.best
     asked = kw["price_per_gpu_hour"] is not None or kw["pue"] is not None
@@ -1889,7 +1889,7 @@ def _breakdown_table(result: Any, limit: int) -> Table:
 
 
 def _explain_table(result: Any) -> Table:
-    from pipesim.plan import REASONS
+    from pipesim.plan.search import REASONS
 
     table = Table(title="Rejected layouts by reason", title_justify="left")
     table.add_column("reason", no_wrap=True)

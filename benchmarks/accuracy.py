@@ -28,7 +28,7 @@ Assumptions where the sources are silent (stated once here, used for every row):
   et al. (2022) the backward's TP collectives overlap the weight-gradient GEMMs (Megatron-LM's asynchronous
   TP all-reduce, on by default since; the paper's Section 4.2.2 overlaps SP's all-gather the same way).
 * Cluster: DGX A100 nodes, 8 GPUs each: NVLink/NVSwitch 240 GB/s per GPU, one 200 Gb/s HDR NIC per GPU
-  (24 GB/s measured busbw, published.md s6.2) via :class:`pipesim.comm.LevelCommModel`'s defaults.
+  (24 GB/s measured busbw, published.md s6.2) via :class:`pipesim.comm.base.LevelCommModel`'s defaults.
 * SC21 throughput includes data loading, logging and the optimizer step; pipesim models the optimizer step but
   not data loading or logging (a few percent at most per SC21's description).
 
@@ -41,7 +41,7 @@ size and interleaving come from the authors' script rather than the paper, and T
 assumed; data loading and logging are not modelled; the remaining errors (-5.6% for the 1T row, +4-5% for the
 smallest models) point at stage imbalance and per-kernel effects the four constants do not capture.
 
-``--calibrate`` re-runs the one-time grid search over the :class:`pipesim.cost.Efficiency` constants that
+``--calibrate`` re-runs the one-time grid search over the :class:`pipesim.cost.times.Efficiency` constants that
 minimises the mean of the end-to-end MAE and the Table 4 MAE; its result is what DEFAULT_EFFICIENCY holds.
 
 Run: python benchmarks/accuracy.py [--calibrate]
@@ -58,13 +58,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipesim.comm import CommModel, LevelCommModel  # noqa: E402
-from pipesim.cost import DEFAULT_EFFICIENCY, Efficiency, layer_pass_times  # noqa: E402
-from pipesim.flops import sc21_iteration_flops  # noqa: E402
-from pipesim.gpus import get_gpu  # noqa: E402
-from pipesim.layout import Layout  # noqa: E402
-from pipesim.models import get_model  # noqa: E402
-from pipesim.scenario import Scenario, simulate_scenario, topology_comm  # noqa: E402
+from pipesim.comm.base import CommModel, LevelCommModel  # noqa: E402
+from pipesim.cost.flops import sc21_iteration_flops  # noqa: E402
+from pipesim.cost.times import DEFAULT_EFFICIENCY, Efficiency, layer_pass_times  # noqa: E402
+from pipesim.sim.scenario import Scenario, simulate_scenario, topology_comm  # noqa: E402
+from pipesim.specs.gpu import get_gpu  # noqa: E402
+from pipesim.specs.layout import Layout  # noqa: E402
+from pipesim.specs.model import get_model  # noqa: E402
 
 GPU = get_gpu("a100-80gb")
 COMM = LevelCommModel()  # DGX A100-like defaults, see the module docstring
@@ -187,7 +187,7 @@ def end_to_end_errors(
     eff: Efficiency = DEFAULT_EFFICIENCY, topology: str | None = None
 ) -> list[tuple[EndToEndRow, float, float]]:
     """(row, predicted, relative error) for every end-to-end row; with ``topology``, collectives are timed on
-    that cluster preset (:func:`pipesim.scenario.topology_comm`) instead of the two-level model."""
+    that cluster preset (:func:`pipesim.sim.scenario.topology_comm`) instead of the two-level model."""
     out = []
     for row in END_TO_END:
         comm = topology_comm(topology, row.gpus) if topology else None
@@ -252,7 +252,7 @@ def report(eff: Efficiency = DEFAULT_EFFICIENCY) -> tuple[float, float]:
     print(
         "(predicted: two-level bandwidth model, used for the calibration; topo: the same with every collective"
     )
-    print(" timed on the dgx-a100 topology preset by pipesim.collectives, not recalibrated)")
+    print(" timed on the dgx-a100 topology preset by pipesim.comm.topology, not recalibrated)")
     head = (
         f"{'source':<13} {'model':<11} {'TP':>2} {'PP':>2} {'vpp':>3} {'DP':>3} {'GPUs':>5} {'batch':>5} {'mbs':>3} "
         f"{'published':>9} {'predicted':>9} {'error':>7} {'topo':>7} {'error':>7}"
@@ -302,7 +302,7 @@ ZERO3_ROWS = (
 
 def zero3_report(eff: Efficiency = DEFAULT_EFFICIENCY) -> None:
     """Print pipesim's idealized ZeRO-3 against SC21 Table 2's measured DeepSpeed ZeRO-3 (validation only)."""
-    from pipesim.scenario import topology_comm
+    from pipesim.sim.scenario import topology_comm
 
     print(
         "Validation only: SC21 Table 2 ZeRO-3 rows (no model parallelism; fp16, full recompute) vs pipesim's"

@@ -18,7 +18,7 @@ import networkx as nx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipesim.collectives import TopologyCommModel  # noqa: E402
+from pipesim.comm.topology import TopologyCommModel  # noqa: E402
 from topologies import build_cluster, build_from_spec, resolve_spec  # noqa: E402
 
 SIZE = 8 * 2**30  # large message, where nccl-tests quotes peak busbw

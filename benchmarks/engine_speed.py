@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipesim.engine import OpCosts, simulate  # noqa: E402
-from pipesim.metrics import pipeline_metrics  # noqa: E402
+from pipesim.sim.engine import OpCosts, simulate  # noqa: E402
+from pipesim.sim.metrics import pipeline_metrics  # noqa: E402
 from schedules import build_schedule  # noqa: E402
 
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipesim.executors import ExecutorSpec  # noqa: E402
-from pipesim.gpus import get_gpu  # noqa: E402
-from pipesim.models import get_model  # noqa: E402
-from pipesim.plan import PlanCluster, PlanRequest, plan  # noqa: E402
+from pipesim.plan.executors import ExecutorSpec  # noqa: E402
+from pipesim.plan.search import PlanCluster, PlanRequest, plan  # noqa: E402
+from pipesim.specs.gpu import get_gpu  # noqa: E402
+from pipesim.specs.model import get_model  # noqa: E402
 
 
 def one(workers: int) -> None:

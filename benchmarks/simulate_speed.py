@@ -21,10 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipesim.gpus import get_gpu  # noqa: E402
-from pipesim.layout import Layout  # noqa: E402
-from pipesim.models import get_model  # noqa: E402
-from pipesim.scenario import Scenario, simulate_scenario  # noqa: E402
+from pipesim.sim.scenario import Scenario, simulate_scenario  # noqa: E402
+from pipesim.specs.gpu import get_gpu  # noqa: E402
+from pipesim.specs.layout import Layout  # noqa: E402
+from pipesim.specs.model import get_model  # noqa: E402
 
 ARGS = [
     "simulate",

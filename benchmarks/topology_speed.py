@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipesim.collectives import TopologyCommModel  # noqa: E402
-from pipesim.placement import RankGrid  # noqa: E402
+from pipesim.comm.topology import TopologyCommModel  # noqa: E402
+from pipesim.specs.placement import RankGrid  # noqa: E402
 from topologies import build_cluster  # noqa: E402
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 
-from pipesim.engine import OpCosts
+from pipesim.sim.engine import OpCosts
 from schedules import Action, Op, Schedule, Signal, depends_on, produces
 
 

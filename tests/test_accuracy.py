@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-from pipesim.cost import DEFAULT_EFFICIENCY, Efficiency
+from pipesim.cost.times import DEFAULT_EFFICIENCY, Efficiency
 
 
 def _load() -> ModuleType:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipesim.collectives import TopologyCommModel, parse_size, size_sweep
-from pipesim.comm import CommModel, bus_factor
+from pipesim.comm.base import CommModel, bus_factor
+from pipesim.comm.topology import TopologyCommModel, parse_size, size_sweep
 from pipesim.errors import InputError
 from topologies import TopologyError, build_cluster
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipesim.comm import bus_factor
-from pipesim.flops import (
+from pipesim.comm.base import bus_factor
+from pipesim.cost.flops import (
     ACT_BYTES,
     embedding_ops,
     hardware_flops_eq8,
@@ -17,8 +17,8 @@ from pipesim.flops import (
     model_flops_per_token,
     sc21_iteration_flops,
 )
-from pipesim.layout import Layout
-from pipesim.models import get_model
+from pipesim.specs.layout import Layout
+from pipesim.specs.model import get_model
 
 GPT3 = get_model("gpt3-175b")
 

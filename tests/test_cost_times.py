@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipesim.comm import LevelCommModel
-from pipesim.cost import (
+from pipesim.comm.base import LevelCommModel
+from pipesim.cost.flops import Op
+from pipesim.cost.times import (
     DEFAULT_EFFICIENCY,
     Efficiency,
     gemm_efficiency,
@@ -15,10 +16,9 @@ from pipesim.cost import (
     optimizer_step_s,
     pass_times,
 )
-from pipesim.flops import Op
-from pipesim.gpus import get_gpu
-from pipesim.layout import Layout
-from pipesim.models import get_model
+from pipesim.specs.gpu import get_gpu
+from pipesim.specs.layout import Layout
+from pipesim.specs.model import get_model
 
 A100 = get_gpu("a100-80gb")
 H100 = get_gpu("h100-sxm")

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from pipesim.energy import (
+from pipesim.cost.roofline import ridge_point
+from pipesim.errors import InputError
+from pipesim.io.readers import resolve_gpu
+from pipesim.sim.energy import (
     DEFAULT_PUE,
     busy_fraction,
     gpu_power_w,
@@ -15,13 +18,10 @@ from pipesim.energy import (
     simulation_energy,
     steps_for_tokens,
 )
-from pipesim.errors import InputError
-from pipesim.gpus import GPUSpec, get_gpu
-from pipesim.io import resolve_gpu
-from pipesim.layout import Layout
-from pipesim.models import get_model
-from pipesim.roofline import ridge_point
-from pipesim.scenario import Scenario, simulate_scenario
+from pipesim.sim.scenario import Scenario, simulate_scenario
+from pipesim.specs.gpu import GPUSpec, get_gpu
+from pipesim.specs.layout import Layout
+from pipesim.specs.model import get_model
 
 
 def test_gpu_power_is_linear_between_idle_and_tdp() -> None:

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipesim.engine import OpCosts, Stream, simulate
-from pipesim.metrics import pipeline_metrics
+from pipesim.sim.engine import OpCosts, Stream, simulate
+from pipesim.sim.metrics import pipeline_metrics
 from schedules import Action, Op, Schedule, ScheduleError, build_schedule
 from tests.reference_sim import reference_times
 from tests.strategies import registered_schedules

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from pipesim.errors import InputError
-from pipesim.executors import ExecutorSpec, chunked, run_chunks
+from pipesim.plan.executors import ExecutorSpec, chunked, run_chunks
 
 
 def square_all(chunk: Sequence[int]) -> list[int]:

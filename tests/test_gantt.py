@@ -13,12 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cli import main
-from pipesim.compare import CompareRequest
-from pipesim.engine import OpCosts, SpanKind, simulate
 from pipesim.figures.gantt import LABEL_LIMIT, gantt_figure, gantt_page, summary_table
 from pipesim.figures.page import Page, Table, render_page
-from pipesim.metrics import pipeline_metrics
-from pipesim.timeseries import gantt_series, simulate_series
+from pipesim.sim.compare import CompareRequest
+from pipesim.sim.engine import OpCosts, SpanKind, simulate
+from pipesim.sim.metrics import pipeline_metrics
+from pipesim.sim.series import gantt_series, simulate_series
 from schedules import Action, Op, Schedule, build_schedule
 
 GIB = 2**30

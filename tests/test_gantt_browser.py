@@ -12,11 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from pipesim.compare import CompareRequest
-from pipesim.engine import SpanKind, Stream
 from pipesim.figures.chromium import Chromium
 from pipesim.figures.gantt import CAPACITY_COLOUR, COLOURS, EDGE_LIMIT, gantt_page
-from pipesim.timeseries import GanttSeries, simulate_series
+from pipesim.sim.compare import CompareRequest
+from pipesim.sim.engine import SpanKind, Stream
+from pipesim.sim.series import GanttSeries, simulate_series
 from tests.browser import decode_png, drawn_bars, hex_rgb, lane_pixels, open_page
 
 KIND_KEYS = {

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cli import main
-from pipesim.compare import CompareRequest, compare_schedules
+from pipesim.sim.compare import CompareRequest, compare_schedules
 from schedules import ScheduleError, build_schedule, validate
 from schedules.greedy import GreedyTimes, build_timed, greedy_zero_bubble
 from schedules.zero_bubble import zb_h1, zb_h2

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipesim.errors import InputError
-from pipesim.layout import Layout
-from pipesim.memory import (
+from pipesim.cost.memory import (
     bytes_per_param,
     embedding_activation_bytes,
     head_activation_bytes,
@@ -17,7 +15,9 @@ from pipesim.memory import (
     stage_params,
     transient_bytes,
 )
-from pipesim.models import get_model
+from pipesim.errors import InputError
+from pipesim.specs.layout import Layout
+from pipesim.specs.model import get_model
 
 M22 = get_model("megatron-22b")  # a=64, h=6144, s=2048 (Korthikanti Table 3)
 GPT3 = get_model("gpt3-175b")  # a=96, h=12288
@@ -164,7 +164,7 @@ def test_full_recompute_transient_is_one_layer() -> None:
     [(0, (2, 4, 12)), (1, (2, 4, 1.5)), (2, (2, 0.5, 1.5)), (3, (0.25, 0.5, 1.5))],
 )
 def test_zero_stages_shard_memory(stage: int, expected: tuple[float, float, float]) -> None:
-    from pipesim.memory import bytes_per_param
+    from pipesim.cost.memory import bytes_per_param
 
     assert bytes_per_param(Layout(dp=8, global_batch_size=8, zero_stage=stage)) == pytest.approx(expected)
 

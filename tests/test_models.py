@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from pipesim.cost.flops import sc21_params
 from pipesim.errors import InputError
-from pipesim.flops import sc21_params
-from pipesim.gpus import GPU_PRESETS, get_gpu
-from pipesim.io import load_gpu_toml, load_hf_config, load_model_toml, resolve_gpu, resolve_model
-from pipesim.models import MODEL_PRESETS, ModelSpec, get_model
+from pipesim.io.readers import load_gpu_toml, load_hf_config, load_model_toml, resolve_gpu, resolve_model
+from pipesim.specs.gpu import GPU_PRESETS, get_gpu
+from pipesim.specs.model import MODEL_PRESETS, ModelSpec, get_model
 
 # SC21 Table 1 parameter column (billions) and Table 2's 174.6 for GPT-3.
 SC21_PARAMS_B = {
@@ -242,7 +242,7 @@ def test_gpu_spec_pickles() -> None:
     # Sweeps send specs to worker processes and Dask; the read-only peak mapping must survive the trip.
     import pickle
 
-    from pipesim.gpus import get_gpu
+    from pipesim.specs.gpu import get_gpu
 
     for name in ("a100-80gb", "h100-sxm", "mi300x"):
         gpu = get_gpu(name)
@@ -252,7 +252,7 @@ def test_gpu_spec_pickles() -> None:
 
 def test_bad_gpu_key_names_the_file_once(tmp_path: Path) -> None:
     # The same table reader serves GPU files and a scenario's [gpu] (whose keys it prefixes with 'gpu.').
-    from pipesim.scenario_toml import load_scenario_toml
+    from pipesim.io.scenario_file import load_scenario_toml
 
     gpu = tmp_path / "g.toml"
     gpu.write_text("memory_GB = 80\n[peak_TFLOPS]\nbf16 = 1\n", encoding="utf-8")

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipesim.collectives import TopologyCommModel
+from pipesim.comm.topology import TopologyCommModel
 from pipesim.errors import InputError
-from pipesim.placement import RankGrid, parse_order, rank_to_gpu
+from pipesim.specs.placement import RankGrid, parse_order, rank_to_gpu
 from topologies import TopologyError, build_cluster
 
 

@@ -7,11 +7,9 @@ import math
 import pytest
 
 from pipesim.errors import InputError
-from pipesim.executors import ExecutorSpec
 from pipesim.figures.plan import pareto_front
-from pipesim.gpus import get_gpu
-from pipesim.models import get_model
-from pipesim.plan import (
+from pipesim.plan.executors import ExecutorSpec
+from pipesim.plan.search import (
     PlanCluster,
     PlanRequest,
     SearchSpace,
@@ -21,6 +19,8 @@ from pipesim.plan import (
     plan,
     training_time,
 )
+from pipesim.specs.gpu import get_gpu
+from pipesim.specs.model import get_model
 from schedules import REGISTRY
 
 

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from pipesim.scenario import simulate_scenario
-from pipesim.scenario_toml import load_scenario, load_scenario_toml, parse_scenario_toml, scenario_toml
+from pipesim.io.scenario_file import load_scenario, load_scenario_toml, parse_scenario_toml, scenario_toml
+from pipesim.sim.scenario import simulate_scenario
 
 BASE = [
     "plan",
@@ -116,10 +116,10 @@ def test_text_output_explain_csv_and_files(tmp_path: Path) -> None:
 def test_scenario_toml_round_trip_for_an_inline_model_and_gpu() -> None:
     from dataclasses import replace
 
-    from pipesim.gpus import get_gpu
-    from pipesim.layout import Layout
-    from pipesim.models import get_model
-    from pipesim.scenario_toml import ScenarioFile
+    from pipesim.io.scenario_file import ScenarioFile
+    from pipesim.specs.gpu import get_gpu
+    from pipesim.specs.layout import Layout
+    from pipesim.specs.model import get_model
 
     model = replace(get_model("llama2-7b"), name="my-llama", num_layers=16)
     gpu = replace(get_gpu("h100-sxm"), name="my-gpu")

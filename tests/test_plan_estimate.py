@@ -14,11 +14,11 @@ import random
 
 import pytest
 
-from pipesim.estimate import FAMILY_MODELS, Estimator
-from pipesim.gpus import get_gpu
-from pipesim.models import get_model
-from pipesim.plan import Candidate, PlanCluster, PlanRequest, enumerate_space, scenario_of
-from pipesim.scenario import simulate_scenario
+from pipesim.plan.estimate import FAMILY_MODELS, Estimator
+from pipesim.plan.search import Candidate, PlanCluster, PlanRequest, enumerate_space, scenario_of
+from pipesim.sim.scenario import simulate_scenario
+from pipesim.specs.gpu import get_gpu
+from pipesim.specs.model import get_model
 from schedules import REGISTRY, ScheduleFamily, register
 from schedules.classic import one_f_one_b
 

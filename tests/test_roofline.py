@@ -6,13 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipesim.comm import LevelCommModel
-from pipesim.cost import DEFAULT_EFFICIENCY, layer_pass_times
+from pipesim.comm.base import LevelCommModel
+from pipesim.cost.roofline import attainable_flops, check_precision, ridge_point, roofline
+from pipesim.cost.times import DEFAULT_EFFICIENCY, layer_pass_times
 from pipesim.errors import InputError
-from pipesim.gpus import get_gpu
-from pipesim.layout import Layout
-from pipesim.models import get_model
-from pipesim.roofline import attainable_flops, check_precision, ridge_point, roofline
+from pipesim.specs.gpu import get_gpu
+from pipesim.specs.layout import Layout
+from pipesim.specs.model import get_model
 
 COMM = LevelCommModel()
 
@@ -203,7 +203,7 @@ def test_json_dict_has_the_issue_fields() -> None:
 
 def test_topology_comm_model_gives_the_same_sums_as_the_simulator() -> None:
     # The TP collectives timed on the DGX H100 graph (NVLink4 through NVSwitch): still one source of truth.
-    from pipesim.scenario import topology_comm
+    from pipesim.sim.scenario import topology_comm
 
     m, g, lay = (
         get_model("llama3-70b"),

@@ -6,13 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipesim.cost.flops import model_flops_eq7, sc21_iteration_flops
+from pipesim.cost.memory import in_flight_analytic
 from pipesim.errors import InputError
-from pipesim.flops import model_flops_eq7, sc21_iteration_flops
-from pipesim.gpus import get_gpu
-from pipesim.layout import Layout
-from pipesim.memory import in_flight_analytic
-from pipesim.models import get_model
-from pipesim.scenario import Scenario, check_gpu_count, simulate_scenario, stage_costs
+from pipesim.sim.scenario import Scenario, check_gpu_count, simulate_scenario, stage_costs
+from pipesim.specs.gpu import get_gpu
+from pipesim.specs.layout import Layout
+from pipesim.specs.model import get_model
 from schedules import build_schedule
 
 A100 = get_gpu("a100-80gb")

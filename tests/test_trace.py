@@ -14,10 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cli import main
-from pipesim.compare import CompareRequest
-from pipesim.engine import OpCosts, SpanKind, Stream, simulate
-from pipesim.timeseries import simulate_series
-from pipesim.trace import PID_STRIDE, chrome_trace, chrome_trace_json
+from pipesim.sim.compare import CompareRequest
+from pipesim.sim.engine import OpCosts, SpanKind, Stream, simulate
+from pipesim.sim.series import simulate_series
+from pipesim.sim.trace import PID_STRIDE, chrome_trace, chrome_trace_json
 from schedules import build_schedule
 
 REQUIRED = {"ph", "ts", "pid", "tid", "name"}

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipesim.engine import OpCosts, Timeline, simulate
-from pipesim.metrics import PipelineMetrics, pipeline_metrics
+from pipesim.sim.engine import OpCosts, Timeline, simulate
+from pipesim.sim.metrics import PipelineMetrics, pipeline_metrics
 from schedules import Schedule
 
 

@@ -1,4 +1,4 @@
-"""Gantt charts of simulated steps: draws :class:`~pipesim.timeseries.GanttSeries`, computes nothing.
+"""Gantt charts of simulated steps: draws :class:`~pipesim.sim.series.GanttSeries`, computes nothing.
 
 One chart per schedule on a shared time axis (milliseconds): a row per rank holding its compute lane (F, B, I,
 W, optimizer; recompute and the TP share of a pass as a strip on the lower edge of the bar) and, just under
@@ -23,7 +23,7 @@ from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from pipesim.figures.page import Page, Table, render_page
-from pipesim.timeseries import GanttSeries, Lane, SpanGroup
+from pipesim.sim.series import GanttSeries, Lane, SpanGroup
 
 __all__ = ["COLOURS", "LABEL_LIMIT", "gantt_figure", "gantt_page", "summary_table", "lane_y"]
 
@@ -149,7 +149,7 @@ def gantt_figure(
 ) -> go.Figure:
     """A plotly Figure with one Gantt chart and one memory chart per schedule, on a shared time axis.
 
-    ``series`` come from :func:`pipesim.timeseries.gantt_series` (or ``simulate_series``);
+    ``series`` come from :func:`pipesim.sim.series.gantt_series` (or ``simulate_series``);
     ``gpu_memory_bytes`` draws the capacity line on the memory charts; ``labels`` forces microbatch labels on
     or off (default: on when the figure has at most :data:`LABEL_LIMIT` compute bars). Displays inline in a
     notebook.

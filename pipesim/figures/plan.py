@@ -11,8 +11,8 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from pipesim.figures.page import Page, Table, render_page
-from pipesim.fileio import atomic_write_text
-from pipesim.plan import PlanEntry, PlanResult
+from pipesim.io.atomic import atomic_write_text
+from pipesim.plan.search import PlanEntry, PlanResult
 
 __all__ = ["pareto_front", "plan_figure", "plan_page", "write_plan_html"]
 

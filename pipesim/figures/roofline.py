@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from pipesim.cost.roofline import RooflineTable
 from pipesim.figures.page import Page, Table, render_page
-from pipesim.roofline import RooflineTable
 
 __all__ = ["roofline_figure", "roofline_html", "table_rows", "TABLE_COLUMNS", "TABLE_LEGEND"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pipesim.errors import InputError
 from pipesim.figures.chromium import CANDIDATES, CHROMIUM_ENV, BrowserError, Chromium, find_chromium
-from pipesim.fileio import atomic_write_bytes, check_output_path
+from pipesim.io.atomic import atomic_write_bytes, check_output_path
 
 __all__ = ["IMAGE_FORMATS", "check_image_target", "export_image"]
 

@@ -14,7 +14,7 @@ import networkx as nx
 import plotly.graph_objects as go
 
 from pipesim.figures.page import Page, render_page
-from pipesim.fileio import atomic_write_text
+from pipesim.io.atomic import atomic_write_text
 from topologies.graph import EDGE_KINDS, link
 
 __all__ = ["topology_figure", "layout", "write_topology_html"]

@@ -12,13 +12,13 @@ The search (:func:`plan`):
    allowed, tp not dividing the heads / KV heads / MLP width, pp (x chunks) not dividing the layers, the
    global batch not divisible by micro-batch x dp, the schedule's own rule (e.g. interleaved 1F1B needs the
    microbatches to be a multiple of pp);
-3. estimate every remaining layout (the *candidates*) analytically (:mod:`pipesim.estimate`), rejecting
+3. estimate every remaining layout (the *candidates*) analytically (:mod:`pipesim.plan.estimate`), rejecting
    those out of memory;
 4. simulate the ``top_k`` fastest feasible candidates on the full timeline
-   (:func:`pipesim.scenario.simulate_scenario`) and rank them by simulated step time; the rest keep their
+   (:func:`pipesim.sim.scenario.simulate_scenario`) and rank them by simulated step time; the rest keep their
    estimated rank behind them.
 
-Steps 3 and 4 run on an :class:`pipesim.executors.ExecutorSpec` (in process, local processes, or Dask); the
+Steps 3 and 4 run on an :class:`pipesim.plan.executors.ExecutorSpec` (in process, local processes, or Dask); the
 result is identical whichever runs it (results come back in item order, and the ranking breaks ties by the
 enumeration index).
 """
@@ -31,17 +31,17 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pipesim.comm import CommModel, LevelCommModel
-from pipesim.cost import DEFAULT_EFFICIENCY, Efficiency
+from pipesim.comm.base import CommModel, LevelCommModel
+from pipesim.cost.flops import hardware_flops_per_step, model_flops_per_step
+from pipesim.cost.memory import RESERVE_BYTES
+from pipesim.cost.times import DEFAULT_EFFICIENCY, Efficiency
 from pipesim.errors import InputError
-from pipesim.estimate import Estimate, Estimator
-from pipesim.executors import ExecutorSpec, chunked, run_chunks
-from pipesim.flops import hardware_flops_per_step, model_flops_per_step
-from pipesim.gpus import GPUSpec
-from pipesim.layout import RECOMPUTE, TRAIN_PRECISIONS, Layout, divisors
-from pipesim.memory import RESERVE_BYTES
-from pipesim.models import ModelSpec
-from pipesim.scenario import Scenario, SimulationReport, simulate_scenario
+from pipesim.plan.estimate import Estimate, Estimator
+from pipesim.plan.executors import ExecutorSpec, chunked, run_chunks
+from pipesim.sim.scenario import Scenario, SimulationReport, simulate_scenario
+from pipesim.specs.gpu import GPUSpec
+from pipesim.specs.layout import RECOMPUTE, TRAIN_PRECISIONS, Layout, divisors
+from pipesim.specs.model import ModelSpec
 from schedules import REGISTRY, get_family
 
 __all__ = [
@@ -177,8 +177,8 @@ def topology_gpus_per_node(topology: str) -> int:
 
 
 def topology_comm(topology: str, nodes: int) -> CommModel:
-    """A :class:`pipesim.collectives.TopologyCommModel` on ``nodes`` nodes of ``topology``."""
-    from pipesim.collectives import TopologyCommModel
+    """A :class:`pipesim.comm.topology.TopologyCommModel` on ``nodes`` nodes of ``topology``."""
+    from pipesim.comm.topology import TopologyCommModel
     from topologies import build_cluster
 
     graph = build_cluster(topology, nodes)
@@ -188,7 +188,7 @@ def topology_comm(topology: str, nodes: int) -> CommModel:
 @dataclass(frozen=True)
 class PlanRequest:
     """One planning question. ``precision``, ``attention``, ``dp_overlap``, ``scatter_gather`` and
-    ``tp_comm_overlap`` are held fixed (see :class:`pipesim.layout.Layout`); ``top_k`` layouts get the full simulation; ``tokens`` (if
+    ``tp_comm_overlap`` are held fixed (see :class:`pipesim.specs.layout.Layout`); ``top_k`` layouts get the full simulation; ``tokens`` (if
     given) is the training run's length for days and GPU-hours."""
 
     model: ModelSpec
@@ -913,7 +913,7 @@ def fewest_nodes(
     spec = executor or ExecutorSpec()
     tokens = request.tokens
     model, gpu = request.model, request.cluster.gpu
-    from pipesim.flops import model_flops_per_token
+    from pipesim.cost.flops import model_flops_per_token
 
     ideal_gpu_s = tokens * model_flops_per_token(model, request.seq) / gpu.peak(request.precision)
     lo = max(1, math.ceil(ideal_gpu_s / (max_days * SECONDS_PER_DAY) / request.cluster.gpus_per_node))

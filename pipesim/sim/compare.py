@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from pipesim.engine import OpCosts, simulate
-from pipesim.metrics import PipelineMetrics, pipeline_metrics
+from pipesim.sim.engine import OpCosts, simulate
+from pipesim.sim.metrics import PipelineMetrics, pipeline_metrics
 from schedules import Schedule, build_schedule, get_family, read_csv, validate
 from schedules.greedy import GREEDY_FAMILIES, GreedyTimes, build_timed
 

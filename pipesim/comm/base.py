@@ -1,13 +1,13 @@
 """The communication-cost interface, and a simple two-level (intra-node / inter-node) implementation.
 
 Everything that needs a collective or point-to-point time asks a :class:`CommModel`. Ranks are global GPU
-ranks (see :mod:`pipesim.placement`); sizes follow nccl-tests' convention: the whole buffer (all-reduce: the
+ranks (see :mod:`pipesim.specs.placement`); sizes follow nccl-tests' convention: the whole buffer (all-reduce: the
 buffer reduced; all-gather: the gathered output; reduce-scatter: the input; all-to-all: the per-rank send
 buffer), so algbw = size / time and busbw = algbw x the nccl-tests factor (NVIDIA/nccl-tests
 doc/PERFORMANCE.md).
 
 :class:`LevelCommModel` is the fallback when no topology graph is given: bandwidth and latency per level,
-ring algorithms. The topology model (:mod:`pipesim.collectives`) implements the same protocol on real links.
+ring algorithms. The topology model (:mod:`pipesim.comm.topology`) implements the same protocol on real links.
 """
 
 from __future__ import annotations

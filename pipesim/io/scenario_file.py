@@ -16,7 +16,7 @@ Format (units in the key names, as in the other pipesim TOML files)::
     intra_node_GBps = 240.0     # two-level model only (GB/s = 1e9 B/s per GPU per direction)
     inter_node_GBps = 24.0
 
-    [layout]                    # pipesim.layout.Layout fields (Megatron-LM names)
+    [layout]                    # pipesim.specs.layout.Layout fields (Megatron-LM names)
     tp = 8
     pp = 4
     ...
@@ -34,13 +34,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pipesim.comm import CommModel, LevelCommModel
+from pipesim.comm.base import CommModel, LevelCommModel
 from pipesim.errors import InputError
-from pipesim.gpus import GPU_PRESETS, GPUSpec, get_gpu
-from pipesim.io import MODEL_KEYS, gpu_from_table, model_from_table
-from pipesim.layout import Layout
-from pipesim.models import MODEL_PRESETS, ModelSpec, get_model
-from pipesim.scenario import Scenario
+from pipesim.io.readers import MODEL_KEYS, gpu_from_table, model_from_table
+from pipesim.sim.scenario import Scenario
+from pipesim.specs.gpu import GPU_PRESETS, GPUSpec, get_gpu
+from pipesim.specs.layout import Layout
+from pipesim.specs.model import MODEL_PRESETS, ModelSpec, get_model
 from schedules import ScheduleError, get_family
 
 if sys.version_info >= (3, 11):
@@ -70,7 +70,7 @@ class ScenarioFile:
             return LevelCommModel(
                 gpus_per_node=self.gpus_per_node, intra_Bps=self.intra_node_Bps, inter_Bps=self.inter_node_Bps
             )
-        from pipesim.collectives import TopologyCommModel
+        from pipesim.comm.topology import TopologyCommModel
         from topologies import build_cluster
 
         nodes = self.nodes or math.ceil(self.layout.num_gpus / self.gpus_per_node)
@@ -78,7 +78,7 @@ class ScenarioFile:
         return TopologyCommModel.for_cluster(graph, self.layout.num_gpus)
 
     def scenario(self) -> Scenario:
-        """The :class:`pipesim.scenario.Scenario` to simulate."""
+        """The :class:`pipesim.sim.scenario.Scenario` to simulate."""
         return Scenario(self.model, self.gpu, self.layout, self.comm())
 
 
@@ -270,5 +270,5 @@ def load_scenario_toml(path: str | Path) -> ScenarioFile:
 
 def load_scenario(path: str | Path) -> Scenario:
     """The reusable loader for commands that take ``--scenario FILE`` (simulate, gantt): the file's
-    :class:`pipesim.scenario.Scenario`, communication model built."""
+    :class:`pipesim.sim.scenario.Scenario`, communication model built."""
     return load_scenario_toml(path).scenario()

@@ -6,7 +6,7 @@ vendor material through secondary pages; each preset's ``source`` names the page
 the value is. Numbers that published.md marks unconfirmed, or does not list at all (TF32/FP32 peaks, the
 V100 and H100 PCIe TDP), are flagged ``unconfirmed`` in the preset's ``notes`` and must not be test targets.
 
-Other GPUs come from a TOML file (see :func:`pipesim.io.load_gpu_toml`).
+Other GPUs come from a TOML file (see :func:`pipesim.io.readers.load_gpu_toml`).
 """
 
 from __future__ import annotations

@@ -33,8 +33,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipesim.layout import Layout
-from pipesim.models import ModelSpec
+from pipesim.specs.layout import Layout
+from pipesim.specs.model import ModelSpec
 
 __all__ = [
     "WEIGHT_BYTES",

@@ -7,10 +7,10 @@ has arithmetic intensity ``I = F / Q`` (FLOPs per byte) and can reach at most
 ``attainable = min(peak(precision), I x hbm_Bps)`` FLOP/s. The ridge point ``peak / hbm_Bps`` is the intensity
 above which the compute roof binds.
 
-One source of truth: every time here is :func:`pipesim.cost.layer_detail`'s, the same per-operator times
-whose phase sums are the simulator's forward and backward times (:func:`pipesim.cost.layer_pass_times`);
+One source of truth: every time here is :func:`pipesim.cost.times.layer_detail`'s, the same per-operator times
+whose phase sums are the simulator's forward and backward times (:func:`pipesim.cost.times.layer_pass_times`);
 ``predicted FLOP/s = flops / predicted time``. The roof an operator sits under is the peak of the precision
-:func:`pipesim.cost.compute_precision` gives it (attention stays 16-bit under fp8). Tensor-parallel
+:func:`pipesim.cost.times.compute_precision` gives it (attention stays 16-bit under fp8). Tensor-parallel
 collectives have no FLOPs and move their bytes over NVLink or the network, not HBM: they are listed (bound
 ``comm``) with their time and share, but have no intensity; one the layout overlaps with a GEMM keeps only its exposed excess (bound
 ``comm-overlapped``), exactly as the simulator counts it.
@@ -22,12 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipesim.comm import CommModel, LevelCommModel
-from pipesim.cost import DEFAULT_EFFICIENCY, Efficiency, compute_precision, layer_detail
+from pipesim.comm.base import CommModel, LevelCommModel
+from pipesim.cost.times import DEFAULT_EFFICIENCY, Efficiency, compute_precision, layer_detail
 from pipesim.errors import InputError
-from pipesim.gpus import GPU_PRESETS, PRECISIONS, GPUSpec
-from pipesim.layout import Layout
-from pipesim.models import ModelSpec
+from pipesim.specs.gpu import GPU_PRESETS, PRECISIONS, GPUSpec
+from pipesim.specs.layout import Layout
+from pipesim.specs.model import ModelSpec
 
 __all__ = [
     "RooflineRow",
@@ -128,7 +128,7 @@ class RooflineTable:
 
     @property
     def roofs(self) -> dict[str, float]:
-        """Peak FLOP/s per precision of the GPU, in :data:`pipesim.gpus.PRECISIONS` order."""
+        """Peak FLOP/s per precision of the GPU, in :data:`pipesim.specs.gpu.PRECISIONS` order."""
         return {p: self.gpu.peak_flops[p] for p in PRECISIONS if p in self.gpu.peak_flops}
 
     @property
@@ -161,10 +161,10 @@ def roofline(
 ) -> RooflineTable:
     """The roofline table of one transformer layer of ``model`` under ``layout`` on ``gpu``.
 
-    ``precision`` (default the layout's; any of :data:`pipesim.gpus.PRECISIONS` the GPU has) sets the GEMM
+    ``precision`` (default the layout's; any of :data:`pipesim.specs.gpu.PRECISIONS` the GPU has) sets the GEMM
     roof and the bytes per element. ``comm`` times the TP collectives over ``tp_ranks`` (default: the
-    simulator's fallback :class:`pipesim.comm.LevelCommModel` and ranks 0..tp-1, i.e. the first TP group).
-    Times come from :func:`pipesim.cost.layer_detail` (see the module docstring).
+    simulator's fallback :class:`pipesim.comm.base.LevelCommModel` and ranks 0..tp-1, i.e. the first TP group).
+    Times come from :func:`pipesim.cost.times.layer_detail` (see the module docstring).
     """
     prec = precision or layout.precision
     check_precision(gpu, prec)

@@ -1,8 +1,8 @@
 """A fast analytic estimate of one training step: step time, its breakdown and peak memory per GPU, without
-building a schedule or simulating a timeline. The planner (:mod:`pipesim.plan`) runs it on every candidate
-layout and runs the full simulation (:func:`pipesim.scenario.simulate_scenario`) only on the best few.
+building a schedule or simulating a timeline. The planner (:mod:`pipesim.plan.search`) runs it on every candidate
+layout and runs the full simulation (:func:`pipesim.sim.scenario.simulate_scenario`) only on the best few.
 
-Costs come from the same functions the simulator uses (:mod:`pipesim.cost`, :mod:`pipesim.memory`), cached by
+Costs come from the same functions the simulator uses (:mod:`pipesim.cost.times`, :mod:`pipesim.cost.memory`), cached by
 the few fields each depends on: one transformer layer's F / B / W times by (tp, sequence parallel,
 micro-batch, recompute) (sequence length, precision and attention kernels are fixed for a plan); transfers by
 (tp, dp, micro-batch, sequence parallel); gradient reductions by (tp, dp, collective, bytes).
@@ -25,12 +25,12 @@ Step time = pipeline phase + exposed data-parallel reduction + optimizer step, w
   compute;
 * exposed data-parallel reduction: stage s's last backward ends about s (B_chunk + transfer) before the end
   of the pipeline phase (the final backward wave runs from the last stage to the first); its reduction (the
-  part not hidden behind its own backward, as :func:`pipesim.scenario.stage_costs` hands the engine) runs on
+  part not hidden behind its own backward, as :func:`pipesim.sim.scenario.stage_costs` hands the engine) runs on
   its rank's reduction stream after that; the exposed time is how far the last one ends past the pipeline;
-* optimizer step: the most loaded pipeline rank's Adam step (:func:`pipesim.cost.optimizer_step_s`) plus, with
+* optimizer step: the most loaded pipeline rank's Adam step (:func:`pipesim.cost.times.optimizer_step_s`) plus, with
   the distributed optimizer, the all-gather of updated weights; as the simulator charges it.
 
-Peak memory per GPU: weights, gradients and optimizer state of the rank's stages (:mod:`pipesim.memory`),
+Peak memory per GPU: weights, gradients and optimizer state of the rank's stages (:mod:`pipesim.cost.memory`),
 plus its stashed activations = in-flight microbatches (closed form: GPipe m, 1F1B min(m, p - r) (SC21
 Section 2.2.1), interleaved min(v m, 2(p - r - 1) + (v - 1) p + 1) / v (Korthikanti et al. 2022, Section
 4.2.3); profiled families: counted along each rank's program, activations held from F to B or I and the
@@ -48,8 +48,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipesim.comm import CommModel
-from pipesim.cost import (
+from pipesim.comm.base import CommModel
+from pipesim.cost.flops import ACT_BYTES
+from pipesim.cost.memory import (
+    ACTIVATION_OVERHEAD,
+    bytes_per_param,
+    embedding_activation_bytes,
+    head_activation_bytes,
+    layer_activation_bytes,
+    stage_params,
+    transient_bytes,
+)
+from pipesim.cost.times import (
     DP_BUCKET_PARAMS,
     Efficiency,
     PassTimes,
@@ -60,22 +70,12 @@ from pipesim.cost import (
     optimizer_step_s,
     p2p_bytes,
 )
-from pipesim.engine import OpCosts, simulate
-from pipesim.flops import ACT_BYTES
-from pipesim.gpus import GPUSpec
-from pipesim.layout import Layout
-from pipesim.memory import (
-    ACTIVATION_OVERHEAD,
-    bytes_per_param,
-    embedding_activation_bytes,
-    head_activation_bytes,
-    layer_activation_bytes,
-    stage_params,
-    transient_bytes,
-)
-from pipesim.models import ModelSpec
-from pipesim.placement import RankGrid
-from pipesim.scenario import weight_stash_bytes_per_layer
+from pipesim.sim.engine import OpCosts, simulate
+from pipesim.sim.scenario import weight_stash_bytes_per_layer
+from pipesim.specs.gpu import GPUSpec
+from pipesim.specs.layout import Layout
+from pipesim.specs.model import ModelSpec
+from pipesim.specs.placement import RankGrid
 from schedules import Schedule, ScheduleError, build_schedule, get_family
 from schedules.classic import interleaved_microbatch_rule
 from schedules.greedy import GREEDY_FAMILIES, GreedyTimes, build_timed
@@ -99,7 +99,7 @@ def _no_rule(p: int, m: int, v: int) -> str | None:
 
 
 def _interleaved_in_flight(p: int, m: int, v: int, r: int) -> float:
-    # Korthikanti et al. 2022, Section 4.2.3 (also pipesim.memory.in_flight_analytic).
+    # Korthikanti et al. 2022, Section 4.2.3 (also pipesim.cost.memory.in_flight_analytic).
     return min(v * m, 2 * (p - r - 1) + (v - 1) * p + 1) / v
 
 
@@ -324,7 +324,7 @@ class Estimator:
         return hit
 
     def collective(self, op: str, total_bytes: float, ranks: Sequence[int], key: tuple[Any, ...]) -> float:
-        """Bucketed collective time (:func:`pipesim.cost.bucketed_collective_s`), cached by ``key``."""
+        """Bucketed collective time (:func:`pipesim.cost.times.bucketed_collective_s`), cached by ``key``."""
         k = (op, round(total_bytes), key)
         hit = self._coll.get(k)
         if hit is None:
@@ -337,7 +337,7 @@ class Estimator:
     ) -> Schedule | str:
         """The built schedule, or the reason it cannot be built (cached). ``variant`` = (I, W, P2P, stash
         fraction), relative to F, rebuilds a greedy zero-bubble family for those times as the simulator does
-        (:func:`pipesim.scenario._greedy_for_costs`); the registry's default order otherwise."""
+        (:func:`pipesim.sim.scenario._greedy_for_costs`); the registry's default order otherwise."""
         key = (name, pp, m, chunks, variant)
         hit = self._schedules.get(key)
         if hit is None:
@@ -422,7 +422,7 @@ class Estimator:
         return (max(ri, 0.5), rw, 0.0, sf)
 
     def stage_params(self, layout: Layout, layers: int, first: bool, last: bool) -> float:
-        """Cached :func:`pipesim.memory.stage_params` (it depends on tp and the stage's shape only)."""
+        """Cached :func:`pipesim.cost.memory.stage_params` (it depends on tp and the stage's shape only)."""
         key = (layout.tp, layers, first, last)
         hit = self._params.get(key)
         if hit is None:
@@ -440,7 +440,7 @@ class Estimator:
     # ----------------------------------------------------------------- the estimate
     def estimate(self, layout: Layout) -> Estimate:
         """The analytic estimate of ``layout`` (see the module docstring). The layout must already pass
-        :meth:`pipesim.layout.Layout.check_model` and its schedule's rule."""
+        :meth:`pipesim.specs.layout.Layout.check_model` and its schedule's rule."""
         model = self.model
         family = get_family(layout.schedule)
         p, m = layout.pp, layout.num_microbatches

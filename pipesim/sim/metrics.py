@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipesim.engine import OpCosts, SpanKind, Stream, Timeline
+from pipesim.sim.engine import OpCosts, SpanKind, Stream, Timeline
 from schedules.ir import Schedule
 
 __all__ = ["PipelineMetrics", "pipeline_metrics"]

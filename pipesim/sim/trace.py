@@ -2,7 +2,7 @@
 
 Format: the Trace Event Format's JSON object form, ``{"traceEvents": [...], "displayTimeUnit": "ms"}``.
 Each rank of each schedule is a process (``pid``), named ``<schedule> rank <r>``; each of its streams a thread
-(``tid``: 0 compute, 1 p2p send, 2 DP reduce, 3 optimizer, the values of :class:`pipesim.engine.Stream`).
+(``tid``: 0 compute, 1 p2p send, 2 DP reduce, 3 optimizer, the values of :class:`pipesim.sim.engine.Stream`).
 Every span is a complete event (``ph: "X"``, ``ts`` and ``dur`` in microseconds) named after its kind, with
 stage, microbatch and (for sends) the receiving rank in ``args``. Each send carries a flow arrow: a flow start
 (``ph: "s"``) at the send's start on the sender's send thread, and a flow end (``ph: "f"``, ``bp: "e"``) at
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipesim.engine import SpanKind, Stream, Timeline
+from pipesim.sim.engine import SpanKind, Stream, Timeline
 
 __all__ = ["chrome_trace", "chrome_trace_json", "PID_STRIDE"]
 

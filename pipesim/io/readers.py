@@ -9,7 +9,7 @@ context was extended after pre-training), ``tie_word_embeddings``, ``hidden_act`
 ``mlp_bias``. GPT-2 style: ``n_embd``, ``n_layer``, ``n_head``, ``n_positions``, ``n_inner`` (default 4 x n_embd),
 ``vocab_size``, ``activation_function``.
 
-Model TOML: the :class:`pipesim.models.ModelSpec` field names (``num_layers``, ``hidden_size``, ...), with
+Model TOML: the :class:`pipesim.specs.model.ModelSpec` field names (``num_layers``, ``hidden_size``, ...), with
 ``ffn_hidden_size`` defaulting to 4 x hidden and ``num_kv_heads`` to the attention heads.
 
 GPU TOML (units in the key names; GB = 1e9 bytes, GiB = 2^30 bytes, TFLOPS = 1e12 FLOP/s)::
@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from pipesim.errors import InputError
-from pipesim.gpus import PRECISIONS, GPUSpec, get_gpu
-from pipesim.models import ModelSpec, get_model
+from pipesim.specs.gpu import PRECISIONS, GPUSpec, get_gpu
+from pipesim.specs.model import ModelSpec, get_model
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -1,6 +1,6 @@
 """Seconds for operators, layers and pipeline stages.
 
-Every operator of :mod:`pipesim.flops` becomes a time:
+Every operator of :mod:`pipesim.cost.flops` becomes a time:
 
 * GEMM: ``max(flops / achieved, hbm_bytes / (hbm_Bps x hbm_eff)) + kernel_overhead``, with
   ``achieved = peak x gemm_max x sat(M) x sat(N) x sat(K)`` and ``sat(d) = d / (d + gemm_half_dim)``: a large
@@ -9,7 +9,7 @@ Every operator of :mod:`pipesim.flops` becomes a time:
 * FlashAttention: ``flops / (peak x attention_eff)`` (executed FLOPs: half the s x s scores when causal).
 * memory-bound kernels (norms, dropout, residual, activation, softmax when not fused, cross entropy):
   ``hbm_bytes / (hbm_Bps x hbm_eff) + kernel_overhead``.
-* tensor-parallel collectives: ``comm.collective_s(op, size, tp_group)`` of the :class:`pipesim.comm.CommModel`
+* tensor-parallel collectives: ``comm.collective_s(op, size, tp_group)`` of the :class:`pipesim.comm.base.CommModel`
   (run on the compute stream: Megatron-LM waits for them, so they are exposed).
 
 The handful of efficiency constants live in :class:`Efficiency`; :data:`DEFAULT_EFFICIENCY` was calibrated
@@ -28,11 +28,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipesim.comm import CommModel
-from pipesim.flops import ACT_BYTES, LayerOps, Op, embedding_ops, head_ops, layer_ops
-from pipesim.gpus import GPUSpec
-from pipesim.layout import Layout
-from pipesim.models import ModelSpec
+from pipesim.comm.base import CommModel
+from pipesim.cost.flops import ACT_BYTES, LayerOps, Op, embedding_ops, head_ops, layer_ops
+from pipesim.specs.gpu import GPUSpec
+from pipesim.specs.layout import Layout
+from pipesim.specs.model import ModelSpec
 
 __all__ = [
     "Efficiency",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipesim.errors import InputError
-from pipesim.models import ModelSpec
+from pipesim.specs.model import ModelSpec
 
 __all__ = ["Layout", "RECOMPUTE", "ATTENTION", "divisors", "TRAIN_PRECISIONS"]
 

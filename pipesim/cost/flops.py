@@ -7,7 +7,7 @@ Two views of the same arithmetic:
   selective recomputation);
 * an operator list of one transformer layer (and of the embedding and the output head) as one tensor-parallel
   rank executes it for one microbatch: every GEMM with its (M, N, K), every memory-bound kernel with the bytes
-  it moves, every tensor-parallel collective with its size. :mod:`pipesim.cost` turns each operator into
+  it moves, every tensor-parallel collective with its size. :mod:`pipesim.cost.times` turns each operator into
   seconds; the roofline view reuses the same list.
 
 Conventions: ``b`` microbatch size, ``s`` sequence length, ``h`` hidden size, ``a`` attention heads, ``t``
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from pipesim.layout import Layout
-from pipesim.models import ModelSpec
+from pipesim.specs.layout import Layout
+from pipesim.specs.model import ModelSpec
 
 __all__ = [
     "Op",
@@ -74,7 +74,7 @@ class Op:
     ``kind``: gemm | attention | elementwise | comm. ``phase``: F (forward), I (backward for inputs), W
     (backward for weights). ``flops`` are executed FLOPs; ``hbm_bytes`` the bytes read and written in HBM
     (a lower bound for GEMMs). GEMMs carry ``shape`` = (M, N, K) and ``batch`` (batched GEMMs of the unfused
-    attention). Communication ops carry ``collective`` (a :data:`pipesim.comm.COLLECTIVES` name) and
+    attention). Communication ops carry ``collective`` (a :data:`pipesim.comm.base.COLLECTIVES` name) and
     ``comm_bytes`` (the nccl-tests buffer size); they run over the tensor-parallel group. ``recompute`` marks a
     forward operator re-run in the backward pass. ``hidden_by`` names the operator a collective runs
     concurrently with when the layout overlaps TP communication (only the excess is exposed).
@@ -259,7 +259,7 @@ def layer_ops(model: ModelSpec, layout: Layout, precision: str | None = None) ->
     RMSNorm 4 forward (square, sum, scale, weight), LayerNorm 7 (mean, centre, square, sum, scale, weight,
     bias), backward twice that; residual add 1 / 1; bias-dropout-add 4 / 3; SwiGLU 5 / 10 (sigmoid 3, times
     x, times up); bias-GeLU (tanh form) 8 / 16; softmax 5 / 4; attention dropout 2 / 2 (``Op.vector_flops``). They only place the
-    kernels on the roofline (:mod:`pipesim.roofline`): a memory-bound kernel's time depends on its bytes.
+    kernels on the roofline (:mod:`pipesim.cost.roofline`): a memory-bound kernel's time depends on its bytes.
 
     ``precision`` (default the layout's) sets the bytes per element (:func:`at_precision`).
     """

@@ -12,7 +12,7 @@ with ``latency_s`` = NCCL's base latency + steps x the slowest hop's path latenc
 group), so a size sweep or thousands of layouts cost one path analysis per distinct group.
 
 Sizes follow nccl-tests (NVIDIA/nccl-tests doc/PERFORMANCE.md): the whole buffer; algbw = size / time and
-busbw = algbw x :func:`pipesim.comm.bus_factor`.
+busbw = algbw x :func:`pipesim.comm.base.bus_factor`.
 
 Algorithms (per op, see :data:`ALGORITHMS`):
 
@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from pipesim.comm import COLLECTIVES, bus_factor
+from pipesim.comm.base import COLLECTIVES, bus_factor
 from pipesim.errors import InputError
 from topologies.errors import TopologyError
 from topologies.graph import efficiency
@@ -110,7 +110,7 @@ def _path_latency(router: Router, path: Iterable[EdgeKey]) -> float:
 
 
 class TopologyCommModel:
-    """:class:`pipesim.comm.CommModel` on a topology graph. ``gpus`` lists GPU node names in global-rank
+    """:class:`pipesim.comm.base.CommModel` on a topology graph. ``gpus`` lists GPU node names in global-rank
     order (rank i runs on ``gpus[i]``); by default all GPUs of the graph in server-major order."""
 
     def __init__(self, graph: nx.Graph, gpus: Sequence[str] | None = None) -> None:

@@ -1,16 +1,16 @@
 """The series a timeline chart draws, derived from a simulated step (no plotting here).
 
-:func:`gantt_series` groups a :class:`~pipesim.engine.Timeline` into one :class:`SpanGroup` per kind of bar
+:func:`gantt_series` groups a :class:`~pipesim.sim.engine.Timeline` into one :class:`SpanGroup` per kind of bar
 (F, B, I, W, recompute, TP collectives, sends, DP reductions, optimizer) and walks each rank's activation
 memory over time. The figure code in :mod:`pipesim.figures.gantt` only draws these arrays.
 
-Memory over time uses the accounting of :func:`pipesim.metrics.pipeline_metrics`: a forward holds its stage's
+Memory over time uses the accounting of :func:`pipesim.sim.metrics.pipeline_metrics`: a forward holds its stage's
 activation bytes from its start; a full backward frees them at its end; a split backward's I frees all but
 the weight stash at its end and W frees the stash at its end. A rank runs its compute actions one at a time in
 program order, so the running sum in time order equals the metrics' running sum in program order and the
 maximum of each rank's series is its ``peak_activation_bytes``.
 
-Recompute and TP communication are parts of F/B/I on the compute stream (see :class:`~pipesim.engine.OpCosts`):
+Recompute and TP communication are parts of F/B/I on the compute stream (see :class:`~pipesim.sim.engine.OpCosts`):
 recompute is placed at the start of the backward that needs it (it runs before that backward's own math), and
 the TP share of a pass is drawn as a strip ending with the pass, its length the share; where inside the pass
 the collectives fall is not modelled.
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from pipesim.compare import CompareRequest, build_requested, synthetic_costs
-from pipesim.engine import OpCosts, SpanKind, Timeline, simulate
-from pipesim.metrics import PipelineMetrics, pipeline_metrics
+from pipesim.sim.compare import CompareRequest, build_requested, synthetic_costs
+from pipesim.sim.engine import OpCosts, SpanKind, Timeline, simulate
+from pipesim.sim.metrics import PipelineMetrics, pipeline_metrics
 from schedules.ir import Schedule
 
 __all__ = [

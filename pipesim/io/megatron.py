@@ -17,8 +17,8 @@ Data parallelism is implied (world size / (tp x pp)), as in Megatron-LM. Schedul
 
 from __future__ import annotations
 
-from pipesim.layout import Layout
-from pipesim.models import ModelSpec
+from pipesim.specs.layout import Layout
+from pipesim.specs.model import ModelSpec
 
 __all__ = ["megatron_args", "format_megatron_args"]
 

@@ -20,7 +20,7 @@ Model (deterministic; every constant below that is not the GPU's board power is 
 Sources and assumptions of the defaults:
 
 * TDP per preset: /work/shared/reference/published.md section 7 (A100 400 W, H100 SXM 700 W, H200 700 W,
-  B200 ~1000 W, MI300X 750 W; see :mod:`pipesim.gpus` for which are unconfirmed); a GPU TOML may set
+  B200 ~1000 W, MI300X 750 W; see :mod:`pipesim.specs.gpu` for which are unconfirmed); a GPU TOML may set
   ``tdp_W``.
 * ``idle_fraction`` = 0.15 of TDP (assumption; secondary web tables list ~15% of TDP idle, e.g. about 105 W
   for an H100 SXM. A GPU waiting inside a training job keeps its clocks and CUDA context and draws more than
@@ -41,10 +41,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipesim.errors import InputError
-from pipesim.gpus import GPUSpec
+from pipesim.specs.gpu import GPUSpec
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pipesim.scenario import SimulationReport
+    from pipesim.sim.scenario import SimulationReport
 
 __all__ = [
     "DEFAULT_IDLE_FRACTION",
@@ -264,7 +264,7 @@ def steps_for_tokens(tokens: float, tokens_per_step: int) -> int:
 
 def busy_fraction(report: SimulationReport) -> float:
     """Compute-busy fraction of a simulated step: (compute, recomputation included, + optimizer step) per
-    rank, mean over pipeline ranks, over the step time (:class:`pipesim.scenario.TimeBreakdown`); TP
+    rank, mean over pipeline ranks, over the step time (:class:`pipesim.sim.scenario.TimeBreakdown`); TP
     communication, bubbles and exposed PP / DP communication count as idle."""
     bd = report.breakdown
     return min(1.0, max(0.0, (bd.compute + bd.optimizer) / report.step_time_s))

@@ -24,8 +24,18 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
-from pipesim.comm import CommModel, LevelCommModel
-from pipesim.cost import (
+from pipesim.comm.base import CommModel, LevelCommModel
+from pipesim.cost.flops import ACT_BYTES, hardware_flops_per_step, model_flops_per_step
+from pipesim.cost.memory import (
+    RESERVE_BYTES,
+    WEIGHT_BYTES,
+    RankMemory,
+    rank_memory,
+    stage_activation_bytes,
+    stage_params,
+    transient_bytes,
+)
+from pipesim.cost.times import (
     DEFAULT_EFFICIENCY,
     DP_BUCKET_PARAMS,
     Efficiency,
@@ -37,23 +47,13 @@ from pipesim.cost import (
     optimizer_step_s,
     p2p_bytes,
 )
-from pipesim.engine import OpCosts, Timeline, simulate
 from pipesim.errors import InputError
-from pipesim.flops import ACT_BYTES, hardware_flops_per_step, model_flops_per_step
-from pipesim.gpus import GPUSpec
-from pipesim.layout import Layout
-from pipesim.memory import (
-    RESERVE_BYTES,
-    WEIGHT_BYTES,
-    RankMemory,
-    rank_memory,
-    stage_activation_bytes,
-    stage_params,
-    transient_bytes,
-)
-from pipesim.metrics import PipelineMetrics, pipeline_metrics
-from pipesim.models import ModelSpec
-from pipesim.placement import DEFAULT_ORDER, RankGrid
+from pipesim.sim.engine import OpCosts, Timeline, simulate
+from pipesim.sim.metrics import PipelineMetrics, pipeline_metrics
+from pipesim.specs.gpu import GPUSpec
+from pipesim.specs.layout import Layout
+from pipesim.specs.model import ModelSpec
+from pipesim.specs.placement import DEFAULT_ORDER, RankGrid
 from schedules import Schedule, build_schedule, get_family
 from schedules.greedy import GREEDY_FAMILIES, GreedyTimes, build_timed
 
@@ -72,11 +72,11 @@ __all__ = [
 
 
 def topology_comm(topology: str, world_size: int, nodes: int | None = None) -> CommModel:
-    """A topology-aware :class:`pipesim.collectives.TopologyCommModel` for ranks 0..world_size-1 on ``nodes``
+    """A topology-aware :class:`pipesim.comm.topology.TopologyCommModel` for ranks 0..world_size-1 on ``nodes``
     servers of the preset or TOML ``topology`` (default: just enough servers); global rank g runs on the g-th
     GPU, so the rank order decides which groups share a server. Raises if the layout needs more GPUs than the
     cluster has."""
-    from pipesim.collectives import TopologyCommModel
+    from pipesim.comm.topology import TopologyCommModel
     from topologies import build_cluster, resolve_spec
 
     per_node = resolve_spec(topology).node.gpus
@@ -88,7 +88,7 @@ def topology_comm(topology: str, world_size: int, nodes: int | None = None) -> C
 
 
 def default_comm() -> LevelCommModel:
-    """The fallback communication model: a DGX A100-like cluster (see :class:`pipesim.comm.LevelCommModel`):
+    """The fallback communication model: a DGX A100-like cluster (see :class:`pipesim.comm.base.LevelCommModel`):
     8 GPUs per node, 240 GB/s per GPU inside the node (NVLink3 via NVSwitch; nccl-tests all-reduce busbw
     230-232 GB/s measured, published.md s6.2), 24 GB/s per GPU across nodes (one 200 Gb/s HDR NIC per GPU;
     24 GB/s measured all-reduce busbw per HDR NIC, published.md s6.2)."""
@@ -217,7 +217,7 @@ def stage_costs(scenario: Scenario, schedule: Schedule) -> StageCosts:
     """Per-stage costs of ``scenario`` for ``schedule`` (see :class:`StageCosts`).
 
     A stage's F / B / W is its layer count x one layer's times, plus the embedding on stage 0 and the head on
-    the last stage. Transfers: :func:`pipesim.cost.p2p_bytes` sent from stage s's rank to stage s+1's, plus
+    the last stage. Transfers: :func:`pipesim.cost.times.p2p_bytes` sent from stage s's rank to stage s+1's, plus
     an intra-node all-gather on the receiver with scatter/gather (SC21 Section 4.1). DP reduction of a stage:
     its gradients (Layout.grad_reduce_bytes per parameter) all-reduced (distributed optimizer:
     reduce-scatter) over the stage's data-parallel group in DP_BUCKET_PARAMS buckets; with ``dp_overlap`` the

@@ -1,0 +1,1 @@
+"""FLOPs, bytes and op times on a GPU profile, memory, and the per-operator roofline."""

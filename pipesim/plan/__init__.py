@@ -1,0 +1,1 @@
+"""Capacity planning: search space, analytic estimator, ranking and executors."""

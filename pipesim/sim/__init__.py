@@ -1,0 +1,1 @@
+"""Scenarios end to end: the timeline engine, its metrics, chart series, traces and energy."""

@@ -1,0 +1,1 @@
+"""Validated specs: model shape, GPU profile, parallel layout and its rank grid."""
