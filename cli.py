@@ -14,11 +14,12 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from pipesim.comm.base import CommModel, LevelCommModel
+from pipesim.comm.factory import ClusterSpec, build_comm
 from pipesim.errors import InputError
 from pipesim.io.readers import resolve_gpu, resolve_model
 from pipesim.sim.compare import DEFAULT_SCHEDULES, CompareRequest, compare_schedules
 from pipesim.sim.metrics import PipelineMetrics
-from pipesim.sim.scenario import Scenario, SimulationReport, check_gpu_count, simulate_scenario, topology_comm
+from pipesim.sim.scenario import Scenario, SimulationReport, check_gpu_count, simulate_scenario
 from pipesim.specs.gpu import gpu_names
 from pipesim.specs.layout import ATTENTION, RECOMPUTE, TRAIN_PRECISIONS, Layout
 from pipesim.specs.model import model_names
@@ -329,7 +330,7 @@ def build_scenario(
         inter_Bps=args["inter_node_gbps"] * 1e9,
     )
     if args["topology"]:
-        comm = topology_comm(args["topology"], layout.num_gpus, args["nodes"])
+        comm = build_comm(ClusterSpec(args["topology"], args["nodes"]), layout.num_gpus)
     elif args["nodes"] is not None:
         raise InputError("--nodes needs --topology (the servers of which cluster?)")
     return Scenario(model, gpu, layout, comm, rank_order=parse_order(args["rank_order"]))
@@ -1106,9 +1107,7 @@ def roofline_cmd(
         precision=precisions[0] if precisions[0] in TRAIN_PRECISIONS else "bf16",
     )
     if roof_topology:
-        from pipesim.sim.scenario import topology_comm
-
-        comm: Any = topology_comm(roof_topology, tp)
+        comm: Any = build_comm(ClusterSpec(roof_topology), tp)
         comm_note = f"TP collectives timed on the {roof_topology} topology"
     else:
         comm = LevelCommModel(gpus_per_node=gpus_per_node, intra_Bps=intra_node_gbps * 1e9)
@@ -1341,14 +1340,14 @@ def collective_cmd(
     as_json: bool,
 ) -> None:
     from pipesim.comm.topology import TopologyCommModel, parse_size, size_sweep
-    from topologies import build_cluster
 
-    graph = build_cluster(topology, nodes, fabric=fabric, oversubscription=oversubscription)
-    total = graph.graph["nodes"] * graph.graph["gpus_per_node"]
-    n = total if gpus is None else gpus
+    cluster = ClusterSpec(topology, nodes, fabric=fabric, oversubscription=oversubscription)
+    n = nodes * cluster.node_gpus() if gpus is None else gpus
     if n < 2:
         raise InputError(f"--gpus={n} must be >= 2 for a collective")
-    model = TopologyCommModel.for_cluster(graph, n)
+    model = build_comm(cluster, n)
+    assert isinstance(model, TopologyCommModel)
+    graph = model.graph
     ranks = [0, n - 1] if op == "send-recv" else list(range(n))
     sizes = size_sweep(parse_size(minbytes), parse_size(maxbytes), stepfactor)
     if op == "send-recv" and algo == "auto":
@@ -1555,7 +1554,6 @@ def plan_cmd(**kw: Any) -> None:
         fewest_nodes,
         parse_tokens,
         plan,
-        topology_gpus_per_node,
     )
 
     if kw["as_json"] and kw["as_csv"]:
@@ -1563,7 +1561,7 @@ def plan_cmd(**kw: Any) -> None:
     model = resolve_model(kw["model_arg"])
     gpu = resolve_gpu(kw["gpu_arg"])
     if kw["topology"] is not None:
-        per = topology_gpus_per_node(kw["topology"])
+        per = ClusterSpec(kw["topology"]).node_gpus()
         if kw["gpus_per_node"] is not None and kw["gpus_per_node"] != per:
             raise InputError(
                 f"--gpus-per-node={kw['gpus_per_node']} contradicts topology {kw['topology']} ({per} per node)"

@@ -59,9 +59,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipesim.comm.base import CommModel, LevelCommModel  # noqa: E402
+from pipesim.comm.factory import ClusterSpec, build_comm  # noqa: E402
 from pipesim.cost.flops import sc21_iteration_flops  # noqa: E402
 from pipesim.cost.times import DEFAULT_EFFICIENCY, Efficiency, layer_pass_times  # noqa: E402
-from pipesim.sim.scenario import Scenario, simulate_scenario, topology_comm  # noqa: E402
+from pipesim.sim.scenario import Scenario, simulate_scenario  # noqa: E402
 from pipesim.specs.gpu import get_gpu  # noqa: E402
 from pipesim.specs.layout import Layout  # noqa: E402
 from pipesim.specs.model import get_model  # noqa: E402
@@ -187,10 +188,10 @@ def end_to_end_errors(
     eff: Efficiency = DEFAULT_EFFICIENCY, topology: str | None = None
 ) -> list[tuple[EndToEndRow, float, float]]:
     """(row, predicted, relative error) for every end-to-end row; with ``topology``, collectives are timed on
-    that cluster preset (:func:`pipesim.sim.scenario.topology_comm`) instead of the two-level model."""
+    that cluster preset (:func:`pipesim.comm.factory.build_comm`) instead of the two-level model."""
     out = []
     for row in END_TO_END:
-        comm = topology_comm(topology, row.gpus) if topology else None
+        comm = build_comm(ClusterSpec(topology), row.gpus) if topology else None
         pred = predict_end_to_end(row, eff, comm)
         out.append((row, pred, _err(pred, row.published_tflops)))
     return out
@@ -302,7 +303,6 @@ ZERO3_ROWS = (
 
 def zero3_report(eff: Efficiency = DEFAULT_EFFICIENCY) -> None:
     """Print pipesim's idealized ZeRO-3 against SC21 Table 2's measured DeepSpeed ZeRO-3 (validation only)."""
-    from pipesim.sim.scenario import topology_comm
 
     print(
         "Validation only: SC21 Table 2 ZeRO-3 rows (no model parallelism; fp16, full recompute) vs pipesim's"
@@ -321,7 +321,7 @@ def zero3_report(eff: Efficiency = DEFAULT_EFFICIENCY) -> None:
             batch, model.seq_length, model.num_layers, model.hidden_size, model.vocab_size
         )
         preds = []
-        for comm in (COMM, topology_comm("dgx-a100", gpus)):
+        for comm in (COMM, build_comm(ClusterSpec("dgx-a100"), gpus)):
             rep = simulate_scenario(Scenario(model, GPU, lay, comm, eff))
             preds.append(flops / (rep.step_time_s * gpus) / 1e12)
         print(

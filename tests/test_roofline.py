@@ -203,14 +203,14 @@ def test_json_dict_has_the_issue_fields() -> None:
 
 def test_topology_comm_model_gives_the_same_sums_as_the_simulator() -> None:
     # The TP collectives timed on the DGX H100 graph (NVLink4 through NVSwitch): still one source of truth.
-    from pipesim.sim.scenario import topology_comm
+    from pipesim.comm.factory import ClusterSpec, build_comm
 
     m, g, lay = (
         get_model("llama3-70b"),
         get_gpu("h100-sxm"),
         _layout(tp=8, seq_length=4096, sequence_parallel=True),
     )
-    comm = topology_comm("dgx-h100", 8)
+    comm = build_comm(ClusterSpec("dgx-h100"), 8)
     ranks = tuple(range(8))
     sim = layer_pass_times(m, lay, g, DEFAULT_EFFICIENCY, comm, ranks)
     table = roofline(m, lay, g, comm=comm, tp_ranks=ranks)

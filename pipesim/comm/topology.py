@@ -141,19 +141,13 @@ class TopologyCommModel:
 
     @classmethod
     def for_cluster(cls, graph: nx.Graph, world_size: int) -> TopologyCommModel:
-        """Model for ranks 0..world_size-1 on the first ``world_size`` GPUs of ``graph``; raises
-        :class:`TopologyError` if the cluster has fewer GPUs than the layout needs."""
-        gpus = Router(graph).gpus
-        if world_size > len(gpus):
-            per = int(graph.graph["gpus_per_node"])
-            need = math.ceil(world_size / per)
-            raise TopologyError(
-                f"layout needs {world_size} GPUs but topology {graph.graph.get('name')} with "
-                f"{graph.graph['nodes']} nodes has {len(gpus)}; use at least {need} nodes"
-            )
+        """Model for ranks 0..world_size-1 on the GPUs :func:`pipesim.specs.placement.rank_to_gpu` assigns
+        them; raises :class:`TopologyError` if the cluster has fewer GPUs than the layout needs."""
+        from pipesim.specs.placement import rank_to_gpu
+
         if world_size < 1:
             raise InputError(f"world_size={world_size} must be >= 1")
-        return cls(graph, gpus[:world_size])
+        return cls(graph, rank_to_gpu(graph, world_size))
 
     # ---- group handling ----------------------------------------------------------------------------------
     def _group(self, ranks: Sequence[int]) -> tuple[int, ...]:

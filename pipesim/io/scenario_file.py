@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pipesim.comm.base import CommModel, LevelCommModel
+from pipesim.comm.factory import ClusterSpec, build_comm
 from pipesim.errors import InputError
 from pipesim.io.readers import MODEL_KEYS, gpu_from_table, model_from_table
 from pipesim.sim.scenario import Scenario
@@ -64,18 +65,19 @@ class ScenarioFile:
     intra_node_Bps: float = LevelCommModel.intra_Bps
     inter_node_Bps: float = LevelCommModel.inter_Bps
 
+    def cluster(self) -> ClusterSpec:
+        """The cluster as a :class:`pipesim.comm.factory.ClusterSpec`."""
+        return ClusterSpec(
+            self.topology,
+            self.nodes if self.topology is not None else None,
+            self.gpus_per_node,
+            self.intra_node_Bps,
+            self.inter_node_Bps,
+        )
+
     def comm(self) -> CommModel:
         """The topology model on enough nodes for the layout, or the two-level model."""
-        if self.topology is None:
-            return LevelCommModel(
-                gpus_per_node=self.gpus_per_node, intra_Bps=self.intra_node_Bps, inter_Bps=self.inter_node_Bps
-            )
-        from pipesim.comm.topology import TopologyCommModel
-        from topologies import build_cluster
-
-        nodes = self.nodes or math.ceil(self.layout.num_gpus / self.gpus_per_node)
-        graph = build_cluster(self.topology, nodes)
-        return TopologyCommModel.for_cluster(graph, self.layout.num_gpus)
+        return build_comm(self.cluster(), self.layout.num_gpus)
 
     def scenario(self) -> Scenario:
         """The :class:`pipesim.sim.scenario.Scenario` to simulate."""

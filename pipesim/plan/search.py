@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pipesim.comm.base import CommModel, LevelCommModel
+from pipesim.comm.factory import ClusterSpec, build_comm
 from pipesim.cost.flops import hardware_flops_per_step, model_flops_per_step
 from pipesim.cost.memory import RESERVE_BYTES
 from pipesim.cost.times import DEFAULT_EFFICIENCY, Efficiency
@@ -155,34 +156,15 @@ class PlanCluster:
         return replace(self, nodes=nodes)
 
     def comm(self) -> CommModel:
-        """The communication model (built once per process and cluster)."""
-        key = (self.topology, self.nodes, self.gpus_per_node, self.level)
-        hit = _COMM_CACHE.get(key)
-        if hit is None:
-            hit = self.level if self.topology is None else topology_comm(self.topology, self.nodes)
-            _COMM_CACHE.clear()  # one cluster at a time per process keeps memory flat
-            _COMM_CACHE[key] = hit
-        return hit
-
-
-_COMM_CACHE: dict[tuple[Any, ...], CommModel] = {}
-
-
-def topology_gpus_per_node(topology: str) -> int:
-    """GPUs per node of a topology preset or TOML file (one node is built to count them)."""
-    from topologies import build_cluster
-
-    graph = build_cluster(topology, 1)
-    return int(graph.graph["gpus_per_node"])
-
-
-def topology_comm(topology: str, nodes: int) -> CommModel:
-    """A :class:`pipesim.comm.topology.TopologyCommModel` on ``nodes`` nodes of ``topology``."""
-    from pipesim.comm.topology import TopologyCommModel
-    from topologies import build_cluster
-
-    graph = build_cluster(topology, nodes)
-    return TopologyCommModel.for_cluster(graph, int(graph.graph["gpus_per_node"]) * nodes)
+        """The communication model of the whole cluster (:func:`pipesim.comm.factory.build_comm`)."""
+        spec = ClusterSpec(
+            self.topology,
+            self.nodes if self.topology is not None else None,
+            self.gpus_per_node,
+            self.level.intra_Bps,
+            self.level.inter_Bps,
+        )
+        return build_comm(spec, self.num_gpus)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from functools import cached_property
 from typing import Any
 
 from pipesim.comm.base import CommModel, LevelCommModel
+from pipesim.comm.factory import ClusterSpec, build_comm
 from pipesim.cost.flops import ACT_BYTES, hardware_flops_per_step, model_flops_per_step
 from pipesim.cost.memory import (
     RESERVE_BYTES,
@@ -63,7 +64,6 @@ __all__ = [
     "StageCosts",
     "TimeBreakdown",
     "default_comm",
-    "topology_comm",
     "build_scenario_schedule",
     "stage_costs",
     "simulate_scenario",
@@ -71,28 +71,11 @@ __all__ = [
 ]
 
 
-def topology_comm(topology: str, world_size: int, nodes: int | None = None) -> CommModel:
-    """A topology-aware :class:`pipesim.comm.topology.TopologyCommModel` for ranks 0..world_size-1 on ``nodes``
-    servers of the preset or TOML ``topology`` (default: just enough servers); global rank g runs on the g-th
-    GPU, so the rank order decides which groups share a server. Raises if the layout needs more GPUs than the
-    cluster has."""
-    from pipesim.comm.topology import TopologyCommModel
-    from topologies import build_cluster, resolve_spec
-
-    per_node = resolve_spec(topology).node.gpus
-    if nodes is None:
-        nodes = -(-world_size // per_node)
-    elif nodes < 1:
-        raise InputError(f"--nodes={nodes} must be >= 1")
-    return TopologyCommModel.for_cluster(build_cluster(topology, nodes), world_size)
-
-
-def default_comm() -> LevelCommModel:
-    """The fallback communication model: a DGX A100-like cluster (see :class:`pipesim.comm.base.LevelCommModel`):
-    8 GPUs per node, 240 GB/s per GPU inside the node (NVLink3 via NVSwitch; nccl-tests all-reduce busbw
-    230-232 GB/s measured, published.md s6.2), 24 GB/s per GPU across nodes (one 200 Gb/s HDR NIC per GPU;
-    24 GB/s measured all-reduce busbw per HDR NIC, published.md s6.2)."""
-    return LevelCommModel()
+def default_comm() -> CommModel:
+    """The fallback communication model: the default :class:`pipesim.comm.factory.ClusterSpec`, a DGX
+    A100-like two-level cluster (8 GPUs per node, 240 GB/s per GPU inside a node: nccl-tests all-reduce busbw
+    230-232 GB/s measured, published.md s6.2; 24 GB/s per GPU across nodes: one 200 Gb/s HDR NIC per GPU)."""
+    return build_comm(ClusterSpec(), 1)
 
 
 @dataclass(frozen=True)
