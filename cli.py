@@ -1778,15 +1778,14 @@ def _plan_outputs(result: Any, kw: dict[str, Any], probes: tuple[tuple[int, floa
 def _plan_energy(result: Any, kw: dict[str, Any]) -> Any:
     """The winner's :class:`pipesim.sim.energy.EnergyReport` (per step, and per run with --tokens), or None when
     the GPU has no board power and no energy flag asked for one. Busy fraction: compute (recompute and TP
-    communication included) plus optimizer over the step, from the winner's simulated breakdown."""
+    communication excluded, as simulate counts it) plus optimizer over the step (PlanEntry.busy_fraction)."""
     from pipesim.sim.energy import DEFAULT_PUE, run_energy, steps_for_tokens
 
     req, best = result.request, result.best
     asked = kw["price_per_gpu_hour"] is not None or kw["pue"] is not None
     if req.cluster.gpu.tdp_w is None and not asked:
         return None
-    bd = best.breakdown_s()
-    busy = min((bd["compute"] + bd["tp_comm"] + bd["optimizer"]) / best.step_time_s, 1.0)
+    busy = best.busy_fraction
     steps = steps_for_tokens(req.tokens, best.tokens_per_step) if req.tokens is not None else 1
     return run_energy(
         req.cluster.gpu,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from schedules.classic import gpipe, interleaved_one_f_one_b, one_f_one_b
-from schedules.dualpipe import dualpipe_v
+from schedules.classic import gpipe, interleaved_microbatch_rule, interleaved_one_f_one_b, one_f_one_b
+from schedules.dualpipe import dualpipe_v, dualpipe_v_rule
 from schedules.greedy import default_memory_limit, greedy_zero_bubble
 from schedules.ir import Schedule, ScheduleError
 from schedules.zero_bubble import zb_h1, zb_h2, zb_v
@@ -14,13 +14,24 @@ from schedules.zero_bubble import zb_h1, zb_h2, zb_v
 __all__ = ["ScheduleFamily", "REGISTRY", "register", "get_family", "build_schedule", "schedule_names"]
 
 
+Rule = Callable[[int, int, int], "str | None"]
+InFlight = Callable[[int, int, int, int], float]
+
+
 @dataclass(frozen=True)
 class ScheduleFamily:
-    """A named schedule generator.
+    """A named schedule generator and the facts the planner needs without building it.
 
     ``build(pp, microbatches, vpp)`` returns the schedule; ``uses_vpp`` says whether vpp (model chunks per rank)
     means anything to it (others ignore it); ``chunks_per_rank`` is the fixed chunk count of schedules that
     have one (V-shape: 2), else None; ``split_backward`` says whether it uses I/W instead of B.
+
+    ``rule(pp, microbatches, chunks)`` says why the family cannot take those sizes (None if it can); without
+    one, the planner builds the schedule to find out. ``in_flight(pp, microbatches, chunks, rank)`` is the
+    family's closed-form peak of stashed microbatches on ``rank`` (units of the rank's whole stage) for the
+    families whose bubble is 1F1B's divided by the chunks (SC21 Section 2.2); None means the planner profiles
+    a built schedule instead. ``placement`` is ``"loop"`` (stage s on rank s mod pp: one chunk, or
+    interleaved), ``"v"`` (rank r holds stages r and 2pp-1-r) or ``None`` (read it from the built schedule).
     """
 
     name: str
@@ -29,12 +40,51 @@ class ScheduleFamily:
     uses_vpp: bool = False
     chunks_per_rank: int | None = None
     split_backward: bool = False
+    rule: Rule | None = None
+    in_flight: InFlight | None = None
+    placement: str | None = None
 
     def chunks(self, vpp: int) -> int:
         """Model chunks per rank this family uses when asked for ``vpp``."""
         if self.chunks_per_rank is not None:
             return self.chunks_per_rank
         return vpp if self.uses_vpp else 1
+
+    def stage_placement(self, pp: int, chunks: int) -> tuple[int, ...] | None:
+        """Rank of every global stage, or None when it must be read from a built schedule."""
+        if chunks == 1:
+            return tuple(range(pp))
+        if self.placement == "loop":
+            return tuple(s % pp for s in range(pp * chunks))
+        if self.placement == "v" and chunks == 2:
+            return tuple(range(pp)) + tuple(range(pp - 1, -1, -1))
+        return None
+
+
+def _no_rule(p: int, m: int, v: int) -> str | None:
+    return None
+
+
+def _gpipe_in_flight(p: int, m: int, v: int, r: int) -> float:
+    """GPipe stashes every microbatch before the first backward."""
+    return float(m)
+
+
+def _one_f_one_b_in_flight(p: int, m: int, v: int, r: int) -> float:
+    """1F1B: rank r runs p - r warm-up forwards (SC21 Section 2.2.1)."""
+    return float(min(m, p - r))
+
+
+def _interleaved_in_flight(p: int, m: int, v: int, r: int) -> float:
+    """Interleaved 1F1B: min(v m, 2 (p - r - 1) + (v - 1) p + 1) chunk-microbatches, / v in whole stages; on
+    rank 0 that is p (1 + (p - 1)/(p v)) (Korthikanti et al. 2022, Section 4.2.3)."""
+    if v < 2:
+        return _one_f_one_b_in_flight(p, m, v, r)
+    return min(v * m, 2 * (p - r - 1) + (v - 1) * p + 1) / v
+
+
+def _dualpipe_v_rule(p: int, m: int, v: int) -> str | None:
+    return dualpipe_v_rule(p, m)
 
 
 REGISTRY: dict[str, ScheduleFamily] = {}
@@ -67,14 +117,33 @@ def build_schedule(name: str, pp: int, microbatches: int, vpp: int = 1) -> Sched
     return get_family(name).build(pp, microbatches, vpp)
 
 
-register(ScheduleFamily("gpipe", "GPipe: all forwards, then all backwards", lambda p, m, v: gpipe(p, m)))
-register(ScheduleFamily("1f1b", "1F1B / PipeDream-Flush", lambda p, m, v: one_f_one_b(p, m)))
+register(
+    ScheduleFamily(
+        "gpipe",
+        "GPipe: all forwards, then all backwards",
+        lambda p, m, v: gpipe(p, m),
+        rule=_no_rule,
+        in_flight=_gpipe_in_flight,
+    )
+)
+register(
+    ScheduleFamily(
+        "1f1b",
+        "1F1B / PipeDream-Flush",
+        lambda p, m, v: one_f_one_b(p, m),
+        rule=_no_rule,
+        in_flight=_one_f_one_b_in_flight,
+    )
+)
 register(
     ScheduleFamily(
         "interleaved-1f1b",
         "Megatron-LM interleaved 1F1B with vpp model chunks per rank",
         interleaved_one_f_one_b,
         uses_vpp=True,
+        placement="loop",
+        rule=interleaved_microbatch_rule,
+        in_flight=_interleaved_in_flight,
     )
 )
 register(
@@ -83,6 +152,7 @@ register(
         "Zero Bubble ZB-H1: 1F1B memory, W passes fill the cool-down",
         lambda p, m, v: zb_h1(p, m),
         split_backward=True,
+        rule=_no_rule,
     )
 )
 register(
@@ -91,6 +161,7 @@ register(
         "Zero Bubble ZB-H2: 2p-1 warm-up forwards, zero steady-state bubble",
         lambda p, m, v: zb_h2(p, m),
         split_backward=True,
+        rule=_no_rule,
     )
 )
 register(
@@ -100,6 +171,8 @@ register(
         lambda p, m, v: zb_v(p, m),
         chunks_per_rank=2,
         split_backward=True,
+        rule=_no_rule,
+        placement="v",
     )
 )
 register(
@@ -109,6 +182,8 @@ register(
         lambda p, m, v: dualpipe_v(p, m),
         chunks_per_rank=2,
         split_backward=True,
+        rule=_dualpipe_v_rule,
+        placement="v",
     )
 )
 register(
@@ -117,6 +192,7 @@ register(
         "Greedy zero-bubble order under a cap of pp microbatches (times F=I=W; compare passes real times)",
         lambda p, m, v: greedy_zero_bubble(p, m, default_memory_limit("zb-1p", p), name="zb-1p"),
         split_backward=True,
+        rule=_no_rule,
     )
 )
 register(
@@ -125,5 +201,6 @@ register(
         "Greedy zero-bubble order under a cap of 2*pp microbatches (times F=I=W; compare passes real times)",
         lambda p, m, v: greedy_zero_bubble(p, m, default_memory_limit("zb-2p", p), name="zb-2p"),
         split_backward=True,
+        rule=_no_rule,
     )
 )

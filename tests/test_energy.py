@@ -115,7 +115,8 @@ def test_simulation_energy_uses_the_reports_busy_fraction() -> None:
     model = get_model("gpt-1.7b")
     layout = Layout(tp=2, pp=2, dp=2, micro_batch_size=1, global_batch_size=16)
     report = simulate_scenario(Scenario(model, get_gpu("a100-80gb"), layout))
-    u = busy_fraction(report)
+    bd0 = report.breakdown
+    u = busy_fraction(bd0.compute, bd0.optimizer, report.step_time_s)
     bd = report.breakdown
     assert 0.0 < u < 1.0
     assert u == pytest.approx((bd.compute + bd.optimizer) / report.step_time_s)
@@ -138,3 +139,24 @@ def test_gpu_toml_overrides_tdp_and_peaks(tmp_path: Path) -> None:
     bad.write_text('base = "h900"\n', encoding="utf-8")
     with pytest.raises(InputError, match=r"bad.toml: key 'base': unknown gpu 'h900'"):
         resolve_gpu(str(bad))
+
+
+def test_plan_and_simulate_report_the_same_busy_fraction_for_the_same_layout() -> None:
+    # One busy-fraction function (pipesim.sim.energy.busy_fraction): the plan's winner and a simulation of
+    # the same layout must agree exactly (they used to differ: plan counted TP communication as busy).
+    from pipesim.plan.search import PlanCluster, PlanRequest, SearchSpace, plan, scenario_of
+
+    req = PlanRequest(
+        get_model("gpt-1.7b"),
+        PlanCluster(get_gpu("a100-80gb"), 1, 8),
+        64,
+        seq_length=2048,
+        space=SearchSpace(schedules=("1f1b",)),
+    )
+    best = plan(req).best
+    report = simulate_scenario(scenario_of(req, best.candidate))
+    bd = report.breakdown
+    assert best.step_time_s == pytest.approx(report.step_time_s, rel=1e-12)
+    assert best.busy_fraction == pytest.approx(
+        busy_fraction(bd.compute, bd.optimizer, report.step_time_s), rel=1e-12
+    )

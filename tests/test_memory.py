@@ -8,7 +8,6 @@ from pipesim.cost.memory import (
     bytes_per_param,
     embedding_activation_bytes,
     head_activation_bytes,
-    in_flight_analytic,
     layer_activation_bytes,
     layer_activation_bytes_no_recompute,
     rank_memory,
@@ -18,9 +17,16 @@ from pipesim.cost.memory import (
 from pipesim.errors import InputError
 from pipesim.specs.layout import Layout
 from pipesim.specs.model import get_model
+from schedules import get_family
 
 M22 = get_model("megatron-22b")  # a=64, h=6144, s=2048 (Korthikanti Table 3)
 GPT3 = get_model("gpt3-175b")  # a=96, h=12288
+
+
+def _in_flight(name: str, p: int, m: int, v: int, r: int) -> float:
+    fn = get_family(name).in_flight
+    assert fn is not None
+    return fn(p, m, v, r)
 
 
 def _layout(**kw: object) -> Layout:
@@ -104,7 +110,7 @@ def test_eq5_first_stage_holds_L_layers_regardless_of_pp() -> None:
     # 1F1B: rank 0 stashes p microbatches of L/p layers = L layers' worth (Korthikanti eq. 5).
     per_layer = layer_activation_bytes(M22, _layout(tp=8, sequence_parallel=True))
     for p in (2, 4, 8, 16):
-        in_flight = in_flight_analytic("1f1b", p, 64, 1, 0)
+        in_flight = _in_flight("1f1b", p, 64, 1, 0)
         assert in_flight == p
         assert in_flight * (48 // p) * per_layer == pytest.approx(48 * per_layer)
 
@@ -112,11 +118,9 @@ def test_eq5_first_stage_holds_L_layers_regardless_of_pp() -> None:
 @pytest.mark.parametrize(("p", "v"), [(4, 2), (8, 3), (8, 4)])
 def test_interleaved_factor(p: int, v: int) -> None:
     # Korthikanti 4.2.3: rank 0 holds p (1 + (p-1)/(p v)) stage-microbatches.
-    assert in_flight_analytic("interleaved-1f1b", p, 4 * p, v, 0) == pytest.approx(
-        p * (1 + (p - 1) / (p * v))
-    )
-    assert in_flight_analytic("gpipe", p, 4 * p, 1, 0) == 4 * p
-    assert in_flight_analytic("1f1b", p, 4 * p, 1, p - 1) == 1
+    assert _in_flight("interleaved-1f1b", p, 4 * p, v, 0) == pytest.approx(p * (1 + (p - 1) / (p * v)))
+    assert _in_flight("gpipe", p, 4 * p, 1, 0) == 4 * p
+    assert _in_flight("1f1b", p, 4 * p, 1, p - 1) == 1
 
 
 def test_embedding_and_head_extras_section_4_3() -> None:

@@ -14,7 +14,7 @@ import random
 
 import pytest
 
-from pipesim.plan.estimate import FAMILY_MODELS, Estimator
+from pipesim.plan.estimate import Estimator
 from pipesim.plan.search import Candidate, PlanCluster, PlanRequest, enumerate_space, scenario_of
 from pipesim.sim.scenario import simulate_scenario
 from pipesim.specs.gpu import get_gpu
@@ -54,7 +54,7 @@ def test_every_registered_family_is_sampled_and_estimates_track_the_simulator() 
         err = e.step_time_s / r.step_time_s - 1
         errors.append(abs(err))
         pairs.append((e.step_time_s, r.step_time_s))
-        bound = 0.05 if c.schedule in FAMILY_MODELS else 0.20
+        bound = 0.05 if REGISTRY[c.schedule].in_flight is not None else 0.20
         assert abs(err) <= bound, (c.label(), e.step_time_s, r.step_time_s)
         assert e.peak_memory_bytes == pytest.approx(r.worst_memory.peak, rel=0.01), c.label()
     assert sum(errors) / len(errors) <= 0.05
@@ -81,7 +81,7 @@ def test_a_family_registered_later_is_estimated_through_its_schedule() -> None:
     name = "test-1f1b-copy"
     register(ScheduleFamily(name, "1F1B under another name", lambda p, m, v: one_f_one_b(p, m)))
     try:
-        assert name not in FAMILY_MODELS
+        assert REGISTRY[name].in_flight is None
         req = _request("gpt-1.7b", nodes=2, gbs=64)
         est = _estimator(req)
         base = Candidate(0, 2, 4, 2, 1, 1, "1f1b", "selective", False, True)

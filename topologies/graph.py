@@ -29,9 +29,7 @@ __all__ = [
     "Link",
     "link",
     "node_kind",
-    "add_link",
     "gpu_nodes",
-    "server_of",
     "efficiency",
     "check_connected",
     "links_by_kind",
@@ -90,13 +88,6 @@ def node_kind(g: nx.Graph, n: Hashable) -> str:
     return str(kind)
 
 
-def add_link(
-    g: nx.Graph, u: str, v: str, kind: str, bandwidth_Bps: float, latency_s: float, count: int = 1
-) -> None:
-    """Add edge (u, v) with the attributes :func:`link` reads (both nodes must already exist)."""
-    g.add_edge(u, v, kind=kind, bandwidth_Bps=bandwidth_Bps, latency_s=latency_s, count=count)
-
-
 def _gpu_sort_key(name: str) -> tuple[int, int]:
     server, _, local = name.partition("/")
     return int(server[4:]), int(local[3:])
@@ -106,14 +97,6 @@ def gpu_nodes(g: nx.Graph) -> list[str]:
     """GPU node names in global-rank order: by server index, then local GPU index (``node1/gpu0`` is
     rank ``gpus_per_node``)."""
     return sorted((n for n, k in g.nodes(data="kind") if k == "gpu"), key=_gpu_sort_key)
-
-
-def server_of(name: str) -> int:
-    """Server index of a device named ``node{i}/...``; raises for fabric devices."""
-    head, sep, _ = name.partition("/")
-    if not sep or not head.startswith("node") or not head[4:].isdigit():
-        raise TopologyError(f"device {name!r} is not inside a server (names look like node0/gpu3)")
-    return int(head[4:])
 
 
 def efficiency(g: nx.Graph, kind: str) -> float:

@@ -23,7 +23,7 @@ dropout mask s b h (/t with SP). Last stage extra: final-norm input 2 s b h, log
 SP) and fp32 logits 4 s b V / t.
 
 How many microbatches are stashed at once comes from the engine's timeline (the scenario multiplies);
-:func:`in_flight_analytic` gives the closed forms for tests. The verdict compares, per pipeline rank,
+the closed forms are the schedule registry's (``ScheduleFamily.in_flight``). The verdict compares, per pipeline rank,
 weights + grads + optimizer + ACTIVATION_OVERHEAD x peak activations + the transient working set of one layer's
 backward + a fixed RESERVE_BYTES against the GPU's HBM.
 """
@@ -49,7 +49,6 @@ __all__ = [
     "head_activation_bytes",
     "stage_params",
     "transient_bytes",
-    "in_flight_analytic",
     "RankMemory",
     "rank_memory",
     "stage_activation_bytes",
@@ -159,18 +158,6 @@ def stage_params(model: ModelSpec, layout: Layout, layers: int, first: bool, las
         if not model.tied_embeddings or not first:
             p += model.vocab_size * model.hidden_size / t
     return p
-
-
-def in_flight_analytic(schedule: str, pp: int, microbatches: int, vpp: int, rank: int) -> float:
-    """Peak stashed microbatches on pipeline rank ``rank``, in units of one full stage (all chunks):
-    gpipe m; 1f1b min(m, p - rank) (SC21 Section 2.2.1); interleaved min(v m, 2 (p - rank - 1) + (v - 1) p + 1)
-    chunk-microbatches / v, which on rank 0 is p (1 + (p-1)/(p v)) (Korthikanti Section 4.2.3)."""
-    if schedule == "gpipe":
-        return float(microbatches)
-    if schedule == "interleaved-1f1b" and vpp > 1:
-        units = min(vpp * microbatches, 2 * (pp - rank - 1) + (vpp - 1) * pp + 1)
-        return units / vpp
-    return float(min(microbatches, pp - rank))
 
 
 @dataclass(frozen=True)

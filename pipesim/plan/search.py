@@ -550,8 +550,12 @@ class PlanEntry:
 
     @property
     def busy_fraction(self) -> float:
-        """Fraction of the step a GPU computes (compute + recompute + TP comm on the compute stream)."""
-        return min(self.estimate.compute_s / self.estimate.step_time_s, 1.0)
+        """Compute-busy fraction of the step (:func:`pipesim.sim.energy.busy_fraction`, the simulator's
+        definition) from the simulated breakdown when available, else the estimate's."""
+        from pipesim.sim.energy import busy_fraction
+
+        bd = self.breakdown_s()
+        return busy_fraction(bd["compute"], bd["optimizer"], self.step_time_s)
 
     def breakdown_s(self) -> dict[str, float]:
         """Exposed seconds per part (simulated when available), adding up to the step time."""

@@ -262,12 +262,14 @@ def steps_for_tokens(tokens: float, tokens_per_step: int) -> int:
     return math.ceil(tokens / tokens_per_step)
 
 
-def busy_fraction(report: SimulationReport) -> float:
-    """Compute-busy fraction of a simulated step: (compute, recomputation included, + optimizer step) per
-    rank, mean over pipeline ranks, over the step time (:class:`pipesim.sim.scenario.TimeBreakdown`); TP
-    communication, bubbles and exposed PP / DP communication count as idle."""
-    bd = report.breakdown
-    return min(1.0, max(0.0, (bd.compute + bd.optimizer) / report.step_time_s))
+def busy_fraction(compute_s: float, optimizer_s: float, step_time_s: float) -> float:
+    """The one compute-busy fraction of a step, for ``simulate`` and ``plan`` alike: (compute, recomputation
+    included, + optimizer step) per rank over the step time, clipped to [0, 1]; TP communication, bubbles and
+    exposed PP / DP communication count as idle (``compute_s`` is the breakdown's compute part, which excludes
+    TP communication: :class:`pipesim.sim.scenario.TimeBreakdown`)."""
+    if step_time_s <= 0:
+        return 0.0
+    return min(1.0, max(0.0, (compute_s + optimizer_s) / step_time_s))
 
 
 def simulation_energy(
@@ -286,7 +288,7 @@ def simulation_energy(
         report.scenario.gpu,
         report.num_gpus,
         report.step_time_s,
-        busy_fraction(report),
+        busy_fraction(report.breakdown.compute, report.breakdown.optimizer, report.step_time_s),
         steps=steps,
         pue=pue,
         node_overhead_w=node_overhead_w,

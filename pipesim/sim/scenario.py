@@ -20,34 +20,16 @@ Definitions used in the report:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from pipesim.comm.base import CommModel, LevelCommModel
 from pipesim.comm.factory import ClusterSpec, build_comm
-from pipesim.cost.flops import ACT_BYTES, hardware_flops_per_step, model_flops_per_step
-from pipesim.cost.memory import (
-    RESERVE_BYTES,
-    WEIGHT_BYTES,
-    RankMemory,
-    rank_memory,
-    stage_activation_bytes,
-    stage_params,
-    transient_bytes,
-)
-from pipesim.cost.times import (
-    DEFAULT_EFFICIENCY,
-    DP_BUCKET_PARAMS,
-    Efficiency,
-    PassTimes,
-    bucketed_collective_s,
-    embedding_pass_times,
-    head_pass_times,
-    layer_pass_times,
-    optimizer_step_s,
-    p2p_bytes,
-)
+from pipesim.cost.flops import hardware_flops_per_step, model_flops_per_step
+from pipesim.cost.memory import RESERVE_BYTES, RankMemory, rank_memory
+from pipesim.cost.stages import StageCostModel, StageCosts
+from pipesim.cost.times import DEFAULT_EFFICIENCY, Efficiency, PassTimes
 from pipesim.errors import InputError
 from pipesim.sim.engine import OpCosts, Timeline, simulate
 from pipesim.sim.metrics import PipelineMetrics, pipeline_metrics
@@ -105,6 +87,11 @@ class Scenario:
         return f"topology {name}" if name else type(c).__name__
 
     @cached_property
+    def cost_model(self) -> StageCostModel:
+        """The scenario's :class:`pipesim.cost.stages.StageCostModel` (built once, caches its pieces)."""
+        return StageCostModel(self.model, self.gpu, self.comm, self.efficiency)
+
+    @cached_property
     def grid(self) -> RankGrid:
         """The Megatron-order rank grid of the layout."""
         return RankGrid(self.layout.tp, self.layout.dp, self.layout.pp, self.rank_order)
@@ -146,36 +133,6 @@ def build_scenario_schedule(scenario: Scenario) -> Schedule:
     return build_schedule(layout.schedule, layout.pp, layout.num_microbatches, chunks)
 
 
-def weight_stash_bytes_per_layer(model: ModelSpec, layout: Layout) -> float:
-    """What a layer keeps from I until W (split backward): each GEMM's input and output gradient; 32 s b h for
-    GPT without TP (Qi et al. 2024, Table 1: W needs 32 s b h)."""
-    b, s, t = layout.micro_batch_size, layout.seq(model), layout.tp
-    h = model.hidden_size
-    tokens = b * s
-    rep = tokens / t if layout.sequence_parallel else float(tokens)
-    kv_t = max(1, model.num_kv_heads // t) * model.head_dim
-    qkv_n = h // t + 2 * kv_t
-    f_t = model.ffn_hidden_size // t
-    inputs = rep * h + tokens * h / t + rep * h + tokens * f_t
-    grads = tokens * qkv_n + tokens * h + tokens * model.mlp_in_width / t + tokens * h
-    return ACT_BYTES * (inputs + grads)
-
-
-@dataclass(frozen=True)
-class StageCosts:
-    """What :func:`stage_costs` returns: the engine's :class:`OpCosts`, each stage's :class:`PassTimes`, each
-    stage's full gradient-reduction time (before hiding any of it behind the backward) and its parameters per
-    TP rank; with ZeRO-3, per microbatch and stage, the weight all-gathers and gradient reduce-scatters inside
-    its passes and the part of them that the passes' compute does not hide."""
-
-    costs: OpCosts
-    passes: tuple[PassTimes, ...]
-    dp_full_s: tuple[float, ...]
-    params: tuple[float, ...]
-    zero3_comm_s: tuple[float, ...] = ()
-    zero3_exposed_s: tuple[float, ...] = ()
-
-
 def _greedy_for_costs(scenario: Scenario, default: Schedule, costs: OpCosts) -> Schedule:
     """Rebuild a greedy zero-bubble schedule (``zb-1p``/``zb-2p``) for the scenario's own pass times and weight
     stash, so that its memory cap holds for the real activations: the registry's default order assumes equal
@@ -197,155 +154,9 @@ def _greedy_for_costs(scenario: Scenario, default: Schedule, costs: OpCosts) -> 
 
 
 def stage_costs(scenario: Scenario, schedule: Schedule) -> StageCosts:
-    """Per-stage costs of ``scenario`` for ``schedule`` (see :class:`StageCosts`).
-
-    A stage's F / B / W is its layer count x one layer's times, plus the embedding on stage 0 and the head on
-    the last stage. Transfers: :func:`pipesim.cost.times.p2p_bytes` sent from stage s's rank to stage s+1's, plus
-    an intra-node all-gather on the receiver with scatter/gather (SC21 Section 4.1). DP reduction of a stage:
-    its gradients (Layout.grad_reduce_bytes per parameter) all-reduced (distributed optimizer:
-    reduce-scatter) over the stage's data-parallel group in DP_BUCKET_PARAMS buckets; with ``dp_overlap`` the
-    part that runs during the stage's last backward is hidden (only the remainder after it, and at least one
-    bucket, is handed to the engine), and stages 0 and S-1 also all-reduce the tied embedding gradient.
-    """
-    model, layout, gpu, eff, comm = (
-        scenario.model,
-        scenario.layout,
-        scenario.gpu,
-        scenario.efficiency,
-        scenario.comm,
-    )
-    grid = scenario.grid
-    n_stages = schedule.num_stages
-    placement = schedule.stage_to_rank
-    layers = layout.layers_per_stage(model, n_stages)
-
-    cache: dict[tuple[int, ...], tuple[PassTimes, PassTimes, PassTimes]] = {}
-
-    def units(pp_rank: int) -> tuple[PassTimes, PassTimes, PassTimes]:
-        group = tuple(grid.tp_group(0, pp_rank))
-        if group not in cache:
-            cache[group] = (
-                layer_pass_times(model, layout, gpu, eff, comm, group),
-                embedding_pass_times(model, layout, gpu, eff, comm, group),
-                head_pass_times(model, layout, gpu, eff, comm, group),
-            )
-        return cache[group]
-
-    zero3: dict[tuple[int, str], tuple[PassTimes, float, float]] = {}
-
-    def sharded(pp_rank: int, unit: str, pt: PassTimes, unit_params: float) -> tuple[PassTimes, float, float]:
-        """ZeRO-3: (pass times with the unit's collectives, their total, the part compute does not hide)."""
-        key = (pp_rank, unit)
-        if key not in zero3:
-            group = grid.dp_group(0, pp_rank)
-            gather = comm.collective_s("all-gather", unit_params * WEIGHT_BYTES, group)
-            scatter = comm.collective_s("reduce-scatter", unit_params * layout.grad_reduce_bytes, group)
-            # The backward gathers the weights again, and once more for a fully recomputed forward.
-            bwd_comm = gather * (2 if layout.recompute == "full" else 1) + scatter
-            fwd = max(pt.forward_s, gather)
-            bwd = max(pt.backward_s, bwd_comm)
-            exposed = (fwd - pt.forward_s) + (bwd - pt.backward_s)
-            zero3[key] = (replace(pt, forward_s=fwd, backward_s=bwd), gather + bwd_comm, exposed)
-        return zero3[key]
-
-    passes: list[PassTimes] = []
-    params: list[float] = []
-    z_comm: list[float] = []
-    z_exposed: list[float] = []
-    for s in range(n_stages):
-        layer, emb, head = units(placement[s])
-        c_total = c_exposed = 0.0
-        if layout.zero_stage >= 3:
-            tp_size = layout.tp
-            head_params = model.embedding_params() if model.tied_embeddings else model.output_params()
-            layer, lc, le = sharded(placement[s], "layer", layer, model.layer_params() / tp_size)
-            c_total, c_exposed = lc * layers[s], le * layers[s]
-            if s == 0:
-                emb, ec, ee = sharded(placement[s], "embedding", emb, model.embedding_params() / tp_size)
-                c_total, c_exposed = c_total + ec, c_exposed + ee
-            if s == n_stages - 1:
-                head, hc, he = sharded(placement[s], "head", head, head_params / tp_size)
-                c_total, c_exposed = c_total + hc, c_exposed + he
-        p = layer.scaled(layers[s])
-        if s == 0:
-            p = p + emb
-        if s == n_stages - 1:
-            p = p + head
-        passes.append(p)
-        params.append(stage_params(model, layout, layers[s], s == 0, s == n_stages - 1))
-        z_comm.append(c_total)
-        z_exposed.append(c_exposed)
-
-    # Pipeline transfers.
-    size = p2p_bytes(model, layout)
-    full = ACT_BYTES * layout.micro_batch_size * layout.seq(model) * model.hidden_size
-    gather = layout.tp > 1 and layout.scatter_gather and not layout.sequence_parallel
-    p2p: list[float] = []
-    for s in range(n_stages - 1):
-        src, dst = grid.rank(0, 0, placement[s]), grid.rank(0, 0, placement[s + 1])
-        t = comm.p2p_s(size, src, dst)
-        if gather and src != dst:
-            t += comm.collective_s("all-gather", full, grid.tp_group(0, placement[s + 1]))
-        p2p.append(t)
-
-    # Data-parallel gradient reduction, per stage.
-    grad_b = layout.grad_reduce_bytes
-    collective = "reduce-scatter" if layout.distributed_optimizer else "all-reduce"
-    bucket = DP_BUCKET_PARAMS * grad_b
-    tied_pair = model.tied_embeddings and layout.pp > 1 and placement[0] != placement[-1]
-    dp_full: list[float] = []
-    dp_engine: list[float] = []
-    for s in range(n_stages):
-        group = grid.dp_group(0, placement[s])
-        red = bucketed_collective_s(comm, collective, params[s] * grad_b, bucket, group)
-        if layout.zero_stage >= 3:  # reduce-scattered layer by layer inside every backward instead
-            red = 0.0
-        tail = red
-        if layout.dp_overlap and red > 0:
-            one_bucket = red * min(1.0, bucket / (params[s] * grad_b))
-            tail = max(one_bucket, red - passes[s].backward_s)
-        if tied_pair and s in (0, n_stages - 1):
-            pair = [grid.rank(0, 0, placement[0]), grid.rank(0, 0, placement[-1])]
-            emb_s = comm.collective_s(
-                "all-reduce", model.vocab_size * model.hidden_size / layout.tp * grad_b, pair
-            )
-            red += emb_s
-            tail += emb_s
-        dp_full.append(red)
-        dp_engine.append(tail)
-
-    # Optimizer step: the slowest pipeline rank's Adam over its (sharded) parameters, plus, with the
-    # distributed optimizer, the all-gather of the updated 16-bit weights.
-    rank_params = [0.0] * layout.pp
-    for s in range(n_stages):
-        rank_params[placement[s]] += params[s]
-    opt = 0.0
-    for r in range(layout.pp):
-        local = rank_params[r] / layout.dp if layout.distributed_optimizer else rank_params[r]
-        t = optimizer_step_s(local, gpu, eff)
-        if layout.distributed_optimizer and layout.dp > 1 and layout.zero_stage < 3:
-            t += bucketed_collective_s(
-                comm, "all-gather", rank_params[r] * ACT_BYTES, bucket, grid.dp_group(0, r)
-            )
-        opt = max(opt, t)
-
-    acts = stage_activation_bytes(model, layout, layers)
-    stash_layer = weight_stash_bytes_per_layer(model, layout)
-    costs = OpCosts(
-        forward_s=tuple(p.forward_s for p in passes),
-        backward_s=tuple(p.backward_s for p in passes),
-        weight_s=tuple(p.weight_s for p in passes),
-        p2p_s=tuple(p2p),
-        activation_bytes=acts,
-        weight_stash_bytes=tuple(min(a, n * stash_layer) for a, n in zip(acts, layers, strict=True)),
-        tp_comm_forward_s=tuple(p.tp_forward_s for p in passes),
-        tp_comm_backward_s=tuple(p.tp_backward_s for p in passes),
-        recompute_s=tuple(p.recompute_s for p in passes),
-        dp_reduce_s=tuple(dp_engine),
-        dp_overlap=layout.dp_overlap,
-        optimizer_s=opt,
-    )
-    return StageCosts(costs, tuple(passes), tuple(dp_full), tuple(params), tuple(z_comm), tuple(z_exposed))
+    """Per-stage costs of ``scenario`` on ``schedule``'s placement: the one cost model,
+    :meth:`pipesim.cost.stages.StageCostModel.stage_costs`."""
+    return scenario.cost_model.stage_costs(scenario.layout, schedule.stage_to_rank, scenario.grid)
 
 
 @dataclass(frozen=True)
@@ -546,21 +357,16 @@ def simulate_scenario(scenario: Scenario) -> SimulationReport:
     sc = stage_costs(scenario, schedule)
     if schedule.name in GREEDY_FAMILIES:
         schedule = _greedy_for_costs(scenario, schedule, sc.costs)
-    costs, params = sc.costs, sc.params
-    n = schedule.num_stages
+    costs = sc.costs
     timeline = simulate(schedule, costs)
     metrics = pipeline_metrics(schedule, costs, timeline)
     layout, model = scenario.layout, scenario.model
-    rank_params = [0.0] * schedule.num_ranks
-    for s in range(n):
-        rank_params[schedule.stage_to_rank[s]] += params[s]
-    transient = transient_bytes(model, layout)
     memory = tuple(
         rank_memory(
             r,
-            rank_params[r],
+            sc.rank_params[r],
             metrics.peak_activation_bytes_per_rank[r],
-            transient,
+            sc.transient_bytes,
             layout,
             scenario.gpu.hbm_bytes,
             scenario.reserve_bytes,

@@ -98,10 +98,6 @@ class SpanGroup:
         """Number of bars."""
         return int(self.start_s.shape[0])
 
-    def counts_per_rank(self, num_ranks: int) -> npt.NDArray[np.int64]:
-        """Bars per rank."""
-        return np.bincount(self.rank, minlength=num_ranks)
-
 
 @dataclass(frozen=True, eq=False)
 class MemorySeries:

@@ -23,7 +23,7 @@ Sources of the presets:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from pipesim.errors import InputError
 
@@ -153,10 +153,6 @@ class ModelSpec:
         For GPT this is SC21 eq. (2), 12lh^2 (1 + 13/(12h) + (V+s)/(12lh)), plus the final LayerNorm's 2h.
         """
         return self.num_layers * self.layer_params() + self.embedding_params() + self.output_params()
-
-    def with_seq_length(self, seq_length: int) -> ModelSpec:
-        """The same model trained at another sequence length (learned position table resized)."""
-        return replace(self, seq_length=seq_length)
 
 
 def _gpt(name: str, layers: int, hidden: int, heads: int, source: str) -> ModelSpec:

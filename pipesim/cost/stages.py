@@ -1,0 +1,311 @@
+"""The one cost model of a training step: a layout's per-stage costs (:class:`StageCosts`), used by the
+simulator (:func:`pipesim.sim.scenario.simulate_scenario`), ``compare --model``, ``gantt``, the roofline and the
+planner's estimator (:mod:`pipesim.plan.estimate`) alike. The estimator differs from the simulator only in how
+it evaluates the pipeline phase (a closed form instead of the timeline), never in a cost.
+
+A stage's F / B / W is its layer count x one layer's times (:func:`pipesim.cost.times.layer_pass_times`), plus
+the embedding on stage 0 and the head on the last stage. Transfers: :func:`pipesim.cost.times.p2p_bytes` sent
+from stage s's rank to stage s+1's, plus an intra-node all-gather on the receiver with scatter/gather (SC21
+Section 4.1). Data-parallel reduction of a stage: its gradients (``Layout.grad_reduce_bytes`` per parameter)
+all-reduced (distributed optimizer: reduce-scattered) over the stage's data-parallel group in buckets of
+:data:`pipesim.cost.times.DP_BUCKET_PARAMS` parameters (Megatron-LM's default bucket size); the whole
+reduction is handed to the engine, whose gradient buckets decide what the backward hides (the one model of DP
+overlap). Stages 0 and S-1 also all-reduce the tied embedding gradient. ZeRO-3: each unit's weights are
+all-gathered before its forward and backward (and a fully recomputed forward) and its gradients
+reduce-scattered in the backward; each pass lasts the longer of its compute and its collectives
+(prefetched, Rajbhandari et al., ZeRO, SC20). Optimizer step: the slowest pipeline rank's Adam over its
+(sharded) parameters, plus with the distributed optimizer the all-gather of the updated 16-bit weights.
+
+Costs are cached by exactly the fields they depend on, so one :class:`StageCostModel` can serve every
+candidate of a plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pipesim.comm.base import CommModel
+from pipesim.cost.flops import ACT_BYTES
+from pipesim.cost.memory import WEIGHT_BYTES, stage_activation_bytes, stage_params, transient_bytes
+from pipesim.cost.times import (
+    DEFAULT_EFFICIENCY,
+    DP_BUCKET_PARAMS,
+    Efficiency,
+    PassTimes,
+    bucketed_collective_s,
+    embedding_pass_times,
+    head_pass_times,
+    layer_pass_times,
+    optimizer_step_s,
+    p2p_bytes,
+)
+from pipesim.sim.engine import OpCosts
+from pipesim.specs.gpu import GPUSpec
+from pipesim.specs.layout import Layout
+from pipesim.specs.model import ModelSpec
+from pipesim.specs.placement import RankGrid
+
+__all__ = ["StageCosts", "StageCostModel", "weight_stash_bytes_per_layer", "dp_buckets"]
+
+_Units = tuple[PassTimes, PassTimes, PassTimes]
+
+
+def weight_stash_bytes_per_layer(model: ModelSpec, layout: Layout) -> float:
+    """What a layer keeps from I until W (split backward): each GEMM's input and output gradient; 32 s b h for
+    GPT without TP (Qi et al. 2024, Table 1: W needs 32 s b h)."""
+    b, s, t = layout.micro_batch_size, layout.seq(model), layout.tp
+    h = model.hidden_size
+    tokens = b * s
+    rep = tokens / t if layout.sequence_parallel else float(tokens)
+    kv_t = max(1, model.num_kv_heads // t) * model.head_dim
+    qkv_n = h // t + 2 * kv_t
+    f_t = model.ffn_hidden_size // t
+    inputs = rep * h + tokens * h / t + rep * h + tokens * f_t
+    grads = tokens * qkv_n + tokens * h + tokens * model.mlp_in_width / t + tokens * h
+    return ACT_BYTES * (inputs + grads)
+
+
+def dp_buckets(stage_params: Sequence[float]) -> int:
+    """Gradient buckets per stage handed to the engine: the largest stage's parameters (per TP rank) over
+    :data:`pipesim.cost.times.DP_BUCKET_PARAMS`, rounded up (Megatron-LM's DDP bucket size, 40M parameters).
+    The engine splits every stage's reduction into this many equal buckets."""
+    most = max(stage_params, default=0.0)
+    return max(1, -(-int(most) // DP_BUCKET_PARAMS))
+
+
+@dataclass(frozen=True)
+class StageCosts:
+    """Per-stage costs of one layout on one placement. ``costs`` is what the engine runs (:class:`OpCosts`:
+    its ``dp_reduce_s`` is each stage's whole gradient reduction, tied embedding included, in ``dp_buckets``
+    buckets); ``passes`` each stage's :class:`PassTimes`; ``params`` each stage's parameters per TP rank and
+    ``rank_params`` each pipeline rank's; ``transient_bytes`` the backward's working set; with ZeRO-3, per
+    microbatch and stage, the weight all-gathers and gradient reduce-scatters inside its passes
+    (``zero3_comm_s``) and the part of them the passes' compute does not hide (``zero3_exposed_s``)."""
+
+    costs: OpCosts
+    passes: tuple[PassTimes, ...]
+    params: tuple[float, ...]
+    rank_params: tuple[float, ...]
+    transient_bytes: float
+    zero3_comm_s: tuple[float, ...]
+    zero3_exposed_s: tuple[float, ...]
+
+    @property
+    def dp_full_s(self) -> tuple[float, ...]:
+        """Each stage's full gradient-reduction time (before the engine hides any of it)."""
+        return self.costs.dp_reduce_s
+
+
+def _unit_key(layout: Layout) -> tuple[Any, ...]:
+    """The layout fields one layer's, the embedding's and the head's pass times depend on."""
+    return (
+        layout.tp,
+        layout.sequence_parallel,
+        layout.micro_batch_size,
+        layout.recompute,
+        layout.seq_length,
+        layout.precision,
+        layout.attention,
+        layout.tp_comm_overlap,
+        layout.scatter_gather,
+    )
+
+
+class StageCostModel:
+    """Per-stage costs of layouts of ``model`` on ``gpu`` with collectives timed by ``comm`` (see the module
+    docstring). Caches are keyed by every field a cost depends on. Not thread-safe."""
+
+    def __init__(
+        self, model: ModelSpec, gpu: GPUSpec, comm: CommModel, efficiency: Efficiency = DEFAULT_EFFICIENCY
+    ) -> None:
+        self.model = model
+        self.gpu = gpu
+        self.comm = comm
+        self.efficiency = efficiency
+        self._units: dict[tuple[Any, ...], _Units] = {}
+        self._zero3: dict[tuple[Any, ...], tuple[PassTimes, float, float]] = {}
+        self._coll: dict[tuple[Any, ...], float] = {}
+        self._p2p: dict[tuple[Any, ...], float] = {}
+        self._memo: dict[tuple[Any, ...], Any] = {}
+
+    # ------------------------------------------------------------------ cached pieces
+    def units(self, layout: Layout, tp_group: Iterable[int]) -> _Units:
+        """(one layer, embedding, head) pass times on TP group ``tp_group``."""
+        key = (_unit_key(layout), tuple(tp_group))
+        hit = self._units.get(key)
+        if hit is None:
+            args = (self.model, layout, self.gpu, self.efficiency, self.comm, list(tp_group))
+            hit = self._units[key] = (
+                layer_pass_times(*args),
+                embedding_pass_times(*args),
+                head_pass_times(*args),
+            )
+        return hit
+
+    def _collective(self, op: str, size: float, group: Sequence[int], bucket: float | None = None) -> float:
+        key = (op, size, tuple(group), bucket)
+        hit = self._coll.get(key)
+        if hit is None:
+            if bucket is None:
+                hit = self.comm.collective_s(op, size, group)
+            else:
+                hit = bucketed_collective_s(self.comm, op, size, bucket, group)
+            self._coll[key] = hit
+        return hit
+
+    def _memoized(self, key: tuple[Any, ...], make: Any) -> Any:
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._memo[key] = make()
+        return hit
+
+    def _sharded(
+        self, layout: Layout, group: Sequence[int], unit: str, pt: PassTimes, unit_params: float
+    ) -> tuple[PassTimes, float, float]:
+        """ZeRO-3: (pass times with the unit's collectives, their total, the part compute does not hide)."""
+        key = (_unit_key(layout), layout.grad_reduce_bytes, tuple(group), unit, pt)
+        hit = self._zero3.get(key)
+        if hit is None:
+            gather = self._collective("all-gather", unit_params * WEIGHT_BYTES, group)
+            scatter = self._collective("reduce-scatter", unit_params * layout.grad_reduce_bytes, group)
+            # The backward gathers the weights again, and once more for a fully recomputed forward.
+            bwd_comm = gather * (2 if layout.recompute == "full" else 1) + scatter
+            fwd = max(pt.forward_s, gather)
+            bwd = max(pt.backward_s, bwd_comm)
+            exposed = (fwd - pt.forward_s) + (bwd - pt.backward_s)
+            hit = self._zero3[key] = (replace(pt, forward_s=fwd, backward_s=bwd), gather + bwd_comm, exposed)
+        return hit
+
+    def transfer_s(self, layout: Layout, grid: RankGrid, src: int, dst: int) -> float:
+        """Seconds of one stage-to-stage transfer from pipeline rank ``src`` to ``dst`` (0 on one rank),
+        including the receiver's all-gather with scatter/gather (SC21 Section 4.1)."""
+        if src == dst:
+            return 0.0
+        a, b = grid.rank(0, 0, src), grid.rank(0, 0, dst)
+        key = (layout.tp, layout.micro_batch_size, layout.seq_length, layout.sequence_parallel, a, b)
+        hit = self._p2p.get(key)
+        if hit is None:
+            model = self.model
+            hit = self.comm.p2p_s(p2p_bytes(model, layout), a, b)
+            if layout.tp > 1 and layout.scatter_gather and not layout.sequence_parallel:
+                full = ACT_BYTES * layout.micro_batch_size * layout.seq(model) * model.hidden_size
+                hit += self.comm.collective_s("all-gather", full, grid.tp_group(0, dst))
+            self._p2p[key] = hit
+        return hit
+
+    def weight_stash_per_layer(self, layout: Layout) -> float:
+        """Cached :func:`weight_stash_bytes_per_layer`."""
+        model = self.model
+        return float(
+            self._memoized(("stash", _unit_key(layout)), lambda: weight_stash_bytes_per_layer(model, layout))
+        )
+
+    # ------------------------------------------------------------------ the one function
+    def stage_costs(self, layout: Layout, placement: Sequence[int], grid: RankGrid) -> StageCosts:
+        """Per-stage costs of ``layout`` with global stage s on pipeline rank ``placement[s]`` and global ranks
+        from ``grid`` (see the module docstring)."""
+        model = self.model
+        n_stages = len(placement)
+        layers = layout.layers_per_stage(model, n_stages)
+        zero3 = layout.zero_stage >= 3
+
+        passes: list[PassTimes] = []
+        params: list[float] = []
+        z_comm: list[float] = []
+        z_exposed: list[float] = []
+        for s in range(n_stages):
+            r = placement[s]
+            first, last = s == 0, s == n_stages - 1
+            layer, emb, head = self.units(layout, grid.tp_group(0, r))
+            c_total = c_exposed = 0.0
+            if zero3:
+                group = grid.dp_group(0, r)
+                t = layout.tp
+                head_params = model.embedding_params() if model.tied_embeddings else model.output_params()
+                layer, lc, le = self._sharded(layout, group, "layer", layer, model.layer_params() / t)
+                c_total, c_exposed = lc * layers[s], le * layers[s]
+                if first:
+                    emb, ec, ee = self._sharded(layout, group, "embedding", emb, model.embedding_params() / t)
+                    c_total, c_exposed = c_total + ec, c_exposed + ee
+                if last:
+                    head, hc, he = self._sharded(layout, group, "head", head, head_params / t)
+                    c_total, c_exposed = c_total + hc, c_exposed + he
+            p = layer.scaled(layers[s])
+            if first:
+                p = p + emb
+            if last:
+                p = p + head
+            passes.append(p)
+            params.append(
+                self._memoized(
+                    ("params", layout.tp, layers[s], first, last),
+                    lambda n=layers[s], f=first, la=last: stage_params(model, layout, n, f, la),
+                )
+            )
+            z_comm.append(c_total)
+            z_exposed.append(c_exposed)
+
+        p2p = [self.transfer_s(layout, grid, placement[s], placement[s + 1]) for s in range(n_stages - 1)]
+
+        # Data-parallel gradient reduction, per stage (the engine's buckets decide what is hidden).
+        grad_b = layout.grad_reduce_bytes
+        collective = "reduce-scatter" if layout.distributed_optimizer else "all-reduce"
+        bucket = DP_BUCKET_PARAMS * grad_b
+        tied_pair = model.tied_embeddings and layout.pp > 1 and placement[0] != placement[-1]
+        dp_full: list[float] = []
+        for s in range(n_stages):
+            red = 0.0
+            if not zero3:  # ZeRO-3 reduce-scatters layer by layer inside every backward instead
+                red = self._collective(collective, params[s] * grad_b, grid.dp_group(0, placement[s]), bucket)
+            if tied_pair and s in (0, n_stages - 1):
+                pair = [grid.rank(0, 0, placement[0]), grid.rank(0, 0, placement[-1])]
+                red += self._collective(
+                    "all-reduce", model.vocab_size * model.hidden_size / layout.tp * grad_b, pair
+                )
+            dp_full.append(red)
+
+        # Optimizer step: the slowest pipeline rank's.
+        rank_params = [0.0] * layout.pp
+        for s in range(n_stages):
+            rank_params[placement[s]] += params[s]
+        opt = 0.0
+        for r in range(layout.pp):
+            local = rank_params[r] / layout.dp if layout.distributed_optimizer else rank_params[r]
+            t_opt = optimizer_step_s(local, self.gpu, self.efficiency)
+            if layout.distributed_optimizer and layout.dp > 1 and not zero3:
+                t_opt += self._collective(
+                    "all-gather", rank_params[r] * ACT_BYTES, grid.dp_group(0, r), bucket
+                )
+            opt = max(opt, t_opt)
+
+        acts = self._memoized(
+            ("acts", _unit_key(layout), tuple(layers)), lambda: stage_activation_bytes(model, layout, layers)
+        )
+        stash_layer = self.weight_stash_per_layer(layout)
+        transient = self._memoized(("transient", _unit_key(layout)), lambda: transient_bytes(model, layout))
+        costs = OpCosts(
+            forward_s=tuple(p.forward_s for p in passes),
+            backward_s=tuple(p.backward_s for p in passes),
+            weight_s=tuple(p.weight_s for p in passes),
+            p2p_s=tuple(p2p),
+            activation_bytes=acts,
+            weight_stash_bytes=tuple(min(a, n * stash_layer) for a, n in zip(acts, layers, strict=True)),
+            tp_comm_forward_s=tuple(p.tp_forward_s for p in passes),
+            tp_comm_backward_s=tuple(p.tp_backward_s for p in passes),
+            recompute_s=tuple(p.recompute_s for p in passes),
+            dp_reduce_s=tuple(dp_full),
+            dp_overlap=layout.dp_overlap,
+            dp_buckets=dp_buckets(params),
+            optimizer_s=opt,
+        )
+        return StageCosts(
+            costs,
+            tuple(passes),
+            tuple(params),
+            tuple(rank_params),
+            transient,
+            tuple(z_comm),
+            tuple(z_exposed),
+        )
