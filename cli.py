@@ -17,7 +17,8 @@ from pipesim.comm.base import CommModel, LevelCommModel
 from pipesim.comm.factory import ClusterSpec, build_comm
 from pipesim.errors import InputError
 from pipesim.io.readers import resolve_gpu, resolve_model
-from pipesim.sim.compare import DEFAULT_SCHEDULES, CompareRequest, compare_schedules
+from pipesim.sim.compare import DEFAULT_SCHEDULES, DEFAULT_STASH_FRACTION, CompareRequest, compare_schedules
+from pipesim.sim.iterations import OPTIMIZER_MODES
 from pipesim.sim.metrics import PipelineMetrics
 from pipesim.sim.scenario import Scenario, SimulationReport, check_gpu_count, simulate_scenario
 from pipesim.specs.gpu import gpu_names
@@ -352,6 +353,8 @@ def scenario_request(
     dp_time: float = 0.0,
     dp_buckets: int = 4,
     dp_overlap: bool = True,
+    optimizer: str = "sync",
+    weight_stash: float = DEFAULT_STASH_FRACTION,
 ) -> CompareRequest:
     """The scenario of ``compare``'s options (``gantt`` takes the same options and calls this too)."""
     names = _split_names(schedules_opt)
@@ -374,7 +377,16 @@ def scenario_request(
         dp_s=_ms(dp_time, "--dp-time"),
         dp_buckets=_positive_int(dp_buckets, "--dp-buckets"),
         dp_overlap=dp_overlap,
+        stash_fraction=_fraction(weight_stash, "--weight-stash"),
+        optimizer=optimizer,
     )
+
+
+def _fraction(value: float, flag: str) -> float:
+    """``value`` if it lies in [0, 1], else a one-line input error naming ``flag``."""
+    if not 0.0 <= value <= 1.0:
+        raise InputError(f"{flag}={value:g} must be within [0, 1]")
+    return value
 
 
 def _positive_int(value: int, flag: str) -> int:
@@ -462,6 +474,24 @@ zb-1p/zb-2p are built greedily from these times under --memory-limit.
 )
 @click.option(
     "--dp-buckets", type=int, default=4, show_default=True, help="Gradient buckets per stage for --dp-time."
+)
+@click.option(
+    "--optimizer",
+    type=click.Choice(OPTIMIZER_MODES),
+    default="sync",
+    show_default=True,
+    help="sync: a global barrier after each iteration; step and bubble of one step from t = 0. post-validation: "
+    "the ZB paper's optimizer step without that barrier (its Section 4): the next iteration's warm-up overlaps "
+    "this one's tail; step = steady-state period (T(N) - T(1))/(N - 1) of N = 4 back-to-back iterations.",
+)
+@click.option(
+    "--weight-stash",
+    "weight_stash",
+    type=float,
+    default=DEFAULT_STASH_FRACTION,
+    show_default=True,
+    help="Share of a microbatch's activations that W still needs after I (I frees the rest, W the stash); "
+    "ZB paper Table 1: 32h/(34h + 5as), 32/34 with flash attention.",
 )
 @click.option(
     "--schedule-file",

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 from schedules.classic import gpipe, interleaved_microbatch_rule, interleaved_one_f_one_b, one_f_one_b
 from schedules.dualpipe import dualpipe_v, dualpipe_v_rule
-from schedules.greedy import default_memory_limit, greedy_zero_bubble
+from schedules.greedy import default_memory_limit
 from schedules.ir import Schedule, ScheduleError
+from schedules.zb_auto import auto_zero_bubble
 from schedules.zero_bubble import zb_h1, zb_h2, zb_v
 
 __all__ = ["ScheduleFamily", "REGISTRY", "register", "get_family", "build_schedule", "schedule_names"]
@@ -189,8 +190,8 @@ register(
 register(
     ScheduleFamily(
         "zb-1p",
-        "Greedy zero-bubble order under a cap of pp microbatches (times F=I=W; compare passes real times)",
-        lambda p, m, v: greedy_zero_bubble(p, m, default_memory_limit("zb-1p", p), name="zb-1p"),
+        "ZB paper's automatic schedule under 1F1B's memory, pp microbatches (times F=I=W; compare passes real times)",
+        lambda p, m, v: auto_zero_bubble(p, m, default_memory_limit("zb-1p", p), name="zb-1p"),
         split_backward=True,
         rule=_no_rule,
     )
@@ -198,8 +199,8 @@ register(
 register(
     ScheduleFamily(
         "zb-2p",
-        "Greedy zero-bubble order under a cap of 2*pp microbatches (times F=I=W; compare passes real times)",
-        lambda p, m, v: greedy_zero_bubble(p, m, default_memory_limit("zb-2p", p), name="zb-2p"),
+        "ZB paper's automatic schedule under 2*pp microbatches of memory (times F=I=W; compare passes real times)",
+        lambda p, m, v: auto_zero_bubble(p, m, default_memory_limit("zb-2p", p), name="zb-2p"),
         split_backward=True,
         rule=_no_rule,
     )

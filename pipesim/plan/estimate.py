@@ -57,7 +57,8 @@ from pipesim.specs.layout import Layout
 from pipesim.specs.model import ModelSpec
 from pipesim.specs.placement import RankGrid
 from schedules import Schedule, ScheduleError, build_schedule, get_family
-from schedules.greedy import GREEDY_FAMILIES, GreedyTimes, build_timed
+from schedules.greedy import GREEDY_FAMILIES, GreedyTimes
+from schedules.zb_auto import build_timed
 
 __all__ = ["Estimate", "Estimator", "profile_microbatches"]
 

@@ -24,8 +24,9 @@ import numpy as np
 import numpy.typing as npt
 
 from pipesim.sim.compare import CompareRequest, build_requested, synthetic_costs
-from pipesim.sim.engine import OpCosts, SpanKind, Timeline, simulate
-from pipesim.sim.metrics import PipelineMetrics, pipeline_metrics
+from pipesim.sim.engine import OpCosts, SpanKind, Timeline
+from pipesim.sim.iterations import run_iterations
+from pipesim.sim.metrics import PipelineMetrics
 from schedules.ir import Schedule
 
 __all__ = [
@@ -232,11 +233,13 @@ def gantt_series(
     )
 
 
-def simulate_series(request: CompareRequest) -> list[GanttSeries]:
-    """Simulate every schedule of ``request`` (as ``pipesim compare`` does) and return its chart series."""
+def simulate_series(request: CompareRequest, iterations: int | None = None) -> list[GanttSeries]:
+    """Simulate every schedule of ``request`` (as ``pipesim compare`` does, under ``request.optimizer``) and
+    return its chart series; ``iterations`` consecutive iterations are drawn (None: one under ``sync``, the
+    measured back-to-back run under ``post-validation``), the metrics are per iteration."""
     out = []
     for schedule in build_requested(request):
         costs = synthetic_costs(schedule, request)
-        timeline = simulate(schedule, costs)
-        out.append(gantt_series(schedule, costs, timeline, pipeline_metrics(schedule, costs, timeline)))
+        run = run_iterations(schedule, costs, request.optimizer, iterations)
+        out.append(gantt_series(run.schedule, costs, run.timeline, run.metrics))
     return out
