@@ -18,7 +18,7 @@ from pipesim.comm.factory import ClusterSpec, build_comm
 from pipesim.errors import InputError
 from pipesim.io.readers import resolve_gpu, resolve_model
 from pipesim.sim.compare import DEFAULT_SCHEDULES, DEFAULT_STASH_FRACTION, CompareRequest, compare_schedules
-from pipesim.sim.iterations import OPTIMIZER_MODES
+from pipesim.sim.iterations import OPTIMIZER_MODES, run_iterations
 from pipesim.sim.metrics import PipelineMetrics
 from pipesim.sim.scenario import Scenario, SimulationReport, check_gpu_count, simulate_scenario
 from pipesim.specs.gpu import gpu_names
@@ -505,6 +505,7 @@ zb-1p/zb-2p are built greedily from these times under --memory-limit.
 def compare_cmd(as_json: bool, **kwargs: Any) -> None:
     scenario_args = _pop_scenario(kwargs)  # the rest of kwargs are compare's synthetic options
     if scenario_args["model_arg"]:  # real model: the scenario flags replace the synthetic times
+        _sync_only(kwargs["optimizer"])
         if kwargs["schedule_files"]:
             raise InputError(
                 "--schedule-file cannot be combined with --model (per-stage costs need a registry schedule)"
@@ -523,6 +524,15 @@ def compare_cmd(as_json: bool, **kwargs: Any) -> None:
         return
     table = compare_table(results, request)
     console(fit=table).print(table)
+
+
+def _sync_only(optimizer: str) -> None:
+    """Real-model scenarios include DP reduction and the optimizer step, which post-validation does not place."""
+    if optimizer != "sync":
+        raise InputError(
+            f"--optimizer {optimizer} is modelled for the synthetic scenario (the pipeline phase) only; a "
+            "--model scenario's DP reduction and optimizer step need --optimizer sync"
+        )
 
 
 def _weight_s(weight_time: float | None, backward_time: float) -> float:
@@ -906,6 +916,11 @@ Takes the same scenario flags as compare. The page shows one chart per schedule 
 per rank with its communication lane under it, bars coloured by op and labelled with the microbatch, hover
 with stage, microbatch, start, end and duration, grey gaps for bubbles, and under each chart the activation
 memory of every rank over time (with the GPU's capacity when --gpu-memory-gib is given).
+
+--iterations N draws N consecutive iterations: under --optimizer sync each one starts after the previous one's
+last span (the global barrier); under --optimizer post-validation they run back to back, the next iteration's
+warm-up overlapping this one's tail (at least 2 are drawn; the default draws the 4 the steady state is measured
+on). The metrics shown are per iteration.
 """
 
 # The scenario options are compare's own Parameter objects, so the two commands never drift apart.
@@ -927,6 +942,12 @@ SCENARIO_PARAMS = [p for p in compare_cmd.params if p.name != "as_json"]
     "--gpu-memory-gib", type=float, default=None, help="GPU memory capacity in GiB (2^30 B), drawn as a line."
 )
 @click.option(
+    "--iterations",
+    type=int,
+    default=None,
+    help="Consecutive iterations to draw [default: 1 under --optimizer sync, 4 under post-validation].",
+)
+@click.option(
     "--scenario",
     "scenario_file",
     default=None,
@@ -938,6 +959,7 @@ def gantt_cmd(
     trace_path: str | None,
     image_path: str | None,
     gpu_memory_gib: float | None,
+    iterations: int | None,
     scenario_file: str | None,
     **scenario: Any,
 ) -> None:
@@ -959,9 +981,12 @@ def gantt_cmd(
             check_output_path(path)
     if image_path:
         check_image_target(image_path)
+    if iterations is not None:
+        _positive_int(iterations, "--iterations")
     model_args = _pop_scenario(scenario)
     capacity = gpu_memory_gib * GIB if gpu_memory_gib is not None else None
     if scenario_file is not None or model_args["model_arg"]:  # a real model: per-stage costs
+        _sync_only(scenario["optimizer"])
         from pipesim.io.scenario_file import load_scenario
         from pipesim.sim.series import gantt_series
 
@@ -972,7 +997,10 @@ def gantt_cmd(
             reports = compare_on_model(
                 names, model_args, scenario["pp"], scenario["vpp"], scenario["microbatches"]
             )
-        panels = [gantt_series(r.schedule, r.costs, r.timeline, r.metrics) for r in reports]
+        panels = []
+        for r in reports:
+            run = run_iterations(r.schedule, r.costs, "sync", iterations)
+            panels.append(gantt_series(run.schedule, r.costs, run.timeline, r.metrics))
         sc = reports[0].scenario
         if capacity is None:
             capacity = sc.gpu.hbm_bytes
@@ -988,7 +1016,7 @@ def gantt_cmd(
         ]
     else:
         request = scenario_request(**scenario, dp_overlap=model_args["dp_overlap"])
-        panels = simulate_series(request)
+        panels = simulate_series(request, iterations)
         scenario_rows = [
             ("schedules", ", ".join(p.name for p in panels)),
             ("pp", str(request.pp)),
@@ -1000,6 +1028,7 @@ def gantt_cmd(
             ("activations", f"{request.activation_bytes / GIB:g} GiB"),
             ("GPU memory", f"{gpu_memory_gib:g} GiB" if gpu_memory_gib is not None else "not given"),
             ("times", "per microbatch, whole stage"),
+            ("optimizer", request.optimizer),
         ]
     page = gantt_page(panels, scenario_rows, gpu_memory_bytes=capacity) if (output or image_path) else ""
     if output:

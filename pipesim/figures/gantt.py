@@ -181,7 +181,7 @@ def gantt_figure(
         vertical_spacing=GAP_PX / plot_px if len(heights) > 1 else 0.0,
         subplot_titles=titles,
     )
-    t_end = max(s.metrics.step_time_s for s in panels) * MS
+    t_end = max(s.timeline.step_time_s for s in panels) * MS
     shown: set[str] = set()
     for i, s in enumerate(panels):
         row = 2 * i + 1
@@ -190,7 +190,7 @@ def gantt_figure(
         cy, cw = lane_y(s, Lane.COMPUTE)
         # Idle background of every compute lane: what is not covered by a bar is bubble.
         idle_x = np.empty(3 * s.num_ranks, dtype=np.float32)
-        idle_x[0::3], idle_x[1::3], idle_x[2::3] = 0.0, s.metrics.step_time_s * MS, np.nan
+        idle_x[0::3], idle_x[1::3], idle_x[2::3] = 0.0, s.timeline.step_time_s * MS, np.nan
         fig.add_trace(
             go.Scatter(
                 x=idle_x,
