@@ -9,6 +9,7 @@ from schedules.classic import gpipe, interleaved_microbatch_rule, interleaved_on
 from schedules.dualpipe import dualpipe_v, dualpipe_v_rule
 from schedules.greedy import default_memory_limit
 from schedules.ir import Schedule, ScheduleError
+from schedules.pytorch_orders import interleaved_zero_bubble, looped_bfs
 from schedules.zb_auto import auto_zero_bubble
 from schedules.zero_bubble import zb_h1, zb_h2, zb_v
 
@@ -203,5 +204,22 @@ register(
         lambda p, m, v: auto_zero_bubble(p, m, default_memory_limit("zb-2p", p), name="zb-2p"),
         split_backward=True,
         rule=_no_rule,
+    )
+)
+register(
+    ScheduleFamily(
+        "interleaved-zb",
+        "PyTorch's ScheduleInterleavedZeroBubble: interleaved ZB1P over vpp chunks per rank",
+        interleaved_zero_bubble,
+        uses_vpp=True,
+        split_backward=True,
+    )
+)
+register(
+    ScheduleFamily(
+        "looped-bfs",
+        "PyTorch's ScheduleLoopedBFS: breadth-first, all microbatches through one chunk, then the next",
+        looped_bfs,
+        uses_vpp=True,
     )
 )
