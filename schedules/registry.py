@@ -10,6 +10,7 @@ from schedules.dualpipe import dualpipe_v, dualpipe_v_rule
 from schedules.greedy import default_memory_limit
 from schedules.ir import Schedule, ScheduleError
 from schedules.pytorch_orders import interleaved_zero_bubble, looped_bfs
+from schedules.v_memory import v_memory_schedule
 from schedules.zb_auto import auto_zero_bubble
 from schedules.zero_bubble import zb_h1, zb_h2, zb_v
 
@@ -221,5 +222,23 @@ register(
         "PyTorch's ScheduleLoopedBFS: breadth-first, all microbatches through one chunk, then the next",
         looped_bfs,
         uses_vpp=True,
+    )
+)
+register(
+    ScheduleFamily(
+        "zb-v-half",
+        "V-Half (Qi et al. 2024, controllable memory): V-shape under (pp+2)//2 microbatches, about half of 1F1B's",
+        lambda p, m, v: v_memory_schedule("zb-v-half", p, m),
+        chunks_per_rank=2,
+        split_backward=True,
+    )
+)
+register(
+    ScheduleFamily(
+        "zb-v-min",
+        "V-Min (Qi et al. 2024, controllable memory): V-shape under (pp+4)//3 microbatches, about a third of 1F1B's",
+        lambda p, m, v: v_memory_schedule("zb-v-min", p, m),
+        chunks_per_rank=2,
+        split_backward=True,
     )
 )

@@ -9,7 +9,8 @@ from pipesim.sim.iterations import run_iterations
 from pipesim.sim.metrics import PipelineMetrics
 from schedules import Schedule, build_schedule, get_family, read_csv, validate
 from schedules.greedy import GREEDY_FAMILIES, GreedyTimes
-from schedules.zb_auto import build_timed
+from schedules.v_memory import V_MEMORY_FAMILIES, v_memory_schedule
+from schedules.zb_auto import AutoTimes, build_timed
 
 __all__ = [
     "DEFAULT_SCHEDULES",
@@ -31,8 +32,9 @@ class CompareRequest:
     """What ``pipesim compare`` simulates. Times are seconds per microbatch for a *whole* pipeline stage (one
     rank's share of the model); a chunk of a schedule with v chunks per rank takes 1/v of them, and holds 1/v
     of ``activation_bytes``. ``weight_s`` is the W part of the backward (used by split-backward schedules).
-    ``memory_limit`` (microbatches of one stage's activations per rank) caps the greedy ``zb-1p``/``zb-2p``
-    orders, which are built from these times; None keeps their defaults (pp and 2 * pp). ``dp_s`` is the
+    ``memory_limit`` (microbatches of one stage's activations per rank) caps the ``zb-1p``/``zb-2p`` and
+    ``zb-v-half``/``zb-v-min`` orders, which are built from these times; None keeps their defaults (pp and 2 * pp;
+    (pp + 2) // 2 and (pp + 4) // 3). ``dp_s`` is the
     data-parallel gradient reduction of a whole stage's parameters, reduced in ``dp_buckets`` buckets, each as
     soon as its gradients exist (``dp_overlap``) or after the rank's compute. ``stash_fraction`` is the share of
     a microbatch's activations that W still needs after I (Qi et al. 2024, Table 1: 32sbh of the sb(34h + 5as)
@@ -85,6 +87,20 @@ def build_requested(request: CompareRequest) -> list[Schedule]:
     out: list[Schedule] = []
     for name in request.schedules:
         family = get_family(name)
+        if name in V_MEMORY_FAMILIES:  # from the real per-chunk times (half a stage's) and the cap, too
+            chunk = AutoTimes(
+                request.forward_s / 2,
+                (request.backward_s - request.weight_s) / 2,
+                request.weight_s / 2,
+                request.p2p_s,
+                request.stash_fraction,
+            )
+            out.append(
+                v_memory_schedule(
+                    name, request.pp, request.microbatches, chunk, request.optimizer, request.memory_limit
+                )
+            )
+            continue
         if name in GREEDY_FAMILIES:  # built from the scenario's real times, not the registry's defaults
             times = GreedyTimes(
                 request.forward_s, request.backward_s - request.weight_s, request.weight_s, request.p2p_s
