@@ -9,7 +9,7 @@ from schedules.classic import gpipe, interleaved_microbatch_rule, interleaved_on
 from schedules.dualpipe import dualpipe_v, dualpipe_v_rule
 from schedules.greedy import default_memory_limit
 from schedules.ir import Schedule, ScheduleError
-from schedules.pytorch_orders import interleaved_zero_bubble, looped_bfs
+from schedules.pytorch_orders import interleaved_zb_rule, interleaved_zero_bubble, looped_bfs
 from schedules.v_memory import v_memory_schedule
 from schedules.zb_auto import auto_zero_bubble
 from schedules.zero_bubble import zb_h1, zb_h2, zb_v
@@ -214,6 +214,8 @@ register(
         interleaved_zero_bubble,
         uses_vpp=True,
         split_backward=True,
+        rule=lambda p, m, v: interleaved_zb_rule(p, m),
+        placement="loop",
     )
 )
 register(
@@ -222,6 +224,8 @@ register(
         "PyTorch's ScheduleLoopedBFS: breadth-first, all microbatches through one chunk, then the next",
         looped_bfs,
         uses_vpp=True,
+        rule=_no_rule,
+        placement="loop",
     )
 )
 register(
@@ -231,6 +235,8 @@ register(
         lambda p, m, v: v_memory_schedule("zb-v-half", p, m),
         chunks_per_rank=2,
         split_backward=True,
+        rule=_no_rule,
+        placement="v",
     )
 )
 register(
@@ -240,5 +246,7 @@ register(
         lambda p, m, v: v_memory_schedule("zb-v-min", p, m),
         chunks_per_rank=2,
         split_backward=True,
+        rule=_no_rule,
+        placement="v",
     )
 )
