@@ -355,6 +355,7 @@ def scenario_request(
     dp_overlap: bool = True,
     optimizer: str = "sync",
     weight_stash: float = DEFAULT_STASH_FRACTION,
+    fb_time: float | None = None,
 ) -> CompareRequest:
     """The scenario of ``compare``'s options (``gantt`` takes the same options and calls this too)."""
     names = _split_names(schedules_opt)
@@ -379,6 +380,7 @@ def scenario_request(
         dp_overlap=dp_overlap,
         stash_fraction=_fraction(weight_stash, "--weight-stash"),
         optimizer=optimizer,
+        fb_s=None if fb_time is None else _ms(fb_time, "--fb-time"),
     )
 
 
@@ -484,6 +486,14 @@ Optimizer modes (--optimizer):
 )
 @click.option(
     "--dp-buckets", type=int, default=4, show_default=True, help="Gradient buckets per stage for --dp-time."
+)
+@click.option(
+    "--fb-time",
+    type=float,
+    default=None,
+    help="ms per overlapped F&B pair of a whole stage (DualPipe's notation: the forward of one microbatch and "
+    "the backward of another, each hiding the other's communication; dualpipe-v runs its pairs as one span). "
+    "[default: no overlap, the pair's F then B]",
 )
 @click.option(
     "--optimizer",
@@ -1558,7 +1568,8 @@ def _onoff(text: str, flag: str) -> tuple[bool, ...]:
     "--schedules",
     "schedules_text",
     default=None,
-    help=f"Schedules (comma list) [default: all: {', '.join(schedule_names())}].",
+    help="Schedules (comma list) [default: all but zb-v-half and zb-v-min, which the estimate cannot track "
+    f"yet: {', '.join(n for n, f in REGISTRY.items() if f.planned)}].",
 )
 @click.option(
     "--recompute",

@@ -55,6 +55,16 @@ def repeat_iterations(schedule: Schedule, iterations: int) -> Schedule:
             offset = k * shift
             out.extend(c + offset for c in prog)
         programs.append(out)
+    pairs = (
+        tuple(
+            tuple(k + it * len(prog) for it in range(iterations) for k in ks)
+            for ks, prog in zip(
+                schedule.overlapped or ((),) * schedule.num_ranks, schedule.programs, strict=True
+            )
+        )
+        if schedule.overlapped
+        else ()
+    )  # empty when the schedule has no overlapped pairs
     return Schedule(
         schedule.name,
         schedule.num_ranks,
@@ -62,6 +72,7 @@ def repeat_iterations(schedule: Schedule, iterations: int) -> Schedule:
         schedule.num_microbatches * iterations,
         schedule.stage_to_rank,
         tuple(programs),
+        pairs,
     )
 
 

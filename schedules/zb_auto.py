@@ -45,13 +45,13 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from schedules.greedy import GREEDY_FAMILIES, GreedyTimes, default_memory_limit, greedy_zero_bubble
+from schedules.greedy import GreedyTimes, greedy_zero_bubble
 from schedules.ir import Action, Op, Schedule, ScheduleError
 from schedules.iterations import check_optimizer_mode, repeat_iterations
 from schedules.timing import StageTimes, time_order
 from schedules.zero_bubble import zb_h1, zb_h2
 
-__all__ = ["AutoTimes", "auto_zero_bubble", "build_timed", "heuristic_order", "schedule_cost"]
+__all__ = ["AutoTimes", "auto_zero_bubble", "heuristic_order", "schedule_cost"]
 
 _EPS = 1e-9
 
@@ -289,22 +289,3 @@ def auto_zero_bubble(
             best = (step, cand)
     assert best is not None  # the list scheduler's order always fits
     return Schedule(name, p, p, m, tuple(range(p)), best[1].programs)
-
-
-def build_timed(
-    name: str,
-    num_ranks: int,
-    num_microbatches: int,
-    times: GreedyTimes,
-    memory_limit: float | None = None,
-    stash_fraction: float = 0.0,
-    objective: str = "sync",
-) -> Schedule:
-    """The hook through which pipesim builds ``zb-1p`` / ``zb-2p`` from a scenario's real times:
-    ``memory_limit`` (microbatches per rank) replaces the variant's default cap (p, 2p) when given;
-    ``objective`` is the optimizer mode the order is chosen for."""
-    if name not in GREEDY_FAMILIES:
-        raise ScheduleError(f"{name!r} is not a greedy schedule; valid: {', '.join(GREEDY_FAMILIES)}")
-    cap = default_memory_limit(name, num_ranks) if memory_limit is None else memory_limit
-    auto = AutoTimes(times.forward_s, times.input_s, times.weight_s, times.p2p_s, stash_fraction)
-    return auto_zero_bubble(num_ranks, num_microbatches, cap, auto, objective, name=name)

@@ -13,7 +13,7 @@ from cli import main
 from pipesim.sim.compare import CompareRequest, compare_schedules
 from schedules import ScheduleError, build_schedule, validate
 from schedules.greedy import GreedyTimes, greedy_zero_bubble
-from schedules.zb_auto import build_timed
+from schedules.timed import build_timed
 from schedules.zero_bubble import zb_h1, zb_h2
 from tests.zb_helpers import run
 

@@ -8,9 +8,8 @@ from pipesim.sim.engine import OpCosts
 from pipesim.sim.iterations import run_iterations
 from pipesim.sim.metrics import PipelineMetrics
 from schedules import Schedule, build_schedule, get_family, read_csv, validate
-from schedules.greedy import GREEDY_FAMILIES, GreedyTimes
-from schedules.v_memory import V_MEMORY_FAMILIES, v_memory_schedule
-from schedules.zb_auto import AutoTimes, build_timed
+from schedules.greedy import GreedyTimes
+from schedules.timed import TIMED_FAMILIES, build_timed
 
 __all__ = [
     "DEFAULT_SCHEDULES",
@@ -40,7 +39,9 @@ class CompareRequest:
     a microbatch's activations that W still needs after I (Qi et al. 2024, Table 1: 32sbh of the sb(34h + 5as)
     bytes per layer; the default 32/34 drops the attention-score term, as flash attention does): I frees the
     rest, W frees it, and the greedy orders are capped with the same accounting. ``optimizer`` is ``sync`` or
-    ``post-validation`` (:mod:`pipesim.sim.iterations`)."""
+    ``post-validation`` (:mod:`pipesim.sim.iterations`). ``fb_s`` is the time of one overlapped F&B pair of a
+    whole stage's forward and backward (DualPipe's notation; a chunk's pair takes 1/v); None runs a pair's two
+    passes one after the other."""
 
     schedules: tuple[str, ...] = DEFAULT_SCHEDULES
     schedule_files: tuple[str, ...] = ()
@@ -58,6 +59,7 @@ class CompareRequest:
     dp_overlap: bool = True
     stash_fraction: float = DEFAULT_STASH_FRACTION
     optimizer: str = "sync"
+    fb_s: float | None = None
 
 
 def synthetic_costs(schedule: Schedule, request: CompareRequest) -> OpCosts:
@@ -72,6 +74,8 @@ def synthetic_costs(schedule: Schedule, request: CompareRequest) -> OpCosts:
         activation_bytes=request.activation_bytes / v,
         weight_stash_bytes=request.stash_fraction * request.activation_bytes / v,
     )
+    if request.fb_s is not None:
+        base = replace(base, fb_pair_s=request.fb_s / v)
     if request.dp_s <= 0:
         return base
     return replace(
@@ -87,23 +91,13 @@ def build_requested(request: CompareRequest) -> list[Schedule]:
     out: list[Schedule] = []
     for name in request.schedules:
         family = get_family(name)
-        if name in V_MEMORY_FAMILIES:  # from the real per-chunk times (half a stage's) and the cap, too
-            chunk = AutoTimes(
-                request.forward_s / 2,
-                (request.backward_s - request.weight_s) / 2,
-                request.weight_s / 2,
-                request.p2p_s,
-                request.stash_fraction,
-            )
-            out.append(
-                v_memory_schedule(
-                    name, request.pp, request.microbatches, chunk, request.optimizer, request.memory_limit
-                )
-            )
-            continue
-        if name in GREEDY_FAMILIES:  # built from the scenario's real times, not the registry's defaults
+        if name in TIMED_FAMILIES:  # built from the scenario's real times, not the registry's defaults
+            v = family.chunks(request.vpp)  # per chunk: 1/2 of a stage's times for the V families
             times = GreedyTimes(
-                request.forward_s, request.backward_s - request.weight_s, request.weight_s, request.p2p_s
+                request.forward_s / v,
+                (request.backward_s - request.weight_s) / v,
+                request.weight_s / v,
+                request.p2p_s,
             )
             out.append(
                 build_timed(
