@@ -209,11 +209,19 @@ class Schedule:
         for r, (pairs, prog) in enumerate(zip(self.overlapped, self.programs, strict=True)):
             last = -2
             for k in pairs:
-                ops = [Op(prog[j] % NUM_OPS) if 0 <= j < len(prog) else None for j in (k, k + 1)]
-                if k < last + 2 or ops[0] is not Op.F or ops[1] not in (Op.B, Op.I):
+                acts = [decode(prog[j], self.num_stages) if 0 <= j < len(prog) else None for j in (k, k + 1)]
+                f, b = acts
+                if (
+                    k < last + 2
+                    or f is None
+                    or b is None
+                    or f.op is not Op.F
+                    or b.op not in (Op.B, Op.I)
+                    or f.microbatch == b.microbatch  # the pair's backward must not wait on its own forward
+                ):
                     raise ScheduleError(
-                        f"schedule {self.name!r}: rank {r} position {k} is not an F followed by a B or I "
-                        "(an overlapped F&B pair), or overlaps the previous pair"
+                        f"schedule {self.name!r}: rank {r} position {k} is not an F followed by a B or I of "
+                        "another microbatch (an overlapped F&B pair), or overlaps the previous pair"
                     )
                 last = k
 
