@@ -36,6 +36,7 @@ __all__ = [
     "encode",
     "decode",
     "NUM_OPS",
+    "HELD_DELTA",
 ]
 
 
@@ -54,6 +55,12 @@ class Op(IntEnum):
 
 
 NUM_OPS = len(Op)
+
+# The one activation-memory rule, per Op: (change in stashed activations, change in weight-gradient stash),
+# in microbatches of the action's stage. F stashes its activations; a full B frees them; a split backward's I
+# frees all but the weight stash, which its W frees (Qi et al., Zero Bubble, ICLR 2024, Section 2 / Table 1).
+# The simulator's peaks (pipesim.sim.metrics), the Gantt memory series and the planner's estimate all use it.
+HELD_DELTA: tuple[tuple[int, int], ...] = ((1, 0), (-1, 0), (-1, 1), (0, -1))
 
 
 class Signal(IntEnum):
