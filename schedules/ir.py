@@ -37,6 +37,10 @@ __all__ = [
     "decode",
     "NUM_OPS",
     "HELD_DELTA",
+    "NUM_SIGNALS",
+    "signal_index",
+    "consumer_stage",
+    "consumer_stages",
 ]
 
 
@@ -140,6 +144,40 @@ def depends_on(action: Action, num_stages: int) -> tuple[Dependency, ...]:
     if s + 1 < num_stages:
         return (Dependency(Signal.INPUT_GRAD, s + 1, m, True), own)
     return (own,)
+
+
+NUM_SIGNALS = len(Signal)
+
+
+def signal_index(stage: int, microbatch: int, signal: Signal | int, num_stages: int) -> int:
+    """The one flat index of a signal, ``(microbatch * num_stages + stage) * NUM_SIGNALS + signal``, used by
+    the validator and the engine to mark what has been produced."""
+    return (microbatch * num_stages + stage) * NUM_SIGNALS + int(signal)
+
+
+def consumer_stage(op: Op, stage: int, num_stages: int) -> int | None:
+    """The inverse of :func:`depends_on`'s cross-stage dependency: the stage whose action waits for what
+    ``op`` on ``stage`` produces (F(s) feeds F(s+1); B or I(s) feeds B or I(s-1)), or None when it leaves
+    the pipeline (W, the last stage's F, stage 0's backward). Derived from :func:`depends_on` itself."""
+    signal = produces(op)
+    if signal is None:
+        return None
+    for other in (stage - 1, stage + 1):
+        if not 0 <= other < num_stages:
+            continue
+        for consumer in Op:
+            for dep in depends_on(Action(other, consumer, 0), num_stages):
+                if dep.cross_stage and dep.stage == stage and dep.signal == signal:
+                    return other
+    return None
+
+
+def consumer_stages(num_stages: int) -> tuple[tuple[int, ...], ...]:
+    """:func:`consumer_stage` as a table ``[op][stage]``, -1 where there is none (for vectorised callers)."""
+    return tuple(
+        tuple(-1 if (c := consumer_stage(o, s, num_stages)) is None else c for s in range(num_stages))
+        for o in Op
+    )
 
 
 def encode(action: Action, num_stages: int) -> int:
