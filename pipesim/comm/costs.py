@@ -16,7 +16,6 @@ __all__ = [
     "SweepRow",
     "bottleneck_bw",
     "path_latency",
-    "parse_size",
     "size_sweep",
 ]
 
@@ -69,21 +68,6 @@ def bottleneck_bw(loads: dict[EdgeKey, float], router: Router) -> float:
 
 def path_latency(router: Router, path: Iterable[EdgeKey]) -> float:
     return sum(router.latency_s(k) for k in path)
-
-
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-
-
-def parse_size(text: str) -> int:
-    """Parse an nccl-tests size (``8``, ``64K``, ``8G``; K/M/G are powers of 1024 as in nccl-tests)."""
-    t = str(text).strip().upper().removesuffix("B")
-    unit = t[-1:] if t[-1:] in "KMGT" else ""
-    num = t[: len(t) - len(unit)]
-    if not num.isdigit() or int(num) < 1:
-        raise InputError(
-            f"size {text!r} is not valid; use a positive integer with optional K, M, G (e.g. 8, 64K, 8G)"
-        )
-    return int(num) * _UNITS[unit]
 
 
 def size_sweep(begin: int, end: int, factor: int) -> list[int]:

@@ -43,7 +43,7 @@ import networkx as nx
 
 from pipesim.comm.algorithms import GroupAlgorithms
 from pipesim.comm.base import COLLECTIVES, bus_factor
-from pipesim.comm.costs import ALGORITHMS, CollectiveCost, SweepRow, bottleneck_bw, parse_size, size_sweep
+from pipesim.comm.costs import ALGORITHMS, CollectiveCost, SweepRow, bottleneck_bw, size_sweep
 from pipesim.errors import InputError
 from topologies.routing import EdgeKey
 
@@ -52,7 +52,6 @@ __all__ = [
     "CollectiveCost",
     "SweepRow",
     "TopologyCommModel",
-    "parse_size",
     "size_sweep",
 ]
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
-from pipesim.errors import InputError
 from pipesim.plan.estimate import Estimate
 from pipesim.plan.request import PlanRequest
 from pipesim.plan.space import Candidate
@@ -219,15 +217,3 @@ def training_time(tokens: float, tokens_per_s: float, num_gpus: int) -> dict[str
         "train_days": seconds / SECONDS_PER_DAY,
         "gpu_hours": seconds * num_gpus / 3600.0,
     }
-
-
-_TOKEN_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMbBtT]?)\s*$")
-_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}
-
-
-def parse_tokens(text: str) -> float:
-    """``15T`` -> 1.5e13: a number with an optional K / M / B / T suffix (powers of 1000)."""
-    match = _TOKEN_RE.match(text)
-    if match is None or float(match.group(1)) <= 0:
-        raise InputError(f"--tokens={text!r} is not a positive token count; use e.g. 300B, 15T, 2.5e12")
-    return float(match.group(1)) * _SUFFIX[match.group(2).lower()]

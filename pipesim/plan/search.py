@@ -41,7 +41,6 @@ from pipesim.plan.results import (
     PlanEntry,
     PlanResult,
     SimSummary,
-    parse_tokens,
     training_time,
 )
 from pipesim.plan.space import GIB, REASONS, Candidate, Rejections, enumerate_space
@@ -58,7 +57,6 @@ __all__ = [
     "plan",
     "enumerate_space",
     "estimator_for",
-    "parse_tokens",
     "scenario_of",
     "training_time",
     "fewest_nodes",
