@@ -36,6 +36,11 @@ __all__ = [
     "encode",
     "decode",
     "NUM_OPS",
+    "HELD_DELTA",
+    "NUM_SIGNALS",
+    "signal_index",
+    "consumer_stage",
+    "consumer_stages",
 ]
 
 
@@ -54,6 +59,12 @@ class Op(IntEnum):
 
 
 NUM_OPS = len(Op)
+
+# The one activation-memory rule, per Op: (change in stashed activations, change in weight-gradient stash),
+# in microbatches of the action's stage. F stashes its activations; a full B frees them; a split backward's I
+# frees all but the weight stash, which its W frees (Qi et al., Zero Bubble, ICLR 2024, Section 2 / Table 1).
+# The simulator's peaks (pipesim.sim.metrics), the Gantt memory series and the planner's estimate all use it.
+HELD_DELTA: tuple[tuple[int, int], ...] = ((1, 0), (-1, 0), (-1, 1), (0, -1))
 
 
 class Signal(IntEnum):
@@ -133,6 +144,40 @@ def depends_on(action: Action, num_stages: int) -> tuple[Dependency, ...]:
     if s + 1 < num_stages:
         return (Dependency(Signal.INPUT_GRAD, s + 1, m, True), own)
     return (own,)
+
+
+NUM_SIGNALS = len(Signal)
+
+
+def signal_index(stage: int, microbatch: int, signal: Signal | int, num_stages: int) -> int:
+    """The one flat index of a signal, ``(microbatch * num_stages + stage) * NUM_SIGNALS + signal``, used by
+    the validator and the engine to mark what has been produced."""
+    return (microbatch * num_stages + stage) * NUM_SIGNALS + int(signal)
+
+
+def consumer_stage(op: Op, stage: int, num_stages: int) -> int | None:
+    """The inverse of :func:`depends_on`'s cross-stage dependency: the stage whose action waits for what
+    ``op`` on ``stage`` produces (F(s) feeds F(s+1); B or I(s) feeds B or I(s-1)), or None when it leaves
+    the pipeline (W, the last stage's F, stage 0's backward). Derived from :func:`depends_on` itself."""
+    signal = produces(op)
+    if signal is None:
+        return None
+    for other in (stage - 1, stage + 1):
+        if not 0 <= other < num_stages:
+            continue
+        for consumer in Op:
+            for dep in depends_on(Action(other, consumer, 0), num_stages):
+                if dep.cross_stage and dep.stage == stage and dep.signal == signal:
+                    return other
+    return None
+
+
+def consumer_stages(num_stages: int) -> tuple[tuple[int, ...], ...]:
+    """:func:`consumer_stage` as a table ``[op][stage]``, -1 where there is none (for vectorised callers)."""
+    return tuple(
+        tuple(-1 if (c := consumer_stage(o, s, num_stages)) is None else c for s in range(num_stages))
+        for o in Op
+    )
 
 
 def encode(action: Action, num_stages: int) -> int:

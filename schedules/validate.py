@@ -10,9 +10,20 @@ from __future__ import annotations
 
 from collections import Counter
 
-from schedules.ir import NUM_OPS, Action, Op, Schedule, ScheduleError, decode, depends_on, produces
+from schedules.ir import (
+    NUM_OPS,
+    NUM_SIGNALS,
+    Action,
+    Op,
+    Schedule,
+    ScheduleError,
+    decode,
+    depends_on,
+    produces,
+    signal_index,
+)
 
-__all__ = ["validate", "check_complete", "check_deadlock_free", "format_grid"]
+__all__ = ["validate", "check_complete", "check_deadlock_free", "deadlock_error", "format_grid"]
 
 
 def check_complete(schedule: Schedule) -> None:
@@ -55,7 +66,7 @@ def check_complete(schedule: Schedule) -> None:
 def check_deadlock_free(schedule: Schedule) -> None:
     """Run every rank's program in order under the dependency rule; raise with the grid if it gets stuck."""
     s_count = schedule.num_stages
-    done = bytearray(2 * s_count * schedule.num_microbatches)
+    done = bytearray(NUM_SIGNALS * s_count * schedule.num_microbatches)
     programs = [schedule.actions(r) for r in range(schedule.num_ranks)]
     heads = [0] * schedule.num_ranks
     remaining = sum(len(p) for p in programs)
@@ -66,23 +77,29 @@ def check_deadlock_free(schedule: Schedule) -> None:
             while h < len(prog):
                 action = prog[h]
                 if not all(
-                    dep.stage >= 0 and done[(dep.microbatch * s_count + dep.stage) * 2 + int(dep.signal)]
+                    dep.stage >= 0 and done[signal_index(dep.stage, dep.microbatch, dep.signal, s_count)]
                     for dep in depends_on(action, s_count)
                 ):
                     break
                 signal = produces(action.op)
                 if signal is not None:
-                    done[(action.microbatch * s_count + action.stage) * 2 + int(signal)] = 1
+                    done[signal_index(action.stage, action.microbatch, signal, s_count)] = 1
                 h += 1
             if h != heads[r]:
                 remaining -= h - heads[r]
                 heads[r] = h
                 progressed = True
         if not progressed:
-            raise ScheduleError(
-                f"schedule {schedule.name!r} deadlocks: no rank can run its next action "
-                f"(marked [..]; each waits for a signal that never comes)\n" + format_grid(schedule, heads)
-            )
+            raise deadlock_error(schedule, heads)
+
+
+def deadlock_error(schedule: Schedule, stuck: list[int]) -> ScheduleError:
+    """The one deadlock report (validator and engine): a line naming the schedule, then the rank x step grid
+    with each rank's stuck step ``stuck[r]`` marked."""
+    return ScheduleError(
+        f"schedule {schedule.name!r} deadlocks: no rank can run its next action "
+        f"(marked [..]; each waits for a signal that never comes)\n" + format_grid(schedule, stuck)
+    )
 
 
 def format_grid(schedule: Schedule, stuck: list[int] | None = None, width: int = 24) -> str:

@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from conftest import invoke
 
-from cli import main
 from schedules import build_schedule, dumps_csv
 
 REQUIRED = {
@@ -24,11 +23,6 @@ REQUIRED = {
     "peak_activation_bytes",
     "p2p_time_s",
 }
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_default_compares_three_schedules() -> None:
@@ -169,8 +163,7 @@ def test_dp_time_reports_hidden_and_exposed_reduction() -> None:
     ],
 )
 def test_click_usage_errors_are_one_line_too(args: tuple[str, ...], needle: str) -> None:
-    result = CliRunner().invoke(main, list(args), prog_name="pipesim")  # as the console script names it
-    code, out, err = result.exit_code, result.stdout, result.stderr
+    code, out, err = invoke(*args, prog_name="pipesim")  # as the console script names it
     assert code == 2
     assert needle in err and err.startswith("error: ")
     assert len(err.strip().splitlines()) == 1 and "Usage:" not in err + out

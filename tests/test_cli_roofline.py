@@ -9,17 +9,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from cli import main
+from conftest import invoke
 
 ROOF = ("roofline", "--model", "llama3-70b", "--gpu", "h100-sxm", "--tp", "8", "--micro-batch-size", "1")
 SIM = ("simulate", "--model", "gpt-1.7b", "--gpu", "a100-80gb", "--tp", "2", "--pp", "2", "--dp", "2")
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_roofline_json_has_per_op_fields_and_adds_up() -> None:
@@ -65,6 +58,7 @@ def test_roofline_html_is_offline_and_deterministic(tmp_path: Path) -> None:
     assert len(text) > 3_000_000  # the plotly.js bundle is in the file
 
 
+@pytest.mark.browser
 def test_roofline_page_draws_in_headless_chromium(tmp_path: Path) -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
     page = tmp_path / "r.html"

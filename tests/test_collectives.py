@@ -7,8 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipesim.comm.base import CommModel, bus_factor
-from pipesim.comm.topology import TopologyCommModel, parse_size, size_sweep
+from pipesim.comm.topology import TopologyCommModel, size_sweep
 from pipesim.errors import InputError
+from pipesim.io.units import parse_size
 from topologies import TopologyError, build_cluster
 
 GiB = 2**30

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import layout_factory
 
 from pipesim.comm.base import bus_factor
 from pipesim.cost.flops import (
@@ -17,16 +18,12 @@ from pipesim.cost.flops import (
     model_flops_per_token,
     sc21_iteration_flops,
 )
-from pipesim.specs.layout import Layout
 from pipesim.specs.model import get_model
 
 GPT3 = get_model("gpt3-175b")
 
 
-def _layout(**kw: object) -> Layout:
-    base: dict[str, object] = {"tp": 1, "micro_batch_size": 1, "global_batch_size": 1, "attention": "unfused"}
-    base.update(kw)
-    return Layout(**base)  # type: ignore[arg-type]
+_layout = layout_factory(tp=1, micro_batch_size=1, global_batch_size=1, attention="unfused")
 
 
 def test_sc21_eq3_arithmetic_1t() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import layout_factory
 
 from pipesim.comm.base import LevelCommModel
 from pipesim.cost.flops import Op
@@ -17,7 +18,6 @@ from pipesim.cost.times import (
     pass_times,
 )
 from pipesim.specs.gpu import get_gpu
-from pipesim.specs.layout import Layout
 from pipesim.specs.model import get_model
 
 A100 = get_gpu("a100-80gb")
@@ -28,10 +28,7 @@ M22 = get_model("megatron-22b")
 EFF = DEFAULT_EFFICIENCY
 
 
-def _layout(**kw: object) -> Layout:
-    base: dict[str, object] = {"tp": 8, "micro_batch_size": 4, "global_batch_size": 4, "attention": "unfused"}
-    base.update(kw)
-    return Layout(**base)  # type: ignore[arg-type]
+_layout = layout_factory(tp=8, micro_batch_size=4, global_batch_size=4, attention="unfused")
 
 
 def test_gemm_efficiency_shape_model() -> None:

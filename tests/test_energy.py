@@ -9,11 +9,11 @@ import pytest
 from pipesim.cost.roofline import ridge_point
 from pipesim.errors import InputError
 from pipesim.io.readers import resolve_gpu
+from pipesim.io.units import parse_count
 from pipesim.sim.energy import (
     DEFAULT_PUE,
     busy_fraction,
     gpu_power_w,
-    parse_count,
     run_energy,
     simulation_energy,
     steps_for_tokens,

@@ -33,8 +33,9 @@ def test_process_pool() -> None:
     assert flat(ExecutorSpec(workers=2)) == EXPECTED
 
 
+@pytest.mark.dask
 def test_dask_local_cluster() -> None:
-    import distributed  # in the test extra: a missing install fails here rather than skipping
+    import distributed  # in the test extra; the dask marker skips (or, under PIPESIM_TEST_ALL=1, fails) without it
 
     with distributed.LocalCluster(
         n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None

@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 import pytest
-from click.testing import CliRunner
+from conftest import invoke
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cli import main
 from pipesim.figures.gantt import LABEL_LIMIT, gantt_figure, gantt_page, summary_table
 from pipesim.figures.page import Page, Table, render_page
 from pipesim.sim.compare import CompareRequest
@@ -156,11 +155,6 @@ def test_split_backward_memory_frees_at_i_and_w() -> None:
     assert list(series.memory.bytes[0]) == [0.0, 4.0, 1.0, 0.0, 0.0]
 
 
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.stdout, result.stderr
-
-
 def test_cli_writes_the_page(tmp_path: Path) -> None:
     out = tmp_path / "timeline.html"
     code, stdout, _ = invoke(
@@ -214,7 +208,8 @@ def test_cli_bad_gpu_memory_and_bad_schedule(tmp_path: Path) -> None:
 
 
 def test_gantt_takes_every_compare_option() -> None:
-    from cli import compare_cmd, gantt_cmd
+    from pipesim.cli.compare import compare_cmd
+    from pipesim.cli.gantt import gantt_cmd
 
     compare_opts = {p.name for p in compare_cmd.params} - {"as_json"}
     assert compare_opts <= {p.name for p in gantt_cmd.params}

@@ -9,15 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import invoke
 
-from cli import main
 from pipesim.figures.chromium import Chromium
 from pipesim.figures.gantt import CAPACITY_COLOUR, COLOURS, EDGE_LIMIT, gantt_page
 from pipesim.sim.compare import CompareRequest
 from pipesim.sim.engine import SpanKind, Stream
 from pipesim.sim.series import GanttSeries, simulate_series
 from tests.browser import decode_png, drawn_bars, hex_rgb, lane_pixels, open_page
+
+pytestmark = pytest.mark.browser
 
 KIND_KEYS = {
     SpanKind.F: "F",
@@ -37,12 +38,11 @@ def browser() -> Iterator[Chromium]:
 def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[GanttSeries]]:
     """The issue's example: 1F1B and interleaved 1F1B, pp 8, 16 microbatches, through the CLI."""
     path = tmp_path_factory.mktemp("gantt") / "timeline.html"
-    result = CliRunner().invoke(
-        main,
-        ["gantt", "--schedules", "1f1b,interleaved-1f1b", "--pp", "8", "--microbatches", "16", "-o", str(path),
-         "--gpu-memory-gib", "8"],
+    code, out, err = invoke(
+        "gantt", "--schedules", "1f1b,interleaved-1f1b", "--pp", "8", "--microbatches", "16", "-o", str(path),
+        "--gpu-memory-gib", "8",
     )  # fmt: skip
-    assert result.exit_code == 0, result.output
+    assert code == 0, out + err
     panels = simulate_series(CompareRequest(schedules=("1f1b", "interleaved-1f1b"), pp=8, microbatches=16))
     return path, panels
 
@@ -146,8 +146,8 @@ def test_many_bars_drawn_without_edges_or_labels(browser: Chromium, tmp_path: Pa
 @pytest.mark.parametrize("suffix", ["png", "svg"])
 def test_static_export(tmp_path: Path, suffix: str) -> None:
     out = tmp_path / f"fig.{suffix}"
-    result = CliRunner().invoke(main, ["gantt", "--schedules", "1f1b", "--pp", "4", "--image", str(out)])
-    assert result.exit_code == 0, result.output
+    code, stdout, stderr = invoke("gantt", "--schedules", "1f1b", "--pp", "4", "--image", str(out))
+    assert code == 0, stdout + stderr
     data = out.read_bytes()
     if suffix == "png":
         image = decode_png(data)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
+from conftest import invoke
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cli import main
 from pipesim.sim.compare import CompareRequest, compare_schedules
 from schedules import ScheduleError, build_schedule, validate
 from schedules.greedy import GreedyTimes, greedy_zero_bubble
@@ -110,11 +109,6 @@ def test_compare_builds_greedy_from_real_times_and_cap() -> None:
     assert one.peak_activation_microbatches <= 2.5 and two.peak_activation_microbatches <= 2.5
     default = compare_schedules(CompareRequest(schedules=("zb-1p",), pp=4, microbatches=8, weight_s=1e-3))[0]
     assert default.peak_activation_microbatches <= 4
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_cli_issue_scenario_runs_every_new_schedule() -> None:

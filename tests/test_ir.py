@@ -50,3 +50,29 @@ def test_dependency_rule() -> None:
     assert (own.signal, own.stage) == (Signal.ACTIVATION, 1)
     (w,) = depends_on(Action(1, Op.W, 1), s)
     assert (w.signal, w.stage, w.cross_stage) == (Signal.INPUT_GRAD, 1, False)
+
+
+def test_consumer_stage_is_the_inverse_of_depends_on() -> None:
+    # For every producer (op, stage) the consumer stage's actions that wait on a cross-stage signal from it
+    # are exactly those depends_on names; and W, the last F and stage 0's backward feed no other stage.
+    from schedules.ir import NUM_SIGNALS, consumer_stage, consumer_stages, produces, signal_index
+
+    for n in (1, 2, 5):
+        table = consumer_stages(n)
+        for op in Op:
+            for s in range(n):
+                c = consumer_stage(op, s, n)
+                assert table[op][s] == (-1 if c is None else c)
+                waiting = [
+                    (o, other)
+                    for other in range(n)
+                    for o in Op
+                    for d in depends_on(Action(other, o, 0), n)
+                    if d.cross_stage and d.stage == s and d.signal == produces(op)
+                ]
+                assert (c is None) == (not waiting)
+                if c is not None:
+                    assert {other for _, other in waiting} == {c}
+    assert consumer_stage(Op.F, 0, 3) == 1 and consumer_stage(Op.I, 2, 3) == 1
+    assert consumer_stage(Op.W, 1, 3) is None and consumer_stage(Op.B, 0, 3) is None
+    assert signal_index(2, 1, 1, 4) == (1 * 4 + 2) * NUM_SIGNALS + 1

@@ -1,5 +1,5 @@
 """The import arrows of DESIGN.md: schedules/ and topologies/ never import pipesim; nothing imports cli;
-plotly only under pipesim/figures/."""
+plotly only under pipesim/figures/; click only under pipesim/cli/, which nothing else imports."""
 
 from __future__ import annotations
 
@@ -57,4 +57,25 @@ def test_plotly_only_in_figures() -> None:
 def test_click_only_in_cli() -> None:
     for pkg in ("pipesim", "schedules", "topologies"):
         for f in py_files(pkg):
+            if f.is_relative_to(ROOT / "pipesim" / "cli"):
+                continue
             assert "click" not in imports(f), f
+
+
+def full_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+    return out
+
+
+def test_only_the_cli_imports_the_cli() -> None:
+    for pkg in ("pipesim", "schedules", "topologies"):
+        for f in py_files(pkg):
+            if f.is_relative_to(ROOT / "pipesim" / "cli"):
+                continue
+            assert not any(m == "pipesim.cli" or m.startswith("pipesim.cli.") for m in full_imports(f)), f

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import layout_factory
 
 from pipesim.cost.memory import (
     bytes_per_param,
@@ -29,10 +30,7 @@ def _in_flight(name: str, p: int, m: int, v: int, r: int) -> float:
     return fn(p, m, v, r)
 
 
-def _layout(**kw: object) -> Layout:
-    base: dict[str, object] = {"micro_batch_size": 1, "global_batch_size": 64, "attention": "unfused"}
-    base.update(kw)
-    return Layout(**base)  # type: ignore[arg-type]
+_layout = layout_factory(micro_batch_size=1, global_batch_size=64, attention="unfused")
 
 
 def test_18_bytes_per_param_and_distributed_optimizer() -> None:

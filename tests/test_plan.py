@@ -8,6 +8,7 @@ import pytest
 
 from pipesim.errors import InputError
 from pipesim.figures.plan import pareto_front
+from pipesim.io.units import parse_count
 from pipesim.plan.executors import ExecutorSpec
 from pipesim.plan.search import (
     PlanCluster,
@@ -15,7 +16,6 @@ from pipesim.plan.search import (
     SearchSpace,
     enumerate_space,
     fewest_nodes,
-    parse_tokens,
     plan,
     training_time,
 )
@@ -79,6 +79,7 @@ def test_tp_not_dividing_heads_is_rejected_and_constraints_narrow() -> None:
 
 
 # --------------------------------------------------------------------------- executors
+@pytest.mark.dask
 def test_results_identical_in_process_pool_and_dask() -> None:
     import distributed  # in the test extra
 
@@ -185,12 +186,12 @@ def test_sc21_table1_layouts_are_feasible_and_near_the_best() -> None:
 
 # --------------------------------------------------------------------------- time, tokens, nodes
 def test_tokens_and_training_time() -> None:
-    assert parse_tokens("15T") == 15e12
-    assert parse_tokens("300B") == 300e9
-    assert parse_tokens("2.5e12") == 2.5e12
-    assert parse_tokens("10k") == 10e3
+    assert parse_count("15T") == 15e12
+    assert parse_count("300B") == 300e9
+    assert parse_count("2.5e12") == 2.5e12
+    assert parse_count("10k") == 10e3
     with pytest.raises(InputError, match="tokens"):
-        parse_tokens("lots")
+        parse_count("lots")
     # SC21 eq. 4 arithmetic: 300B tokens at 100K tokens/s on 1024 GPUs = 3e6 s = 34.7 days.
     t = training_time(300e9, 1e5, 1024)
     assert t["train_days"] == pytest.approx(300e9 / 1e5 / 86400)

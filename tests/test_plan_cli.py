@@ -8,9 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from conftest import invoke as run
 
-from cli import main
 from pipesim.io.scenario_file import load_scenario, load_scenario_toml, parse_scenario_toml, scenario_toml
 from pipesim.sim.scenario import simulate_scenario
 
@@ -31,11 +30,6 @@ BASE = [
     "--top-k",
     "3",
 ]
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    res = CliRunner().invoke(main, list(args))
-    return res.exit_code, res.stdout, res.stderr
 
 
 def test_json_has_candidates_feasible_and_ranked_results() -> None:

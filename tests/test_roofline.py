@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import layout_factory
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -11,15 +12,12 @@ from pipesim.cost.roofline import attainable_flops, check_precision, ridge_point
 from pipesim.cost.times import DEFAULT_EFFICIENCY, layer_pass_times
 from pipesim.errors import InputError
 from pipesim.specs.gpu import get_gpu
-from pipesim.specs.layout import Layout
 from pipesim.specs.model import get_model
 
 COMM = LevelCommModel()
 
 
-def _layout(**kw: object) -> Layout:
-    kw.setdefault("global_batch_size", kw.get("micro_batch_size", 1))
-    return Layout(**kw)  # type: ignore[arg-type]
+_layout = layout_factory()  # one microbatch per step
 
 
 CASES = [

@@ -6,9 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from cli import main
+from conftest import invoke
 
 ISSUE_EXAMPLE = [
     "simulate",
@@ -31,11 +29,6 @@ ISSUE_EXAMPLE = [
     "--recompute",
     "full",
 ]
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_issue_example_text() -> None:

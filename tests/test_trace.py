@@ -9,11 +9,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from conftest import invoke
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cli import main
 from pipesim.sim.compare import CompareRequest
 from pipesim.sim.engine import OpCosts, SpanKind, Stream, simulate
 from pipesim.sim.series import simulate_series
@@ -130,8 +129,8 @@ def test_trace_is_deterministic() -> None:
 
 def test_cli_writes_the_trace(tmp_path: Path) -> None:
     out = tmp_path / "out.json"
-    result = CliRunner().invoke(main, ["gantt", "--schedules", "1f1b", "--pp", "4", "--trace", str(out)])
-    assert result.exit_code == 0, result.output
+    code, stdout, stderr = invoke("gantt", "--schedules", "1f1b", "--pp", "4", "--trace", str(out))
+    assert code == 0, stdout + stderr
     validate(json.loads(out.read_text()))
     assert not list(tmp_path.glob("*.html"))  # only what was asked for
 
@@ -139,7 +138,7 @@ def test_cli_writes_the_trace(tmp_path: Path) -> None:
 @pytest.mark.parametrize("bad", ["missing/out.json", "file.txt/out.json"])
 def test_cli_trace_bad_directory(tmp_path: Path, bad: str) -> None:
     (tmp_path / "file.txt").write_text("x")
-    result = CliRunner().invoke(main, ["gantt", "--trace", str(tmp_path / bad)])
-    assert result.exit_code == 2
-    assert result.stderr.count("\n") == 1 and "does not exist" in result.stderr
+    code, _, err = invoke("gantt", "--trace", str(tmp_path / bad))
+    assert code == 2
+    assert err.count("\n") == 1 and "does not exist" in err
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["file.txt"]

@@ -51,6 +51,7 @@ from pipesim.comm.base import CommModel
 from pipesim.cost.memory import RESERVE_BYTES, layer_activation_bytes, rank_memory
 from pipesim.cost.stages import StageCostModel, StageCosts
 from pipesim.cost.times import Efficiency
+from pipesim.plan.profiles import Profile, profile_microbatches, profile_schedule
 from pipesim.sim.engine import OpCosts, simulate
 from pipesim.specs.gpu import GPUSpec
 from pipesim.specs.layout import Layout
@@ -60,63 +61,7 @@ from schedules import Schedule, ScheduleError, build_schedule, get_family
 from schedules.greedy import GreedyTimes
 from schedules.timed import TIMED_FAMILIES, build_timed
 
-__all__ = ["Estimate", "Estimator", "profile_microbatches"]
-
-
-def profile_microbatches(pp: int, m: int) -> int:
-    """Microbatches at which a profiled family's bubble is measured: m itself up to 2p, else 3p (by then
-    warm-up and cool-down are fixed and each further microbatch adds one steady-state period, so the
-    absolute bubble no longer changes)."""
-    return m if m <= 2 * pp else 3 * pp
-
-
-@dataclass(frozen=True)
-class _Profile:
-    """What a built schedule tells the estimator: its placement and, per rank, its local stages (in stage
-    order) and the non-dominated state vectors (A_1..A_c, S_1..S_c): per local stage, microbatches whose
-    activations are held (forward done, B or I not) and whose weight-gradient stash is held (I done, W not)."""
-
-    placement: tuple[int, ...]
-    local: tuple[tuple[int, ...], ...]
-    states: tuple[tuple[tuple[int, ...], ...], ...]
-
-
-def _pareto(points: set[tuple[int, ...]]) -> tuple[tuple[int, ...], ...]:
-    """The points no other point dominates (>= in every coordinate, > in one)."""
-    pts = sorted(points, key=lambda q: -sum(q))
-    front: list[tuple[int, ...]] = []
-    for q in pts:
-        if not any(all(x >= y for x, y in zip(f, q, strict=True)) for f in front):
-            front.append(q)
-    return tuple(sorted(front))
-
-
-def _profile(schedule: Schedule) -> _Profile:
-    placement = schedule.stage_to_rank
-    local = tuple(
-        tuple(s for s in range(schedule.num_stages) if placement[s] == r) for r in range(schedule.num_ranks)
-    )
-    states = []
-    for r in range(schedule.num_ranks):
-        index = {s: i for i, s in enumerate(local[r])}
-        c = len(local[r])
-        vec = [0] * (2 * c)
-        seen: set[tuple[int, ...]] = set()
-        for action in schedule.actions(r):
-            i = index[action.stage]
-            op = action.op.name
-            if op == "F":
-                vec[i] += 1
-            elif op == "B":
-                vec[i] -= 1
-            elif op == "I":
-                vec[i] -= 1
-                vec[c + i] += 1
-            elif op == "W":
-                vec[c + i] -= 1
-            seen.add(tuple(vec))
-        states.append(_pareto(seen))
-    return _Profile(placement, local, tuple(states))
+__all__ = ["Estimate", "Estimator"]
 
 
 # --------------------------------------------------------------------------- the estimate
@@ -178,7 +123,7 @@ class Estimator:
         self.costs = StageCostModel(model, gpu, comm, efficiency)
         self._schedules: dict[tuple[Any, ...], Schedule | str] = {}
         self._bubble: dict[tuple[Any, ...], float] = {}
-        self._profiles: dict[tuple[Any, ...], _Profile] = {}
+        self._profiles: dict[tuple[Any, ...], Profile] = {}
         self._per_layer: dict[tuple[Any, ...], float] = {}
 
     # ----------------------------------------------------------------- schedules and profiles
@@ -213,14 +158,14 @@ class Estimator:
 
     def profile(
         self, name: str, pp: int, m: int, chunks: int, variant: tuple[float, ...] | None = None
-    ) -> _Profile:
-        """The cached :class:`_Profile` of family ``name`` built with ``m`` microbatches."""
+    ) -> Profile:
+        """The cached :class:`Profile` of family ``name`` built with ``m`` microbatches."""
         key = (name, pp, m, chunks, variant)
         hit = self._profiles.get(key)
         if hit is None:
             built = self.schedule(name, pp, m, chunks, variant)
             assert not isinstance(built, str), built
-            hit = self._profiles[key] = _profile(built)
+            hit = self._profiles[key] = profile_schedule(built)
         return hit
 
     def profiled_bubble(
@@ -284,13 +229,13 @@ class Estimator:
         return hit
 
     # ----------------------------------------------------------------- the estimate
-    def _placement(self, layout: Layout) -> tuple[tuple[int, ...], list[_Profile]]:
+    def _placement(self, layout: Layout) -> tuple[tuple[int, ...], list[Profile]]:
         """The layout's stage -> rank placement and, for families without closed forms, the profiles of its
         built schedule (exact at m <= 2p; beyond, at 2p and 3p microbatches, extrapolated in m)."""
         family = get_family(layout.schedule)
         p, m = layout.pp, layout.num_microbatches
         chunks = family.chunks(layout.vpp)
-        profs: list[_Profile] = []
+        profs: list[Profile] = []
         if family.in_flight is None:
             variant = self._greedy_variant(layout) if layout.schedule in TIMED_FAMILIES else None
             sizes = [m] if m <= 2 * p else [2 * p, 3 * p]

@@ -26,24 +26,25 @@ enumeration index).
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
-from pipesim.comm.base import CommModel, LevelCommModel
-from pipesim.comm.factory import ClusterSpec, build_comm
 from pipesim.cost.flops import hardware_flops_per_step, model_flops_per_step
-from pipesim.cost.memory import RESERVE_BYTES
-from pipesim.cost.times import DEFAULT_EFFICIENCY, Efficiency
 from pipesim.errors import InputError
-from pipesim.plan.estimate import Estimate, Estimator
+from pipesim.plan.estimate import Estimate
+from pipesim.plan.evaluate import Batch, _estimate_batch, _simulate_batch, scenario_of
 from pipesim.plan.executors import ExecutorSpec, chunked, run_chunks
-from pipesim.sim.scenario import Scenario, SimulationReport, simulate_scenario
-from pipesim.specs.gpu import GPUSpec
-from pipesim.specs.layout import RECOMPUTE, TRAIN_PRECISIONS, Layout, divisors
-from pipesim.specs.model import ModelSpec
-from schedules import REGISTRY, get_family
+from pipesim.plan.request import PlanCluster, PlanRequest, SearchSpace, estimator_for
+from pipesim.plan.results import (
+    SECONDS_PER_DAY,
+    PlanEntry,
+    PlanResult,
+    SimSummary,
+    training_time,
+)
+from pipesim.plan.space import GIB, REASONS, Candidate, Rejections, enumerate_space
+from pipesim.specs.layout import divisors
 
 __all__ = [
     "REASONS",
@@ -55,631 +56,12 @@ __all__ = [
     "PlanResult",
     "plan",
     "enumerate_space",
-    "parse_tokens",
+    "estimator_for",
+    "scenario_of",
     "training_time",
     "fewest_nodes",
     "NodesSearch",
 ]
-
-GIB = 2**30
-SECONDS_PER_DAY = 86400.0
-
-# Rejection reasons, in the order they are checked; values are the labels ``--explain`` prints.
-REASONS: dict[str, str] = {
-    "tp_nvlink": "tp beyond the NVLink domain (GPUs per node)",
-    "tp_heads": "tp does not divide attention heads / KV heads / MLP width",
-    "pp_layers": "pp does not divide the layers",
-    "batch": "global batch not divisible by micro-batch x dp",
-    "vpp_layers": "layers not divisible by pp x chunks (vpp)",
-    "schedule": "schedule constraint",
-    "memory": "out of memory (estimate)",
-    "memory_sim": "out of memory (full simulation)",
-}
-
-
-# --------------------------------------------------------------------------- the request
-@dataclass(frozen=True)
-class SearchSpace:
-    """What to search. ``None`` means every valid value; tuples restrict a dimension to those values.
-    ``max_tp`` / ``max_pp`` cap tp and pp; ``allow_cross_node_tp`` lets tp exceed the GPUs per node;
-    ``uneven_layers`` lets pp (x chunks) not divide the layer count."""
-
-    tp: tuple[int, ...] | None = None
-    pp: tuple[int, ...] | None = None
-    vpp: tuple[int, ...] | None = None
-    micro_batch_sizes: tuple[int, ...] = (1, 2, 4, 8)
-    schedules: tuple[str, ...] | None = None
-    recompute: tuple[str, ...] = RECOMPUTE
-    distributed_optimizer: tuple[bool, ...] = (False, True)
-    sequence_parallel: tuple[bool, ...] = (False, True)
-    max_tp: int | None = None
-    max_pp: int | None = None
-    allow_cross_node_tp: bool = False
-    uneven_layers: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("tp", "pp", "vpp", "micro_batch_sizes"):
-            values = getattr(self, name)
-            if values is not None:
-                if not values:
-                    raise InputError(f"--{name.replace('_', '-')}: give at least one value")
-                bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 1]
-                if bad:
-                    raise InputError(f"--{name.replace('_', '-')}={bad[0]!r} must be a positive integer")
-        for name in ("max_tp", "max_pp"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise InputError(f"--{name.replace('_', '-')}={v} must be >= 1")
-        bad_rc = [r for r in self.recompute if r not in RECOMPUTE]
-        if bad_rc or not self.recompute:
-            raise InputError(
-                f"--recompute={','.join(self.recompute) or '(empty)'}: valid: {', '.join(RECOMPUTE)}"
-            )
-        if self.schedules is not None:
-            if not self.schedules:
-                raise InputError(f"--schedules: give at least one of {', '.join(REGISTRY)}")
-            for name in self.schedules:
-                get_family(name)  # unknown names raise ScheduleError listing the valid ones
-        if not self.distributed_optimizer or not self.sequence_parallel:
-            raise InputError("distributed optimizer and sequence parallel choices must not be empty")
-
-    def schedule_names(self) -> tuple[str, ...]:
-        """The schedules searched: the user's, else every registered one the planner estimates (registration
-        order; :attr:`schedules.ScheduleFamily.planned`)."""
-        if self.schedules is not None:
-            return self.schedules
-        return tuple(name for name, family in REGISTRY.items() if family.planned)
-
-
-@dataclass(frozen=True)
-class PlanCluster:
-    """The machines: ``nodes`` x ``gpus_per_node`` GPUs of ``gpu``. With ``topology`` (a preset name or a
-    TOML path of :mod:`topologies`) collectives are timed on its graph; without, on ``level``'s two-level
-    model (whose ``gpus_per_node`` must agree)."""
-
-    gpu: GPUSpec
-    nodes: int
-    gpus_per_node: int
-    topology: str | None = None
-    level: LevelCommModel = field(default_factory=LevelCommModel)
-
-    def __post_init__(self) -> None:
-        if self.nodes < 1:
-            raise InputError(f"--nodes={self.nodes} must be >= 1")
-        if self.gpus_per_node < 1:
-            raise InputError(f"--gpus-per-node={self.gpus_per_node} must be >= 1")
-
-    @property
-    def num_gpus(self) -> int:
-        """nodes x GPUs per node."""
-        return self.nodes * self.gpus_per_node
-
-    def with_nodes(self, nodes: int) -> PlanCluster:
-        """The same cluster with another node count."""
-        return replace(self, nodes=nodes)
-
-    def comm(self) -> CommModel:
-        """The communication model of the whole cluster (:func:`pipesim.comm.factory.build_comm`)."""
-        spec = ClusterSpec(
-            self.topology,
-            self.nodes if self.topology is not None else None,
-            self.gpus_per_node,
-            self.level.intra_Bps,
-            self.level.inter_Bps,
-        )
-        return build_comm(spec, self.num_gpus)
-
-
-@dataclass(frozen=True)
-class PlanRequest:
-    """One planning question. ``precision``, ``attention``, ``dp_overlap``, ``scatter_gather`` and
-    ``tp_comm_overlap`` are held fixed (see :class:`pipesim.specs.layout.Layout`); ``top_k`` layouts get the full simulation; ``tokens`` (if
-    given) is the training run's length for days and GPU-hours."""
-
-    model: ModelSpec
-    cluster: PlanCluster
-    global_batch_size: int
-    seq_length: int | None = None
-    space: SearchSpace = field(default_factory=SearchSpace)
-    precision: str = "bf16"
-    attention: str = "flash"
-    dp_overlap: bool = True
-    scatter_gather: bool = True
-    tp_comm_overlap: bool = True
-    efficiency: Efficiency = DEFAULT_EFFICIENCY
-    reserve_bytes: float = RESERVE_BYTES
-    top_k: int = 16
-    tokens: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.global_batch_size < 1:
-            raise InputError(f"--global-batch-size={self.global_batch_size} must be >= 1")
-        if self.seq_length is not None and self.seq_length < 1:
-            raise InputError(f"--seq-length={self.seq_length} must be >= 1")
-        if self.precision not in TRAIN_PRECISIONS:
-            raise InputError(f"--precision={self.precision!r}; valid: {', '.join(TRAIN_PRECISIONS)}")
-        self.cluster.gpu.peak(self.precision)
-        if self.top_k < 0:
-            raise InputError(f"--top-k={self.top_k} must be >= 0")
-        if self.tokens is not None and not self.tokens > 0:
-            raise InputError(f"--tokens={self.tokens} must be > 0")
-
-    @property
-    def seq(self) -> int:
-        """Sequence length in use."""
-        return self.seq_length if self.seq_length is not None else self.model.seq_length
-
-
-# --------------------------------------------------------------------------- candidates
-@dataclass(frozen=True, order=True)
-class Candidate:
-    """One point of the search space (dp follows from the GPU count). ``index`` is its enumeration order."""
-
-    index: int
-    tp: int
-    pp: int
-    dp: int
-    vpp: int
-    micro_batch_size: int
-    schedule: str
-    recompute: str
-    distributed_optimizer: bool
-    sequence_parallel: bool
-
-    def layout(self, request: PlanRequest) -> Layout:
-        """The :class:`Layout` of this candidate under ``request``'s fixed settings."""
-        return Layout(
-            tp=self.tp,
-            pp=self.pp,
-            dp=self.dp,
-            vpp=self.vpp,
-            micro_batch_size=self.micro_batch_size,
-            global_batch_size=request.global_batch_size,
-            seq_length=request.seq,
-            sequence_parallel=self.sequence_parallel,
-            recompute=self.recompute,
-            distributed_optimizer=self.distributed_optimizer,
-            precision=request.precision,
-            schedule=self.schedule,
-            attention=request.attention,
-            scatter_gather=request.scatter_gather,
-            dp_overlap=request.dp_overlap,
-            uneven_layers=request.space.uneven_layers,
-            tp_comm_overlap=request.tp_comm_overlap,
-        )
-
-    def label(self) -> str:
-        """Short text: ``tp=8 pp=4 dp=2 vpp=1 mbs=1 1f1b recompute=full do sp``."""
-        extra = (" do" if self.distributed_optimizer else "") + (" sp" if self.sequence_parallel else "")
-        return (
-            f"tp={self.tp} pp={self.pp} dp={self.dp} vpp={self.vpp} mbs={self.micro_batch_size} {self.schedule} "
-            f"recompute={self.recompute}{extra}"
-        )
-
-
-def _tp_problem(model: ModelSpec, tp: int) -> str | None:
-    if model.num_attention_heads % tp:
-        return f"tp={tp} does not divide num_attention_heads={model.num_attention_heads}"
-    if model.num_kv_heads % tp and tp % model.num_kv_heads:
-        return f"tp={tp} neither divides nor is a multiple of num_kv_heads={model.num_kv_heads}"
-    if model.ffn_hidden_size % tp:
-        return f"tp={tp} does not divide ffn_hidden_size={model.ffn_hidden_size}"
-    return None
-
-
-@dataclass
-class _Rejections:
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
-    examples: dict[str, str] = field(default_factory=dict)
-
-    def add(self, reason: str, n: int, example: str) -> None:
-        if n <= 0:
-            return
-        self.counts[reason] += n
-        self.examples.setdefault(reason, example)
-
-
-def _vpp_values(request: PlanRequest, family_name: str, pp: int) -> list[int]:
-    """Chunks per rank to try for a family at ``pp``: 1 for single-chunk families, the family's fixed count
-    for V-shapes, and for interleaved families every v >= 2 with pp x v dividing the layers (any pp x v <=
-    layers with uneven layers), or the user's list."""
-    fam = get_family(family_name)
-    if fam.chunks_per_rank is not None:
-        return [fam.chunks_per_rank]
-    if not fam.uses_vpp:
-        return [1]
-    layers = request.model.num_layers
-    if request.space.vpp is not None:
-        return sorted({v for v in request.space.vpp if v >= 2})
-    if pp == 1:
-        return []
-    if request.space.uneven_layers:
-        return list(range(2, layers // pp + 1))
-    if layers % pp:
-        return []
-    return [v for v in divisors(layers // pp) if v >= 2]
-
-
-def enumerate_space(
-    request: PlanRequest, estimator: Estimator | None = None
-) -> tuple[list[Candidate], _Rejections, int]:
-    """Every layout of the search space: the candidates that pass the structural rules (in enumeration
-    order), the rejections by reason, and the number of layouts enumerated in all."""
-    model, space = request.model, request.space
-    n_gpus = request.cluster.num_gpus
-    per_node = request.cluster.gpus_per_node
-    gbs = request.global_batch_size
-    est = estimator or _estimator_for(request)
-    schedules = space.schedule_names()
-    rej = _Rejections()
-    out: list[Candidate] = []
-    total = 0
-    n_rc, n_do = len(space.recompute), len(space.distributed_optimizer)
-
-    def sp_values(tp: int) -> list[bool]:
-        return [s for s in space.sequence_parallel if not s or tp > 1] or [False]
-
-    tps = [t for t in divisors(n_gpus) if t <= model.num_attention_heads]
-    if space.tp is not None:
-        tps = [t for t in tps if t in space.tp]
-    if space.max_tp is not None:
-        tps = [t for t in tps if t <= space.max_tp]
-    for tp in tps:
-        pps = [p for p in divisors(n_gpus // tp) if p <= model.num_layers]
-        if space.pp is not None:
-            pps = [p for p in pps if p in space.pp]
-        if space.max_pp is not None:
-            pps = [p for p in pps if p <= space.max_pp]
-        tp_reason: tuple[str, str] | None = None
-        if tp > per_node and not space.allow_cross_node_tp:
-            tp_reason = ("tp_nvlink", f"tp={tp} exceeds the {per_node} GPUs per node (NVLink domain)")
-        else:
-            problem = _tp_problem(model, tp)
-            if problem:
-                tp_reason = ("tp_heads", problem)
-        for pp in pps:
-            dp = n_gpus // (tp * pp)
-            slots = [(name, v) for name in schedules for v in (_vpp_values(request, name, pp) or [0])]
-            sps = sp_values(tp)
-            for mbs in space.micro_batch_sizes:
-                group = len(slots) * n_rc * n_do * len(sps)
-                total += group
-                where = f"tp={tp} pp={pp} dp={dp} mbs={mbs}"
-                if tp_reason is not None:
-                    rej.add(tp_reason[0], group, f"{where}: {tp_reason[1]}")
-                    continue
-                if model.num_layers % pp and not space.uneven_layers:
-                    rej.add(
-                        "pp_layers", group, f"{where}: pp={pp} does not divide num_layers={model.num_layers}"
-                    )
-                    continue
-                if gbs % (mbs * dp):
-                    rej.add(
-                        "batch",
-                        group,
-                        f"{where}: global batch {gbs} is not divisible by micro-batch x dp = {mbs * dp}",
-                    )
-                    continue
-                m = gbs // (mbs * dp)
-                per_slot = n_rc * n_do * len(sps)
-                for name, v in slots:
-                    fam = get_family(name)
-                    chunks = fam.chunks(max(v, 1))
-                    stages = pp * chunks
-                    label = f"{where} {name} vpp={max(v, 1)}"
-                    if v == 0:
-                        why = (
-                            "interleaving needs pp > 1"
-                            if pp == 1
-                            else f"no chunk count splits {model.num_layers} layers over pp={pp}"
-                        )
-                        rej.add("vpp_layers", per_slot, f"{label}: {why}")
-                        continue
-                    if stages > model.num_layers or (model.num_layers % stages and not space.uneven_layers):
-                        rej.add(
-                            "vpp_layers",
-                            per_slot,
-                            f"{label}: pp x chunks = {stages} does not divide num_layers={model.num_layers}",
-                        )
-                        continue
-                    problem = est.rule(name, pp, m, chunks)
-                    if problem:
-                        rej.add("schedule", per_slot, f"{label}: {problem}")
-                        continue
-                    for rc in space.recompute:
-                        for do in space.distributed_optimizer:
-                            for sp in sps:
-                                out.append(
-                                    Candidate(
-                                        len(out), tp, pp, dp, v if fam.uses_vpp else 1, mbs, name, rc, do, sp
-                                    )
-                                )
-    return out, rej, total
-
-
-# --------------------------------------------------------------------------- per-process evaluation
-_ESTIMATORS: dict[PlanRequest, Estimator] = {}
-
-
-def _estimator_for(request: PlanRequest) -> Estimator:
-    key = replace(request, tokens=None, top_k=0)
-    hit = _ESTIMATORS.get(key)
-    if hit is None:
-        _ESTIMATORS.clear()
-        hit = Estimator(
-            request.model,
-            request.cluster.gpu,
-            request.cluster.comm(),
-            request.efficiency,
-            request.reserve_bytes,
-        )
-        _ESTIMATORS[key] = hit
-    return hit
-
-
-@dataclass(frozen=True)
-class _Batch(Sequence[Candidate]):
-    """Candidates with the request they belong to: the unit of work sent to an executor."""
-
-    request: PlanRequest
-    items: tuple[Candidate, ...]
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: Any) -> Any:
-        return self.items[i]
-
-    def __iter__(self) -> Iterator[Candidate]:
-        return iter(self.items)
-
-
-def _estimate_batch(batch: Sequence[Candidate]) -> list[Estimate]:
-    assert isinstance(batch, _Batch)
-    est = _estimator_for(batch.request)
-    return [est.estimate(c.layout(batch.request)) for c in batch.items]
-
-
-@dataclass(frozen=True)
-class _SimSummary:
-    """What the planner keeps of a full simulation (small enough to send between processes)."""
-
-    step_time_s: float
-    model_tflops_per_gpu: float
-    hardware_tflops_per_gpu: float
-    mfu: float
-    hfu: float
-    peak_memory_bytes: float
-    memory_rank: int
-    fits: bool
-    bubble_ratio: float
-    breakdown: dict[str, dict[str, float]]
-
-    @classmethod
-    def of(cls, report: SimulationReport) -> _SimSummary:
-        worst = report.worst_memory
-        return cls(
-            report.step_time_s,
-            report.model_tflops_per_gpu,
-            report.hardware_tflops_per_gpu,
-            report.mfu,
-            report.hfu,
-            worst.peak,
-            worst.rank,
-            report.fits,
-            report.metrics.bubble_ratio,
-            report.breakdown.as_dict(),
-        )
-
-
-def _simulate_batch(batch: Sequence[Candidate]) -> list[_SimSummary]:
-    assert isinstance(batch, _Batch)
-    req = batch.request
-    comm = req.cluster.comm()
-    out = []
-    for c in batch.items:
-        sc = Scenario(req.model, req.cluster.gpu, c.layout(req), comm, req.efficiency, req.reserve_bytes)
-        out.append(_SimSummary.of(simulate_scenario(sc)))
-    return out
-
-
-def scenario_of(request: PlanRequest, candidate: Candidate) -> Scenario:
-    """The :class:`Scenario` of ``candidate`` (for simulating, drawing or saving it)."""
-    return Scenario(
-        request.model,
-        request.cluster.gpu,
-        candidate.layout(request),
-        request.cluster.comm(),
-        request.efficiency,
-        request.reserve_bytes,
-    )
-
-
-# --------------------------------------------------------------------------- results
-@dataclass(frozen=True)
-class PlanEntry:
-    """One feasible layout with its estimate and, for the top ones, its full simulation."""
-
-    candidate: Candidate
-    estimate: Estimate
-    simulated: _SimSummary | None
-    tokens_per_step: int
-    num_gpus: int
-    model_flops: float
-    hardware_flops: float
-    peak_flops: float
-    hbm_bytes: float
-    microbatches: int
-
-    @property
-    def step_time_s(self) -> float:
-        """Simulated step time when simulated, else the estimate."""
-        return self.simulated.step_time_s if self.simulated else self.estimate.step_time_s
-
-    @property
-    def peak_memory_bytes(self) -> float:
-        """Peak memory per GPU (most loaded pipeline rank)."""
-        return self.simulated.peak_memory_bytes if self.simulated else self.estimate.peak_memory_bytes
-
-    @property
-    def headroom_bytes(self) -> float:
-        """HBM minus peak memory per GPU."""
-        return self.hbm_bytes - self.peak_memory_bytes
-
-    @property
-    def tokens_per_s(self) -> float:
-        """Training tokens per second over the cluster."""
-        return self.tokens_per_step / self.step_time_s
-
-    @property
-    def model_tflops_per_gpu(self) -> float:
-        """Model FLOPs (no recompute) per second per GPU, TFLOP/s."""
-        return self.model_flops / (self.step_time_s * self.num_gpus) / 1e12
-
-    @property
-    def hardware_tflops_per_gpu(self) -> float:
-        """Hardware FLOPs (recompute included; SC21 eq. 3 with full recompute) per second per GPU."""
-        return self.hardware_flops / (self.step_time_s * self.num_gpus) / 1e12
-
-    @property
-    def mfu(self) -> float:
-        """Model FLOPs utilisation."""
-        return self.model_tflops_per_gpu * 1e12 / self.peak_flops
-
-    @property
-    def hfu(self) -> float:
-        """Hardware FLOPs utilisation."""
-        return self.hardware_tflops_per_gpu * 1e12 / self.peak_flops
-
-    @property
-    def busy_fraction(self) -> float:
-        """Compute-busy fraction of the step (:func:`pipesim.sim.energy.busy_fraction`, the simulator's
-        definition) from the simulated breakdown when available, else the estimate's."""
-        from pipesim.sim.energy import busy_fraction
-
-        bd = self.breakdown_s()
-        return busy_fraction(bd["compute"], bd["optimizer"], self.step_time_s)
-
-    def breakdown_s(self) -> dict[str, float]:
-        """Exposed seconds per part (simulated when available), adding up to the step time."""
-        if self.simulated:
-            bd = self.simulated.breakdown
-            return {
-                "compute": bd["compute"]["exposed"],
-                "tp_comm": bd["tp_comm"]["exposed"],
-                "bubble": bd["bubble"]["exposed"],
-                "pp_comm": bd["pp_comm"]["exposed"],
-                "dp_comm": bd["dp_comm"]["exposed"],
-                "optimizer": bd["optimizer"]["exposed"],
-            }
-        return self.estimate.breakdown()
-
-    def training(self, tokens: float) -> dict[str, float]:
-        """Days and GPU-hours to train on ``tokens`` tokens at this step rate."""
-        return training_time(tokens, self.tokens_per_s, self.num_gpus)
-
-    def as_dict(self, rank: int, tokens: float | None = None) -> dict[str, Any]:
-        """JSON-ready row."""
-        c = self.candidate
-        row: dict[str, Any] = {
-            "rank": rank,
-            "tp": c.tp,
-            "pp": c.pp,
-            "dp": c.dp,
-            "vpp": c.vpp,
-            "micro_batch_size": c.micro_batch_size,
-            "microbatches": self.microbatches,
-            "schedule": c.schedule,
-            "recompute": c.recompute,
-            "distributed_optimizer": c.distributed_optimizer,
-            "sequence_parallel": c.sequence_parallel,
-            "simulated": self.simulated is not None,
-            "step_time_s": self.step_time_s,
-            "estimated_step_time_s": self.estimate.step_time_s,
-            "tokens_per_s": self.tokens_per_s,
-            "model_tflops_per_gpu": self.model_tflops_per_gpu,
-            "hardware_tflops_per_gpu": self.hardware_tflops_per_gpu,
-            "mfu": self.mfu,
-            "hfu": self.hfu,
-            "peak_memory_bytes": self.peak_memory_bytes,
-            "headroom_bytes": self.headroom_bytes,
-            "time_breakdown_s": self.breakdown_s(),
-        }
-        if tokens is not None:
-            row.update(self.training(tokens))
-        return row
-
-
-@dataclass(frozen=True)
-class PlanResult:
-    """What :func:`plan` returns. ``entries`` are the feasible layouts, best first; ``candidates`` the
-    number of layouts estimated (passing the structural rules), ``enumerated`` all layouts considered."""
-
-    request: PlanRequest
-    entries: tuple[PlanEntry, ...]
-    enumerated: int
-    candidates: int
-    rejected: dict[str, int]
-    examples: dict[str, str]
-    simulated: int
-    closest: tuple[Candidate, Estimate] | None
-
-    @property
-    def feasible(self) -> int:
-        """Layouts that fit in memory (simulated OOMs removed)."""
-        return len(self.entries)
-
-    @property
-    def best(self) -> PlanEntry:
-        """The winner."""
-        return self.entries[0]
-
-    def as_dict(self, limit: int | None = None) -> dict[str, Any]:
-        """JSON-ready summary: model, cluster, counts, rejections and ranked results."""
-        req = self.request
-        shown = self.entries if limit is None else self.entries[:limit]
-        return {
-            "model": req.model.name,
-            "gpu": req.cluster.gpu.name,
-            "topology": req.cluster.topology,
-            "nodes": req.cluster.nodes,
-            "gpus": req.cluster.num_gpus,
-            "global_batch_size": req.global_batch_size,
-            "seq_length": req.seq,
-            "precision": req.precision,
-            "tokens": req.tokens,
-            "enumerated": self.enumerated,
-            "candidates": self.candidates,
-            "feasible": self.feasible,
-            "simulated": self.simulated,
-            "rejected": {k: v for k, v in self.rejected.items() if v},
-            "hbm_bytes": req.cluster.gpu.hbm_bytes,
-            "results": [e.as_dict(i + 1, req.tokens) for i, e in enumerate(shown)],
-        }
-
-
-def training_time(tokens: float, tokens_per_s: float, num_gpus: int) -> dict[str, float]:
-    """Seconds, days and GPU-hours to train on ``tokens`` tokens at ``tokens_per_s`` on ``num_gpus`` GPUs
-    (the same arithmetic as SC21 eq. 4, time = tokens / throughput, with the throughput simulated)."""
-    seconds = tokens / tokens_per_s
-    return {
-        "train_seconds": seconds,
-        "train_days": seconds / SECONDS_PER_DAY,
-        "gpu_hours": seconds * num_gpus / 3600.0,
-    }
-
-
-_TOKEN_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMbBtT]?)\s*$")
-_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}
-
-
-def parse_tokens(text: str) -> float:
-    """``15T`` -> 1.5e13: a number with an optional K / M / B / T suffix (powers of 1000)."""
-    match = _TOKEN_RE.match(text)
-    if match is None or float(match.group(1)) <= 0:
-        raise InputError(f"--tokens={text!r} is not a positive token count; use e.g. 300B, 15T, 2.5e12")
-    return float(match.group(1)) * _SUFFIX[match.group(2).lower()]
-
 
 # --------------------------------------------------------------------------- the search
 Progress = Callable[[str, int, int], None]
@@ -710,7 +92,7 @@ def plan(
     # Batches group candidates that share cached pieces (schedule family, pp, tp), so that each worker
     # process builds few schedule profiles; results are put back in enumeration order.
     grouped = sorted(candidates, key=lambda c: (c.schedule, c.pp, c.tp, c.index))
-    batches = [_Batch(request, tuple(c)) for c in chunked(grouped, chunk_size)]
+    batches = [Batch(request, tuple(c)) for c in chunked(grouped, chunk_size)]
     done = 0
     by_index: dict[int, Estimate] = {}
     report("estimate", 0, len(candidates))
@@ -736,9 +118,9 @@ def plan(
     feasible.sort(key=lambda ce: (ce[1].step_time_s, ce[0].index))
 
     top = feasible[: request.top_k]
-    sims: list[_SimSummary] = []
+    sims: list[SimSummary] = []
     if top:
-        sim_batches = [_Batch(request, (c,)) for c, _ in top]
+        sim_batches = [Batch(request, (c,)) for c, _ in top]
         sdone = 0
         report("simulate", 0, len(top))
 
@@ -757,7 +139,7 @@ def plan(
     mflops = model_flops_per_step(model, first)
     peak = gpu.peak(request.precision)
 
-    def entry(c: Candidate, e: Estimate, s: _SimSummary | None) -> PlanEntry:
+    def entry(c: Candidate, e: Estimate, s: SimSummary | None) -> PlanEntry:
         lay = c.layout(request)
         return PlanEntry(
             candidate=c,
@@ -800,7 +182,7 @@ def plan(
     )
 
 
-def _no_candidate_message(request: PlanRequest, rej: _Rejections, total: int) -> str:
+def _no_candidate_message(request: PlanRequest, rej: Rejections, total: int) -> str:
     model, cl, space = request.model, request.cluster, request.space
     n = cl.num_gpus
     if total == 0:

@@ -36,7 +36,6 @@ Sources and assumptions of the defaults:
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +52,6 @@ __all__ = [
     "EnergyReport",
     "gpu_power_w",
     "run_energy",
-    "parse_count",
     "steps_for_tokens",
     "check_price",
     "check_pue",
@@ -233,24 +231,6 @@ def run_energy(
         pue=float(pue),
         price_per_gpu_hour=price_per_gpu_hour,
     )
-
-
-_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12, "p": 1e15}
-_COUNT_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmbgtp]?)\s*$", re.IGNORECASE)
-
-
-def parse_count(text: str, flag: str = "--tokens") -> float:
-    """A count with an optional decimal suffix: ``2T`` = 2e12, ``300B`` = 3e11, ``15M``, ``1.5e12``
-    (K 1e3, M 1e6, B or G 1e9, T 1e12, P 1e15). Raises :class:`InputError` for anything else or a count <= 0."""
-    m = _COUNT_RE.match(text)
-    if not m:
-        raise InputError(
-            f"{flag}={text!r} is not a count; use a number with an optional K, M, B, T suffix (e.g. 2T)"
-        )
-    value = float(m.group(1)) * _SUFFIX[m.group(2).lower()]
-    if not value > 0:
-        raise InputError(f"{flag}={text!r} must be > 0")
-    return value
 
 
 def steps_for_tokens(tokens: float, tokens_per_step: int) -> int:

@@ -35,8 +35,18 @@ from enum import IntEnum
 import numpy as np
 import numpy.typing as npt
 
-from schedules.ir import NUM_OPS, Action, Op, Schedule, ScheduleError, depends_on
-from schedules.validate import format_grid
+from schedules.ir import (
+    NUM_OPS,
+    NUM_SIGNALS,
+    Action,
+    Op,
+    Schedule,
+    ScheduleError,
+    consumer_stages,
+    depends_on,
+    produces,
+)
+from schedules.validate import deadlock_error
 
 __all__ = ["OpCosts", "Timeline", "SpanKind", "Stream", "simulate", "decode_actions"]
 
@@ -285,18 +295,18 @@ def simulate(schedule: Schedule, costs: OpCosts) -> Timeline:
     _check_complete_fast(schedule, op, stage, mb, rank)
     mb_key = mb.astype(np.int64) * s_count
 
-    # Producer of every signal: key = (mb * S + stage) * 2 + signal. F makes ACTIVATION (0), B and I INPUT_GRAD (1).
-    producer = np.full(m_count * s_count * 2 + 1, n, dtype=np.int64)  # last entry: "no dependency"
-    makes = np.array([0, 1, 1, -1], dtype=np.int64)[op]
+    # Producer of every signal, at schedules.ir.signal_index: F makes ACTIVATION, B and I INPUT_GRAD.
+    producer = np.full(m_count * s_count * NUM_SIGNALS + 1, n, dtype=np.int64)  # last entry: "no dependency"
+    makes = np.array([-1 if (g := produces(o)) is None else int(g) for o in Op], dtype=np.int64)[op]
     has = makes >= 0
-    producer[((mb_key + stage) * 2 + makes)[has]] = np.nonzero(has)[0]
-    none_key = m_count * s_count * 2
+    producer[((mb_key + stage) * NUM_SIGNALS + makes)[has]] = np.nonzero(has)[0]
+    none_key = m_count * s_count * NUM_SIGNALS
 
     cross_sig, cross_stage, own_sig, own_stage = _dependency_tables(s_count)
     cs, cst = cross_sig[op, stage], cross_stage[op, stage]
-    dep_cross = producer[np.where(cs >= 0, (mb_key + cst) * 2 + cs, none_key)]
+    dep_cross = producer[np.where(cs >= 0, (mb_key + cst) * NUM_SIGNALS + cs, none_key)]
     os_, ost = own_sig[op, stage], own_stage[op, stage]
-    dep_own = producer[np.where(os_ >= 0, (mb_key + ost) * 2 + os_, none_key)]
+    dep_own = producer[np.where(os_ >= 0, (mb_key + ost) * NUM_SIGNALS + os_, none_key)]
     del cs, cst, os_, ost, makes, has, producer, mb_key
     if n < 2**31 - 1:
         dep_cross, dep_own = dep_cross.astype(np.int32), dep_own.astype(np.int32)
@@ -305,7 +315,7 @@ def simulate(schedule: Schedule, costs: OpCosts) -> Timeline:
     durations = costs.duration_table()[op, stage]
     dep_pair = _overlapped_pairs(schedule, costs, offsets, durations, dep_cross)
     # A producer sends when its cross-stage consumer lives on another rank: F(s) -> F(s+1), B/I(s) -> B/I(s-1).
-    consumer_stage = np.where(op == 0, stage + 1, np.where((op == 1) | (op == 2), stage - 1, -1))
+    consumer_stage = np.asarray(consumer_stages(s_count), dtype=np.int64).reshape(NUM_OPS, s_count)[op, stage]
     valid_consumer = (consumer_stage >= 0) & (consumer_stage < s_count)
     consumer_rank = np.where(valid_consumer, placement[np.clip(consumer_stage, 0, s_count - 1)], -1)
     sends = valid_consumer & (consumer_rank != rank)
@@ -340,11 +350,7 @@ def simulate(schedule: Schedule, costs: OpCosts) -> Timeline:
             ready = st < inf
             if not ready.any():
                 stuck = [int(h - o) for h, o in zip(head, offsets[:-1], strict=True)]
-                raise ScheduleError(
-                    f"schedule {schedule.name!r} deadlocks: no rank can run its next action "
-                    f"(marked [..]; each waits for a signal that never comes)\n"
-                    + format_grid(schedule, stuck)
-                )
+                raise deadlock_error(schedule, stuck)
             active = (everyone if full else active)[ready]
             idx, st, full = idx[ready], st[ready], False
         en = st + durations[idx]

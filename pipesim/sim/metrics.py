@@ -26,9 +26,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from pipesim.sim.engine import OpCosts, SpanKind, Stream, Timeline
-from schedules.ir import Schedule
+from schedules.ir import HELD_DELTA, Schedule
 
 __all__ = ["PipelineMetrics", "pipeline_metrics"]
 
@@ -95,6 +96,23 @@ class PipelineMetrics:
         }
 
 
+_HELD = np.asarray(HELD_DELTA, dtype=np.float64)
+
+
+def activation_deltas(
+    op: npt.NDArray[np.int64], stage: npt.NDArray[np.int64], act: npt.ArrayLike, stash: npt.ArrayLike
+) -> npt.NDArray[np.float64]:
+    """Change in held activation memory of every action (``op``, ``stage`` per action; ``act`` and ``stash``
+    per stage, stash <= act) by the one rule :data:`schedules.ir.HELD_DELTA`: F +act, B -act, I -(act -
+    stash), W -stash. Running sums over a rank's program give its held memory (program order is time order on
+    a rank's one compute stream)."""
+    a = np.asarray(act, dtype=np.float64)
+    s = np.minimum(np.asarray(stash, dtype=np.float64), a)
+    if op.size == 0:
+        return np.zeros(0)
+    return _HELD[op, 0] * a[stage] + _HELD[op, 1] * s[stage]
+
+
 def _rank_peaks(delta: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Per-rank maximum of the running sum of ``delta`` (rank r's entries are offsets[r]..offsets[r+1]-1),
     never below 0 (the empty start)."""
@@ -131,13 +149,8 @@ def pipeline_metrics(schedule: Schedule, costs: OpCosts, timeline: Timeline) -> 
     chunks_on_rank = np.bincount(placement, minlength=r_count)[placement].astype(np.float64)
     unit = 1.0 / chunks_on_rank  # one stage-chunk = 1/v of a whole rank stage
     unit_stash = np.divide(stash, act, out=np.zeros_like(act), where=act > 0) * unit
-    sign_full = np.array([1.0, -1.0, -1.0, 0.0])[op]
-    delta_bytes = np.where(
-        op == 2, -(act - stash)[stage], np.where(op == 3, -stash[stage], sign_full * act[stage])
-    )
-    delta_units = np.where(
-        op == 2, -(unit - unit_stash)[stage], np.where(op == 3, -unit_stash[stage], sign_full * unit[stage])
-    )
+    delta_bytes = activation_deltas(op, stage, act, stash)
+    delta_units = activation_deltas(op, stage, unit, unit_stash)
     offsets = timeline.rank_offsets
     peak_units = _rank_peaks(delta_units, offsets)
     peak_bytes = _rank_peaks(delta_bytes, offsets)

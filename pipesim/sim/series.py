@@ -26,7 +26,7 @@ import numpy.typing as npt
 from pipesim.sim.compare import CompareRequest, build_requested, synthetic_costs
 from pipesim.sim.engine import OpCosts, SpanKind, Timeline
 from pipesim.sim.iterations import run_iterations
-from pipesim.sim.metrics import PipelineMetrics
+from pipesim.sim.metrics import PipelineMetrics, activation_deltas
 from schedules.ir import Schedule
 
 __all__ = [
@@ -161,10 +161,7 @@ def _memory(schedule: Schedule, costs: OpCosts, timeline: Timeline) -> MemorySer
     n = timeline.num_actions
     op = timeline.kind[:n].astype(np.int64)
     stage = timeline.stage[:n].astype(np.int64)
-    act = np.asarray(costs.activation_bytes, dtype=np.float64)
-    stash = np.minimum(np.asarray(costs.weight_stash_bytes, dtype=np.float64), act)
-    a, st = (act[stage], stash[stage]) if n else (np.zeros(0), np.zeros(0))
-    delta = np.select([op == 0, op == 1, op == 2, op == 3], [a, -a, -(a - st), -st], 0.0)
+    delta = activation_deltas(op, stage, costs.activation_bytes, costs.weight_stash_bytes)
     when = np.where(op == 0, timeline.start_s[:n], timeline.end_s[:n])
     step = timeline.step_time_s
     times, values = [], []

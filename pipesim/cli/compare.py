@@ -1,0 +1,201 @@
+"""``pipesim compare``: pipeline schedules side by side, on a synthetic scenario or (``--model``) a real one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import click
+
+from pipesim.cli.group import short_help
+from pipesim.cli.options import (
+    ClusterFlags,
+    Hardware,
+    LayoutFlags,
+    SyntheticFlags,
+    cluster_options,
+    hardware_options,
+    layout_options,
+    plain_options,
+    synthetic_options,
+)
+from pipesim.cli.render import GIB, console, emit_json, gib
+from pipesim.errors import InputError
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from pipesim.sim.compare import CompareRequest
+    from pipesim.sim.metrics import PipelineMetrics
+    from pipesim.sim.scenario import SimulationReport
+
+__all__ = ["compare_cmd", "compare_on_model", "compare_table", "model_compare_table", "scenario_options"]
+
+COMPARE_HELP = """Compare pipeline schedules side by side on one scenario.
+
+With no flags: GPipe, 1F1B and interleaved 1F1B (vpp 2) on 4 ranks and 8 microbatches, forward 1 ms and
+backward 2 ms per microbatch for a whole stage, 0.05 ms per transfer.
+
+\b
+Definitions:
+  step time      end of the last span of the step
+  bubble         idle fraction of the pipeline phase: 1 - busy / (ranks x time);
+                 (p-1)/(m+p-1) for GPipe/1F1B, (p-1)/(v*m+p-1) interleaved
+  bubble/ideal   Megatron-LM's form: idle / busy; (p-1)/m, interleaved (p-1)/(v*m)
+  peak act       most activations a rank holds, in microbatches of one whole stage
+                 (an interleaved chunk counts 1/v) and in bytes (GiB = 2^30 bytes)
+  p2p / exposed  total transfer time / idle time that only transfers caused
+
+\b
+Split backward (zb-h1, zb-h2, zb-v, dualpipe-v, zb-1p, zb-2p): the full backward B
+runs as I (input gradients, B - W) then W (--weight-time). Without --weight-time
+W = B/2 (ZB paper Table 1: I and W each cost about 24*s*b*h^2 FLOPs per layer).
+zb-1p/zb-2p (the ZB paper's automatic scheduler) and zb-v-half/zb-v-min are built
+from these times under --memory-limit, with W keeping --weight-stash of the
+activations.
+
+\b
+Optimizer modes (--optimizer):
+  sync             a global barrier after every iteration; step time and bubble
+                   of one step from t = 0 (the default)
+  post-validation  ZB paper Section 4: no barrier, the next iteration's warm-up
+                   overlaps this one's tail; step time = steady-state period
+                   (T(N) - T(1)) / (N - 1) of N = 4 back-to-back iterations,
+                   T(k) = end of iteration k; bubble = 1 - busy / (ranks x step)
+"""
+
+
+def scenario_options(func: click.decorators.FC) -> click.decorators.FC:
+    """The scenario flags of ``compare`` and ``gantt``: synthetic times, or a real model, layout and cluster."""
+    for group in reversed(
+        (synthetic_options(), hardware_options(), layout_options(pp=4, vpp=2), cluster_options())
+    ):
+        func = group(func)
+    return func
+
+
+@click.command("compare", help=COMPARE_HELP, short_help=short_help("compare"))
+@scenario_options
+@plain_options("as_json")
+def compare_cmd(
+    as_json: bool, synthetic: SyntheticFlags, hw: Hardware, lay: LayoutFlags, cluster: ClusterFlags
+) -> None:
+    from pipesim.sim.compare import compare_schedules
+
+    if hw.model is not None:  # real model: the scenario flags replace the synthetic times
+        synthetic.sync_only()
+        if synthetic.schedule_files:
+            raise InputError(
+                "--schedule-file cannot be combined with --model (per-stage costs need a registry schedule)"
+            )
+        reports = compare_on_model(synthetic.names(), hw, lay, cluster, synthetic.microbatches)
+        if as_json:
+            emit_json([r.as_dict() | {"schedule": r.scenario.layout.schedule} for r in reports])
+            return
+        console().print(model_compare_table(reports))
+        return
+    request = synthetic.request(lay.pp, lay.vpp, lay.dp_overlap)
+    results = compare_schedules(request)
+    if as_json:
+        emit_json([r.as_dict() for r in results])
+        return
+    table = compare_table(results, request)
+    console(fit=table).print(table)
+
+
+def compare_on_model(
+    names: Sequence[str], hw: Hardware, lay: LayoutFlags, cluster: ClusterFlags, microbatches: int
+) -> list[SimulationReport]:
+    """``compare --model``: simulate each named schedule on the real scenario (``--vpp`` for interleaved
+    families, 1 for the others)."""
+    from pipesim.cli.simulate import build_scenario
+    from pipesim.sim.scenario import simulate_scenario
+    from schedules import get_family
+
+    reports = []
+    for name in names:
+        family = get_family(name)
+        vpp = lay.vpp if family.uses_vpp else 1
+        reports.append(simulate_scenario(build_scenario(hw, lay, cluster, name, microbatches, vpp)))
+    return reports
+
+
+def compare_table(results: Sequence[PipelineMetrics], request: CompareRequest) -> Table:
+    """The side-by-side table of ``pipesim compare``."""
+    from rich.table import Table
+
+    from schedules import REGISTRY
+
+    split = (
+        any(REGISTRY[n].split_backward for n in request.schedules if n in REGISTRY) or request.schedule_files
+    )
+    w_part = f"W={request.weight_s * 1e3:g} ms  " if split else ""
+    dp = request.dp_s > 0
+    dp_part = (
+        f"  DP={request.dp_s * 1e3:g} ms in {request.dp_buckets} buckets"
+        f" ({'overlapped' if request.dp_overlap else 'after the flush'})"
+        if dp
+        else ""
+    )
+    table = Table(
+        title=(
+            f"pp={request.pp}  microbatches={request.microbatches}  F={request.forward_s * 1e3:g} ms  "
+            f"B={request.backward_s * 1e3:g} ms  {w_part}p2p={request.p2p_s * 1e3:g} ms{dp_part}  (per whole stage)"
+        ),
+        title_justify="left",
+    )
+    table.add_column("schedule", no_wrap=True)
+    columns = ["pp", "vpp", "m", "step ms", "bubble", "bubble/ideal", "peak act mb", "peak act GiB", "p2p ms"]
+    columns += ["p2p exposed ms"] + (["DP hidden ms", "DP exposed ms"] if dp else [])
+    for col in columns:
+        table.add_column(col, justify="right", no_wrap=True, min_width=len(col))
+    for r in results:
+        cells = [
+            r.schedule,
+            str(r.pp),
+            str(r.vpp),
+            str(r.microbatches),
+            f"{r.step_time_s * 1e3:.3f}",
+            f"{r.bubble_ratio:.1%}",
+            f"{r.bubble_over_ideal:.3f}",
+            f"{r.peak_activation_microbatches:g}",
+            f"{r.peak_activation_bytes / GIB:.2f}",
+            f"{r.p2p_time_s * 1e3:.3f}",
+            f"{r.p2p_exposed_s * 1e3:.3f}",
+        ]
+        if dp:
+            cells += [f"{r.dp_hidden_s * 1e3:.3f}", f"{r.dp_exposed_s * 1e3:.3f}"]
+        table.add_row(*cells)
+    return table
+
+
+def model_compare_table(reports: Sequence[SimulationReport]) -> Table:
+    """The side-by-side table of ``pipesim compare --model``."""
+    from rich.table import Table
+
+    first = reports[0].scenario
+    lay = first.layout
+    table = Table(
+        title=(
+            f"{first.model.name} on {lay.num_gpus} x {first.gpu.name}: dp={lay.dp} tp={lay.tp} pp={lay.pp} "
+            f"micro-batch={lay.micro_batch_size} global-batch={lay.global_batch_size} (GiB = 2^30 bytes)"
+        ),
+        title_justify="left",
+    )
+    table.add_column("schedule", no_wrap=True)
+    for col in ("vpp", "m", "step s", "tokens/s", "TFLOP/s/GPU", "MFU", "bubble", "peak GiB", "verdict"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for r in reports:
+        table.add_row(
+            r.scenario.layout.schedule,
+            str(r.schedule.chunks_per_rank),
+            str(r.scenario.layout.num_microbatches),
+            f"{r.step_time_s:.3f}",
+            f"{r.tokens_per_s:,.0f}",
+            f"{r.model_tflops_per_gpu:.1f}",
+            f"{r.mfu:.1%}",
+            f"{r.metrics.bubble_ratio:.1%}",
+            gib(r.worst_memory.peak),
+            "fits" if r.fits else "OOM",
+        )
+    return table

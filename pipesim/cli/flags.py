@@ -1,0 +1,201 @@
+"""The declaration of every pipesim flag, once: keyword -> (click names, click attributes). The option groups
+of :mod:`pipesim.cli.options` pick from this table; no command declares a flag of its own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from pipesim.sim.energy import DEFAULT_NODE_OVERHEAD_W, DEFAULT_PUE
+from pipesim.specs.gpu import gpu_names
+from pipesim.specs.layout import ATTENTION, RECOMPUTE, TRAIN_PRECISIONS
+from pipesim.specs.model import model_names
+from schedules import schedule_names
+
+__all__ = ["FLAGS", "COLLECTIVE_OPS", "ALGORITHMS"]
+
+GIB = 2**30
+COLLECTIVE_OPS = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "broadcast", "send-recv")
+ALGORITHMS = ("auto", "ring", "tree", "hierarchical", "nvls", "direct")
+_PATH = click.Path(dir_okay=False)
+
+
+def _d(*decls: str, **attrs: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
+    return decls, attrs
+
+
+FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    # --- model and GPU
+    "model_arg": _d("--model", "model_arg", default=None, metavar="NAME|PATH",
+                    help=f"Model preset ({', '.join(model_names())}) or a Hugging Face config.json / model .toml."),
+    "gpu_arg": _d("--gpu", "gpu_arg", default="a100-80gb", show_default=True, metavar="NAME|PATH",
+                  help=f"GPU preset ({', '.join(gpu_names())}) or a GPU .toml."),
+    # --- layout (Megatron-LM argument names)
+    "pp": _d("--pp", type=int, default=1, show_default=True, help="Pipeline-parallel size (ranks)."),
+    "vpp": _d("--vpp", type=int, default=1, show_default=True,
+              help="Model chunks per pipeline rank (interleaved schedules)."),
+    "tp": _d("--tp", type=int, default=1, show_default=True, help="Tensor-parallel size."),
+    "dp": _d("--dp", type=int, default=None, help="Data-parallel size [default: --gpus / (tp x pp), else 1]."),
+    "micro_batch_size": _d("--micro-batch-size", type=int, default=1, show_default=True,
+                           help="Sequences per microbatch."),
+    "global_batch_size": _d("--global-batch-size", type=int, default=None,
+                            help="Sequences per step [simulate default: 4 x pp microbatches per pipeline; "
+                            "compare: -m microbatches]."),
+    "seq_length": _d("--seq-length", type=int, default=None, help="Sequence length [default: the model's]."),
+    "sequence_parallel": _d("--sequence-parallel", is_flag=True,
+                            help="Megatron sequence parallelism (needs tp > 1)."),
+    "recompute": _d("--recompute", default="none", show_default=True,
+                    help=f"Activation recomputation: {', '.join(RECOMPUTE)}."),
+    "distributed_optimizer": _d("--distributed-optimizer", is_flag=True,
+                                help="Shard optimizer state over dp (ZeRO-1)."),
+    "zero_stage": _d("--zero-stage", type=int, default=0, show_default=True,
+                     help="ZeRO stage: 1 = --distributed-optimizer, 2 also shards gradients, 3 also weights "
+                     "(gathered per layer every microbatch). ZeRO-3 is idealized (NCCL-rate collectives perfectly "
+                     "overlapped): an upper bound, far above SC21's measured DeepSpeed ZeRO-3 (benchmarks/accuracy.py)."),
+    "precision": _d("--precision", default="bf16", show_default=True,
+                    help=f"GEMM precision: {', '.join(TRAIN_PRECISIONS)} (roofline also tf32, fp32, and a comma "
+                    "list such as bf16,fp8 to compare them)."),
+    "attention": _d("--attention", default="flash", show_default=True,
+                    help=f"Attention kernels: {', '.join(ATTENTION)} (unfused: scores materialised, as in "
+                    "Megatron-LM 2021-22)."),
+    "dp_overlap": _d("--dp-overlap/--no-dp-overlap", default=True, show_default=True,
+                     help="Overlap gradient reduction with the last backwards."),
+    "tp_comm_overlap": _d("--tp-comm-overlap/--no-tp-comm-overlap", default=True, show_default=True,
+                          help="Overlap backward TP collectives with weight-gradient GEMMs (Megatron's async "
+                          "TP all-reduce)."),
+    "uneven_layers": _d("--uneven-layers", is_flag=True, help="Allow pp (x vpp) not dividing the layer count."),
+    "schedule": _d("--schedule", default=None,
+                   help="Pipeline schedule [default: interleaved-1f1b if vpp > 1 else 1f1b]. Known: "
+                   f"{', '.join(schedule_names())}."),
+    "schedules": _d("--schedules", default=None,
+                    help="Comma list of schedules [default: compare and gantt gpipe,1f1b,interleaved-1f1b; plan "
+                    "all but zb-v-half and zb-v-min, whose memory-capped orders its estimate cannot track yet]. "
+                    f"Known: {', '.join(schedule_names())}."),
+    # --- cluster
+    "gpus": _d("--gpus", "-g", type=int, default=None,
+               help="Total GPUs (simulate, compare: checked against dp x tp x pp; plan: instead of --nodes; "
+               "collective: the group, ranks 0..G-1 [default: all])."),
+    "gpus_per_node": _d("--gpus-per-node", type=int, default=None,
+                        help="GPUs per node without --topology [default: 8]."),
+    "intra_node_gbps": _d("--intra-node-GBps", "intra_node_gbps", type=float, default=240.0, show_default=True,
+                          help="Per-GPU bandwidth inside a node without --topology, GB/s = 1e9 B/s (default: "
+                          "DGX A100 NVLink)."),
+    "inter_node_gbps": _d("--inter-node-GBps", "inter_node_gbps", type=float, default=24.0, show_default=True,
+                          help="Per-GPU bandwidth across nodes without --topology, GB/s (default: one 200 Gb/s "
+                          "HDR NIC per GPU)."),
+    "topology": _d("--topology", "-t", default=None, metavar="NAME|FILE.toml",
+                   help="Time every collective on this cluster topology (preset or TOML; see `pipesim topo "
+                   "list`) instead of the two-level bandwidth model of the --*-GBps and --gpus-per-node flags."),
+    "nodes": _d("--nodes", type=int, default=None,
+                help="Servers of the cluster (racks for nvl72) [default: just enough for the layout; topo and "
+                "collective: 1]."),
+    "rank_order": _d("--rank-order", default="tp-dp-pp", show_default=True,
+                     help="How the (tp, dp, pp) grid maps onto GPUs, fastest-varying first (Megatron-LM: "
+                     "tp-dp-pp); rank g runs on GPU g, so e.g. dp-tp-pp spreads TP groups across servers."),
+    "fabric": _d("--fabric", type=click.Choice(["rail", "fat-tree"]), default=None,
+                 help="Override the fabric kind."),
+    "oversubscription": _d("--oversubscription", type=float, default=None,
+                           help="Leaf down:up ratio (1 = full bisection)."),
+    # --- energy and cost
+    "tokens": _d("--tokens", default=None, metavar="N",
+                 help="Train on N tokens (2T, 300B, 1.5e12): report the whole run's time, GPU-hours, MWh and "
+                 "cost."),
+    "price_per_gpu_hour": _d("--price-per-gpu-hour", type=float, default=None,
+                             help="Money per GPU-hour; cost = GPU-hours x price."),
+    "pue": _d("--pue", type=float, default=DEFAULT_PUE, show_default=True,
+              help="Power usage effectiveness, facility / IT power (>= 1; assumption by default)."),
+    "node_overhead_w": _d("--node-overhead-W", "node_overhead_w", type=float, default=DEFAULT_NODE_OVERHEAD_W,
+                          show_default=True,
+                          help="Watts per node besides the GPUs (CPUs, NICs, switches, fans; assumption by "
+                          "default)."),
+    # --- compare's synthetic scenario
+    "microbatches": _d("--microbatches", "-m", type=int, default=8, show_default=True,
+                       help="Microbatches per step."),
+    "forward_time": _d("--forward-time", type=float, default=1.0, show_default=True,
+                       help="ms per microbatch, whole stage."),
+    "backward_time": _d("--backward-time", type=float, default=2.0, show_default=True,
+                        help="ms per microbatch, whole stage, full backward."),
+    "weight_time": _d("--weight-time", type=float, default=None,
+                      help="ms per microbatch, whole stage: the weight-gradient part W of the full backward, so "
+                      "I = B - W (split-backward schedules only). [default: half of --backward-time]"),
+    "memory_limit": _d("--memory-limit", type=float, default=None,
+                       help="Activation cap for the zb-1p/zb-2p and zb-v-half/zb-v-min orders, in microbatches of "
+                       "one stage per rank (>= 1). [default: pp for zb-1p, 2*pp for zb-2p, (pp+2)//2 for "
+                       "zb-v-half, (pp+4)//3 for zb-v-min]"),
+    "p2p_time": _d("--p2p-time", type=float, default=0.05, show_default=True,
+                   help="ms per transfer between ranks."),
+    "activation_bytes": _d("--activation-bytes", type=float, default=float(GIB), show_default=True,
+                           help="Activation bytes per microbatch per whole stage."),
+    "dp_time": _d("--dp-time", type=float, default=0.0, show_default=True,
+                  help="ms to reduce a whole stage's gradients over data parallelism (0: no DP). With "
+                  "--dp-overlap (the default) each bucket starts as soon as its gradients exist, during the "
+                  "stage's last B or W."),
+    "dp_buckets": _d("--dp-buckets", type=int, default=4, show_default=True,
+                     help="Gradient buckets per stage for --dp-time."),
+    "fb_time": _d("--fb-time", type=float, default=None,
+                  help="ms per overlapped F&B pair of a whole stage (DualPipe's notation: the forward of one "
+                  "microbatch and the backward of another, each hiding the other's communication; dualpipe-v "
+                  "runs its pairs as one span). [default: no overlap, the pair's F then B]"),
+    "optimizer": _d("--optimizer", type=click.Choice(("sync", "post-validation")), default="sync",
+                    show_default=True,
+                    help="sync: a global barrier after each iteration; step and bubble of one step from t = 0. "
+                    "post-validation: the ZB paper's optimizer step without that barrier (its Section 4): the "
+                    "next iteration's warm-up overlaps this one's tail; step = steady-state period "
+                    "(T(N) - T(1))/(N - 1) of N = 4 back-to-back iterations."),
+    "weight_stash": _d("--weight-stash", type=float, default=32 / 34, show_default=True,
+                       help="Share of a microbatch's activations that W still needs after I (I frees the rest, W "
+                       "the stash); ZB paper Table 1: 32h/(34h + 5as), 32/34 with flash attention."),
+    "iterations": _d("--iterations", type=int, default=None,
+                     help="Consecutive iterations to draw [default: 1 under --optimizer sync, 4 under "
+                     "post-validation]."),
+    "schedule_files": _d("--schedule-file", "schedule_files", multiple=True, type=_PATH,
+                         help="A PyTorch per-rank schedule CSV to simulate (repeatable)."),
+    # --- plan's search space: lists where simulate takes one value
+    "space_tp": _d("--tp", "space_tp", default=None, help="Only these tensor-parallel sizes (comma list)."),
+    "space_pp": _d("--pp", "space_pp", default=None, help="Only these pipeline-parallel sizes (comma list)."),
+    "space_vpp": _d("--vpp", "space_vpp", default=None,
+                    help="Only these chunk counts for interleaved schedules (comma list)."),
+    "space_mbs": _d("--micro-batch-size", "space_mbs", default="1,2,4,8", show_default=True,
+                    help="Micro-batch sizes (comma list)."),
+    "space_recompute": _d("--recompute", "space_recompute", default="none,selective,full", show_default=True,
+                          help="Recompute modes (comma list)."),
+    "space_do": _d("--distributed-optimizer", "space_do", default="both", show_default=True,
+                   help="on, off or both."),
+    "space_sp": _d("--sequence-parallel", "space_sp", default="both", show_default=True,
+                   help="on, off or both (tp > 1 only)."),
+    "max_tp": _d("--max-tp", type=int, default=None, help="Largest tensor-parallel size."),
+    "max_pp": _d("--max-pp", type=int, default=None, help="Largest pipeline-parallel size."),
+    "allow_cross_node_tp": _d("--allow-cross-node-tp", is_flag=True,
+                              help="Let tp exceed the GPUs per node (NVLink domain)."),
+    "max_days": _d("--max-days", type=float, default=None,
+                   help="With --tokens: find the fewest nodes that train within this many days."),
+    "max_nodes": _d("--max-nodes", type=int, default=4096, show_default=True,
+                    help="Upper bound of the --max-days search."),
+    "top_k": _d("--top-k", type=int, default=16, show_default=True, help="Layouts simulated on the full timeline."),
+    "show": _d("--top", "show", type=int, default=10, show_default=True, help="Rows shown (JSON/CSV: all if 0)."),
+    "explain": _d("--explain", is_flag=True, help="Count rejected layouts by reason."),
+    "workers": _d("--workers", type=int, default=None, help="Local worker processes [default: the CPUs available]."),
+    "dask_scheduler": _d("--dask-scheduler", default=None, help="Run on this Dask scheduler (tcp://host:port)."),
+    # --- outputs
+    "as_json": _d("--json", "as_json", is_flag=True, help="Print JSON instead of tables."),
+    "as_csv": _d("--csv", "as_csv", is_flag=True, help="Print the ranked results as CSV."),
+    "output": _d("-o", "--output", "output", type=_PATH, default=None, help="HTML page to write."),
+    "trace_path": _d("--trace", "trace_path", type=_PATH, help="Chrome-trace JSON to write (Perfetto)."),
+    "image_path": _d("--image", "image_path", type=_PATH,
+                     help="Static figure to write, .png or .svg (needs Chromium or Chrome)."),
+    "scenario_file": _d("--scenario", "scenario_file", default=None, type=_PATH,
+                        help="A scenario TOML (e.g. the winner written by pipesim plan); replaces the model, "
+                        "GPU, cluster and layout flags."),
+    "scenario_out": _d("--scenario-out", default=None, type=_PATH,
+                       help="Write the winner's scenario TOML to this file."),
+    "gpu_memory_gib": _d("--gpu-memory-gib", type=float, default=None,
+                         help="GPU memory capacity in GiB (2^30 B), drawn as a line."),
+    # --- collective
+    "algo": _d("--algo", type=click.Choice(ALGORITHMS), default="auto", show_default=True,
+               help="Algorithm; auto picks the fastest per size, as NCCL does."),
+    "minbytes": _d("-b", "--minbytes", default="8", show_default=True, help="Smallest size."),
+    "maxbytes": _d("-e", "--maxbytes", default="8G", show_default=True, help="Largest size."),
+    "stepfactor": _d("-f", "--stepfactor", type=int, default=2, show_default=True,
+                     help="Size multiplier per row."),
+}  # fmt: skip

@@ -1,0 +1,120 @@
+"""``pipesim gantt``: Gantt charts of simulated steps as an HTML page, a Chrome trace and/or a static image."""
+
+from __future__ import annotations
+
+import click
+
+from pipesim.cli.compare import compare_on_model, scenario_options
+from pipesim.cli.group import short_help
+from pipesim.cli.options import ClusterFlags, Hardware, LayoutFlags, SyntheticFlags, plain_options
+from pipesim.cli.render import GIB
+from pipesim.errors import InputError
+
+__all__ = ["gantt_cmd"]
+
+GANTT_HELP = """Draw Gantt charts of simulated steps: one self-contained HTML page (opens offline) and/or a
+Chrome trace (opens in Perfetto) and/or a static PNG/SVG.
+
+Takes the same scenario flags as compare. The page shows one chart per schedule on a shared time axis: a lane
+per rank with its communication lane under it, bars coloured by op and labelled with the microbatch, hover
+with stage, microbatch, start, end and duration, grey gaps for bubbles, and under each chart the activation
+memory of every rank over time (with the GPU's capacity when --gpu-memory-gib is given).
+
+--iterations N draws N consecutive iterations: under --optimizer sync each one starts after the previous one's
+last span (the global barrier); under --optimizer post-validation they run back to back, the next iteration's
+warm-up overlapping this one's tail (at least 2 are drawn; the default draws the 4 the steady state is measured
+on). The metrics shown are per iteration.
+"""
+
+
+@click.command("gantt", help=GANTT_HELP, short_help=short_help("gantt"))
+@plain_options("output", "trace_path", "image_path", "gpu_memory_gib", "iterations", "scenario_file")
+@scenario_options
+def gantt_cmd(
+    output: str | None,
+    trace_path: str | None,
+    image_path: str | None,
+    gpu_memory_gib: float | None,
+    iterations: int | None,
+    scenario_file: str | None,
+    synthetic: SyntheticFlags,
+    hw: Hardware,
+    lay: LayoutFlags,
+    cluster: ClusterFlags,
+) -> None:
+    from pipesim.figures.gantt import gantt_page
+    from pipesim.figures.static import check_image_target, export_image
+    from pipesim.io.atomic import atomic_write_text, check_output_path
+    from pipesim.sim.series import simulate_series
+    from pipesim.sim.trace import chrome_trace_json
+
+    if not (output or trace_path or image_path):
+        raise InputError(
+            "nothing to write: give -o PAGE.html, --trace TRACE.json and/or --image FIG.png|.svg"
+        )
+    if gpu_memory_gib is not None and not gpu_memory_gib > 0:
+        raise InputError(f"--gpu-memory-gib={gpu_memory_gib} must be > 0 (GiB = 2^30 bytes)")
+    # Check every target before simulating, so a bad path fails fast and nothing is half-written.
+    for path in (output, trace_path):
+        if path:
+            check_output_path(path)
+    if image_path:
+        check_image_target(image_path)
+    if iterations is not None and iterations < 1:
+        raise InputError(f"--iterations={iterations} must be >= 1")
+    capacity = gpu_memory_gib * GIB if gpu_memory_gib is not None else None
+    if scenario_file is not None or hw.model is not None:  # a real model: per-stage costs
+        from pipesim.io.scenario_file import load_scenario
+        from pipesim.sim.iterations import run_iterations
+
+        synthetic.sync_only()
+        from pipesim.sim.scenario import simulate_scenario
+        from pipesim.sim.series import gantt_series
+
+        if scenario_file is not None:
+            reports = [simulate_scenario(load_scenario(scenario_file))]
+        else:
+            reports = compare_on_model(synthetic.names(), hw, lay, cluster, synthetic.microbatches)
+        panels = []
+        for r in reports:
+            run = run_iterations(r.schedule, r.costs, "sync", iterations)
+            panels.append(gantt_series(run.schedule, r.costs, run.timeline, r.metrics))
+        sc = reports[0].scenario
+        if capacity is None:
+            capacity = sc.gpu.hbm_bytes
+        scenario_rows = [
+            ("schedules", ", ".join(p.name for p in panels)),
+            ("model", sc.model.name),
+            ("gpu", sc.gpu.name),
+            ("layout", f"dp={sc.layout.dp} tp={sc.layout.tp} pp={sc.layout.pp} vpp={sc.layout.vpp}"),
+            ("microbatches", str(sc.layout.num_microbatches)),
+            ("micro batch", str(sc.layout.micro_batch_size)),
+            ("recompute", sc.layout.recompute),
+            ("GPU memory", f"{capacity / GIB:g} GiB"),
+        ]
+    else:
+        request = synthetic.request(lay.pp, lay.vpp, lay.dp_overlap)
+        panels = simulate_series(request, iterations)
+        scenario_rows = [
+            ("schedules", ", ".join(p.name for p in panels)),
+            ("pp", str(request.pp)),
+            ("microbatches", str(request.microbatches)),
+            ("vpp", str(request.vpp)),
+            ("F", f"{request.forward_s * 1e3:g} ms"),
+            ("B", f"{request.backward_s * 1e3:g} ms"),
+            ("p2p", f"{request.p2p_s * 1e3:g} ms"),
+            ("activations", f"{request.activation_bytes / GIB:g} GiB"),
+            ("GPU memory", f"{gpu_memory_gib:g} GiB" if gpu_memory_gib is not None else "not given"),
+            ("times", "per microbatch, whole stage"),
+            ("optimizer", request.optimizer),
+        ]
+    page = gantt_page(panels, scenario_rows, gpu_memory_bytes=capacity) if (output or image_path) else ""
+    if output:
+        atomic_write_text(output, page)
+        click.echo(f"wrote {output} ({len(page.encode()) / 1e6:.1f} MB, {len(panels)} schedules)")
+    if trace_path:
+        atomic_write_text(trace_path, chrome_trace_json([(p.name, p.num_stages, p.timeline) for p in panels]))
+        click.echo(f"wrote {trace_path} (Chrome trace; open in https://ui.perfetto.dev)")
+    if image_path:
+        export_image(page, image_path)
+        click.echo(f"wrote {image_path}")

@@ -1,0 +1,261 @@
+"""The outputs of ``pipesim plan``: the ranked table, breakdown, explanation, energy, Megatron-LM arguments and
+the winner's scenario TOML; JSON and CSV forms; the HTML chart and scenario files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from pipesim.cli.options import EnergyFlags
+from pipesim.cli.render import GIB, console, count_text, emit_json, render_energy, short
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+__all__ = ["PlanOutputs", "plan_outputs"]
+
+
+@dataclass(frozen=True)
+class PlanOutputs:
+    """What ``plan`` prints and writes: rows shown (0: all), format, the rejection table, files."""
+
+    show: int
+    as_json: bool
+    as_csv: bool
+    explain: bool
+    output: str | None
+    scenario_out: str | None
+
+
+def plan_outputs(
+    result: Any, out: PlanOutputs, energy_flags: EnergyFlags, probes: tuple[tuple[int, float | None], ...]
+) -> None:
+    """Write ``plan``'s files and print its tables, JSON or CSV."""
+    from pipesim.io.megatron import format_megatron_args
+    from pipesim.io.scenario_file import ScenarioFile, scenario_toml
+
+    req = result.request
+    best = result.best
+    limit = out.show or None
+    winner_layout = best.candidate.layout(req)
+    sf = ScenarioFile(
+        req.model,
+        req.cluster.gpu,
+        winner_layout,
+        req.cluster.topology,
+        req.cluster.nodes,
+        req.cluster.gpus_per_node,
+        req.cluster.level.intra_Bps,
+        req.cluster.level.inter_Bps,
+    )
+    toml_text = scenario_toml(
+        sf, f"winner of: pipesim plan --model {req.model.name} ({result.candidates} candidates)"
+    )
+    if out.scenario_out is not None:
+        from pipesim.io.atomic import atomic_write_text
+
+        atomic_write_text(out.scenario_out, toml_text)
+    if out.output is not None:
+        from pipesim.figures.plan import write_plan_html
+
+        write_plan_html(result, out.output)
+    energy = _plan_energy(result, energy_flags)
+    if out.as_json:
+        data = result.as_dict(limit)
+        data["energy"] = energy.as_dict() if energy is not None else None
+        if probes:
+            data["nodes_search"] = [{"nodes": n, "best_days": d} for n, d in probes]
+        data["megatron_args"] = format_megatron_args(req.model, winner_layout)
+        data["scenario_toml"] = toml_text
+        emit_json(data)
+        return
+    if out.as_csv:
+        click.echo(_plan_csv(result, limit), nl=False)
+        return
+    con = console()
+    cl = req.cluster
+    where = (
+        f" ({cl.topology}, {cl.nodes} nodes)" if cl.topology else f" ({cl.nodes} nodes of {cl.gpus_per_node})"
+    )
+    con.print(
+        f"{req.model.name} on {cl.num_gpus} x {cl.gpu.name}{where}: global batch {req.global_batch_size}, "
+        f"seq {req.seq}, {req.precision}, attention {req.attention}",
+        highlight=False,
+    )
+    if probes:
+        con.print(
+            "nodes searched: "
+            + ", ".join(f"{n} ({d:.1f} d)" if d is not None else f"{n} (no fit)" for n, d in probes),
+            highlight=False,
+        )
+    con.print(_plan_table(result, limit))
+    con.print(_breakdown_table(result, min(limit or 5, 5)))
+    con.print(
+        f"{result.enumerated:,} layouts enumerated, {result.candidates:,} candidates estimated, "
+        f"{result.feasible:,} fit in memory; the top {result.simulated} simulated in full. DO = distributed "
+        f"optimizer, SP = sequence parallel. Winner: MFU {best.mfu:.1%}, HFU {best.hfu:.1%} "
+        f"({best.hardware_tflops_per_gpu:.1f} hardware TFLOP/s per GPU, recompute counted).",
+        highlight=False,
+    )
+    if out.explain:
+        con.print(_explain_table(result))
+    if req.tokens is not None:
+        t = best.training(req.tokens)
+        con.print(
+            f"Training {count_text(req.tokens)} tokens with the winner: {t['train_days']:.1f} days, "
+            f"{t['gpu_hours']:,.0f} GPU-hours on {cl.num_gpus} GPUs.",
+            highlight=False,
+        )
+    if energy is not None:
+        render_energy(energy)
+    con.print("\nMegatron-LM arguments of the winner:", highlight=False)
+    click.echo(format_megatron_args(req.model, winner_layout))
+    con.print(
+        "\nScenario TOML of the winner (pipesim simulate --scenario FILE / pipesim gantt --scenario FILE):",
+        highlight=False,
+    )
+    click.echo(toml_text, nl=False)
+
+
+def _plan_energy(result: Any, flags: EnergyFlags) -> Any:
+    """The winner's :class:`pipesim.sim.energy.EnergyReport` (per step, and per run with --tokens), or None when
+    the GPU has no board power and no energy flag asked for one. Busy fraction: compute (recompute and TP
+    communication excluded, as simulate counts it) plus optimizer over the step (PlanEntry.busy_fraction)."""
+    from pipesim.sim.energy import run_energy, steps_for_tokens
+
+    req, best = result.request, result.best
+    if req.cluster.gpu.tdp_w is None and not flags.asked:
+        return None
+    busy = best.busy_fraction
+    steps = steps_for_tokens(req.tokens, best.tokens_per_step) if req.tokens is not None else 1
+    return run_energy(
+        req.cluster.gpu,
+        req.cluster.num_gpus,
+        best.step_time_s,
+        busy,
+        steps=steps,
+        pue=flags.pue,
+        node_overhead_w=flags.node_overhead_w,
+        gpus_per_node=req.cluster.gpus_per_node,
+        price_per_gpu_hour=flags.price_per_gpu_hour,
+    )
+
+
+def _plan_table(result: Any, limit: int | None) -> Table:
+    from rich import box
+    from rich.table import Table
+
+    req = result.request
+    hbm = req.cluster.gpu.hbm_bytes / GIB
+    table = Table(
+        title=(
+            f"Best layouts (peak / free: memory per GPU in GiB = 2^30 bytes of {hbm:.1f} GiB HBM; "
+            "* = estimated, others simulated)"
+        ),
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        pad_edge=False,
+    )
+    cols = [
+        "#",
+        "tp",
+        "pp",
+        "dp",
+        "vpp",
+        "mbs",
+        "schedule",
+        "recompute",
+        "DO/SP",
+        "step s",
+        "tokens/s",
+        "TFLOP/s",
+        "MFU",
+        "peak",
+        "free",
+    ]
+    if req.tokens is not None:
+        cols += ["days", "GPU-h"]
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("schedule", "recompute") else "right", no_wrap=True)
+    for i, e in enumerate(result.entries[:limit] if limit else result.entries, start=1):
+        c = e.candidate
+        row = [
+            str(i),
+            str(c.tp),
+            str(c.pp),
+            str(c.dp),
+            str(c.vpp),
+            str(c.micro_batch_size),
+            c.schedule,
+            c.recompute,
+            f"{'on' if c.distributed_optimizer else 'off'}/{'on' if c.sequence_parallel else 'off'}",
+            f"{e.step_time_s:.3f}" + ("" if e.simulated else "*"),
+            f"{e.tokens_per_s:,.0f}",
+            f"{e.model_tflops_per_gpu:.1f}",
+            f"{e.mfu:.1%}",
+            f"{e.peak_memory_bytes / GIB:.1f}",
+            f"{e.headroom_bytes / GIB:.1f}",
+        ]
+        if req.tokens is not None:
+            t = e.training(req.tokens)
+            row += [f"{t['train_days']:.1f}", short(t["gpu_hours"])]
+        table.add_row(*row)
+    return table
+
+
+def _breakdown_table(result: Any, limit: int) -> Table:
+    from rich.table import Table
+
+    table = Table(title="Time breakdown of the best layouts (exposed seconds per step)", title_justify="left")
+    parts = ("compute", "tp_comm", "bubble", "pp_comm", "dp_comm", "optimizer")
+    labels = ("compute", "TP comm", "bubble", "PP comm", "DP comm", "optimizer")
+    table.add_column("#", justify="right")
+    for lab in labels:
+        table.add_column(lab, justify="right", no_wrap=True)
+    table.add_column("step s", justify="right")
+    for i, e in enumerate(result.entries[:limit], start=1):
+        bd = e.breakdown_s()
+        table.add_row(
+            str(i), *(f"{bd[p]:.3f} ({bd[p] / e.step_time_s:.0%})" for p in parts), f"{e.step_time_s:.3f}"
+        )
+    return table
+
+
+def _explain_table(result: Any) -> Table:
+    from rich.table import Table
+
+    from pipesim.plan.search import REASONS
+
+    table = Table(title="Rejected layouts by reason", title_justify="left")
+    table.add_column("reason", no_wrap=True)
+    table.add_column("layouts", justify="right")
+    table.add_column("example")
+    for key, label in REASONS.items():
+        n = result.rejected.get(key, 0)
+        if n:
+            table.add_row(label, f"{n:,}", result.examples.get(key, ""))
+    table.add_row("feasible", f"{result.feasible:,}", "")
+    return table
+
+
+def _plan_csv(result: Any, limit: int | None) -> str:
+    import csv
+    import io
+
+    rows = result.as_dict(limit)["results"]
+    buf = io.StringIO()
+    if not rows:
+        return ""
+    flat = []
+    for r in rows:
+        r = dict(r)
+        bd = r.pop("time_breakdown_s")
+        r.update({f"{k}_s": v for k, v in bd.items()})
+        flat.append(r)
+    writer = csv.DictWriter(buf, fieldnames=list(flat[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(flat)
+    return buf.getvalue()

@@ -1,0 +1,100 @@
+"""Terminal and JSON output shared by the commands: the rich console, JSON printing, number formats and the
+energy table of ``simulate`` and ``plan``."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from pipesim.sim.energy import EnergyReport
+
+__all__ = ["GIB", "console", "count_text", "emit_json", "gib", "render_energy", "short", "split_names"]
+
+GIB = 2**30
+
+
+def split_names(text: str | None) -> list[str]:
+    """The non-empty, stripped items of a comma list (``None`` or ``""``: none)."""
+    return [n.strip() for n in text.split(",") if n.strip()] if text else []
+
+
+def count_text(n: float) -> str:
+    """A count with the suffix users type (2T, 300B, 15M): the K/M/B/T of --tokens."""
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= scale:
+            return f"{n / scale:.4g}{suffix}"
+    return f"{n:.4g}"
+
+
+def short(x: float) -> str:
+    """3,565,707 -> 3.57M (K, M, B = 1e3, 1e6, 1e9)."""
+    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if x >= div:
+            return f"{x / div:.3g}{suffix}"
+    return f"{x:.0f}"
+
+
+def gib(x: float) -> str:
+    """Bytes in GiB (2^30 bytes), two decimals."""
+    return f"{x / GIB:.2f}"
+
+
+def emit_json(data: object) -> None:
+    """Print ``data`` as indented JSON (keys in insertion order, so output is byte-for-byte stable)."""
+    click.echo(json.dumps(data, indent=2))
+
+
+def console(fit: Table | None = None) -> Console:
+    """A rich console writing to click's stdout (so CliRunner captures it), without colour when not a tty:
+    140 columns, or as wide as ``fit`` needs so that no column is cut."""
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    width = 140
+    if fit is not None:
+        probe = Console(width=1000)
+        width = max(width, Measurement.get(probe, probe.options, fit).maximum)
+    return Console(file=click.get_text_stream("stdout"), width=width, soft_wrap=False)
+
+
+def _duration(seconds: float) -> str:
+    days = seconds / 86400
+    return f"{seconds / 3600:,.1f} h ({days:,.1f} days)" if days >= 1 else f"{seconds / 3600:,.2f} h"
+
+
+def render_energy(energy: EnergyReport | None) -> None:
+    """The energy and cost lines of ``simulate`` (and ``plan``): per step, per run with ``--tokens``, cost with
+    ``--price-per-gpu-hour``, then the assumptions."""
+    from rich.table import Table
+
+    con = console()
+    if energy is None:
+        con.print("Energy: not computed (this GPU has no tdp_W; add it to the GPU TOML)", highlight=False)
+        return
+    con.print("Energy and cost (facility energy, PUE included; kWh = 3.6e6 J)", highlight=False)
+    table = Table()
+    table.add_column("", no_wrap=True)
+    table.add_column("per step", justify="right", no_wrap=True)
+    run = energy.steps > 1
+    if run:
+        table.add_column(f"run ({energy.steps:,} steps)", justify="right", no_wrap=True)
+    rows = [
+        ("time", f"{energy.step_time_s:.3f} s", _duration(energy.run_time_s)),
+        ("GPU-hours", f"{energy.num_gpus * energy.step_time_s / 3600:,.3f}", f"{energy.gpu_hours:,.0f}"),
+        ("energy", f"{energy.kwh_per_step:,.3f} kWh", f"{energy.mwh_per_run:,.1f} MWh"),
+        ("power (facility)", f"{energy.facility_power_w / 1e3:,.1f} kW", ""),
+    ]
+    if energy.cost is not None:
+        per_step = energy.cost / energy.steps if energy.steps else 0.0
+        rows.append(("cost", f"{per_step:,.2f}", f"{energy.cost:,.0f}"))
+    for label, step, whole in rows:
+        table.add_row(label, step, *([whole] if run else []))
+    con.print(table)
+    for line in energy.assumptions():
+        con.print(f"  {line}", highlight=False)

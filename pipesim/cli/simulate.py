@@ -1,0 +1,216 @@
+"""``pipesim simulate``: one training step of a real model on real GPUs, and the scenario builder that
+``compare --model`` and ``gantt --model`` share."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from pipesim.cli.group import short_help
+from pipesim.cli.options import (
+    ClusterFlags,
+    EnergyFlags,
+    Hardware,
+    LayoutFlags,
+    cluster_options,
+    energy_options,
+    hardware_options,
+    layout_options,
+    plain_options,
+)
+from pipesim.cli.render import GIB, console, emit_json, gib, render_energy
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from pipesim.sim.energy import EnergyReport
+    from pipesim.sim.scenario import Scenario, SimulationReport
+
+__all__ = ["build_scenario", "render_report", "report_energy", "simulate_cmd"]
+
+SIMULATE_HELP = """Predict one training step of a real model on real GPUs.
+
+Prints step time, throughput, model TFLOP/s per GPU, MFU and HFU, a time breakdown and a per-rank memory
+breakdown with a fits / out-of-memory verdict. Example:
+
+\b
+  pipesim simulate --model gpt3-175b --gpu a100-80gb --tp 8 --pp 8 --dp 1 --vpp 3 \\
+      --micro-batch-size 1 --global-batch-size 64 --recompute full
+
+\b
+Definitions:
+  model TFLOP/s   model FLOPs (fwd + bwd, no recompute; Korthikanti eq. 7) / step / GPUs
+  MFU / HFU       model / hardware (recompute included) FLOP/s over the GPU's dense peak
+  bubble          idle fraction of the pipeline phase; bubble/ideal = idle / busy (Megatron form)
+  breakdown       seconds per rank (mean over ranks); the exposed column adds up to the step time
+  memory          per GPU of each pipeline rank, GiB = 2^30 bytes; verdict against the GPU's HBM
+"""
+
+
+def build_scenario(
+    hw: Hardware,
+    lay: LayoutFlags,
+    cluster: ClusterFlags,
+    schedule: str | None,
+    microbatches: int | None = None,
+    vpp: int | None = None,
+) -> Scenario:
+    """The :class:`Scenario` of the parsed flags (``microbatches`` sets the default global batch, ``vpp``
+    overrides ``--vpp``)."""
+    from pipesim.sim.scenario import Scenario, check_gpu_count
+
+    model = hw.need_model()
+    layout = lay.layout(
+        schedule, microbatches=microbatches, gpus=cluster.gpus, vpp=lay.vpp if vpp is None else vpp
+    )
+    check_gpu_count(layout, cluster.gpus)
+    hw.gpu.peak(layout.precision)  # fail early if the GPU lacks the precision
+    return Scenario(model, hw.gpu, layout, cluster.comm(layout.num_gpus), rank_order=cluster.rank_grid())
+
+
+def report_energy(report: SimulationReport, energy: EnergyFlags, gpus_per_node: int) -> EnergyReport | None:
+    """The energy of a simulation, or None when the GPU has no TDP and no energy flag asked for one."""
+    from pipesim.sim.energy import simulation_energy
+
+    if report.scenario.gpu.tdp_w is None and not energy.asked:
+        return None
+    return simulation_energy(
+        report,
+        tokens=energy.tokens,
+        pue=energy.pue,
+        price_per_gpu_hour=energy.price_per_gpu_hour,
+        node_overhead_w=energy.node_overhead_w,
+        gpus_per_node=gpus_per_node,
+    )
+
+
+@click.command("simulate", help=SIMULATE_HELP, short_help=short_help("simulate"))
+@plain_options("schedule")
+@hardware_options()
+@layout_options()
+@cluster_options()
+@energy_options()
+@plain_options("as_json", "scenario_file")
+def simulate_cmd(
+    schedule: str | None,
+    as_json: bool,
+    scenario_file: str | None,
+    hw: Hardware,
+    lay: LayoutFlags,
+    cluster: ClusterFlags,
+    energy: EnergyFlags,
+) -> None:
+    from pipesim.sim.scenario import simulate_scenario
+    from schedules import get_family
+
+    gpus_per_node = cluster.gpus_per_node or 8
+    if scenario_file is not None:
+        from pipesim.io.scenario_file import load_scenario_toml
+
+        stored = load_scenario_toml(scenario_file)
+        report = simulate_scenario(stored.scenario())
+        gpus_per_node = stored.gpus_per_node
+    else:
+        if schedule is not None:
+            get_family(schedule)  # unknown names list the valid ones
+        report = simulate_scenario(build_scenario(hw, lay, cluster, schedule))
+    energy_report = report_energy(report, energy, gpus_per_node)
+    if as_json:
+        emit_json({**report.as_dict(), "energy": energy_report.as_dict() if energy_report else None})
+        return
+    render_report(report)
+    render_energy(energy_report)
+
+
+def render_report(report: SimulationReport) -> None:
+    """The terminal view of ``pipesim simulate``: summary, time breakdown, memory per pipeline rank."""
+    from rich.table import Table
+
+    sc, lay = report.scenario, report.scenario.layout
+    con = console()
+    con.print(
+        f"{sc.model.name} on {lay.num_gpus} x {sc.gpu.name}: dp={lay.dp} tp={lay.tp} pp={lay.pp} vpp={lay.vpp} "
+        f"schedule={lay.schedule} micro-batch={lay.micro_batch_size} global-batch={lay.global_batch_size} "
+        f"microbatches={lay.num_microbatches} seq={lay.seq(sc.model)} recompute={lay.recompute} "
+        f"sp={'on' if lay.sequence_parallel else 'off'} precision={lay.precision} attention={lay.attention}",
+        highlight=False,
+    )
+    con.print(f"communication: {sc.comm_description()}", highlight=False)
+    con.print(f"placement: {sc.placement_description()}", highlight=False)
+    summary = Table(title="Step", title_justify="left", show_header=False)
+    summary.add_column("metric", no_wrap=True)
+    summary.add_column("value", justify="right", no_wrap=True)
+    rows = (
+        ("step time", f"{report.step_time_s:.3f} s"),
+        ("throughput", f"{report.tokens_per_s:,.0f} tokens/s  {report.samples_per_s:,.2f} samples/s"),
+        ("model TFLOP/s per GPU", f"{report.model_tflops_per_gpu:.1f}"),
+        ("hardware TFLOP/s per GPU", f"{report.hardware_tflops_per_gpu:.1f}"),
+        (
+            "MFU / HFU",
+            f"{report.mfu:.1%} / {report.hfu:.1%}  (peak {report.peak_flops / 1e12:g} TFLOP/s {lay.precision})",
+        ),
+        ("bubble (of pipeline time)", f"{report.metrics.bubble_ratio:.1%}"),
+        ("bubble / ideal (Megatron)", f"{report.metrics.bubble_over_ideal:.3f}"),
+    )
+    for k, v in rows:
+        summary.add_row(k, v)
+    con.print(summary)
+    con.print(_times_table(report))
+    con.print(_memory_table(report))
+    if len(report.memory) > 8:
+        con.print(
+            f"(showing first, last and most loaded of {len(report.memory)} pipeline ranks; --json lists all)"
+        )
+    verdict = "fits" if report.fits else "OUT OF MEMORY"
+    worst = report.worst_memory
+    con.print(
+        f"Verdict: {verdict} (most loaded: pipeline rank {worst.rank}, {gib(worst.peak)} of "
+        f"{gib(sc.gpu.hbm_bytes)} GiB)",
+        highlight=False,
+    )
+
+
+def _times_table(report: SimulationReport) -> Table:
+    from rich.table import Table
+
+    bd = report.breakdown.as_dict()
+    step = report.step_time_s
+    times = Table(title="Time per rank (s, mean over pipeline ranks)", title_justify="left")
+    times.add_column("part", no_wrap=True)
+    for col in ("total", "exposed", "% of step"):
+        times.add_column(col, justify="right", no_wrap=True)
+    labels = {
+        "compute": "compute",
+        "recompute": "  of which recompute",
+        "bubble": "pipeline bubble",
+        "tp_comm": "TP communication",
+        "pp_comm": "PP communication",
+        "dp_comm": "DP communication",
+        "optimizer": "optimizer step",
+    }
+    for key, label in labels.items():
+        part = bd[key]
+        share = "" if key == "recompute" else f"{part['exposed'] / step:.1%}"
+        times.add_row(label, f"{part['total']:.3f}", f"{part['exposed']:.3f}", share)
+    return times
+
+
+def _memory_table(report: SimulationReport) -> Table:
+    from rich.table import Table
+
+    mem = Table(
+        title=f"Memory per GPU by pipeline rank (GiB = 2^30 bytes; HBM {report.scenario.gpu.hbm_bytes / GIB:.1f} GiB)",
+        title_justify="left",
+    )
+    cols = ("rank", "weights", "grads", "optimizer", "activations", "transient", "reserve", "peak", "verdict")
+    for col in cols:
+        mem.add_column(col, justify="right", no_wrap=True)
+    shown = list(report.memory)
+    if len(shown) > 8:
+        keep = {shown[0].rank, shown[-1].rank, report.worst_memory.rank}
+        shown = [m for m in shown if m.rank in keep]
+    for m in shown:
+        parts = (m.weights, m.grads, m.optimizer, m.activations, m.transient, m.reserve, m.peak)
+        mem.add_row(str(m.rank), *(gib(x) for x in parts), "fits" if m.fits else "OUT OF MEMORY")
+    return mem

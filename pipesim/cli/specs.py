@@ -1,0 +1,348 @@
+"""What the option groups hand to commands: typed, checked objects built from parsed flags (never dicts of
+strings). Each builder checks what its spec does not check itself (``Layout`` checks its own fields)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from pipesim.cli.flags import FLAGS
+from pipesim.errors import InputError
+from pipesim.io.units import finite, parse_count
+
+if TYPE_CHECKING:
+    from pipesim.comm.base import CommModel
+    from pipesim.comm.factory import ClusterSpec
+    from pipesim.plan.search import PlanCluster
+    from pipesim.sim.compare import CompareRequest
+    from pipesim.specs.gpu import GPUSpec
+    from pipesim.specs.layout import Layout
+    from pipesim.specs.model import ModelSpec
+
+__all__ = [
+    "ClusterFlags",
+    "EnergyFlags",
+    "Hardware",
+    "LayoutFlags",
+    "SyntheticFlags",
+    "build_cluster_flags",
+    "build_energy_flags",
+    "build_hardware",
+    "build_layout_flags",
+    "build_synthetic_flags",
+    "given",
+]
+
+
+def given(name: str) -> bool:
+    """Whether the user typed flag ``name`` (its keyword) on the running command's line."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return False
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    """The declared defaults of the flags behind ``cls``'s fields (for groups that declare only some)."""
+    out = {}
+    for f in fields(cls):
+        if f.name in FLAGS:
+            attrs = FLAGS[f.name][1]
+            out[f.name] = attrs.get("default", False if attrs.get("is_flag") else None)
+    return out
+
+
+# --------------------------------------------------------------------------- model and GPU
+@dataclass(frozen=True)
+class Hardware:
+    """The resolved ``--model`` (None when not given) and ``--gpu``."""
+
+    model: ModelSpec | None
+    gpu: GPUSpec
+
+    def need_model(self) -> ModelSpec:
+        """The model, or :class:`InputError` listing the presets when ``--model`` was not given."""
+        if self.model is None:
+            from pipesim.specs.model import model_names
+
+            raise InputError(
+                f"--model is required; presets: {', '.join(model_names())} (or a config.json path)"
+            )
+        return self.model
+
+
+def build_hardware(model_arg: str | None, gpu_arg: str) -> Hardware:
+    """Resolve ``--model`` and ``--gpu`` (presets or files)."""
+    from pipesim.io.readers import resolve_gpu, resolve_model
+
+    return Hardware(resolve_model(model_arg) if model_arg else None, resolve_gpu(gpu_arg))
+
+
+# --------------------------------------------------------------------------- layout
+@dataclass(frozen=True)
+class LayoutFlags:
+    """The layout flags; :meth:`layout` completes them (defaults that depend on other flags) into a Layout."""
+
+    pp: int
+    vpp: int
+    tp: int
+    dp: int | None
+    micro_batch_size: int
+    global_batch_size: int | None
+    seq_length: int | None
+    sequence_parallel: bool
+    recompute: str
+    distributed_optimizer: bool
+    zero_stage: int
+    precision: str
+    attention: str
+    dp_overlap: bool
+    tp_comm_overlap: bool
+    uneven_layers: bool
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Declared defaults of every layout flag."""
+        return _defaults(cls)
+
+    def layout(
+        self,
+        schedule: str | None = None,
+        *,
+        microbatches: int | None = None,
+        gpus: int | None = None,
+        **changes: Any,
+    ) -> Layout:
+        """The :class:`Layout`: dp defaults to ``gpus / (tp x pp)`` (else 1), the global batch to
+        ``microbatches`` (default 4 x pp) microbatches per replica, the schedule to interleaved-1f1b when
+        vpp > 1 else 1f1b; ``changes`` override fields. Layout checks every value."""
+        from pipesim.specs.layout import Layout
+
+        tp, pp = changes.get("tp", self.tp), changes.get("pp", self.pp)
+        dp = self.dp
+        if dp is None:
+            fits = gpus is not None and tp >= 1 and pp >= 1 and gpus % (tp * pp) == 0 and gpus >= tp * pp
+            dp = gpus // (tp * pp) if fits and gpus is not None else 1
+        mbs = self.micro_batch_size
+        gbs = self.global_batch_size
+        if gbs is None:
+            gbs = mbs * dp * (microbatches if microbatches is not None else 4 * pp)
+        vpp = changes.get("vpp", self.vpp)
+        if schedule is None:
+            schedule = "interleaved-1f1b" if vpp > 1 else "1f1b"
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(dp=dp, global_batch_size=gbs, schedule=schedule)
+        values.update(changes)
+        return Layout(**values)
+
+
+def build_layout_flags(**values: Any) -> LayoutFlags:
+    """:class:`LayoutFlags` of the parsed values (checked when :meth:`LayoutFlags.layout` builds the Layout)."""
+    return LayoutFlags(**values)
+
+
+# --------------------------------------------------------------------------- cluster and communication
+@dataclass(frozen=True)
+class ClusterFlags:
+    """The cluster flags: a topology graph (``--topology``, ``--nodes``, ``--fabric``, ``--oversubscription``)
+    or a two-level model (GPUs per node, per-GPU bandwidths in GB/s); ``gpus`` is the GPU count the user gave,
+    if any. :meth:`spec` is the :class:`pipesim.comm.factory.ClusterSpec` (which checks the values)."""
+
+    gpus: int | None
+    gpus_per_node: int | None
+    intra_node_gbps: float
+    inter_node_gbps: float
+    topology: str | None
+    nodes: int | None
+    rank_order: str
+    fabric: str | None
+    oversubscription: float | None
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Declared defaults of every cluster flag."""
+        return _defaults(cls)
+
+    def spec(self, gpus_per_node: int | None = None) -> ClusterSpec:
+        """The cluster (``gpus_per_node`` overrides ``--gpus-per-node``, default 8, of the two-level model;
+        ``--nodes`` counts the topology's servers, and only ``plan`` takes it without one)."""
+        from pipesim.comm.factory import ClusterSpec
+
+        return ClusterSpec(
+            self.topology,
+            self.nodes if self.topology is not None else None,
+            gpus_per_node or self.gpus_per_node or 8,
+            self.intra_node_gbps * 1e9,
+            self.inter_node_gbps * 1e9,
+            fabric=self.fabric,
+            oversubscription=self.oversubscription,
+        )
+
+    def comm(self, world_size: int) -> CommModel:
+        """The communication model of ranks 0..world_size-1 (:func:`pipesim.comm.factory.build_comm`)."""
+        from pipesim.comm.factory import build_comm
+
+        if self.topology is None and self.nodes is not None:
+            raise InputError("--nodes needs --topology (the servers of which cluster?)")
+        return build_comm(self.spec(), world_size)
+
+    def rank_grid(self) -> tuple[str, str, str]:
+        """``--rank-order`` parsed (fastest-varying axis first)."""
+        from pipesim.specs.placement import parse_order
+
+        return parse_order(self.rank_order)
+
+    def plan_cluster(self, gpu: GPUSpec, nodes_optional: bool) -> PlanCluster:
+        """The :class:`PlanCluster` of ``plan``: ``--nodes`` or ``--gpus`` (a multiple of the GPUs per node);
+        with ``nodes_optional`` (a ``--max-days`` search) one node to start from."""
+        from pipesim.comm.base import LevelCommModel
+        from pipesim.plan.search import PlanCluster
+
+        spec = self.spec()
+        per = spec.node_gpus()
+        if self.topology is not None and self.gpus_per_node is not None and self.gpus_per_node != per:
+            raise InputError(
+                f"--gpus-per-node={self.gpus_per_node} contradicts topology {self.topology} ({per} per node)"
+            )
+        nodes = self.nodes
+        if self.gpus is not None:
+            if nodes is not None:
+                raise InputError("give --nodes or --gpus, not both")
+            if self.gpus < 1 or self.gpus % per:
+                raise InputError(f"--gpus={self.gpus} must be a positive multiple of the {per} GPUs per node")
+            nodes = self.gpus // per
+        if nodes is None:
+            if not nodes_optional:
+                raise InputError(
+                    "give --nodes N or --gpus N (or --max-days with --tokens to find the node count)"
+                )
+            nodes = 1
+        level = LevelCommModel(per, spec.intra_node_Bps, spec.inter_node_Bps)
+        return PlanCluster(gpu, nodes, per, self.topology, level)
+
+
+def build_cluster_flags(**values: Any) -> ClusterFlags:
+    """:class:`ClusterFlags`, checked by building its :class:`ClusterSpec` once."""
+    flags = ClusterFlags(**values)
+    flags.spec()
+    return flags
+
+
+# --------------------------------------------------------------------------- energy and cost
+@dataclass(frozen=True)
+class EnergyFlags:
+    """``--tokens`` (a count), price, PUE and per-node overhead; ``asked`` when the user typed any of them."""
+
+    tokens: float | None
+    price_per_gpu_hour: float | None
+    pue: float
+    node_overhead_w: float
+    asked: bool
+
+
+def build_energy_flags(
+    tokens: str | None, price_per_gpu_hour: float | None, pue: float, node_overhead_w: float
+) -> EnergyFlags:
+    """:class:`EnergyFlags`, checked (PUE >= 1, price and overhead finite and >= 0, tokens a count)."""
+    from pipesim.sim.energy import check_price, check_pue
+
+    check_pue(pue)
+    check_price(price_per_gpu_hour)
+    finite(node_overhead_w, "--node-overhead-W", minimum=0)
+    asked = any(given(n) for n in ("tokens", "price_per_gpu_hour", "pue", "node_overhead_w"))
+    count = None if tokens is None else parse_count(tokens)
+    return EnergyFlags(count, price_per_gpu_hour, pue, node_overhead_w, asked)
+
+
+# --------------------------------------------------------------------------- compare's synthetic scenario
+@dataclass(frozen=True)
+class SyntheticFlags:
+    """``compare``'s synthetic options; :meth:`request` makes the :class:`CompareRequest`."""
+
+    microbatches: int
+    schedules: str | None
+    forward_time: float
+    backward_time: float
+    weight_time: float | None
+    memory_limit: float | None
+    p2p_time: float
+    activation_bytes: float
+    dp_time: float
+    dp_buckets: int
+    fb_time: float | None
+    optimizer: str
+    weight_stash: float
+    schedule_files: tuple[str, ...]
+
+    def names(self) -> list[str]:
+        """The ``--schedules`` names (default: gpipe, 1f1b, interleaved-1f1b unless files are given)."""
+        from pipesim.cli.render import split_names
+        from pipesim.sim.compare import DEFAULT_SCHEDULES
+
+        names = split_names(self.schedules)
+        return names or ([] if self.schedule_files else list(DEFAULT_SCHEDULES))
+
+    def request(self, pp: int, vpp: int, dp_overlap: bool) -> CompareRequest:
+        """The scenario of these options on ``pp`` ranks with ``vpp`` chunks (times in seconds)."""
+        from pipesim.sim.compare import CompareRequest
+
+        return CompareRequest(
+            schedules=tuple(self.names()),
+            schedule_files=tuple(self.schedule_files),
+            pp=pp,
+            microbatches=self.microbatches,
+            vpp=vpp,
+            forward_s=_ms(self.forward_time, "--forward-time"),
+            backward_s=_ms(self.backward_time, "--backward-time"),
+            weight_s=self._weight_s(),
+            memory_limit=self.memory_limit,
+            p2p_s=_ms(self.p2p_time, "--p2p-time"),
+            activation_bytes=self.activation_bytes,
+            dp_s=_ms(self.dp_time, "--dp-time"),
+            dp_buckets=self.dp_buckets,
+            dp_overlap=dp_overlap,
+            stash_fraction=self.weight_stash,
+            optimizer=self.optimizer,
+            fb_s=None if self.fb_time is None else _ms(self.fb_time, "--fb-time"),
+        )
+
+    def sync_only(self) -> None:
+        """Real-model scenarios include DP reduction and the optimizer step, which post-validation does not
+        place (:mod:`pipesim.sim.iterations`)."""
+        if self.optimizer != "sync":
+            raise InputError(
+                f"--optimizer {self.optimizer} is modelled for the synthetic scenario (the pipeline phase) only; "
+                "a --model scenario's DP reduction and optimizer step need --optimizer sync"
+            )
+
+    def _weight_s(self) -> float:
+        """--weight-time in seconds: half the backward when not given; never more than the backward."""
+        if self.weight_time is None:
+            return _ms(self.backward_time, "--backward-time") / 2
+        if self.weight_time > self.backward_time:
+            raise InputError(
+                f"--weight-time={self.weight_time:g} exceeds --backward-time={self.backward_time:g}: W is part of "
+                f"the full backward B (I = B - W); valid: 0 to {self.backward_time:g}"
+            )
+        return _ms(self.weight_time, "--weight-time")
+
+
+def _ms(value: float, flag: str) -> float:
+    if not value >= 0:
+        raise InputError(f"{flag}={value} must be >= 0 (milliseconds)")
+    return value / 1000.0
+
+
+def build_synthetic_flags(**values: Any) -> SyntheticFlags:
+    """:class:`SyntheticFlags`, checking what CompareRequest does not (bytes >= 0, buckets >= 1)."""
+    if values["activation_bytes"] < 0:
+        raise InputError(f"--activation-bytes={values['activation_bytes']} must be >= 0")
+    if values["dp_buckets"] < 1:
+        raise InputError(f"--dp-buckets={values['dp_buckets']} must be >= 1")
+    if not 0.0 <= values["weight_stash"] <= 1.0:
+        raise InputError(f"--weight-stash={values['weight_stash']:g} must be within [0, 1]")
+    values["schedule_files"] = tuple(values["schedule_files"])
+    return SyntheticFlags(**values)

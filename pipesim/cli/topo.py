@@ -1,0 +1,120 @@
+"""``pipesim topo``: list the topology presets, summarize or draw one cluster."""
+
+from __future__ import annotations
+
+import click
+
+from pipesim.cli.group import ErrorBoundary, short_help
+from pipesim.cli.options import plain_options
+from pipesim.cli.render import console, emit_json
+
+__all__ = ["NODES_ONE", "TOPOLOGY_ARG", "topo_group"]
+
+TOPOLOGY_ARG = click.argument("topology", metavar="NAME|FILE.toml")
+NODES_ONE = {"default": 1, "show_default": True, "help": "Servers (racks for nvl72)."}
+
+
+def _gbps(bw_Bps: float) -> str:
+    return f"{bw_Bps / 1e9:,.1f}"
+
+
+@click.group("topo", cls=ErrorBoundary, short_help=short_help("topo"))
+def topo_group() -> None:
+    """Cluster topologies: list the presets, summarize or draw one (a preset name or a TOML file)."""
+
+
+@topo_group.command("list")
+@plain_options("as_json", as_json={"help": "Print JSON: one object per preset."})
+def topo_list_cmd(as_json: bool) -> None:
+    """List the bundled topology presets."""
+    from topologies import build_cluster, preset_names
+    from topologies.summary import summarize
+
+    rows = [summarize(build_cluster(name, 1)) for name in preset_names()]
+    if as_json:
+        emit_json(
+            [
+                {
+                    "name": r.name,
+                    "gpus_per_node": r.gpus_per_node,
+                    "nvlink_per_gpu_Bps": r.nvlink_per_gpu_Bps,
+                    "network_per_gpu_Bps": r.network_per_gpu_Bps,
+                    "description": r.description,
+                }
+                for r in rows
+            ]
+        )
+        return
+    from rich.table import Table
+
+    table = Table(title="topology presets (GB/s = 1e9 B/s, per direction, line rate)", title_justify="left")
+    table.add_column("name", no_wrap=True)
+    table.add_column("GPUs/node", justify="right")
+    table.add_column("NVLink/GPU GB/s", justify="right")
+    table.add_column("network/GPU GB/s", justify="right")
+    table.add_column("description")
+    for r in rows:
+        table.add_row(
+            r.name,
+            str(r.gpus_per_node),
+            _gbps(r.nvlink_per_gpu_Bps),
+            _gbps(r.network_per_gpu_Bps),
+            r.description,
+        )
+    console().print(table)
+
+
+@topo_group.command("show")
+@TOPOLOGY_ARG
+@plain_options("nodes", "fabric", "oversubscription", nodes=NODES_ONE)
+@plain_options("as_json", as_json={"help": "Print the summary as JSON (B/s, SI units)."})
+def topo_show_cmd(
+    topology: str, nodes: int, fabric: str | None, oversubscription: float | None, as_json: bool
+) -> None:
+    """Summarize a cluster: GPUs, links by kind, per-GPU and bisection bandwidth (line rates, GB/s = 1e9 B/s
+    per direction; bisection = max flow between the first and second half of the GPUs)."""
+    from topologies import build_cluster
+    from topologies.summary import summarize
+
+    s = summarize(build_cluster(topology, nodes, fabric=fabric, oversubscription=oversubscription))
+    if as_json:
+        emit_json(s.as_dict())
+        return
+    out = click.echo
+    out(f"{s.name}: {s.description}" if s.description else s.name)
+    fabric_txt = (
+        "none (one node)" if s.fabric == "none" else f"{s.fabric}, oversubscription {s.oversubscription:g}:1"
+    )
+    out(f"nodes {s.nodes}, GPUs {s.gpus} ({s.gpus_per_node} per node), fabric {fabric_txt}")
+    out(f"NVLink SHARP (in-switch reduction): {'yes' if s.in_switch_reduction else 'no'}")
+    from rich.table import Table
+
+    table = Table(title="links by kind", title_justify="left")
+    table.add_column("kind", no_wrap=True)
+    table.add_column("links", justify="right")
+    table.add_column("total GB/s per direction (line rate, 1e9 B/s)", justify="right")
+    for kind, (count, bw) in s.links.items():
+        table.add_row(kind, str(count), _gbps(bw))
+    console().print(table)
+    out(
+        f"per GPU: NVLink {_gbps(s.nvlink_per_gpu_Bps)} GB/s, PCIe {_gbps(s.pcie_per_gpu_Bps)} GB/s, "
+        f"network {_gbps(s.network_per_gpu_Bps)} GB/s"
+    )
+    out(f"bisection: {_gbps(s.bisection_Bps)} GB/s")
+
+
+@topo_group.command("draw")
+@TOPOLOGY_ARG
+@plain_options("nodes", "fabric", "oversubscription", nodes=NODES_ONE)
+@plain_options("output", output={"required": True, "help": "HTML file to write."})
+def topo_draw_cmd(
+    topology: str, nodes: int, fabric: str | None, oversubscription: float | None, output: str
+) -> None:
+    """Draw a cluster as a self-contained interactive HTML page (hover links for their bandwidth)."""
+    from pipesim.figures.topology import write_topology_html
+    from topologies import build_cluster
+
+    write_topology_html(
+        build_cluster(topology, nodes, fabric=fabric, oversubscription=oversubscription), output
+    )
+    click.echo(f"wrote {output}")

@@ -1,0 +1,61 @@
+"""The units of work a plan sends to its executors: batches of candidates estimated or simulated in any
+process (module-level functions, so they pickle)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pipesim.plan.estimate import Estimate
+from pipesim.plan.request import PlanRequest, estimator_for
+from pipesim.plan.results import SimSummary
+from pipesim.plan.space import Candidate
+from pipesim.sim.scenario import Scenario, simulate_scenario
+
+
+# --------------------------------------------------------------------------- per-process evaluation
+@dataclass(frozen=True)
+class Batch(Sequence[Candidate]):
+    """Candidates with the request they belong to: the unit of work sent to an executor."""
+
+    request: PlanRequest
+    items: tuple[Candidate, ...]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.items[i]
+
+    def __iter__(self) -> Iterator[Candidate]:
+        return iter(self.items)
+
+
+def _estimate_batch(batch: Sequence[Candidate]) -> list[Estimate]:
+    assert isinstance(batch, Batch)
+    est = estimator_for(batch.request)
+    return [est.estimate(c.layout(batch.request)) for c in batch.items]
+
+
+def _simulate_batch(batch: Sequence[Candidate]) -> list[SimSummary]:
+    assert isinstance(batch, Batch)
+    req = batch.request
+    comm = req.cluster.comm()
+    out = []
+    for c in batch.items:
+        sc = Scenario(req.model, req.cluster.gpu, c.layout(req), comm, req.efficiency, req.reserve_bytes)
+        out.append(SimSummary.of(simulate_scenario(sc)))
+    return out
+
+
+def scenario_of(request: PlanRequest, candidate: Candidate) -> Scenario:
+    """The :class:`Scenario` of ``candidate`` (for simulating, drawing or saving it)."""
+    return Scenario(
+        request.model,
+        request.cluster.gpu,
+        candidate.layout(request),
+        request.cluster.comm(),
+        request.efficiency,
+        request.reserve_bytes,
+    )

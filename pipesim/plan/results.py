@@ -1,0 +1,219 @@
+"""What a plan returns: ranked :class:`PlanEntry` rows in a :class:`PlanResult`, and training time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pipesim.plan.estimate import Estimate
+from pipesim.plan.request import PlanRequest
+from pipesim.plan.space import Candidate
+from pipesim.sim.scenario import SimulationReport
+
+SECONDS_PER_DAY = 86400.0
+
+
+# --------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class SimSummary:
+    """What the planner keeps of a full simulation (small enough to send between processes)."""
+
+    step_time_s: float
+    model_tflops_per_gpu: float
+    hardware_tflops_per_gpu: float
+    mfu: float
+    hfu: float
+    peak_memory_bytes: float
+    memory_rank: int
+    fits: bool
+    bubble_ratio: float
+    breakdown: dict[str, dict[str, float]]
+
+    @classmethod
+    def of(cls, report: SimulationReport) -> SimSummary:
+        worst = report.worst_memory
+        return cls(
+            report.step_time_s,
+            report.model_tflops_per_gpu,
+            report.hardware_tflops_per_gpu,
+            report.mfu,
+            report.hfu,
+            worst.peak,
+            worst.rank,
+            report.fits,
+            report.metrics.bubble_ratio,
+            report.breakdown.as_dict(),
+        )
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """One feasible layout with its estimate and, for the top ones, its full simulation."""
+
+    candidate: Candidate
+    estimate: Estimate
+    simulated: SimSummary | None
+    tokens_per_step: int
+    num_gpus: int
+    model_flops: float
+    hardware_flops: float
+    peak_flops: float
+    hbm_bytes: float
+    microbatches: int
+
+    @property
+    def step_time_s(self) -> float:
+        """Simulated step time when simulated, else the estimate."""
+        return self.simulated.step_time_s if self.simulated else self.estimate.step_time_s
+
+    @property
+    def peak_memory_bytes(self) -> float:
+        """Peak memory per GPU (most loaded pipeline rank)."""
+        return self.simulated.peak_memory_bytes if self.simulated else self.estimate.peak_memory_bytes
+
+    @property
+    def headroom_bytes(self) -> float:
+        """HBM minus peak memory per GPU."""
+        return self.hbm_bytes - self.peak_memory_bytes
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Training tokens per second over the cluster."""
+        return self.tokens_per_step / self.step_time_s
+
+    @property
+    def model_tflops_per_gpu(self) -> float:
+        """Model FLOPs (no recompute) per second per GPU, TFLOP/s."""
+        return self.model_flops / (self.step_time_s * self.num_gpus) / 1e12
+
+    @property
+    def hardware_tflops_per_gpu(self) -> float:
+        """Hardware FLOPs (recompute included; SC21 eq. 3 with full recompute) per second per GPU."""
+        return self.hardware_flops / (self.step_time_s * self.num_gpus) / 1e12
+
+    @property
+    def mfu(self) -> float:
+        """Model FLOPs utilisation."""
+        return self.model_tflops_per_gpu * 1e12 / self.peak_flops
+
+    @property
+    def hfu(self) -> float:
+        """Hardware FLOPs utilisation."""
+        return self.hardware_tflops_per_gpu * 1e12 / self.peak_flops
+
+    @property
+    def busy_fraction(self) -> float:
+        """Compute-busy fraction of the step (:func:`pipesim.sim.energy.busy_fraction`, the simulator's
+        definition) from the simulated breakdown when available, else the estimate's."""
+        from pipesim.sim.energy import busy_fraction
+
+        bd = self.breakdown_s()
+        return busy_fraction(bd["compute"], bd["optimizer"], self.step_time_s)
+
+    def breakdown_s(self) -> dict[str, float]:
+        """Exposed seconds per part (simulated when available), adding up to the step time."""
+        if self.simulated:
+            bd = self.simulated.breakdown
+            return {
+                "compute": bd["compute"]["exposed"],
+                "tp_comm": bd["tp_comm"]["exposed"],
+                "bubble": bd["bubble"]["exposed"],
+                "pp_comm": bd["pp_comm"]["exposed"],
+                "dp_comm": bd["dp_comm"]["exposed"],
+                "optimizer": bd["optimizer"]["exposed"],
+            }
+        return self.estimate.breakdown()
+
+    def training(self, tokens: float) -> dict[str, float]:
+        """Days and GPU-hours to train on ``tokens`` tokens at this step rate."""
+        return training_time(tokens, self.tokens_per_s, self.num_gpus)
+
+    def as_dict(self, rank: int, tokens: float | None = None) -> dict[str, Any]:
+        """JSON-ready row."""
+        c = self.candidate
+        row: dict[str, Any] = {
+            "rank": rank,
+            "tp": c.tp,
+            "pp": c.pp,
+            "dp": c.dp,
+            "vpp": c.vpp,
+            "micro_batch_size": c.micro_batch_size,
+            "microbatches": self.microbatches,
+            "schedule": c.schedule,
+            "recompute": c.recompute,
+            "distributed_optimizer": c.distributed_optimizer,
+            "sequence_parallel": c.sequence_parallel,
+            "simulated": self.simulated is not None,
+            "step_time_s": self.step_time_s,
+            "estimated_step_time_s": self.estimate.step_time_s,
+            "tokens_per_s": self.tokens_per_s,
+            "model_tflops_per_gpu": self.model_tflops_per_gpu,
+            "hardware_tflops_per_gpu": self.hardware_tflops_per_gpu,
+            "mfu": self.mfu,
+            "hfu": self.hfu,
+            "peak_memory_bytes": self.peak_memory_bytes,
+            "headroom_bytes": self.headroom_bytes,
+            "time_breakdown_s": self.breakdown_s(),
+        }
+        if tokens is not None:
+            row.update(self.training(tokens))
+        return row
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """What :func:`plan` returns. ``entries`` are the feasible layouts, best first; ``candidates`` the
+    number of layouts estimated (passing the structural rules), ``enumerated`` all layouts considered."""
+
+    request: PlanRequest
+    entries: tuple[PlanEntry, ...]
+    enumerated: int
+    candidates: int
+    rejected: dict[str, int]
+    examples: dict[str, str]
+    simulated: int
+    closest: tuple[Candidate, Estimate] | None
+
+    @property
+    def feasible(self) -> int:
+        """Layouts that fit in memory (simulated OOMs removed)."""
+        return len(self.entries)
+
+    @property
+    def best(self) -> PlanEntry:
+        """The winner."""
+        return self.entries[0]
+
+    def as_dict(self, limit: int | None = None) -> dict[str, Any]:
+        """JSON-ready summary: model, cluster, counts, rejections and ranked results."""
+        req = self.request
+        shown = self.entries if limit is None else self.entries[:limit]
+        return {
+            "model": req.model.name,
+            "gpu": req.cluster.gpu.name,
+            "topology": req.cluster.topology,
+            "nodes": req.cluster.nodes,
+            "gpus": req.cluster.num_gpus,
+            "global_batch_size": req.global_batch_size,
+            "seq_length": req.seq,
+            "precision": req.precision,
+            "tokens": req.tokens,
+            "enumerated": self.enumerated,
+            "candidates": self.candidates,
+            "feasible": self.feasible,
+            "simulated": self.simulated,
+            "rejected": {k: v for k, v in self.rejected.items() if v},
+            "hbm_bytes": req.cluster.gpu.hbm_bytes,
+            "results": [e.as_dict(i + 1, req.tokens) for i, e in enumerate(shown)],
+        }
+
+
+def training_time(tokens: float, tokens_per_s: float, num_gpus: int) -> dict[str, float]:
+    """Seconds, days and GPU-hours to train on ``tokens`` tokens at ``tokens_per_s`` on ``num_gpus`` GPUs
+    (the same arithmetic as SC21 eq. 4, time = tokens / throughput, with the throughput simulated)."""
+    seconds = tokens / tokens_per_s
+    return {
+        "train_seconds": seconds,
+        "train_days": seconds / SECONDS_PER_DAY,
+        "gpu_hours": seconds * num_gpus / 3600.0,
+    }

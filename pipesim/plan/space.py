@@ -1,0 +1,213 @@
+"""The search space of a plan: every candidate layout in a fixed order, and the rejected ones counted by
+reason (:data:`REASONS`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipesim.plan.estimate import Estimator
+from pipesim.plan.request import PlanRequest, estimator_for
+from pipesim.specs.layout import Layout, divisors
+from pipesim.specs.model import ModelSpec
+from schedules import get_family
+
+GIB = 2**30
+
+# Rejection reasons, in the order they are checked; values are the labels ``--explain`` prints.
+REASONS: dict[str, str] = {
+    "tp_nvlink": "tp beyond the NVLink domain (GPUs per node)",
+    "tp_heads": "tp does not divide attention heads / KV heads / MLP width",
+    "pp_layers": "pp does not divide the layers",
+    "batch": "global batch not divisible by micro-batch x dp",
+    "vpp_layers": "layers not divisible by pp x chunks (vpp)",
+    "schedule": "schedule constraint",
+    "memory": "out of memory (estimate)",
+    "memory_sim": "out of memory (full simulation)",
+}
+
+
+# --------------------------------------------------------------------------- candidates
+@dataclass(frozen=True, order=True)
+class Candidate:
+    """One point of the search space (dp follows from the GPU count). ``index`` is its enumeration order."""
+
+    index: int
+    tp: int
+    pp: int
+    dp: int
+    vpp: int
+    micro_batch_size: int
+    schedule: str
+    recompute: str
+    distributed_optimizer: bool
+    sequence_parallel: bool
+
+    def layout(self, request: PlanRequest) -> Layout:
+        """The :class:`Layout` of this candidate under ``request``'s fixed settings."""
+        return Layout(
+            tp=self.tp,
+            pp=self.pp,
+            dp=self.dp,
+            vpp=self.vpp,
+            micro_batch_size=self.micro_batch_size,
+            global_batch_size=request.global_batch_size,
+            seq_length=request.seq,
+            sequence_parallel=self.sequence_parallel,
+            recompute=self.recompute,
+            distributed_optimizer=self.distributed_optimizer,
+            precision=request.precision,
+            schedule=self.schedule,
+            attention=request.attention,
+            scatter_gather=request.scatter_gather,
+            dp_overlap=request.dp_overlap,
+            uneven_layers=request.space.uneven_layers,
+            tp_comm_overlap=request.tp_comm_overlap,
+        )
+
+    def label(self) -> str:
+        """Short text: ``tp=8 pp=4 dp=2 vpp=1 mbs=1 1f1b recompute=full do sp``."""
+        extra = (" do" if self.distributed_optimizer else "") + (" sp" if self.sequence_parallel else "")
+        return (
+            f"tp={self.tp} pp={self.pp} dp={self.dp} vpp={self.vpp} mbs={self.micro_batch_size} {self.schedule} "
+            f"recompute={self.recompute}{extra}"
+        )
+
+
+def _tp_problem(model: ModelSpec, tp: int) -> str | None:
+    if model.num_attention_heads % tp:
+        return f"tp={tp} does not divide num_attention_heads={model.num_attention_heads}"
+    if model.num_kv_heads % tp and tp % model.num_kv_heads:
+        return f"tp={tp} neither divides nor is a multiple of num_kv_heads={model.num_kv_heads}"
+    if model.ffn_hidden_size % tp:
+        return f"tp={tp} does not divide ffn_hidden_size={model.ffn_hidden_size}"
+    return None
+
+
+@dataclass
+class Rejections:
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
+    examples: dict[str, str] = field(default_factory=dict)
+
+    def add(self, reason: str, n: int, example: str) -> None:
+        if n <= 0:
+            return
+        self.counts[reason] += n
+        self.examples.setdefault(reason, example)
+
+
+def _vpp_values(request: PlanRequest, family_name: str, pp: int) -> list[int]:
+    """Chunks per rank to try for a family at ``pp``: 1 for single-chunk families, the family's fixed count
+    for V-shapes, and for interleaved families every v >= 2 with pp x v dividing the layers (any pp x v <=
+    layers with uneven layers), or the user's list."""
+    fam = get_family(family_name)
+    if fam.chunks_per_rank is not None:
+        return [fam.chunks_per_rank]
+    if not fam.uses_vpp:
+        return [1]
+    layers = request.model.num_layers
+    if request.space.vpp is not None:
+        return sorted({v for v in request.space.vpp if v >= 2})
+    if pp == 1:
+        return []
+    if request.space.uneven_layers:
+        return list(range(2, layers // pp + 1))
+    if layers % pp:
+        return []
+    return [v for v in divisors(layers // pp) if v >= 2]
+
+
+def enumerate_space(
+    request: PlanRequest, estimator: Estimator | None = None
+) -> tuple[list[Candidate], Rejections, int]:
+    """Every layout of the search space: the candidates that pass the structural rules (in enumeration
+    order), the rejections by reason, and the number of layouts enumerated in all."""
+    model, space = request.model, request.space
+    n_gpus = request.cluster.num_gpus
+    per_node = request.cluster.gpus_per_node
+    gbs = request.global_batch_size
+    est = estimator or estimator_for(request)
+    schedules = space.schedule_names()
+    rej = Rejections()
+    out: list[Candidate] = []
+    total = 0
+    n_rc, n_do = len(space.recompute), len(space.distributed_optimizer)
+
+    def sp_values(tp: int) -> list[bool]:
+        return [s for s in space.sequence_parallel if not s or tp > 1] or [False]
+
+    tps = [t for t in divisors(n_gpus) if t <= model.num_attention_heads]
+    if space.tp is not None:
+        tps = [t for t in tps if t in space.tp]
+    if space.max_tp is not None:
+        tps = [t for t in tps if t <= space.max_tp]
+    for tp in tps:
+        pps = [p for p in divisors(n_gpus // tp) if p <= model.num_layers]
+        if space.pp is not None:
+            pps = [p for p in pps if p in space.pp]
+        if space.max_pp is not None:
+            pps = [p for p in pps if p <= space.max_pp]
+        tp_reason: tuple[str, str] | None = None
+        if tp > per_node and not space.allow_cross_node_tp:
+            tp_reason = ("tp_nvlink", f"tp={tp} exceeds the {per_node} GPUs per node (NVLink domain)")
+        else:
+            problem = _tp_problem(model, tp)
+            if problem:
+                tp_reason = ("tp_heads", problem)
+        for pp in pps:
+            dp = n_gpus // (tp * pp)
+            slots = [(name, v) for name in schedules for v in (_vpp_values(request, name, pp) or [0])]
+            sps = sp_values(tp)
+            for mbs in space.micro_batch_sizes:
+                group = len(slots) * n_rc * n_do * len(sps)
+                total += group
+                where = f"tp={tp} pp={pp} dp={dp} mbs={mbs}"
+                if tp_reason is not None:
+                    rej.add(tp_reason[0], group, f"{where}: {tp_reason[1]}")
+                    continue
+                if model.num_layers % pp and not space.uneven_layers:
+                    rej.add(
+                        "pp_layers", group, f"{where}: pp={pp} does not divide num_layers={model.num_layers}"
+                    )
+                    continue
+                if gbs % (mbs * dp):
+                    rej.add(
+                        "batch",
+                        group,
+                        f"{where}: global batch {gbs} is not divisible by micro-batch x dp = {mbs * dp}",
+                    )
+                    continue
+                m = gbs // (mbs * dp)
+                per_slot = n_rc * n_do * len(sps)
+                for name, v in slots:
+                    fam = get_family(name)
+                    chunks = fam.chunks(max(v, 1))
+                    stages = pp * chunks
+                    label = f"{where} {name} vpp={max(v, 1)}"
+                    if v == 0:
+                        why = (
+                            "interleaving needs pp > 1"
+                            if pp == 1
+                            else f"no chunk count splits {model.num_layers} layers over pp={pp}"
+                        )
+                        rej.add("vpp_layers", per_slot, f"{label}: {why}")
+                        continue
+                    if stages > model.num_layers or (model.num_layers % stages and not space.uneven_layers):
+                        rej.add(
+                            "vpp_layers",
+                            per_slot,
+                            f"{label}: pp x chunks = {stages} does not divide num_layers={model.num_layers}",
+                        )
+                        continue
+                    problem = est.rule(name, pp, m, chunks)
+                    if problem:
+                        rej.add("schedule", per_slot, f"{label}: {problem}")
+                        continue
+                    for rc in space.recompute:
+                        for do in space.distributed_optimizer:
+                            for sp in sps:
+                                out.append(
+                                    Candidate(
+                                        len(out), tp, pp, dp, v if fam.uses_vpp else 1, mbs, name, rc, do, sp
+                                    )
+                                )
+    return out, rej, total

@@ -1,0 +1,100 @@
+"""The command line's shape: each command's flag set is frozen here (so a flag cannot be added twice or lost by
+accident; change this table in the commit that changes a flag), every flag string is declared once per
+command, and start-up imports only what the command needs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+
+from pipesim.cli.flags import FLAGS
+from pipesim.cli.group import COMMANDS, main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Long option names (and arguments in capitals) of every command, sorted.
+FROZEN = {
+    "collective": "--algo --fabric --gpus --json --maxbytes --minbytes --nodes --oversubscription --stepfactor --topology OP",
+    "compare": "--activation-bytes --attention --backward-time --distributed-optimizer --dp --dp-buckets --dp-overlap --dp-time --fb-time --forward-time --global-batch-size --gpu --gpus --gpus-per-node --inter-node-GBps --intra-node-GBps --json --memory-limit --micro-batch-size --microbatches --model --no-dp-overlap --no-tp-comm-overlap --nodes --optimizer --p2p-time --pp --precision --rank-order --recompute --schedule-file --schedules --seq-length --sequence-parallel --topology --tp --tp-comm-overlap --uneven-layers --vpp --weight-stash --weight-time --zero-stage",
+    "gantt": "--activation-bytes --attention --backward-time --distributed-optimizer --dp --dp-buckets --dp-overlap --dp-time --fb-time --forward-time --global-batch-size --gpu --gpu-memory-gib --gpus --gpus-per-node --image --inter-node-GBps --intra-node-GBps --iterations --memory-limit --micro-batch-size --microbatches --model --no-dp-overlap --no-tp-comm-overlap --nodes --optimizer --output --p2p-time --pp --precision --rank-order --recompute --scenario --schedule-file --schedules --seq-length --sequence-parallel --topology --tp --tp-comm-overlap --trace --uneven-layers --vpp --weight-stash --weight-time --zero-stage",
+    "plan": "--allow-cross-node-tp --attention --csv --dask-scheduler --distributed-optimizer --dp-overlap --explain --global-batch-size --gpu --gpus --gpus-per-node --inter-node-GBps --intra-node-GBps --json --max-days --max-nodes --max-pp --max-tp --micro-batch-size --model --no-dp-overlap --node-overhead-W --nodes --output --pp --precision --price-per-gpu-hour --pue --recompute --scenario-out --schedules --seq-length --sequence-parallel --tokens --top --top-k --topology --tp --uneven-layers --vpp --workers",
+    "roofline": "--attention --gpu --gpus-per-node --intra-node-GBps --json --micro-batch-size --model --no-tp-comm-overlap --output --precision --recompute --seq-length --sequence-parallel --topology --tp --tp-comm-overlap",
+    "simulate": "--attention --distributed-optimizer --dp --dp-overlap --global-batch-size --gpu --gpus --gpus-per-node --inter-node-GBps --intra-node-GBps --json --micro-batch-size --model --no-dp-overlap --no-tp-comm-overlap --node-overhead-W --nodes --pp --precision --price-per-gpu-hour --pue --rank-order --recompute --scenario --schedule --seq-length --sequence-parallel --tokens --topology --tp --tp-comm-overlap --uneven-layers --vpp --zero-stage",
+    "topo draw": "--fabric --nodes --output --oversubscription TOPOLOGY",
+    "topo list": "--json",
+    "topo show": "--fabric --json --nodes --oversubscription TOPOLOGY",
+}
+
+
+def commands() -> Iterator[tuple[str, click.Command]]:
+    ctx = click.Context(main)
+
+    def walk(cmd: click.Command, path: list[str]) -> Iterator[tuple[str, click.Command]]:
+        if isinstance(cmd, click.Group):
+            for name in cmd.list_commands(ctx):
+                sub = cmd.get_command(ctx, name)
+                assert sub is not None
+                yield from walk(sub, [*path, name])
+        else:
+            yield " ".join(path), cmd
+
+    yield from walk(main, [])
+
+
+def test_flag_sets_are_frozen() -> None:
+    got = {}
+    for path, cmd in commands():
+        names = []
+        for p in cmd.params:
+            if isinstance(p, click.Option):
+                names += [o for o in p.opts + p.secondary_opts if o.startswith("--")]
+            else:
+                names.append(str(p.name).upper())
+        got[path] = " ".join(sorted(names))
+    assert got == FROZEN
+
+
+@pytest.mark.parametrize("path", sorted(FROZEN))
+def test_no_option_string_twice_in_a_command(path: str) -> None:
+    (cmd,) = [c for p, c in commands() if p == path]
+    strings = [o for p in cmd.params if isinstance(p, click.Option) for o in p.opts + p.secondary_opts]
+    assert len(strings) == len(set(strings)), sorted(s for s in strings if strings.count(s) > 1)
+    keywords = [p.name for p in cmd.params]
+    assert len(keywords) == len(set(keywords))
+
+
+def test_every_declared_flag_is_used_and_every_command_listed() -> None:
+    used = {p.name for _, c in commands() for p in c.params}
+    assert set(FLAGS) <= used | {"model_arg"}, set(FLAGS) - used
+    assert {path.split()[0] for path in FROZEN} == set(COMMANDS)
+
+
+def _modules_after(*args: str) -> set[str]:
+    code = (
+        "import sys, json\n"
+        "from cli import main\n"
+        "try:\n"
+        f"    main({list(args)!r}, prog_name='pipesim')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return set(json.loads(proc.stderr.strip().splitlines()[-1]))
+
+
+def test_help_imports_click_only() -> None:
+    mods = _modules_after("--help")
+    assert not mods & {"numpy", "networkx", "plotly", "rich"}, mods & {"numpy", "networkx", "plotly", "rich"}
+    assert not any(m.startswith("pipesim.cli.") and m not in ("pipesim.cli.group",) for m in mods)
+
+
+def test_compare_imports_neither_networkx_nor_plotly() -> None:
+    mods = _modules_after("compare", "--json")
+    assert "networkx" not in mods and "plotly" not in mods
