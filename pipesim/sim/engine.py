@@ -35,6 +35,7 @@ from enum import IntEnum
 import numpy as np
 import numpy.typing as npt
 
+from pipesim.sim.overlap import overlapped_pairs
 from schedules.ir import (
     NUM_OPS,
     NUM_SIGNALS,
@@ -313,7 +314,7 @@ def simulate(schedule: Schedule, costs: OpCosts) -> Timeline:
 
     placement = np.asarray(schedule.stage_to_rank, dtype=np.int64)
     durations = costs.duration_table()[op, stage]
-    dep_pair = _overlapped_pairs(schedule, costs, offsets, durations, dep_cross)
+    dep_pair = overlapped_pairs(schedule, costs.fb_pair_s, offsets, durations, dep_cross)
     # A producer sends when its cross-stage consumer lives on another rank: F(s) -> F(s+1), B/I(s) -> B/I(s-1).
     consumer_stage = np.asarray(consumer_stages(s_count), dtype=np.int64).reshape(NUM_OPS, s_count)[op, stage]
     valid_consumer = (consumer_stage >= 0) & (consumer_stage < s_count)
@@ -426,28 +427,6 @@ def simulate(schedule: Schedule, costs: OpCosts) -> Timeline:
         end_s=cat(finish_a, t_end, d_end, o_end, dtype=np.float64),
         wait_on_transfer_s=wait,
     )
-
-
-def _overlapped_pairs(
-    schedule: Schedule, costs: OpCosts, offsets: IntArray, durations: FloatArray, dep_cross: npt.NDArray
-) -> npt.NDArray | None:
-    """Overlapped F&B pairs (DualPipe; :attr:`schedules.Schedule.overlapped`) as one span, when ``costs`` give
-    their duration ``fb_pair_s``: the forward's row becomes the whole pair (it starts once the rank is free and
-    the inputs of both passes have arrived, and lasts ``fb_pair_s``); the backward's row is a zero-length span at
-    the pair's end, where both outputs become available. Edits ``durations`` in place and returns each row's
-    extra dependency (the backward's cross-stage input for pair forwards, "none" elsewhere), or None when no
-    pair runs overlapped (then pairs are two actions in a row, as before)."""
-    if costs.fb_pair_s is None or not schedule.overlapped:
-        return None
-    first = np.concatenate(
-        [np.asarray(ks, dtype=np.int64) + offsets[r] for r, ks in enumerate(schedule.overlapped) if ks]
-    )
-    durations[first] = costs.fb_pair_s
-    durations[first + 1] = 0.0
-    n = durations.shape[0]
-    extra = np.full(n, n, dtype=dep_cross.dtype)
-    extra[first] = dep_cross[first + 1]
-    return extra
 
 
 def _dp_reductions(
