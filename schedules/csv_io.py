@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from schedules.ir import Action, Op, Schedule, ScheduleError, parse_action
@@ -46,7 +46,10 @@ def loads_csv(text: str, name: str = "csv", source: str = "<string>") -> Schedul
     pairs: list[list[int]] = []
     placement: dict[int, int] = {}
     max_mb = -1
-    rows: Sequence[list[str]] = list(csv.reader(io.StringIO(text)))
+    try:
+        rows: Sequence[list[str]] = list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:
+        raise ScheduleError(f"{source}: not a schedule CSV ({exc})") from None
     while rows and not any(c.strip() for c in rows[-1]):
         rows = rows[:-1]  # trailing blank lines
     if not rows:
@@ -79,14 +82,27 @@ def loads_csv(text: str, name: str = "csv", source: str = "<string>") -> Schedul
                 rank_pairs.append(first)
         programs.append(prog)
         pairs.append(rank_pairs)
-    num_stages = max(placement) + 1 if placement else 0
-    missing = [s for s in range(num_stages) if s not in placement]
-    if not placement or missing:
-        what = f"stage {missing[0]} never appears" if missing else "no actions"
-        raise ScheduleError(f"{source}: {what}; every stage 0..N-1 needs actions")
+    if not placement:
+        raise ScheduleError(f"{source}: no actions; every stage 0..N-1 needs actions")
+    gap = _first_gap(placement)
+    if gap is not None:
+        raise ScheduleError(f"{source}: stage {gap} never appears; every stage 0..N-1 needs actions")
+    num_stages = len(placement)
+    gap = _first_gap({a.microbatch for prog in programs for a in prog})
+    if gap is not None:  # also bounds the microbatch count by the file's size
+        raise ScheduleError(f"{source}: microbatch {gap} never appears; microbatches are numbered 0..M-1")
     return Schedule.from_actions(
         name, len(rows), max_mb + 1, [placement[s] for s in range(num_stages)], programs, pairs
     )
+
+
+def _first_gap(indices: Iterable[int]) -> int | None:
+    """The smallest index missing from 0..max(indices), or None when they are exactly 0..N-1 (found without
+    walking up to a huge index such as 10^10)."""
+    present = sorted(set(indices))
+    if not present or present[-1] == len(present) - 1:
+        return None
+    return next(i for i, v in enumerate(present) if v != i)
 
 
 def write_csv(schedule: Schedule, path: str | Path) -> None:
@@ -98,7 +114,11 @@ def read_csv(path: str | Path) -> Schedule:
     """Read a schedule CSV; a missing or unreadable file raises :class:`ScheduleError` naming it."""
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScheduleError(f"{p}: cannot read schedule file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ScheduleError(
+            f"{p}: not a schedule CSV (not UTF-8 text: {exc.reason} at byte {exc.start})"
+        ) from None
     return loads_csv(text, name=p.stem, source=str(p))

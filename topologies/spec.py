@@ -10,6 +10,7 @@ Errors name the file and the key: ``mybox.toml: node.nic.bandwidth_Gbps = -5 mus
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +142,8 @@ class _Table:
         v = self.get(key, default, required=default is None)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise self.fail(key, f"= {v!r} must be a number")
+        if not math.isfinite(v):
+            raise self.fail(key, f"= {v} must be a finite number")
         if positive and not v > 0:
             raise self.fail(key, f"= {v} must be > 0")
         if not positive and v < 0:
@@ -194,6 +197,14 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise TopologyError(f"{p}: no such topology file") from None
     except tomllib.TOMLDecodeError as exc:
         raise TopologyError(f"{p}: invalid TOML: {exc}".replace("\n", " ")) from None
+    except RecursionError:
+        raise TopologyError(f"{p}: invalid TOML: nested too deeply to read") from None
+    except UnicodeDecodeError as exc:
+        raise TopologyError(f"{p}: invalid TOML: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except IsADirectoryError:
+        raise TopologyError(f"{p}: is a directory, not a topology TOML file") from None
+    except OSError as exc:
+        raise TopologyError(f"{p}: cannot read topology file ({exc.strerror or exc})") from None
 
 
 def _nvswitch(t: _Table) -> NVSwitchSpec:

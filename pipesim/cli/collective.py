@@ -28,7 +28,7 @@ Sizes follow nccl-tests: the whole buffer, K/M/G = 2^10/2^20/2^30 bytes; -b 8 -e
 @click.command("collective", help=COLLECTIVE_HELP, short_help=short_help("collective"))
 @click.argument("op", type=click.Choice(COLLECTIVE_OPS))
 @cluster_options(
-    ("topology", "nodes", "gpus", "fabric", "oversubscription"),
+    ("topology", "nodes", "gpus", "fabric", "oversubscription", "max_gpus"),
     topology={"required": True, "help": "Preset name or TOML file."},
     nodes=NODES_ONE,
     gpus={"help": "GPUs in the group (ranks 0..G-1) [default: all]."},

@@ -21,6 +21,7 @@ from pipesim.cli.options import (
 )
 from pipesim.cli.render import GIB, console, emit_json, gib
 from pipesim.errors import InputError
+from pipesim.sim.budget import MAX_ACTIONS, check_actions
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -76,9 +77,14 @@ def scenario_options(func: click.decorators.FC) -> click.decorators.FC:
 
 @click.command("compare", help=COMPARE_HELP, short_help=short_help("compare"))
 @scenario_options
-@plain_options("as_json")
+@plain_options("as_json", "max_actions")
 def compare_cmd(
-    as_json: bool, synthetic: SyntheticFlags, hw: Hardware, lay: LayoutFlags, cluster: ClusterFlags
+    as_json: bool,
+    max_actions: int,
+    synthetic: SyntheticFlags,
+    hw: Hardware,
+    lay: LayoutFlags,
+    cluster: ClusterFlags,
 ) -> None:
     from pipesim.sim.compare import compare_schedules
 
@@ -88,13 +94,14 @@ def compare_cmd(
             raise InputError(
                 "--schedule-file cannot be combined with --model (per-stage costs need a registry schedule)"
             )
-        reports = compare_on_model(synthetic.names(), hw, lay, cluster, synthetic.microbatches)
+        reports = compare_on_model(synthetic.names(), hw, lay, cluster, synthetic.microbatches, max_actions)
         if as_json:
             emit_json([r.as_dict() | {"schedule": r.scenario.layout.schedule} for r in reports])
             return
         console().print(model_compare_table(reports))
         return
     request = synthetic.request(lay.pp, lay.vpp, lay.dp_overlap)
+    check_actions(synthetic_timelines(request), max_actions)
     results = compare_schedules(request)
     if as_json:
         emit_json([r.as_dict() for r in results])
@@ -103,21 +110,43 @@ def compare_cmd(
     console(fit=table).print(table)
 
 
+def synthetic_timelines(request: CompareRequest) -> list[tuple[str, int, int, int, bool]]:
+    """The registry schedules of a synthetic request as :func:`pipesim.sim.budget.check_actions` counts them
+    (unknown names are left to the simulator's own message; CSV files are bounded by their size)."""
+    from schedules import REGISTRY
+
+    out = []
+    for name in request.schedules:
+        family = REGISTRY.get(name)
+        if family is not None:
+            chunks = family.chunks(request.vpp)
+            out.append((name, request.pp, chunks, request.microbatches, family.split_backward))
+    return out
+
+
 def compare_on_model(
-    names: Sequence[str], hw: Hardware, lay: LayoutFlags, cluster: ClusterFlags, microbatches: int
+    names: Sequence[str],
+    hw: Hardware,
+    lay: LayoutFlags,
+    cluster: ClusterFlags,
+    microbatches: int,
+    max_actions: int = MAX_ACTIONS,
 ) -> list[SimulationReport]:
     """``compare --model``: simulate each named schedule on the real scenario (``--vpp`` for interleaved
-    families, 1 for the others)."""
-    from pipesim.cli.simulate import build_scenario
+    families, 1 for the others); all of them together at most ``max_actions`` compute actions."""
+    from pipesim.cli.simulate import build_scenario, timeline_of
     from pipesim.sim.scenario import simulate_scenario
     from schedules import get_family
 
-    reports = []
+    if lay.global_batch_size is None and microbatches < 1:  # -m sets the global batch: name the flag typed
+        raise InputError(f"-m/--microbatches={microbatches} must be >= 1")
+    scenarios = []
     for name in names:
         family = get_family(name)
         vpp = lay.vpp if family.uses_vpp else 1
-        reports.append(simulate_scenario(build_scenario(hw, lay, cluster, name, microbatches, vpp)))
-    return reports
+        scenarios.append(build_scenario(hw, lay, cluster, name, microbatches, vpp, max_actions))
+    check_actions([timeline_of(sc.layout) for sc in scenarios], max_actions)
+    return [simulate_scenario(sc) for sc in scenarios]
 
 
 def compare_table(results: Sequence[PipelineMetrics], request: CompareRequest) -> Table:

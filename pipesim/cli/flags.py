@@ -3,10 +3,12 @@ of :mod:`pipesim.cli.options` pick from this table; no command declares a flag o
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import click
 
+from pipesim.sim.budget import MAX_ACTIONS, MAX_BARS, MAX_GPUS, MAX_TOP_K
 from pipesim.sim.energy import DEFAULT_NODE_OVERHEAD_W, DEFAULT_PUE
 from pipesim.specs.gpu import gpu_names
 from pipesim.specs.layout import ATTENTION, RECOMPUTE, TRAIN_PRECISIONS
@@ -18,7 +20,25 @@ __all__ = ["FLAGS", "COLLECTIVE_OPS", "ALGORITHMS"]
 GIB = 2**30
 COLLECTIVE_OPS = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "broadcast", "send-recv")
 ALGORITHMS = ("auto", "ring", "tree", "hierarchical", "nvls", "direct")
-_PATH = click.Path(dir_okay=False)
+_PATH = click.Path(dir_okay=False, allow_dash=True)
+
+
+class FiniteFloat(click.ParamType):
+    """A float flag that refuses ``inf``, ``nan`` and overflowing literals (``1e400``), naming the flag."""
+
+    name = "float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+FLOAT = FiniteFloat()
 
 
 def _d(*decls: str, **attrs: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
@@ -78,10 +98,10 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                "collective: the group, ranks 0..G-1 [default: all])."),
     "gpus_per_node": _d("--gpus-per-node", type=int, default=None,
                         help="GPUs per node without --topology [default: 8]."),
-    "intra_node_gbps": _d("--intra-node-GBps", "intra_node_gbps", type=float, default=240.0, show_default=True,
+    "intra_node_gbps": _d("--intra-node-GBps", "intra_node_gbps", type=FLOAT, default=240.0, show_default=True,
                           help="Per-GPU bandwidth inside a node without --topology, GB/s = 1e9 B/s (default: "
                           "DGX A100 NVLink)."),
-    "inter_node_gbps": _d("--inter-node-GBps", "inter_node_gbps", type=float, default=24.0, show_default=True,
+    "inter_node_gbps": _d("--inter-node-GBps", "inter_node_gbps", type=FLOAT, default=24.0, show_default=True,
                           help="Per-GPU bandwidth across nodes without --topology, GB/s (default: one 200 Gb/s "
                           "HDR NIC per GPU)."),
     "topology": _d("--topology", "-t", default=None, metavar="NAME|FILE.toml",
@@ -95,45 +115,45 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                      "tp-dp-pp); rank g runs on GPU g, so e.g. dp-tp-pp spreads TP groups across servers."),
     "fabric": _d("--fabric", type=click.Choice(["rail", "fat-tree"]), default=None,
                  help="Override the fabric kind."),
-    "oversubscription": _d("--oversubscription", type=float, default=None,
+    "oversubscription": _d("--oversubscription", type=FLOAT, default=None,
                            help="Leaf down:up ratio (1 = full bisection)."),
     # --- energy and cost
     "tokens": _d("--tokens", default=None, metavar="N",
                  help="Train on N tokens (2T, 300B, 1.5e12): report the whole run's time, GPU-hours, MWh and "
                  "cost."),
-    "price_per_gpu_hour": _d("--price-per-gpu-hour", type=float, default=None,
+    "price_per_gpu_hour": _d("--price-per-gpu-hour", type=FLOAT, default=None,
                              help="Money per GPU-hour; cost = GPU-hours x price."),
-    "pue": _d("--pue", type=float, default=DEFAULT_PUE, show_default=True,
+    "pue": _d("--pue", type=FLOAT, default=DEFAULT_PUE, show_default=True,
               help="Power usage effectiveness, facility / IT power (>= 1; assumption by default)."),
-    "node_overhead_w": _d("--node-overhead-W", "node_overhead_w", type=float, default=DEFAULT_NODE_OVERHEAD_W,
+    "node_overhead_w": _d("--node-overhead-W", "node_overhead_w", type=FLOAT, default=DEFAULT_NODE_OVERHEAD_W,
                           show_default=True,
                           help="Watts per node besides the GPUs (CPUs, NICs, switches, fans; assumption by "
                           "default)."),
     # --- compare's synthetic scenario
     "microbatches": _d("--microbatches", "-m", type=int, default=8, show_default=True,
                        help="Microbatches per step."),
-    "forward_time": _d("--forward-time", type=float, default=1.0, show_default=True,
+    "forward_time": _d("--forward-time", type=FLOAT, default=1.0, show_default=True,
                        help="ms per microbatch, whole stage."),
-    "backward_time": _d("--backward-time", type=float, default=2.0, show_default=True,
+    "backward_time": _d("--backward-time", type=FLOAT, default=2.0, show_default=True,
                         help="ms per microbatch, whole stage, full backward."),
-    "weight_time": _d("--weight-time", type=float, default=None,
+    "weight_time": _d("--weight-time", type=FLOAT, default=None,
                       help="ms per microbatch, whole stage: the weight-gradient part W of the full backward, so "
                       "I = B - W (split-backward schedules only). [default: half of --backward-time]"),
-    "memory_limit": _d("--memory-limit", type=float, default=None,
+    "memory_limit": _d("--memory-limit", type=FLOAT, default=None,
                        help="Activation cap for the zb-1p/zb-2p and zb-v-half/zb-v-min orders, in microbatches of "
                        "one stage per rank (>= 1). [default: pp for zb-1p, 2*pp for zb-2p, (pp+2)//2 for "
                        "zb-v-half, (pp+4)//3 for zb-v-min]"),
-    "p2p_time": _d("--p2p-time", type=float, default=0.05, show_default=True,
+    "p2p_time": _d("--p2p-time", type=FLOAT, default=0.05, show_default=True,
                    help="ms per transfer between ranks."),
-    "activation_bytes": _d("--activation-bytes", type=float, default=float(GIB), show_default=True,
+    "activation_bytes": _d("--activation-bytes", type=FLOAT, default=float(GIB), show_default=True,
                            help="Activation bytes per microbatch per whole stage."),
-    "dp_time": _d("--dp-time", type=float, default=0.0, show_default=True,
+    "dp_time": _d("--dp-time", type=FLOAT, default=0.0, show_default=True,
                   help="ms to reduce a whole stage's gradients over data parallelism (0: no DP). With "
                   "--dp-overlap (the default) each bucket starts as soon as its gradients exist, during the "
                   "stage's last B or W."),
     "dp_buckets": _d("--dp-buckets", type=int, default=4, show_default=True,
                      help="Gradient buckets per stage for --dp-time."),
-    "fb_time": _d("--fb-time", type=float, default=None,
+    "fb_time": _d("--fb-time", type=FLOAT, default=None,
                   help="ms per overlapped F&B pair of a whole stage (DualPipe's notation: the forward of one "
                   "microbatch and the backward of another, each hiding the other's communication; dualpipe-v "
                   "runs its pairs as one span). [default: no overlap, the pair's F then B]"),
@@ -143,7 +163,7 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                     "post-validation: the ZB paper's optimizer step without that barrier (its Section 4): the "
                     "next iteration's warm-up overlaps this one's tail; step = steady-state period "
                     "(T(N) - T(1))/(N - 1) of N = 4 back-to-back iterations."),
-    "weight_stash": _d("--weight-stash", type=float, default=32 / 34, show_default=True,
+    "weight_stash": _d("--weight-stash", type=FLOAT, default=32 / 34, show_default=True,
                        help="Share of a microbatch's activations that W still needs after I (I frees the rest, W "
                        "the stash); ZB paper Table 1: 32h/(34h + 5as), 32/34 with flash attention."),
     "iterations": _d("--iterations", type=int, default=None,
@@ -168,15 +188,23 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "max_pp": _d("--max-pp", type=int, default=None, help="Largest pipeline-parallel size."),
     "allow_cross_node_tp": _d("--allow-cross-node-tp", is_flag=True,
                               help="Let tp exceed the GPUs per node (NVLink domain)."),
-    "max_days": _d("--max-days", type=float, default=None,
+    "max_days": _d("--max-days", type=FLOAT, default=None,
                    help="With --tokens: find the fewest nodes that train within this many days."),
     "max_nodes": _d("--max-nodes", type=int, default=4096, show_default=True,
                     help="Upper bound of the --max-days search."),
-    "top_k": _d("--top-k", type=int, default=16, show_default=True, help="Layouts simulated on the full timeline."),
+    "top_k": _d("--top-k", type=click.IntRange(1, MAX_TOP_K), default=16, show_default=True,
+                help="Layouts simulated on the full timeline."),
     "show": _d("--top", "show", type=int, default=10, show_default=True, help="Rows shown (JSON/CSV: all if 0)."),
     "explain": _d("--explain", is_flag=True, help="Count rejected layouts by reason."),
     "workers": _d("--workers", type=int, default=None, help="Local worker processes [default: the CPUs available]."),
     "dask_scheduler": _d("--dask-scheduler", default=None, help="Run on this Dask scheduler (tcp://host:port)."),
+    # --- work budgets (pipesim.sim.budget)
+    "max_actions": _d("--max-actions", type=click.IntRange(min=1), default=MAX_ACTIONS, show_default=True,
+                      help="Refuse timelines of more compute actions than this (memory grows with it)."),
+    "max_bars": _d("--max-bars", type=click.IntRange(min=1), default=MAX_BARS, show_default=True,
+                   help="Refuse a Gantt page or image of more bars than this (about 430 bytes of HTML each)."),
+    "max_gpus": _d("--max-gpus", type=click.IntRange(min=1), default=MAX_GPUS, show_default=True,
+                   help="Refuse a topology graph of more GPUs than this."),
     # --- outputs
     "as_json": _d("--json", "as_json", is_flag=True, help="Print JSON instead of tables."),
     "as_csv": _d("--csv", "as_csv", is_flag=True, help="Print the ranked results as CSV."),
@@ -189,7 +217,7 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                         "GPU, cluster and layout flags."),
     "scenario_out": _d("--scenario-out", default=None, type=_PATH,
                        help="Write the winner's scenario TOML to this file."),
-    "gpu_memory_gib": _d("--gpu-memory-gib", type=float, default=None,
+    "gpu_memory_gib": _d("--gpu-memory-gib", type=FLOAT, default=None,
                          help="GPU memory capacity in GiB (2^30 B), drawn as a line."),
     # --- collective
     "algo": _d("--algo", type=click.Choice(ALGORITHMS), default="auto", show_default=True,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import click
 
-from pipesim.cli.compare import compare_on_model, scenario_options
+from pipesim.cli.compare import compare_on_model, scenario_options, synthetic_timelines
 from pipesim.cli.group import short_help
 from pipesim.cli.options import ClusterFlags, Hardware, LayoutFlags, SyntheticFlags, plain_options
 from pipesim.cli.render import GIB
+from pipesim.cli.simulate import timeline_of
 from pipesim.errors import InputError
+from pipesim.sim.budget import check_actions, check_bars, timeline_actions
 
 __all__ = ["gantt_cmd"]
 
@@ -30,6 +32,7 @@ on). The metrics shown are per iteration.
 @click.command("gantt", help=GANTT_HELP, short_help=short_help("gantt"))
 @plain_options("output", "trace_path", "image_path", "gpu_memory_gib", "iterations", "scenario_file")
 @scenario_options
+@plain_options("max_actions", "max_bars")
 def gantt_cmd(
     output: str | None,
     trace_path: str | None,
@@ -37,14 +40,16 @@ def gantt_cmd(
     gpu_memory_gib: float | None,
     iterations: int | None,
     scenario_file: str | None,
+    max_actions: int,
+    max_bars: int,
     synthetic: SyntheticFlags,
     hw: Hardware,
     lay: LayoutFlags,
     cluster: ClusterFlags,
 ) -> None:
     from pipesim.figures.gantt import gantt_page
-    from pipesim.figures.static import check_image_target, export_image
-    from pipesim.io.atomic import atomic_write_text, check_output_path
+    from pipesim.figures.static import check_image_target, render_image
+    from pipesim.io.atomic import STDOUT, check_distinct_outputs, check_output_path, write_outputs
     from pipesim.sim.series import simulate_series
     from pipesim.sim.trace import chrome_trace_json
 
@@ -55,6 +60,7 @@ def gantt_cmd(
     if gpu_memory_gib is not None and not gpu_memory_gib > 0:
         raise InputError(f"--gpu-memory-gib={gpu_memory_gib} must be > 0 (GiB = 2^30 bytes)")
     # Check every target before simulating, so a bad path fails fast and nothing is half-written.
+    check_distinct_outputs({"-o": output, "--trace": trace_path, "--image": image_path})
     for path in (output, trace_path):
         if path:
             check_output_path(path)
@@ -72,9 +78,15 @@ def gantt_cmd(
         from pipesim.sim.series import gantt_series
 
         if scenario_file is not None:
-            reports = [simulate_scenario(load_scenario(scenario_file))]
+            scenario = load_scenario(scenario_file)
+            timelines = [timeline_of(scenario.layout)]
+            check_actions(timelines, max_actions)
+            reports = [simulate_scenario(scenario)]
         else:
-            reports = compare_on_model(synthetic.names(), hw, lay, cluster, synthetic.microbatches)
+            reports = compare_on_model(
+                synthetic.names(), hw, lay, cluster, synthetic.microbatches, max_actions
+            )
+            timelines = [timeline_of(r.scenario.layout) for r in reports]
         panels = []
         for r in reports:
             run = run_iterations(r.schedule, r.costs, "sync", iterations)
@@ -94,6 +106,10 @@ def gantt_cmd(
         ]
     else:
         request = synthetic.request(lay.pp, lay.vpp, lay.dp_overlap)
+        timelines = synthetic_timelines(request)
+        check_actions(timelines, max_actions)
+        if output or image_path:
+            check_bars(sum(timeline_actions(r, c, m, sp) for _, r, c, m, sp in timelines), max_bars)
         panels = simulate_series(request, iterations)
         scenario_rows = [
             ("schedules", ", ".join(p.name for p in panels)),
@@ -108,13 +124,26 @@ def gantt_cmd(
             ("times", "per microbatch, whole stage"),
             ("optimizer", request.optimizer),
         ]
+    if output or image_path:  # registry schedules by their compute actions; CSV schedules once simulated
+        bars = sum(timeline_actions(r, c, m, sp) for _, r, c, m, sp in timelines)
+        if synthetic.schedule_files and scenario_file is None and hw.model is None:
+            bars = sum(p.timeline.num_spans for p in panels)
+        check_bars(bars, max_bars)
     page = gantt_page(panels, scenario_rows, gpu_memory_bytes=capacity) if (output or image_path) else ""
+    files: list[tuple[str, bytes]] = []
+    notes: list[str] = []
     if output:
-        atomic_write_text(output, page)
-        click.echo(f"wrote {output} ({len(page.encode()) / 1e6:.1f} MB, {len(panels)} schedules)")
+        data = page.encode("utf-8")
+        files.append((output, data))
+        notes.append(f"wrote {output} ({len(data) / 1e6:.1f} MB, {len(panels)} schedules)")
     if trace_path:
-        atomic_write_text(trace_path, chrome_trace_json([(p.name, p.num_stages, p.timeline) for p in panels]))
-        click.echo(f"wrote {trace_path} (Chrome trace; open in https://ui.perfetto.dev)")
+        trace = chrome_trace_json([(p.name, p.num_stages, p.timeline) for p in panels])
+        files.append((trace_path, trace.encode("utf-8")))
+        notes.append(f"wrote {trace_path} (Chrome trace; open in https://ui.perfetto.dev)")
     if image_path:
-        export_image(page, image_path)
-        click.echo(f"wrote {image_path}")
+        files.append((image_path, render_image(page, image_path)))
+        notes.append(f"wrote {image_path}")
+    write_outputs(files)  # all rendered first: a failure above leaves no file behind
+    to_stderr = STDOUT in (output, trace_path, image_path)  # keep a page or trace on stdout clean
+    for note in notes:
+        click.echo(note, err=to_stderr)

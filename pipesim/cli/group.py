@@ -3,15 +3,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib
+import os
 import sys
+import threading
+import traceback
 from typing import Any, NoReturn
 
 import click
 
 from pipesim.errors import InputError
 
-__all__ = ["COMMANDS", "PipesimGroup", "fail", "main", "user_errors"]
+__all__ = ["COMMANDS", "ErrorBoundary", "PipesimGroup", "describe", "fail", "main", "user_errors"]
 
 # name -> (module, attribute, one-line help). The help line is the command's own short_help too (each command
 # module reads it from here), so `pipesim --help` lists the commands without importing them.
@@ -78,18 +83,69 @@ def _usage_fail(exc: click.UsageError) -> NoReturn:
     fail(f"{exc.format_message()} (see '{where} --help')")
 
 
+_STREAM_ERRNOS = (errno.ENOSPC, errno.EPIPE, errno.EIO, errno.EBADF, errno.EDQUOT)
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so that the interpreter's own flush at exit does not fail again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def describe(exc: BaseException) -> str | None:
+    """The one-line message of an exception that is the user's input or environment (a file that cannot be
+    read or written, input too deep or too large), or None for a bug."""
+    if isinstance(exc, user_errors()):
+        return str(exc)
+    if isinstance(exc, OSError):
+        if (
+            exc.filename is None and exc.errno in _STREAM_ERRNOS
+        ):  # printing failed: a full disk, a closed pipe
+            _silence_stdout()
+            return f"cannot write to standard output: {exc.strerror or exc}"
+        what = f"{exc.filename}: " if exc.filename is not None else ""
+        return f"{what}{exc.strerror or exc}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"input is not UTF-8 text ({exc.reason} at byte {exc.start})"
+    if isinstance(exc, RecursionError):
+        return "input is nested too deeply to read (Python's recursion limit); flatten it"
+    if isinstance(exc, MemoryError):
+        return "out of memory; lower the sizes (microbatches, ranks, nodes) or the --max-* limits"
+    if isinstance(exc, OverflowError):
+        return f"a number is too large to compute with ({exc}); give smaller values"
+    return None
+
+
+def report_bug(exc: BaseException) -> NoReturn:
+    """A genuine bug: the traceback, then one line asking to report it; exit status 1."""
+    traceback.print_exception(exc)
+    click.echo(
+        "pipesim: internal error (a bug, not your input): please report it with the command line and the "
+        "traceback above",
+        err=True,
+    )
+    sys.exit(1)
+
+
 class ErrorBoundary(click.Group):
-    """A click group whose bad-input exceptions become one line and exit status 2."""
+    """A click group whose failures become one line and exit status 2 (:func:`describe`); anything else is a
+    bug, reported with its traceback (:func:`report_bug`)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:  # a flag click itself rejects: one line too, with where to look
             _usage_fail(exc)
-        except Exception as exc:
-            if isinstance(exc, user_errors()):
-                fail(str(exc))
+        except (click.exceptions.Exit, click.Abort, SystemExit, KeyboardInterrupt):
             raise
+        except click.ClickException as exc:
+            fail(exc.format_message())
+        except Exception as exc:
+            message = describe(exc)
+            if message is None:
+                report_bug(exc)
+            fail(message)
 
     def make_context(
         self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
@@ -121,11 +177,23 @@ class PipesimGroup(ErrorBoundary):
             formatter.write_dl(rows)
 
 
-@click.group(cls=PipesimGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=PipesimGroup,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(package_name="pipesim")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """pipesim: simulate pipeline-parallel training schedules on GPU clusters.
 
     Step time, pipeline bubbles, activation memory and communication for GPipe, 1F1B, interleaved 1F1B and
     more, before you spend the GPU-hours.
     """
+    from pipesim.io.atomic import exit_on_sigterm
+
+    if ctx.invoked_subcommand is None:  # bare `pipesim`: the help, and success
+        click.echo(ctx.get_help())
+        ctx.exit(0)
+    if threading.current_thread() is threading.main_thread():
+        exit_on_sigterm()

@@ -82,6 +82,7 @@ CLUSTER_NAMES = (
     "topology",
     "nodes",
     "rank_order",
+    "max_gpus",
 )  # and "fabric", "oversubscription" for the commands that draw or sweep one topology
 ENERGY_NAMES = ("tokens", "price_per_gpu_hour", "pue", "node_overhead_w")
 SYNTHETIC_NAMES = (

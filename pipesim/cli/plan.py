@@ -26,7 +26,15 @@ from pipesim.errors import InputError
 __all__ = ["plan_cmd"]
 
 PLAN_LAYOUT = ("global_batch_size", "seq_length", "precision", "attention", "dp_overlap", "uneven_layers")
-PLAN_CLUSTER = ("topology", "nodes", "gpus", "gpus_per_node", "intra_node_gbps", "inter_node_gbps")
+PLAN_CLUSTER = (
+    "topology",
+    "nodes",
+    "gpus",
+    "gpus_per_node",
+    "intra_node_gbps",
+    "inter_node_gbps",
+    "max_gpus",
+)
 
 PLAN_HELP = """Search every valid parallel layout, rank by throughput, explain, estimate training time.
 
@@ -125,8 +133,9 @@ def plan_cmd(hw: Hardware, cluster: ClusterFlags, lay: LayoutFlags, energy: Ener
         workers=kw["workers"] if kw["workers"] is not None else default_workers(),
         dask_scheduler=kw["dask_scheduler"],
     )
-    from pipesim.io.atomic import check_output_path
+    from pipesim.io.atomic import check_distinct_outputs, check_output_path
 
+    check_distinct_outputs({"-o": kw["output"], "--scenario-out": kw["scenario_out"]})
     for path in (kw["output"], kw["scenario_out"]):
         if path is not None:
             check_output_path(path)

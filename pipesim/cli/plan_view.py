@@ -53,14 +53,18 @@ def plan_outputs(
     toml_text = scenario_toml(
         sf, f"winner of: pipesim plan --model {req.model.name} ({result.candidates} candidates)"
     )
+    files: list[tuple[str, bytes]] = []
     if out.scenario_out is not None:
-        from pipesim.io.atomic import atomic_write_text
-
-        atomic_write_text(out.scenario_out, toml_text)
+        files.append((out.scenario_out, toml_text.encode("utf-8")))
     if out.output is not None:
-        from pipesim.figures.plan import write_plan_html
+        from pipesim.figures.page import render_page
+        from pipesim.figures.plan import plan_page
 
-        write_plan_html(result, out.output)
+        files.append((out.output, render_page(plan_page(result)).encode("utf-8")))
+    if files:
+        from pipesim.io.atomic import write_outputs
+
+        write_outputs(files)  # both rendered first: nothing is written unless everything is
     energy = _plan_energy(result, energy_flags)
     if out.as_json:
         data = result.as_dict(limit)

@@ -60,7 +60,7 @@ Definitions:
 @click.command("roofline", help=ROOFLINE_HELP, short_help=short_help("roofline"))
 @hardware_options(model_required=True)
 @layout_options(ROOFLINE_LAYOUT)
-@cluster_options(("gpus_per_node", "intra_node_gbps", "topology"))
+@cluster_options(("gpus_per_node", "intra_node_gbps", "topology", "max_gpus"))
 @plain_options("output", "as_json", output={"help": "Write the interactive HTML page here."})
 def roofline_cmd(
     hw: Hardware, lay: LayoutFlags, cluster: ClusterFlags, output: str | None, as_json: bool

@@ -20,14 +20,16 @@ from pipesim.cli.options import (
     plain_options,
 )
 from pipesim.cli.render import GIB, console, emit_json, gib, render_energy
+from pipesim.sim.budget import MAX_ACTIONS, check_actions
 
 if TYPE_CHECKING:
     from rich.table import Table
 
     from pipesim.sim.energy import EnergyReport
     from pipesim.sim.scenario import Scenario, SimulationReport
+    from pipesim.specs.layout import Layout
 
-__all__ = ["build_scenario", "render_report", "report_energy", "simulate_cmd"]
+__all__ = ["build_scenario", "render_report", "report_energy", "simulate_cmd", "timeline_of"]
 
 SIMULATE_HELP = """Predict one training step of a real model on real GPUs.
 
@@ -48,6 +50,16 @@ Definitions:
 """
 
 
+def timeline_of(layout: Layout) -> tuple[str, int, int, int, bool]:
+    """(schedule, ranks, chunks per rank, microbatches, split backward) of a layout's timeline, for
+    :func:`pipesim.sim.budget.check_actions`."""
+    from schedules import get_family
+
+    family = get_family(layout.schedule)
+    chunks = family.chunks(layout.vpp)
+    return layout.schedule, layout.pp, chunks, layout.num_microbatches, family.split_backward
+
+
 def build_scenario(
     hw: Hardware,
     lay: LayoutFlags,
@@ -55,9 +67,11 @@ def build_scenario(
     schedule: str | None,
     microbatches: int | None = None,
     vpp: int | None = None,
+    max_actions: int = MAX_ACTIONS,
 ) -> Scenario:
     """The :class:`Scenario` of the parsed flags (``microbatches`` sets the default global batch, ``vpp``
-    overrides ``--vpp``)."""
+    overrides ``--vpp``); refuses a timeline of more than ``max_actions`` compute actions before any
+    communication model or schedule is built."""
     from pipesim.sim.scenario import Scenario, check_gpu_count
 
     model = hw.need_model()
@@ -66,6 +80,7 @@ def build_scenario(
     )
     check_gpu_count(layout, cluster.gpus)
     hw.gpu.peak(layout.precision)  # fail early if the GPU lacks the precision
+    check_actions([timeline_of(layout)], max_actions)
     return Scenario(model, hw.gpu, layout, cluster.comm(layout.num_gpus), rank_order=cluster.rank_grid())
 
 
@@ -91,11 +106,12 @@ def report_energy(report: SimulationReport, energy: EnergyFlags, gpus_per_node: 
 @layout_options()
 @cluster_options()
 @energy_options()
-@plain_options("as_json", "scenario_file")
+@plain_options("as_json", "scenario_file", "max_actions")
 def simulate_cmd(
     schedule: str | None,
     as_json: bool,
     scenario_file: str | None,
+    max_actions: int,
     hw: Hardware,
     lay: LayoutFlags,
     cluster: ClusterFlags,
@@ -109,12 +125,14 @@ def simulate_cmd(
         from pipesim.io.scenario_file import load_scenario_toml
 
         stored = load_scenario_toml(scenario_file)
-        report = simulate_scenario(stored.scenario())
+        scenario = stored.scenario()
+        check_actions([timeline_of(scenario.layout)], max_actions)
+        report = simulate_scenario(scenario)
         gpus_per_node = stored.gpus_per_node
     else:
         if schedule is not None:
             get_family(schedule)  # unknown names list the valid ones
-        report = simulate_scenario(build_scenario(hw, lay, cluster, schedule))
+        report = simulate_scenario(build_scenario(hw, lay, cluster, schedule, max_actions=max_actions))
     energy_report = report_energy(report, energy, gpus_per_node)
     if as_json:
         emit_json({**report.as_dict(), "energy": energy_report.as_dict() if energy_report else None})

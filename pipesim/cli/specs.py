@@ -11,6 +11,7 @@ import click
 from pipesim.cli.flags import FLAGS
 from pipesim.errors import InputError
 from pipesim.io.units import finite, parse_count
+from pipesim.sim.budget import check_gpus
 
 if TYPE_CHECKING:
     from pipesim.comm.base import CommModel
@@ -160,6 +161,7 @@ class ClusterFlags:
     rank_order: str
     fabric: str | None
     oversubscription: float | None
+    max_gpus: int
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
@@ -187,7 +189,11 @@ class ClusterFlags:
 
         if self.topology is None and self.nodes is not None:
             raise InputError("--nodes needs --topology (the servers of which cluster?)")
-        return build_comm(self.spec(), world_size)
+        spec = self.spec()
+        if spec.topology is not None:
+            per = spec.node_gpus()
+            check_gpus(spec.nodes if spec.nodes is not None else -(-world_size // per), per, self.max_gpus)
+        return build_comm(spec, world_size)
 
     def rank_grid(self) -> tuple[str, str, str]:
         """``--rank-order`` parsed (fastest-varying axis first)."""
@@ -208,6 +214,8 @@ class ClusterFlags:
                 f"--gpus-per-node={self.gpus_per_node} contradicts topology {self.topology} ({per} per node)"
             )
         nodes = self.nodes
+        if nodes is not None and self.topology is not None:
+            check_gpus(nodes, per, self.max_gpus)
         if self.gpus is not None:
             if nodes is not None:
                 raise InputError("give --nodes or --gpus, not both")

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from pipesim.cli.group import ErrorBoundary, short_help
 from pipesim.cli.options import plain_options
 from pipesim.cli.render import console, emit_json
+from pipesim.errors import InputError
 
 __all__ = ["NODES_ONE", "TOPOLOGY_ARG", "topo_group"]
 
 TOPOLOGY_ARG = click.argument("topology", metavar="NAME|FILE.toml")
 NODES_ONE = {"default": 1, "show_default": True, "help": "Servers (racks for nvl72)."}
+
+
+def _graph(
+    topology: str, nodes: int, fabric: str | None, oversubscription: float | None, max_gpus: int
+) -> Any:
+    """The topology graph, refused before it is built when it would hold more than ``max_gpus`` GPUs."""
+    from pipesim.comm.factory import topology_gpus_per_node
+    from pipesim.sim.budget import check_gpus
+    from topologies import build_cluster
+
+    if nodes < 1:
+        raise InputError(f"--nodes={nodes} must be >= 1")
+    check_gpus(nodes, topology_gpus_per_node(topology), max_gpus)
+    return build_cluster(topology, nodes, fabric=fabric, oversubscription=oversubscription)
 
 
 def _gbps(bw_Bps: float) -> str:
@@ -66,17 +83,21 @@ def topo_list_cmd(as_json: bool) -> None:
 
 @topo_group.command("show")
 @TOPOLOGY_ARG
-@plain_options("nodes", "fabric", "oversubscription", nodes=NODES_ONE)
+@plain_options("nodes", "fabric", "oversubscription", "max_gpus", nodes=NODES_ONE)
 @plain_options("as_json", as_json={"help": "Print the summary as JSON (B/s, SI units)."})
 def topo_show_cmd(
-    topology: str, nodes: int, fabric: str | None, oversubscription: float | None, as_json: bool
+    topology: str,
+    nodes: int,
+    fabric: str | None,
+    oversubscription: float | None,
+    max_gpus: int,
+    as_json: bool,
 ) -> None:
     """Summarize a cluster: GPUs, links by kind, per-GPU and bisection bandwidth (line rates, GB/s = 1e9 B/s
     per direction; bisection = max flow between the first and second half of the GPUs)."""
-    from topologies import build_cluster
     from topologies.summary import summarize
 
-    s = summarize(build_cluster(topology, nodes, fabric=fabric, oversubscription=oversubscription))
+    s = summarize(_graph(topology, nodes, fabric, oversubscription, max_gpus))
     if as_json:
         emit_json(s.as_dict())
         return
@@ -105,16 +126,15 @@ def topo_show_cmd(
 
 @topo_group.command("draw")
 @TOPOLOGY_ARG
-@plain_options("nodes", "fabric", "oversubscription", nodes=NODES_ONE)
+@plain_options("nodes", "fabric", "oversubscription", "max_gpus", nodes=NODES_ONE)
 @plain_options("output", output={"required": True, "help": "HTML file to write."})
 def topo_draw_cmd(
-    topology: str, nodes: int, fabric: str | None, oversubscription: float | None, output: str
+    topology: str, nodes: int, fabric: str | None, oversubscription: float | None, max_gpus: int, output: str
 ) -> None:
     """Draw a cluster as a self-contained interactive HTML page (hover links for their bandwidth)."""
     from pipesim.figures.topology import write_topology_html
-    from topologies import build_cluster
+    from pipesim.io.atomic import check_output_path
 
-    write_topology_html(
-        build_cluster(topology, nodes, fabric=fabric, oversubscription=oversubscription), output
-    )
+    check_output_path(output)
+    write_topology_html(_graph(topology, nodes, fabric, oversubscription, max_gpus), output)
     click.echo(f"wrote {output}")

@@ -97,8 +97,10 @@ class TopologyCommModel(GroupAlgorithms):
             self._costs[key] = self._compute(op, algo, group)
         c = self._costs[key]
         if c is None and _check:
+            here = ", ".join(["auto", *self.algorithms(op, ranks)])
             raise InputError(
-                f"algorithm {algo} is not available for {op} on these {len(group)} GPUs of {self.graph.graph.get('name')}"
+                f"algorithm {algo} is not available for {op} on these {len(group)} GPUs of "
+                f"{self.graph.graph.get('name')}; valid here: {here}"
             )
         return c
 

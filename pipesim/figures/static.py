@@ -16,7 +16,7 @@ from pipesim.errors import InputError
 from pipesim.figures.chromium import CANDIDATES, CHROMIUM_ENV, BrowserError, Chromium, find_chromium
 from pipesim.io.atomic import atomic_write_bytes, check_output_path
 
-__all__ = ["IMAGE_FORMATS", "check_image_target", "export_image"]
+__all__ = ["IMAGE_FORMATS", "check_image_target", "export_image", "render_image"]
 
 IMAGE_FORMATS = ("png", "svg")
 PNG_SCALE = 2
@@ -41,6 +41,12 @@ def check_image_target(path: str | Path) -> tuple[Path, str]:
 def export_image(page_html: str, path: str | Path, width: int = 1400, timeout_s: float = 120.0) -> None:
     """Render the first figure of ``page_html`` (from :func:`pipesim.figures.page.render_page`) to ``path``
     (.png or .svg), written atomically."""
+    atomic_write_bytes(path, render_image(page_html, path, width, timeout_s))
+
+
+def render_image(page_html: str, path: str | Path, width: int = 1400, timeout_s: float = 120.0) -> bytes:
+    """The bytes of the first figure of ``page_html`` as an image in the format of ``path``'s suffix (.png or
+    .svg), rendered by a headless Chromium; nothing is written."""
     p, fmt = check_image_target(path)
     with tempfile.TemporaryDirectory(prefix="pipesim-export-") as tmp:
         page = Path(tmp) / "page.html"
@@ -59,5 +65,4 @@ def export_image(page_html: str, path: str | Path, width: int = 1400, timeout_s:
         except BrowserError as exc:
             raise InputError(f"cannot export {p}: Chromium failed ({exc})") from None
     head, _, body = str(url).partition(",")
-    data = base64.b64decode(body) if head.endswith(";base64") else urllib.parse.unquote(body).encode("utf-8")
-    atomic_write_bytes(p, data)
+    return base64.b64decode(body) if head.endswith(";base64") else urllib.parse.unquote(body).encode("utf-8")

@@ -35,6 +35,7 @@ preset's)::
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Mapping
 from dataclasses import fields
@@ -75,6 +76,8 @@ def _read_toml(path: Path, what: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise InputError(f"{path}: not valid TOML (nested too deeply to read)") from None
 
 
 def _int(src: str, data: Mapping[str, Any], key: str, default: int | None = None, prefix: str = "") -> int:
@@ -92,8 +95,8 @@ def _num(src: str, data: Mapping[str, Any], key: str, prefix: str = "") -> float
     if key not in data:
         raise InputError(f"{src}: missing key {prefix + key!r}")
     value = data[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise InputError(f"{src}: key {prefix + key!r} = {value!r} must be a positive number")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise InputError(f"{src}: key {prefix + key!r} = {value!r} must be a finite positive number")
     return float(value)
 
 
@@ -185,6 +188,8 @@ def load_hf_config(path: str | Path) -> ModelSpec:
         config = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{p}: not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
+    except RecursionError:
+        raise InputError(f"{p}: not valid JSON for a model config (nested too deeply to read)") from None
     return model_from_hf_dict(config, str(p))
 
 

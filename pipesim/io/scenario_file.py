@@ -187,8 +187,8 @@ T = TypeVar("T")
 
 
 def _num(src: str, where: str, v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-        raise InputError(f"{src}: key '{where}' = {v!r} must be a positive number")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
+        raise InputError(f"{src}: key '{where}' = {v!r} must be a finite positive number")
     return float(v)
 
 
@@ -211,6 +211,8 @@ def parse_scenario_toml(text: str, src: str = "<scenario>") -> ScenarioFile:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{src}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise InputError(f"{src}: not valid TOML (nested too deeply to read)") from None
     _check_keys(src, "(top level)", data, ("model", "gpu", "cluster", "layout"))
     model = _model(src, _section(src, data, "model"))
     gpu = _gpu(src, _section(src, data, "gpu"))

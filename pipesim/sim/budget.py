@@ -1,0 +1,69 @@
+"""Work budgets: what a command may build before it builds it. Each check computes the size of what would
+be built (compute actions in a timeline, bars on a Gantt page, GPUs in a topology graph) and refuses, in one
+line with the size, the limit and the option that raises it, anything past the limit.
+
+Defaults keep an accepted run under about 2 GiB of memory on this project's benchmark machine
+(benchmarks/budgets.py measures the peak at each limit): a timeline costs about 150 bytes of engine state per
+compute action plus its transfers; a Gantt page about 430 bytes of HTML per bar; a topology graph about
+6 KB per GPU (NVLink, PCIe and fabric links included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pipesim.errors import InputError
+
+__all__ = [
+    "MAX_ACTIONS",
+    "MAX_BARS",
+    "MAX_GPUS",
+    "MAX_TOP_K",
+    "check_actions",
+    "check_bars",
+    "check_gpus",
+    "timeline_actions",
+]
+
+MAX_ACTIONS = 4_000_000  # compute actions in one command's timelines
+MAX_BARS = 250_000  # compute bars on one Gantt page (about 110 MB of HTML)
+MAX_GPUS = 32_768  # GPUs in one topology graph (4,096 eight-GPU servers)
+MAX_TOP_K = 1_024  # layouts plan simulates on the full timeline
+
+
+def timeline_actions(ranks: int, chunks_per_rank: int, microbatches: int, split_backward: bool) -> int:
+    """Compute actions of one step: every chunk runs each microbatch's forward and backward (backward split
+    into input and weight gradients for the split-backward schedules)."""
+    return ranks * chunks_per_rank * microbatches * (3 if split_backward else 2)
+
+
+def _check(size: int, limit: int, what: str, detail: str, option: str) -> None:
+    if size > limit:
+        raise InputError(
+            f"{detail} = {size:,} {what}, over the limit of {limit:,}; lower the sizes or raise the limit "
+            f"with {option} {size}"
+        )
+
+
+def check_actions(timelines: Iterable[tuple[str, int, int, int, bool]], limit: int = MAX_ACTIONS) -> int:
+    """Refuse timelines (name, ranks, chunks per rank, microbatches, split backward) whose compute actions
+    add up past ``limit`` (--max-actions); returns the total."""
+    total, parts = 0, []
+    for name, ranks, chunks, microbatches, split in timelines:
+        n = timeline_actions(ranks, chunks, microbatches, split)
+        total += n
+        parts.append(
+            f"{name} {ranks} ranks x {chunks} chunks x {microbatches:,} microbatches x {3 if split else 2}"
+        )
+    _check(total, limit, "compute actions", " + ".join(parts) or "0", "--max-actions")
+    return total
+
+
+def check_bars(bars: int, limit: int = MAX_BARS) -> None:
+    """Refuse a Gantt page of more than ``limit`` compute bars (--max-bars)."""
+    _check(bars, limit, "bars", "the page would draw", "--max-bars")
+
+
+def check_gpus(nodes: int, gpus_per_node: int, limit: int = MAX_GPUS) -> None:
+    """Refuse a topology graph of more than ``limit`` GPUs (--max-gpus)."""
+    _check(nodes * gpus_per_node, limit, "GPUs", f"{nodes:,} nodes x {gpus_per_node} GPUs", "--max-gpus")

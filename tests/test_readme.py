@@ -1,0 +1,66 @@
+"""Every `pipesim` command in the README's shell blocks runs and exits 0, so the README cannot drift. An
+optional part written ``[--flag a|b]`` runs once per alternative; ``[--flag]`` once with it."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from conftest import invoke
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _shell_lines() -> list[str]:
+    lines, block = [], None
+    for raw in README.read_text(encoding="utf-8").splitlines():
+        if raw.startswith("```"):
+            block = raw[3:].strip() if block is None else None
+            continue
+        if block in ("bash", "console", "sh", "shell"):
+            lines.append(raw)
+    joined, buf = [], ""
+    for line in lines:  # join continuation lines
+        buf += line.rstrip("\\").rstrip() + " " if line.rstrip().endswith("\\") else line
+        if not line.rstrip().endswith("\\"):
+            joined.append(buf)
+            buf = ""
+    return joined
+
+
+def readme_commands() -> list[str]:
+    """The README's pipesim command lines, optional parts expanded."""
+    out = []
+    for line in _shell_lines():
+        text = line.strip().removeprefix("$ ")
+        text = text.split(" # ")[0].split("  #")[0].strip()
+        if "pipesim " not in text and not text.endswith("pipesim"):
+            continue
+        text = text[text.index("pipesim") :]
+        base = re.sub(r"\s*\[[^\]]*\]", "", text)
+        out.append(base)
+        for opt in re.findall(r"\[([^\]]*)\]", text):
+            flag, _, alts = opt.partition(" ")
+            for alt in alts.split("|") if alts else [""]:
+                out.append(f"{base} {flag} {alt}".strip())
+    return list(dict.fromkeys(out))
+
+
+def test_the_readme_has_commands() -> None:
+    cmds = readme_commands()
+    assert len(cmds) >= 15 and all(c.startswith("pipesim") for c in cmds)
+    for sub in ("compare", "simulate", "plan", "gantt", "topo", "collective", "roofline"):
+        assert any(c.split()[1] == sub for c in cmds if len(c.split()) > 1), sub
+
+
+@pytest.mark.parametrize("command", readme_commands())
+def test_readme_command_runs(command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # outputs such as -o timeline.html land here
+    args = shlex.split(command)[1:]
+    if "--image" in args and "browser" not in command:
+        pytest.skip("static images are covered by the browser tests")
+    code, out, err = invoke(*args)
+    assert code == 0, f"{command}\n{err}"
+    assert "Traceback" not in out + err
