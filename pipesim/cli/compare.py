@@ -100,7 +100,7 @@ def compare_cmd(
             return
         console().print(model_compare_table(reports))
         return
-    request = synthetic.request(lay.pp, lay.vpp, lay.dp_overlap)
+    request = synthetic.request(lay.pp, lay.virtual_stages(None), lay.dp_overlap)
     check_actions(synthetic_timelines(request), max_actions)
     results = compare_schedules(request)
     if as_json:
@@ -143,7 +143,7 @@ def compare_on_model(
     scenarios = []
     for name in names:
         family = get_family(name)
-        vpp = lay.vpp if family.uses_vpp else 1
+        vpp = lay.virtual_stages(hw.model) if family.uses_vpp else 1
         scenarios.append(build_scenario(hw, lay, cluster, name, microbatches, vpp, max_actions))
     check_actions([timeline_of(sc.layout) for sc in scenarios], max_actions)
     return [simulate_scenario(sc) for sc in scenarios]

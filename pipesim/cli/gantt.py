@@ -6,9 +6,17 @@ import click
 
 from pipesim.cli.compare import compare_on_model, scenario_options, synthetic_timelines
 from pipesim.cli.group import short_help
-from pipesim.cli.options import ClusterFlags, Hardware, LayoutFlags, SyntheticFlags, plain_options
+from pipesim.cli.options import (
+    SCENARIO_REPLACES,
+    ClusterFlags,
+    Hardware,
+    LayoutFlags,
+    SyntheticFlags,
+    plain_options,
+)
 from pipesim.cli.render import GIB
 from pipesim.cli.simulate import timeline_of
+from pipesim.cli.specs import refuse_alongside
 from pipesim.errors import InputError
 from pipesim.sim.budget import check_actions, check_bars, timeline_actions
 
@@ -78,6 +86,7 @@ def gantt_cmd(
         from pipesim.sim.series import gantt_series
 
         if scenario_file is not None:
+            refuse_alongside("--scenario", (*SCENARIO_REPLACES, "schedules", "microbatches"))
             scenario = load_scenario(scenario_file)
             timelines = [timeline_of(scenario.layout)]
             check_actions(timelines, max_actions)
@@ -105,7 +114,7 @@ def gantt_cmd(
             ("GPU memory", f"{capacity / GIB:g} GiB"),
         ]
     else:
-        request = synthetic.request(lay.pp, lay.vpp, lay.dp_overlap)
+        request = synthetic.request(lay.pp, lay.virtual_stages(None), lay.dp_overlap)
         timelines = synthetic_timelines(request)
         check_actions(timelines, max_actions)
         if output or image_path:

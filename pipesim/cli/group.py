@@ -83,6 +83,7 @@ def _usage_fail(exc: click.UsageError) -> NoReturn:
     fail(f"{exc.format_message()} (see '{where} --help')")
 
 
+ARGV_KEY = "pipesim.argv"
 _STREAM_ERRNOS = (errno.ENOSPC, errno.EPIPE, errno.EIO, errno.EBADF, errno.EDQUOT)
 
 
@@ -158,6 +159,10 @@ class ErrorBoundary(click.Group):
 
 class PipesimGroup(ErrorBoundary):
     """The top-level group: commands are imported from :data:`COMMANDS` on first use."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[ARGV_KEY] = tuple(args)  # what the user typed, for messages that name the flag
+        return super().parse_args(ctx, args)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)

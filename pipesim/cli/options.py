@@ -9,6 +9,9 @@ the one factory of the communication model for every command), :func:`energy_opt
 :class:`EnergyFlags`. The checks live where the spec is built (``Layout`` checks its own fields), never again
 in a command.
 
+Megatron-LM's long names are aliases in the same declaration (``--tp`` / ``--tensor-model-parallel-size``), so
+a line of Megatron-LM arguments (as ``plan`` prints them) can be pasted.
+
 Adding a flag is a one-place change per group: add its declaration to :data:`FLAGS` (the key is the keyword
 the builder receives), add the key to the group's ``names`` tuple, and add a field to the group's dataclass
 (or a parameter to its builder). Every command using the group gets the flag; ``tests/test_cli_flags.py``
@@ -25,6 +28,7 @@ from typing import Any, TypeVar
 import click
 
 from pipesim.cli.flags import FLAGS
+from pipesim.cli.group import ARGV_KEY
 from pipesim.cli.specs import (
     ClusterFlags,
     EnergyFlags,
@@ -59,6 +63,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 LAYOUT_NAMES = (
     "pp",
     "vpp",
+    "layers_per_virtual_stage",
     "tp",
     "dp",
     "micro_batch_size",
@@ -85,6 +90,8 @@ CLUSTER_NAMES = (
     "max_gpus",
 )  # and "fabric", "oversubscription" for the commands that draw or sweep one topology
 ENERGY_NAMES = ("tokens", "price_per_gpu_hour", "pue", "node_overhead_w")
+# What a scenario file (--scenario) replaces.
+SCENARIO_REPLACES = ("model_arg", "gpu_arg", *LAYOUT_NAMES, *CLUSTER_NAMES[:-1])
 SYNTHETIC_NAMES = (
     "microbatches",
     "schedules",
@@ -103,6 +110,18 @@ SYNTHETIC_NAMES = (
 )
 
 
+class PipesimOption(click.Option):
+    """A click option whose error messages name the spelling the user typed (``--pp`` or its Megatron-LM
+    alias ``--pipeline-model-parallel-size``), not every alias."""
+
+    def get_error_hint(self, ctx: click.Context | None) -> str:
+        argv = ctx.meta.get(ARGV_KEY, ()) if ctx is not None else ()
+        for opt in self.opts + self.secondary_opts:
+            if any(a == opt or a.startswith(opt + "=") for a in argv):
+                return repr(opt)
+        return repr(self.opts[0])
+
+
 def flag(name: str, **override: Any) -> click.Option:
     """A fresh click option for flag ``name`` of :data:`FLAGS` (``override`` replaces declaration attributes,
     e.g. ``required=True``)."""
@@ -111,7 +130,7 @@ def flag(name: str, **override: Any) -> click.Option:
     if merged.get("required"):  # a default (even None) would satisfy click's required check
         merged.pop("default", None)
         merged.pop("show_default", None)
-    return click.Option(list(decls), **merged)
+    return PipesimOption(list(decls), **merged)
 
 
 def _attach(func: Any, params: Sequence[click.Parameter]) -> None:

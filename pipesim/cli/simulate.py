@@ -9,6 +9,7 @@ import click
 
 from pipesim.cli.group import short_help
 from pipesim.cli.options import (
+    SCENARIO_REPLACES,
     ClusterFlags,
     EnergyFlags,
     Hardware,
@@ -20,6 +21,8 @@ from pipesim.cli.options import (
     plain_options,
 )
 from pipesim.cli.render import GIB, console, emit_json, gib, render_energy
+from pipesim.cli.specs import given, refuse_alongside
+from pipesim.errors import InputError
 from pipesim.sim.budget import MAX_ACTIONS, check_actions
 
 if TYPE_CHECKING:
@@ -76,7 +79,10 @@ def build_scenario(
 
     model = hw.need_model()
     layout = lay.layout(
-        schedule, microbatches=microbatches, gpus=cluster.gpus, vpp=lay.vpp if vpp is None else vpp
+        schedule,
+        microbatches=microbatches,
+        gpus=cluster.gpus,
+        vpp=lay.virtual_stages(model) if vpp is None else vpp,
     )
     check_gpu_count(layout, cluster.gpus)
     hw.gpu.peak(layout.precision)  # fail early if the GPU lacks the precision
@@ -124,6 +130,7 @@ def simulate_cmd(
     if scenario_file is not None:
         from pipesim.io.scenario_file import load_scenario_toml
 
+        refuse_alongside("--scenario", (*SCENARIO_REPLACES, "schedule"))
         stored = load_scenario_toml(scenario_file)
         scenario = stored.scenario()
         check_actions([timeline_of(scenario.layout)], max_actions)
@@ -133,12 +140,30 @@ def simulate_cmd(
         if schedule is not None:
             get_family(schedule)  # unknown names list the valid ones
         report = simulate_scenario(build_scenario(hw, lay, cluster, schedule, max_actions=max_actions))
+        _refuse_default_layout_oom(report)
     energy_report = report_energy(report, energy, gpus_per_node)
     if as_json:
         emit_json({**report.as_dict(), "energy": energy_report.as_dict() if energy_report else None})
         return
     render_report(report)
     render_energy(energy_report)
+
+
+LAYOUT_CHOICES = ("tp", "pp", "dp", "vpp", "layers_per_virtual_stage", "gpus")
+
+
+def _refuse_default_layout_oom(report: SimulationReport) -> None:
+    """With no layout flag typed the layout is one GPU; refuse it when it does not fit rather than report an
+    out-of-memory step as if it were a result."""
+    if report.fits or any(given(k) for k in LAYOUT_CHOICES):
+        return
+    sc, worst = report.scenario, report.worst_memory
+    raise InputError(
+        f"{sc.model.name} does not fit one {sc.gpu.name} (the layout when no --tp, --pp, --dp or --gpus is "
+        f"given: peak {gib(worst.peak)} GiB of {gib(sc.gpu.hbm_bytes)} GiB); give a layout, or find one with "
+        f"`pipesim plan --model {sc.model.name} --gpu {sc.gpu.name} --nodes N --global-batch-size "
+        f"{sc.layout.global_batch_size}`"
+    )
 
 
 def render_report(report: SimulationReport) -> None:

@@ -34,6 +34,7 @@ __all__ = [
     "build_layout_flags",
     "build_synthetic_flags",
     "given",
+    "refuse_alongside",
 ]
 
 
@@ -44,6 +45,17 @@ def given(name: str) -> bool:
         return False
     source = ctx.get_parameter_source(name)
     return source is not None and source.name == "COMMANDLINE"
+
+
+def refuse_alongside(flag: str, keywords: tuple[str, ...]) -> None:
+    """Raise :class:`InputError` naming the first flag among ``keywords`` the user typed together with
+    ``flag`` (which replaces them), instead of silently ignoring it."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return
+    for param in ctx.command.params:
+        if param.name in keywords and given(param.name):
+            raise InputError(f"{param.opts[0]} cannot be combined with {flag}, which replaces it; drop one")
 
 
 def _defaults(cls: type) -> dict[str, Any]:
@@ -89,6 +101,7 @@ class LayoutFlags:
 
     pp: int
     vpp: int
+    layers_per_virtual_stage: int | None
     tp: int
     dp: int | None
     micro_batch_size: int
@@ -108,6 +121,22 @@ class LayoutFlags:
     def defaults(cls) -> dict[str, Any]:
         """Declared defaults of every layout flag."""
         return _defaults(cls)
+
+    def virtual_stages(self, model: ModelSpec | None) -> int:
+        """vpp: ``--vpp``, or ``model``'s layers / (pp x ``--num-layers-per-virtual-pipeline-stage``)."""
+        per = self.layers_per_virtual_stage
+        if per is None:
+            return self.vpp
+        flag = "--num-layers-per-virtual-pipeline-stage"
+        if given("vpp"):
+            raise InputError(f"give --vpp or {flag}, not both")
+        if model is None:
+            raise InputError(f"{flag} needs --model (vpp = its layers / (pp x {per}))")
+        if self.pp < 1 or model.num_layers % (self.pp * per):
+            raise InputError(
+                f"{flag}={per} with pp={self.pp}: pp x {per} does not divide num_layers={model.num_layers}"
+            )
+        return model.num_layers // (self.pp * per)
 
     def layout(
         self,
@@ -134,8 +163,8 @@ class LayoutFlags:
         vpp = changes.get("vpp", self.vpp)
         if schedule is None:
             schedule = "interleaved-1f1b" if vpp > 1 else "1f1b"
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update(dp=dp, global_batch_size=gbs, schedule=schedule)
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "layers_per_virtual_stage"}
+        values.update(dp=dp, global_batch_size=gbs, schedule=schedule, vpp=vpp)
         values.update(changes)
         return Layout(**values)
 
