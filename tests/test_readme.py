@@ -16,8 +16,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def _shell_lines() -> list[str]:
     lines, block = [], None
     for raw in README.read_text(encoding="utf-8").splitlines():
-        if raw.startswith("```"):
-            block = raw[3:].strip() if block is None else None
+        if raw.strip().startswith("```"):
+            block = raw.strip()[3:].strip() if block is None else None
             continue
         if block in ("bash", "console", "sh", "shell"):
             lines.append(raw)
