@@ -110,17 +110,22 @@ def compare_cmd(
     console(fit=table).print(table)
 
 
-def synthetic_timelines(request: CompareRequest) -> list[tuple[str, int, int, int, bool]]:
-    """The registry schedules of a synthetic request as :func:`pipesim.sim.budget.check_actions` counts them
-    (unknown names are left to the simulator's own message; CSV files are bounded by their size)."""
+def synthetic_timelines(
+    request: CompareRequest, iterations: int | None = None
+) -> list[tuple[str, int, int, int, bool]]:
+    """The registry schedules of a synthetic request as :func:`pipesim.sim.budget.check_actions` counts them,
+    over ``iterations`` consecutive iterations (default: 1 under ``--optimizer sync``, the 4 that
+    post-validation's steady state is measured on); unknown names are left to the simulator's own message,
+    CSV files are bounded by their size."""
     from schedules import REGISTRY
 
+    repeat = iterations or (1 if request.optimizer == "sync" else 4)
     out = []
     for name in request.schedules:
         family = REGISTRY.get(name)
         if family is not None:
             chunks = family.chunks(request.vpp)
-            out.append((name, request.pp, chunks, request.microbatches, family.split_backward))
+            out.append((name, request.pp, chunks, request.microbatches * repeat, family.split_backward))
     return out
 
 

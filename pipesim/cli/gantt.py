@@ -96,6 +96,9 @@ def gantt_cmd(
                 synthetic.names(), hw, lay, cluster, synthetic.microbatches, max_actions
             )
             timelines = [timeline_of(r.scenario.layout) for r in reports]
+        if iterations:  # the extra iterations drawn
+            timelines = [(n, r, c, m * iterations, sp) for n, r, c, m, sp in timelines]
+            check_actions(timelines, max_actions)
         panels = []
         for r in reports:
             run = run_iterations(r.schedule, r.costs, "sync", iterations)
@@ -115,7 +118,7 @@ def gantt_cmd(
         ]
     else:
         request = synthetic.request(lay.pp, lay.virtual_stages(None), lay.dp_overlap)
-        timelines = synthetic_timelines(request)
+        timelines = synthetic_timelines(request, iterations)
         check_actions(timelines, max_actions)
         if output or image_path:
             check_bars(sum(timeline_actions(r, c, m, sp) for _, r, c, m, sp in timelines), max_bars)
