@@ -72,7 +72,7 @@ def timeline_bytes(timeline: Timeline) -> int:
     return sum(v.nbytes for v in vars(timeline).values() if hasattr(v, "nbytes"))
 
 
-def measure(name: str, pp: int, actions: int, runs: int) -> dict[str, Any]:
+def measure(name: str, pp: int, actions: int, runs: int, clock: Any = time.perf_counter) -> dict[str, Any]:
     """One record: median generate / simulate / metrics seconds over ``runs`` runs, and memory."""
     vpp = VPP if get_family(name).uses_vpp else 1
     m = microbatches_for(name, pp, vpp, actions)
@@ -80,15 +80,15 @@ def measure(name: str, pp: int, actions: int, runs: int) -> dict[str, Any]:
     gen, sim, met = [], [], []
     for _ in range(runs):
         gc.collect()
-        t0 = time.perf_counter()
+        t0 = clock()
         schedule = build_schedule(name, pp, m, vpp)
-        t1 = time.perf_counter()
+        t1 = clock()
         costs = uniform_costs(schedule, split)
-        t2 = time.perf_counter()
+        t2 = clock()
         timeline = simulate(schedule, costs)
-        t3 = time.perf_counter()
+        t3 = clock()
         pipeline_metrics(schedule, costs, timeline)
-        t4 = time.perf_counter()
+        t4 = clock()
         gen.append(t1 - t0)
         sim.append(t3 - t2)
         met.append(t4 - t3)
@@ -149,18 +149,29 @@ def main() -> None:
     parser.add_argument("--actions", type=float, default=None, help="actions per schedule (default 1e6)")
     parser.add_argument("--runs", type=int, default=None, help="runs per case (default 5)")
     parser.add_argument("--schedules", default="", help="comma-separated families (default: all registered)")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall: elapsed seconds; cpu: this process's CPU seconds (steadier on a shared machine)",
+    )
     parser.add_argument("--pp", default=",".join(map(str, PPS)), help="comma-separated pipeline sizes")
     args = parser.parse_args()
     actions = int(args.actions if args.actions is not None else (1e5 if args.quick else 1e6))
     runs = args.runs if args.runs is not None else (3 if args.quick else 5)
     names = [n for n in args.schedules.split(",") if n] or schedule_names()
     pps = [int(p) for p in args.pp.split(",") if p]
-    simulate(build_schedule("1f1b", 2, 2), OpCosts.uniform(2, 1.0, 1.0))  # warm-up (imports, compilation)
-    records = [measure(name, pp, actions, runs) for name in names for pp in pps]
+    warm = build_schedule("1f1b", 2, 2)
+    simulate(warm, OpCosts.uniform(2, 1.0, 1.0), method="compiled")  # load (or compile) the kernels first
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    records = [measure(name, pp, actions, runs, clock) for name in names for pp in pps]
+    for record in records:
+        record["clock"] = args.clock
     if args.json:
         print(json.dumps(records, indent=1))
     else:
         print_table(records, runs)
+        print(f"clock: {args.clock}")
 
 
 if __name__ == "__main__":
