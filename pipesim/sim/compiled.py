@@ -216,42 +216,39 @@ def _kernels() -> tuple[Any, Any]:
     return jit(_check_and_count), jit(_run)
 
 
-def _tables(schedule: Schedule, costs: OpCosts) -> dict[str, np.ndarray]:
+@functools.lru_cache(maxsize=256)
+def _static_tables(num_stages: int, placement: tuple[int, ...]) -> dict[str, np.ndarray]:
     """Per (op, stage) tables for the kernels, from :func:`depends_on`, :func:`produces` and
     :func:`consumer_stages` (its inverse): the cross-stage and own-stage dependency (signal, stage; -1 for
-    none), the rank an action's output is sent to (-1: no consumer, or one on the same rank), the
-    transfer's seconds (the p2p of the boundary crossed), and per op the signal it makes (-1: none)."""
-    s_count = schedule.num_stages
-    placement = schedule.stage_to_rank
-    shape = (NUM_OPS, s_count)
-    cross_sig = np.full(shape, -1, dtype=np.int64)
-    cross_stage = np.full(shape, -1, dtype=np.int64)
-    own_sig = np.full(shape, -1, dtype=np.int64)
-    own_stage = np.full(shape, -1, dtype=np.int64)
-    send_to = np.full(shape, -1, dtype=np.int64)
-    xfer = np.zeros(shape)
-    makes = np.array([-1 if (g := produces(o)) is None else int(g) for o in Op], dtype=np.int64)
-    consumers = consumer_stages(s_count)
+    none), the rank an action's output is sent to (-1: no consumer, or one on the same rank) and the stage
+    boundary it crosses; per op the signal it makes (-1: none). Cached: they depend only on the placement."""
+    shape = (NUM_OPS, num_stages)
+    tables = {
+        name: np.full(shape, -1, dtype=np.int64)
+        for name in ("cross_sig", "cross_stage", "own_sig", "own_stage", "send_to", "boundary")
+    }
+    tables["makes"] = np.array([-1 if (g := produces(o)) is None else int(g) for o in Op], dtype=np.int64)
+    consumers = consumer_stages(num_stages)
     for o in Op:
-        for s in range(s_count):
-            for dep in depends_on(Action(s, o, 0), s_count):
-                if dep.cross_stage:
-                    cross_sig[o, s], cross_stage[o, s] = int(dep.signal), dep.stage
-                else:
-                    own_sig[o, s], own_stage[o, s] = int(dep.signal), dep.stage
+        for s in range(num_stages):
+            for dep in depends_on(Action(s, o, 0), num_stages):
+                kind = "cross" if dep.cross_stage else "own"
+                tables[f"{kind}_sig"][o, s], tables[f"{kind}_stage"][o, s] = int(dep.signal), dep.stage
             c = consumers[o][s]
             if c >= 0 and placement[c] != placement[s]:
-                send_to[o, s] = placement[c]
-                xfer[o, s] = costs.p2p_s[min(s, c)]
-    return {
-        "cross_sig": cross_sig,
-        "cross_stage": cross_stage,
-        "own_sig": own_sig,
-        "own_stage": own_stage,
-        "send_to": send_to,
-        "xfer": xfer,
-        "makes": makes,
-    }
+                tables["send_to"][o, s] = placement[c]
+                tables["boundary"][o, s] = min(s, c)
+    for table in tables.values():
+        table.setflags(write=False)
+    return tables
+
+
+def _tables(schedule: Schedule, costs: OpCosts) -> dict[str, np.ndarray]:
+    """:func:`_static_tables` plus ``xfer``, the seconds of each (op, stage)'s transfer (0 where none)."""
+    tables = dict(_static_tables(schedule.num_stages, schedule.stage_to_rank))
+    p2p = np.asarray(costs.p2p_s + (0.0,), dtype=np.float64)  # index -1 (no transfer): 0 s
+    tables["xfer"] = p2p[tables["boundary"]]
+    return tables
 
 
 def simulate_compiled(schedule: Schedule, costs: OpCosts) -> Timeline:
