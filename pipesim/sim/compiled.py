@@ -48,16 +48,21 @@ def _check_and_count(codes, offsets, placement, num_stages, num_microbatches, se
     """Decode every action, check that it is on its stage's rank and that each (stage, microbatch) has one F
     and either one B or one I and one W (``flags``: one bit per op); return (status, transfers)."""
     sends = 0
+    inverse = 1.0 / num_stages
     for r in range(offsets.size - 1):
         for i in range(offsets[r], offsets[r + 1]):
             code = codes[i]
             if code < 0:
                 return 1, 0
-            op = code % 4
-            rest = code // 4
-            s = rest % num_stages
-            m = rest // num_stages
-            if m >= num_microbatches or placement[s] != r:
+            op = code % NUM_OPS
+            rest = code // NUM_OPS
+            m = np.int64(rest * inverse)  # rest // num_stages without a 64-bit division (corrected below)
+            if m * num_stages > rest:
+                m -= 1
+            elif (m + 1) * num_stages <= rest:
+                m += 1
+            s = rest - m * num_stages
+            if m >= num_microbatches or s < 0 or s >= num_stages or placement[s] != r:
                 return 1, 0
             key = m * num_stages + s
             bit = np.uint8(1 << op)
@@ -109,14 +114,19 @@ def _run(  # type: ignore[no-untyped-def]
     n_ranks = offsets.size - 1
     n = offsets[n_ranks]
     # Pass 1: decode into the timeline's rows; transfer rows follow the compute rows in action order.
+    inverse = 1.0 / num_stages
     t = n
     for r in range(n_ranks):
         for i in range(offsets[r], offsets[r + 1]):
             code = codes[i]
-            op = code % 4
-            rest = code // 4
-            s = rest % num_stages
-            m = rest // num_stages
+            op = code % NUM_OPS
+            rest = code // NUM_OPS
+            m = np.int64(rest * inverse)  # rest // num_stages without a 64-bit division (corrected below)
+            if m * num_stages > rest:
+                m -= 1
+            elif (m + 1) * num_stages <= rest:
+                m += 1
+            s = rest - m * num_stages
             rank[i] = r
             stream[i] = 0
             kind[i] = op
