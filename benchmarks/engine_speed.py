@@ -72,7 +72,9 @@ def timeline_bytes(timeline: Timeline) -> int:
     return sum(v.nbytes for v in vars(timeline).values() if hasattr(v, "nbytes"))
 
 
-def measure(name: str, pp: int, actions: int, runs: int, clock: Any = time.perf_counter) -> dict[str, Any]:
+def measure(
+    name: str, pp: int, actions: int, runs: int, clock: Any = time.perf_counter, method: str = "auto"
+) -> dict[str, Any]:
     """One record: median generate / simulate / metrics seconds over ``runs`` runs, and memory."""
     vpp = VPP if get_family(name).uses_vpp else 1
     m = microbatches_for(name, pp, vpp, actions)
@@ -85,7 +87,7 @@ def measure(name: str, pp: int, actions: int, runs: int, clock: Any = time.perf_
         t1 = clock()
         costs = uniform_costs(schedule, split)
         t2 = clock()
-        timeline = simulate(schedule, costs)
+        timeline = simulate(schedule, costs, method=method)
         t3 = clock()
         pipeline_metrics(schedule, costs, timeline)
         t4 = clock()
@@ -97,7 +99,7 @@ def measure(name: str, pp: int, actions: int, runs: int, clock: Any = time.perf_
     del timeline
     gc.collect()
     tracemalloc.start()
-    simulate(schedule, costs)
+    simulate(schedule, costs, method=method)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     generate_s, simulate_s = statistics.median(gen), statistics.median(sim)
@@ -155,6 +157,12 @@ def main() -> None:
         default="wall",
         help="wall: elapsed seconds; cpu: this process's CPU seconds (steadier on a shared machine)",
     )
+    parser.add_argument(
+        "--method",
+        choices=("auto", "compiled", "wavefront"),
+        default="auto",
+        help="engine evaluation (wavefront: the numpy reference, the engine before issue 17)",
+    )
     parser.add_argument("--pp", default=",".join(map(str, PPS)), help="comma-separated pipeline sizes")
     args = parser.parse_args()
     actions = int(args.actions if args.actions is not None else (1e5 if args.quick else 1e6))
@@ -164,14 +172,15 @@ def main() -> None:
     warm = build_schedule("1f1b", 2, 2)
     simulate(warm, OpCosts.uniform(2, 1.0, 1.0), method="compiled")  # load (or compile) the kernels first
     clock = time.perf_counter if args.clock == "wall" else time.process_time
-    records = [measure(name, pp, actions, runs, clock) for name in names for pp in pps]
+    records = [measure(name, pp, actions, runs, clock, args.method) for name in names for pp in pps]
     for record in records:
         record["clock"] = args.clock
+        record["method"] = args.method
     if args.json:
         print(json.dumps(records, indent=1))
     else:
         print_table(records, runs)
-        print(f"clock: {args.clock}")
+        print(f"clock: {args.clock}, engine: {args.method}")
 
 
 if __name__ == "__main__":
