@@ -46,7 +46,8 @@ _OK, _INCOMPLETE, _DEADLOCK = 0, 1, 2
 
 def _check_and_count(codes, offsets, placement, num_stages, num_microbatches, send_to, flags):  # type: ignore[no-untyped-def]
     """Decode every action, check that it is on its stage's rank and that each (stage, microbatch) has one F
-    and either one B or one I and one W (``flags``: one bit per op); return (status, transfers)."""
+    and either one B or one I and one W (``flags``, stage-major: one bit per op); return (status,
+    transfers)."""
     sends = 0
     inverse = 1.0 / num_stages
     for r in range(offsets.size - 1):
@@ -64,7 +65,7 @@ def _check_and_count(codes, offsets, placement, num_stages, num_microbatches, se
             s = rest - m * num_stages
             if m >= num_microbatches or s < 0 or s >= num_stages or placement[s] != r:
                 return 1, 0
-            key = m * num_stages + s
+            key = s * num_microbatches + m
             bit = np.uint8(1 << op)
             if flags[key] & bit:
                 return 1, 0
@@ -81,6 +82,7 @@ def _run(  # type: ignore[no-untyped-def]
     codes,
     offsets,
     num_stages,
+    num_microbatches,
     durations,
     makes,
     cross_sig,
@@ -105,9 +107,11 @@ def _run(  # type: ignore[no-untyped-def]
 ):
     """Fill the compute rows (0 .. n-1) and transfer rows (n ..) of the timeline; return the status.
 
-    ``finish_row[key]`` / ``arrive_row[key]`` are the rows whose end is when signal ``key`` = (microbatch *
-    stages + stage) * NUM_SIGNALS + signal is produced / available to its cross-stage consumer (the transfer's row when
-    it travels). ``head`` ends at each rank's first action not run (for the deadlock grid); ``last_grad`` per
+    ``finish_row[key]`` / ``arrive_row[key]`` are the rows whose end is when signal ``key`` is produced /
+    available to its cross-stage consumer (the transfer's row when it travels). Keys are stage-major,
+    (stage * microbatches + microbatch) * NUM_SIGNALS + signal, not :func:`schedules.ir.signal_index`'s
+    microbatch-major order: a rank walks each of its stages' microbatches in turn, so consecutive actions
+    touch neighbouring keys (with many stages the other order puts every access on a new cache line). ``head`` ends at each rank's first action not run (for the deadlock grid); ``last_grad`` per
     stage is the row of the gradient pass (B or W) that finished last (ties: the later row).
     """
     inf = np.inf
@@ -136,7 +140,7 @@ def _run(  # type: ignore[no-untyped-def]
             end[i] = inf
             sig = makes[op]
             if sig >= 0:
-                key = (m * num_stages + s) * NUM_SIGNALS + sig
+                key = (s * num_microbatches + m) * NUM_SIGNALS + sig
                 finish_row[key] = i
                 arrive_row[key] = i
                 if send_to[op, s] >= 0:
@@ -170,7 +174,7 @@ def _run(  # type: ignore[no-untyped-def]
                 f_cross = 0.0
                 cs = cross_sig[op, s]
                 if cs >= 0:
-                    key = (m * num_stages + cross_stage[op, s]) * NUM_SIGNALS + cs
+                    key = (cross_stage[op, s] * num_microbatches + m) * NUM_SIGNALS + cs
                     arrival = end[arrive_row[key]]
                     if arrival == inf:
                         break
@@ -179,7 +183,7 @@ def _run(  # type: ignore[no-untyped-def]
                 f_own = 0.0
                 sg = own_sig[op, s]
                 if sg >= 0:
-                    f_own = end[finish_row[(m * num_stages + own_stage[op, s]) * NUM_SIGNALS + sg]]
+                    f_own = end[finish_row[(own_stage[op, s] * num_microbatches + m) * NUM_SIGNALS + sg]]
                     if f_own == inf:
                         break
                     st = max(st, f_own)
@@ -194,7 +198,7 @@ def _run(  # type: ignore[no-untyped-def]
                 if send_to[op, s] >= 0:  # the output leaves on the send stream once that is free
                     leave = max(en, send_free[r])
                     arrival = leave + xfer[op, s]
-                    row = arrive_row[(m * num_stages + s) * NUM_SIGNALS + makes[op]]
+                    row = arrive_row[(s * num_microbatches + m) * NUM_SIGNALS + makes[op]]
                     end[row] = arrival
                     start[row] = arrival - xfer[op, s]
                     send_free[r] = arrival
@@ -311,6 +315,7 @@ def simulate_compiled(schedule: Schedule, costs: OpCosts) -> Timeline:
         codes,
         offsets,
         s_count,
+        m_count,
         durations,
         tables["makes"],
         tables["cross_sig"],
