@@ -16,8 +16,10 @@ needs a multiple of pp, DualPipeV at least 2 pp). Each case is generated and sim
 Costs are uniform (F 0.25 ms, B 0.5 ms, W a third of B for split-backward families, 10 us transfers, 100 MB
 of activations): the engine's work does not depend on the values.
 
-Run: ``python benchmarks/engine_speed.py`` (a few minutes on 2 cores), ``--quick`` (1e5 actions, 3 runs,
-about a minute), ``--json`` for the records.
+A case whose generations take more than 10 s in all stops repeating (``runs`` in the record). Run:
+``python benchmarks/engine_speed.py`` (a few minutes on 2 cores for the fast families; the greedy ones take
+about a minute each at 1e6 actions), ``--quick`` (1e5 actions, 3 runs), ``--json`` for the records,
+``--schedules`` to pick families, ``--clock cpu`` on a shared machine.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ SIMULATE_TARGET = 10e6  # actions/s, issue 17 part 1
 MEMORY_TARGET = 100.0  # bytes/action, issue 17 part 4
 PPS = (4, 8, 16, 64)
 VPP = 4  # chunks per rank for families that take vpp
+SLOW_CASE_S = 10.0  # stop repeating a case once its generations took this long (its figure is far off anyway)
 
 
 def microbatches_for(name: str, pp: int, vpp: int, actions: int) -> int:
@@ -75,7 +78,8 @@ def timeline_bytes(timeline: Timeline) -> int:
 def measure(
     name: str, pp: int, actions: int, runs: int, clock: Any = time.perf_counter, method: str = "auto"
 ) -> dict[str, Any]:
-    """One record: median generate / simulate / metrics seconds over ``runs`` runs, and memory."""
+    """One record: median generate / simulate / metrics seconds over ``runs`` runs (fewer when a generator is
+    so slow that the runs would exceed SLOW_CASE_S; ``runs`` in the record says how many), and memory."""
     vpp = VPP if get_family(name).uses_vpp else 1
     m = microbatches_for(name, pp, vpp, actions)
     split = get_family(name).split_backward
@@ -94,6 +98,8 @@ def measure(
         gen.append(t1 - t0)
         sim.append(t3 - t2)
         met.append(t4 - t3)
+        if sum(gen) > SLOW_CASE_S:
+            break
     n = schedule.num_actions
     held = timeline_bytes(timeline)
     del timeline
@@ -116,6 +122,7 @@ def measure(
         "generate_actions_per_s": n / generate_s,
         "peak_bytes_per_action": peak / n,
         "timeline_bytes_per_action": held / n,
+        "runs": len(gen),
     }
 
 
@@ -127,7 +134,7 @@ def print_table(records: list[dict[str, Any]], runs: int) -> None:
     )
     head = (
         f"{'schedule':<17} {'pp':>3} {'m':>6} {'vpp':>3} {'actions':>9} {'gen s':>7} {'gen M/s':>8} "
-        f"{'sim s':>7} {'sim M/s':>8} {'metr s':>7} {'peak B/a':>8} {'tl B/a':>7}"
+        f"{'sim s':>7} {'sim M/s':>8} {'metr s':>7} {'peak B/a':>8} {'tl B/a':>7} {'runs':>4}"
     )
     print(head)
     for r in records:
@@ -139,7 +146,7 @@ def print_table(records: list[dict[str, Any]], runs: int) -> None:
             f"{r['generate_s']:>7.3f} {r['generate_actions_per_s'] / 1e6:>5.2f}{gen_ok:>3} "
             f"{r['simulate_s']:>7.3f} {r['actions_per_s'] / 1e6:>5.2f}{sim_ok:>3} "
             f"{r['metrics_s']:>7.3f} {r['peak_bytes_per_action']:>5.0f}{mem_ok:>4} "
-            f"{r['timeline_bytes_per_action']:>6.0f}"
+            f"{r['timeline_bytes_per_action']:>6.0f} {r['runs']:>4}"
         )
 
 
