@@ -1,14 +1,15 @@
-"""Speed of ``pipesim plan`` (issue 6, part 2).
+"""Speed of ``pipesim plan`` (issue 6, part 2; issue 17, part 3).
 
 GPT-3 175B on 1,024 A100 80GB (dgx-a100 topology, 128 nodes), global batch 1536, the full default search
 space (every registered schedule, micro-batches 1/2/4/8, recompute none/selective/full, distributed optimizer
-and sequence parallelism on/off). Target: >= 5,000 candidates (layouts estimated) in <= 10 s on the 2-core
-development machine, top 16 simulated in full. For scale: Calculon's optimizer evaluates about 290
-configurations per second on this kind of machine (issue 6).
+and sequence parallelism on/off), top 16 simulated in full. Target (issue 17): >= 20,000 candidates estimated
+per second in one process, more with 2 workers. For scale: Calculon's optimizer evaluates 200 to 440
+configurations per second (issue 17).
 
 Prints, per executor (in process; a local pool of 2 processes; each in a fresh interpreter so no cache is
-warm): layouts enumerated, candidates estimated,
-feasible, seconds (end to end: enumeration, estimates, full simulation of the top 16) and candidates/s.
+warm): layouts enumerated, candidates estimated, feasible, seconds end to end (enumeration, estimates, full
+simulation of the top 16), seconds of the estimate phase, and candidates per second of the estimate phase
+next to the target.
 
 Run: python benchmarks/plan_speed.py
 """
@@ -27,6 +28,8 @@ from pipesim.plan.search import PlanCluster, PlanRequest, plan  # noqa: E402
 from pipesim.specs.gpu import get_gpu  # noqa: E402
 from pipesim.specs.model import get_model  # noqa: E402
 
+TARGET = 20_000  # candidates per second of the estimate phase, one process (issue 17, part 3)
+
 
 def one(workers: int) -> None:
     """Plan once with ``workers`` processes and print one row (run in a fresh interpreter: no warm caches)."""
@@ -39,7 +42,7 @@ def one(workers: int) -> None:
     label = "in-process" if workers == 1 else f"{workers} processes"
     print(
         f"{label:<16} {res.enumerated:>10,} {res.candidates:>10,} {res.feasible:>8,} {dt:>8.2f} "
-        f"{res.candidates / dt:>8,.0f}",
+        f"{res.estimate_s:>10.2f} {res.candidates_per_s:>8,.0f} (target >= {TARGET:,})",
         flush=True,
     )
     if workers == 1:
@@ -53,7 +56,8 @@ def main() -> None:
     """Print the figures, each executor in a fresh interpreter."""
     print("GPT-3 175B, 1,024 x A100 80GB (dgx-a100, 128 nodes), global batch 1536, default search space")
     print(
-        f"{'executor':<16} {'enumerated':>10} {'candidates':>10} {'feasible':>8} {'seconds':>8} {'cand/s':>8}"
+        f"{'executor':<16} {'enumerated':>10} {'candidates':>10} {'feasible':>8} {'seconds':>8} "
+        f"{'estimate s':>10} {'cand/s':>8}"
     )
     sys.stdout.flush()
     for workers in (1, 2):

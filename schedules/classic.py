@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from array import array
 
-from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError, interleaved_placement
+from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError, interleaved_placement, woven
 
 __all__ = ["gpipe", "one_f_one_b", "interleaved_one_f_one_b"]
 
@@ -105,20 +105,24 @@ def interleaved_one_f_one_b(num_ranks: int, num_microbatches: int, chunks: int) 
         raise ScheduleError(problem)
     p, v, m = num_ranks, chunks, num_microbatches
     num_stages = p * v
-    total = m * v
-    group = p * v
-    ks = range(total)
-    # k-th forward: chunk (k mod pv) // p, microbatch (k // pv) * p + k mod p; the k-th backward runs the
-    # mirrored chunk v - 1 - (k mod pv) // p. Codes for rank 0; rank r adds r to the stage (r * NUM_OPS).
-    fwd0 = [(((k // group) * p + k % p) * num_stages + ((k % group) // p) * p) * NUM_OPS + _F for k in ks]
-    bwd0 = [
-        (((k // group) * p + k % p) * num_stages + (v - 1 - (k % group) // p) * p) * NUM_OPS + _B for k in ks
-    ]
+    # k-th forward (k = g pv + c p + j): chunk c of microbatch g p + j; the k-th backward runs the mirrored
+    # chunk v - 1 - c. For a fixed (c, j) the codes over groups g step by p microbatches, so each rank's order
+    # is pv woven progressions: code = ((g p + j) S + c p + r) NUM_OPS + op.
+    group_step = p * num_stages * NUM_OPS
     programs = []
     for r in range(p):
-        shift = r * NUM_OPS
-        fwd = list(map(shift.__add__, fwd0))
-        bwd = list(map(shift.__add__, bwd0))
+        fwd = woven(
+            m // p,
+            [((j * num_stages + c * p + r) * NUM_OPS + _F, group_step) for c in range(v) for j in range(p)],
+        )
+        bwd = woven(
+            m // p,
+            [
+                ((j * num_stages + (v - 1 - c) * p + r) * NUM_OPS + _B, group_step)
+                for c in range(v)
+                for j in range(p)
+            ],
+        )
         warmup = (p - r - 1) * 2 + (v - 1) * p
         programs.append(_program(fwd, bwd, warmup))
     return Schedule(

@@ -24,11 +24,13 @@ deferred W passes); each phase is commented where it is built.
 
 from __future__ import annotations
 
-from collections import deque
+from array import array
 
-from schedules.ir import Action, Op, Schedule, ScheduleError, v_shape_placement
+from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError, v_shape_placement, woven
 
 __all__ = ["zb_h1", "zb_h2", "zb_v"]
+
+_F, _I, _W = int(Op.F), int(Op.I), int(Op.W)
 
 
 def _check_sizes(name: str, num_ranks: int, num_microbatches: int) -> None:
@@ -46,29 +48,29 @@ def _flat_zero_bubble(name: str, num_ranks: int, num_microbatches: int, warmup_s
     ranks) run earlier; the held-back W passes then fill the cool-down, where 1F1B idles.
     """
     p, m = num_ranks, num_microbatches
-    programs: list[list[Action]] = []
+    step = p * NUM_OPS  # one microbatch further: code + (num_stages * NUM_OPS), num_stages = p
+    programs: list[array] = []
     for r in range(p):
         warmup = min(warmup_step * (p - 1 - r), m)
         held_back = warmup_step * r
+        f0, i0, w0 = r * NUM_OPS + _F, r * NUM_OPS + _I, r * NUM_OPS + _W  # codes of microbatch 0
         # Warm-up: forwards only, as many as the first backward's arrival allows without idling.
-        prog = [Action(r, Op.F, mb) for mb in range(warmup)]
-        pending: deque[int] = deque()
-        next_f, next_i = warmup, 0
-        # Steady phase: F (while any remain), I of the oldest microbatch, then the oldest W beyond the
-        # held-back allowance. Once forwards run out this is the cool-down: I, W, I, W, ...
-        while next_i < m:
-            if next_f < m:
-                prog.append(Action(r, Op.F, next_f))
-                next_f += 1
-            prog.append(Action(r, Op.I, next_i))
-            pending.append(next_i)
-            next_i += 1
-            if len(pending) > held_back:
-                prog.append(Action(r, Op.W, pending.popleft()))
+        prog = array("q", range(f0, f0 + step * warmup, step))
+        # Steady phase, step k = 0 .. m-1: F of microbatch warmup + k (while any remain), I of microbatch k,
+        # then W of microbatch k - held_back once more than held_back W passes wait. Once forwards run out this
+        # is the cool-down: I, W, I, W, ... Steps with the same passes form one woven run.
+        forwards_end, weights_from = m - warmup, min(held_back, m)
+        cuts = sorted({0, min(forwards_end, weights_from), max(forwards_end, weights_from), m})
+        for lo, hi in zip(cuts, cuts[1:], strict=False):
+            columns = [(f0 + step * (warmup + lo), step)] if lo < forwards_end else []
+            columns.append((i0 + step * lo, step))
+            if lo >= held_back:
+                columns.append((w0 + step * (lo - held_back), step))
+            prog.extend(woven(hi - lo, columns))
         # Drain: the held-back W passes fill the tail of the step.
-        prog.extend(Action(r, Op.W, mb) for mb in pending)
+        prog.extend(range(w0 + step * max(m - held_back, 0), w0 + step * m, step))
         programs.append(prog)
-    return Schedule.from_actions(name, p, m, tuple(range(p)), programs)
+    return Schedule(name, p, p, m, tuple(range(p)), tuple(programs))
 
 
 def zb_h1(num_ranks: int, num_microbatches: int) -> Schedule:
@@ -113,50 +115,51 @@ def zb_v(num_ranks: int, num_microbatches: int) -> Schedule:
     _check_sizes("zb-v", num_ranks, num_microbatches)
     p, m = num_ranks, num_microbatches
     n = max(m, 2 * p - 1)
-    programs: list[list[Action]] = []
+    programs: list[array] = []
+    f, i, w = Op.F, Op.I, Op.W
     for r in range(p):
-        rank = _TwoChunkProgram(r, 2 * p - 1 - r)
-        for _ in range(2 * (p - r) - 1):  # 1. warm-up, chunk 0
-            rank.add(0, Op.F)
-        for _ in range(r):  # 2. both chunks
-            rank.add(1, Op.F)
-            rank.add(0, Op.F)
-        for _ in range(p - r):  # 3. first backwards of chunk 1
-            rank.add(1, Op.F, Op.I, Op.W)
-        while rank.count(1, Op.F) < rank.count(0, Op.F) or rank.count(0, Op.F) < n:  # 4. steady
-            if rank.count(0, Op.F) < n:
-                rank.add(0, Op.F)
-            rank.add(0, Op.I, Op.W)
-            rank.add(1, Op.F, Op.I, Op.W)
-        for _ in range(r):  # 5. cool-down
-            rank.add(0, Op.I)
-            rank.add(1, Op.I)
-        for _ in range(p - r):
-            rank.add(0, Op.I, Op.W)
-        while rank.count(1, Op.W) < rank.count(1, Op.I):
-            rank.add(1, Op.W)
-        while rank.count(0, Op.W) < rank.count(0, Op.I):
-            rank.add(0, Op.W)
-        programs.append([a for a in rank.actions if a.microbatch < m])
-    return Schedule.from_actions("zb-v", p, m, v_shape_placement(p), programs)
+        rank = _TwoChunkProgram(r, 2 * p - 1 - r, 2 * p)
+        rank.repeat(2 * (p - r) - 1, (0, f))  # 1. warm-up, chunk 0
+        rank.repeat(r, (1, f), (0, f))  # 2. both chunks
+        rank.repeat(p - r, (1, f), (1, i), (1, w))  # 3. first backwards of chunk 1
+        # 4. steady: (F, I, W) of chunk 0 then of chunk 1 until every forward has run; the F of chunk 0 drops
+        # out once its n forwards are in, and the phase goes on until chunk 1 has caught up.
+        with_forward = max(n - rank.count(0, f), 0)
+        rank.repeat(with_forward, (0, f), (0, i), (0, w), (1, f), (1, i), (1, w))
+        rank.repeat(max(n - rank.count(1, f), 0), (0, i), (0, w), (1, f), (1, i), (1, w))
+        rank.repeat(r, (0, i), (1, i))  # 5. cool-down
+        rank.repeat(p - r, (0, i), (0, w))
+        rank.repeat(rank.count(1, i) - rank.count(1, w), (1, w))
+        rank.repeat(rank.count(0, i) - rank.count(0, w), (0, w))
+        limit = m * 2 * p * NUM_OPS  # codes of microbatches >= m start here
+        codes = rank.codes if n == m else [c for c in rank.codes if c < limit]
+        programs.append(array("q", codes))
+    return Schedule("zb-v", p, 2 * p, m, v_shape_placement(p), tuple(programs))
 
 
 class _TwoChunkProgram:
-    """A rank's program under construction for a two-chunk (V-shape) schedule: each (chunk, op) pass takes the
-    next microbatch in order."""
+    """A rank's program under construction for a two-chunk (V-shape) schedule, as packed codes: each
+    (chunk, op) pass takes the next microbatch in order."""
 
-    def __init__(self, stage0: int, stage1: int) -> None:
+    def __init__(self, stage0: int, stage1: int, num_stages: int) -> None:
         self.stages = (stage0, stage1)
+        self.num_stages = num_stages
         self.counters: dict[tuple[int, Op], int] = {}
-        self.actions: list[Action] = []
+        self.codes: list[int] = []
 
     def count(self, chunk: int, op: Op) -> int:
         """How many ``op`` passes of ``chunk`` have been added."""
         return self.counters.get((chunk, op), 0)
 
-    def add(self, chunk: int, *ops: Op) -> None:
-        """Append the next microbatch's ``ops`` of ``chunk``, in order."""
-        for op in ops:
+    def repeat(self, times: int, *passes: tuple[int, Op]) -> None:
+        """Append ``times`` rounds of ``passes`` ((chunk, op) pairs, each at most once), each round taking
+        the next microbatch of every pass."""
+        if times <= 0:
+            return
+        step = self.num_stages * NUM_OPS
+        columns = []
+        for chunk, op in passes:
             mb = self.count(chunk, op)
-            self.actions.append(Action(self.stages[chunk], op, mb))
-            self.counters[(chunk, op)] = mb + 1
+            columns.append(((mb * self.num_stages + self.stages[chunk]) * NUM_OPS + int(op), step))
+            self.counters[(chunk, op)] = mb + times
+        self.codes.extend(woven(times, columns))

@@ -76,3 +76,11 @@ def test_consumer_stage_is_the_inverse_of_depends_on() -> None:
     assert consumer_stage(Op.F, 0, 3) == 1 and consumer_stage(Op.I, 2, 3) == 1
     assert consumer_stage(Op.W, 1, 3) is None and consumer_stage(Op.B, 0, 3) is None
     assert signal_index(2, 1, 1, 4) == (1 * 4 + 2) * NUM_SIGNALS + 1
+
+
+def test_woven_rows_of_progressions() -> None:
+    from schedules.ir import woven
+
+    assert woven(3, [(0, 10), (1, 10), (5, 2)]) == [0, 1, 5, 10, 11, 7, 20, 21, 9]
+    assert woven(0, [(0, 4)]) == []
+    assert woven(2, [(7, 3)]) == [7, 10]

@@ -195,7 +195,7 @@ class Estimator:
                 assert not isinstance(built, str), built
             split = get_family(name).split_backward
             costs = OpCosts.uniform(built.num_stages, 1.0, rb, weight_s=rw if split else 0.0)
-            t = simulate(built, costs).step_time_s
+            t = simulate(built, costs, method="compiled").step_time_s  # many small runs: the compiled pass
             per_rank = chunks * (1.0 + rb)
             hit = (t - mp * per_rank) / ((pp - 1) * per_rank / chunks) if pp > 1 else 0.0
             self._bubble[key] = hit = max(hit, 0.0)

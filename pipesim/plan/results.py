@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipesim.plan.estimate import Estimate
@@ -163,7 +163,9 @@ class PlanEntry:
 @dataclass(frozen=True)
 class PlanResult:
     """What :func:`plan` returns. ``entries`` are the feasible layouts, best first; ``candidates`` the
-    number of layouts estimated (passing the structural rules), ``enumerated`` all layouts considered."""
+    number of layouts estimated (passing the structural rules), ``enumerated`` all layouts considered.
+    ``estimate_s`` / ``elapsed_s`` are the wall-clock seconds of the estimate phase and of the whole plan
+    (reported, not compared: they vary from run to run and are left out of :meth:`as_dict`)."""
 
     request: PlanRequest
     entries: tuple[PlanEntry, ...]
@@ -173,6 +175,13 @@ class PlanResult:
     examples: dict[str, str]
     simulated: int
     closest: tuple[Candidate, Estimate] | None
+    estimate_s: float = field(default=0.0, compare=False)
+    elapsed_s: float = field(default=0.0, compare=False)
+
+    @property
+    def candidates_per_s(self) -> float:
+        """Candidates estimated per wall-clock second of the estimate phase."""
+        return self.candidates / self.estimate_s if self.estimate_s > 0 else 0.0
 
     @property
     def feasible(self) -> int:

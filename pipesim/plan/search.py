@@ -26,6 +26,7 @@ enumeration index).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -83,6 +84,7 @@ def plan(
     Raises :class:`InputError` when nothing can run: the message names the conflict (structural) or the
     closest layout and its memory overshoot (nothing fits).
     """
+    started = time.perf_counter()
     spec = executor or ExecutorSpec()
     report = progress or _no_progress
     candidates, rej, total = enumerate_space(request)
@@ -102,9 +104,11 @@ def plan(
         done += n
         report("estimate", done, len(candidates))
 
+    estimate_from = time.perf_counter()
     for batch, out in zip(batches, run_chunks(_estimate_batch, batches, spec, tick), strict=True):
         for c, e in zip(batch.items, out, strict=True):
             by_index[c.index] = e
+    estimate_s = time.perf_counter() - estimate_from
     estimates = [by_index[c.index] for c in candidates]
 
     feasible = [(c, e) for c, e in zip(candidates, estimates, strict=True) if e.fits]
@@ -179,6 +183,8 @@ def plan(
         examples=dict(rej.examples),
         simulated=len(top),
         closest=closest,
+        estimate_s=estimate_s,
+        elapsed_s=time.perf_counter() - started,
     )
 
 

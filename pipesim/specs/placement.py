@@ -7,6 +7,7 @@ so with tp <= GPUs per node every TP group stays inside a node.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -81,27 +82,32 @@ class RankGrid:
         """Number of GPUs the layout needs: tp * dp * pp."""
         return self.tp * self.dp * self.pp
 
+    def strides(self) -> tuple[int, int, int]:
+        """Rank distance between neighbours along tp, dp and pp (``order`` fastest-varying first)."""
+        return _strides(self.order, self.tp, self.dp, self.pp)
+
     def rank(self, tp_i: int, dp_i: int, pp_i: int) -> int:
         """Global rank of grid coordinate (tp_i, dp_i, pp_i)."""
-        coords = {"tp": tp_i, "dp": dp_i, "pp": pp_i}
-        sizes = {"tp": self.tp, "dp": self.dp, "pp": self.pp}
-        g, stride = 0, 1
-        for dim in self.order:
-            g += coords[dim] * stride
-            stride *= sizes[dim]
-        return g
+        st, sd, sp = self.strides()
+        return tp_i * st + dp_i * sd + pp_i * sp
 
     def tp_group(self, dp_i: int = 0, pp_i: int = 0) -> list[int]:
         """Global ranks of the tensor-parallel group at (dp_i, pp_i)."""
-        return [self.rank(t, dp_i, pp_i) for t in range(self.tp)]
+        st, sd, sp = self.strides()
+        base = dp_i * sd + pp_i * sp
+        return list(range(base, base + self.tp * st, st))
 
     def dp_group(self, tp_i: int = 0, pp_i: int = 0) -> list[int]:
         """Global ranks of the data-parallel group at (tp_i, pp_i)."""
-        return [self.rank(tp_i, d, pp_i) for d in range(self.dp)]
+        st, sd, sp = self.strides()
+        base = tp_i * st + pp_i * sp
+        return list(range(base, base + self.dp * sd, sd))
 
     def pp_group(self, tp_i: int = 0, dp_i: int = 0) -> list[int]:
         """Global ranks of the pipeline (stage 0 .. pp-1) at (tp_i, dp_i)."""
-        return [self.rank(tp_i, dp_i, p) for p in range(self.pp)]
+        st, sd, sp = self.strides()
+        base = tp_i * st + dp_i * sd
+        return list(range(base, base + self.pp * sp, sp))
 
     def groups(self, dim: str) -> list[list[int]]:
         """Every process group of dimension ``dim`` (tp, dp or pp), in a deterministic order."""
@@ -123,3 +129,14 @@ class RankGrid:
             spans = [len({r // gpus_per_node for r in g}) for g in gs]
             out[dim] = GroupCrossing(dim, len(gs[0]), len(gs), sum(1 for s in spans if s > 1), max(spans))
         return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _strides(order: tuple[str, str, str], tp: int, dp: int, pp: int) -> tuple[int, int, int]:
+    """(tp, dp, pp) strides of the grid: each dimension's stride is the product of the sizes before it."""
+    sizes = {"tp": tp, "dp": dp, "pp": pp}
+    stride, out = 1, {}
+    for dim in order:
+        out[dim] = stride
+        stride *= sizes[dim]
+    return out["tp"], out["dp"], out["pp"]

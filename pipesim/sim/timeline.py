@@ -1,0 +1,184 @@
+"""The engine's data: per-stage costs in (:class:`OpCosts`), the simulated step out (:class:`Timeline`), and the
+stream and span-kind codes the timeline's rows carry. No evaluation here (see :mod:`pipesim.sim.engine`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+import numpy.typing as npt
+
+from schedules.ir import ScheduleError
+
+__all__ = ["OpCosts", "Timeline", "SpanKind", "Stream", "FloatArray", "IntArray"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+class Stream(IntEnum):
+    """The streams of a rank."""
+
+    COMPUTE = 0
+    P2P = 1
+    DP = 2
+    OPTIMIZER = 3
+
+
+class SpanKind(IntEnum):
+    """What a span of the timeline is: the four pass kinds (same values as :class:`schedules.Op`), then
+    communication and the optimizer."""
+
+    F = 0
+    B = 1
+    I = 2  # noqa: E741 - PyTorch's letter
+    W = 3
+    SEND_ACTIVATION = 4
+    SEND_GRAD = 5
+    DP_REDUCE = 6
+    OPTIMIZER = 7
+
+
+def _vec(values: Sequence[float] | float, n: int, name: str) -> tuple[float, ...]:
+    if isinstance(values, (int, float)):
+        return (float(values),) * n
+    out = tuple(float(v) for v in values)
+    if len(out) != n:
+        raise ScheduleError(f"costs: {name} has {len(out)} entries, expected {n}")
+    return out
+
+
+@dataclass(frozen=True)
+class OpCosts:
+    """Per-stage costs of one microbatch, in seconds and bytes. Tuples are indexed by global (virtual) stage,
+    ``p2p_s`` by stage boundary (entry s: between stage s and s+1, either direction).
+
+    ``weight_s`` is the weight-gradient part W of the full backward B, so a split backward runs I = B - W then W.
+    ``activation_bytes`` are stashed by F and freed by B; with a split backward I frees all but
+    ``weight_stash_bytes``, which W frees. ``tp_comm_*_s`` and ``recompute_s`` are the parts of F and B (or I)
+    spent in tensor-parallel communication and recomputation: they run on the compute stream and are reported,
+    not added. ``dp_reduce_s`` is the gradient reduction of each stage's parameters; ``optimizer_s`` the
+    optimizer step. ``fb_pair_s`` is the duration of one overlapped F&B pair (DualPipe notation; None: the
+    pair's passes run one after the other).
+    """
+
+    forward_s: tuple[float, ...]
+    backward_s: tuple[float, ...]
+    weight_s: tuple[float, ...] = ()
+    p2p_s: tuple[float, ...] = ()
+    activation_bytes: tuple[float, ...] = ()
+    weight_stash_bytes: tuple[float, ...] = ()
+    tp_comm_forward_s: tuple[float, ...] = ()
+    tp_comm_backward_s: tuple[float, ...] = ()
+    recompute_s: tuple[float, ...] = ()
+    dp_reduce_s: tuple[float, ...] = ()
+    dp_overlap: bool = True
+    dp_buckets: int = 1
+    optimizer_s: float = 0.0
+    fb_pair_s: float | None = None
+    num_stages: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.forward_s)
+        object.__setattr__(self, "num_stages", n)
+        for name in (
+            "backward_s",
+            "weight_s",
+            "activation_bytes",
+            "weight_stash_bytes",
+            "tp_comm_forward_s",
+            "tp_comm_backward_s",
+            "recompute_s",
+            "dp_reduce_s",
+        ):
+            value = getattr(self, name)
+            object.__setattr__(self, name, _vec(value if len(value) else 0.0, n, name))
+        object.__setattr__(
+            self, "p2p_s", _vec(self.p2p_s if len(self.p2p_s) else 0.0, max(n - 1, 0), "p2p_s")
+        )
+        for name in ("forward_s", "backward_s", "weight_s", "p2p_s", "dp_reduce_s", "activation_bytes"):
+            bad = [v for v in getattr(self, name) if not v >= 0.0]
+            if bad:
+                raise ScheduleError(f"costs: {name} has {bad[0]}; times and sizes must be >= 0")
+        for s, (b, w) in enumerate(zip(self.backward_s, self.weight_s, strict=True)):
+            if w > b:
+                raise ScheduleError(f"costs: stage {s} weight_s={w} exceeds backward_s={b}; W is part of B")
+        if self.fb_pair_s is not None and not self.fb_pair_s >= 0:
+            raise ScheduleError(f"costs: fb_pair_s={self.fb_pair_s} must be >= 0")
+        if self.optimizer_s < 0:
+            raise ScheduleError(f"costs: optimizer_s={self.optimizer_s} must be >= 0")
+        if not isinstance(self.dp_buckets, int) or self.dp_buckets < 1:
+            raise ScheduleError(f"costs: dp_buckets={self.dp_buckets} must be an integer >= 1")
+
+    @classmethod
+    def uniform(
+        cls,
+        num_stages: int,
+        forward_s: float,
+        backward_s: float,
+        weight_s: float = 0.0,
+        p2p_s: float = 0.0,
+        activation_bytes: float = 0.0,
+        weight_stash_bytes: float = 0.0,
+    ) -> OpCosts:
+        """The same costs on every stage."""
+        return cls(
+            forward_s=(float(forward_s),) * num_stages,
+            backward_s=(float(backward_s),) * num_stages,
+            weight_s=(float(weight_s),) * num_stages,
+            p2p_s=(float(p2p_s),) * max(num_stages - 1, 0),
+            activation_bytes=(float(activation_bytes),) * num_stages,
+            weight_stash_bytes=(float(weight_stash_bytes),) * num_stages,
+        )
+
+    def duration_table(self) -> FloatArray:
+        """Seconds per (op, stage): rows F, B, I = B - W, W."""
+        f = np.asarray(self.forward_s, dtype=np.float64)
+        b = np.asarray(self.backward_s, dtype=np.float64)
+        w = np.asarray(self.weight_s, dtype=np.float64)
+        return np.stack([f, b, b - w, w])
+
+
+@dataclass(frozen=True, eq=False)
+class Timeline:
+    """Every span of a simulated step, as parallel arrays (one row per span).
+
+    Rows ``0 .. num_actions-1`` are the compute actions in schedule order (rank by rank, program order, so rank
+    r's actions are rows ``rank_offsets[r] .. rank_offsets[r+1]-1``); transfers, reductions and optimizer steps
+    follow. ``peer`` is the receiving rank of a transfer (else -1). ``wait_on_transfer_s`` is, per compute
+    action, how long the rank sat idle only because an input was still travelling.
+    """
+
+    num_ranks: int
+    num_actions: int
+    rank_offsets: IntArray
+    rank: npt.NDArray[np.int32]
+    stream: npt.NDArray[np.int8]
+    kind: npt.NDArray[np.int8]
+    stage: npt.NDArray[np.int32]
+    microbatch: npt.NDArray[np.int32]
+    peer: npt.NDArray[np.int32]
+    start_s: FloatArray
+    end_s: FloatArray
+    wait_on_transfer_s: FloatArray
+
+    @property
+    def num_spans(self) -> int:
+        """Number of spans of every kind."""
+        return int(self.start_s.shape[0])
+
+    @property
+    def step_time_s(self) -> float:
+        """End of the last span."""
+        return float(self.end_s.max()) if self.num_spans else 0.0
+
+    @property
+    def pipeline_time_s(self) -> float:
+        """End of the last compute action (the forward/backward phase of the step)."""
+        return float(self.end_s[: self.num_actions].max()) if self.num_actions else 0.0
+
+    def compute_slice(self) -> slice:
+        """Rows of the compute actions."""
+        return slice(0, self.num_actions)
