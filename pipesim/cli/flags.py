@@ -9,7 +9,7 @@ import click
 
 from pipesim.sim.energy import DEFAULT_NODE_OVERHEAD_W, DEFAULT_PUE
 from pipesim.specs.gpu import gpu_names
-from pipesim.specs.layout import ATTENTION, RECOMPUTE, TRAIN_PRECISIONS
+from pipesim.specs.layout import ATTENTION, FP8_RECIPES, RECOMPUTE, TRAIN_PRECISIONS
 from pipesim.specs.model import model_names
 from schedules import schedule_names
 
@@ -64,6 +64,14 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "tp_comm_overlap": _d("--tp-comm-overlap/--no-tp-comm-overlap", default=True, show_default=True,
                           help="Overlap backward TP collectives with weight-gradient GEMMs (Megatron's async "
                           "TP all-reduce)."),
+    "tp_comm_overlap_forward": _d("--tp-comm-overlap-forward", is_flag=True,
+                                  help="Overlap the forward TP collectives with their GEMMs too (Megatron-LM "
+                                  "--tp-comm-overlap, userbuffers), hidden up to the GPU profile's tp_overlap."),
+    "overlap_param_gather": _d("--overlap-param-gather", is_flag=True,
+                               help="With the distributed optimizer, overlap the weight all-gather with the next "
+                               "forward (Megatron-LM --overlap-param-gather)."),
+    "fp8_recipe": _d("--fp8-recipe", default="delayed", show_default=True,
+                     help=f"fp8 scaling recipe (with --precision fp8): {', '.join(FP8_RECIPES)}."),
     "uneven_layers": _d("--uneven-layers", is_flag=True, help="Allow pp (x vpp) not dividing the layer count."),
     "schedule": _d("--schedule", default=None,
                    help="Pipeline schedule [default: interleaved-1f1b if vpp > 1 else 1f1b]. Known: "
