@@ -248,7 +248,7 @@ def calibrate(weight_e2e: float = 0.5, verbose: bool = True, rounds: int = 4) ->
 
 def model_holdout(rounds: int = 2) -> float:
     """Leave-one-model-out over the SC21 rows: per model, refit the profile (locally from the shipped one:
-    ``rounds`` coordinate rounds at steps of 1/16 and 1/32 of each bound's span) on the other models' rows and
+    ``rounds`` coordinate rounds at steps of 1/64 and 1/128 of each bound's span) on the other models' rows and
     Table 4, and predict the held-out model's rows. Prints
     each model's error; returns the MAE over all held-out rows."""
     held: list[float] = []
@@ -260,7 +260,7 @@ def model_holdout(rounds: int = 2) -> float:
             e2e = mae([_err(predict_end_to_end(r, e), r.published_tflops) for r in train])
             return 0.5 * e2e + 0.5 * mae([x for *_, ef, eb in layer_errors(e) for x in (ef, eb)])
 
-        fitted = fit_profile([], GPU, DEFAULT_EFFICIENCY, FIT_KEYS, rounds, objective=score, first_round=2)
+        fitted = fit_profile([], GPU, DEFAULT_EFFICIENCY, FIT_KEYS, rounds, objective=score, first_round=4)
         errs = [_err(predict_end_to_end(r, fitted), r.published_tflops) for r in test]
         held += errs
         print(f"  leave-one-model-out {name:<11} " + " ".join(f"{e:+.1%}" for e in errs))

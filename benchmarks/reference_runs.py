@@ -101,7 +101,6 @@ def nemo_runs(gpu: str) -> tuple[list[Run], list[tuple[str, str]]]:
             refused.append((rid, f"{r['model']}: squared-ReLU MLP (not modelled)"))
             continue
         seq = int(r["seq_length"])
-        model = model.with_seq_length(seq)
         tp, pp, vp = int(r["tp"]), int(r["pp"]), int(r["vp"] or 1)
         gpus, gbs, mbs = int(r["gpus"]), int(r["gbs"]), int(r["mbs"] or 1)
         if r["step_time_s_derived"] is not None:
@@ -109,7 +108,7 @@ def nemo_runs(gpu: str) -> tuple[list[Run], list[tuple[str, str]]]:
         else:
             step = nemo_llama_flops(model, gbs, seq) / (float(r["model_tflops_per_gpu"]) * 1e12 * gpus)
         layout = Layout(
-            tp=tp, pp=pp, dp=gpus // (tp * pp), vpp=vp, micro_batch_size=mbs, global_batch_size=gbs,
+            tp=tp, pp=pp, dp=gpus // (tp * pp), vpp=vp, micro_batch_size=mbs, global_batch_size=gbs, seq_length=seq,
             sequence_parallel=tp > 1, distributed_optimizer=True, precision="fp8", attention="flash",
             schedule="interleaved-1f1b" if vp > 1 else "1f1b", tp_comm_overlap_forward=True,
             overlap_param_gather=True,
