@@ -123,17 +123,11 @@ def read_runs_csv(path: str, gpu_arg: str) -> list[Run]:
 
 @click.command("calibrate", help=CALIBRATE_HELP, short_help=short_help("calibrate"))
 @click.argument("runs_csv", metavar="RUNS.csv", type=click.Path(dir_okay=False))
-@click.option(
-    "--gpu", "gpu_arg", required=True, metavar="NAME", help="The GPU preset the runs were measured on."
-)
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), help="GPU TOML to write.")
-@click.option(
-    "--fit",
-    "fit_text",
-    default=None,
-    help=f"Comma list of profile values to fit [default: those the runs exercise among {', '.join(CALIBRATE_KEYS)}].",
-)
-@click.option("--folds", type=int, default=5, show_default=True, help="k of the k-fold holdout (0: none).")
+@plain_options(
+    "gpu_arg", "output", "fit_text", "folds",
+    gpu_arg={"required": True, "help": "The GPU preset the runs were measured on."},
+    output={"help": "GPU TOML to write (a profile every --gpu accepts)."},
+)  # fmt: skip
 def calibrate_cmd(runs_csv: str, gpu_arg: str, output: str | None, fit_text: str | None, folds: int) -> None:
     from pipesim.calib.fit import fit_profile, kfold_holdout, mae, predict_step_s
     from pipesim.calib.profile_file import profile_toml

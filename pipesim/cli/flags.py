@@ -187,6 +187,11 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "dask_scheduler": _d("--dask-scheduler", default=None, help="Run on this Dask scheduler (tcp://host:port)."),
     # --- outputs
     "as_json": _d("--json", "as_json", is_flag=True, help="Print JSON instead of tables."),
+    # --- calibrate
+    "fit_text": _d("--fit", "fit_text", default=None,
+                   help="Comma list of profile values to fit [default: those the runs exercise among gemm_max, "
+                   "gemm_max_fp8, attention, hbm, step_overhead_s]."),
+    "folds": _d("--folds", type=int, default=5, show_default=True, help="k of the k-fold holdout (0: none)."),
     "as_csv": _d("--csv", "as_csv", is_flag=True, help="Print the ranked results as CSV."),
     "output": _d("-o", "--output", "output", type=_PATH, default=None, help="HTML page to write."),
     "trace_path": _d("--trace", "trace_path", type=_PATH, help="Chrome-trace JSON to write (Perfetto)."),

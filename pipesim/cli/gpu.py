@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from pipesim.cli.group import short_help
+from pipesim.cli.options import plain_options
 from pipesim.cli.render import console, emit_json
 
 __all__ = ["gpu_group"]
@@ -17,7 +18,7 @@ def gpu_group() -> None:
 
 @gpu_group.command("show")
 @click.argument("gpu_arg", metavar="GPU")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON: one object per value.")
+@plain_options("as_json")
 def gpu_show_cmd(gpu_arg: str, as_json: bool) -> None:
     """Every number pipesim uses for GPU (a preset name or a GPU .toml) and where it comes from: datasheet
     values, hardware facts, and the published measurements each efficiency value was fitted to."""
