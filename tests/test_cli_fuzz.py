@@ -35,6 +35,14 @@ FIXED = {
     ],
     "collective": ["all-reduce", "-t", "dgx-a100"],
     "topo show": ["dgx-a100"],
+    "gpu show": ["h100-sxm"],
+    "calibrate": [
+        str(Path(__file__).parent / "data" / "calibrate_fuzz.csv"),
+        "--gpu",
+        "a100-80gb",
+        "--folds",
+        "0",
+    ],
 }
 SKIP = {"--help", "--workers", "--dask-scheduler", "--top-k", "--image", "--max-days", *LIMITS}
 VALUES = [

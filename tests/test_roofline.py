@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from pipesim.comm.base import LevelCommModel
 from pipesim.cost.roofline import attainable_flops, check_precision, ridge_point, roofline
-from pipesim.cost.times import DEFAULT_EFFICIENCY, layer_pass_times
+from pipesim.cost.times import layer_pass_times
 from pipesim.errors import InputError
 from pipesim.specs.gpu import get_gpu
 from pipesim.specs.model import get_model
@@ -38,7 +38,7 @@ def test_per_op_times_add_up_to_the_simulators_forward_and_backward(
     # sum of the roofline's rows: same cost functions, so equal to rounding.
     m, g, lay = get_model(model), get_gpu(gpu), _layout(**kw)
     ranks = tuple(range(lay.tp))
-    sim = layer_pass_times(m, lay, g, DEFAULT_EFFICIENCY, COMM, ranks)
+    sim = layer_pass_times(m, lay, g, g.profile, COMM, ranks)
     table = roofline(m, lay, g, comm=COMM, tp_ranks=ranks)
     assert table.forward_s == pytest.approx(sim.forward_s, rel=1e-12)
     assert table.backward_s == pytest.approx(sim.backward_s, rel=1e-12)
@@ -47,9 +47,7 @@ def test_per_op_times_add_up_to_the_simulators_forward_and_backward(
     )
     assert sum(r.share for r in table.rows) == pytest.approx(1.0, rel=1e-12)
     # The simulator actually changes when the layer does (the check is not vacuous): double the sequence.
-    longer = layer_pass_times(
-        m, _layout(**{**kw, "seq_length": 2 * lay.seq(m)}), g, DEFAULT_EFFICIENCY, COMM, ranks
-    )
+    longer = layer_pass_times(m, _layout(**{**kw, "seq_length": 2 * lay.seq(m)}), g, g.profile, COMM, ranks)
     assert longer.forward_s > 1.5 * table.forward_s
 
 
@@ -97,7 +95,9 @@ def test_qkv_gemm_arithmetic_llama3_70b_tp8() -> None:
         if r.name == "qkv"
     )
     assert fp8.hbm_bytes == 67_108_864 + 10_485_760 + 2 * 10_485_760
-    assert fp8.attainable_flops_per_s == 1978.9e12 and fp8.predicted_time_s < 0.6 * row.predicted_time_s
+    # Faster, though by less than the 2x of the peaks: H100 profile fractions (0.525 fp8 vs 0.70 bf16, fitted to
+    # NeMo and Megatron-LM runs) and the input cast (3 bytes per element of the 8192 x 8192 input).
+    assert fp8.attainable_flops_per_s == 1978.9e12 and fp8.predicted_time_s < row.predicted_time_s
 
 
 def test_memory_bound_norm_sits_on_the_bandwidth_slope() -> None:
@@ -210,7 +210,7 @@ def test_topology_comm_model_gives_the_same_sums_as_the_simulator() -> None:
     )
     comm = build_comm(ClusterSpec("dgx-h100"), 8)
     ranks = tuple(range(8))
-    sim = layer_pass_times(m, lay, g, DEFAULT_EFFICIENCY, comm, ranks)
+    sim = layer_pass_times(m, lay, g, g.profile, comm, ranks)
     table = roofline(m, lay, g, comm=comm, tp_ranks=ranks)
     assert table.forward_s == pytest.approx(sim.forward_s, rel=1e-12)
     assert table.backward_s == pytest.approx(sim.backward_s, rel=1e-12)

@@ -11,7 +11,7 @@ import click
 from pipesim.sim.budget import MAX_ACTIONS, MAX_BARS, MAX_GPUS, MAX_TOP_K
 from pipesim.sim.energy import DEFAULT_NODE_OVERHEAD_W, DEFAULT_PUE
 from pipesim.specs.gpu import gpu_names
-from pipesim.specs.layout import ATTENTION, RECOMPUTE, TRAIN_PRECISIONS
+from pipesim.specs.layout import ATTENTION, FP8_RECIPES, RECOMPUTE, TRAIN_PRECISIONS
 from pipesim.specs.model import model_names
 from schedules import schedule_names
 
@@ -89,6 +89,14 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "tp_comm_overlap": _d("--tp-comm-overlap/--no-tp-comm-overlap", default=True, show_default=True,
                           help="Overlap backward TP collectives with weight-gradient GEMMs (Megatron's async "
                           "TP all-reduce)."),
+    "tp_comm_overlap_forward": _d("--tp-comm-overlap-forward", is_flag=True,
+                                  help="Overlap the forward TP collectives with their GEMMs too (Megatron-LM "
+                                  "--tp-comm-overlap, userbuffers), hidden up to the GPU profile's tp_overlap."),
+    "overlap_param_gather": _d("--overlap-param-gather", is_flag=True,
+                               help="With the distributed optimizer, overlap the weight all-gather with the next "
+                               "forward (Megatron-LM --overlap-param-gather)."),
+    "fp8_recipe": _d("--fp8-recipe", default="delayed", show_default=True,
+                     help=f"fp8 scaling recipe (with --precision fp8): {', '.join(FP8_RECIPES)}."),
     "uneven_layers": _d("--uneven-layers", is_flag=True, help="Allow pp (x vpp) not dividing the layer count."),
     "schedule": _d("--schedule", default=None,
                    help="Pipeline schedule [default: interleaved-1f1b if vpp > 1 else 1f1b]. Known: "
@@ -212,6 +220,11 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                    help="Refuse a topology graph of more GPUs than this."),
     # --- outputs
     "as_json": _d("--json", "as_json", is_flag=True, help="Print JSON instead of tables."),
+    # --- calibrate
+    "fit_text": _d("--fit", "fit_text", default=None,
+                   help="Comma list of profile values to fit [default: those the runs exercise among gemm_max, "
+                   "gemm_max_fp8, attention, hbm, step_overhead_s]."),
+    "folds": _d("--folds", type=int, default=5, show_default=True, help="k of the k-fold holdout (0: none)."),
     "as_csv": _d("--csv", "as_csv", is_flag=True, help="Print the ranked results as CSV."),
     "output": _d("-o", "--output", "output", type=_PATH, default=None, help="HTML page to write."),
     "trace_path": _d("--trace", "trace_path", type=_PATH, help="Chrome-trace JSON to write (Perfetto)."),

@@ -21,6 +21,11 @@ __all__ = ["COMMANDS", "ErrorBoundary", "PipesimGroup", "describe", "fail", "mai
 # name -> (module, attribute, one-line help). The help line is the command's own short_help too (each command
 # module reads it from here), so `pipesim --help` lists the commands without importing them.
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "calibrate": (
+        "pipesim.cli.calibrate",
+        "calibrate_cmd",
+        "Fit a GPU profile to your own measured step times.",
+    ),
     "collective": (
         "pipesim.cli.collective",
         "collective_cmd",
@@ -35,6 +40,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "pipesim.cli.gantt",
         "gantt_cmd",
         "Draw Gantt charts of simulated steps (HTML, Chrome trace, image).",
+    ),
+    "gpu": (
+        "pipesim.cli.gpu",
+        "gpu_group",
+        "GPU presets and their calibrated profiles: where every number comes from.",
     ),
     "plan": (
         "pipesim.cli.plan",

@@ -77,6 +77,9 @@ LAYOUT_NAMES = (
     "attention",
     "dp_overlap",
     "tp_comm_overlap",
+    "tp_comm_overlap_forward",
+    "overlap_param_gather",
+    "fp8_recipe",
     "uneven_layers",
 )
 CLUSTER_NAMES = (

@@ -115,6 +115,9 @@ class LayoutFlags:
     attention: str
     dp_overlap: bool
     tp_comm_overlap: bool
+    tp_comm_overlap_forward: bool
+    overlap_param_gather: bool
+    fp8_recipe: str
     uneven_layers: bool
 
     @classmethod

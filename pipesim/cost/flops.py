@@ -200,19 +200,23 @@ def _comm(name: str, phase: str, collective: str, size_bytes: float, hidden_by: 
     return Op(name, "comm", phase, collective=collective, comm_bytes=size_bytes, hidden_by=hidden_by)
 
 
-def _tp_in(name: str, phase: str, t: int, sp: bool, tokens: int, h: int) -> list[Op]:
+def _tp_in(
+    name: str, phase: str, t: int, sp: bool, tokens: int, h: int, hidden_by: str | None = None
+) -> list[Op]:
     """Entering a column-parallel region: SP all-gathers the sequence-sharded input (forward); without SP
     the forward is the identity (Megatron's f operator)."""
     if t == 1 or not sp:
         return []
-    return [_comm(name, phase, "all-gather", ACT_BYTES * tokens * h)]
+    return [_comm(name, phase, "all-gather", ACT_BYTES * tokens * h, hidden_by)]
 
 
-def _tp_out(name: str, phase: str, t: int, sp: bool, tokens: int, h: int) -> list[Op]:
+def _tp_out(
+    name: str, phase: str, t: int, sp: bool, tokens: int, h: int, hidden_by: str | None = None
+) -> list[Op]:
     """Leaving a row-parallel region: all-reduce (Megatron's g operator) or, with SP, reduce-scatter."""
     if t == 1:
         return []
-    return [_comm(name, phase, "reduce-scatter" if sp else "all-reduce", ACT_BYTES * tokens * h)]
+    return [_comm(name, phase, "reduce-scatter" if sp else "all-reduce", ACT_BYTES * tokens * h, hidden_by)]
 
 
 def at_precision(ops: LayerOps, precision: str) -> LayerOps:
@@ -295,18 +299,19 @@ def layer_ops(model: ModelSpec, layout: Layout, precision: str | None = None) ->
         return ops
 
     fwd: list[Op] = [_ew("norm1", "F", rep * h, 4, norm_fl)]
-    fwd += _tp_in("tp.ag1", "F", t, sp, tokens, h)
+    ovf = layout.tp_comm_overlap_forward
+    fwd += _tp_in("tp.ag1", "F", t, sp, tokens, h, "qkv" if ovf else None)
     fwd.append(_gemm("qkv", "F", tokens, qkv_n, h))
     fwd += attention_core("F")
     fwd.append(_gemm("proj", "F", tokens, h, h // t))
-    fwd += _tp_out("tp.out1", "F", t, sp, tokens, h)
+    fwd += _tp_out("tp.out1", "F", t, sp, tokens, h, "proj" if ovf else None)
     fwd.append(_ew("bias_dropout_add1" if drop else "residual_add1", "F", rep * h, bda_f, bda_fl_f))
     fwd.append(_ew("norm2", "F", rep * h, 4, norm_fl))
-    fwd += _tp_in("tp.ag2", "F", t, sp, tokens, h)
+    fwd += _tp_in("tp.ag2", "F", t, sp, tokens, h, "fc1" if ovf else None)
     fwd.append(_gemm("fc1", "F", tokens, mlp_in_t, h))
     fwd.append(_ew("swiglu" if model.gated_mlp else "bias_gelu", "F", tokens * f_t, act_f, act_fl_f))
     fwd.append(_gemm("fc2", "F", tokens, h, f_t))
-    fwd += _tp_out("tp.out2", "F", t, sp, tokens, h)
+    fwd += _tp_out("tp.out2", "F", t, sp, tokens, h, "fc2" if ovf else None)
     fwd.append(_ew("bias_dropout_add2" if drop else "residual_add2", "F", rep * h, bda_f, bda_fl_f))
 
     bwd: list[Op] = []

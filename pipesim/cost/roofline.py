@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipesim.comm.base import CommModel, LevelCommModel
-from pipesim.cost.times import DEFAULT_EFFICIENCY, Efficiency, compute_precision, layer_detail
+from pipesim.cost.times import Efficiency, compute_precision, layer_detail
 from pipesim.errors import InputError
+from pipesim.specs.efficiency import GPU_PROFILE, resolve_efficiency
 from pipesim.specs.gpu import GPU_PRESETS, PRECISIONS, GPUSpec
 from pipesim.specs.layout import Layout
 from pipesim.specs.model import ModelSpec
@@ -155,7 +156,7 @@ def roofline(
     layout: Layout,
     gpu: GPUSpec,
     precision: str | None = None,
-    eff: Efficiency = DEFAULT_EFFICIENCY,
+    eff: Efficiency = GPU_PROFILE,
     comm: CommModel | None = None,
     tp_ranks: Sequence[int] | None = None,
 ) -> RooflineTable:
@@ -167,6 +168,7 @@ def roofline(
     Times come from :func:`pipesim.cost.times.layer_detail` (see the module docstring).
     """
     prec = precision or layout.precision
+    eff = resolve_efficiency(eff, gpu.efficiency)
     check_precision(gpu, prec)
     layout.check_model(model, 1)
     comm_model: CommModel = comm if comm is not None else LevelCommModel()

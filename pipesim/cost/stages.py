@@ -40,6 +40,7 @@ from pipesim.cost.times import (
     layer_pass_times,
     optimizer_step_s,
     p2p_bytes,
+    param_gather_exposed_s,
 )
 from pipesim.sim.engine import OpCosts
 from pipesim.specs.gpu import GPUSpec
@@ -270,14 +271,18 @@ class StageCostModel:
         rank_params = [0.0] * layout.pp
         for s in range(n_stages):
             rank_params[placement[s]] += params[s]
+        rank_forward = [0.0] * layout.pp
+        for s in range(n_stages):
+            rank_forward[placement[s]] += passes[s].forward_s
         opt = 0.0
         for r in range(layout.pp):
             local = rank_params[r] / layout.dp if layout.distributed_optimizer else rank_params[r]
             t_opt = optimizer_step_s(local, self.gpu, self.efficiency)
             if layout.distributed_optimizer and layout.dp > 1 and not zero3:
-                t_opt += self._collective(
-                    "all-gather", rank_params[r] * ACT_BYTES, grid.dp_group(0, r), bucket
-                )
+                ag_bytes = rank_params[r] * ACT_BYTES
+                ag_s = self._collective("all-gather", ag_bytes, grid.dp_group(0, r), bucket)
+                ag_one_s = self._collective("all-gather", min(bucket, ag_bytes), grid.dp_group(0, r), bucket)
+                t_opt += param_gather_exposed_s(ag_s, ag_one_s, rank_forward[r], layout.overlap_param_gather)
             opt = max(opt, t_opt)
 
         acts = self._memoized(

@@ -1,21 +1,13 @@
 """Seconds for operators, layers and pipeline stages.
 
-Every operator of :mod:`pipesim.cost.flops` becomes a time:
+Every operator of :mod:`pipesim.cost.flops` becomes a time with the kernel models of :mod:`pipesim.cost.kernels`
+(GEMMs with tile and wave quantization over the SMs, fp8 input casts, fused attention, memory-bound kernels at
+a fraction of HBM bandwidth); tensor-parallel collectives take ``comm.collective_s(op, size, tp_group)`` of
+the :class:`pipesim.comm.base.CommModel`, exposed unless the layout overlaps them with a GEMM (``hidden_by``).
 
-* GEMM: ``max(flops / achieved, hbm_bytes / (hbm_Bps x hbm_eff)) + kernel_overhead``, with
-  ``achieved = peak x gemm_max x sat(M) x sat(N) x sat(K)`` and ``sat(d) = d / (d + gemm_half_dim)``: a large
-  GEMM reaches ``gemm_max`` of peak, and each dimension that is small compared to the tile sizes loses
-  throughput (a dimension of ``gemm_half_dim`` halves it). Batched attention GEMMs use the same rule.
-* FlashAttention: ``flops / (peak x attention_eff)`` (executed FLOPs: half the s x s scores when causal).
-* memory-bound kernels (norms, dropout, residual, activation, softmax when not fused, cross entropy):
-  ``hbm_bytes / (hbm_Bps x hbm_eff) + kernel_overhead``.
-* tensor-parallel collectives: ``comm.collective_s(op, size, tp_group)`` of the :class:`pipesim.comm.base.CommModel`
-  (run on the compute stream: Megatron-LM waits for them, so they are exposed).
-
-The handful of efficiency constants live in :class:`Efficiency`; :data:`DEFAULT_EFFICIENCY` was calibrated
-once against published.md (Korthikanti et al. Table 4 per-layer times and the SC21 Tables 1-2 PTD-P rows) by
-``benchmarks/accuracy.py --calibrate``; the same constants serve every GPU (an assumption: the calibration
-data are all A100).
+The constants are the GPU's calibrated :class:`pipesim.specs.efficiency.Efficiency` profile (shipped per preset
+in ``pipesim/data/gpus/``, fitted by ``benchmarks/accuracy.py``); :data:`DEFAULT_EFFICIENCY` serves a GPU
+without one.
 
 Pipeline-level costs: the point-to-point activation transfer between stages (SC21 Section 4.1, b s h / t
 with scatter/gather), the data-parallel gradient reduction (bucketed ring all-reduce or, with the distributed
@@ -30,6 +22,8 @@ from dataclasses import dataclass
 
 from pipesim.comm.base import CommModel
 from pipesim.cost.flops import ACT_BYTES, LayerOps, Op, embedding_ops, head_ops, layer_ops
+from pipesim.cost.kernels import attention_time_s, fp8_cast_bytes, gemm_efficiency, gemm_time_s, memory_time_s
+from pipesim.specs.efficiency import DEFAULT_EFFICIENCY, Efficiency
 from pipesim.specs.gpu import GPUSpec
 from pipesim.specs.layout import Layout
 from pipesim.specs.model import ModelSpec
@@ -53,6 +47,7 @@ __all__ = [
     "DP_BUCKET_PARAMS",
     "bucketed_collective_s",
     "optimizer_step_s",
+    "param_gather_exposed_s",
 ]
 
 # Adam step over fp32 master weights, memory-bound: read grad 4, master 4, m 4, v 4; write master 4, m 4, v 4
@@ -62,38 +57,6 @@ OPTIMIZER_BYTES_PER_PARAM = 34.0
 # max(40,000,000, 1,000,000 x dp) parameters (megatron/core/distributed; value as recalled, unconfirmed in
 # published.md). Only the per-bucket latency depends on it.
 DP_BUCKET_PARAMS = 40_000_000
-
-
-@dataclass(frozen=True)
-class Efficiency:
-    """Achieved fractions of hardware peaks (see the module docstring for where each one enters).
-
-    ``gemm_max``: fraction of dense peak a large GEMM reaches; ``gemm_half_dim``: GEMM dimension at which
-    that fraction halves; ``attention``: FlashAttention's fraction of peak (not calibrated: every published row
-    predates it; FlashAttention-2 reports 50-73% of A100 peak, Dao 2023); ``hbm``: fraction of HBM bandwidth
-    memory-bound kernels reach; ``kernel_overhead_s``: fixed cost per compute kernel (launch and tail).
-    """
-
-    # Calibrated once by ``benchmarks/accuracy.py --calibrate`` (grid search minimising the mean of the
-    # end-to-end MAE over SC21 Tables 1-2 and the per-layer MAE over Korthikanti Table 4; result: 2.1% and 1.6%).
-    gemm_max: float = 0.68
-    gemm_half_dim: float = 64.0
-    hbm: float = 0.90
-    kernel_overhead_s: float = 0.0
-    # Not calibrated (no published row uses FlashAttention): an assumption within FlashAttention-2's reported
-    # 50-73% of A100 peak (Dao 2023; not in published.md, unconfirmed).
-    attention: float = 0.55
-
-    def __post_init__(self) -> None:
-        for key in ("gemm_max", "attention", "hbm"):
-            v = getattr(self, key)
-            if not 0 < v <= 1:
-                raise ValueError(f"efficiency {key}={v} must be in (0, 1]")
-        if self.gemm_half_dim < 0 or self.kernel_overhead_s < 0:
-            raise ValueError("gemm_half_dim and kernel_overhead_s must be >= 0")
-
-
-DEFAULT_EFFICIENCY = Efficiency()
 
 
 @dataclass(frozen=True)
@@ -125,17 +88,6 @@ class TimedOp:
         return self.op.hbm_bytes
 
 
-def _sat(d: float, half: float) -> float:
-    return d / (d + half) if half > 0 else 1.0
-
-
-def gemm_efficiency(shape: tuple[int, int, int], eff: Efficiency) -> float:
-    """Fraction of peak a GEMM of ``shape`` = (M, N, K) reaches: gemm_max x sat(M) x sat(N) x sat(K)."""
-    m, n, k = shape
-    h = eff.gemm_half_dim
-    return eff.gemm_max * _sat(m, h) * _sat(n, h) * _sat(k, h)
-
-
 def op_time(
     op: Op,
     gpu: GPUSpec,
@@ -143,24 +95,27 @@ def op_time(
     eff: Efficiency,
     comm: CommModel,
     tp_ranks: Sequence[int],
+    fp8_recipe: str = "delayed",
 ) -> TimedOp:
-    """Seconds for one operator (formulas in the module docstring). GEMMs run at ``precision``'s peak;
-    attention at bf16/fp16 (fp8 training keeps attention in 16-bit, as Transformer Engine does)."""
+    """Seconds for one operator (formulas in :mod:`pipesim.cost.kernels`). GEMMs run at ``precision``'s peak
+    (an fp8 GEMM also pays its input casts under ``fp8_recipe``); attention at bf16/fp16 (fp8 training keeps
+    attention in 16-bit, as Transformer Engine does)."""
     if op.kind == "comm":
         assert op.collective is not None
         return TimedOp(op, comm.collective_s(op.collective, op.comm_bytes, tp_ranks), "comm")
-    mem_s = op.hbm_bytes / (gpu.hbm_Bps * eff.hbm)
     if op.kind == "elementwise":
-        return TimedOp(op, mem_s + eff.kernel_overhead_s, "memory")
-    peak = gpu.peak(compute_precision(op, gpu, precision))
-    if op.kind == "gemm":
-        assert op.shape is not None
-        achieved = peak * gemm_efficiency(op.shape, eff)
-    else:  # attention
-        achieved = peak * eff.attention
-    comp_s = op.flops / achieved
-    bound = "compute" if comp_s >= mem_s else "memory"
-    return TimedOp(op, max(comp_s, mem_s) + eff.kernel_overhead_s, bound)
+        return TimedOp(op, memory_time_s(op.hbm_bytes, gpu, eff) + eff.kernel_overhead_s, "memory")
+    prec = compute_precision(op, gpu, precision)
+    peak = gpu.peak(prec)
+    if op.kind == "attention":
+        t, bound = attention_time_s(op.flops, op.hbm_bytes, peak, gpu, eff)
+        return TimedOp(op, t, bound)
+    assert op.shape is not None
+    t, bound = gemm_time_s(op.shape, op.batch, op.hbm_bytes, peak, prec, gpu, eff)
+    if prec == "fp8":
+        cast = fp8_cast_bytes(op.shape, op.batch, op.phase, fp8_recipe)
+        t += memory_time_s(cast, gpu, eff) + eff.kernel_overhead_s
+    return TimedOp(op, t, bound)
 
 
 def _sixteen_bit(gpu: GPUSpec) -> str:
@@ -183,15 +138,18 @@ def time_ops(
     eff: Efficiency,
     comm: CommModel,
     tp_ranks: Sequence[int],
+    fp8_recipe: str = "delayed",
 ) -> tuple[TimedOp, ...]:
     """:func:`op_time` of every operator, in order. A collective with ``hidden_by`` runs concurrently with that
-    operator, so only ``max(0, collective - partner)`` is counted (bound ``comm-overlapped``)."""
-    timed = [op_time(op, gpu, precision, eff, comm, tp_ranks) for op in ops]
+    operator, which hides up to ``eff.tp_overlap`` x its own duration of it: only
+    ``max(0, collective - tp_overlap x partner)`` is counted (bound ``comm-overlapped``)."""
+    timed = [op_time(op, gpu, precision, eff, comm, tp_ranks, fp8_recipe) for op in ops]
     by_name = {t.op.name: t.time_s for t in timed}
     for i, t in enumerate(timed):
         partner = t.op.hidden_by
         if partner is not None and partner in by_name:
-            timed[i] = TimedOp(t.op, max(0.0, t.time_s - by_name[partner]), "comm-overlapped")
+            hidden = eff.tp_overlap * by_name[partner]
+            timed[i] = TimedOp(t.op, max(0.0, t.time_s - hidden), "comm-overlapped")
     return tuple(timed)
 
 
@@ -209,7 +167,7 @@ def layer_detail(
     backward time (see :func:`pass_times`). ``precision`` (default the layout's) may be any precision the GPU
     has, tf32 / fp32 included (the roofline's what-if; training layouts take bf16, fp16 or fp8)."""
     prec = precision or layout.precision
-    return time_ops(layer_ops(model, layout, prec).all, gpu, prec, eff, comm, tp_ranks)
+    return time_ops(layer_ops(model, layout, prec).all, gpu, prec, eff, comm, tp_ranks, layout.fp8_recipe)
 
 
 @dataclass(frozen=True)
@@ -275,7 +233,7 @@ def pass_times(timed: Sequence[TimedOp]) -> PassTimes:
 def _unit_times(
     ops: LayerOps, layout: Layout, gpu: GPUSpec, eff: Efficiency, comm: CommModel, tp_ranks: Sequence[int]
 ) -> PassTimes:
-    return pass_times(time_ops(ops.all, gpu, layout.precision, eff, comm, tp_ranks))
+    return pass_times(time_ops(ops.all, gpu, layout.precision, eff, comm, tp_ranks, layout.fp8_recipe))
 
 
 def layer_pass_times(
@@ -323,5 +281,18 @@ def bucketed_collective_s(
 
 def optimizer_step_s(local_params: float, gpu: GPUSpec, eff: Efficiency) -> float:
     """Adam step over ``local_params`` parameters: memory-bound, :data:`OPTIMIZER_BYTES_PER_PARAM` bytes each
-    at the effective HBM bandwidth."""
-    return local_params * OPTIMIZER_BYTES_PER_PARAM / (gpu.hbm_Bps * eff.hbm)
+    at the effective HBM bandwidth, plus the profile's per-iteration fixed cost ``eff.step_overhead_s``
+    (gradient clipping's norm, logging, the next batch's data loading), booked here since it also runs once per
+    step after the pipeline."""
+    return local_params * OPTIMIZER_BYTES_PER_PARAM / (gpu.hbm_Bps * eff.hbm) + eff.step_overhead_s
+
+
+def param_gather_exposed_s(gather_s: float, bucket_s: float, first_forward_s: float, overlap: bool) -> float:
+    """Exposed seconds of the distributed optimizer's all-gather of updated weights (``gather_s`` in all,
+    ``bucket_s`` for one bucket). Without overlap it all follows the optimizer step; with Megatron-LM's
+    ``--overlap-param-gather`` each bucket is gathered while the next step's first forward runs the layers
+    before it, so ``max(one bucket, gather - first forward)`` stays exposed (the first microbatch's forward
+    over the rank's stages, ``first_forward_s``)."""
+    if not overlap or gather_s <= 0:
+        return gather_s
+    return max(min(bucket_s, gather_s), gather_s - first_forward_s)

@@ -30,6 +30,10 @@ preset's)::
     tdp_W = 600
     [peak_TFLOPS]
     fp8 = 1500
+
+Either form may carry an ``[efficiency]`` table (the keys of :class:`pipesim.specs.efficiency.Efficiency`, e.g.
+``gemm_max = 0.7``; missing keys from the base preset's calibrated profile) and a ``[source]`` table naming
+where each efficiency value comes from: what ``pipesim calibrate`` writes.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from pipesim.errors import InputError
+from pipesim.specs.efficiency import EFFICIENCY_KEYS, Efficiency, efficiency_from_table
 from pipesim.specs.gpu import PRECISIONS, GPUSpec, get_gpu
 from pipesim.specs.model import ModelSpec, get_model
 
@@ -249,6 +254,7 @@ _GPU_KEYS = (
     "tdp_W",
     "peak_TFLOPS",
     "source",
+    "efficiency",
 )
 
 
@@ -285,7 +291,7 @@ def gpu_from_table(
     # Read every key first: a bad key is named once, outside the GPUSpec check below.
     name = _str(src, data, "name", default_name, prefix)
     hbm_Bps = _num(src, data, "hbm_bandwidth_GBps", prefix) * 1e9
-    source = _str(src, data, "source", src, prefix)
+    source, eff_sources = _sources(src, data, prefix)
     try:
         return GPUSpec(
             name=name,
@@ -293,12 +299,42 @@ def gpu_from_table(
             hbm_bytes=hbm,
             hbm_Bps=hbm_Bps,
             tdp_w=tdp,
-            source=source,
+            source=source or src,
             status=status,
+            efficiency=_efficiency(src, data, None, eff_sources, prefix),
         )
     except InputError as exc:
         where = f"[{prefix.rstrip('.')}]: " if prefix else ""
         raise InputError(f"{src}: {where}{exc}") from None
+
+
+def _sources(src: str, data: Mapping[str, Any], prefix: str = "") -> tuple[str, dict[str, Any] | None]:
+    """The file's ``source``: a string (where the GPU's numbers come from), or a table of efficiency key ->
+    source text (what ``pipesim calibrate`` writes)."""
+    raw = data.get("source")
+    if raw is None or isinstance(raw, str):
+        return raw or "", None
+    if isinstance(raw, dict):
+        return "", raw
+    raise InputError(f"{src}: key '{prefix}source' must be a string or a table of strings")
+
+
+def _efficiency(
+    src: str,
+    data: Mapping[str, Any],
+    base: Efficiency | None,
+    sources: Mapping[str, Any] | None,
+    prefix: str = "",
+) -> Efficiency | None:
+    """The ``[efficiency]`` table over ``base`` (the preset's profile), or ``base`` when there is none."""
+    raw = data.get("efficiency")
+    if raw is None:
+        return base
+    if not isinstance(raw, dict):
+        raise InputError(
+            f"{src}: key '{prefix}efficiency' must be a table (keys: {', '.join(EFFICIENCY_KEYS)})"
+        )
+    return efficiency_from_table(raw, src, base, sources)
 
 
 def _peaks(src: str, raw: object, prefix: str = "") -> dict[str, float]:
@@ -333,6 +369,7 @@ def _gpu_from_base(src: str, data: Mapping[str, Any], stem: str) -> GPUSpec:
     changed = [
         k for k in ("memory_GB", "memory_GiB", "hbm_bandwidth_GBps", "tdp_W", "peak_TFLOPS") if k in data
     ]
+    source, eff_sources = _sources(src, data)
     try:
         return GPUSpec(
             name=_str(src, data, "name", stem),
@@ -340,9 +377,10 @@ def _gpu_from_base(src: str, data: Mapping[str, Any], stem: str) -> GPUSpec:
             hbm_bytes=hbm,
             hbm_Bps=bw,
             tdp_w=tdp,
-            source=_str(src, data, "source", f"{src} over preset {base.name} ({base.source})"),
+            source=source or f"{src} over preset {base.name} ({base.source})",
             status=f"user file over preset {base.name}",
             notes=f"overridden: {', '.join(changed) or 'nothing'}",
+            efficiency=_efficiency(src, data, base.efficiency, eff_sources),
         )
     except InputError as exc:
         raise InputError(f"{src}: {exc}") from None

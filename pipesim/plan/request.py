@@ -8,9 +8,10 @@ from dataclasses import dataclass, field, replace
 from pipesim.comm.base import CommModel, LevelCommModel
 from pipesim.comm.factory import ClusterSpec, build_comm
 from pipesim.cost.memory import RESERVE_BYTES
-from pipesim.cost.times import DEFAULT_EFFICIENCY, Efficiency
+from pipesim.cost.times import Efficiency
 from pipesim.errors import InputError
 from pipesim.plan.estimate import Estimator
+from pipesim.specs.efficiency import GPU_PROFILE, resolve_efficiency
 from pipesim.specs.gpu import GPUSpec
 from pipesim.specs.layout import RECOMPUTE, TRAIN_PRECISIONS
 from pipesim.specs.model import ModelSpec
@@ -126,7 +127,7 @@ class PlanRequest:
     dp_overlap: bool = True
     scatter_gather: bool = True
     tp_comm_overlap: bool = True
-    efficiency: Efficiency = DEFAULT_EFFICIENCY
+    efficiency: Efficiency = GPU_PROFILE
     reserve_bytes: float = RESERVE_BYTES
     top_k: int = 16
     tokens: float | None = None
@@ -139,6 +140,9 @@ class PlanRequest:
         if self.precision not in TRAIN_PRECISIONS:
             raise InputError(f"--precision={self.precision!r}; valid: {', '.join(TRAIN_PRECISIONS)}")
         self.cluster.gpu.peak(self.precision)
+        object.__setattr__(
+            self, "efficiency", resolve_efficiency(self.efficiency, self.cluster.gpu.efficiency)
+        )
         if self.top_k < 0:
             raise InputError(f"--top-k={self.top_k} must be >= 0")
         if self.tokens is not None and not self.tokens > 0:

@@ -29,10 +29,11 @@ from pipesim.comm.factory import ClusterSpec, build_comm
 from pipesim.cost.flops import hardware_flops_per_step, model_flops_per_step
 from pipesim.cost.memory import RESERVE_BYTES, RankMemory, rank_memory
 from pipesim.cost.stages import StageCostModel, StageCosts
-from pipesim.cost.times import DEFAULT_EFFICIENCY, Efficiency, PassTimes
+from pipesim.cost.times import Efficiency, PassTimes
 from pipesim.errors import InputError
 from pipesim.sim.engine import OpCosts, Timeline, simulate
 from pipesim.sim.metrics import PipelineMetrics, pipeline_metrics
+from pipesim.specs.efficiency import GPU_PROFILE, resolve_efficiency
 from pipesim.specs.gpu import GPUSpec
 from pipesim.specs.layout import Layout
 from pipesim.specs.model import ModelSpec
@@ -71,9 +72,13 @@ class Scenario:
     gpu: GPUSpec
     layout: Layout
     comm: CommModel = field(default_factory=default_comm)
-    efficiency: Efficiency = DEFAULT_EFFICIENCY
+    efficiency: Efficiency = GPU_PROFILE
     reserve_bytes: float = RESERVE_BYTES
     rank_order: tuple[str, str, str] = DEFAULT_ORDER
+
+    def __post_init__(self) -> None:
+        # Default: the GPU's calibrated profile (pipesim.specs.efficiency).
+        object.__setattr__(self, "efficiency", resolve_efficiency(self.efficiency, self.gpu.efficiency))
 
     def comm_description(self) -> str:
         """One line naming the communication model and its parameters (GB/s = 1e9 B/s)."""

@@ -12,13 +12,14 @@ Other GPUs come from a TOML file (see :func:`pipesim.io.readers.load_gpu_toml`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
 from pipesim.errors import InputError
+from pipesim.specs.efficiency import DEFAULT_EFFICIENCY, EFFICIENCY_KEYS, Efficiency, shipped_profile
 
-__all__ = ["GPUSpec", "GPU_PRESETS", "PRECISIONS", "get_gpu", "gpu_names"]
+__all__ = ["GPUSpec", "GPU_PRESETS", "PRECISIONS", "get_gpu", "gpu_names", "provenance"]
 
 PRECISIONS = ("bf16", "fp16", "fp8", "tf32", "fp32")
 
@@ -29,7 +30,8 @@ class GPUSpec:
 
     ``peak_flops`` maps a precision (one of :data:`PRECISIONS`) to dense tensor-core (or vector, for fp32)
     FLOP/s; a precision the GPU lacks is absent. ``hbm_bytes`` is the marketed capacity in bytes (GB = 1e9);
-    ``hbm_Bps`` the peak memory bandwidth in bytes/s; ``tdp_w`` the board power in watts.
+    ``hbm_Bps`` the peak memory bandwidth in bytes/s; ``tdp_w`` the board power in watts. ``efficiency`` is the
+    GPU's calibrated :class:`pipesim.specs.efficiency.Efficiency` profile (None: the A100-fitted default).
     """
 
     name: str
@@ -40,6 +42,7 @@ class GPUSpec:
     source: str = ""
     status: str = ""
     notes: str = ""
+    efficiency: Efficiency | None = None
 
     def __post_init__(self) -> None:
         bad = [p for p in self.peak_flops if p not in PRECISIONS]
@@ -70,6 +73,11 @@ class GPUSpec:
                 f"gpu {self.name!r} has no {precision} peak; supported: {', '.join(self.peak_flops)}"
             ) from None
 
+    @property
+    def profile(self) -> Efficiency:
+        """The calibrated efficiency profile, or the A100-fitted default when the GPU has none."""
+        return self.efficiency if self.efficiency is not None else DEFAULT_EFFICIENCY
+
     def __hash__(self) -> int:
         return hash((self.name, tuple(sorted(self.peak_flops.items())), self.hbm_bytes, self.hbm_Bps))
 
@@ -79,7 +87,7 @@ class GPUSpec:
         return (
             GPUSpec,
             (self.name, dict(self.peak_flops), self.hbm_bytes, self.hbm_Bps, self.tdp_w)
-            + (self.source, self.status, self.notes),
+            + (self.source, self.status, self.notes, self.efficiency),
         )
 
 
@@ -166,6 +174,18 @@ _PRESET_LIST: tuple[GPUSpec, ...] = (
         "vs 192 GB (launch) unconfirmed which; TDP ~1000 W.",
     ),
     GPUSpec(
+        "gb200",
+        {"bf16": 2450e12, "fp16": 2450e12, "fp8": 4900e12},
+        hbm_bytes=186e9,
+        hbm_Bps=8.0e12,
+        tdp_w=None,
+        source="published.md s9: NVIDIA/dgxc-benchmarking llama3.1/README.md v25.05 (2450 BF16 / 4900 FP8 TFLOP/s "
+        "peak used for MFU; recipes need at least 186 GB per GPU); racks: the nvl72 topology preset",
+        status="secondary (NVIDIA benchmark recipe)",
+        notes="HBM bandwidth 8.0 TB/s is B200's (published.md s7), unconfirmed for GB200; 186 GB is the memory the "
+        "recipes require, taken as the capacity; TDP not in published.md.",
+    ),
+    GPUSpec(
         "mi300x",
         {"bf16": 1307.4e12, "fp16": 1307.4e12, "fp8": 2614.9e12},
         hbm_bytes=192e9,
@@ -177,7 +197,13 @@ _PRESET_LIST: tuple[GPUSpec, ...] = (
     ),
 )
 
-GPU_PRESETS: dict[str, GPUSpec] = {g.name: g for g in _PRESET_LIST}
+
+def _with_profile(g: GPUSpec) -> GPUSpec:
+    eff = shipped_profile(g.name)
+    return g if eff is None else replace(g, efficiency=eff)
+
+
+GPU_PRESETS: dict[str, GPUSpec] = {g.name: _with_profile(g) for g in _PRESET_LIST}
 
 
 def gpu_names() -> list[str]:
@@ -193,3 +219,26 @@ def get_gpu(name: str) -> GPUSpec:
         raise InputError(
             f"unknown gpu {name!r}; valid presets: {', '.join(GPU_PRESETS)} (or a path to a .toml file)"
         ) from None
+
+
+def provenance(gpu: GPUSpec) -> list[tuple[str, str, str]]:
+    """Every number pipesim uses for ``gpu`` as (name, value with unit, where it comes from): the datasheet
+    values (peaks, HBM, TDP: the spec's source, status and notes) and each efficiency-profile value with its own
+    source (fitted on which published measurements, or which hardware fact)."""
+    spec_src = gpu.source + (f" [{gpu.status}]" if gpu.status else "")
+    rows = [(f"peak {p}", f"{v / 1e12:g} TFLOP/s dense", spec_src) for p, v in gpu.peak_flops.items()]
+    rows.append(("HBM capacity", f"{gpu.hbm_bytes / 1e9:g} GB", spec_src))
+    rows.append(("HBM bandwidth", f"{gpu.hbm_Bps / 1e9:g} GB/s", spec_src))
+    rows.append(("TDP", f"{gpu.tdp_w:g} W" if gpu.tdp_w else "unknown", spec_src))
+    if gpu.notes:
+        rows.append(("notes", "", gpu.notes))
+    eff = gpu.profile
+    if gpu.efficiency is None:
+        rows.append(("profile", "none", "no calibrated profile: the A100-fitted defaults below"))
+    for key in EFFICIENCY_KEYS:
+        value = getattr(eff, key)
+        text = f"{value * 1e6:g} us" if key.endswith("_s") and key != "step_overhead_s" else f"{value:g}"
+        if key == "step_overhead_s":
+            text = f"{value:g} s"
+        rows.append((key, text, eff.sources.get(key, "default (no source)")))
+    return rows

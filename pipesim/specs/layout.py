@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from pipesim.errors import InputError
 from pipesim.specs.model import ModelSpec
 
-__all__ = ["Layout", "RECOMPUTE", "ATTENTION", "divisors", "TRAIN_PRECISIONS"]
+__all__ = ["Layout", "RECOMPUTE", "ATTENTION", "FP8_RECIPES", "divisors", "TRAIN_PRECISIONS"]
 
 RECOMPUTE = ("none", "selective", "full")
 ATTENTION = ("flash", "unfused")
 # Precisions a training step's GEMMs can run in (fp8 as in Transformer Engine: GEMMs in fp8, rest in bf16).
 TRAIN_PRECISIONS = ("bf16", "fp16", "fp8")
+# fp8 scaling recipes (Megatron-LM --fp8-recipe; delayed is Transformer Engine's DelayedScaling default):
+# their cast costs are in pipesim.cost.kernels.
+FP8_RECIPES = ("delayed", "current", "blockwise")
 
 
 def divisors(n: int) -> list[int]:
@@ -46,7 +49,13 @@ class Layout:
     ``uneven_layers``: allow pp (x vpp) not dividing the layer count (the first stages get one extra layer).
     ``tp_comm_overlap``: the backward's tensor-parallel collectives run concurrently with the weight-gradient
     (or, for SP's re-gather, input-gradient) GEMM, as Megatron-LM's asynchronous TP all-reduce does by default
-    (``--no-async-tensor-model-parallel-allreduce`` turns it off); forward collectives stay exposed.
+    (``--no-async-tensor-model-parallel-allreduce`` turns it off). ``tp_comm_overlap_forward``: the forward's
+    collectives overlap their neighbouring GEMM too (Megatron-LM ``--tp-comm-overlap``, Transformer Engine
+    userbuffers: the SP all-gather with the next column-parallel GEMM, the reduce-scatter with the row-parallel
+    GEMM that produces it), hidden up to the GPU profile's ``tp_overlap`` fraction; off by default, as in
+    Megatron-LM. ``fp8_recipe``: the fp8 scaling recipe (:data:`FP8_RECIPES`), used when ``precision`` is fp8.
+    ``overlap_param_gather``: with the distributed optimizer, the all-gather of updated weights overlaps the
+    next step's first forward (Megatron-LM ``--overlap-param-gather``; off by default, as there).
     """
 
     tp: int = 1
@@ -67,6 +76,9 @@ class Layout:
     uneven_layers: bool = False
     tp_comm_overlap: bool = True
     zero_stage: int = 0
+    tp_comm_overlap_forward: bool = False
+    fp8_recipe: str = "delayed"
+    overlap_param_gather: bool = False
 
     def __post_init__(self) -> None:
         if self.zero_stage not in (0, 1, 2, 3) or isinstance(self.zero_stage, bool):
@@ -86,6 +98,8 @@ class Layout:
             raise InputError(f"recompute={self.recompute!r}; valid: {', '.join(RECOMPUTE)}")
         if self.attention not in ATTENTION:
             raise InputError(f"attention={self.attention!r}; valid: {', '.join(ATTENTION)}")
+        if self.fp8_recipe not in FP8_RECIPES:
+            raise InputError(f"fp8-recipe={self.fp8_recipe!r}; valid: {', '.join(FP8_RECIPES)}")
         if self.precision not in TRAIN_PRECISIONS:
             raise InputError(f"precision={self.precision!r}; valid: {', '.join(TRAIN_PRECISIONS)}")
         per_replica = self.micro_batch_size * self.dp

@@ -1,0 +1,1 @@
+"""Fitting GPU efficiency profiles to measured runs."""

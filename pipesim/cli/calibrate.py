@@ -1,0 +1,179 @@
+"""``pipesim calibrate``: fit a GPU profile to measured step times and write it as a GPU TOML."""
+
+from __future__ import annotations
+
+import csv
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from pipesim.cli.group import short_help
+from pipesim.cli.options import (
+    ClusterFlags,
+    Hardware,
+    LayoutFlags,
+    cluster_options,
+    hardware_options,
+    layout_options,
+    plain_options,
+)
+from pipesim.errors import InputError
+
+if TYPE_CHECKING:
+    from pipesim.calib.fit import Run
+
+__all__ = ["calibrate_cmd", "read_runs_csv"]
+
+CALIBRATE_HELP = """Fit a GPU profile to your own measured step times.
+
+RUNS is a CSV file with a header row; its columns are simulate's flags with dashes as underscores (model,
+topology, nodes, tp, pp, dp, vpp, micro_batch_size, global_batch_size, seq_length, precision, recompute,
+sequence_parallel, distributed_optimizer, ...; booleans true/false) plus the measured step_time_s; lines
+starting with # are comments. A missing column or an empty cell takes the flag's default; an unknown column
+is refused. Prints the fitted values, every run's measured and predicted time and residual, and a k-fold
+holdout error, and writes the profile (-o) as a GPU TOML that every --gpu accepts. Example:
+
+\\b
+  pipesim calibrate pipesim/data/samples/nemo-h100-runs.csv --gpu h100-sxm -o my-h100.toml
+  pipesim simulate --gpu my-h100.toml --model llama2-7b --precision fp8 --gpus 8
+"""
+
+CALIBRATE_KEYS = ("gemm_max", "gemm_max_fp8", "attention", "hbm", "step_overhead_s")
+
+
+@click.command("row")
+@plain_options("schedule")
+@hardware_options()
+@layout_options()
+@cluster_options()
+def _row_cmd(schedule: str | None, hw: Hardware, lay: LayoutFlags, cluster: ClusterFlags) -> Any:
+    """One CSV row parsed as simulate's flags: its Scenario."""
+    from pipesim.cli.simulate import build_scenario
+    from pipesim.sim.scenario import build_scenario_schedule
+
+    sc = build_scenario(hw, lay, cluster, schedule)
+    build_scenario_schedule(sc)  # the layout must split the model
+    return sc
+
+
+def _row_args(row: dict[str, str], where: str) -> list[str]:
+    """simulate-style arguments of a CSV row (booleans as flags, empty cells left to the defaults)."""
+    options = {p.name: p for p in _row_cmd.params if isinstance(p, click.Option)}
+    args: list[str] = []
+    for column, text in row.items():
+        if column == "step_time_s" or text is None or not text.strip():
+            continue
+        opt = options[{"model": "model_arg"}.get(column, column)]
+        value = text.strip()
+        if opt.is_flag:
+            low = value.lower()
+            if low not in ("true", "false"):
+                raise InputError(f"{where}: column {column!r} must be true or false, got {text!r}")
+            if low == "true":
+                args.append(opt.opts[0])
+            elif opt.secondary_opts:
+                args.append(opt.secondary_opts[0])
+        else:
+            args += [opt.opts[0], value]
+    return args
+
+
+def read_runs_csv(path: str, gpu_arg: str) -> list[Run]:
+    """Measured runs from ``path`` (format in CALIBRATE_HELP), each simulated on ``gpu_arg``."""
+    from pipesim.calib.fit import Run
+
+    columns = {"model"} | {p.name for p in _row_cmd.params if p.name not in (None, "model_arg", "gpu_arg")}
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            lines = [line for line in fh if not line.lstrip().startswith("#")]
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    reader = csv.DictReader(lines)
+    rows = list(reader)
+    header = list(reader.fieldnames or [])
+    bad = [c for c in header if c not in columns and c != "step_time_s"]
+    if bad:
+        raise InputError(
+            f"{path}: unknown column {bad[0]!r}; valid: {', '.join(sorted(columns))}, step_time_s"
+        )
+    if "step_time_s" not in header:
+        raise InputError(f"{path}: missing column 'step_time_s' (the measured seconds per step)")
+    if not rows:
+        raise InputError(f"{path}: no rows (a header row and one row per measured run)")
+    runs = []
+    for i, row in enumerate(rows, start=2):
+        where = f"{path} line {i}"
+        step_text = (row.get("step_time_s") or "").strip()
+        try:
+            step = float(step_text)
+        except ValueError:
+            raise InputError(f"{where}: step_time_s={step_text!r} must be a number of seconds") from None
+        args = [*_row_args(row, where), "--gpu", gpu_arg]
+        try:
+            sc = _row_cmd.main(args, standalone_mode=False)
+        except click.UsageError as exc:
+            raise InputError(f"{where}: {exc.format_message()}") from None
+        except InputError as exc:
+            raise InputError(f"{where}: {exc}") from None
+        runs.append(
+            Run(sc.model, sc.layout, sc.comm, step, f"line {i}: {row.get('model', '')}", sc.model.name)
+        )
+    return runs
+
+
+@click.command("calibrate", help=CALIBRATE_HELP, short_help=short_help("calibrate"))
+@click.argument("runs_csv", metavar="RUNS.csv", type=click.Path(dir_okay=False))
+@plain_options(
+    "gpu_arg", "output", "fit_text", "folds",
+    gpu_arg={"required": True, "help": "The GPU preset the runs were measured on."},
+    output={"help": "GPU TOML to write (a profile every --gpu accepts)."},
+)  # fmt: skip
+def calibrate_cmd(runs_csv: str, gpu_arg: str, output: str | None, fit_text: str | None, folds: int) -> None:
+    from pipesim.calib.fit import fit_profile, kfold_holdout, mae, predict_step_s
+    from pipesim.calib.profile_file import profile_toml
+    from pipesim.io.atomic import atomic_write_text, check_output_path
+    from pipesim.specs.gpu import GPU_PRESETS
+
+    if output is not None:
+        check_output_path(output)
+    if gpu_arg not in GPU_PRESETS:
+        raise InputError(f"--gpu={gpu_arg!r}: calibrate starts from a preset ({', '.join(GPU_PRESETS)})")
+    gpu = GPU_PRESETS[gpu_arg]
+    runs = read_runs_csv(runs_csv, gpu_arg)
+    if fit_text:
+        keys = tuple(k.strip() for k in fit_text.split(",") if k.strip())
+    else:
+        precisions = {r.layout.precision for r in runs}
+        keys = tuple(
+            k
+            for k in CALIBRATE_KEYS
+            if (k != "gemm_max_fp8" or "fp8" in precisions)
+            and (k != "gemm_max" or precisions - {"fp8"})
+            and (k != "attention" or any(r.layout.attention == "flash" for r in runs))
+        )
+    note = f"fitted by pipesim calibrate to {runs_csv} ({len(runs)} runs)"
+    fitted = fit_profile(runs, gpu, gpu.profile, keys, rounds=4, note=note)
+    click.echo(
+        f"fitted to {len(runs)} runs on {gpu.name}: "
+        + ", ".join(f"{k} = {getattr(fitted, k):.4g}" for k in keys)
+    )
+    click.echo(f"{'run':<40} {'measured s':>11} {'before':>9} {'after':>9} {'residual':>9}")
+    errs = []
+    for r in runs:
+        before, after = predict_step_s(r, gpu, gpu.profile), predict_step_s(r, gpu, fitted)
+        errs.append((after - r.measured_s) / r.measured_s)
+        click.echo(f"{r.label:<40} {r.measured_s:>11.4g} {before:>9.4g} {after:>9.4g} {errs[-1]:>+9.1%}")
+    click.echo(f"MAE after the fit: {mae(errs):.2%}")
+    if folds:
+        k = min(folds, len(runs))
+        if k >= 2:
+            held, _ = kfold_holdout(runs, gpu, gpu.profile, keys, k, rounds=3)
+            click.echo(f"{k}-fold holdout MAE: {held:.2%}")
+        else:
+            click.echo("k-fold holdout: needs at least 2 runs")
+    if output is not None:
+        name = output.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".toml")
+        atomic_write_text(
+            output, profile_toml(gpu, fitted, name, [f"pipesim calibrate {runs_csv} --gpu {gpu_arg}"])
+        )
+        click.echo(f"wrote {output} (use it as --gpu {output})")

@@ -1,0 +1,39 @@
+"""``pipesim gpu show``: every number pipesim uses for a GPU and where it comes from."""
+
+from __future__ import annotations
+
+import click
+
+from pipesim.cli.group import short_help
+from pipesim.cli.options import plain_options
+from pipesim.cli.render import console, emit_json
+
+__all__ = ["gpu_group"]
+
+
+@click.group("gpu", short_help=short_help("gpu"))
+def gpu_group() -> None:
+    """GPU presets and their calibrated efficiency profiles."""
+
+
+@gpu_group.command("show")
+@click.argument("gpu_arg", metavar="GPU")
+@plain_options("as_json")
+def gpu_show_cmd(gpu_arg: str, as_json: bool) -> None:
+    """Every number pipesim uses for GPU (a preset name or a GPU .toml) and where it comes from: datasheet
+    values, hardware facts, and the published measurements each efficiency value was fitted to."""
+    from rich.table import Table
+
+    from pipesim.io.readers import resolve_gpu
+    from pipesim.specs.gpu import provenance
+
+    rows = provenance(resolve_gpu(gpu_arg))
+    if as_json:
+        emit_json([{"name": n, "value": v, "source": src} for n, v, src in rows])
+        return
+    table = Table(title=f"GPU {gpu_arg}")
+    for col in ("name", "value", "source"):
+        table.add_column(col, overflow="fold")
+    for n, v, src in rows:
+        table.add_row(n, v, src)
+    console(table).print(table)
