@@ -12,7 +12,8 @@ import pytest
 from conftest import invoke
 
 from pipesim.figures.chromium import Chromium
-from pipesim.figures.gantt import CAPACITY_COLOUR, COLOURS, EDGE_LIMIT, gantt_page
+from pipesim.figures.gantt import COLOURS, EDGE_LIMIT, gantt_page
+from pipesim.figures.memory_panel import CAPACITY_COLOUR
 from pipesim.sim.compare import CompareRequest
 from pipesim.sim.engine import SpanKind, Stream
 from pipesim.sim.series import GanttSeries, simulate_series
