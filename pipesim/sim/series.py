@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipesim.cost.memory import ACTIVATION_OVERHEAD, RankMemory
+from pipesim.cost.traffic import StageTraffic, stage_traffic
 from pipesim.sim.compare import CompareRequest, build_requested, synthetic_costs
 from pipesim.sim.engine import OpCosts, SpanKind, Timeline, simulate
 from pipesim.sim.metrics import PipelineMetrics, activation_deltas, pipeline_metrics
@@ -139,6 +140,8 @@ class GanttSeries:
     timeline: Timeline
     stage_to_rank: tuple[int, ...] = ()
     rank_memory: tuple[RankMemory, ...] = ()
+    costs: OpCosts | None = None
+    traffic: StageTraffic | None = None
 
     @property
     def num_bars(self) -> int:
@@ -279,12 +282,16 @@ def gantt_series(
         timeline=timeline,
         stage_to_rank=tuple(schedule.stage_to_rank),
         rank_memory=tuple(rank_memory),
+        costs=costs,
     )
 
 
 def report_series(report: SimulationReport) -> GanttSeries:
-    """The chart series of a simulated scenario, with its memory per rank (the numbers ``simulate`` prints)."""
-    return gantt_series(report.schedule, report.costs, report.timeline, report.metrics, report.memory)
+    """The chart series of a simulated scenario, with its memory per rank (the numbers ``simulate`` prints)
+    and the bytes its transfers move."""
+    series = gantt_series(report.schedule, report.costs, report.timeline, report.metrics, report.memory)
+    sc = report.scenario
+    return replace(series, traffic=stage_traffic(sc.model, sc.layout, report.schedule.stage_to_rank))
 
 
 def simulate_series(request: CompareRequest) -> list[GanttSeries]:
