@@ -16,6 +16,7 @@ labels stay readable at any zoom.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeAlias
 
 import numpy as np
 import plotly.graph_objects as go
@@ -27,6 +28,7 @@ from pipesim.sim.series import GROUP_ORDER, GanttSeries, Lane, SpanGroup
 
 __all__ = ["COLOURS", "LABEL_LIMIT", "gantt_figure", "gantt_page", "summary_table", "lane_y", "time_unit"]
 
+Figure: TypeAlias = go.Figure  # what gantt_figure returns, for type hints outside pipesim.figures
 GIB = 2**30
 MS = 1e3  # seconds -> milliseconds, for display
 

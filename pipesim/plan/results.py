@@ -8,6 +8,7 @@ from typing import Any
 from pipesim.plan.estimate import Estimate
 from pipesim.plan.request import PlanRequest
 from pipesim.plan.space import Candidate
+from pipesim.results import Result, flatten
 from pipesim.sim.scenario import SimulationReport
 
 SECONDS_PER_DAY = 86400.0
@@ -161,7 +162,7 @@ class PlanEntry:
 
 
 @dataclass(frozen=True)
-class PlanResult:
+class PlanResult(Result):
     """What :func:`plan` returns. ``entries`` are the feasible layouts, best first; ``candidates`` the
     number of layouts estimated (passing the structural rules), ``enumerated`` all layouts considered."""
 
@@ -206,6 +207,10 @@ class PlanResult:
             "hbm_bytes": req.cluster.gpu.hbm_bytes,
             "results": [e.as_dict(i + 1, req.tokens) for i, e in enumerate(shown)],
         }
+
+    def table_rows(self) -> list[dict[str, Any]]:
+        """One row per feasible layout, best first (the scalars of ``as_dict()["results"]``)."""
+        return [flatten(r) for r in self.as_dict()["results"]]
 
 
 def training_time(tokens: float, tokens_per_s: float, num_gpus: int) -> dict[str, float]:
