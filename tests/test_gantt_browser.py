@@ -157,3 +157,15 @@ def test_static_export(tmp_path: Path, suffix: str) -> None:
         assert any(image.count(y, 0, image.width, f_rgb) for y in range(0, image.height, 4))
     else:
         assert data.lstrip().startswith(b"<svg") and b"rank 3" in data
+
+
+def test_directory_page_draws_from_the_shared_bundle(browser: Chromium, tmp_path: Path) -> None:
+    from pipesim.figures.page import write_page
+
+    panels = simulate_series(CompareRequest(schedules=("1f1b",), pp=4, microbatches=8))
+    path = tmp_path / "linked.html"
+    write_page(path, gantt_page(panels, plotlyjs="directory"), "directory")
+    with open_page(browser, path) as tab:
+        assert tab.console_errors() == []
+        assert tab.evaluate("typeof Plotly") == "object"
+        assert any(u.endswith("/plotly.min.js") for u in tab.requested_urls())

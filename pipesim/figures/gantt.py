@@ -442,8 +442,10 @@ def gantt_page(
     scenario: Sequence[tuple[str, str]] = (),
     gpu_memory_bytes: float | None = None,
     title: str = "pipesim timeline",
+    plotlyjs: str = "embed",
 ) -> str:
-    """The self-contained HTML page of ``pipesim gantt``: scenario header, summary table, the Gantt figure."""
+    """The HTML page of ``pipesim gantt``: scenario header, summary table, the Gantt figure (plotly.js
+    embedded unless ``plotlyjs`` says otherwise, see :func:`pipesim.figures.page.render_page`)."""
     fig = gantt_figure(panels, gpu_memory_bytes=gpu_memory_bytes)
     page = Page(
         title=title,
@@ -451,6 +453,6 @@ def gantt_page(
         tables=(summary_table(panels),),
         figures=(fig,),
         notes=NOTES,
-        figure_names=("Gantt chart and activation memory per rank",),
+        figure_names=("Gantt chart and memory per rank",),
     )
-    return render_page(page)
+    return render_page(page, plotlyjs)

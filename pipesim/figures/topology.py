@@ -13,8 +13,7 @@ from pathlib import Path
 import networkx as nx
 import plotly.graph_objects as go
 
-from pipesim.figures.page import Page, render_page
-from pipesim.io.atomic import atomic_write_text
+from pipesim.figures.page import Page, render_page, write_page
 from topologies.graph import EDGE_KINDS, link
 
 __all__ = ["topology_figure", "layout", "write_topology_html"]
@@ -156,7 +155,7 @@ def topology_figure(g: nx.Graph) -> go.Figure:
     return fig
 
 
-def write_topology_html(g: nx.Graph, path: str | Path) -> None:
+def write_topology_html(g: nx.Graph, path: str | Path, plotlyjs: str = "embed") -> None:
     """Write the figure as one self-contained HTML page (the offline page machinery of
     :mod:`pipesim.figures.page`: plotly.js embedded, a header naming the cluster), atomically."""
     info = g.graph
@@ -179,4 +178,4 @@ def write_topology_html(g: nx.Graph, path: str | Path) -> None:
         figures=(topology_figure(g),),
         figure_names=("pipesim-topology",),
     )
-    atomic_write_text(path, render_page(page))
+    write_page(path, render_page(page, plotlyjs), plotlyjs)
