@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipesim.figures.chromium import Chromium, Tab
+from tests.chromium import Chromium, Tab
 
 __all__ = ["open_page", "drawn_bars", "lane_pixels", "decode_png", "Image"]
 

@@ -202,10 +202,10 @@ def test_cli_unwritable_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 def test_cli_bad_image_suffix_and_missing_browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     code, _, err = invoke("gantt", "-o", str(tmp_path / "t.html"), "--image", str(tmp_path / "t.gif"))
-    assert code == 2 and err.count("\n") == 1 and ".png, .svg" in err
-    monkeypatch.setenv("PIPESIM_CHROMIUM", str(tmp_path / "no-such-browser"))
+    assert code == 2 and err.count("\n") == 1 and ".png, .svg, .pdf" in err
+    monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "no-such-browser"))  # where kaleido looks first
     code, _, err = invoke("gantt", "-o", str(tmp_path / "t.html"), "--image", str(tmp_path / "t.png"))
-    assert code == 2 and err.count("\n") == 1 and "needs a Chromium" in err
+    assert code == 2 and err.count("\n") == 1 and "need Chrome or Chromium" in err
     assert os.listdir(tmp_path) == []
 
 

@@ -33,14 +33,14 @@ CAPACITY_COLOUR = "#d62728"
 OTHER_RANKS_COLOUR = "#b8bec9"
 RANK_LEGEND_LIMIT = 12  # more ranks than this: colour rank 0, the last and the most loaded; others grey
 
-# (RankMemory attribute, legend label, colour) in stacking order, bottom to top.
+# (RankMemory attribute, legend label, colour) in stacking order, left to right; colours apart from the bars'.
 COMPONENTS: tuple[tuple[str, str, str], ...] = (
-    ("weights", "weights", "#4c78a8"),
-    ("grads", "gradients", "#72b7b2"),
-    ("optimizer", "optimizer state", "#9d755d"),
-    ("activations", "activations (peak)", "#54a24b"),
-    ("transient", "transient (one layer's backward)", "#e4b300"),
-    ("reserve", "reserve (CUDA context, NCCL)", "#bab0ac"),
+    ("weights", "weights", "#393b79"),
+    ("grads", "gradients", "#5254a3"),
+    ("optimizer", "optimizer state", "#9c9ede"),
+    ("activations", "activations (peak)", "#d6616b"),
+    ("transient", "transient (one layer's backward)", "#e7cb94"),
+    ("reserve", "reserve (CUDA context, NCCL)", "#c7c7c7"),
 )
 
 
@@ -216,7 +216,7 @@ def add_memory_breakdown(
         )
         fig.add_trace(
             go.Scatter(
-                x=total / GIB,
+                x=np.maximum(total, capacity_bytes) / GIB,  # right of the capacity line
                 y=y_of_rank,
                 mode="text",
                 text=[f" {f / GIB:.1f} free" if f >= 0 else f" OOM +{-f / GIB:.1f}" for f in free],
