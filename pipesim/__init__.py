@@ -32,7 +32,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "simulate": ("pipesim.api", "simulate"),
     "compare": ("pipesim.api", "compare"),
     "Comparison": ("pipesim.api", "Comparison"),
-    "plan": ("pipesim.api", "plan"),
+    "plan": ("pipesim.plan", ""),  # the planner package itself, callable as pipesim.api.plan
     "roofline": ("pipesim.api", "roofline"),
     "gantt_figure": ("pipesim.api", "gantt_figure"),
     "OpCosts": ("pipesim.sim.engine", "OpCosts"),
@@ -80,7 +80,7 @@ def __getattr__(name: str) -> Any:
         module, attr = _LAZY[name]
     except KeyError:
         raise AttributeError(f"module 'pipesim' has no attribute {name!r}") from None
-    value = getattr(import_module(module), attr)
+    value = getattr(import_module(module), attr) if attr else import_module(module)
     globals()[name] = value
     return value
 

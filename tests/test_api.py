@@ -109,3 +109,11 @@ def test_to_pandas_without_pandas_says_how_to_get_it(monkeypatch: pytest.MonkeyP
     monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas now raises ImportError
     with pytest.raises(InputError, match=r"pip install 'pipesim\[pandas\]'"):
         report.to_pandas()
+
+
+def test_plan_is_callable_however_the_planner_was_imported() -> None:
+    import pipesim.plan.search  # binds the package to pipesim.plan
+
+    result = pipesim.plan("gpt-1.7b", "a100-80gb", nodes=1, global_batch_size=16, top_k=1)
+    assert result.best.num_gpus == 8 and len(result.to_pandas()) == result.feasible
+    assert pipesim.plan.search.PlanResult is type(result)
