@@ -280,7 +280,7 @@ def summary_table(panels: Sequence[GanttSeries]) -> Table:
     """One row per schedule: step time, bubble, peak activation memory and communication time per kind."""
     columns = (
         "schedule", "pp", "vpp", "microbatches", "step ms", "bubble", "bubble/ideal", "peak act GiB",
-        "peak act mb", "p2p ms", "p2p exposed ms", "TP ms", "DP ms", "DP exposed ms", "recompute ms",
+        "peak act microbatches", "p2p ms", "p2p exposed ms", "TP ms", "DP ms", "DP exposed ms", "recompute ms",
     )  # fmt: skip
     rows = []
     for s in panels:
@@ -315,7 +315,8 @@ def summary_table(panels: Sequence[GanttSeries]) -> Table:
 NOTES = (
     "bubble: idle fraction of the pipeline phase, 1 - busy / (ranks x pipeline time); "
     "bubble/ideal: Megatron-LM's idle / busy.",
-    "peak act: most activation memory a rank holds at once (mb: in microbatches of a whole stage).",
+    "peak act: most activation memory a rank holds at once; peak act microbatches counts it in microbatches "
+    "of one whole stage.",
     "p2p exposed: idle time of receivers caused only by transfers; DP exposed: reduction time after the "
     "last backward.",
     "Drag to zoom time, double-click to reset, click a legend entry to hide a kind; hover a bar's middle for "
