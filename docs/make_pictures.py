@@ -1,9 +1,7 @@
 """Generate the tutorial's pictures and terminal outputs from the real commands.
 
-Each picture comes from a ``pipesim`` command run as a user runs it: ``gantt --image`` writes its PNG itself;
-for ``plan``, ``roofline`` and ``topo draw`` the script takes the figure out of the HTML page the command
-wrote (the page carries it as JSON) and draws it with kaleido, as ``--image`` does. Terminal outputs are
-captured as printed to a pipe. Everything lands in docs/generated/ (not committed: CI regenerates it before
+Each picture is written by a ``pipesim`` command run as a user runs it, with ``--image`` (kaleido and the
+system Chromium); terminal outputs are captured as printed to a pipe. Everything lands in docs/generated/ (not committed: CI regenerates it before
 ``mkdocs build --strict``).
 
     python docs/make_pictures.py
@@ -11,17 +9,12 @@ captured as printed to a pipe. Everything lands in docs/generated/ (not committe
 
 from __future__ import annotations
 
-import json
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "generated"
-sys.path.insert(0, str(ROOT))
-
-from pipesim.figures.static import export_figure  # noqa: E402
 
 GANTT = ["gantt", "--model", "gpt-1.7b", "--gpu", "a100-80gb", "--tp", "2", "--pp", "4", "--vpp", "2",
          "--global-batch-size", "16", "--schedules", "1f1b,interleaved-1f1b,zb-v"]  # fmt: skip
@@ -42,34 +35,13 @@ def pipesim(*args: str) -> str:
     return done.stdout
 
 
-def page_figure(page: Path) -> dict[str, object]:
-    """The first figure of a pipesim HTML page (its ``<script class="pipesim-figure">`` JSON)."""
-    found = re.search(r'<script type="application/json" class="pipesim-figure"[^>]*>(.*?)</script>',
-                      page.read_text(encoding="utf-8"), flags=re.S)  # fmt: skip
-    if found is None:
-        raise SystemExit(f"{page}: no figure in the page")
-    return json.loads(found.group(1))
-
-
-def picture(args: list[str], name: str, width: int = 1400) -> None:
-    """Run a page-writing command and draw its figure to ``name``.png."""
-    import plotly.graph_objects as go
-
-    page = OUT / f"{name}.html"
-    pipesim(*args, "-o", str(page))
-    export_figure(go.Figure(page_figure(page)), OUT / f"{name}.png", width=width)
-    page.unlink()
-
-
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for args, name in ((COMPARE, "compare"), (SIMULATE, "simulate")):
         text = f"$ pipesim {' '.join(args)}\n" + pipesim(*args)
         (OUT / f"{name}.txt").write_text(text, encoding="utf-8")
-    pipesim(*GANTT, "--image", str(OUT / "gantt.png"))
-    picture(PLAN, "plan")
-    picture(ROOFLINE, "roofline")
-    picture(TOPOLOGY, "topology")
+    for args, name in ((GANTT, "gantt"), (PLAN, "plan"), (ROOFLINE, "roofline"), (TOPOLOGY, "topology")):
+        pipesim(*args, "--image", str(OUT / f"{name}.png"))
     print(f"wrote {', '.join(sorted(p.name for p in OUT.iterdir()))} to {OUT.relative_to(ROOT)}")
 
 

@@ -26,6 +26,7 @@ from rich.text import Text
 __all__ = ["PIPE_WIDTH", "StripTrailing", "make_console", "verdict"]
 
 PIPE_WIDTH = 140  # columns when standard output is not a terminal
+WIDE_WIDTH = 1000  # --wide without a table to measure: wide enough for any table pipesim prints
 _TRAILING = re.compile(r"[ \t]+((?:\x1b\[[0-9;]*m)*)$")
 
 
@@ -98,6 +99,8 @@ def make_console(stream: IO[str] | None = None, fit: Any = None, wide: bool = Fa
         need = Measurement.get(probe, probe.options, fit).maximum
         if wide or _terminal_width(out) is None:
             width = max(width, need)
+    elif wide:
+        width = max(width, WIDE_WIDTH)
     colour = None if not os.environ.get("NO_COLOR") else "no_color"
     return FittingConsole(
         file=StripTrailing(out),  # type: ignore[arg-type]

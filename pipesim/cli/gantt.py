@@ -13,22 +13,26 @@ from pipesim.errors import InputError
 __all__ = ["gantt_cmd"]
 
 GANTT_HELP = """Draw Gantt charts of simulated steps: one self-contained HTML page (opens offline) and/or a
-Chrome trace (opens in Perfetto) and/or a static PNG/SVG.
+Chrome trace (opens in Perfetto) and/or a static PNG/SVG/PDF.
 
 Takes the same scenario flags as compare. The page shows one chart per schedule on a shared time axis: a lane
-per rank with its communication lane under it, bars coloured by op and labelled with the microbatch, hover
-with stage, microbatch, start, end and duration, grey gaps for bubbles, and under each chart the activation
-memory of every rank over time (with the GPU's capacity when --gpu-memory-gib is given).
+per rank with its communication lane under it, bars coloured by op and labelled with the microbatch (s3·m5:
+stage and microbatch where a rank holds several chunks, drawn lighter), hover with stage, microbatch, start,
+end and duration, grey gaps for bubbles. Beside each chart the memory per GPU of every rank at its peak
+(weights, gradients, optimizer state, activations, transient, reserve: the numbers simulate prints) against
+HBM; under it that memory over time. With synthetic costs only activations are known and drawn. The trace
+names slices as PyTorch does (0F3), with a memory counter per rank and the bytes of each transfer.
 """
 
 
 @click.command("gantt", help=GANTT_HELP, short_help=short_help("gantt"))
-@plain_options("output", "trace_path", "image_path", "gpu_memory_gib", "scenario_file")
+@plain_options("output", "trace_path", "image_path", "plotlyjs", "gpu_memory_gib", "scenario_file")
 @scenario_options
 def gantt_cmd(
     output: str | None,
     trace_path: str | None,
     image_path: str | None,
+    plotlyjs: str,
     gpu_memory_gib: float | None,
     scenario_file: str | None,
     synthetic: SyntheticFlags,
@@ -36,15 +40,16 @@ def gantt_cmd(
     lay: LayoutFlags,
     cluster: ClusterFlags,
 ) -> None:
-    from pipesim.figures.gantt import gantt_page
-    from pipesim.figures.static import check_image_target, export_image
+    from pipesim.figures.gantt import gantt_figure, gantt_page
+    from pipesim.figures.page import write_page
+    from pipesim.figures.static import check_image_target, export_figure
     from pipesim.io.atomic import atomic_write_text, check_output_path
     from pipesim.sim.series import simulate_series
     from pipesim.sim.trace import chrome_trace_json
 
     if not (output or trace_path or image_path):
         raise InputError(
-            "nothing to write: give -o PAGE.html, --trace TRACE.json and/or --image FIG.png|.svg"
+            "nothing to write: give -o PAGE.html, --trace TRACE.json and/or --image FIG.png|.svg|.pdf"
         )
     if gpu_memory_gib is not None and not gpu_memory_gib > 0:
         raise InputError(f"--gpu-memory-gib={gpu_memory_gib} must be > 0 (GiB = 2^30 bytes)")
@@ -58,25 +63,27 @@ def gantt_cmd(
     if scenario_file is not None or hw.model is not None:  # a real model: per-stage costs
         from pipesim.io.scenario_file import load_scenario
         from pipesim.sim.scenario import simulate_scenario
-        from pipesim.sim.series import gantt_series
+        from pipesim.sim.series import report_series
 
         if scenario_file is not None:
             reports = [simulate_scenario(load_scenario(scenario_file))]
         else:
             reports = compare_on_model(synthetic.names(), hw, lay, cluster, synthetic.microbatches)
-        panels = [gantt_series(r.schedule, r.costs, r.timeline, r.metrics) for r in reports]
+        panels = [report_series(r) for r in reports]
         sc = reports[0].scenario
         if capacity is None:
             capacity = sc.gpu.hbm_bytes
+        vpps = ", ".join(f"{r.schedule.name} {r.scenario.layout.vpp}" for r in reports)
         scenario_rows = [
             ("schedules", ", ".join(p.name for p in panels)),
             ("model", sc.model.name),
             ("gpu", sc.gpu.name),
-            ("layout", f"dp={sc.layout.dp} tp={sc.layout.tp} pp={sc.layout.pp} vpp={sc.layout.vpp}"),
+            ("layout", f"dp={sc.layout.dp} tp={sc.layout.tp} pp={sc.layout.pp}"),
+            ("vpp", vpps),
             ("microbatches", str(sc.layout.num_microbatches)),
             ("micro batch", str(sc.layout.micro_batch_size)),
             ("recompute", sc.layout.recompute),
-            ("GPU memory", f"{capacity / GIB:g} GiB"),
+            ("GPU memory", f"{capacity / GIB:.1f} GiB ({capacity / 1e9:.0f} GB)"),
         ]
     else:
         request = synthetic.request(lay.pp, lay.vpp, lay.dp_overlap)
@@ -93,13 +100,13 @@ def gantt_cmd(
             ("GPU memory", f"{gpu_memory_gib:g} GiB" if gpu_memory_gib is not None else "not given"),
             ("times", "per microbatch, whole stage"),
         ]
-    page = gantt_page(panels, scenario_rows, gpu_memory_bytes=capacity) if (output or image_path) else ""
+    page = gantt_page(panels, scenario_rows, gpu_memory_bytes=capacity, plotlyjs=plotlyjs) if output else ""
     if output:
-        atomic_write_text(output, page)
+        write_page(output, page, plotlyjs)
         click.echo(f"wrote {output} ({len(page.encode()) / 1e6:.1f} MB, {len(panels)} schedules)")
     if trace_path:
-        atomic_write_text(trace_path, chrome_trace_json([(p.name, p.num_stages, p.timeline) for p in panels]))
+        atomic_write_text(trace_path, chrome_trace_json(panels))
         click.echo(f"wrote {trace_path} (Chrome trace; open in https://ui.perfetto.dev)")
     if image_path:
-        export_image(page, image_path)
+        export_figure(gantt_figure(panels, gpu_memory_bytes=capacity), image_path)
         click.echo(f"wrote {image_path}")

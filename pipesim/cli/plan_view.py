@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pipesim.cli.options import EnergyFlags
-from pipesim.cli.render import GIB, console, count_text, emit_json, render_energy, short
+from pipesim.cli.render import GIB, console, count_text, emit_json, render_energy
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -27,6 +27,8 @@ class PlanOutputs:
     explain: bool
     output: str | None
     scenario_out: str | None
+    image: str | None = None
+    plotlyjs: str = "embed"
 
 
 def plan_outputs(
@@ -60,7 +62,12 @@ def plan_outputs(
     if out.output is not None:
         from pipesim.figures.plan import write_plan_html
 
-        write_plan_html(result, out.output)
+        write_plan_html(result, out.output, out.plotlyjs)
+    if out.image is not None:
+        from pipesim.figures.plan import plan_figure
+        from pipesim.figures.static import export_figure
+
+        export_figure(plan_figure(result), out.image)
     energy = _plan_energy(result, energy_flags)
     if out.as_json:
         data = result.as_dict(limit)
@@ -201,7 +208,7 @@ def _plan_table(result: Any, limit: int | None) -> Table:
         ]
         if req.tokens is not None:
             t = e.training(req.tokens)
-            row += [f"{t['train_days']:.1f}", short(t["gpu_hours"])]
+            row += [f"{t['train_days']:.1f}", f"{t['gpu_hours']:,.0f}"]  # as the sentence and energy table
         table.add_row(*row)
     return table
 

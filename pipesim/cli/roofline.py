@@ -61,13 +61,26 @@ Definitions:
 @hardware_options(model_required=True)
 @layout_options(ROOFLINE_LAYOUT)
 @cluster_options(("gpus_per_node", "intra_node_gbps", "topology"))
-@plain_options("output", "as_json", output={"help": "Write the interactive HTML page here."})
+@plain_options(
+    "output",
+    "image_path",
+    "plotlyjs",
+    "as_json",
+    "wide",
+    output={"help": "Write the interactive HTML page here."},
+)
 def roofline_cmd(
-    hw: Hardware, lay: LayoutFlags, cluster: ClusterFlags, output: str | None, as_json: bool
+    hw: Hardware,
+    lay: LayoutFlags,
+    cluster: ClusterFlags,
+    output: str | None,
+    image_path: str | None,
+    plotlyjs: str,
+    as_json: bool,
 ) -> None:
     from pipesim.cost.roofline import check_precision, roofline
     from pipesim.figures.roofline import TABLE_LEGEND
-    from pipesim.io.atomic import atomic_write_text, check_output_path
+    from pipesim.io.atomic import check_output_path
     from pipesim.specs.layout import TRAIN_PRECISIONS
 
     precisions = split_names(lay.precision)
@@ -78,6 +91,10 @@ def roofline_cmd(
         check_precision(gpu, prec)
     if output is not None:
         check_output_path(output)
+    if image_path is not None:
+        from pipesim.figures.static import check_image_target
+
+        check_image_target(image_path)
     layout = lay.layout(
         global_batch_size=lay.micro_batch_size,
         precision=precisions[0] if precisions[0] in TRAIN_PRECISIONS else "bf16",
@@ -92,9 +109,15 @@ def roofline_cmd(
         )
     tables = [roofline(model, layout, gpu, prec, comm=comm) for prec in precisions]
     if output is not None:
+        from pipesim.figures.page import write_page
         from pipesim.figures.roofline import roofline_html
 
-        atomic_write_text(output, roofline_html(tables, [*_roofline_notes(tables), comm_note]))
+        write_page(output, roofline_html(tables, [*_roofline_notes(tables), comm_note], plotlyjs), plotlyjs)
+    if image_path is not None:
+        from pipesim.figures.roofline import roofline_figure
+        from pipesim.figures.static import export_figure
+
+        export_figure(roofline_figure(tables), image_path)
     if as_json:
         emit_json(
             {
@@ -116,8 +139,9 @@ def roofline_cmd(
         con.print(_roofline_rich_table(t))
     for note in [TABLE_LEGEND, *_roofline_notes(tables), comm_note]:
         con.print(note, highlight=False)
-    if output is not None:
-        con.print(f"wrote {output}", highlight=False)
+    for path in (output, image_path):
+        if path is not None:
+            con.print(f"wrote {path}", highlight=False)
 
 
 def _roofline_notes(tables: Sequence[Any]) -> list[str]:

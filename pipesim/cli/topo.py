@@ -7,6 +7,7 @@ import click
 from pipesim.cli.group import ErrorBoundary, short_help
 from pipesim.cli.options import plain_options
 from pipesim.cli.render import console, emit_json
+from pipesim.errors import InputError
 
 __all__ = ["NODES_ONE", "TOPOLOGY_ARG", "topo_group"]
 
@@ -24,7 +25,7 @@ def topo_group() -> None:
 
 
 @topo_group.command("list")
-@plain_options("as_json", as_json={"help": "Print JSON: one object per preset."})
+@plain_options("as_json", "wide", as_json={"help": "Print JSON: one object per preset."})
 def topo_list_cmd(as_json: bool) -> None:
     """List the bundled topology presets."""
     from topologies import build_cluster, preset_names
@@ -67,7 +68,7 @@ def topo_list_cmd(as_json: bool) -> None:
 @topo_group.command("show")
 @TOPOLOGY_ARG
 @plain_options("nodes", "fabric", "oversubscription", nodes=NODES_ONE)
-@plain_options("as_json", as_json={"help": "Print the summary as JSON (B/s, SI units)."})
+@plain_options("as_json", "wide", as_json={"help": "Print the summary as JSON (B/s, SI units)."})
 def topo_show_cmd(
     topology: str, nodes: int, fabric: str | None, oversubscription: float | None, as_json: bool
 ) -> None:
@@ -106,15 +107,38 @@ def topo_show_cmd(
 @topo_group.command("draw")
 @TOPOLOGY_ARG
 @plain_options("nodes", "fabric", "oversubscription", nodes=NODES_ONE)
-@plain_options("output", output={"required": True, "help": "HTML file to write."})
+@plain_options("output", "image_path", "plotlyjs", output={"help": "HTML page to write."})
 def topo_draw_cmd(
-    topology: str, nodes: int, fabric: str | None, oversubscription: float | None, output: str
+    topology: str,
+    nodes: int,
+    fabric: str | None,
+    oversubscription: float | None,
+    output: str | None,
+    image_path: str | None,
+    plotlyjs: str,
 ) -> None:
-    """Draw a cluster as a self-contained interactive HTML page (hover links for their bandwidth)."""
-    from pipesim.figures.topology import write_topology_html
+    """Draw a cluster: servers with their devices, links coloured by kind (and rail) with their line rates, as
+    an interactive HTML page (-o; hover links for bandwidth and latency) and/or a static picture (--image)."""
+    from pipesim.io.atomic import check_output_path
     from topologies import build_cluster
 
-    write_topology_html(
-        build_cluster(topology, nodes, fabric=fabric, oversubscription=oversubscription), output
-    )
-    click.echo(f"wrote {output}")
+    if not (output or image_path):
+        raise InputError("nothing to write: give -o PAGE.html and/or --image FIG.png|.svg|.pdf")
+    if output:
+        check_output_path(output)
+    if image_path:
+        from pipesim.figures.static import check_image_target
+
+        check_image_target(image_path)
+    g = build_cluster(topology, nodes, fabric=fabric, oversubscription=oversubscription)
+    if output:
+        from pipesim.figures.topology import write_topology_html
+
+        write_topology_html(g, output, plotlyjs)
+        click.echo(f"wrote {output}")
+    if image_path:
+        from pipesim.figures.static import export_figure
+        from pipesim.figures.topology import topology_figure
+
+        export_figure(topology_figure(g), image_path)
+        click.echo(f"wrote {image_path}")

@@ -25,11 +25,11 @@ from plotly.offline import get_plotlyjs, get_plotlyjs_version
 
 import pipesim
 from pipesim.errors import InputError
+from pipesim.figures import PLOTLYJS_MODES
 from pipesim.io.atomic import atomic_write_text
 
 __all__ = ["Table", "Page", "render_page", "write_page", "PLOTLY_CONFIG", "PLOTLYJS_MODES", "PLOTLYJS_FILE"]
 
-PLOTLYJS_MODES = ("embed", "directory", "cdn")
 PLOTLYJS_FILE = "plotly.min.js"  # the file a "directory" page loads from its own folder
 
 # Plotly's interaction settings for every figure: drag to zoom, wheel to zoom, no logo, SVG from the camera.
