@@ -223,3 +223,13 @@ def test_gantt_takes_every_compare_option() -> None:
 
     compare_opts = {p.name for p in compare_cmd.params} - {"as_json", "wide"}  # output flags of compare
     assert compare_opts <= {p.name for p in gantt_cmd.params}
+
+
+def test_model_page_header_counts_chunks_as_the_table(tmp_path: Path) -> None:
+    out = tmp_path / "g.html"
+    code, _, err = invoke("gantt", "--model", "gpt-1.7b", "--gpu", "a100-80gb", "--tp", "2", "--pp", "2",
+                          "--global-batch-size", "8", "--schedules", "1f1b,zb-v", "-o", str(out))  # fmt: skip
+    assert code == 0, err
+    html = out.read_text()
+    # ZB-V's V-shape holds 2 chunks per rank (stages r and 2p-1-r); 80 GB of HBM is 74.5 GiB.
+    assert "<b>vpp</b>1f1b 1, zb-v 2" in html and "<b>GPU memory</b>74.5 GiB (80 GB)" in html

@@ -73,7 +73,8 @@ def gantt_cmd(
         sc = reports[0].scenario
         if capacity is None:
             capacity = sc.gpu.hbm_bytes
-        vpps = ", ".join(f"{r.schedule.name} {r.scenario.layout.vpp}" for r in reports)
+        # Model chunks per rank as the summary table counts them (ZB-V holds 2 whatever the layout's vpp).
+        vpps = ", ".join(f"{r.schedule.name} {r.metrics.vpp}" for r in reports)
         scenario_rows = [
             ("schedules", ", ".join(p.name for p in panels)),
             ("model", sc.model.name),
