@@ -5,7 +5,8 @@ are idle slots and are skipped. Communication actions of PyTorch's ``compute_com
 ``RECV_B``, ``UNSHARD``, ...) are skipped too: pipesim times transfers itself.
 
 PyTorch's DualPipeV writes its overlapped forward-backward pairs as one cell, ``(0F3;7B2)OVERLAP_F_B``; such a
-cell is read as its sub-actions in order (pipesim runs them one after the other).
+cell is read as its sub-actions in order, and a forward followed by a backward is recorded as an overlapped pair
+(:attr:`schedules.Schedule.overlapped`), written back the same way.
 
 The stage-to-rank placement is inferred from where each stage's actions appear.
 """
@@ -18,7 +19,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from schedules.ir import Action, Schedule, ScheduleError, parse_action
+from schedules.ir import Action, Op, Schedule, ScheduleError, parse_action
 
 __all__ = ["dumps_csv", "loads_csv", "write_csv", "read_csv"]
 
@@ -31,13 +32,18 @@ def dumps_csv(schedule: Schedule) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     for r in range(schedule.num_ranks):
-        writer.writerow([str(a) for a in schedule.actions(r)])
+        acts = [str(a) for a in schedule.actions(r)]
+        pairs = schedule.overlapped[r] if schedule.overlapped else ()
+        for k in reversed(pairs):
+            acts[k : k + 2] = [f"({acts[k]};{acts[k + 1]})OVERLAP_F_B"]
+        writer.writerow(acts)
     return buf.getvalue()
 
 
 def loads_csv(text: str, name: str = "csv", source: str = "<string>") -> Schedule:
     """Parse PyTorch's per-rank CSV into a :class:`Schedule`; errors name ``source``, the row and the cell."""
     programs: list[list[Action]] = []
+    pairs: list[list[int]] = []
     placement: dict[int, int] = {}
     max_mb = -1
     rows: Sequence[list[str]] = list(csv.reader(io.StringIO(text)))
@@ -47,11 +53,13 @@ def loads_csv(text: str, name: str = "csv", source: str = "<string>") -> Schedul
         raise ScheduleError(f"{source}: no rows; expected one row of actions per rank")
     for r, row in enumerate(rows):
         prog: list[Action] = []
+        rank_pairs: list[int] = []
         for c, cell in enumerate(row):
             if not cell.strip() or _COMM_RE.match(cell):
                 continue
             overlap = _OVERLAP_RE.match(cell)
             texts = [s for s in overlap.group("subs").split(";") if s.strip()] if overlap else [cell]
+            first = len(prog)
             for text in texts:
                 try:
                     action = parse_action(text)
@@ -67,14 +75,17 @@ def loads_csv(text: str, name: str = "csv", source: str = "<string>") -> Schedul
                     )
                 max_mb = max(max_mb, action.microbatch)
                 prog.append(action)
+            if len(texts) == 2 and prog[first].op is Op.F and prog[first + 1].op in (Op.B, Op.I):
+                rank_pairs.append(first)
         programs.append(prog)
+        pairs.append(rank_pairs)
     num_stages = max(placement) + 1 if placement else 0
     missing = [s for s in range(num_stages) if s not in placement]
     if not placement or missing:
         what = f"stage {missing[0]} never appears" if missing else "no actions"
         raise ScheduleError(f"{source}: {what}; every stage 0..N-1 needs actions")
     return Schedule.from_actions(
-        name, len(rows), max_mb + 1, [placement[s] for s in range(num_stages)], programs
+        name, len(rows), max_mb + 1, [placement[s] for s in range(num_stages)], programs, pairs
     )
 
 

@@ -4,18 +4,19 @@ DualPipeV is DualPipe "cut in half": p ranks, 2p stages in the V-shape placement
 2p-1-r), every microbatch going down the ranks through chunk 0 and back up through chunk 1. The order follows
 the eight steps of deepseek-ai/DualPipe (and PyTorch's ``ScheduleDualPipeV``), commented where they are built.
 
-What the engine models, and what it does not:
+What the engine models:
 
 * DualPipe's steady phase runs *overlapped* forward-and-backward pairs ("F&B": the forward of one chunk and the
-  backward of another, with each one's communication hidden behind the other's compute). pipesim runs one
-  action at a time per rank, so each F&B pair is modelled as the forward followed by the full backward, with
-  no compute-communication overlap inside the pair. Step times are therefore an upper bound for an
-  implementation with a working ``overlapped_forward_backward``; the order, dependencies and activation memory
-  are exact.
+  backward of another, with each one's communication hidden behind the other's compute). The order records
+  them in :attr:`Schedule.overlapped`, at the positions PyTorch's ``ScheduleDualPipeV`` writes its
+  ``OVERLAP_F_B`` cells. Given the pair's duration (``OpCosts.fb_pair_s``; ``compare --fb-time``) the engine
+  runs each pair as one span that starts once both passes' inputs are there; without it the pair's F and B run
+  one after the other (an upper bound for an implementation with a working ``overlapped_forward_backward``).
 * The published bubble (DualPipe README, "Pipeline Bubbles and Memory Usage Comparison") is
   (PP/2-1)(F&B + B - 3W) with F, B, W chunk times (B a *full* backward); activation memory PP+1 chunks per rank.
-  With F&B taken as F + B (what the engine runs) the measured idle time per rank is (p-1)(F + B - 2W) when the
-  I part of the backward is no longer than F, at most the published figure (tests check both).
+  With pairs as one span and T_F = T_I (the README's uniform case) the measured idle time per rank is exactly
+  (p-1)(F&B + B - 3W) for DualPipeV on p ranks (PP = 2p); run one after the other it is (p-1)(F + B - 2W) when
+  the I part of the backward is no longer than F (tests check both).
 
 DualPipe itself is bidirectional: PP ranks, two copies of the model's PP stages (one per direction, hence 2x
 parameter memory), half the microbatches entering at rank 0 and half at rank PP-1. The schedule IR holds one
@@ -71,6 +72,13 @@ class _DualPipeProgram:
         self.backwards = [0, 0]
         self.weight_queue: list[tuple[int, int]] = []
         self.actions: list[Action] = []
+        self.pairs: list[int] = []  # positions of overlapped F&B pairs (the F; its B follows)
+
+    def overlapped(self, f_chunk: int, b_chunk: int) -> None:
+        """DualPipe's F&B: the forward of ``f_chunk`` and the full backward of ``b_chunk`` as one pair."""
+        self.pairs.append(len(self.actions))
+        self.forward(f_chunk)
+        self.backward(b_chunk)
 
     def forward(self, chunk: int) -> None:
         self.actions.append(Action(self.stages[chunk], Op.F, self.forwards[chunk]))
@@ -99,19 +107,21 @@ def dualpipe_v(num_ranks: int, num_microbatches: int) -> Schedule:
     1. 2(p-r-1) forwards of chunk 0;
     2. r+1 pairs (F chunk 0, F chunk 1);
     3. p-r-1 triples (I chunk 1, W, F chunk 1), zero-bubble style;
-    4. main phase, m-2p+r+1 times: F&B (F chunk 0, B chunk 1) then F&B (F chunk 1, B chunk 0);
+    4. main phase, m-2p+r+1 times: F&B (F chunk 0, B chunk 1) then F&B (F chunk 1, B chunk 0), the last
+       rank's very first pair as a plain F then B;
     5. p-r-1 times: B chunk 1, then F&B (F chunk 1, B chunk 0);
     6. r+1 pairs (backward chunk 1, backward chunk 0), switching from B to I (W deferred) half way;
     7. p-r-1 times: W, then a backward of chunk 0;
     8. r+1 W passes.
 
-    F&B pairs run as F then B (see the module docstring).
+    The F&B pairs are recorded in :attr:`Schedule.overlapped` (see the module docstring).
     """
     problem = dualpipe_v_rule(num_ranks, num_microbatches)
     if problem:
         raise ScheduleError(problem)
     p, m = num_ranks, num_microbatches
     programs: list[list[Action]] = []
+    pairs: list[list[int]] = []
     for r in range(p):
         rank = _DualPipeProgram(r, 2 * p - 1 - r)
         for _ in range(2 * (p - r - 1)):  # 1
@@ -123,15 +133,16 @@ def dualpipe_v(num_ranks: int, num_microbatches: int) -> Schedule:
             rank.backward(1, split=True)
             rank.weight()
             rank.forward(1)
-        for _ in range(m - 2 * p + r + 1):  # 4: F&B pairs, modelled as F then B
-            rank.forward(0)
-            rank.backward(1)
-            rank.forward(1)
-            rank.backward(0)
+        for i in range(m - 2 * p + r + 1):  # 4: F&B pairs
+            if i == 0 and r == p - 1:  # the last rank's first pair runs unoverlapped: a smaller bubble
+                rank.forward(0)  # (deepseek-ai/DualPipe and PyTorch's ScheduleDualPipeV do the same)
+                rank.backward(1)
+            else:
+                rank.overlapped(0, 1)
+            rank.overlapped(1, 0)
         for _ in range(p - r - 1):  # 5
             rank.backward(1)
-            rank.forward(1)
-            rank.backward(0)
+            rank.overlapped(1, 0)
         split = False
         half = (r + 1) // 2
         for i in range(r + 1):  # 6: odd ranks split from chunk 1's backward on, even ranks from chunk 0's
@@ -147,7 +158,8 @@ def dualpipe_v(num_ranks: int, num_microbatches: int) -> Schedule:
         for _ in range(r + 1):  # 8
             rank.weight()
         programs.append(rank.actions)
-    return Schedule.from_actions("dualpipe-v", p, m, v_shape_placement(p), programs)
+        pairs.append(rank.pairs)
+    return Schedule.from_actions("dualpipe-v", p, m, v_shape_placement(p), programs, pairs)
 
 
 def dualpipe(num_ranks: int, num_microbatches: int) -> Schedule:
@@ -160,12 +172,4 @@ def dualpipe(num_ranks: int, num_microbatches: int) -> Schedule:
     problem = dualpipe_rule(num_ranks, num_microbatches)
     if problem:
         raise ScheduleError(problem)
-    half = dualpipe_v(num_ranks // 2, num_microbatches // 2)
-    return Schedule(
-        "dualpipe",
-        half.num_ranks,
-        half.num_stages,
-        half.num_microbatches,
-        half.stage_to_rank,
-        half.programs,
-    )
+    return dualpipe_v(num_ranks // 2, num_microbatches // 2).renamed("dualpipe")

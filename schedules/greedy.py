@@ -17,7 +17,8 @@ Memory is counted in microbatches of one stage's activations: a forward adds 1, 
 layer that I needs), W frees the rest. The cap holds at every point of the order: the simulated timeline's
 peak, walked the same way, never exceeds it. With a cap of p microbatches (ZB-1p, 1F1B's memory) the result
 settles into the 1F-1I-1W pattern of ZB-H1; with 2p (ZB-2p) into ZB-H2's. The paper refines this heuristic
-with an ILP; pipesim implements only the heuristic. Transfers are timed as pipesim's engine times them: a rank
+with an ILP. This list scheduler is one of the candidates of :func:`schedules.zb_auto.auto_zero_bubble`, which
+implements the paper's own round-based heuristic and builds the registered ``zb-1p`` / ``zb-2p``. Transfers are timed as pipesim's engine times them: a rank
 sends one output at a time, each taking ``p2p_s``.
 
 Any cap of at least one microbatch is feasible (one forward's activations must be held until its backward
@@ -37,7 +38,6 @@ __all__ = [
     "GREEDY_FAMILIES",
     "GreedyTimes",
     "MIN_MEMORY_LIMIT",
-    "build_timed",
     "default_memory_limit",
     "greedy_zero_bubble",
 ]
@@ -240,19 +240,3 @@ def _greedy_pass(
 
 
 GREEDY_FAMILIES = ("zb-1p", "zb-2p")
-
-
-def build_timed(
-    name: str,
-    num_ranks: int,
-    num_microbatches: int,
-    times: GreedyTimes,
-    memory_limit: float | None = None,
-    stash_fraction: float = 0.0,
-) -> Schedule:
-    """The hook through which ``pipesim compare`` builds ``zb-1p`` / ``zb-2p`` from the scenario's real
-    times: ``memory_limit`` (microbatches per rank) replaces the variant's default cap when given."""
-    if name not in GREEDY_FAMILIES:
-        raise ScheduleError(f"{name!r} is not a greedy schedule; valid: {', '.join(GREEDY_FAMILIES)}")
-    cap = default_memory_limit(name, num_ranks) if memory_limit is None else memory_limit
-    return greedy_zero_bubble(num_ranks, num_microbatches, cap, times, stash_fraction, name=name)

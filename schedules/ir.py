@@ -208,6 +208,11 @@ class Schedule:
 
     ``programs[r]`` is rank r's actions in program order, packed by :func:`encode`. There is no idle
     padding: waiting is for the simulator to work out, never declared.
+
+    ``overlapped[r]`` (empty: none) lists the positions k of rank r's program where the forward at k and the
+    backward (B or I) at k+1 form one overlapped pair, DualPipe's "F&B" (DeepSeek-V3 report, arXiv:2412.19437,
+    Section 3.2.1): an engine given a pair duration runs them as one span; otherwise they run one after the
+    other.
     """
 
     name: str
@@ -216,6 +221,7 @@ class Schedule:
     num_microbatches: int
     stage_to_rank: tuple[int, ...]
     programs: tuple[array, ...] = field(repr=False)
+    overlapped: tuple[tuple[int, ...], ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         if self.num_ranks < 1 or self.num_stages < 1 or self.num_microbatches < 1:
@@ -236,6 +242,33 @@ class Schedule:
             raise ScheduleError(
                 f"schedule {self.name!r}: placement names rank {bad[0]}, valid 0..{self.num_ranks - 1}"
             )
+        if self.overlapped:
+            self._check_overlapped()
+
+    def _check_overlapped(self) -> None:
+        """Each pair is an F followed by a B or I on the same rank; pairs do not share an action."""
+        if len(self.overlapped) != self.num_ranks:
+            raise ScheduleError(
+                f"schedule {self.name!r}: overlapped pairs for {len(self.overlapped)} ranks, expected {self.num_ranks}"
+            )
+        for r, (pairs, prog) in enumerate(zip(self.overlapped, self.programs, strict=True)):
+            last = -2
+            for k in pairs:
+                acts = [decode(prog[j], self.num_stages) if 0 <= j < len(prog) else None for j in (k, k + 1)]
+                f, b = acts
+                if (
+                    k < last + 2
+                    or f is None
+                    or b is None
+                    or f.op is not Op.F
+                    or b.op not in (Op.B, Op.I)
+                    or f.microbatch == b.microbatch  # the pair's backward must not wait on its own forward
+                ):
+                    raise ScheduleError(
+                        f"schedule {self.name!r}: rank {r} position {k} is not an F followed by a B or I of "
+                        "another microbatch (an overlapped F&B pair), or overlaps the previous pair"
+                    )
+                last = k
 
     @classmethod
     def from_actions(
@@ -245,11 +278,25 @@ class Schedule:
         num_microbatches: int,
         stage_to_rank: Sequence[int],
         programs: Sequence[Iterable[Action]],
+        overlapped: Sequence[Sequence[int]] = (),
     ) -> Schedule:
-        """Build a schedule from per-rank sequences of :class:`Action`."""
+        """Build a schedule from per-rank sequences of :class:`Action` (and overlapped pair positions)."""
         num_stages = len(stage_to_rank)
         packed = tuple(array("q", (encode(a, num_stages) for a in prog)) for prog in programs)
-        return cls(name, num_ranks, num_stages, num_microbatches, tuple(stage_to_rank), packed)
+        pairs = tuple(tuple(p) for p in overlapped) if any(overlapped) else ()
+        return cls(name, num_ranks, num_stages, num_microbatches, tuple(stage_to_rank), packed, pairs)
+
+    def renamed(self, name: str) -> Schedule:
+        """The same schedule under another name."""
+        return Schedule(
+            name,
+            self.num_ranks,
+            self.num_stages,
+            self.num_microbatches,
+            self.stage_to_rank,
+            self.programs,
+            self.overlapped,
+        )
 
     @property
     def chunks_per_rank(self) -> int:
@@ -289,6 +336,7 @@ class Schedule:
             and self.num_microbatches == other.num_microbatches
             and self.stage_to_rank == other.stage_to_rank
             and all(a == b for a, b in zip(self.programs, other.programs, strict=True))
+            and self.overlapped == other.overlapped
         )
 
     def __hash__(self) -> int:

@@ -7,8 +7,11 @@ from dataclasses import dataclass
 
 from schedules.classic import gpipe, interleaved_microbatch_rule, interleaved_one_f_one_b, one_f_one_b
 from schedules.dualpipe import dualpipe_v, dualpipe_v_rule
-from schedules.greedy import default_memory_limit, greedy_zero_bubble
+from schedules.greedy import default_memory_limit
 from schedules.ir import Schedule, ScheduleError
+from schedules.pytorch_orders import interleaved_zb_rule, interleaved_zero_bubble, looped_bfs
+from schedules.v_memory import v_memory_schedule
+from schedules.zb_auto import auto_zero_bubble
 from schedules.zero_bubble import zb_h1, zb_h2, zb_v
 
 __all__ = ["ScheduleFamily", "REGISTRY", "register", "get_family", "build_schedule", "schedule_names"]
@@ -32,6 +35,8 @@ class ScheduleFamily:
     families whose bubble is 1F1B's divided by the chunks (SC21 Section 2.2); None means the planner profiles
     a built schedule instead. ``placement`` is ``"loop"`` (stage s on rank s mod pp: one chunk, or
     interleaved), ``"v"`` (rank r holds stages r and 2pp-1-r) or ``None`` (read it from the built schedule).
+    ``planned`` says whether ``pipesim plan`` searches the family by default (it does not search the ones its
+    closed-form estimate cannot yet track; they are still planned when named).
     """
 
     name: str
@@ -43,6 +48,7 @@ class ScheduleFamily:
     rule: Rule | None = None
     in_flight: InFlight | None = None
     placement: str | None = None
+    planned: bool = True
 
     def chunks(self, vpp: int) -> int:
         """Model chunks per rank this family uses when asked for ``vpp``."""
@@ -178,7 +184,7 @@ register(
 register(
     ScheduleFamily(
         "dualpipe-v",
-        "DualPipeV (DeepSeek): V-shape DualPipe cut in half; F&B pairs run as F then B; needs m >= 2pp",
+        "DualPipeV (DeepSeek): V-shape DualPipe cut in half; F&B pairs overlapped with --fb-time; needs m >= 2pp",
         lambda p, m, v: dualpipe_v(p, m),
         chunks_per_rank=2,
         split_backward=True,
@@ -189,8 +195,8 @@ register(
 register(
     ScheduleFamily(
         "zb-1p",
-        "Greedy zero-bubble order under a cap of pp microbatches (times F=I=W; compare passes real times)",
-        lambda p, m, v: greedy_zero_bubble(p, m, default_memory_limit("zb-1p", p), name="zb-1p"),
+        "ZB paper's automatic schedule under 1F1B's memory, pp microbatches (times F=I=W; compare passes real times)",
+        lambda p, m, v: auto_zero_bubble(p, m, default_memory_limit("zb-1p", p), name="zb-1p"),
         split_backward=True,
         rule=_no_rule,
     )
@@ -198,9 +204,54 @@ register(
 register(
     ScheduleFamily(
         "zb-2p",
-        "Greedy zero-bubble order under a cap of 2*pp microbatches (times F=I=W; compare passes real times)",
-        lambda p, m, v: greedy_zero_bubble(p, m, default_memory_limit("zb-2p", p), name="zb-2p"),
+        "ZB paper's automatic schedule under 2*pp microbatches of memory (times F=I=W; compare passes real times)",
+        lambda p, m, v: auto_zero_bubble(p, m, default_memory_limit("zb-2p", p), name="zb-2p"),
         split_backward=True,
         rule=_no_rule,
+    )
+)
+register(
+    ScheduleFamily(
+        "interleaved-zb",
+        "PyTorch's ScheduleInterleavedZeroBubble: interleaved ZB1P over vpp chunks per rank",
+        interleaved_zero_bubble,
+        uses_vpp=True,
+        split_backward=True,
+        rule=lambda p, m, v: interleaved_zb_rule(p, m),
+        placement="loop",
+    )
+)
+register(
+    ScheduleFamily(
+        "looped-bfs",
+        "PyTorch's ScheduleLoopedBFS: breadth-first, all microbatches through one chunk, then the next",
+        looped_bfs,
+        uses_vpp=True,
+        rule=_no_rule,
+        placement="loop",
+    )
+)
+register(
+    ScheduleFamily(
+        "zb-v-half",
+        "V-Half (Qi et al. 2024, controllable memory): V-shape under (pp+2)//2 microbatches, about half of 1F1B's",
+        lambda p, m, v: v_memory_schedule("zb-v-half", p, m),
+        chunks_per_rank=2,
+        split_backward=True,
+        rule=_no_rule,
+        placement="v",
+        planned=False,  # the planner's estimate is 20-30% off for these memory-capped orders
+    )
+)
+register(
+    ScheduleFamily(
+        "zb-v-min",
+        "V-Min (Qi et al. 2024, controllable memory): V-shape under (pp+4)//3 microbatches, about a third of 1F1B's",
+        lambda p, m, v: v_memory_schedule("zb-v-min", p, m),
+        chunks_per_rank=2,
+        split_backward=True,
+        rule=_no_rule,
+        placement="v",
+        planned=False,  # the planner's estimate is 20-30% off for these memory-capped orders
     )
 )

@@ -1,6 +1,7 @@
 """DualPipe / DualPipeV against the DeepSeek-V3 report (arXiv:2412.19437) and the deepseek-ai/DualPipe README
 table (published.md 4.7): bubble (PP/2-1)(F&B + B - 3W), activation PP+1 chunks, with F, B, W chunk times and
-B a full backward. pipesim runs F&B pairs as F then B (no overlap), so what is checked is what it models."""
+B a full backward. Here the F&B pairs run as F then B (no pair duration given); tests/test_overlap.py runs them
+overlapped."""
 
 from __future__ import annotations
 
@@ -100,7 +101,8 @@ def test_order_follows_the_dualpipe_steps() -> None:
 
 def test_pytorch_dualpipev_csv_with_overlap_cells() -> None:
     # tests/data/dualpipev_pytorch_pp3_m8.csv: ScheduleDualPipeV's layout with its F&B pairs written as PyTorch
-    # writes them, "(0F5;5B2)OVERLAP_F_B"; each pair loads as F then B.
+    # writes them, "(0F5;5B2)OVERLAP_F_B"; each pair loads as F then B, recorded as an overlapped pair at the
+    # same positions dualpipe_v marks (the equality below includes them).
     path = DATA / "dualpipev_pytorch_pp3_m8.csv"
     assert "OVERLAP_F_B" in path.read_text()
     s = read_csv(path)

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from pipesim.sim.compare import CompareRequest, compare_schedules
 from schedules import ScheduleError, build_schedule, validate
-from schedules.greedy import GreedyTimes, build_timed, greedy_zero_bubble
+from schedules.greedy import GreedyTimes, greedy_zero_bubble
+from schedules.timed import build_timed
 from schedules.zero_bubble import zb_h1, zb_h2
 from tests.zb_helpers import run
 

@@ -49,8 +49,9 @@ def test_every_candidate_obeys_the_rules_and_rejections_add_up() -> None:
     assert sum(rej.counts.values()) + len(cands) == total
     assert rej.counts["tp_nvlink"] > 0  # tp = 16, 32 over 8 GPUs per node
     assert rej.counts["batch"] > 0
-    # Every registered schedule appears (iterating the registry, new ones join automatically).
-    assert {c.schedule for c in cands} == set(REGISTRY)
+    # Every registered schedule the planner estimates appears (iterating the registry, new ones join
+    # automatically); zb-v-half and zb-v-min are searched only when named (ScheduleFamily.planned).
+    assert {c.schedule for c in cands} == {n for n, f in REGISTRY.items() if f.planned}
     # Deterministic enumeration.
     again, _, _ = enumerate_space(req)
     assert again == cands

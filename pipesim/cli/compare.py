@@ -50,7 +50,18 @@ Definitions:
 Split backward (zb-h1, zb-h2, zb-v, dualpipe-v, zb-1p, zb-2p): the full backward B
 runs as I (input gradients, B - W) then W (--weight-time). Without --weight-time
 W = B/2 (ZB paper Table 1: I and W each cost about 24*s*b*h^2 FLOPs per layer).
-zb-1p/zb-2p are built greedily from these times under --memory-limit.
+zb-1p/zb-2p (the ZB paper's automatic scheduler) and zb-v-half/zb-v-min are built
+from these times under --memory-limit, with W keeping --weight-stash of the
+activations.
+
+\b
+Optimizer modes (--optimizer):
+  sync             a global barrier after every iteration; step time and bubble
+                   of one step from t = 0 (the default)
+  post-validation  ZB paper Section 4: no barrier, the next iteration's warm-up
+                   overlaps this one's tail; step time = steady-state period
+                   (T(N) - T(1)) / (N - 1) of N = 4 back-to-back iterations,
+                   T(k) = end of iteration k; bubble = 1 - busy / (ranks x step)
 """
 
 
@@ -72,6 +83,7 @@ def compare_cmd(
     from pipesim.sim.compare import compare_schedules
 
     if hw.model is not None:  # real model: the scenario flags replace the synthetic times
+        synthetic.sync_only()
         if synthetic.schedule_files:
             raise InputError(
                 "--schedule-file cannot be combined with --model (per-stage costs need a registry schedule)"

@@ -77,7 +77,8 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                    f"{', '.join(schedule_names())}."),
     "schedules": _d("--schedules", default=None,
                     help="Comma list of schedules [default: compare and gantt gpipe,1f1b,interleaved-1f1b; plan "
-                    f"all]. Known: {', '.join(schedule_names())}."),
+                    "all but zb-v-half and zb-v-min, whose memory-capped orders its estimate cannot track yet]. "
+                    f"Known: {', '.join(schedule_names())}."),
     # --- cluster
     "gpus": _d("--gpus", "-g", type=int, default=None,
                help="Total GPUs (simulate, compare: checked against dp x tp x pp; plan: instead of --nodes; "
@@ -126,8 +127,9 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                       help="ms per microbatch, whole stage: the weight-gradient part W of the full backward, so "
                       "I = B - W (split-backward schedules only). [default: half of --backward-time]"),
     "memory_limit": _d("--memory-limit", type=float, default=None,
-                       help="Activation cap for the greedy zb-1p/zb-2p orders, in microbatches of one stage per "
-                       "rank (>= 1). [default: pp for zb-1p, 2*pp for zb-2p]"),
+                       help="Activation cap for the zb-1p/zb-2p and zb-v-half/zb-v-min orders, in microbatches of "
+                       "one stage per rank (>= 1). [default: pp for zb-1p, 2*pp for zb-2p, (pp+2)//2 for "
+                       "zb-v-half, (pp+4)//3 for zb-v-min]"),
     "p2p_time": _d("--p2p-time", type=float, default=0.05, show_default=True,
                    help="ms per transfer between ranks."),
     "activation_bytes": _d("--activation-bytes", type=float, default=float(GIB), show_default=True,
@@ -138,6 +140,22 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                   "stage's last B or W."),
     "dp_buckets": _d("--dp-buckets", type=int, default=4, show_default=True,
                      help="Gradient buckets per stage for --dp-time."),
+    "fb_time": _d("--fb-time", type=float, default=None,
+                  help="ms per overlapped F&B pair of a whole stage (DualPipe's notation: the forward of one "
+                  "microbatch and the backward of another, each hiding the other's communication; dualpipe-v "
+                  "runs its pairs as one span). [default: no overlap, the pair's F then B]"),
+    "optimizer": _d("--optimizer", type=click.Choice(("sync", "post-validation")), default="sync",
+                    show_default=True,
+                    help="sync: a global barrier after each iteration; step and bubble of one step from t = 0. "
+                    "post-validation: the ZB paper's optimizer step without that barrier (its Section 4): the "
+                    "next iteration's warm-up overlaps this one's tail; step = steady-state period "
+                    "(T(N) - T(1))/(N - 1) of N = 4 back-to-back iterations."),
+    "weight_stash": _d("--weight-stash", type=float, default=32 / 34, show_default=True,
+                       help="Share of a microbatch's activations that W still needs after I (I frees the rest, W "
+                       "the stash); ZB paper Table 1: 32h/(34h + 5as), 32/34 with flash attention."),
+    "iterations": _d("--iterations", type=int, default=None,
+                     help="Consecutive iterations to draw [default: 1 under --optimizer sync, 4 under "
+                     "post-validation]."),
     "schedule_files": _d("--schedule-file", "schedule_files", multiple=True, type=_PATH,
                          help="A PyTorch per-rank schedule CSV to simulate (repeatable)."),
     # --- plan's search space: lists where simulate takes one value

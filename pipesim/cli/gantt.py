@@ -22,11 +22,18 @@ end and duration, grey gaps for bubbles. Beside each chart the memory per GPU of
 (weights, gradients, optimizer state, activations, transient, reserve: the numbers simulate prints) against
 HBM; under it that memory over time. With synthetic costs only activations are known and drawn. The trace
 names slices as PyTorch does (0F3), with a memory counter per rank and the bytes of each transfer.
+
+--iterations N draws N consecutive iterations: under --optimizer sync each one starts after the previous one's
+last span (the global barrier); under --optimizer post-validation they run back to back, the next iteration's
+warm-up overlapping this one's tail (at least 2 are drawn; the default draws the 4 the steady state is measured
+on). The metrics shown are per iteration.
 """
 
 
 @click.command("gantt", help=GANTT_HELP, short_help=short_help("gantt"))
-@plain_options("output", "trace_path", "image_path", "plotlyjs", "gpu_memory_gib", "scenario_file")
+@plain_options(
+    "output", "trace_path", "image_path", "plotlyjs", "gpu_memory_gib", "iterations", "scenario_file"
+)
 @scenario_options
 def gantt_cmd(
     output: str | None,
@@ -34,6 +41,7 @@ def gantt_cmd(
     image_path: str | None,
     plotlyjs: str,
     gpu_memory_gib: float | None,
+    iterations: int | None,
     scenario_file: str | None,
     synthetic: SyntheticFlags,
     hw: Hardware,
@@ -59,9 +67,13 @@ def gantt_cmd(
             check_output_path(path)
     if image_path:
         check_image_target(image_path)
+    if iterations is not None and iterations < 1:
+        raise InputError(f"--iterations={iterations} must be >= 1")
     capacity = gpu_memory_gib * GIB if gpu_memory_gib is not None else None
     if scenario_file is not None or hw.model is not None:  # a real model: per-stage costs
         from pipesim.io.scenario_file import load_scenario
+
+        synthetic.sync_only()
         from pipesim.sim.scenario import simulate_scenario
         from pipesim.sim.series import report_series
 
@@ -69,7 +81,7 @@ def gantt_cmd(
             reports = [simulate_scenario(load_scenario(scenario_file))]
         else:
             reports = compare_on_model(synthetic.names(), hw, lay, cluster, synthetic.microbatches)
-        panels = [report_series(r) for r in reports]
+        panels = [report_series(r, iterations) for r in reports]
         sc = reports[0].scenario
         if capacity is None:
             capacity = sc.gpu.hbm_bytes
@@ -88,7 +100,7 @@ def gantt_cmd(
         ]
     else:
         request = synthetic.request(lay.pp, lay.vpp, lay.dp_overlap)
-        panels = simulate_series(request)
+        panels = simulate_series(request, iterations)
         scenario_rows = [
             ("schedules", ", ".join(p.name for p in panels)),
             ("pp", str(request.pp)),
@@ -100,6 +112,7 @@ def gantt_cmd(
             ("activations", f"{request.activation_bytes / GIB:g} GiB"),
             ("GPU memory", f"{gpu_memory_gib:g} GiB" if gpu_memory_gib is not None else "not given"),
             ("times", "per microbatch, whole stage"),
+            ("optimizer", request.optimizer),
         ]
     page = gantt_page(panels, scenario_rows, gpu_memory_bytes=capacity, plotlyjs=plotlyjs) if output else ""
     if output:

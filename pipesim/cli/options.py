@@ -95,6 +95,9 @@ SYNTHETIC_NAMES = (
     "activation_bytes",
     "dp_time",
     "dp_buckets",
+    "fb_time",
+    "optimizer",
+    "weight_stash",
     "schedule_files",
 )
 

@@ -272,6 +272,9 @@ class SyntheticFlags:
     activation_bytes: float
     dp_time: float
     dp_buckets: int
+    fb_time: float | None
+    optimizer: str
+    weight_stash: float
     schedule_files: tuple[str, ...]
 
     def names(self) -> list[str]:
@@ -301,7 +304,19 @@ class SyntheticFlags:
             dp_s=_ms(self.dp_time, "--dp-time"),
             dp_buckets=self.dp_buckets,
             dp_overlap=dp_overlap,
+            stash_fraction=self.weight_stash,
+            optimizer=self.optimizer,
+            fb_s=None if self.fb_time is None else _ms(self.fb_time, "--fb-time"),
         )
+
+    def sync_only(self) -> None:
+        """Real-model scenarios include DP reduction and the optimizer step, which post-validation does not
+        place (:mod:`pipesim.sim.iterations`)."""
+        if self.optimizer != "sync":
+            raise InputError(
+                f"--optimizer {self.optimizer} is modelled for the synthetic scenario (the pipeline phase) only; "
+                "a --model scenario's DP reduction and optimizer step need --optimizer sync"
+            )
 
     def _weight_s(self) -> float:
         """--weight-time in seconds: half the backward when not given; never more than the backward."""
@@ -327,5 +342,7 @@ def build_synthetic_flags(**values: Any) -> SyntheticFlags:
         raise InputError(f"--activation-bytes={values['activation_bytes']} must be >= 0")
     if values["dp_buckets"] < 1:
         raise InputError(f"--dp-buckets={values['dp_buckets']} must be >= 1")
+    if not 0.0 <= values["weight_stash"] <= 1.0:
+        raise InputError(f"--weight-stash={values['weight_stash']:g} must be within [0, 1]")
     values["schedule_files"] = tuple(values["schedule_files"])
     return SyntheticFlags(**values)

@@ -77,7 +77,7 @@ def gantt_figure(
     compute_bars = sum(g.size for s in panels for g in s.groups if g.lane == Lane.COMPUTE)
     show_labels = compute_bars <= LABEL_LIMIT if labels is None else labels
     edges = sum(s.num_bars for s in panels) <= EDGE_LIMIT
-    t_end_s = max(s.metrics.step_time_s for s in panels)
+    t_end_s = max(s.timeline.step_time_s for s in panels)  # all iterations drawn
     unit, scale = time_unit(t_end_s)
     t_end = t_end_s * scale
     px_per_unit = PLOT_WIDTH_PX * TIME_WIDTH / (t_end * 1.01)
@@ -119,7 +119,7 @@ def gantt_figure(
         cy, cw = lane_y(s, Lane.COMPUTE)
         # Idle background of every compute lane: what is not covered by a bar is bubble.
         idle_x = np.empty(3 * s.num_ranks, dtype=np.float32)
-        idle_x[0::3], idle_x[1::3], idle_x[2::3] = 0.0, s.metrics.step_time_s * scale, np.nan
+        idle_x[0::3], idle_x[1::3], idle_x[2::3] = 0.0, s.timeline.step_time_s * scale, np.nan
         fig.add_trace(
             go.Scatter(
                 x=idle_x,

@@ -58,7 +58,8 @@ from pipesim.specs.layout import Layout
 from pipesim.specs.model import ModelSpec
 from pipesim.specs.placement import RankGrid
 from schedules import Schedule, ScheduleError, build_schedule, get_family
-from schedules.greedy import GREEDY_FAMILIES, GreedyTimes, build_timed
+from schedules.greedy import GreedyTimes
+from schedules.timed import TIMED_FAMILIES, build_timed
 
 __all__ = ["Estimate", "Estimator"]
 
@@ -236,7 +237,7 @@ class Estimator:
         chunks = family.chunks(layout.vpp)
         profs: list[Profile] = []
         if family.in_flight is None:
-            variant = self._greedy_variant(layout) if layout.schedule in GREEDY_FAMILIES else None
+            variant = self._greedy_variant(layout) if layout.schedule in TIMED_FAMILIES else None
             sizes = [m] if m <= 2 * p else [2 * p, 3 * p]
             profs = [self.profile(layout.schedule, p, mm, chunks, variant) for mm in sizes]
         placement = family.stage_placement(p, chunks)
@@ -263,7 +264,7 @@ class Estimator:
         sc = self.costs.stage_costs(layout, placement, grid)
         c = sc.costs
         layers = layout.layers_per_stage(model, n_stages)
-        variant = self._greedy_variant(layout) if layout.schedule in GREEDY_FAMILIES else None
+        variant = self._greedy_variant(layout) if layout.schedule in TIMED_FAMILIES else None
 
         # Per-rank work per microbatch (F + B of its stages) and its parts.
         work = [0.0] * p

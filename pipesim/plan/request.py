@@ -64,8 +64,11 @@ class SearchSpace:
             raise InputError("distributed optimizer and sequence parallel choices must not be empty")
 
     def schedule_names(self) -> tuple[str, ...]:
-        """The schedules searched: the user's, else every registered one (registration order)."""
-        return self.schedules if self.schedules is not None else tuple(REGISTRY)
+        """The schedules searched: the user's, else every registered one the planner estimates (registration
+        order; :attr:`schedules.ScheduleFamily.planned`)."""
+        if self.schedules is not None:
+            return self.schedules
+        return tuple(name for name, family in REGISTRY.items() if family.planned)
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from pipesim.sim.engine import OpCosts, simulate
-from pipesim.sim.metrics import PipelineMetrics, pipeline_metrics
+from pipesim.sim.engine import OpCosts
+from pipesim.sim.iterations import run_iterations
+from pipesim.sim.metrics import PipelineMetrics
 from schedules import Schedule, build_schedule, get_family, read_csv, validate
-from schedules.greedy import GREEDY_FAMILIES, GreedyTimes, build_timed
+from schedules.greedy import GreedyTimes
+from schedules.timed import TIMED_FAMILIES, build_timed
 
-__all__ = ["DEFAULT_SCHEDULES", "CompareRequest", "compare_schedules", "synthetic_costs"]
+__all__ = [
+    "DEFAULT_SCHEDULES",
+    "DEFAULT_STASH_FRACTION",
+    "CompareRequest",
+    "compare_schedules",
+    "synthetic_costs",
+]
 
 # What ``pipesim compare`` and ``pipesim gantt`` compare when no schedule is named.
 DEFAULT_SCHEDULES: tuple[str, ...] = ("gpipe", "1f1b", "interleaved-1f1b")
+
+# W's share of the activations I needs (Qi et al. 2024, Table 1, with the 5as attention-score term dropped).
+DEFAULT_STASH_FRACTION = 32 / 34
 
 
 @dataclass(frozen=True)
@@ -20,10 +31,17 @@ class CompareRequest:
     """What ``pipesim compare`` simulates. Times are seconds per microbatch for a *whole* pipeline stage (one
     rank's share of the model); a chunk of a schedule with v chunks per rank takes 1/v of them, and holds 1/v
     of ``activation_bytes``. ``weight_s`` is the W part of the backward (used by split-backward schedules).
-    ``memory_limit`` (microbatches of one stage's activations per rank) caps the greedy ``zb-1p``/``zb-2p``
-    orders, which are built from these times; None keeps their defaults (pp and 2 * pp). ``dp_s`` is the
+    ``memory_limit`` (microbatches of one stage's activations per rank) caps the ``zb-1p``/``zb-2p`` and
+    ``zb-v-half``/``zb-v-min`` orders, which are built from these times; None keeps their defaults (pp and 2 * pp;
+    (pp + 2) // 2 and (pp + 4) // 3). ``dp_s`` is the
     data-parallel gradient reduction of a whole stage's parameters, reduced in ``dp_buckets`` buckets, each as
-    soon as its gradients exist (``dp_overlap``) or after the rank's compute."""
+    soon as its gradients exist (``dp_overlap``) or after the rank's compute. ``stash_fraction`` is the share of
+    a microbatch's activations that W still needs after I (Qi et al. 2024, Table 1: 32sbh of the sb(34h + 5as)
+    bytes per layer; the default 32/34 drops the attention-score term, as flash attention does): I frees the
+    rest, W frees it, and the greedy orders are capped with the same accounting. ``optimizer`` is ``sync`` or
+    ``post-validation`` (:mod:`pipesim.sim.iterations`). ``fb_s`` is the time of one overlapped F&B pair of a
+    whole stage's forward and backward (DualPipe's notation; a chunk's pair takes 1/v); None runs a pair's two
+    passes one after the other."""
 
     schedules: tuple[str, ...] = DEFAULT_SCHEDULES
     schedule_files: tuple[str, ...] = ()
@@ -39,6 +57,9 @@ class CompareRequest:
     dp_s: float = 0.0
     dp_buckets: int = 4
     dp_overlap: bool = True
+    stash_fraction: float = DEFAULT_STASH_FRACTION
+    optimizer: str = "sync"
+    fb_s: float | None = None
 
 
 def synthetic_costs(schedule: Schedule, request: CompareRequest) -> OpCosts:
@@ -51,7 +72,10 @@ def synthetic_costs(schedule: Schedule, request: CompareRequest) -> OpCosts:
         weight_s=request.weight_s / v,
         p2p_s=request.p2p_s,
         activation_bytes=request.activation_bytes / v,
+        weight_stash_bytes=request.stash_fraction * request.activation_bytes / v,
     )
+    if request.fb_s is not None:
+        base = replace(base, fb_pair_s=request.fb_s / v)
     if request.dp_s <= 0:
         return base
     return replace(
@@ -67,11 +91,25 @@ def build_requested(request: CompareRequest) -> list[Schedule]:
     out: list[Schedule] = []
     for name in request.schedules:
         family = get_family(name)
-        if name in GREEDY_FAMILIES:  # built from the scenario's real times, not the registry's defaults
+        if name in TIMED_FAMILIES:  # built from the scenario's real times, not the registry's defaults
+            v = family.chunks(request.vpp)  # per chunk: 1/2 of a stage's times for the V families
             times = GreedyTimes(
-                request.forward_s, request.backward_s - request.weight_s, request.weight_s, request.p2p_s
+                request.forward_s / v,
+                (request.backward_s - request.weight_s) / v,
+                request.weight_s / v,
+                request.p2p_s,
             )
-            out.append(build_timed(name, request.pp, request.microbatches, times, request.memory_limit))
+            out.append(
+                build_timed(
+                    name,
+                    request.pp,
+                    request.microbatches,
+                    times,
+                    request.memory_limit,
+                    request.stash_fraction,
+                    request.optimizer,
+                )
+            )
             continue
         out.append(build_schedule(name, request.pp, request.microbatches, family.chunks(request.vpp)))
     for path in request.schedule_files:
@@ -86,5 +124,5 @@ def compare_schedules(request: CompareRequest) -> list[PipelineMetrics]:
     results = []
     for schedule in build_requested(request):
         costs = synthetic_costs(schedule, request)
-        results.append(pipeline_metrics(schedule, costs, simulate(schedule, costs)))
+        results.append(run_iterations(schedule, costs, request.optimizer).metrics)
     return results

@@ -14,6 +14,10 @@ Model (see DESIGN.md, "The engine"):
   the stream reduces one bucket at a time, in order of readiness; the optimizer step then follows once every rank has reduced its gradients (gradient clipping needs
   the global norm).
 
+* an overlapped forward-and-backward pair of a schedule (DualPipe's F&B, :attr:`schedules.Schedule.overlapped`)
+  runs as one span of ``fb_pair_s`` once the inputs of both passes are there, when ``fb_pair_s`` is given;
+  otherwise its two passes run one after the other.
+
 Costs come in as numbers per stage (:class:`OpCosts`), so the engine knows nothing about models or GPUs.
 
 Evaluation is a numpy wavefront: each round advances every rank whose next action has all its inputs, so the
@@ -31,6 +35,7 @@ from enum import IntEnum
 import numpy as np
 import numpy.typing as npt
 
+from pipesim.sim.overlap import overlapped_pairs
 from schedules.ir import (
     NUM_OPS,
     NUM_SIGNALS,
@@ -92,7 +97,8 @@ class OpCosts:
     ``weight_stash_bytes``, which W frees. ``tp_comm_*_s`` and ``recompute_s`` are the parts of F and B (or I)
     spent in tensor-parallel communication and recomputation: they run on the compute stream and are reported,
     not added. ``dp_reduce_s`` is the gradient reduction of each stage's parameters; ``optimizer_s`` the
-    optimizer step.
+    optimizer step. ``fb_pair_s`` is the duration of one overlapped F&B pair (DualPipe notation; None: the
+    pair's passes run one after the other).
     """
 
     forward_s: tuple[float, ...]
@@ -108,6 +114,7 @@ class OpCosts:
     dp_overlap: bool = True
     dp_buckets: int = 1
     optimizer_s: float = 0.0
+    fb_pair_s: float | None = None
     num_stages: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -135,6 +142,8 @@ class OpCosts:
         for s, (b, w) in enumerate(zip(self.backward_s, self.weight_s, strict=True)):
             if w > b:
                 raise ScheduleError(f"costs: stage {s} weight_s={w} exceeds backward_s={b}; W is part of B")
+        if self.fb_pair_s is not None and not self.fb_pair_s >= 0:
+            raise ScheduleError(f"costs: fb_pair_s={self.fb_pair_s} must be >= 0")
         if self.optimizer_s < 0:
             raise ScheduleError(f"costs: optimizer_s={self.optimizer_s} must be >= 0")
         if not isinstance(self.dp_buckets, int) or self.dp_buckets < 1:
@@ -305,6 +314,7 @@ def simulate(schedule: Schedule, costs: OpCosts) -> Timeline:
 
     placement = np.asarray(schedule.stage_to_rank, dtype=np.int64)
     durations = costs.duration_table()[op, stage]
+    dep_pair = overlapped_pairs(schedule, costs.fb_pair_s, offsets, durations, dep_cross)
     # A producer sends when its cross-stage consumer lives on another rank: F(s) -> F(s+1), B/I(s) -> B/I(s-1).
     consumer_stage = np.asarray(consumer_stages(s_count), dtype=np.int64).reshape(NUM_OPS, s_count)[op, stage]
     valid_consumer = (consumer_stage >= 0) & (consumer_stage < s_count)
@@ -335,6 +345,8 @@ def simulate(schedule: Schedule, costs: OpCosts) -> Timeline:
         d1, d2 = dep_cross[idx], dep_own[idx]
         tf = t_free if full else t_free[active]
         st = np.maximum(np.maximum(tf, arrive[d1]), finish[d2])
+        if dep_pair is not None:  # an F&B pair's forward also waits for its backward's input
+            st = np.maximum(st, arrive[dep_pair[idx]])
         if st.max() == inf:  # some ranks wait for a signal not yet produced
             ready = st < inf
             if not ready.any():

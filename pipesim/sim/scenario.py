@@ -39,7 +39,8 @@ from pipesim.specs.layout import Layout
 from pipesim.specs.model import ModelSpec
 from pipesim.specs.placement import DEFAULT_ORDER, RankGrid
 from schedules import Schedule, build_schedule, get_family
-from schedules.greedy import GREEDY_FAMILIES, GreedyTimes, build_timed
+from schedules.greedy import GreedyTimes
+from schedules.timed import TIMED_FAMILIES, build_timed
 
 __all__ = [
     "Scenario",
@@ -356,7 +357,7 @@ def simulate_scenario(scenario: Scenario) -> SimulationReport:
     """Build the schedule and per-stage costs of ``scenario``, simulate one step and report it."""
     schedule = build_scenario_schedule(scenario)
     sc = stage_costs(scenario, schedule)
-    if schedule.name in GREEDY_FAMILIES:
+    if schedule.name in TIMED_FAMILIES:
         schedule = _greedy_for_costs(scenario, schedule, sc.costs)
     costs = sc.costs
     timeline = simulate(schedule, costs)

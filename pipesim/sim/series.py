@@ -28,8 +28,9 @@ import numpy.typing as npt
 from pipesim.cost.memory import ACTIVATION_OVERHEAD, RankMemory
 from pipesim.cost.traffic import StageTraffic, stage_traffic
 from pipesim.sim.compare import CompareRequest, build_requested, synthetic_costs
-from pipesim.sim.engine import OpCosts, SpanKind, Timeline, simulate
-from pipesim.sim.metrics import PipelineMetrics, activation_deltas, pipeline_metrics
+from pipesim.sim.engine import OpCosts, SpanKind, Timeline
+from pipesim.sim.iterations import run_iterations
+from pipesim.sim.metrics import PipelineMetrics, activation_deltas
 from schedules.ir import Schedule
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -286,19 +287,23 @@ def gantt_series(
     )
 
 
-def report_series(report: SimulationReport) -> GanttSeries:
+def report_series(report: SimulationReport, iterations: int | None = None) -> GanttSeries:
     """The chart series of a simulated scenario, with its memory per rank (the numbers ``simulate`` prints)
-    and the bytes its transfers move."""
-    series = gantt_series(report.schedule, report.costs, report.timeline, report.metrics, report.memory)
+    and the bytes its transfers move; ``iterations`` consecutive synchronous iterations are drawn (None: one),
+    the metrics are per iteration."""
+    run = run_iterations(report.schedule, report.costs, "sync", iterations)
+    series = gantt_series(run.schedule, report.costs, run.timeline, report.metrics, report.memory)
     sc = report.scenario
     return replace(series, traffic=stage_traffic(sc.model, sc.layout, report.schedule.stage_to_rank))
 
 
-def simulate_series(request: CompareRequest) -> list[GanttSeries]:
-    """Simulate every schedule of ``request`` (as ``pipesim compare`` does) and return its chart series."""
+def simulate_series(request: CompareRequest, iterations: int | None = None) -> list[GanttSeries]:
+    """Simulate every schedule of ``request`` (as ``pipesim compare`` does, under ``request.optimizer``) and
+    return its chart series; ``iterations`` consecutive iterations are drawn (None: one under ``sync``, the
+    measured back-to-back run under ``post-validation``), the metrics are per iteration."""
     out = []
     for schedule in build_requested(request):
         costs = synthetic_costs(schedule, request)
-        timeline = simulate(schedule, costs)
-        out.append(gantt_series(schedule, costs, timeline, pipeline_metrics(schedule, costs, timeline)))
+        run = run_iterations(schedule, costs, request.optimizer, iterations)
+        out.append(gantt_series(run.schedule, costs, run.timeline, run.metrics))
     return out

@@ -1,0 +1,171 @@
+"""A small pure-Python timer for schedule orders, used by the schedule generators that search over orders.
+
+It times a :class:`~schedules.ir.Schedule` the way pipesim's engine does (DESIGN.md, "The engine"): each rank
+runs its program in order on one compute stream; an action starts when the rank is free and every signal it
+depends on (:func:`schedules.ir.depends_on`) has arrived; a signal crossing ranks leaves on the producer's send
+stream (one send at a time, in program order) and takes the boundary's transfer time. Costs are per stage and
+op (seconds of F, B, I, W per microbatch). A property test holds this timer and the engine together.
+
+It also walks activation memory as the engine and the Zero Bubble paper charge it (Qi et al., ICLR 2024,
+arXiv:2401.10241, Table 1 and Section 3.1): F stashes one microbatch of its stage's activations (1/v of a
+rank's share for v chunks per rank, counted here as 1 per stage times ``activation``), I frees all but the
+weight stash, W frees the stash, a full B frees it all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from schedules.ir import NUM_OPS, Action, Op, Schedule, ScheduleError, depends_on, produces
+
+__all__ = ["StageTimes", "OrderTiming", "time_order"]
+
+
+@dataclass(frozen=True)
+class StageTimes:
+    """Seconds per microbatch per stage: ``forward``, ``backward`` (full B = I + W) and ``weight`` (W) per stage,
+    ``p2p`` per stage boundary; ``activation`` (per stage, in the caller's memory unit) and ``stash_fraction``
+    (the share of it that W still needs after I) for the memory walk."""
+
+    forward: Sequence[float]
+    backward: Sequence[float]
+    weight: Sequence[float]
+    p2p: Sequence[float]
+    activation: Sequence[float]
+    stash_fraction: float = 0.0
+
+    @classmethod
+    def uniform(
+        cls,
+        num_stages: int,
+        forward: float,
+        inputs: float,
+        weight: float,
+        p2p: float = 0.0,
+        activation: float = 1.0,
+        stash_fraction: float = 0.0,
+    ) -> StageTimes:
+        """The same F, I, W times on every stage (B = I + W)."""
+        n = num_stages
+        return cls(
+            (forward,) * n,
+            (inputs + weight,) * n,
+            (weight,) * n,
+            (p2p,) * max(n - 1, 0),
+            (activation,) * n,
+            stash_fraction,
+        )
+
+
+@dataclass(frozen=True)
+class OrderTiming:
+    """When a timed order's ranks start and finish, and their activation peaks."""
+
+    first_start: tuple[float, ...]
+    last_end: tuple[float, ...]
+    peak_memory: tuple[float, ...]
+
+    @property
+    def makespan(self) -> float:
+        """End of the last compute pass: one synchronous step's pipeline time."""
+        return max(self.last_end)
+
+    @property
+    def max_rank_span(self) -> float:
+        """Largest (last end - first start) over ranks: the Zero Bubble paper's figure of merit for its
+        automatic scheduler (each stage's own span; what back-to-back iterations pay per step when the
+        optimizer synchronisation is bypassed and the pattern tiles)."""
+        return max(e - s for s, e in zip(self.first_start, self.last_end, strict=True))
+
+
+def time_order(schedule: Schedule, times: StageTimes) -> OrderTiming:
+    """Time ``schedule`` with ``times``; raise :class:`ScheduleError` if it deadlocks."""
+    s_count = schedule.num_stages
+    if len(times.forward) != s_count:
+        raise ScheduleError(f"times cover {len(times.forward)} stages, schedule has {s_count}")
+    dur = [
+        list(times.forward),
+        list(times.backward),
+        [b - w for b, w in zip(times.backward, times.weight, strict=True)],
+        list(times.weight),
+    ]
+    placement = schedule.stage_to_rank
+    act = times.activation
+    keep = times.stash_fraction
+    arrive: dict[int, float] = {}  # (mb * S + stage) * 2 + signal -> when its consumer may use it
+    local: dict[int, float] = {}  # same, on the producer's own rank
+    programs = [list(p) for p in schedule.programs]
+    heads = [0] * schedule.num_ranks
+    free = [0.0] * schedule.num_ranks
+    send_free = [0.0] * schedule.num_ranks
+    first = [0.0] * schedule.num_ranks
+    memory = [0.0] * schedule.num_ranks
+    peak = [0.0] * schedule.num_ranks
+    remaining = sum(len(p) for p in programs)
+    while remaining:
+        progressed = False
+        for r, prog in enumerate(programs):
+            h = heads[r]
+            while h < len(prog):
+                rest, o = divmod(prog[h], NUM_OPS)
+                mb, stage = divmod(rest, s_count)
+                op = Op(o)
+                start = free[r]
+                ok = True
+                for dep in _deps(op, stage, s_count):
+                    dep_stage, sig, cross = dep
+                    key = (mb * s_count + dep_stage) * 2 + sig
+                    table = arrive if cross and placement[dep_stage] != r else local
+                    t = table.get(key)
+                    if t is None:
+                        ok = False
+                        break
+                    start = max(start, t)
+                if not ok:
+                    break
+                end = start + dur[o][stage]
+                if h == 0:
+                    first[r] = start
+                free[r] = end
+                signal = produces(op)
+                if signal is not None:
+                    key = (mb * s_count + stage) * 2 + int(signal)
+                    local[key] = end
+                    consumer = stage + 1 if op is Op.F else stage - 1
+                    if 0 <= consumer < s_count and placement[consumer] != r:
+                        leave = max(end, send_free[r])
+                        send_free[r] = arrive[key] = leave + times.p2p[min(stage, consumer)]
+                if op is Op.F:
+                    memory[r] += act[stage]
+                    peak[r] = max(peak[r], memory[r])
+                elif op is Op.B:
+                    memory[r] -= act[stage]
+                elif op is Op.I:
+                    memory[r] -= act[stage] * (1.0 - keep)
+                else:
+                    memory[r] -= act[stage] * keep
+                h += 1
+            if h != heads[r]:
+                remaining -= h - heads[r]
+                heads[r] = h
+                progressed = True
+        if not progressed:
+            raise ScheduleError(f"schedule {schedule.name!r} deadlocks")
+    return OrderTiming(tuple(first), tuple(free), tuple(peak))
+
+
+_DEPS: dict[tuple[int, int, int], tuple[tuple[int, int, bool], ...]] = {}
+
+
+def _deps(op: Op, stage: int, num_stages: int) -> tuple[tuple[int, int, bool], ...]:
+    """:func:`depends_on` of (op, stage) as (stage, signal, cross-stage) triples, memoised (it never depends on
+    the microbatch)."""
+    key = (int(op), stage, num_stages)
+    out = _DEPS.get(key)
+    if out is None:
+        out = tuple(
+            (d.stage, int(d.signal), d.cross_stage) for d in depends_on(Action(stage, op, 0), num_stages)
+        )
+        _DEPS[key] = out
+    return out

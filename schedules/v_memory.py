@@ -1,0 +1,190 @@
+"""V-shape schedules under the memory bounds of "Pipeline Parallelism with Controllable Memory" (Qi, Wan, Amar,
+Lin, NeurIPS 2024, arXiv:2405.15362): ``zb-v-half`` and ``zb-v-min``.
+
+The paper places two chunks per rank in a V (rank r holds stages r and 2p-1-r, as ZB-V does) and shows that
+a schedule's peak activation memory is set by the lifespan of its repeating building block; its V-Half and
+V-Min blocks bring the peak down to ``(p + 2) // 2`` and ``(p + 4) // 3`` microbatches of a whole stage (1F1B:
+p), at a bubble of about p/(2m) and 2p/(3m) of the step when T_F = T_B = T_W (its Table 1; sail-sg's
+``pipeline-parallelism-with-controllable-memory`` summary). The paper derives the blocks by hand and then
+reorders the warm-up and cool-down greedily.
+
+pipesim builds the orders with a list scheduler in simulated time under exactly those peaks (it does not
+reproduce the paper's block offsets): whenever a rank becomes free it runs, in this order of preference, the
+I (backward for inputs) of its oldest microbatch whose gradient has arrived; the forward of chunk 1, then of
+chunk 0, whose input has arrived and which fits; a pending W (backward for weights) when memory blocks a
+forward, when the wait for the next input is at least T_W long, or (knob) always when idle; else it waits.
+Two more knobs: whether a ready forward goes before a ready I, and whether chunk 0's forward goes first.
+A new microbatch enters a rank's chunk 0 only if the room for its chunk-1 forward stays reserved, so the cap
+can never deadlock the V. Memory is charged per pass as in :mod:`schedules.zb_auto` (F +1 chunk, I frees all
+but the weight stash, W frees the stash). As in :func:`schedules.zb_auto.auto_zero_bubble`, every knob
+setting is timed with :func:`schedules.timing.time_order` and the best order on the chosen objective is kept.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections import deque
+
+from schedules.ir import Action, Op, Schedule, ScheduleError, v_shape_placement
+from schedules.timing import StageTimes, time_order
+from schedules.zb_auto import AutoTimes, schedule_cost
+
+__all__ = ["V_MEMORY_FAMILIES", "v_memory_limit", "v_memory_schedule"]
+
+V_MEMORY_FAMILIES = ("zb-v-half", "zb-v-min")
+_EPS = 1e-9
+
+
+def v_memory_limit(name: str, num_ranks: int) -> float:
+    """The paper's peak, in microbatches of a whole stage: V-Half (p + 2) // 2, V-Min (p + 4) // 3."""
+    if name == "zb-v-half":
+        return float((num_ranks + 2) // 2)
+    if name == "zb-v-min":
+        return float((num_ranks + 4) // 3)
+    raise ScheduleError(
+        f"{name!r} is not a controllable-memory V schedule; valid: {', '.join(V_MEMORY_FAMILIES)}"
+    )
+
+
+def _list_schedule(
+    p: int, m: int, cap_chunks: float, t: AutoTimes, fill_idle: bool, chunk1_first: bool, forward_first: bool
+) -> Schedule | None:
+    """One run of the list scheduler (module docstring); None if it cannot progress under the cap."""
+    s_count = 2 * p
+    place = v_shape_placement(p)
+    keep = t.stash_fraction
+    dur = {Op.F: t.forward_s, Op.I: t.input_s, Op.W: t.weight_s}
+    inf = math.inf
+    f_end = [[inf] * m for _ in range(s_count)]
+    i_end = [[inf] * m for _ in range(s_count)]
+    free = [0.0] * p
+    mem = [0.0] * p
+    next_f = [[0, 0] for _ in range(p)]
+    next_i = [[0, 0] for _ in range(p)]
+    pending: list[deque[tuple[int, int]]] = [deque() for _ in range(p)]
+    progs: list[list[Action]] = [[] for _ in range(p)]
+    remaining = 3 * s_count * m
+    heap = [(0.0, r) for r in range(p)]
+    stalls = 0
+
+    def arrival(table: list[list[float]], src: int, dst: int, mb: int) -> float:
+        end = table[src][mb]
+        return end + (t.p2p_s if place[src] != place[dst] else 0.0)
+
+    while remaining:
+        now, r = heapq.heappop(heap)
+        stages = (r, s_count - 1 - r)
+        # Ready times of the next I and F of each chunk (inf: input not produced yet or no such pass).
+        i_ready = [inf, inf]
+        f_ready = [inf, inf]
+        for c in (0, 1):
+            s = stages[c]
+            mb = next_i[r][c]
+            if mb < next_f[r][c]:
+                i_ready[c] = (
+                    f_end[s][mb] if s == s_count - 1 else max(f_end[s][mb], arrival(i_end, s + 1, s, mb))
+                )
+            mb = next_f[r][c]
+            if mb < m:
+                f_ready[c] = 0.0 if s == 0 else arrival(f_end, s - 1, s, mb)
+        reserved = next_f[r][0] - next_f[r][1]  # microbatches whose chunk-1 forward is still to come here
+        fits = [mem[r] + 2.0 + reserved <= cap_chunks + _EPS, mem[r] + 1.0 <= cap_chunks + _EPS]
+        choice: tuple[int, Op] | None = None
+        ready_i = [c for c in (0, 1) if i_ready[c] <= now + _EPS]
+        ready_f = [c for c in ((1, 0) if chunk1_first else (0, 1)) if f_ready[c] <= now + _EPS and fits[c]]
+        if ready_i and not (forward_first and ready_f):
+            choice = (min(ready_i, key=lambda c: (next_i[r][c], -stages[c])), Op.I)
+        elif ready_f:
+            choice = (ready_f[0], Op.F)
+        if choice is None and pending[r]:
+            upcoming = min(
+                min(i_ready), min(f for c, f in enumerate(f_ready) if fits[c]) if any(fits) else inf
+            )
+            others = [free[q] for q in range(p) if q != r and free[q] > now + _EPS]
+            bound = upcoming if upcoming < inf else (min(others) if others else now)
+            blocked = any(f_ready[c] <= now + _EPS and not fits[c] for c in (0, 1))
+            if blocked or fill_idle or bound - now >= dur[Op.W] - _EPS or upcoming == inf and not others:
+                choice = (-1, Op.W)
+        if choice is None:
+            later = [x for x in (*i_ready, *f_ready) if now + _EPS < x < inf]
+            later += [free[q] for q in range(p) if q != r and free[q] > now + _EPS]
+            if not later:
+                stalls += 1
+                if stalls > 4 * p:
+                    return None  # nobody can move: the cap is too small for this knob setting
+                free[r] = now + _EPS
+            else:
+                free[r] = min(later)
+            heapq.heappush(heap, (free[r], r))
+            continue
+        stalls = 0
+        c, op = choice
+        if op is Op.W:
+            s, mb = pending[r].popleft()
+            mem[r] -= keep
+        else:
+            s = stages[c]
+            counter = next_f[r] if op is Op.F else next_i[r]
+            mb = counter[c]
+            counter[c] += 1
+            if op is Op.F:
+                mem[r] += 1.0
+            else:
+                mem[r] -= 1.0 - keep
+                pending[r].append((s, mb))
+        start = now
+        end = start + dur[op]
+        if op is Op.F:
+            f_end[s][mb] = end
+        elif op is Op.I:
+            i_end[s][mb] = end
+        progs[r].append(Action(s, op, mb))
+        free[r] = end
+        remaining -= 1
+        if len(progs[r]) < 6 * m:
+            heapq.heappush(heap, (end, r))
+    return Schedule.from_actions("zb-v-memory", p, m, place, progs)
+
+
+def v_memory_schedule(
+    name: str,
+    num_ranks: int,
+    num_microbatches: int,
+    times: AutoTimes | None = None,
+    objective: str = "sync",
+    memory_limit: float | None = None,
+) -> Schedule:
+    """``zb-v-half`` or ``zb-v-min`` on ``num_ranks`` ranks (2p chunks, V-shape) for ``num_microbatches``.
+
+    ``times`` are per *chunk* (F, I, W, transfer, stash fraction; default all 1, no stash, free transfers);
+    ``memory_limit`` (whole-stage microbatches per rank) replaces the paper's peak. Raises
+    :class:`ScheduleError` for sizes below 1 or a limit below one whole-stage microbatch (2 chunks).
+    """
+    cap = v_memory_limit(name, num_ranks) if memory_limit is None else memory_limit
+    for label, value in (("pp", num_ranks), ("microbatches", num_microbatches)):
+        if value < 1:
+            raise ScheduleError(f"{name}: {label}={value} must be >= 1")
+    if not cap >= 1.0:
+        raise ScheduleError(
+            f"{name}: memory limit {cap:g} microbatches is below the minimum a V order needs, 1 (both chunks "
+            "of one microbatch)"
+        )
+    t = times or AutoTimes()
+    stage_times: StageTimes = t.stage_times(2 * num_ranks)
+    best: tuple[float, Schedule] | None = None
+    for knobs in itertools.product((False, True), repeat=3):
+        order = _list_schedule(num_ranks, num_microbatches, 2.0 * cap, t, *knobs)
+        if order is None:
+            continue
+        step, _ = schedule_cost(order, stage_times, objective)
+        peak = max(time_order(order, stage_times).peak_memory) / 2.0
+        if peak > cap + _EPS:  # pragma: no cover - the scheduler never admits past the cap
+            continue
+        if best is None or step < best[0] - _EPS:
+            best = (step, order)
+    if best is None:  # pragma: no cover - a cap of one whole microbatch always lets one flow through
+        raise ScheduleError(f"{name}: no order fits {cap:g} microbatches per rank")
+    s = best[1]
+    return Schedule(name, s.num_ranks, s.num_stages, s.num_microbatches, s.stage_to_rank, s.programs)
