@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipesim.figures.chromium import BrowserError, Chromium, find_chromium  # noqa: E402
 from pipesim.figures.gantt import gantt_page  # noqa: E402
 from pipesim.sim.compare import CompareRequest  # noqa: E402
 from pipesim.sim.series import simulate_series  # noqa: E402
+from tests.chromium import BrowserError, Chromium, find_chromium  # noqa: E402
 
 SIZE_LIMIT_BYTES = 30e6  # issue 5: at most 30 MB
 RENDER_LIMIT_S = 10.0  # issue 5: renders within 10 s

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipesim.figures.chromium import Chromium, Tab
+from tests.chromium import Chromium, Tab
 
 __all__ = ["open_page", "drawn_bars", "lane_pixels", "decode_png", "Image"]
 
@@ -36,9 +36,11 @@ _DRAWN_BARS_JS = """
 (function () {
   var gd = document.querySelector('.js-plotly-plot');
   var out = [];
-  gd._fullData.forEach(function (trace, i) {
+  var scatterIndex = -1;  // bar traces (the memory breakdown) draw in a layer of their own
+  gd._fullData.forEach(function (trace) {
+    if (trace.type === 'scatter') scatterIndex++;
     if (!trace.meta || trace.meta.pipesim !== 'bars') return;
-    var node = gd.querySelectorAll('g.trace.scatter')[i];
+    var node = gd.querySelectorAll('g.trace.scatter')[scatterIndex];
     var fill = node && node.querySelector('path.js-fill');
     var d = fill ? fill.getAttribute('d') : '';
     var ya = gd._fullLayout[trace.yaxis === 'y' ? 'yaxis' : 'yaxis' + trace.yaxis.slice(1)];
@@ -67,10 +69,13 @@ _DRAWN_BARS_JS = """
 
 
 def drawn_bars(tab: Tab) -> dict[tuple[str, str], dict[int, int]]:
-    """{(schedule, kind): {rank: bars drawn}} read from the rendered SVG of the page's first figure."""
+    """{(schedule, kind): {rank: bars drawn}} read from the rendered SVG of the page's first figure (a kind's
+    model chunks, drawn as one trace each, summed)."""
     out: dict[tuple[str, str], dict[int, int]] = {}
     for item in tab.evaluate(_DRAWN_BARS_JS):
-        out[(item["schedule"], item["kind"])] = {int(r): int(c) for r, c in item["counts"].items()}
+        counts = out.setdefault((item["schedule"], item["kind"]), {})
+        for r, c in item["counts"].items():
+            counts[int(r)] = counts.get(int(r), 0) + int(c)
     return out
 
 

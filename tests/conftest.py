@@ -52,7 +52,7 @@ def layout_factory(**base: Any) -> Callable[..., Layout]:
 
 
 def _chromium() -> str | None:
-    from pipesim.figures.chromium import find_chromium
+    from tests.chromium import find_chromium
 
     return find_chromium()
 

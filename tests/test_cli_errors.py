@@ -234,7 +234,7 @@ def test_failed_image_leaves_no_page(tmp_path: Path, monkeypatch: pytest.MonkeyP
     broken = tmp_path / "chromium"
     broken.write_text("#!/bin/sh\nexit 3\n")
     broken.chmod(0o755)
-    monkeypatch.setenv("PIPESIM_CHROMIUM", str(broken))
+    monkeypatch.setenv("BROWSER_PATH", str(broken))  # kaleido draws with this browser: it fails at once
     out = tmp_path / "out"
     out.mkdir()
     refused("gantt", "--schedules", "1f1b", "-o", str(out / "p.html"), "--image", str(out / "p.png"))

@@ -98,8 +98,18 @@ def test_figure_draws_what_it_is_given() -> None:
     memory = [t for t in fig.data if t.meta and t.meta.get("pipesim") == "memory"]
     assert len(memory) == 4
     assert np.allclose(np.asarray(memory[0].y, dtype=float) * GIB, series.memory.bytes[0])
+    # 4 GiB of activations at most (1F1B, p=4): an 80 GiB capacity line would flatten the curves, so the axis
+    # stays on the data and the title states the headroom; the breakdown beside the chart draws the capacity.
     capacity = [t for t in fig.data if t.meta and t.meta.get("pipesim") == "capacity"]
-    assert capacity and list(capacity[0].y) == [80.0, 80.0]
+    assert not capacity and fig.layout.yaxis3.range[1] < 5
+    assert "rank 0, 4.0 GiB of 80.0 GiB HBM (76.0 GiB free)" in "".join(
+        a.text for a in fig.layout.annotations
+    )
+    line = [t for t in fig.data if t.meta and t.meta.get("pipesim") == "breakdown-capacity"]
+    assert line and list(line[0].x) == [80.0, 80.0]
+    near = gantt_figure([series], gpu_memory_bytes=4.2 * GIB)
+    capacity = [t for t in near.data if t.meta and t.meta.get("pipesim") == "capacity"]
+    assert capacity and list(capacity[0].y) == [4.2, 4.2]
     hover = [t for t in fig.data if t.meta and t.meta.get("pipesim") == "hover" and t.meta["kind"] == "F"][0]
     f = series.group("F")
     assert f is not None
@@ -192,10 +202,10 @@ def test_cli_unwritable_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 def test_cli_bad_image_suffix_and_missing_browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     code, _, err = invoke("gantt", "-o", str(tmp_path / "t.html"), "--image", str(tmp_path / "t.gif"))
-    assert code == 2 and err.count("\n") == 1 and ".png, .svg" in err
-    monkeypatch.setenv("PIPESIM_CHROMIUM", str(tmp_path / "no-such-browser"))
+    assert code == 2 and err.count("\n") == 1 and ".png, .svg, .pdf" in err
+    monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "no-such-browser"))  # where kaleido looks first
     code, _, err = invoke("gantt", "-o", str(tmp_path / "t.html"), "--image", str(tmp_path / "t.png"))
-    assert code == 2 and err.count("\n") == 1 and "needs a Chromium" in err
+    assert code == 2 and err.count("\n") == 1 and "need Chrome or Chromium" in err
     assert os.listdir(tmp_path) == []
 
 
@@ -211,5 +221,15 @@ def test_gantt_takes_every_compare_option() -> None:
     from pipesim.cli.compare import compare_cmd
     from pipesim.cli.gantt import gantt_cmd
 
-    compare_opts = {p.name for p in compare_cmd.params} - {"as_json"}
+    compare_opts = {p.name for p in compare_cmd.params} - {"as_json", "wide"}  # output flags of compare
     assert compare_opts <= {p.name for p in gantt_cmd.params}
+
+
+def test_model_page_header_counts_chunks_as_the_table(tmp_path: Path) -> None:
+    out = tmp_path / "g.html"
+    code, _, err = invoke("gantt", "--model", "gpt-1.7b", "--gpu", "a100-80gb", "--tp", "2", "--pp", "2",
+                          "--global-batch-size", "8", "--schedules", "1f1b,zb-v", "-o", str(out))  # fmt: skip
+    assert code == 0, err
+    html = out.read_text()
+    # ZB-V's V-shape holds 2 chunks per rank (stages r and 2p-1-r); 80 GB of HBM is 74.5 GiB.
+    assert "<b>vpp</b>1f1b 1, zb-v 2" in html and "<b>GPU memory</b>74.5 GiB (80 GB)" in html

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 from conftest import invoke
 
-from pipesim.figures.chromium import Chromium
-from pipesim.figures.gantt import CAPACITY_COLOUR, COLOURS, EDGE_LIMIT, gantt_page
+from pipesim.figures.gantt import COLOURS, EDGE_LIMIT, gantt_page
+from pipesim.figures.memory_panel import CAPACITY_COLOUR
 from pipesim.sim.compare import CompareRequest
 from pipesim.sim.engine import SpanKind, Stream
 from pipesim.sim.series import GanttSeries, simulate_series
 from tests.browser import decode_png, drawn_bars, hex_rgb, lane_pixels, open_page
+from tests.chromium import Chromium
 
 pytestmark = pytest.mark.browser
 
@@ -143,7 +144,7 @@ def test_many_bars_drawn_without_edges_or_labels(browser: Chromium, tmp_path: Pa
         assert drawn[("interleaved-1f1b", key)] == per_rank, key
 
 
-@pytest.mark.parametrize("suffix", ["png", "svg"])
+@pytest.mark.parametrize("suffix", ["png", "svg", "pdf"])
 def test_static_export(tmp_path: Path, suffix: str) -> None:
     out = tmp_path / f"fig.{suffix}"
     code, stdout, stderr = invoke("gantt", "--schedules", "1f1b", "--pp", "4", "--image", str(out))
@@ -154,5 +155,19 @@ def test_static_export(tmp_path: Path, suffix: str) -> None:
         assert image.width >= 1000 and image.height >= 600
         f_rgb = hex_rgb(COLOURS["F"])
         assert any(image.count(y, 0, image.width, f_rgb) for y in range(0, image.height, 4))
-    else:
+    elif suffix == "svg":
         assert data.lstrip().startswith(b"<svg") and b"rank 3" in data
+    else:
+        assert data.startswith(b"%PDF-") and b"%%EOF" in data[-1024:]
+
+
+def test_directory_page_draws_from_the_shared_bundle(browser: Chromium, tmp_path: Path) -> None:
+    from pipesim.figures.page import write_page
+
+    panels = simulate_series(CompareRequest(schedules=("1f1b",), pp=4, microbatches=8))
+    path = tmp_path / "linked.html"
+    write_page(path, gantt_page(panels, plotlyjs="directory"), "directory")
+    with open_page(browser, path) as tab:
+        assert tab.console_errors() == []
+        assert tab.evaluate("typeof Plotly") == "object"
+        assert any(u.endswith("/plotly.min.js") for u in tab.requested_urls())

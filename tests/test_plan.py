@@ -242,3 +242,12 @@ def test_pareto_front() -> None:
     pts = [(1.0, 5.0), (2.0, 3.0), (2.5, 4.0), (3.0, 1.0), (3.0, 2.0), (0.5, 9.0)]
     assert pareto_front(pts) == [5, 0, 1, 3]
     assert math.isinf(float("inf"))
+
+
+def test_training_time_counts_whole_steps_like_the_energy_report() -> None:
+    from pipesim.sim.energy import steps_for_tokens
+
+    # 1000 tokens in steps of 300: ceil(1000 / 300) = 4 steps = 1200 tokens at 100 tokens/s on 2 GPUs.
+    assert steps_for_tokens(1000, 300) == 4
+    t = training_time(1000, 100.0, 2, tokens_per_step=300)
+    assert t["train_seconds"] == 12.0 and t["gpu_hours"] == pytest.approx(24.0 / 3600)

@@ -63,3 +63,22 @@ def test_topo_errors_are_one_line_exit_2(tmp_path: Path) -> None:
     assert code == 2 and err.strip() == f"error: {bad}: node.pcie.bandwidth_GBps = -3 must be > 0"
     code, _, err = run("topo", "draw", "pcie-8gpu", "-o", str(tmp_path / "missing" / "t.html"))
     assert code == 2 and "does not exist" in err
+
+
+def test_drawing_labels_devices_and_colours_rails() -> None:
+    from pipesim.figures.topology import topology_figure
+    from topologies import build_cluster
+
+    g = build_cluster("dgx-h100", 4, fabric="rail")
+    fig = topology_figure(g)
+    names = [t.name for t in fig.data if t.mode == "lines"]
+    # DGX H100: 8 rails of NDR 400 Gb/s = 50 GB/s, one NIC per GPU, NVLink 4 at 450 GB/s per direction.
+    assert "nvlink: 450 GB/s" in names
+    assert [n for n in names if "rail" in n] == [f"infiniband rail {r}: 50 GB/s" for r in range(8)]
+    for r in range(8):  # rail r joins NIC r of each of the 4 servers to its leaf
+        trace = next(t for t in fig.data if t.mode == "lines" and t.name.startswith(f"infiniband rail {r}:"))
+        assert sum(1 for x in trace.x if x is None) == 4
+    gpus = next(t for t in fig.data if t.name == "gpu")
+    assert list(gpus.text[:8]) == [str(i) for i in range(8)] and len(gpus.text) == 32
+    boxes = [a.text for a in fig.layout.annotations if a.text.startswith("node")]
+    assert boxes == ["node0", "node1", "node2", "node3"] and len(fig.layout.shapes) == 4

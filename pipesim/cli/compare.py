@@ -77,7 +77,7 @@ def scenario_options(func: click.decorators.FC) -> click.decorators.FC:
 
 @click.command("compare", help=COMPARE_HELP, short_help=short_help("compare"))
 @scenario_options
-@plain_options("as_json", "max_actions")
+@plain_options("as_json", "max_actions", "wide")
 def compare_cmd(
     as_json: bool,
     max_actions: int,
@@ -179,7 +179,17 @@ def compare_table(results: Sequence[PipelineMetrics], request: CompareRequest) -
         title_justify="left",
     )
     table.add_column("schedule", no_wrap=True)
-    columns = ["pp", "vpp", "m", "step ms", "bubble", "bubble/ideal", "peak act mb", "peak act GiB", "p2p ms"]
+    columns = [
+        "pp",
+        "vpp",
+        "m",
+        "step ms",
+        "bubble",
+        "bubble/ideal",
+        "peak act microbatches",
+        "peak act GiB",
+        "p2p ms",
+    ]
     columns += ["p2p exposed ms"] + (["DP hidden ms", "DP exposed ms"] if dp else [])
     for col in columns:
         table.add_column(col, justify="right", no_wrap=True, min_width=len(col))
@@ -207,6 +217,8 @@ def model_compare_table(reports: Sequence[SimulationReport]) -> Table:
     """The side-by-side table of ``pipesim compare --model``."""
     from rich.table import Table
 
+    from pipesim.terminal import verdict
+
     first = reports[0].scenario
     lay = first.layout
     table = Table(
@@ -230,6 +242,6 @@ def model_compare_table(reports: Sequence[SimulationReport]) -> Table:
             f"{r.mfu:.1%}",
             f"{r.metrics.bubble_ratio:.1%}",
             gib(r.worst_memory.peak),
-            "fits" if r.fits else "OOM",
+            verdict(r.fits, short=True),
         )
     return table

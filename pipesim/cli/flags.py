@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from pipesim.figures import PLOTLYJS_MODES
 from pipesim.sim.budget import MAX_ACTIONS, MAX_BARS, MAX_GPUS, MAX_TOP_K
 from pipesim.sim.energy import DEFAULT_NODE_OVERHEAD_W, DEFAULT_PUE
 from pipesim.specs.gpu import gpu_names
@@ -43,6 +44,12 @@ FLOAT = FiniteFloat()
 
 def _d(*decls: str, **attrs: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
     return decls, attrs
+
+
+def _set_wide(ctx: click.Context, value: bool) -> None:
+    """``--wide``: every console of this command prints tables whole (see :func:`pipesim.cli.render.console`)."""
+    if value:
+        ctx.meta["pipesim.wide"] = True
 
 
 FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
@@ -229,14 +236,19 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "output": _d("-o", "--output", "output", type=_PATH, default=None, help="HTML page to write."),
     "trace_path": _d("--trace", "trace_path", type=_PATH, help="Chrome-trace JSON to write (Perfetto)."),
     "image_path": _d("--image", "image_path", type=_PATH,
-                     help="Static figure to write, .png or .svg (needs Chromium or Chrome)."),
+                     help="Static figure to write, .png, .svg or .pdf (drawn by kaleido; needs Chromium or Chrome)."),
+    "plotlyjs": _d("--plotlyjs", type=click.Choice(PLOTLYJS_MODES), default="embed", show_default=True,
+                   help="plotly.js in the page: embed (offline), directory (one plotly.min.js beside the "
+                   "page, shared) or cdn (needs the network)."),
+    "wide": _d("--wide", is_flag=True, expose_value=False, callback=lambda ctx, _p, v: _set_wide(ctx, v),
+               help="Print tables at full width, however wide the terminal."),
     "scenario_file": _d("--scenario", "scenario_file", default=None, type=_PATH,
                         help="A scenario TOML (e.g. the winner written by pipesim plan); replaces the model, "
                         "GPU, cluster and layout flags."),
     "scenario_out": _d("--scenario-out", default=None, type=_PATH,
                        help="Write the winner's scenario TOML to this file."),
     "gpu_memory_gib": _d("--gpu-memory-gib", type=FLOAT, default=None,
-                         help="GPU memory capacity in GiB (2^30 B), drawn as a line."),
+                         help="GPU memory capacity in GiB (2^30 B) [default: the GPU's HBM with a model]."),
     # --- collective
     "algo": _d("--algo", type=click.Choice(ALGORITHMS), default="auto", show_default=True,
                help="Algorithm; auto picks the fastest per size, as NCCL does."),

@@ -23,12 +23,15 @@ from pipesim.sim.budget import check_actions, check_bars, timeline_actions
 __all__ = ["gantt_cmd"]
 
 GANTT_HELP = """Draw Gantt charts of simulated steps: one self-contained HTML page (opens offline) and/or a
-Chrome trace (opens in Perfetto) and/or a static PNG/SVG.
+Chrome trace (opens in Perfetto) and/or a static PNG/SVG/PDF.
 
 Takes the same scenario flags as compare. The page shows one chart per schedule on a shared time axis: a lane
-per rank with its communication lane under it, bars coloured by op and labelled with the microbatch, hover
-with stage, microbatch, start, end and duration, grey gaps for bubbles, and under each chart the activation
-memory of every rank over time (with the GPU's capacity when --gpu-memory-gib is given).
+per rank with its communication lane under it, bars coloured by op and labelled with the microbatch (s3·m5:
+stage and microbatch where a rank holds several chunks, drawn lighter), hover with stage, microbatch, start,
+end and duration, grey gaps for bubbles. Beside each chart the memory per GPU of every rank at its peak
+(weights, gradients, optimizer state, activations, transient, reserve: the numbers simulate prints) against
+HBM; under it that memory over time. With synthetic costs only activations are known and drawn. The trace
+names slices as PyTorch does (0F3), with a memory counter per rank and the bytes of each transfer.
 
 --iterations N draws N consecutive iterations: under --optimizer sync each one starts after the previous one's
 last span (the global barrier); under --optimizer post-validation they run back to back, the next iteration's
@@ -38,13 +41,16 @@ on). The metrics shown are per iteration.
 
 
 @click.command("gantt", help=GANTT_HELP, short_help=short_help("gantt"))
-@plain_options("output", "trace_path", "image_path", "gpu_memory_gib", "iterations", "scenario_file")
+@plain_options(
+    "output", "trace_path", "image_path", "plotlyjs", "gpu_memory_gib", "iterations", "scenario_file"
+)
 @scenario_options
 @plain_options("max_actions", "max_bars")
 def gantt_cmd(
     output: str | None,
     trace_path: str | None,
     image_path: str | None,
+    plotlyjs: str,
     gpu_memory_gib: float | None,
     iterations: int | None,
     scenario_file: str | None,
@@ -55,15 +61,16 @@ def gantt_cmd(
     lay: LayoutFlags,
     cluster: ClusterFlags,
 ) -> None:
-    from pipesim.figures.gantt import gantt_page
-    from pipesim.figures.static import check_image_target, render_image
+    from pipesim.figures.gantt import gantt_figure, gantt_page
+    from pipesim.figures.page import page_files
+    from pipesim.figures.static import check_image_target, figure_bytes
     from pipesim.io.atomic import STDOUT, check_distinct_outputs, check_output_path, write_outputs
     from pipesim.sim.series import simulate_series
     from pipesim.sim.trace import chrome_trace_json
 
     if not (output or trace_path or image_path):
         raise InputError(
-            "nothing to write: give -o PAGE.html, --trace TRACE.json and/or --image FIG.png|.svg"
+            "nothing to write: give -o PAGE.html, --trace TRACE.json and/or --image FIG.png|.svg|.pdf"
         )
     if gpu_memory_gib is not None and not gpu_memory_gib > 0:
         raise InputError(f"--gpu-memory-gib={gpu_memory_gib} must be > 0 (GiB = 2^30 bytes)")
@@ -79,11 +86,10 @@ def gantt_cmd(
     capacity = gpu_memory_gib * GIB if gpu_memory_gib is not None else None
     if scenario_file is not None or hw.model is not None:  # a real model: per-stage costs
         from pipesim.io.scenario_file import load_scenario
-        from pipesim.sim.iterations import run_iterations
 
         synthetic.sync_only()
         from pipesim.sim.scenario import simulate_scenario
-        from pipesim.sim.series import gantt_series
+        from pipesim.sim.series import report_series
 
         if scenario_file is not None:
             refuse_alongside("--scenario", (*SCENARIO_REPLACES, "schedules", "microbatches"))
@@ -99,22 +105,22 @@ def gantt_cmd(
         if iterations:  # the extra iterations drawn
             timelines = [(n, r, c, m * iterations, sp) for n, r, c, m, sp in timelines]
             check_actions(timelines, max_actions)
-        panels = []
-        for r in reports:
-            run = run_iterations(r.schedule, r.costs, "sync", iterations)
-            panels.append(gantt_series(run.schedule, r.costs, run.timeline, r.metrics))
+        panels = [report_series(r, iterations) for r in reports]
         sc = reports[0].scenario
         if capacity is None:
             capacity = sc.gpu.hbm_bytes
+        # Model chunks per rank as the summary table counts them (ZB-V holds 2 whatever the layout's vpp).
+        vpps = ", ".join(f"{r.schedule.name} {r.metrics.vpp}" for r in reports)
         scenario_rows = [
             ("schedules", ", ".join(p.name for p in panels)),
             ("model", sc.model.name),
             ("gpu", sc.gpu.name),
-            ("layout", f"dp={sc.layout.dp} tp={sc.layout.tp} pp={sc.layout.pp} vpp={sc.layout.vpp}"),
+            ("layout", f"dp={sc.layout.dp} tp={sc.layout.tp} pp={sc.layout.pp}"),
+            ("vpp", vpps),
             ("microbatches", str(sc.layout.num_microbatches)),
             ("micro batch", str(sc.layout.micro_batch_size)),
             ("recompute", sc.layout.recompute),
-            ("GPU memory", f"{capacity / GIB:g} GiB"),
+            ("GPU memory", f"{capacity / GIB:.1f} GiB ({capacity / 1e9:.0f} GB)"),
         ]
     else:
         request = synthetic.request(lay.pp, lay.virtual_stages(None), lay.dp_overlap)
@@ -141,19 +147,18 @@ def gantt_cmd(
         if synthetic.schedule_files and scenario_file is None and hw.model is None:
             bars = sum(p.timeline.num_spans for p in panels)
         check_bars(bars, max_bars)
-    page = gantt_page(panels, scenario_rows, gpu_memory_bytes=capacity) if (output or image_path) else ""
     files: list[tuple[str, bytes]] = []
     notes: list[str] = []
     if output:
-        data = page.encode("utf-8")
-        files.append((output, data))
-        notes.append(f"wrote {output} ({len(data) / 1e6:.1f} MB, {len(panels)} schedules)")
+        page = gantt_page(panels, scenario_rows, gpu_memory_bytes=capacity, plotlyjs=plotlyjs)
+        page_out = page_files(output, page, plotlyjs)
+        files += page_out
+        notes.append(f"wrote {output} ({len(page_out[0][1]) / 1e6:.1f} MB, {len(panels)} schedules)")
     if trace_path:
-        trace = chrome_trace_json([(p.name, p.num_stages, p.timeline) for p in panels])
-        files.append((trace_path, trace.encode("utf-8")))
+        files.append((trace_path, chrome_trace_json(panels).encode("utf-8")))
         notes.append(f"wrote {trace_path} (Chrome trace; open in https://ui.perfetto.dev)")
     if image_path:
-        files.append((image_path, render_image(page, image_path)))
+        files.append((image_path, figure_bytes(gantt_figure(panels, gpu_memory_bytes=capacity), image_path)))
         notes.append(f"wrote {image_path}")
     write_outputs(files)  # all rendered first: a failure above leaves no file behind
     to_stderr = STDOUT in (output, trace_path, image_path)  # keep a page or trace on stdout clean

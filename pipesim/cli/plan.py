@@ -87,7 +87,8 @@ def _onoff(text: str, flag: str) -> tuple[bool, ...]:
 @energy_options()
 @plain_options("max_days", "max_nodes", "space_tp", "space_pp", "space_vpp", "max_tp", "max_pp", "space_mbs",
                "schedules", "space_recompute", "space_do", "space_sp", "allow_cross_node_tp", "top_k", "show",
-               "explain", "as_json", "as_csv", "output", "scenario_out", "workers", "dask_scheduler",
+               "explain", "as_json", "as_csv", "output", "image_path", "plotlyjs", "wide", "scenario_out", "workers",
+               "dask_scheduler",
                output={"help": "Write an interactive HTML chart (step time vs peak memory)."},
                as_json={"help": "Print JSON: candidates, feasible, results."})  # fmt: skip
 def plan_cmd(hw: Hardware, cluster: ClusterFlags, lay: LayoutFlags, energy: EnergyFlags, **kw: Any) -> None:
@@ -139,6 +140,10 @@ def plan_cmd(hw: Hardware, cluster: ClusterFlags, lay: LayoutFlags, energy: Ener
     for path in (kw["output"], kw["scenario_out"]):
         if path is not None:
             check_output_path(path)
+    if kw["image_path"] is not None:
+        from pipesim.figures.static import check_image_target
+
+        check_image_target(kw["image_path"])
     quiet = kw["as_json"] or kw["as_csv"]
     bar = _PlanProgress(enabled=not quiet and sys.stderr.isatty())
     probes: tuple[tuple[int, float | None], ...] = ()
@@ -158,6 +163,8 @@ def plan_cmd(hw: Hardware, cluster: ClusterFlags, lay: LayoutFlags, energy: Ener
         explain=kw["explain"],
         output=kw["output"],
         scenario_out=kw["scenario_out"],
+        image=kw["image_path"],
+        plotlyjs=kw["plotlyjs"],
     )
     plan_outputs(result, outputs, energy, probes)
 

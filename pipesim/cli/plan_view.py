@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pipesim.cli.options import EnergyFlags
-from pipesim.cli.render import GIB, console, count_text, emit_json, render_energy, short
+from pipesim.cli.render import GIB, console, count_text, emit_json, render_energy
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -27,6 +27,8 @@ class PlanOutputs:
     explain: bool
     output: str | None
     scenario_out: str | None
+    image: str | None = None
+    plotlyjs: str = "embed"
 
 
 def plan_outputs(
@@ -57,14 +59,19 @@ def plan_outputs(
     if out.scenario_out is not None:
         files.append((out.scenario_out, toml_text.encode("utf-8")))
     if out.output is not None:
-        from pipesim.figures.page import render_page
+        from pipesim.figures.page import page_files, render_page
         from pipesim.figures.plan import plan_page
 
-        files.append((out.output, render_page(plan_page(result)).encode("utf-8")))
+        files += page_files(out.output, render_page(plan_page(result), out.plotlyjs), out.plotlyjs)
+    if out.image is not None:
+        from pipesim.figures.plan import plan_figure
+        from pipesim.figures.static import figure_bytes
+
+        files.append((out.image, figure_bytes(plan_figure(result), out.image)))
     if files:
         from pipesim.io.atomic import write_outputs
 
-        write_outputs(files)  # both rendered first: nothing is written unless everything is
+        write_outputs(files)  # all rendered first: nothing is written unless everything is
     energy = _plan_energy(result, energy_flags)
     if out.as_json:
         data = result.as_dict(limit)
@@ -206,7 +213,7 @@ def _plan_table(result: Any, limit: int | None) -> Table:
         ]
         if req.tokens is not None:
             t = e.training(req.tokens)
-            row += [f"{t['train_days']:.1f}", short(t["gpu_hours"])]
+            row += [f"{t['train_days']:.1f}", f"{t['gpu_hours']:,.0f}"]  # as the sentence and energy table
         table.add_row(*row)
     return table
 

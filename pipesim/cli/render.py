@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from pipesim.sim.energy import EnergyReport
 
-__all__ = ["GIB", "console", "count_text", "emit_json", "gib", "render_energy", "short", "split_names"]
+__all__ = ["GIB", "console", "count_text", "emit_json", "gib", "render_energy", "split_names"]
 
 GIB = 2**30
 
@@ -32,14 +32,6 @@ def count_text(n: float) -> str:
     return f"{n:.4g}"
 
 
-def short(x: float) -> str:
-    """3,565,707 -> 3.57M (K, M, B = 1e3, 1e6, 1e9)."""
-    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if x >= div:
-            return f"{x / div:.3g}{suffix}"
-    return f"{x:.0f}"
-
-
 def gib(x: float) -> str:
     """Bytes in GiB (2^30 bytes), two decimals."""
     return f"{x / GIB:.2f}"
@@ -51,16 +43,14 @@ def emit_json(data: object) -> None:
 
 
 def console(fit: Table | None = None) -> Console:
-    """A rich console writing to click's stdout (so CliRunner captures it), without colour when not a tty:
-    140 columns, or as wide as ``fit`` needs so that no column is cut."""
-    from rich.console import Console
-    from rich.measure import Measurement
+    """A rich console writing to click's stdout (so CliRunner captures it): as wide as the terminal (140
+    columns when piped, or as wide as ``fit`` needs), tables folded rather than cut, no trailing spaces,
+    colour on terminals only (:func:`pipesim.terminal.make_console`); ``--wide`` prints tables whole."""
+    from pipesim.terminal import make_console
 
-    width = 140
-    if fit is not None:
-        probe = Console(width=1000)
-        width = max(width, Measurement.get(probe, probe.options, fit).maximum)
-    return Console(file=click.get_text_stream("stdout"), width=width, soft_wrap=False)
+    ctx = click.get_current_context(silent=True)
+    wide = bool(ctx is not None and ctx.meta.get("pipesim.wide"))
+    return make_console(click.get_text_stream("stdout"), fit=fit, wide=wide)
 
 
 def _duration(seconds: float) -> str:

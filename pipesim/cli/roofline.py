@@ -61,13 +61,26 @@ Definitions:
 @hardware_options(model_required=True)
 @layout_options(ROOFLINE_LAYOUT)
 @cluster_options(("gpus_per_node", "intra_node_gbps", "topology", "max_gpus"))
-@plain_options("output", "as_json", output={"help": "Write the interactive HTML page here."})
+@plain_options(
+    "output",
+    "image_path",
+    "plotlyjs",
+    "as_json",
+    "wide",
+    output={"help": "Write the interactive HTML page here."},
+)
 def roofline_cmd(
-    hw: Hardware, lay: LayoutFlags, cluster: ClusterFlags, output: str | None, as_json: bool
+    hw: Hardware,
+    lay: LayoutFlags,
+    cluster: ClusterFlags,
+    output: str | None,
+    image_path: str | None,
+    plotlyjs: str,
+    as_json: bool,
 ) -> None:
     from pipesim.cost.roofline import check_precision, roofline
     from pipesim.figures.roofline import TABLE_LEGEND
-    from pipesim.io.atomic import atomic_write_text, check_output_path
+    from pipesim.io.atomic import check_distinct_outputs, check_output_path, write_outputs
     from pipesim.specs.layout import TRAIN_PRECISIONS
 
     precisions = split_names(lay.precision)
@@ -76,8 +89,13 @@ def roofline_cmd(
     model, gpu = hw.need_model(), hw.gpu
     for prec in precisions:
         check_precision(gpu, prec)
+    check_distinct_outputs({"-o": output, "--image": image_path})
     if output is not None:
         check_output_path(output)
+    if image_path is not None:
+        from pipesim.figures.static import check_image_target
+
+        check_image_target(image_path)
     layout = lay.layout(
         global_batch_size=lay.micro_batch_size,
         precision=precisions[0] if precisions[0] in TRAIN_PRECISIONS else "bf16",
@@ -91,10 +109,19 @@ def roofline_cmd(
             "graph)"
         )
     tables = [roofline(model, layout, gpu, prec, comm=comm) for prec in precisions]
+    files: list[tuple[str, bytes]] = []
     if output is not None:
+        from pipesim.figures.page import page_files
         from pipesim.figures.roofline import roofline_html
 
-        atomic_write_text(output, roofline_html(tables, [*_roofline_notes(tables), comm_note]))
+        page = roofline_html(tables, [*_roofline_notes(tables), comm_note], plotlyjs)
+        files += page_files(output, page, plotlyjs)
+    if image_path is not None:
+        from pipesim.figures.roofline import roofline_figure
+        from pipesim.figures.static import figure_bytes
+
+        files.append((image_path, figure_bytes(roofline_figure(tables), image_path)))
+    write_outputs(files)  # all rendered first: a failure leaves no file behind
     if as_json:
         emit_json(
             {
@@ -116,8 +143,9 @@ def roofline_cmd(
         con.print(_roofline_rich_table(t))
     for note in [TABLE_LEGEND, *_roofline_notes(tables), comm_note]:
         con.print(note, highlight=False)
-    if output is not None:
-        con.print(f"wrote {output}", highlight=False)
+    for path in (output, image_path):
+        if path is not None:
+            con.print(f"wrote {path}", highlight=False)
 
 
 def _roofline_notes(tables: Sequence[Any]) -> list[str]:

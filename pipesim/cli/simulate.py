@@ -112,7 +112,7 @@ def report_energy(report: SimulationReport, energy: EnergyFlags, gpus_per_node: 
 @layout_options()
 @cluster_options()
 @energy_options()
-@plain_options("as_json", "scenario_file", "max_actions")
+@plain_options("as_json", "scenario_file", "max_actions", "wide")
 def simulate_cmd(
     schedule: str | None,
     as_json: bool,
@@ -205,11 +205,17 @@ def render_report(report: SimulationReport) -> None:
         con.print(
             f"(showing first, last and most loaded of {len(report.memory)} pipeline ranks; --json lists all)"
         )
-    verdict = "fits" if report.fits else "OUT OF MEMORY"
+    from rich.text import Text
+
+    from pipesim.terminal import verdict
+
     worst = report.worst_memory
     con.print(
-        f"Verdict: {verdict} (most loaded: pipeline rank {worst.rank}, {gib(worst.peak)} of "
-        f"{gib(sc.gpu.hbm_bytes)} GiB)",
+        Text("Verdict: ")
+        + verdict(report.fits)
+        + Text(
+            f" (most loaded: pipeline rank {worst.rank}, {gib(worst.peak)} of {gib(sc.gpu.hbm_bytes)} GiB)"
+        ),
         highlight=False,
     )
 
@@ -246,6 +252,8 @@ def _memory_table(report: SimulationReport) -> Table:
         title=f"Memory per GPU by pipeline rank (GiB = 2^30 bytes; HBM {report.scenario.gpu.hbm_bytes / GIB:.1f} GiB)",
         title_justify="left",
     )
+    from pipesim.terminal import verdict
+
     cols = ("rank", "weights", "grads", "optimizer", "activations", "transient", "reserve", "peak", "verdict")
     for col in cols:
         mem.add_column(col, justify="right", no_wrap=True)
@@ -255,5 +263,5 @@ def _memory_table(report: SimulationReport) -> Table:
         shown = [m for m in shown if m.rank in keep]
     for m in shown:
         parts = (m.weights, m.grads, m.optimizer, m.activations, m.transient, m.reserve, m.peak)
-        mem.add_row(str(m.rank), *(gib(x) for x in parts), "fits" if m.fits else "OUT OF MEMORY")
+        mem.add_row(str(m.rank), *(gib(x) for x in parts), verdict(m.fits))
     return mem

@@ -41,7 +41,7 @@ def topo_group() -> None:
 
 
 @topo_group.command("list")
-@plain_options("as_json", as_json={"help": "Print JSON: one object per preset."})
+@plain_options("as_json", "wide", as_json={"help": "Print JSON: one object per preset."})
 def topo_list_cmd(as_json: bool) -> None:
     """List the bundled topology presets."""
     from topologies import build_cluster, preset_names
@@ -84,7 +84,7 @@ def topo_list_cmd(as_json: bool) -> None:
 @topo_group.command("show")
 @TOPOLOGY_ARG
 @plain_options("nodes", "fabric", "oversubscription", "max_gpus", nodes=NODES_ONE)
-@plain_options("as_json", as_json={"help": "Print the summary as JSON (B/s, SI units)."})
+@plain_options("as_json", "wide", as_json={"help": "Print the summary as JSON (B/s, SI units)."})
 def topo_show_cmd(
     topology: str,
     nodes: int,
@@ -127,14 +127,43 @@ def topo_show_cmd(
 @topo_group.command("draw")
 @TOPOLOGY_ARG
 @plain_options("nodes", "fabric", "oversubscription", "max_gpus", nodes=NODES_ONE)
-@plain_options("output", output={"required": True, "help": "HTML file to write."})
+@plain_options("output", "image_path", "plotlyjs", output={"help": "HTML page to write."})
 def topo_draw_cmd(
-    topology: str, nodes: int, fabric: str | None, oversubscription: float | None, max_gpus: int, output: str
+    topology: str,
+    nodes: int,
+    fabric: str | None,
+    oversubscription: float | None,
+    max_gpus: int,
+    output: str | None,
+    image_path: str | None,
+    plotlyjs: str,
 ) -> None:
-    """Draw a cluster as a self-contained interactive HTML page (hover links for their bandwidth)."""
-    from pipesim.figures.topology import write_topology_html
-    from pipesim.io.atomic import check_output_path
+    """Draw a cluster: servers with their devices, links coloured by kind (and rail) with their line rates, as
+    an interactive HTML page (-o; hover links for bandwidth and latency) and/or a static picture (--image)."""
+    from pipesim.io.atomic import check_distinct_outputs, check_output_path, write_outputs
 
-    check_output_path(output)
-    write_topology_html(_graph(topology, nodes, fabric, oversubscription, max_gpus), output)
-    click.echo(f"wrote {output}")
+    if not (output or image_path):
+        raise InputError("nothing to write: give -o PAGE.html and/or --image FIG.png|.svg|.pdf")
+    check_distinct_outputs({"-o": output, "--image": image_path})
+    if output:
+        check_output_path(output)
+    if image_path:
+        from pipesim.figures.static import check_image_target
+
+        check_image_target(image_path)
+    g = _graph(topology, nodes, fabric, oversubscription, max_gpus)
+    files: list[tuple[str, bytes]] = []
+    if output:
+        from pipesim.figures.page import page_files
+        from pipesim.figures.topology import topology_page_html
+
+        files += page_files(output, topology_page_html(g, plotlyjs), plotlyjs)
+    if image_path:
+        from pipesim.figures.static import figure_bytes
+        from pipesim.figures.topology import topology_figure
+
+        files.append((image_path, figure_bytes(topology_figure(g), image_path)))
+    write_outputs(files)  # all rendered first: a failure leaves no file behind
+    for path in (output, image_path):
+        if path:
+            click.echo(f"wrote {path}")

@@ -25,6 +25,7 @@ from typing import Any
 from pipesim.comm.base import CommModel, LevelCommModel
 from pipesim.cost.times import Efficiency, compute_precision, layer_detail
 from pipesim.errors import InputError
+from pipesim.results import Result
 from pipesim.specs.efficiency import GPU_PROFILE, resolve_efficiency
 from pipesim.specs.gpu import GPU_PRESETS, PRECISIONS, GPUSpec
 from pipesim.specs.layout import Layout
@@ -107,7 +108,7 @@ class RooflineRow:
 
 
 @dataclass(frozen=True)
-class RooflineTable:
+class RooflineTable(Result):
     """The roofline rows of one transformer layer on one TP rank for one microbatch, at one precision.
 
     ``forward_s`` / ``backward_s``: sums of the phase-F rows and of the others (recompute, I, W);
@@ -149,6 +150,10 @@ class RooflineTable:
             "layer_s": self.layer_s,
             "ops": [r.as_dict() for r in self.rows],
         }
+
+    def table_rows(self) -> list[dict[str, Any]]:
+        """One row per operator."""
+        return [r.as_dict() for r in self.rows]
 
 
 def roofline(

@@ -1,1 +1,4 @@
-"""Interactive figures (plotly is imported only inside this package)."""
+"""plotly pages and figures. This package's own module imports nothing heavy, so the CLI can name the
+page options without loading plotly."""
+
+PLOTLYJS_MODES = ("embed", "directory", "cdn")  # where a page gets plotly.js (pipesim.figures.page)

@@ -1,10 +1,11 @@
 """Gantt charts of simulated steps: draws :class:`~pipesim.sim.series.GanttSeries`, computes nothing.
 
-One chart per schedule on a shared time axis (milliseconds): a row per rank holding its compute lane (F, B, I,
+One chart per schedule on a shared time axis (ms, or s for second-long steps): a row per rank holding its compute lane (F, B, I,
 W, optimizer; recompute and the TP share of a pass as a strip on the lower edge of the bar) and, just under
 it, its communication lane (sends; DP gradient reduction in a sub-lane of its own when present). Idle time
-(bubbles) shows as the grey lane background. Under each chart, the activation memory of every rank over time
-and, when known, the GPU's memory capacity as a dashed line.
+(bubbles) shows as the grey lane background; a rank's later model chunks are lighter. Beside each chart, the
+memory per GPU of every rank at its peak by component, and under it that memory over time
+(:mod:`pipesim.figures.memory_panel`). Bars and lanes: :mod:`pipesim.figures.gantt_bars`.
 
 Scale: every kind of bar is one SVG ``scatter`` trace drawn as line segments separated by NaN gaps (one path
 element per kind, however many bars), with numpy arrays sent as plotly's base64 typed arrays; hover comes
@@ -16,129 +17,43 @@ labels stay readable at any zoom.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeAlias
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
+from pipesim.figures.gantt_bars import (
+    BAR_EDGE_PX,
+    COLOURS,
+    EDGE_LIMIT,
+    GAP_PX,
+    IDLE_COLOUR,
+    LABEL_LIMIT,
+    LEGEND_RANK,
+    MEMORY_PX,
+    PLOT_WIDTH_PX,
+    ROW,
+    TEXT_COLOURS,
+    TIME_WIDTH,
+    _hover,
+    _labels,
+    _outline,
+    _pieces,
+    _row_px,
+    _shade,
+    lane_y,
+    time_unit,
+)
+from pipesim.figures.memory_panel import add_memory_breakdown, add_memory_over_time, memory_title
 from pipesim.figures.page import Page, Table, render_page
-from pipesim.sim.series import GanttSeries, Lane, SpanGroup
+from pipesim.sim.series import GanttSeries, Lane
 
-__all__ = ["COLOURS", "LABEL_LIMIT", "gantt_figure", "gantt_page", "summary_table", "lane_y"]
+__all__ = ["COLOURS", "LABEL_LIMIT", "gantt_figure", "gantt_page", "summary_table", "lane_y", "time_unit"]
 
+Figure: TypeAlias = go.Figure  # what gantt_figure returns, for type hints outside pipesim.figures
 GIB = 2**30
 MS = 1e3  # seconds -> milliseconds, for display
-
-# Colour per kind of bar (Tableau 10-like, distinguishable in print and for common colour-vision deficiencies).
-COLOURS: dict[str, str] = {
-    "F": "#4c78a8",
-    "B": "#54a24b",
-    "I": "#72b7b2",
-    "W": "#e4b300",
-    "OPT": "#79706e",
-    "RECOMPUTE": "#b279a2",
-    "TP": "#ff9da6",
-    "SEND_ACTIVATION": "#9d755d",
-    "SEND_GRAD": "#f58518",
-    "DP_REDUCE": "#e45756",
-}
-TEXT_COLOURS: dict[str, str] = {"W": "#1f2430", "I": "#1f2430"}
-IDLE_COLOUR = "#eceef2"
-CAPACITY_COLOUR = "#d62728"
-LABEL_LIMIT = 4000
-PLOT_WIDTH_PX = 1300  # typical plot width, to decide whether labels fit
-
-# A rank's row is ROW y units tall (rank r's row spans r*ROW - ROW/2 .. r*ROW + ROW/2, rank 0 at the top).
-# Each lane: (centre offset, thickness as a fraction of the row). Integer y keeps the arrays int16.
-ROW = 100
-LANES: dict[str, tuple[int, float]] = {
-    Lane.COMPUTE: (-12, 0.56),
-    Lane.DETAIL: (8, 0.16),
-    Lane.P2P: (31, 0.20),
-}
-LANES_WITH_COLLECTIVES: dict[str, tuple[int, float]] = {
-    Lane.COMPUTE: (-12, 0.56),
-    Lane.DETAIL: (8, 0.16),
-    Lane.P2P: (27, 0.11),
-    Lane.COLLECTIVE: (39, 0.09),
-}
-MEMORY_PX = 170
-BAR_EDGE_PX = 0.6  # white edge that separates touching bars ...
-EDGE_LIMIT = 20000  # ... drawn up to this many bars (stroking doubles the drawing time)
-GAP_PX = 64
-
-
-def _row_px(num_ranks: int) -> int:
-    """Pixels per rank row: roomy for a few ranks, compact (still labelled) for many."""
-    return int(max(14, min(44, 480 // max(num_ranks, 1))))
-
-
-def _labels_fit(group: SpanGroup, t_end_ms: float) -> bool:
-    """Whether the microbatch numbers of ``group`` fit inside its shortest bar at the initial zoom (a plot
-    about :data:`PLOT_WIDTH_PX` wide, 6 px per digit plus margins)."""
-    if not group.size:
-        return False
-    digits = len(str(int(group.microbatch.max())))
-    shortest_px = float(group.duration_s.min()) * MS / t_end_ms * PLOT_WIDTH_PX
-    return shortest_px >= 6 * digits + 3
-
-
-def lane_y(series: GanttSeries, lane: str) -> tuple[int, float]:
-    """(y offset within a rank row, thickness fraction) of ``lane`` in ``series``'s chart."""
-    lanes = LANES_WITH_COLLECTIVES if series.group("DP_REDUCE") is not None else LANES
-    return lanes[lane]
-
-
-def _outline(group: SpanGroup, offset: int, frac: float) -> tuple[np.ndarray, np.ndarray]:
-    """x (ms, float32) and y (int) of one closed outline that fills exactly the bars of ``group``.
-
-    With plotly's ``hv`` line shape, the points (s, top), (e, base) draw a bar: along the base to s, up, across
-    to e, down. Each rank's lane starts and ends at (0, base); moving to the next lane is a vertical step at
-    x = 0 that the last point retraces, so every edge outside the bars is walked once each way and encloses
-    no area. One path element for any number of bars, two points per bar, no NaN gaps (plotly draws a gap
-    as a separate element per segment, which does not scale).
-    """
-    half = max(int(round(frac * ROW / 2)), 1)
-    centre = group.rank.astype(np.int32) * ROW + offset
-    n = group.size
-    bx = np.empty(2 * n, dtype=np.float32)
-    bx[0::2] = group.start_s * MS
-    bx[1::2] = group.end_s * MS
-    by = np.empty(2 * n, dtype=np.int32)
-    by[0::2] = centre - half
-    by[1::2] = centre + half
-    ranks, first = np.unique(group.rank, return_index=True)
-    bounds = np.append(first, n)
-    xs: list[np.ndarray] = []
-    ys: list[np.ndarray] = []
-    for r, lo, hi in zip(ranks, bounds[:-1], bounds[1:], strict=True):
-        base = int(r) * ROW + offset + half
-        xs += [np.zeros(1, np.float32), bx[2 * lo : 2 * hi], np.zeros(1, np.float32)]
-        ys += [np.full(1, base, np.int32), by[2 * lo : 2 * hi], np.full(1, base, np.int32)]
-    if n:
-        xs.append(np.zeros(1, np.float32))
-        ys.append(np.full(1, int(ranks[0]) * ROW + offset + half, np.int32))
-    x = np.concatenate(xs) if xs else np.zeros(0, np.float32)
-    y = np.concatenate(ys) if ys else np.zeros(0, np.int32)
-    return x, y.astype(np.int16 if y.size == 0 or y.max() < 2**15 else np.int32)
-
-
-def _hover(group: SpanGroup, schedule: str) -> tuple[np.ndarray, str]:
-    """Per-bar hover data (float32 columns) and the template that shows it."""
-    cols: list[np.ndarray] = [group.rank, group.stage, group.microbatch]
-    head = "<b>%{fullData.name}</b> · " + schedule + "<br>rank %{customdata[0]}"
-    body = "" if group.key == "OPT" else ", stage %{customdata[1]}, microbatch %{customdata[2]}"
-    if group.lane == Lane.P2P:
-        cols.append(group.peer)
-        body += " → rank %{customdata[3]}"
-    k = len(cols)
-    cols += [group.start_s * MS, group.end_s * MS, group.duration_s * MS]
-    times = (
-        f"<br>start %{{customdata[{k}]:.3f}} ms<br>end %{{customdata[{k + 1}]:.3f}} ms"
-        f"<br>duration %{{customdata[{k + 2}]:.3f}} ms"
-    )
-    return np.stack(cols, axis=1).astype(np.float32), head + body + times + "<extra></extra>"
 
 
 def gantt_figure(
@@ -149,10 +64,12 @@ def gantt_figure(
 ) -> go.Figure:
     """A plotly Figure with one Gantt chart and one memory chart per schedule, on a shared time axis.
 
-    ``series`` come from :func:`pipesim.sim.series.gantt_series` (or ``simulate_series``);
-    ``gpu_memory_bytes`` draws the capacity line on the memory charts; ``labels`` forces microbatch labels on
-    or off (default: on when the figure has at most :data:`LABEL_LIMIT` compute bars). Displays inline in a
-    notebook.
+    ``series`` come from :func:`pipesim.sim.series.gantt_series` (or ``simulate_series``, ``report_series``);
+    ``gpu_memory_bytes`` is the HBM the memory panels measure against; ``labels`` forces bar labels on or off
+    (default: on when the figure has at most :data:`LABEL_LIMIT` compute bars, on each bar they fit). A rank's
+    later model chunks (interleaved, V-shape) are drawn in lighter shades and labelled ``s<stage>·m<mb>``.
+    Next to each Gantt chart, the memory per GPU of every rank at its peak, by component (see
+    :mod:`pipesim.figures.memory_panel`). Displays inline in a notebook.
     """
     panels = [series] if isinstance(series, GanttSeries) else list(series)
     if not panels:
@@ -160,6 +77,10 @@ def gantt_figure(
     compute_bars = sum(g.size for s in panels for g in s.groups if g.lane == Lane.COMPUTE)
     show_labels = compute_bars <= LABEL_LIMIT if labels is None else labels
     edges = sum(s.num_bars for s in panels) <= EDGE_LIMIT
+    t_end_s = max(s.timeline.step_time_s for s in panels)  # all iterations drawn
+    unit, scale = time_unit(t_end_s)
+    t_end = t_end_s * scale
+    px_per_unit = PLOT_WIDTH_PX * TIME_WIDTH / (t_end * 1.01)
     heights = []
     for s in panels:
         heights += [s.num_ranks * _row_px(s.num_ranks), MEMORY_PX]
@@ -168,20 +89,28 @@ def gantt_figure(
     titles = []
     for s in panels:
         m = s.metrics
+        step = f"{m.step_time_s * scale:.3f} {unit}"
+        chunks = " · lighter: later chunks on a rank" if s.num_stages > s.num_ranks else ""
         titles += [
             f"<b>{s.name}</b>  ·  pp {m.pp}, vpp {m.vpp}, {m.microbatches} microbatches  ·  "
-            f"step {m.step_time_s * MS:.3f} ms  ·  bubble {m.bubble_ratio:.1%}",
-            f"{s.name}: activation memory per rank (GiB = 2^30 bytes)",
+            f"step {step}  ·  bubble {m.bubble_ratio:.1%}{chunks}",
+            "memory at peak" if s.rank_memory else "activations at peak",
+            memory_title(s, gpu_memory_bytes),
         ]
+    specs: list[list[dict[str, object] | None]] = []
+    for _ in panels:
+        specs += [[{}, {}], [{}, None]]
     fig = make_subplots(
         rows=len(heights),
-        cols=1,
+        cols=2,
+        specs=specs,
         shared_xaxes=True,
+        column_widths=[TIME_WIDTH, 1 - TIME_WIDTH],
+        horizontal_spacing=0.02,
         row_heights=heights,
         vertical_spacing=GAP_PX / plot_px if len(heights) > 1 else 0.0,
         subplot_titles=titles,
     )
-    t_end = max(s.timeline.step_time_s for s in panels) * MS
     shown: set[str] = set()
     for i, s in enumerate(panels):
         row = 2 * i + 1
@@ -190,7 +119,7 @@ def gantt_figure(
         cy, cw = lane_y(s, Lane.COMPUTE)
         # Idle background of every compute lane: what is not covered by a bar is bubble.
         idle_x = np.empty(3 * s.num_ranks, dtype=np.float32)
-        idle_x[0::3], idle_x[1::3], idle_x[2::3] = 0.0, s.timeline.step_time_s * MS, np.nan
+        idle_x[0::3], idle_x[1::3], idle_x[2::3] = 0.0, s.timeline.step_time_s * scale, np.nan
         fig.add_trace(
             go.Scatter(
                 x=idle_x,
@@ -206,61 +135,65 @@ def gantt_figure(
             col=1,
         )
         shown.add("idle")
-        for g in s.groups:
-            offset, frac = lane_y(s, g.lane)
-            x, y = _outline(g, offset, frac)
-            colour = COLOURS[g.key]
-            fig.add_trace(
-                go.Scatter(
-                    x=x,
-                    y=y,
-                    mode="lines" if edges else "none",
-                    fill="toself",
-                    fillcolor=colour,
-                    line={"shape": "hv", "simplify": False, "width": BAR_EDGE_PX, "color": "white"},
-                    name=g.label,
-                    legendgroup=g.key,
-                    showlegend=g.key not in shown,
-                    hoverinfo="skip",
-                    hoveron="points",
-                    meta={
-                        "pipesim": "bars",
-                        "kind": g.key,
-                        "schedule": s.name,
-                        "row": ROW,
-                        "offset": offset,
-                        "top": offset - max(int(round(frac * ROW / 2)), 1),
-                    },
-                ),
-                row=row,
-                col=1,
-            )
-            shown.add(g.key)
-            custom, template = _hover(g, s.name)
-            label = show_labels and g.lane == Lane.COMPUTE and g.key != "OPT" and _labels_fit(g, t_end)
-            fig.add_trace(
-                go.Scatter(
-                    x=((g.start_s + g.end_s) * (MS / 2)).astype(np.float32),
-                    y=(g.rank.astype(np.int32) * ROW + offset).astype(
-                        np.int16 if s.num_ranks < 300 else np.int32
+        for whole in s.groups:
+            offset, frac = lane_y(s, whole.lane)
+            for chunk, g in _pieces(s, whole):
+                x, y = _outline(g, offset, frac, scale)
+                colour = _shade(COLOURS[g.key], chunk)
+                fig.add_trace(
+                    go.Scatter(
+                        x=x,
+                        y=y,
+                        mode="lines" if edges else "none",
+                        fill="toself",
+                        fillcolor=colour,
+                        line={"shape": "hv", "simplify": False, "width": BAR_EDGE_PX, "color": "white"},
+                        name=g.label,
+                        legendgroup=g.key,
+                        legendrank=LEGEND_RANK[g.key],
+                        showlegend=g.key not in shown,
+                        hoverinfo="skip",
+                        hoveron="points",
+                        meta={
+                            "pipesim": "bars",
+                            "kind": g.key,
+                            "chunk": chunk,
+                            "schedule": s.name,
+                            "row": ROW,
+                            "offset": offset,
+                            "top": offset - max(int(round(frac * ROW / 2)), 1),
+                        },
                     ),
-                    mode="text" if label else "none",
-                    text=[str(v) for v in g.microbatch] if label else None,
-                    textfont={
-                        "size": max(8, min(11, int(row_px * 0.36))),
-                        "color": TEXT_COLOURS.get(g.key, "white"),
-                    },
-                    customdata=custom,
-                    hovertemplate=template,
-                    hoverlabel={"bgcolor": colour},
-                    name=g.label,
-                    legendgroup=g.key,
-                    showlegend=False,
-                    meta={"pipesim": "hover", "kind": g.key, "schedule": s.name},
-                ),
-                row=row,
-                col=1,
-            )
+                    row=row,
+                    col=1,
+                )
+                shown.add(g.key)
+                custom, template = _hover(g, s.name, scale, unit)
+                label = show_labels and g.lane == Lane.COMPUTE and g.key != "OPT" and g.size > 0
+                text = _labels(g, s.chunks, s.num_stages > s.num_ranks, px_per_unit, scale) if label else None
+                fig.add_trace(
+                    go.Scatter(
+                        x=((g.start_s + g.end_s) * (scale / 2)).astype(np.float32),
+                        y=(g.rank.astype(np.int32) * ROW + offset).astype(
+                            np.int16 if s.num_ranks < 300 else np.int32
+                        ),
+                        mode="text" if text and any(text) else "none",
+                        text=text if text and any(text) else None,
+                        textfont={
+                            "size": max(8, min(11, int(row_px * 0.36))),
+                            "color": TEXT_COLOURS.get(g.key, "white"),
+                        },
+                        customdata=custom,
+                        hovertemplate=template,
+                        hoverlabel={"bgcolor": colour},
+                        name=g.label,
+                        legendgroup=g.key,
+                        showlegend=False,
+                        meta={"pipesim": "hover", "kind": g.key, "chunk": chunk, "schedule": s.name},
+                    ),
+                    row=row,
+                    col=1,
+                )
         yaxis = {
             "range": [s.num_ranks * ROW - ROW / 2, -ROW / 2],
             "tickvals": (ranks * ROW + cy).tolist(),
@@ -272,43 +205,32 @@ def gantt_figure(
             "ticks": "",
         }
         fig.update_yaxes(yaxis, row=row, col=1)
-        # Memory over time, one step line per rank.
-        mrow = row + 1
-        palette = sample_colorscale("Viridis", np.linspace(0.0, 0.85, max(s.num_ranks, 2)).tolist())
-        for r in range(s.num_ranks):
-            fig.add_trace(
-                go.Scatter(
-                    x=(s.memory.time_s[r] * MS).astype(np.float32),
-                    y=(s.memory.bytes[r] / GIB).astype(np.float32),
-                    mode="lines",
-                    line={"color": palette[r], "width": 1.4, "shape": "hv"},
-                    name=f"rank {r}",
-                    showlegend=False,
-                    hovertemplate=f"{s.name} rank {r}<br>%{{y:.3f}} GiB at %{{x:.3f}} ms<extra></extra>",
-                    meta={"pipesim": "memory", "rank": r, "schedule": s.name},
-                ),
-                row=mrow,
-                col=1,
-            )
-        if gpu_memory_bytes is not None:
-            fig.add_trace(
-                go.Scatter(
-                    x=[0.0, t_end],
-                    y=[gpu_memory_bytes / GIB] * 2,
-                    mode="lines",
-                    line={"color": CAPACITY_COLOUR, "width": 2, "dash": "dash"},
-                    name=f"GPU memory {gpu_memory_bytes / GIB:g} GiB",
-                    legendgroup="capacity",
-                    showlegend="capacity" not in shown,
-                    hovertemplate=f"GPU memory capacity {gpu_memory_bytes / GIB:g} GiB<extra></extra>",
-                    meta={"pipesim": "capacity", "schedule": s.name},
-                ),
-                row=mrow,
-                col=1,
-            )
-            shown.add("capacity")
-        fig.update_yaxes(
-            title_text="GiB", fixedrange=True, rangemode="tozero", row=mrow, col=1, tickfont={"size": 10}
+        add_memory_breakdown(fig, s, row, 2, ranks * ROW + cy, cw * ROW, gpu_memory_bytes, shown)
+        fig.update_yaxes({**yaxis, "showticklabels": False}, row=row, col=2)
+        fig.update_xaxes(
+            fixedrange=True,
+            showticklabels=True,
+            tickfont={"size": 9},
+            showgrid=True,
+            gridcolor="#e3e6eb",
+            row=row,
+            col=2,
+        )
+        # Memory over time, one step line per rank, with its own legend (by rank) beside the panel.
+        legend = f"legend{i + 2}"
+        add_memory_over_time(fig, s, row + 1, 1, scale, unit, t_end, gpu_memory_bytes, legend)
+        domain = fig.get_subplot(row + 1, 1).yaxis.domain
+        fig.update_layout(
+            {
+                legend: {
+                    "x": TIME_WIDTH + 0.03,
+                    "xanchor": "left",
+                    "y": domain[1],
+                    "yanchor": "top",
+                    "font": {"size": 10},
+                    "tracegroupgap": 0,
+                }
+            }
         )
     fig.update_xaxes(
         range=[0.0, t_end * 1.01],
@@ -316,18 +238,22 @@ def gantt_figure(
         showgrid=True,
         gridcolor="#e3e6eb",
         zeroline=False,
-        ticksuffix=" ms",
+        ticksuffix=f" {unit}",
+        exponentformat="none",
         tickfont={"size": 10},
+        col=1,
     )
-    fig.update_xaxes(title_text="time (ms)", row=len(heights), col=1)
+    fig.update_xaxes(title_text=f"time ({unit})", row=len(heights), col=1)
     for annotation in fig.layout.annotations:
-        annotation.update(xanchor="left", x=0.0, font={"size": 13})
+        x0 = 0.0 if annotation.x < TIME_WIDTH else TIME_WIDTH + 0.02
+        annotation.update(xanchor="left", x=x0, font={"size": 13 if x0 == 0.0 else 11})
     fig.update_layout(
         template="plotly_white",
         title={"text": title, "x": 0.0, "xanchor": "left"} if title else None,
         height=total_px,
-        margin={"l": 80, "r": 24, "t": 96 if title else 72, "b": 48},
+        margin={"l": 80, "r": 24, "t": 110 if title else 86, "b": 48},
         legend={"orientation": "h", "yanchor": "bottom", "x": 0.0, "xanchor": "left", "y": 1 + 40 / plot_px},
+        barmode="overlay",
         hovermode="closest",
         hoverdistance=40,
         dragmode="zoom",
@@ -354,7 +280,7 @@ def summary_table(panels: Sequence[GanttSeries]) -> Table:
     """One row per schedule: step time, bubble, peak activation memory and communication time per kind."""
     columns = (
         "schedule", "pp", "vpp", "microbatches", "step ms", "bubble", "bubble/ideal", "peak act GiB",
-        "peak act mb", "p2p ms", "p2p exposed ms", "TP ms", "DP ms", "DP exposed ms", "recompute ms",
+        "peak act microbatches", "p2p ms", "p2p exposed ms", "TP ms", "DP ms", "DP exposed ms", "recompute ms",
     )  # fmt: skip
     rows = []
     for s in panels:
@@ -389,7 +315,8 @@ def summary_table(panels: Sequence[GanttSeries]) -> Table:
 NOTES = (
     "bubble: idle fraction of the pipeline phase, 1 - busy / (ranks x pipeline time); "
     "bubble/ideal: Megatron-LM's idle / busy.",
-    "peak act: most activation memory a rank holds at once (mb: in microbatches of a whole stage).",
+    "peak act: most activation memory a rank holds at once; peak act microbatches counts it in microbatches "
+    "of one whole stage.",
     "p2p exposed: idle time of receivers caused only by transfers; DP exposed: reduction time after the "
     "last backward.",
     "Drag to zoom time, double-click to reset, click a legend entry to hide a kind; hover a bar's middle for "
@@ -402,8 +329,10 @@ def gantt_page(
     scenario: Sequence[tuple[str, str]] = (),
     gpu_memory_bytes: float | None = None,
     title: str = "pipesim timeline",
+    plotlyjs: str = "embed",
 ) -> str:
-    """The self-contained HTML page of ``pipesim gantt``: scenario header, summary table, the Gantt figure."""
+    """The HTML page of ``pipesim gantt``: scenario header, summary table, the Gantt figure (plotly.js
+    embedded unless ``plotlyjs`` says otherwise, see :func:`pipesim.figures.page.render_page`)."""
     fig = gantt_figure(panels, gpu_memory_bytes=gpu_memory_bytes)
     page = Page(
         title=title,
@@ -411,6 +340,6 @@ def gantt_page(
         tables=(summary_table(panels),),
         figures=(fig,),
         notes=NOTES,
-        figure_names=("Gantt chart and activation memory per rank",),
+        figure_names=("Gantt chart and memory per rank",),
     )
-    return render_page(page)
+    return render_page(page, plotlyjs)

@@ -1,5 +1,8 @@
-"""Self-contained HTML pages that open with no network: plotly.js embedded, a header with the scenario,
-summary tables and one or more plotly figures.
+"""HTML pages: a header with the scenario, summary tables and one or more plotly figures.
+
+By default a page is self-contained and opens with no network: plotly.js (about 4.6 MB) is embedded. With
+``plotlyjs="directory"`` the page loads ``plotly.min.js`` from its own folder (:func:`write_page` writes it
+there once, so many pages share one copy); with ``"cdn"`` from plotly's CDN (needs the network when opened).
 
 Any page of pipesim (timelines now; roofline, plan and topology later) is a :class:`Page`: :func:`render_page`
 turns it into one HTML string. Figures travel as JSON in ``<script type="application/json">`` blocks (parsed
@@ -15,13 +18,19 @@ from __future__ import annotations
 import html
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
+from plotly.offline import get_plotlyjs, get_plotlyjs_version
 
 import pipesim
+from pipesim.errors import InputError
+from pipesim.figures import PLOTLYJS_MODES
+from pipesim.io.atomic import write_outputs
 
-__all__ = ["Table", "Page", "render_page", "PLOTLY_CONFIG"]
+__all__ = ["Table", "Page", "render_page", "write_page", "PLOTLY_CONFIG", "PLOTLYJS_MODES", "PLOTLYJS_FILE"]
+
+PLOTLYJS_FILE = "plotly.min.js"  # the file a "directory" page loads from its own folder
 
 # Plotly's interaction settings for every figure: drag to zoom, wheel to zoom, no logo, SVG from the camera.
 PLOTLY_CONFIG: dict[str, object] = {
@@ -128,11 +137,54 @@ def _table_html(table: Table) -> str:
     return "".join(out)
 
 
-def render_page(page: Page) -> str:
-    """The whole HTML document of ``page``, with plotly.js inlined (works offline, no CDN)."""
+def cdn_url() -> str:
+    """plotly's CDN address of the plotly.js bundled with the installed plotly (as ``include_plotlyjs="cdn"``
+    of plotly's own ``write_html`` writes it)."""
+    return f"https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js"
+
+
+def check_plotlyjs(mode: str) -> None:
+    """Refuse a ``--plotlyjs`` value that is not one of :data:`PLOTLYJS_MODES`."""
+    if mode not in PLOTLYJS_MODES:
+        raise InputError(f"--plotlyjs={mode!r}; valid: {', '.join(PLOTLYJS_MODES)}")
+
+
+def _plotly_script(mode: str) -> str:
+    check_plotlyjs(mode)
+    if mode == "directory":
+        return f'<script src="{PLOTLYJS_FILE}"></script>'
+    if mode == "cdn":
+        return f'<script src="{cdn_url()}" crossorigin="anonymous"></script>'
     plotly_js = get_plotlyjs()
     if "</script" in plotly_js.lower():  # pragma: no cover - would break the inline script element
         raise RuntimeError("plotly.js bundle contains </script>; cannot inline it")
+    return f"<script>{plotly_js}</script>"
+
+
+def page_files(path: str | Path, page_html: str, plotlyjs: str = "embed") -> list[tuple[str, bytes]]:
+    """The files a page rendered with ``plotlyjs`` needs, as (path, bytes): the page, and for
+    ``"directory"`` ``plotly.min.js`` beside it unless the same bundle is already there. Nothing is written,
+    so a command can render every output before writing any (:func:`pipesim.io.atomic.write_outputs`)."""
+    check_plotlyjs(plotlyjs)
+    out = [(str(path), page_html.encode("utf-8"))]
+    if plotlyjs == "directory":
+        bundle = Path(path).parent / PLOTLYJS_FILE
+        js = get_plotlyjs()
+        if not bundle.is_file() or bundle.read_text(encoding="utf-8") != js:
+            out.append((str(bundle), js.encode("utf-8")))
+    return out
+
+
+def write_page(path: str | Path, page_html: str, plotlyjs: str = "embed") -> None:
+    """Write ``page_html`` (rendered with the same ``plotlyjs``) and what it needs (:func:`page_files`)
+    all-or-nothing."""
+    write_outputs(page_files(path, page_html, plotlyjs))
+
+
+def render_page(page: Page, plotlyjs: str = "embed") -> str:
+    """The whole HTML document of ``page``; plotly.js embedded (offline), loaded from the page's folder
+    (``"directory"``) or from plotly's CDN (``"cdn"``)."""
+    script = _plotly_script(plotlyjs)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -176,7 +228,7 @@ def render_page(page: Page) -> str:
     parts.append(
         f'<script type="application/json" id="pipesim-config">{_script_json(PLOTLY_CONFIG)}</script>'
     )
-    parts.append(f"<script>{plotly_js}</script>")
+    parts.append(script)
     parts.append(f"<script>{_BOOT}</script>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from pipesim.figures.page import Page, Table, render_page
-from pipesim.io.atomic import atomic_write_text
+from pipesim.figures.page import Page, Table, render_page, write_page
 from pipesim.plan.search import PlanEntry, PlanResult
 
 __all__ = ["pareto_front", "plan_figure", "plan_page", "write_plan_html"]
@@ -166,6 +165,7 @@ def plan_page(result: PlanResult) -> Page:
     )
 
 
-def write_plan_html(result: PlanResult, path: str | Path) -> None:
-    """Write the page as one self-contained HTML file (plotly.js embedded; opens offline)."""
-    atomic_write_text(path, render_page(plan_page(result)))
+def write_plan_html(result: PlanResult, path: str | Path, plotlyjs: str = "embed") -> None:
+    """Write the page as one HTML file (by default self-contained: plotly.js embedded, opens offline; see
+    :func:`pipesim.figures.page.render_page` for ``plotlyjs``)."""
+    write_page(path, render_page(plan_page(result), plotlyjs), plotlyjs)

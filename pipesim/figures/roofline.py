@@ -237,7 +237,7 @@ def _si_flops(x: float) -> str:
     return f"{x:g} FLOP/s"
 
 
-def roofline_html(tables: Sequence[RooflineTable], notes: Sequence[str] = ()) -> str:
+def roofline_html(tables: Sequence[RooflineTable], notes: Sequence[str] = (), plotlyjs: str = "embed") -> str:
     """The whole roofline page (the offline page machinery of :mod:`pipesim.figures.page`): a header with the
     scenario and notes, the chart, then one table per precision; plotly.js inlined, byte-for-byte
     deterministic."""
@@ -263,7 +263,8 @@ def roofline_html(tables: Sequence[RooflineTable], notes: Sequence[str] = ()) ->
             figure_names=("roofline chart",),
             appendix=tuple(_page_table(t) for t in tables),
             appendix_notes=(TABLE_LEGEND,),
-        )
+        ),
+        plotlyjs,
     )
 
 

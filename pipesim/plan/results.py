@@ -8,6 +8,8 @@ from typing import Any
 from pipesim.plan.estimate import Estimate
 from pipesim.plan.request import PlanRequest
 from pipesim.plan.space import Candidate
+from pipesim.results import Result, flatten
+from pipesim.sim.energy import steps_for_tokens
 from pipesim.sim.scenario import SimulationReport
 
 SECONDS_PER_DAY = 86400.0
@@ -126,7 +128,7 @@ class PlanEntry:
 
     def training(self, tokens: float) -> dict[str, float]:
         """Days and GPU-hours to train on ``tokens`` tokens at this step rate."""
-        return training_time(tokens, self.tokens_per_s, self.num_gpus)
+        return training_time(tokens, self.tokens_per_s, self.num_gpus, self.tokens_per_step)
 
     def as_dict(self, rank: int, tokens: float | None = None) -> dict[str, Any]:
         """JSON-ready row."""
@@ -161,7 +163,7 @@ class PlanEntry:
 
 
 @dataclass(frozen=True)
-class PlanResult:
+class PlanResult(Result):
     """What :func:`plan` returns. ``entries`` are the feasible layouts, best first; ``candidates`` the
     number of layouts estimated (passing the structural rules), ``enumerated`` all layouts considered.
     ``estimate_s`` / ``elapsed_s`` are the wall-clock seconds of the estimate phase and of the whole plan
@@ -216,10 +218,20 @@ class PlanResult:
             "results": [e.as_dict(i + 1, req.tokens) for i, e in enumerate(shown)],
         }
 
+    def table_rows(self) -> list[dict[str, Any]]:
+        """One row per feasible layout, best first (the scalars of ``as_dict()["results"]``)."""
+        return [flatten(r) for r in self.as_dict()["results"]]
 
-def training_time(tokens: float, tokens_per_s: float, num_gpus: int) -> dict[str, float]:
+
+def training_time(
+    tokens: float, tokens_per_s: float, num_gpus: int, tokens_per_step: int | None = None
+) -> dict[str, float]:
     """Seconds, days and GPU-hours to train on ``tokens`` tokens at ``tokens_per_s`` on ``num_gpus`` GPUs
-    (the same arithmetic as SC21 eq. 4, time = tokens / throughput, with the throughput simulated)."""
+    (the same arithmetic as SC21 eq. 4, time = tokens / throughput, with the throughput simulated). With
+    ``tokens_per_step``, in whole optimizer steps (:func:`pipesim.sim.energy.steps_for_tokens`), as the
+    energy report counts them, so the two agree to the GPU-hour."""
+    if tokens_per_step is not None:
+        tokens = steps_for_tokens(tokens, tokens_per_step) * tokens_per_step
     seconds = tokens / tokens_per_s
     return {
         "train_seconds": seconds,

@@ -31,6 +31,7 @@ from pipesim.cost.memory import RESERVE_BYTES, RankMemory, rank_memory
 from pipesim.cost.stages import StageCostModel, StageCosts
 from pipesim.cost.times import Efficiency, PassTimes
 from pipesim.errors import InputError
+from pipesim.results import Result
 from pipesim.sim.engine import OpCosts, Timeline, simulate
 from pipesim.sim.metrics import PipelineMetrics, pipeline_metrics
 from pipesim.specs.efficiency import GPU_PROFILE, resolve_efficiency
@@ -194,7 +195,7 @@ class TimeBreakdown:
 
 
 @dataclass(frozen=True)
-class SimulationReport:
+class SimulationReport(Result):
     """The result of :func:`simulate_scenario`; see the module docstring for the definitions."""
 
     scenario: Scenario

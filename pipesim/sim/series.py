@@ -18,16 +18,23 @@ the collectives fall is not modelled.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
+from pipesim.cost.memory import ACTIVATION_OVERHEAD, RankMemory
+from pipesim.cost.traffic import StageTraffic, stage_traffic
 from pipesim.sim.compare import CompareRequest, build_requested, synthetic_costs
 from pipesim.sim.engine import OpCosts, SpanKind, Timeline
 from pipesim.sim.iterations import run_iterations
 from pipesim.sim.metrics import PipelineMetrics, activation_deltas
 from schedules.ir import Schedule
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pipesim.sim.scenario import SimulationReport
 
 __all__ = [
     "Lane",
@@ -35,7 +42,9 @@ __all__ = [
     "MemorySeries",
     "GanttSeries",
     "gantt_series",
+    "report_series",
     "simulate_series",
+    "stage_chunks",
     "GROUP_ORDER",
 ]
 
@@ -99,6 +108,11 @@ class SpanGroup:
         """Number of bars."""
         return int(self.start_s.shape[0])
 
+    def subset(self, mask: npt.NDArray[np.bool_]) -> SpanGroup:
+        """The bars where ``mask`` is true (order kept, so still sorted by (rank, start))."""
+        fields = ("rank", "stage", "microbatch", "peer", "start_s", "end_s", "duration_s")
+        return replace(self, **{f: getattr(self, f)[mask] for f in fields})
+
 
 @dataclass(frozen=True, eq=False)
 class MemorySeries:
@@ -125,6 +139,10 @@ class GanttSeries:
     metrics: PipelineMetrics
     num_stages: int
     timeline: Timeline
+    stage_to_rank: tuple[int, ...] = ()
+    rank_memory: tuple[RankMemory, ...] = ()
+    costs: OpCosts | None = None
+    traffic: StageTraffic | None = None
 
     @property
     def num_bars(self) -> int:
@@ -134,6 +152,35 @@ class GanttSeries:
     def group(self, key: str) -> SpanGroup | None:
         """The group ``key`` if this chart has any bar of it."""
         return next((g for g in self.groups if g.key == key), None)
+
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        """Model chunk of each global stage on its rank (see :func:`stage_chunks`)."""
+        return stage_chunks(self.stage_to_rank)
+
+    def total_memory(self) -> MemorySeries | None:
+        """Memory per GPU of each rank over time, when :attr:`rank_memory` is known: the rank's weights,
+        gradients, optimizer state, transient working set and reserve (constant over the step) plus
+        ACTIVATION_OVERHEAD x its stashed activations at each moment. The maximum of rank r's series is
+        ``rank_memory[r].peak``, the figure ``simulate`` and ``plan`` report."""
+        if not self.rank_memory:
+            return None
+        values = []
+        for m, held in zip(self.rank_memory, self.memory.bytes, strict=True):
+            static = m.weights + m.grads + m.optimizer + m.transient + m.reserve
+            values.append(static + ACTIVATION_OVERHEAD * held)
+        return MemorySeries(time_s=self.memory.time_s, bytes=tuple(values))
+
+
+def stage_chunks(stage_to_rank: Sequence[int]) -> tuple[int, ...]:
+    """Model chunk of each global stage on its rank: 0 for the rank's lowest stage, 1 for its next, ...
+    (interleaved placement: stage s is chunk s // p; V-shape: rank r's stages r and 2p-1-r are chunks 0, 1)."""
+    seen: dict[int, int] = {}
+    out = []
+    for rank in stage_to_rank:
+        out.append(seen.get(rank, 0))
+        seen[rank] = out[-1] + 1
+    return tuple(out)
 
 
 def _group(key: str, label: str, lane: str, rows: dict[str, npt.NDArray]) -> SpanGroup:
@@ -176,10 +223,17 @@ def _memory(schedule: Schedule, costs: OpCosts, timeline: Timeline) -> MemorySer
 
 
 def gantt_series(
-    schedule: Schedule, costs: OpCosts, timeline: Timeline, metrics: PipelineMetrics
+    schedule: Schedule,
+    costs: OpCosts,
+    timeline: Timeline,
+    metrics: PipelineMetrics,
+    rank_memory: Sequence[RankMemory] = (),
 ) -> GanttSeries:
     """Group ``timeline`` (from ``simulate(schedule, costs)``) into bars per kind and per-rank activation memory
-    over time; zero-length spans are left out (they draw nothing). See the module docstring."""
+    over time; zero-length spans are left out (they draw nothing). ``rank_memory`` (one per rank, from
+    :func:`pipesim.sim.scenario.simulate_scenario`) adds the whole memory per GPU. See the module docstring."""
+    if rank_memory and len(rank_memory) != schedule.num_ranks:
+        raise ValueError(f"rank_memory has {len(rank_memory)} entries for {schedule.num_ranks} ranks")
     rows: dict[str, npt.NDArray] = {
         "rank": timeline.rank,
         "stage": timeline.stage,
@@ -227,7 +281,20 @@ def gantt_series(
         metrics=metrics,
         num_stages=schedule.num_stages,
         timeline=timeline,
+        stage_to_rank=tuple(schedule.stage_to_rank),
+        rank_memory=tuple(rank_memory),
+        costs=costs,
     )
+
+
+def report_series(report: SimulationReport, iterations: int | None = None) -> GanttSeries:
+    """The chart series of a simulated scenario, with its memory per rank (the numbers ``simulate`` prints)
+    and the bytes its transfers move; ``iterations`` consecutive synchronous iterations are drawn (None: one),
+    the metrics are per iteration."""
+    run = run_iterations(report.schedule, report.costs, "sync", iterations)
+    series = gantt_series(run.schedule, report.costs, run.timeline, report.metrics, report.memory)
+    sc = report.scenario
+    return replace(series, traffic=stage_traffic(sc.model, sc.layout, report.schedule.stage_to_rank))
 
 
 def simulate_series(request: CompareRequest, iterations: int | None = None) -> list[GanttSeries]:

@@ -1,45 +1,95 @@
 """Chrome trace-event JSON of simulated steps (opens in Perfetto and chrome://tracing).
 
 Format: the Trace Event Format's JSON object form, ``{"traceEvents": [...], "displayTimeUnit": "ms"}``.
-Each rank of each schedule is a process (``pid``), named ``<schedule> rank <r>``; each of its streams a thread
-(``tid``: 0 compute, 1 p2p send, 2 DP reduce, 3 optimizer, the values of :class:`pipesim.sim.engine.Stream`).
-Every span is a complete event (``ph: "X"``, ``ts`` and ``dur`` in microseconds) named after its kind, with
-stage, microbatch and (for sends) the receiving rank in ``args``. Each send carries a flow arrow: a flow start
-(``ph: "s"``) at the send's start on the sender's send thread, and a flow end (``ph: "f"``, ``bp: "e"``) at
-the start of the action that consumes it on the receiving rank's compute thread, sharing an ``id``.
-Events are sorted by (pid, tid, ts), so timestamps are monotonic on every thread. Output is deterministic.
+Each rank of each schedule is a process (``pid``), named ``<schedule> rank <r> · stages <s, ...>``; each of
+its streams a thread (``tid``: 0 compute, 1 p2p send, 2 DP reduce, 3 optimizer, the values of
+:class:`pipesim.sim.engine.Stream`; 4 the TP collectives inside the passes). Every span is a complete event
+(``ph: "X"``, ``ts`` and ``dur`` in microseconds) named as PyTorch's pipelining names its actions
+(``torch.distributed.pipelining`` ``_Action``: stage, computation type, microbatch): ``0F3``, ``2B1``,
+``3I0``, ``3W0``, ``1SEND_F3`` (activation), ``2SEND_B1`` (gradient), ``3REDUCE_GRAD``; stage, microbatch,
+the receiving rank and, when the scenario is known, the bytes moved are in ``args``.
+
+The TP collectives of a pass run on the compute stream (see :class:`~pipesim.sim.engine.OpCosts`): they are
+drawn on thread 4 as one slice per pass, as long as their exposed share of it and ending with it, as the
+Gantt chart draws them (where inside the pass they fall is not modelled; collectives hidden behind compute by
+``tp_comm_overlap`` have no slice). Every pass's ``args`` carry ``tp_bytes``, the bytes of all its TP
+collectives, hidden or not (:mod:`pipesim.cost.traffic`). Each rank has a counter track (``ph: "C"``) of
+its memory per GPU over time (the whole of it when the scenario is known, else its activations), in GiB.
+
+Each send carries a flow arrow: a flow start (``ph: "s"``) at the send's start on the sender's send thread,
+and a flow end (``ph: "f"``, ``bp: "e"``) at the start of the action that consumes it on the receiving rank's
+compute thread, sharing an ``id``. Events are sorted by (pid, tid, ts), so timestamps are monotonic on every
+thread. Output is deterministic. Expert and context parallelism are not modelled, so they have no slices.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from pipesim.sim.engine import SpanKind, Stream, Timeline
+from pipesim.cost.traffic import StageTraffic
+from pipesim.sim.engine import OpCosts, SpanKind, Stream, Timeline
+from pipesim.sim.series import GanttSeries, MemorySeries
 
-__all__ = ["chrome_trace", "chrome_trace_json", "PID_STRIDE"]
+__all__ = ["chrome_trace", "chrome_trace_json", "PID_STRIDE", "TP_TID", "TraceRun", "action_name"]
 
 PID_STRIDE = 100_000  # pid = schedule index * PID_STRIDE + rank
+TP_TID = 4  # thread of the TP collectives inside the passes
 US = 1e6  # seconds -> microseconds
+GIB = 2**30
 
-_NAMES = {
-    SpanKind.F: "F",
-    SpanKind.B: "B",
-    SpanKind.I: "I",
-    SpanKind.W: "W",
-    SpanKind.SEND_ACTIVATION: "send activation",
-    SpanKind.SEND_GRAD: "send gradient",
-    SpanKind.DP_REDUCE: "DP reduce",
-    SpanKind.OPTIMIZER: "optimizer",
-}
-_THREADS = {
+_OPS = {SpanKind.F: "F", SpanKind.B: "B", SpanKind.I: "I", SpanKind.W: "W"}
+_COMM = {SpanKind.SEND_ACTIVATION: "SEND_F", SpanKind.SEND_GRAD: "SEND_B"}
+_THREADS: dict[int, str] = {
     Stream.COMPUTE: "compute",
     Stream.P2P: "p2p send",
     Stream.DP: "DP reduce",
     Stream.OPTIMIZER: "optimizer",
+    TP_TID: "TP collectives",
 }
+
+
+@dataclass(frozen=True, eq=False)
+class TraceRun:
+    """One schedule's simulated step and what is known about it: the placement (for process names), the
+    costs (TP shares of the passes), memory over time and the bytes of each transfer."""
+
+    name: str
+    timeline: Timeline
+    stage_to_rank: tuple[int, ...] = ()
+    costs: OpCosts | None = None
+    memory: MemorySeries | None = None
+    memory_label: str = "activation memory (GiB)"
+    traffic: StageTraffic | None = None
+
+    @classmethod
+    def of(cls, series: GanttSeries) -> TraceRun:
+        """Everything :class:`GanttSeries` knows, for the trace."""
+        total = series.total_memory()
+        return cls(
+            name=series.name,
+            timeline=series.timeline,
+            stage_to_rank=series.stage_to_rank,
+            costs=series.costs,
+            memory=total or series.memory,
+            memory_label="memory per GPU (GiB)" if total is not None else "activation memory (GiB)",
+            traffic=series.traffic,
+        )
+
+
+def action_name(kind: SpanKind, stage: int, microbatch: int) -> str:
+    """PyTorch's text form of an action: stage, computation type, microbatch (``0F3``, ``1SEND_F3``,
+    ``3REDUCE_GRAD`` without a microbatch); the optimizer step is ``optimizer step``."""
+    if kind in _OPS:
+        return f"{stage}{_OPS[kind]}{microbatch}"
+    if kind in _COMM:
+        return f"{stage}{_COMM[kind]}{microbatch}"
+    if kind == SpanKind.DP_REDUCE:
+        return f"{stage}REDUCE_GRAD"
+    return "optimizer step"
 
 
 def _us(seconds: float) -> float:
@@ -47,7 +97,7 @@ def _us(seconds: float) -> float:
     return round(seconds * US, 3)
 
 
-def _consumers(timeline: Timeline, num_stages: int) -> np.ndarray:
+def _consumers(timeline: Timeline) -> np.ndarray:
     """Row of the compute action that consumes each send (F(s+1, m) for an activation, B or I(s-1, m) for a
     gradient); -1 where none is found."""
     n = timeline.num_actions
@@ -67,36 +117,118 @@ def _consumers(timeline: Timeline, num_stages: int) -> np.ndarray:
     return out
 
 
-def chrome_trace(timelines: Sequence[tuple[str, int, Timeline]]) -> dict[str, object]:
-    """The trace-event object of ``timelines``: (schedule name, number of stages, timeline) triples."""
+def _process_name(run: TraceRun, rank: int) -> str:
+    stages = [s for s, r in enumerate(run.stage_to_rank) if r == rank]
+    if not stages:
+        return f"{run.name} rank {rank}"
+    label = "stage" if len(stages) == 1 else "stages"
+    return f"{run.name} rank {rank} · {label} {', '.join(map(str, stages))}"
+
+
+def _bytes(run: TraceRun, kind: SpanKind, stage: int) -> dict[str, object]:
+    """The bytes a span moves (traffic known): sends per stage boundary, DP reduction per stage."""
+    t = run.traffic
+    if t is None:
+        return {}
+    if kind == SpanKind.SEND_ACTIVATION and 0 <= stage < len(t.p2p_bytes):
+        return {"bytes": t.p2p_bytes[stage]}
+    if kind == SpanKind.SEND_GRAD and 0 < stage <= len(t.p2p_bytes):
+        return {"bytes": t.p2p_bytes[stage - 1]}
+    if kind == SpanKind.DP_REDUCE:
+        return {"bytes": t.dp_bytes[stage], "collective": t.dp_collective}
+    return {}
+
+
+def _tp_bytes(t: StageTraffic, kind: SpanKind, stage: int) -> float:
+    """Bytes of the TP collectives inside one pass: forward (F), full backward (B), its input-gradient part
+    (I) or its weight-gradient part (W)."""
+    if kind == SpanKind.F:
+        return t.tp_forward_bytes[stage]
+    if kind == SpanKind.B:
+        return t.tp_backward_bytes[stage]
+    if kind == SpanKind.W:
+        return t.tp_weight_bytes[stage]
+    return t.tp_backward_bytes[stage] - t.tp_weight_bytes[stage]
+
+
+def _tp_slice(run: TraceRun, kind: SpanKind, stage: int, end_s: float, pid: int) -> dict[str, object] | None:
+    """The TP collectives of one pass as a slice ending with it (F: forward share; B and I: backward)."""
+    c = run.costs
+    if c is None or kind not in (SpanKind.F, SpanKind.B, SpanKind.I):
+        return None
+    share = c.tp_comm_forward_s[stage] if kind == SpanKind.F else c.tp_comm_backward_s[stage]
+    if share <= 0:
+        return None
+    args: dict[str, object] = {"stage": stage}
+    if run.traffic is not None:
+        args["bytes"] = _tp_bytes(run.traffic, kind, stage)
+    ts = _us(end_s - share)
+    return {"ph": "X", "cat": "TP", "pid": pid, "tid": TP_TID, "ts": ts,
+            "dur": round(_us(end_s) - ts, 3), "args": args}  # fmt: skip
+
+
+def _as_run(item: TraceRun | GanttSeries | tuple[str, int, Timeline]) -> TraceRun:
+    if isinstance(item, TraceRun):
+        return item
+    if isinstance(item, GanttSeries):
+        return TraceRun.of(item)
+    name, _num_stages, timeline = item
+    return TraceRun(name=name, timeline=timeline)
+
+
+def chrome_trace(runs: Sequence[TraceRun | GanttSeries | tuple[str, int, Timeline]]) -> dict[str, object]:
+    """The trace-event object of ``runs``: :class:`TraceRun` or :class:`GanttSeries` values, or bare
+    (schedule name, number of stages, timeline) triples (no names of stages, memory, TP or bytes)."""
     events: list[dict[str, object]] = []
     flow_id = 0
-    for index, (name, num_stages, tl) in enumerate(timelines):
+    for index, run in enumerate(map(_as_run, runs)):
         base = index * PID_STRIDE
+        tl = run.timeline
         for r in range(tl.num_ranks):
             pid = base + r
             events.append({"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "ts": 0,
-                           "args": {"name": f"{name} rank {r}"}})  # fmt: skip
+                           "args": {"name": _process_name(run, r)}})  # fmt: skip
             events.append({"ph": "M", "name": "process_sort_index", "pid": pid, "tid": 0, "ts": 0,
                            "args": {"sort_index": pid}})  # fmt: skip
             for stream in sorted({int(s) for s in tl.stream[tl.rank == r]}):
                 events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": stream, "ts": 0,
                                "args": {"name": _THREADS[Stream(stream)]}})  # fmt: skip
-        consumer = _consumers(tl, num_stages)
+            if run.memory is not None:
+                counter: dict[float, float] = {}  # ts -> value held from then (the last change at a ts wins)
+                for t, v in zip(run.memory.time_s[r].tolist(), run.memory.bytes[r].tolist(), strict=True):
+                    counter[_us(t)] = round(v / GIB, 4)
+                last = None
+                for ts, value in counter.items():
+                    if value != last:
+                        events.append({"ph": "C", "name": run.memory_label, "pid": pid, "tid": 0,
+                                       "ts": ts, "args": {"GiB": value}})  # fmt: skip
+                        last = value
+        consumer = _consumers(tl)
+        tp_threads: set[int] = set()
         for row in range(tl.num_spans):
             kind = SpanKind(int(tl.kind[row]))
             pid, tid = base + int(tl.rank[row]), int(tl.stream[row])
+            stage, mb = int(tl.stage[row]), int(tl.microbatch[row])
             ts = _us(float(tl.start_s[row]))
             args: dict[str, object] = {}
-            if int(tl.stage[row]) >= 0:
-                args["stage"] = int(tl.stage[row])
-            if int(tl.microbatch[row]) >= 0:
-                args["microbatch"] = int(tl.microbatch[row])
+            if stage >= 0:
+                args["stage"] = stage
+            if mb >= 0:
+                args["microbatch"] = mb
             if int(tl.peer[row]) >= 0:
                 args["to_rank"] = int(tl.peer[row])
-            events.append({"ph": "X", "name": _NAMES[kind], "cat": _THREADS[Stream(tid)], "pid": pid,
+            args.update(_bytes(run, kind, stage))
+            if run.traffic is not None and kind in (SpanKind.F, SpanKind.B, SpanKind.I, SpanKind.W):
+                args["tp_bytes"] = _tp_bytes(run.traffic, kind, stage)
+            name = action_name(kind, stage, mb)
+            events.append({"ph": "X", "name": name, "cat": _THREADS[Stream(tid)], "pid": pid,
                            "tid": tid, "ts": ts, "dur": round(_us(float(tl.end_s[row])) - ts, 3),
                            "args": args})  # fmt: skip
+            tp = _tp_slice(run, kind, stage, float(tl.end_s[row]), pid) if tid == Stream.COMPUTE else None
+            if tp is not None:
+                tp["name"] = f"{name} TP"
+                events.append(tp)
+                tp_threads.add(pid)
             target = int(consumer[row])
             if target >= 0:
                 flow_id += 1
@@ -105,13 +237,16 @@ def chrome_trace(timelines: Sequence[tuple[str, int, Timeline]]) -> dict[str, ob
                 events.append({"ph": "f", "bp": "e", "name": "transfer", "cat": "p2p", "id": flow_id,
                                "pid": base + int(tl.rank[target]), "tid": int(Stream.COMPUTE),
                                "ts": _us(float(tl.start_s[target]))})  # fmt: skip
+        for pid in sorted(tp_threads):
+            events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": TP_TID, "ts": 0,
+                           "args": {"name": _THREADS[TP_TID]}})  # fmt: skip
     # Metadata first on each thread, then by time; flow ends after the slice they bind to at the same ts.
-    order = {"M": 0, "X": 1, "s": 2, "f": 2}
+    order = {"M": 0, "C": 1, "X": 1, "s": 2, "f": 2}
     events.sort(key=lambda e: (e["pid"], e["tid"], order[str(e["ph"])], e["ts"]) if e["ph"] == "M"
                 else (e["pid"], e["tid"], 1, e["ts"], order[str(e["ph"])]))  # fmt: skip
     return {"traceEvents": events, "displayTimeUnit": "ms", "otherData": {"generator": "pipesim"}}
 
 
-def chrome_trace_json(timelines: Sequence[tuple[str, int, Timeline]]) -> str:
+def chrome_trace_json(runs: Sequence[TraceRun | GanttSeries | tuple[str, int, Timeline]]) -> str:
     """:func:`chrome_trace` as compact JSON text."""
-    return json.dumps(chrome_trace(timelines), separators=(",", ":")) + "\n"
+    return json.dumps(chrome_trace(runs), separators=(",", ":")) + "\n"

@@ -2,8 +2,9 @@
 
 Chromium started with ``--remote-debugging-pipe`` reads protocol commands from file descriptor 3 and writes
 replies and events to descriptor 4, each message a JSON object ended by a NUL byte (Chromium's
-``devtools_pipe_handler``). That needs no websocket library and no free TCP port. Used by
-:mod:`pipesim.figures.static` for PNG/SVG export and by the browser tests.
+``devtools_pipe_handler``). That needs no websocket library and no free TCP port. The browser tests' own
+driver (they read console errors, requested URLs and the drawn SVG, which kaleido does not expose); the
+product draws static pictures with kaleido (:mod:`pipesim.figures.static`).
 """
 
 from __future__ import annotations

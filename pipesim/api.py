@@ -1,0 +1,198 @@
+"""The Python API: the entry points ``import pipesim`` gives, for scripts and notebooks.
+
+Each takes specs or preset names and returns a result dataclass (``to_dict()``, ``to_pandas()``, a table in
+notebooks; :mod:`pipesim.results`). They are thin: they build the same :class:`~pipesim.sim.scenario.Scenario`
+or :class:`~pipesim.plan.search.PlanRequest` the CLI builds and call the same functions, so a number here is
+the number ``pipesim simulate`` / ``compare`` / ``plan`` / ``roofline`` prints for the same inputs.
+
+    >>> import pipesim
+    >>> report = pipesim.simulate("gpt-1.7b", "a100-80gb", tp=2, pp=2, global_batch_size=8)
+    >>> round(report.step_time_s, 3) > 0
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, overload
+
+from pipesim.errors import InputError
+from pipesim.io.readers import resolve_gpu, resolve_model
+from pipesim.results import Result, flatten
+from pipesim.sim.compare import DEFAULT_SCHEDULES
+from pipesim.sim.engine import OpCosts, Timeline
+from pipesim.sim.engine import simulate as simulate_schedule
+from pipesim.sim.scenario import Scenario, SimulationReport, simulate_scenario
+from pipesim.specs.gpu import GPUSpec
+from pipesim.specs.layout import Layout
+from pipesim.specs.model import ModelSpec
+from schedules import get_family
+from schedules.ir import Schedule
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pipesim.cost.roofline import RooflineTable
+    from pipesim.figures.gantt import Figure
+    from pipesim.plan.search import PlanResult
+    from pipesim.sim.series import GanttSeries
+
+__all__ = ["Comparison", "compare", "gantt_figure", "plan", "roofline", "simulate"]
+
+
+def _model(model: ModelSpec | str) -> ModelSpec:
+    return model if isinstance(model, ModelSpec) else resolve_model(model)
+
+
+def _gpu(gpu: GPUSpec | str) -> GPUSpec:
+    return gpu if isinstance(gpu, GPUSpec) else resolve_gpu(gpu)
+
+
+def _layout(layout: Layout | None, fields: dict[str, Any]) -> Layout:
+    try:
+        return replace(layout, **fields) if layout is not None else Layout(**fields)
+    except TypeError as exc:  # an unknown field name
+        raise InputError(f"Layout: {exc}") from None
+
+
+@overload
+def simulate(schedule: Schedule, costs: OpCosts, /) -> Timeline: ...
+@overload
+def simulate(scenario: Scenario, /) -> SimulationReport: ...
+@overload
+def simulate(
+    model: ModelSpec | str, gpu: GPUSpec | str, /, layout: Layout | None = None, **layout_fields: Any
+) -> SimulationReport: ...
+def simulate(first: Any, second: Any = None, /, layout: Layout | None = None, **layout_fields: Any) -> Any:
+    """Simulate one training step.
+
+    * ``simulate(model, gpu, layout=None, **layout_fields)``: ``model`` and ``gpu`` are specs or what
+      ``--model`` / ``--gpu`` accept (preset names, a ``config.json`` or TOML path); the layout is ``layout``
+      with ``layout_fields`` replaced (``tp=8, pp=4, global_batch_size=64``). Returns the
+      :class:`~pipesim.sim.scenario.SimulationReport` that ``pipesim simulate`` prints.
+    * ``simulate(scenario)``: the same for a ready :class:`~pipesim.sim.scenario.Scenario`.
+    * ``simulate(schedule, costs)``: the engine alone on a schedule and per-stage costs; returns the
+      :class:`~pipesim.sim.engine.Timeline`.
+    """
+    if isinstance(first, Schedule):
+        if not isinstance(second, OpCosts) or layout is not None or layout_fields:
+            raise InputError("simulate(schedule, costs): costs must be an OpCosts and nothing else is taken")
+        return simulate_schedule(first, second)
+    if isinstance(first, Scenario):
+        if second is not None or layout is not None or layout_fields:
+            raise InputError("simulate(scenario) takes nothing else: the scenario holds the layout")
+        return simulate_scenario(first)
+    if second is None:
+        raise InputError(
+            "simulate(model, gpu, ...): give a GPU (a spec or a preset name such as 'a100-80gb')"
+        )
+    return simulate_scenario(Scenario(_model(first), _gpu(second), _layout(layout, layout_fields)))
+
+
+@dataclass(frozen=True)
+class Comparison(Result):
+    """Several schedules simulated on one model, GPU and layout (what ``pipesim compare --model`` prints)."""
+
+    reports: tuple[SimulationReport, ...]
+
+    def __getitem__(self, schedule: str) -> SimulationReport:
+        """The report of ``schedule``."""
+        for r in self.reports:
+            if r.schedule.name == schedule:
+                return r
+        raise KeyError(schedule)
+
+    @property
+    def best(self) -> SimulationReport:
+        """The fastest schedule that fits in memory (else the fastest)."""
+        fitting = [r for r in self.reports if r.fits] or list(self.reports)
+        return min(fitting, key=lambda r: r.step_time_s)
+
+    def as_dict(self) -> dict[str, Any]:
+        """{"schedules": [each report's ``as_dict()`` with its schedule name]}."""
+        return {"schedules": [{"schedule": r.schedule.name, **r.as_dict()} for r in self.reports]}
+
+    def table_rows(self) -> list[dict[str, Any]]:
+        """One row per schedule."""
+        return [flatten(d) for d in self.as_dict()["schedules"]]
+
+
+def compare(
+    model: ModelSpec | str,
+    gpu: GPUSpec | str,
+    schedules: Sequence[str] = DEFAULT_SCHEDULES,
+    layout: Layout | None = None,
+    **layout_fields: Any,
+) -> Comparison:
+    """Simulate each of ``schedules`` on one model, GPU and layout; schedules without model chunks run with
+    vpp 1, as ``pipesim compare --model`` does."""
+    if not schedules:
+        raise InputError("compare: give at least one schedule")
+    base = _layout(layout, layout_fields)
+    m, g = _model(model), _gpu(gpu)
+    reports = []
+    for name in schedules:
+        vpp = base.vpp if get_family(name).uses_vpp else 1
+        reports.append(simulate_scenario(Scenario(m, g, replace(base, schedule=name, vpp=vpp))))
+    return Comparison(tuple(reports))
+
+
+def plan(
+    model: ModelSpec | str,
+    gpu: GPUSpec | str,
+    nodes: int,
+    global_batch_size: int,
+    gpus_per_node: int = 8,
+    topology: str | None = None,
+    **request_fields: Any,
+) -> PlanResult:
+    """Search every layout of ``model`` on ``nodes`` x ``gpus_per_node`` GPUs (collectives on ``topology``'s
+    graph when given) and rank them, as ``pipesim plan`` does; ``request_fields`` are
+    :class:`~pipesim.plan.search.PlanRequest` fields (``top_k``, ``tokens``, ``space``, ...)."""
+    from pipesim.plan.search import PlanCluster, PlanRequest
+    from pipesim.plan.search import plan as run_plan
+
+    cluster = PlanCluster(gpu=_gpu(gpu), nodes=nodes, gpus_per_node=gpus_per_node, topology=topology)
+    try:
+        request = PlanRequest(
+            model=_model(model), cluster=cluster, global_batch_size=global_batch_size, **request_fields
+        )
+    except TypeError as exc:
+        raise InputError(f"PlanRequest: {exc}") from None
+    return run_plan(request)
+
+
+def roofline(
+    model: ModelSpec | str,
+    gpu: GPUSpec | str,
+    layout: Layout | None = None,
+    precision: str | None = None,
+    **layout_fields: Any,
+) -> RooflineTable:
+    """Every operator of one transformer layer on the GPU's roofline, as ``pipesim roofline`` tabulates it
+    (draw it with :func:`pipesim.figures.roofline.roofline_figure`)."""
+    from pipesim.cost.roofline import roofline as table
+
+    return table(_model(model), _layout(layout, layout_fields), _gpu(gpu), precision)
+
+
+def gantt_figure(
+    results: SimulationReport | Comparison | GanttSeries | Sequence[SimulationReport | GanttSeries],
+    gpu_memory_bytes: float | None = None,
+    title: str | None = None,
+) -> Figure:
+    """The Gantt chart (with memory per rank) of simulated steps, as ``pipesim gantt`` draws it; with reports
+    the capacity defaults to the GPU's HBM. Displays inline in a notebook."""
+    from pipesim.figures.gantt import gantt_figure as draw
+    from pipesim.sim.series import GanttSeries, report_series
+
+    if isinstance(results, Comparison):
+        items: list[Any] = list(results.reports)
+    elif isinstance(results, (SimulationReport, GanttSeries)):
+        items = [results]
+    else:
+        items = list(results)
+    panels = [r if isinstance(r, GanttSeries) else report_series(r) for r in items]
+    if gpu_memory_bytes is None:
+        hbm = [r.scenario.gpu.hbm_bytes for r in items if isinstance(r, SimulationReport)]
+        gpu_memory_bytes = hbm[0] if hbm else None
+    return draw(panels, gpu_memory_bytes=gpu_memory_bytes, title=title)
