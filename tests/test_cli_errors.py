@@ -144,6 +144,26 @@ def test_tokens_too_large_is_refused() -> None:
         (("topo", "draw", "nvl72", "--nodes", "1000", "-o", "t.html"), "--max-gpus"),
         (("collective", "all-reduce", "-t", "dgx-h100", "--nodes", "100000"), "--max-gpus"),
         (("simulate", *MODEL, "--topology", "dgx-a100", "--nodes", "100000"), "--max-gpus"),
+        (
+            ("plan", *MODEL, "--nodes", "1", "--global-batch-size", "10000000", "--workers", "1"),
+            "--max-actions",
+        ),
+        (
+            (
+                "gantt",
+                "--schedules",
+                "1f1b",
+                "--pp",
+                "8",
+                "-m",
+                "1000",
+                "--iterations",
+                "1000",
+                "--trace",
+                "t",
+            ),
+            "--max-actions",
+        ),
     ],
 )
 def test_runaway_work_is_refused_with_size_limit_and_option(

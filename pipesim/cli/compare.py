@@ -21,7 +21,7 @@ from pipesim.cli.options import (
 )
 from pipesim.cli.render import GIB, console, emit_json, gib
 from pipesim.errors import InputError
-from pipesim.sim.budget import MAX_ACTIONS, check_actions
+from pipesim.sim.budget import MAX_ACTIONS, check_actions, layout_timeline
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -139,7 +139,7 @@ def compare_on_model(
 ) -> list[SimulationReport]:
     """``compare --model``: simulate each named schedule on the real scenario (``--vpp`` for interleaved
     families, 1 for the others); all of them together at most ``max_actions`` compute actions."""
-    from pipesim.cli.simulate import build_scenario, timeline_of
+    from pipesim.cli.simulate import build_scenario
     from pipesim.sim.scenario import simulate_scenario
     from schedules import get_family
 
@@ -150,7 +150,7 @@ def compare_on_model(
         family = get_family(name)
         vpp = lay.virtual_stages(hw.model) if family.uses_vpp else 1
         scenarios.append(build_scenario(hw, lay, cluster, name, microbatches, vpp, max_actions))
-    check_actions([timeline_of(sc.layout) for sc in scenarios], max_actions)
+    check_actions([layout_timeline(sc.layout) for sc in scenarios], max_actions)
     return [simulate_scenario(sc) for sc in scenarios]
 
 

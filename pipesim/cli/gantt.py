@@ -15,10 +15,9 @@ from pipesim.cli.options import (
     plain_options,
 )
 from pipesim.cli.render import GIB
-from pipesim.cli.simulate import timeline_of
 from pipesim.cli.specs import refuse_alongside
 from pipesim.errors import InputError
-from pipesim.sim.budget import check_actions, check_bars, timeline_actions
+from pipesim.sim.budget import check_actions, check_bars, layout_timeline, timeline_actions
 
 __all__ = ["gantt_cmd"]
 
@@ -94,14 +93,14 @@ def gantt_cmd(
         if scenario_file is not None:
             refuse_alongside("--scenario", (*SCENARIO_REPLACES, "schedules", "microbatches"))
             scenario = load_scenario(scenario_file)
-            timelines = [timeline_of(scenario.layout)]
+            timelines = [layout_timeline(scenario.layout)]
             check_actions(timelines, max_actions)
             reports = [simulate_scenario(scenario)]
         else:
             reports = compare_on_model(
                 synthetic.names(), hw, lay, cluster, synthetic.microbatches, max_actions
             )
-            timelines = [timeline_of(r.scenario.layout) for r in reports]
+            timelines = [layout_timeline(r.scenario.layout) for r in reports]
         if iterations:  # the extra iterations drawn
             timelines = [(n, r, c, m * iterations, sp) for n, r, c, m, sp in timelines]
             check_actions(timelines, max_actions)

@@ -23,16 +23,15 @@ from pipesim.cli.options import (
 from pipesim.cli.render import GIB, console, emit_json, gib, render_energy
 from pipesim.cli.specs import given, refuse_alongside
 from pipesim.errors import InputError
-from pipesim.sim.budget import MAX_ACTIONS, check_actions
+from pipesim.sim.budget import MAX_ACTIONS, check_actions, layout_timeline
 
 if TYPE_CHECKING:
     from rich.table import Table
 
     from pipesim.sim.energy import EnergyReport
     from pipesim.sim.scenario import Scenario, SimulationReport
-    from pipesim.specs.layout import Layout
 
-__all__ = ["build_scenario", "render_report", "report_energy", "simulate_cmd", "timeline_of"]
+__all__ = ["build_scenario", "render_report", "report_energy", "simulate_cmd"]
 
 SIMULATE_HELP = """Predict one training step of a real model on real GPUs.
 
@@ -51,16 +50,6 @@ Definitions:
   breakdown       seconds per rank (mean over ranks); the exposed column adds up to the step time
   memory          per GPU of each pipeline rank, GiB = 2^30 bytes; verdict against the GPU's HBM
 """
-
-
-def timeline_of(layout: Layout) -> tuple[str, int, int, int, bool]:
-    """(schedule, ranks, chunks per rank, microbatches, split backward) of a layout's timeline, for
-    :func:`pipesim.sim.budget.check_actions`."""
-    from schedules import get_family
-
-    family = get_family(layout.schedule)
-    chunks = family.chunks(layout.vpp)
-    return layout.schedule, layout.pp, chunks, layout.num_microbatches, family.split_backward
 
 
 def build_scenario(
@@ -86,7 +75,7 @@ def build_scenario(
     )
     check_gpu_count(layout, cluster.gpus)
     hw.gpu.peak(layout.precision)  # fail early if the GPU lacks the precision
-    check_actions([timeline_of(layout)], max_actions)
+    check_actions([layout_timeline(layout)], max_actions)
     return Scenario(model, hw.gpu, layout, cluster.comm(layout.num_gpus), rank_order=cluster.rank_grid())
 
 
@@ -133,7 +122,7 @@ def simulate_cmd(
         refuse_alongside("--scenario", (*SCENARIO_REPLACES, "schedule"))
         stored = load_scenario_toml(scenario_file)
         scenario = stored.scenario()
-        check_actions([timeline_of(scenario.layout)], max_actions)
+        check_actions([layout_timeline(scenario.layout)], max_actions)
         report = simulate_scenario(scenario)
         gpus_per_node = stored.gpus_per_node
     else:

@@ -11,6 +11,7 @@ from pipesim.cost.memory import RESERVE_BYTES
 from pipesim.cost.times import Efficiency
 from pipesim.errors import InputError
 from pipesim.plan.estimate import Estimator
+from pipesim.sim.budget import MAX_ACTIONS
 from pipesim.specs.efficiency import GPU_PROFILE, resolve_efficiency
 from pipesim.specs.gpu import GPUSpec
 from pipesim.specs.layout import RECOMPUTE, TRAIN_PRECISIONS
@@ -131,6 +132,7 @@ class PlanRequest:
     reserve_bytes: float = RESERVE_BYTES
     top_k: int = 16
     tokens: float | None = None
+    max_actions: int = MAX_ACTIONS  # compute actions the top_k simulations may hold together
 
     def __post_init__(self) -> None:
         if self.global_batch_size < 1:

@@ -45,6 +45,7 @@ from pipesim.plan.results import (
     training_time,
 )
 from pipesim.plan.space import GIB, REASONS, Candidate, Rejections, enumerate_space
+from pipesim.sim.budget import check_actions, layout_timeline
 from pipesim.specs.layout import divisors
 
 __all__ = [
@@ -122,6 +123,7 @@ def plan(
     feasible.sort(key=lambda ce: (ce[1].step_time_s, ce[0].index))
 
     top = feasible[: request.top_k]
+    check_actions([layout_timeline(c.layout(request)) for c, _ in top], request.max_actions)
     sims: list[SimSummary] = []
     if top:
         sim_batches = [Batch(request, (c,)) for c, _ in top]

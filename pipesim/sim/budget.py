@@ -11,8 +11,12 @@ HTML per bar.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from pipesim.errors import InputError
+
+if TYPE_CHECKING:
+    from pipesim.specs.layout import Layout
 
 __all__ = [
     "MAX_ACTIONS",
@@ -22,6 +26,7 @@ __all__ = [
     "check_actions",
     "check_bars",
     "check_gpus",
+    "layout_timeline",
     "timeline_actions",
 ]
 
@@ -29,6 +34,21 @@ MAX_ACTIONS = 4_000_000  # compute actions in one command's timelines
 MAX_BARS = 250_000  # compute bars on one Gantt page (about 110 MB of HTML)
 MAX_GPUS = 32_768  # GPUs in one topology graph (4,096 eight-GPU servers)
 MAX_TOP_K = 1_024  # layouts plan simulates on the full timeline
+
+
+def layout_timeline(layout: Layout) -> tuple[str, int, int, int, bool]:
+    """(schedule, ranks, chunks per rank, microbatches, split backward) of a layout's step, as
+    :func:`check_actions` counts it."""
+    from schedules import get_family
+
+    family = get_family(layout.schedule)
+    return (
+        layout.schedule,
+        layout.pp,
+        family.chunks(layout.vpp),
+        layout.num_microbatches,
+        family.split_backward,
+    )
 
 
 def timeline_actions(ranks: int, chunks_per_rank: int, microbatches: int, split_backward: bool) -> int:
@@ -52,10 +72,13 @@ def check_actions(timelines: Iterable[tuple[str, int, int, int, bool]], limit: i
     for name, ranks, chunks, microbatches, split in timelines:
         n = timeline_actions(ranks, chunks, microbatches, split)
         total += n
-        parts.append(
-            f"{name} {ranks} ranks x {chunks} chunks x {microbatches:,} microbatches x {3 if split else 2}"
-        )
-    _check(total, limit, "compute actions", " + ".join(parts) or "0", "--max-actions")
+        text = f"{name} {ranks} ranks x {chunks} chunks x {microbatches:,} microbatches x {3 if split else 2}"
+        parts.append((n, text))
+    if len(parts) > 3:  # name the largest, count the rest
+        detail = f"{len(parts)} timelines (largest: {max(parts)[1]})"
+    else:
+        detail = " + ".join(text for _, text in parts) or "0"
+    _check(total, limit, "compute actions", detail, "--max-actions")
     return total
 
 
