@@ -1,7 +1,7 @@
 """Predicted vs published collective bandwidths (issue 4, part 5).
 
 Every row names its source. The first table holds the measurements quoted in
-/work/shared/reference/published.md section 6.2 (target: |error| <= 10%); the second, H100 measurements from
+the project's reference notes (published.md) section 6.2 (target: |error| <= 10%); the second, H100 measurements from
 public nccl-tests / NCCL issues that are not in published.md and were never used for calibration (validation
 only). Predictions use one shared calibration (topologies/presets/_calibration.toml): nothing is tuned per row.
 
@@ -40,7 +40,7 @@ def per_node(nodes: int, per: int, local: int = 0) -> tuple[int, ...]:
     return tuple(s * per + local for s in range(nodes))
 
 
-# Measurements quoted in /work/shared/reference/published.md section 6.2: the calibration's own data.
+# Measurements quoted in the project's reference notes (published.md) section 6.2: the calibration's own data.
 CASES = [
     Case(
         "8x A100 all-reduce busbw",

@@ -1,6 +1,6 @@
 """A small pure-Python timer for schedule orders, used by the schedule generators that search over orders.
 
-It times a :class:`~schedules.ir.Schedule` the way pipesim's engine does (DESIGN.md, "The engine"): each rank
+It times a :class:`~schedules.ir.Schedule` the way pipesim's engine does (:mod:`pipesim.sim.engine`): each rank
 runs its program in order on one compute stream; an action starts when the rank is free and every signal it
 depends on (:func:`schedules.ir.depends_on`) has arrived; a signal crossing ranks leaves on the producer's send
 stream (one send at a time, in program order) and takes the boundary's transfer time. Costs are per stage and

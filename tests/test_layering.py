@@ -1,4 +1,4 @@
-"""The import arrows of DESIGN.md: schedules/ and topologies/ never import pipesim; nothing imports cli;
+"""The import arrows of the package layout (README, developer section): schedules/ and topologies/ never import pipesim; nothing imports cli;
 plotly only under pipesim/figures/; click only under pipesim/cli/, which nothing else imports."""
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ def engine_costs(n: int, t: AutoTimes) -> OpCosts:
 def test_timer_agrees_with_the_engine(
     name: str, p: int, m: int, tf: float, ti: float, tw: float, p2p: float, stash: float, reps: int
 ) -> None:
-    # DESIGN.md: a second evaluation is fine if a property test holds it to the engine.
+    # One model of each concept: a second evaluation is fine if a property test holds it to the engine.
     if name == "interleaved-1f1b":
         m = p * max(1, m // p)
     if name == "dualpipe-v":

@@ -19,7 +19,7 @@ Model (deterministic; every constant below that is not the GPU's board power is 
 
 Sources and assumptions of the defaults:
 
-* TDP per preset: /work/shared/reference/published.md section 7 (A100 400 W, H100 SXM 700 W, H200 700 W,
+* TDP per preset: the project's reference notes (published.md) section 7 (A100 400 W, H100 SXM 700 W, H200 700 W,
   B200 ~1000 W, MI300X 750 W; see :mod:`pipesim.specs.gpu` for which are unconfirmed); a GPU TOML may set
   ``tdp_W``.
 * ``idle_fraction`` = 0.15 of TDP (assumption; secondary web tables list ~15% of TDP idle, e.g. about 105 W

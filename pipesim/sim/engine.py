@@ -1,6 +1,6 @@
 """The timeline simulator: when does every action, transfer and reduction of a schedule run?
 
-Model (see DESIGN.md, "The engine"):
+Model:
 
 * each rank runs its program in order on one compute stream; an action starts when the rank is free and every
   signal it depends on (:func:`schedules.ir.depends_on`) is available on that rank;

@@ -33,6 +33,7 @@ import numpy as np
 from pipesim.cost.traffic import StageTraffic
 from pipesim.sim.engine import OpCosts, SpanKind, Stream, Timeline
 from pipesim.sim.series import GanttSeries, MemorySeries
+from schedules.ir import Action, Op, consumer_stage, depends_on, produces
 
 __all__ = ["chrome_trace", "chrome_trace_json", "PID_STRIDE", "TP_TID", "TraceRun", "action_name"]
 
@@ -98,22 +99,32 @@ def _us(seconds: float) -> float:
 
 
 def _consumers(timeline: Timeline) -> np.ndarray:
-    """Row of the compute action that consumes each send (F(s+1, m) for an activation, B or I(s-1, m) for a
-    gradient); -1 where none is found."""
+    """Row of the compute action that consumes each send, by the inverse of the dependency rule
+    (:func:`schedules.ir.consumer_stage`: F(s) feeds F(s+1), B or I(s) feeds B or I(s-1)); -1 where none is
+    found."""
     n = timeline.num_actions
     kind = timeline.kind.astype(np.int64)
     stage = timeline.stage.astype(np.int64)
     mb = timeline.microbatch.astype(np.int64)
-    key_of: dict[tuple[int, int, int], int] = {}
+    num_stages = int(stage[:n].max()) + 1 if n else 0
+    key_of: dict[tuple[int, int], list[tuple[int, int]]] = {}
     for i in range(n):
-        key_of[(int(kind[i]), int(stage[i]), int(mb[i]))] = i
+        key_of.setdefault((int(stage[i]), int(mb[i])), []).append((int(kind[i]), i))
     out = np.full(timeline.num_spans, -1, dtype=np.int64)
     for row in np.nonzero(timeline.stream == Stream.P2P)[0].tolist():
         s, m = int(stage[row]), int(mb[row])
-        if kind[row] == SpanKind.SEND_ACTIVATION:
-            out[row] = key_of.get((int(SpanKind.F), s + 1, m), -1)
-        else:
-            out[row] = key_of.get((int(SpanKind.B), s - 1, m), key_of.get((int(SpanKind.I), s - 1, m), -1))
+        producer = Op.F if kind[row] == SpanKind.SEND_ACTIVATION else Op.B
+        c = consumer_stage(producer, s, num_stages)
+        if c is None:
+            continue
+        signal = produces(producer)
+        for op, i in sorted(key_of.get((c, m), [])):
+            if op < len(Op) and any(
+                d.cross_stage and d.stage == s and d.signal == signal
+                for d in depends_on(Action(c, Op(op), m), num_stages)
+            ):
+                out[row] = i
+                break
     return out
 
 

@@ -1,7 +1,7 @@
 """GPU specifications (:class:`GPUSpec`) and presets.
 
 Peak numbers are dense (no structured sparsity), per GPU, in SI units: FLOP/s, bytes, bytes/s, watts.
-Values come from /work/shared/reference/published.md section 7 ("Hardware specifications"), which quotes
+Values come from the project's reference notes (published.md) section 7 ("Hardware specifications"), which quotes
 vendor material through secondary pages; each preset's ``source`` names the page and ``status`` says how sure
 the value is. Numbers that published.md marks unconfirmed, or does not list at all (TF32/FP32 peaks, the
 V100 and H100 PCIe TDP), are flagged ``unconfirmed`` in the preset's ``notes`` and must not be test targets.
