@@ -65,7 +65,9 @@ def test_llama3_gqa_shapes() -> None:
 def test_every_preset_is_consistent() -> None:
     for m in MODEL_PRESETS.values():
         assert m.hidden_size % m.num_attention_heads == 0
-        assert m.num_params() > m.num_layers * m.layer_matrix_params()
+        assert m.num_params() > m.num_layers * min(
+            m.layer_matrix_params(k, active=False) for k in m.kind_counts()
+        )
         assert m.source
 
 
@@ -77,7 +79,7 @@ def test_unknown_model_lists_presets() -> None:
 def test_model_spec_rejects_bad_shapes() -> None:
     with pytest.raises(InputError, match="not divisible by num_attention_heads=7"):
         ModelSpec("x", 2, 64, 7, 100, 16, 256, 7)
-    with pytest.raises(InputError, match="activation='relu'; valid: gelu, swiglu"):
+    with pytest.raises(InputError, match="activation='relu'; valid: gelu, squared_relu, swiglu, geglu"):
         ModelSpec("x", 2, 64, 4, 100, 16, 256, 4, activation="relu")
 
 

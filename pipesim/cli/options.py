@@ -81,6 +81,11 @@ LAYOUT_NAMES = (
     "overlap_param_gather",
     "fp8_recipe",
     "uneven_layers",
+    "cp",
+    "cp_comm",
+    "ep",
+    "etp",
+    "moe_imbalance",
 )
 CLUSTER_NAMES = (
     "gpus",

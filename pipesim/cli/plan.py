@@ -85,7 +85,7 @@ def _onoff(text: str, flag: str) -> tuple[bool, ...]:
 @cluster_options(PLAN_CLUSTER)
 @layout_options(PLAN_LAYOUT, global_batch_size={"required": True, "help": "Sequences per optimizer step."})
 @energy_options()
-@plain_options("max_days", "max_nodes", "space_tp", "space_pp", "space_vpp", "max_tp", "max_pp", "space_mbs",
+@plain_options("max_days", "max_nodes", "space_tp", "space_pp", "space_cp", "space_ep", "space_etp", "space_vpp", "max_tp", "max_pp", "space_mbs",
                "schedules", "space_recompute", "space_do", "space_sp", "allow_cross_node_tp", "top_k", "show",
                "explain", "as_json", "as_csv", "output", "image_path", "plotlyjs", "wide", "scenario_out", "workers",
                "dask_scheduler", "max_actions",
@@ -112,6 +112,9 @@ def plan_cmd(hw: Hardware, cluster: ClusterFlags, lay: LayoutFlags, energy: Ener
         max_pp=kw["max_pp"],
         allow_cross_node_tp=kw["allow_cross_node_tp"],
         uneven_layers=lay.uneven_layers,
+        cp=_int_list(kw["space_cp"], "--cp"),
+        ep=_int_list(kw["space_ep"], "--ep"),
+        etp=_int_list(kw["space_etp"], "--etp"),
     )
     if lay.attention not in ("flash", "unfused"):
         raise InputError(f"--attention={lay.attention!r}; valid: flash, unfused")

@@ -171,9 +171,13 @@ def _plan_table(result: Any, limit: int | None) -> Table:
         padding=(0, 1),
         pad_edge=False,
     )
+    par = (["cp"] if any(e.candidate.cp > 1 for e in result.entries) else []) + (
+        ["ep", "etp"] if req.model.moe else []
+    )
     cols = [
         "#",
         "tp",
+        *par,
         "pp",
         "dp",
         "vpp",
@@ -194,9 +198,11 @@ def _plan_table(result: Any, limit: int | None) -> Table:
         table.add_column(c, justify="left" if c in ("schedule", "recompute") else "right", no_wrap=True)
     for i, e in enumerate(result.entries[:limit] if limit else result.entries, start=1):
         c = e.candidate
+        extra = {"cp": c.cp, "ep": c.ep, "etp": c.etp}
         row = [
             str(i),
             str(c.tp),
+            *(str(extra[k]) for k in par),
             str(c.pp),
             str(c.dp),
             str(c.vpp),

@@ -70,7 +70,7 @@ def build_scenario(
     layout = lay.layout(
         schedule,
         microbatches=microbatches,
-        gpus=cluster.gpus,
+        gpus=cluster.world(),
         vpp=lay.virtual_stages(model) if vpp is None else vpp,
     )
     check_gpu_count(layout, cluster.gpus)
@@ -165,8 +165,18 @@ def render_report(report: SimulationReport) -> None:
         f"{sc.model.name} on {lay.num_gpus} x {sc.gpu.name}: dp={lay.dp} tp={lay.tp} pp={lay.pp} vpp={lay.vpp} "
         f"schedule={lay.schedule} micro-batch={lay.micro_batch_size} global-batch={lay.global_batch_size} "
         f"microbatches={lay.num_microbatches} seq={lay.seq(sc.model)} recompute={lay.recompute} "
-        f"sp={'on' if lay.sequence_parallel else 'off'} precision={lay.precision} attention={lay.attention}",
+        f"sp={'on' if lay.sequence_parallel else 'off'} precision={lay.precision} attention={lay.attention}"
+        + (f" cp={lay.cp} cp-comm={lay.cp_comm}" if lay.cp > 1 else "")
+        + (
+            f" ep={lay.ep} etp={lay.etp} edp={lay.edp} moe-imbalance={lay.moe_imbalance:g}"
+            if sc.model.moe
+            else ""
+        ),
         highlight=False,
+    )
+    total, active = sc.model.num_params(mtp=True), sc.model.num_params(active=True, mtp=True)
+    con.print(
+        f"parameters: {total / 1e9:.2f} B total, {active / 1e9:.2f} B active per token", highlight=False
     )
     con.print(f"communication: {sc.comm_description()}", highlight=False)
     con.print(f"placement: {sc.placement_description()}", highlight=False)
@@ -227,6 +237,11 @@ def _times_table(report: SimulationReport) -> Table:
         "dp_comm": "DP communication",
         "optimizer": "optimizer step",
     }
+    lay = report.scenario.layout
+    if report.scenario.model.moe and lay.ep > 1:
+        labels["ep_comm"] = "EP all-to-all"
+    if lay.cp > 1:
+        labels["cp_comm"] = "CP key/value exchange"
     for key, label in labels.items():
         part = bd[key]
         share = "" if key == "recompute" else f"{part['exposed'] / step:.1%}"
@@ -243,7 +258,19 @@ def _memory_table(report: SimulationReport) -> Table:
     )
     from pipesim.terminal import verdict
 
-    cols = ("rank", "weights", "grads", "optimizer", "activations", "transient", "reserve", "peak", "verdict")
+    moe = report.scenario.model.moe
+    cols: tuple[str, ...] = (
+        "rank",
+        "weights",
+        "grads",
+        "optimizer",
+        "activations",
+        "transient",
+        "reserve",
+        "peak",
+        "verdict",
+    )
+    cols += ("experts (w+g+opt)",) if moe else ()
     for col in cols:
         mem.add_column(col, justify="right", no_wrap=True)
     shown = list(report.memory)
@@ -252,5 +279,6 @@ def _memory_table(report: SimulationReport) -> Table:
         shown = [m for m in shown if m.rank in keep]
     for m in shown:
         parts = (m.weights, m.grads, m.optimizer, m.activations, m.transient, m.reserve, m.peak)
-        mem.add_row(str(m.rank), *(gib(x) for x in parts), verdict(m.fits))
+        experts = (gib(m.expert_weights + m.expert_grads + m.expert_optimizer),) if moe else ()
+        mem.add_row(str(m.rank), *(gib(x) for x in parts), verdict(m.fits), *experts)
     return mem

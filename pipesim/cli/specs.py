@@ -119,6 +119,11 @@ class LayoutFlags:
     overlap_param_gather: bool
     fp8_recipe: str
     uneven_layers: bool
+    cp: int = 1
+    cp_comm: str = "ring"
+    ep: int = 1
+    etp: int = 1
+    moe_imbalance: float = 1.0
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
@@ -149,16 +154,17 @@ class LayoutFlags:
         gpus: int | None = None,
         **changes: Any,
     ) -> Layout:
-        """The :class:`Layout`: dp defaults to ``gpus / (tp x pp)`` (else 1), the global batch to
+        """The :class:`Layout`: dp defaults to ``gpus / (tp x cp x pp)`` (else 1), the global batch to
         ``microbatches`` (default 4 x pp) microbatches per replica, the schedule to interleaved-1f1b when
         vpp > 1 else 1f1b; ``changes`` override fields. Layout checks every value."""
         from pipesim.specs.layout import Layout
 
         tp, pp = changes.get("tp", self.tp), changes.get("pp", self.pp)
+        unit = tp * pp * changes.get("cp", self.cp)
         dp = self.dp
         if dp is None:
-            fits = gpus is not None and tp >= 1 and pp >= 1 and gpus % (tp * pp) == 0 and gpus >= tp * pp
-            dp = gpus // (tp * pp) if fits and gpus is not None else 1
+            fits = gpus is not None and unit >= 1 and gpus % unit == 0 and gpus >= unit
+            dp = gpus // unit if fits and gpus is not None else 1
         mbs = self.micro_batch_size
         gbs = self.global_batch_size
         if gbs is None:
@@ -227,7 +233,17 @@ class ClusterFlags:
             check_gpus(spec.nodes if spec.nodes is not None else -(-world_size // per), per, self.max_gpus)
         return build_comm(spec, world_size)
 
-    def rank_grid(self) -> tuple[str, str, str]:
+    def world(self) -> int | None:
+        """The GPU count the flags name: ``--gpus``, else ``--nodes`` x the topology's GPUs per server."""
+        if self.gpus is not None:
+            return self.gpus
+        if self.topology is not None and self.nodes is not None:
+            from topologies import resolve_spec
+
+            return self.nodes * resolve_spec(self.topology).node.gpus
+        return None
+
+    def rank_grid(self) -> tuple[str, ...]:
         """``--rank-order`` parsed (fastest-varying axis first)."""
         from pipesim.specs.placement import parse_order
 

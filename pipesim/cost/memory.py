@@ -22,6 +22,15 @@ First stage extra (Korthikanti et al. Section 4.3; Megatron estimator): token id
 dropout mask s b h (/t with SP). Last stage extra: final-norm input 2 s b h, logit-layer input 2 s b h (/t with
 SP) and fp32 logits 4 s b V / t.
 
+Context parallelism divides every per-token term by cp (each GPU holds s / cp tokens). Multi-head latent
+attention keeps its query and key/value latents (2 s b (q_lora + kv_lora + d_rope), not split over tp) and
+its per-head queries, keys and values. A mixture-of-experts layer keeps, instead of the MLP's inner
+activations, the permuted token copies and each expert's inner activations for the rows the GPU computes
+(2 x rows x (h + 2 or 1 x width / etp + width / etp)), the fp32 router probabilities 4 T E and the shared
+experts' inner activations. Expert weights are sharded over etp x ep and their gradients and optimizer state
+over the expert-data-parallel group (Megatron-Core's distributed optimizer shards expert state over edp,
+dense state over dp x cp).
+
 How many microbatches are stashed at once comes from the engine's timeline (the scenario multiplies);
 the closed forms are the schedule registry's (``ScheduleFamily.in_flight``). The verdict compares, per pipeline rank,
 weights + grads + optimizer + ACTIVATION_OVERHEAD x peak activations + the transient working set of one layer's
@@ -33,8 +42,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pipesim.cost.moe_ops import expert_rows
 from pipesim.specs.layout import Layout
-from pipesim.specs.model import ModelSpec
+from pipesim.specs.model import LayerKind, ModelSpec
 
 __all__ = [
     "WEIGHT_BYTES",
@@ -48,10 +58,12 @@ __all__ = [
     "embedding_activation_bytes",
     "head_activation_bytes",
     "stage_params",
+    "stage_param_split",
     "transient_bytes",
     "RankMemory",
     "rank_memory",
     "stage_activation_bytes",
+    "stage_extra_activation_bytes",
 ]
 
 WEIGHT_BYTES = 2.0  # 16-bit model weights
@@ -64,48 +76,65 @@ ACTIVATION_OVERHEAD = 1.05
 RESERVE_BYTES = 2.0 * 2**30
 
 
-def bytes_per_param(layout: Layout) -> tuple[float, float, float]:
-    """(weights, gradients, optimizer) bytes per parameter: (2, 4, 12), or (2, 4, 12/dp) with the distributed
-    optimizer (ZeRO-1); totals 18 and 6 + 12/dp (published.md s3, ``compute_weight_and_optimizer_memory``).
-    ZeRO-2 also shards the gradients (2 + 16/dp) and ZeRO-3 the weights (18/dp) over data parallelism
-    (Rajbhandari et al., ZeRO, SC20, Section 5, with Megatron-LM's 4-byte gradients)."""
-    dp = layout.dp
-    opt = OPTIMIZER_BYTES / dp if layout.zero_stage >= 1 else OPTIMIZER_BYTES
-    grads = GRAD_BYTES / dp if layout.zero_stage >= 2 else GRAD_BYTES
-    weights = WEIGHT_BYTES / dp if layout.zero_stage >= 3 else WEIGHT_BYTES
+def bytes_per_param(layout: Layout, shard: int | None = None) -> tuple[float, float, float]:
+    """(weights, gradients, optimizer) bytes per parameter: (2, 4, 12), or (2, 4, 12/n) with the distributed
+    optimizer (ZeRO-1) sharding over n = ``shard`` GPUs (default dp x cp, the dense parameters' data-parallel
+    group); totals 18 and 6 + 12/n (published.md s3, ``compute_weight_and_optimizer_memory``). ZeRO-2 also
+    shards the gradients (2 + 16/n) and ZeRO-3 the weights (18/n) (Rajbhandari et al., ZeRO, SC20, Section 5,
+    with Megatron-LM's 4-byte gradients)."""
+    n = layout.dp * layout.cp if shard is None else shard
+    opt = OPTIMIZER_BYTES / n if layout.zero_stage >= 1 else OPTIMIZER_BYTES
+    grads = GRAD_BYTES / n if layout.zero_stage >= 2 else GRAD_BYTES
+    weights = WEIGHT_BYTES / n if layout.zero_stage >= 3 else WEIGHT_BYTES
     return weights, grads, opt
 
 
-def _parts(model: ModelSpec, layout: Layout) -> tuple[float, float, float]:
-    """(non-TP region bytes, TP region bytes, attention-score bytes) of one layer, one microbatch, one TP rank
+def _parts(model: ModelSpec, layout: Layout, kind: LayerKind | None = None) -> tuple[float, float, float]:
+    """(non-TP region bytes, TP region bytes, attention-score bytes) of one layer, one microbatch, one GPU
     with no recomputation."""
-    b, s, t = layout.micro_batch_size, layout.seq(model), layout.tp
+    k = model.resolve_kind(kind)
+    b, t = layout.micro_batch_size, layout.tp
+    s = layout.seq(model) // layout.cp
     h, a = model.hidden_size, model.num_attention_heads
     sb = s * b
     non_tp = float((8 + (2 if model.dropout else 0)) * sb * h)
     if layout.sequence_parallel:
         non_tp /= t
-    kv = model.kv_size
-    mlp = (3 if model.gated_mlp else 2) * model.ffn_hidden_size
-    tp_region = 2 * sb * (h + 2 * kv + h + mlp) / t
+    if model.mla:
+        attn = model.q_size + a * model.qk_head_dim + model.attn_out_size + model.attn_out_size
+        latent = 2.0 * sb * (model.q_lora_rank + model.kv_lora_rank + model.qk_rope_head_dim)
+    else:
+        attn = model.q_size + 2 * model.kv_size + model.attn_out_size
+        latent = 0.0
+    mlp_w = model.shared_expert_ffn_hidden_size if k.moe else model.ffn_hidden_size
+    mlp = (3 if model.gated_mlp else 2) * mlp_w
+    tp_region = 2 * sb * (attn + mlp) / t + latent
+    if k.moe:
+        t_disp, rows = expert_rows(model, layout, sb)
+        width = model.expert_ffn / layout.etp
+        tp_region += (
+            2.0 * rows * (h + (3 if model.gated_mlp else 2) * width) + 4.0 * t_disp * model.num_experts
+        )
     per_score = 0 if layout.attention == "flash" else (5 if model.dropout else 2) * s
     scores = (per_score or 4.0) * a * sb / t  # flash: only the fp32 log-sum-exp, 4 bytes per (head, token)
     return non_tp, tp_region, scores
 
 
-def layer_activation_bytes_no_recompute(model: ModelSpec, layout: Layout) -> float:
+def layer_activation_bytes_no_recompute(
+    model: ModelSpec, layout: Layout, kind: LayerKind | None = None
+) -> float:
     """Bytes one layer stashes per microbatch on one TP rank without recomputation: Korthikanti eq. (2)
     s b h (10 + 24/t + 5 a s/(h t)) for GPT without SP, eq. (4) s b h/t (34 + 5 a s/h) with SP."""
-    return sum(_parts(model, layout))
+    return sum(_parts(model, layout, kind))
 
 
-def layer_activation_bytes(model: ModelSpec, layout: Layout) -> float:
+def layer_activation_bytes(model: ModelSpec, layout: Layout, kind: LayerKind | None = None) -> float:
     """Bytes one layer stashes per microbatch on one TP rank under ``layout.recompute`` (Korthikanti Table 2):
     none -> eq. (2)/(4); selective -> without the score term, s b h (10 + 24/t) (34 s b h / t with SP);
     full -> the layer input 2 s b h (/t with SP)."""
-    non_tp, tp_region, scores = _parts(model, layout)
+    non_tp, tp_region, scores = _parts(model, layout, kind)
     if layout.recompute == "full":
-        x = 2.0 * layout.micro_batch_size * layout.seq(model) * model.hidden_size
+        x = 2.0 * layout.micro_batch_size * layout.seq(model) / layout.cp * model.hidden_size
         return x / layout.tp if layout.sequence_parallel else x
     if layout.recompute == "selective":
         return non_tp + tp_region
@@ -116,20 +145,24 @@ def transient_bytes(model: ModelSpec, layout: Layout) -> float:
     """Working set of one layer's backward beyond the stash: with full recomputation the layer's whole
     no-recompute activations are rebuilt; with selective recomputation of unfused attention, its scores; with
     ZeRO-3, the gathered weights of the layer being computed (prefetching works submodule by submodule)."""
+    return max(_transient(model, layout, k) for k in model.kind_counts())
+
+
+def _transient(model: ModelSpec, layout: Layout, kind: LayerKind) -> float:
     gathered = 0.0
     if layout.zero_stage >= 3:  # ZeRO-3: the gathered 16-bit weights of the layer being computed
-        gathered = WEIGHT_BYTES * model.layer_params() / layout.tp
+        gathered = WEIGHT_BYTES * model.layer_params(kind) / layout.tp
     if layout.recompute == "full":
-        return gathered + layer_activation_bytes_no_recompute(model, layout)
+        return gathered + layer_activation_bytes_no_recompute(model, layout, kind)
     if layout.recompute == "selective":
-        return gathered + _parts(model, layout)[2]
+        return gathered + _parts(model, layout, kind)[2]
     return gathered
 
 
 def embedding_activation_bytes(model: ModelSpec, layout: Layout) -> float:
     """First-stage extra per microbatch: 8 s b token ids + s b h dropout mask (/t with SP) (Korthikanti 4.3;
     Megatron estimator's 8 s b p + s b h p over p in-flight microbatches)."""
-    b, s = layout.micro_batch_size, layout.seq(model)
+    b, s = layout.micro_batch_size, layout.seq(model) // layout.cp
     mask = float(s * b * model.hidden_size) if model.dropout else 0.0
     if layout.sequence_parallel:
         mask /= layout.tp
@@ -139,25 +172,43 @@ def embedding_activation_bytes(model: ModelSpec, layout: Layout) -> float:
 def head_activation_bytes(model: ModelSpec, layout: Layout) -> float:
     """Last-stage extra per microbatch: final-norm input and logit-layer input 2 s b h each (/t with SP) and
     the fp32 logits 4 s b V / t (Korthikanti 4.3: 4 s b h/t (1 + V/h) with SP)."""
-    b, s, t = layout.micro_batch_size, layout.seq(model), layout.tp
+    b, s, t = layout.micro_batch_size, layout.seq(model) // layout.cp, layout.tp
     sbh = float(s * b * model.hidden_size)
     ins = 4.0 * sbh / t if layout.sequence_parallel else 4.0 * sbh
     return ins + 4.0 * s * b * model.vocab_size / t
 
 
 def stage_params(model: ModelSpec, layout: Layout, layers: int, first: bool, last: bool) -> float:
-    """Parameters one TP rank holds for a stage of ``layers`` layers: layers / t, plus the embedding / t on the
-    first stage, plus on the last stage the final norm and the output layer / t (untied, or, when tied and the
-    last stage is not the first, Megatron's copy of the word embedding)."""
+    """Parameters one GPU holds for a stage of ``layers`` layers of a uniform model: dense + expert parts of
+    :func:`stage_param_split`."""
+    dense, expert = stage_param_split(model, layout, {model.resolve_kind(None): layers}, first, last)
+    return dense + expert
+
+
+def stage_param_split(
+    model: ModelSpec, layout: Layout, kinds: dict[LayerKind, int], first: bool, last: bool
+) -> tuple[float, float]:
+    """(dense, expert) parameters one GPU holds for a stage with ``kinds`` layers of each kind: dense layer
+    weights / t and routed experts / (ep x etp) (router and shared experts are dense), plus the embedding / t
+    on the first stage, plus on the last stage the final norm and the output layer / t (untied, or, when tied
+    and the last stage is not the first, Megatron's copy of the word embedding) and the MTP modules."""
     t = layout.tp
-    p = layers * model.layer_params() / t
+    dense = expert = 0.0
+    for kind, n in kinds.items():
+        e = model.expert_layer_params() if kind.moe else 0
+        dense += n * (model.layer_params(kind) - e) / t
+        expert += n * e / (layout.ep * layout.etp)
     if first:
-        p += model.embedding_params() / t
+        dense += model.embedding_params() / t
     if last:
-        p += model.final_norm_params()
+        dense += model.final_norm_params()
         if not model.tied_embeddings or not first:
-            p += model.vocab_size * model.hidden_size / t
-    return p
+            dense += model.vocab_size * model.hidden_size / t
+        if model.mtp_layers:
+            e = model.mtp_layers * (model.expert_layer_params() if model.main_kind().moe else 0)
+            dense += (model.mtp_params() - e) / t
+            expert += e / (layout.ep * layout.etp)
+    return dense, expert
 
 
 @dataclass(frozen=True)
@@ -172,6 +223,9 @@ class RankMemory:
     transient: float
     reserve: float
     capacity: float
+    expert_weights: float = 0.0  # the expert part of weights / grads / optimizer (included in those)
+    expert_grads: float = 0.0
+    expert_optimizer: float = 0.0
 
     @property
     def peak(self) -> float:
@@ -192,27 +246,58 @@ def rank_memory(
     layout: Layout,
     capacity_bytes: float,
     reserve_bytes: float = RESERVE_BYTES,
+    expert_params: float = 0.0,
 ) -> RankMemory:
-    """Memory of pipeline rank ``rank`` holding ``params`` parameters (per TP rank) whose stashed activations
+    """Memory of pipeline rank ``rank`` holding ``params`` parameters per GPU (``expert_params`` of them
+    routed-expert weights, whose state shards over the expert-data-parallel group) whose stashed activations
     peak at ``activation_peak_bytes`` (from the timeline); activations are scaled by ACTIVATION_OVERHEAD."""
     w, g, o = bytes_per_param(layout)
+    ew, eg, eo = bytes_per_param(layout, layout.edp)
+    dense = params - expert_params
+    x = expert_params
     return RankMemory(
         rank,
-        params * w,
-        params * g,
-        params * o,
+        dense * w + x * ew,
+        dense * g + x * eg,
+        dense * o + x * eo,
         activation_peak_bytes * ACTIVATION_OVERHEAD,
         transient,
         reserve_bytes,
         capacity_bytes,
+        x * ew,
+        x * eg,
+        x * eo,
     )
 
 
-def stage_activation_bytes(model: ModelSpec, layout: Layout, layers: Sequence[int]) -> tuple[float, ...]:
-    """Bytes each global stage stashes per microbatch: its layers x :func:`layer_activation_bytes`, plus the
-    embedding extra on stage 0 and the head extra on the last stage."""
-    per_layer = layer_activation_bytes(model, layout)
-    out = [n * per_layer for n in layers]
-    out[0] += embedding_activation_bytes(model, layout)
-    out[-1] += head_activation_bytes(model, layout)
-    return tuple(out)
+def stage_extra_activation_bytes(model: ModelSpec, layout: Layout, first: bool, last: bool) -> float:
+    """A stage's stash beyond its layers: the embedding extra on the first stage, the head extra (and the MTP
+    modules' layer and head) on the last."""
+    extra = embedding_activation_bytes(model, layout) if first else 0.0
+    if last:
+        extra += head_activation_bytes(model, layout)
+        if model.mtp_layers:
+            extra += model.mtp_layers * (
+                layer_activation_bytes(model, layout, model.main_kind())
+                + head_activation_bytes(model, layout)
+            )
+    return extra
+
+
+def stage_activation_bytes(
+    model: ModelSpec,
+    layout: Layout,
+    layers: Sequence[int],
+    kinds: Sequence[dict[LayerKind, int]] | None = None,
+) -> tuple[float, ...]:
+    """Bytes each global stage stashes per microbatch: its layers x :func:`layer_activation_bytes` (per kind
+    when ``kinds`` gives each stage's layer kinds) plus :func:`stage_extra_activation_bytes`."""
+    if kinds is None:
+        per_layer = layer_activation_bytes(model, layout)
+        out = [n * per_layer for n in layers]
+    else:
+        out = [sum(n * layer_activation_bytes(model, layout, k) for k, n in ks.items()) for ks in kinds]
+    last = len(out) - 1
+    return tuple(
+        a + stage_extra_activation_bytes(model, layout, s == 0, s == last) for s, a in enumerate(out)
+    )

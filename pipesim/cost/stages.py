@@ -4,9 +4,13 @@ planner's estimator (:mod:`pipesim.plan.estimate`) alike. The estimator differs 
 it evaluates the pipeline phase (a closed form instead of the timeline), never in a cost.
 
 A stage's F / B / W is its layer count x one layer's times (:func:`pipesim.cost.times.layer_pass_times`), plus
-the embedding on stage 0 and the head on the last stage. Transfers: :func:`pipesim.cost.times.p2p_bytes` sent
+the embedding on stage 0 and the head on the last stage; with layers of several kinds (first-k-dense and
+interleaved MoE layers, sliding-window layers) each kind's layer times x its count in the stage, and DeepSeek-V3's
+multi-token-prediction modules as one more layer of the last layer's kind and one more output head each on
+the last stage (their small 2h x h projection not timed). Transfers: :func:`pipesim.cost.times.p2p_bytes` sent
 from stage s's rank to stage s+1's, plus an intra-node all-gather on the receiver with scatter/gather (SC21
-Section 4.1). Data-parallel reduction of a stage: its gradients (``Layout.grad_reduce_bytes`` per parameter)
+Section 4.1). Data-parallel reduction of a stage: its dense gradients over data x context parallel and its
+routed-expert gradients over the expert-data-parallel group (Megatron-Core), each (``Layout.grad_reduce_bytes`` per parameter)
 all-reduced (distributed optimizer: reduce-scattered) over the stage's data-parallel group in buckets of
 :data:`pipesim.cost.times.DP_BUCKET_PARAMS` parameters (Megatron-LM's default bucket size); the whole
 reduction is handed to the engine, whose gradient buckets decide what the backward hides (the one model of DP
@@ -28,7 +32,7 @@ from typing import Any
 
 from pipesim.comm.base import CommModel
 from pipesim.cost.flops import ACT_BYTES
-from pipesim.cost.memory import WEIGHT_BYTES, stage_activation_bytes, stage_params, transient_bytes
+from pipesim.cost.memory import WEIGHT_BYTES, stage_activation_bytes, stage_param_split, transient_bytes
 from pipesim.cost.times import (
     DEFAULT_EFFICIENCY,
     DP_BUCKET_PARAMS,
@@ -42,21 +46,22 @@ from pipesim.cost.times import (
     p2p_bytes,
     param_gather_exposed_s,
 )
+from pipesim.errors import InputError
 from pipesim.sim.engine import OpCosts
 from pipesim.specs.gpu import GPUSpec
 from pipesim.specs.layout import Layout
-from pipesim.specs.model import ModelSpec
+from pipesim.specs.model import LayerKind, ModelSpec
 from pipesim.specs.placement import RankGrid
 
 __all__ = ["StageCosts", "StageCostModel", "weight_stash_bytes_per_layer", "dp_buckets"]
 
-_Units = tuple[PassTimes, PassTimes, PassTimes]
+_Units = tuple[dict[LayerKind, PassTimes], PassTimes, PassTimes]
 
 
 def weight_stash_bytes_per_layer(model: ModelSpec, layout: Layout) -> float:
     """What a layer keeps from I until W (split backward): each GEMM's input and output gradient; 32 s b h for
     GPT without TP (Qi et al. 2024, Table 1: W needs 32 s b h)."""
-    b, s, t = layout.micro_batch_size, layout.seq(model), layout.tp
+    b, s, t = layout.micro_batch_size, layout.seq(model) // layout.cp, layout.tp
     h = model.hidden_size
     tokens = b * s
     rep = tokens / t if layout.sequence_parallel else float(tokens)
@@ -92,6 +97,8 @@ class StageCosts:
     transient_bytes: float
     zero3_comm_s: tuple[float, ...]
     zero3_exposed_s: tuple[float, ...]
+    expert_params: tuple[float, ...] = ()  # the routed-expert part of ``params``
+    rank_expert_params: tuple[float, ...] = ()
 
     @property
     def dp_full_s(self) -> tuple[float, ...]:
@@ -111,6 +118,13 @@ def _unit_key(layout: Layout) -> tuple[Any, ...]:
         layout.attention,
         layout.tp_comm_overlap,
         layout.scatter_gather,
+        layout.cp,
+        layout.cp_comm,
+        layout.ep,
+        layout.etp,
+        layout.moe_imbalance,
+        layout.tp_comm_overlap_forward,
+        layout.fp8_recipe,
     )
 
 
@@ -132,14 +146,18 @@ class StageCostModel:
         self._memo: dict[tuple[Any, ...], Any] = {}
 
     # ------------------------------------------------------------------ cached pieces
-    def units(self, layout: Layout, tp_group: Iterable[int]) -> _Units:
-        """(one layer, embedding, head) pass times on TP group ``tp_group``."""
-        key = (_unit_key(layout), tuple(tp_group))
+    def units(
+        self, layout: Layout, tp_group: Iterable[int], groups: dict[str, list[int]] | None = None
+    ) -> _Units:
+        """({layer kind: one layer}, embedding, head) pass times on TP group ``tp_group`` (``groups``: the cp /
+        ep / etp ranks of that pipeline rank)."""
+        g = groups or {}
+        key = (_unit_key(layout), tuple(tp_group), tuple((k, tuple(v)) for k, v in sorted(g.items())))
         hit = self._units.get(key)
         if hit is None:
             args = (self.model, layout, self.gpu, self.efficiency, self.comm, list(tp_group))
             hit = self._units[key] = (
-                layer_pass_times(*args),
+                {k: layer_pass_times(*args, g, k) for k in self.model.kind_counts()},
                 embedding_pass_times(*args),
                 head_pass_times(*args),
             )
@@ -185,13 +203,23 @@ class StageCostModel:
         if src == dst:
             return 0.0
         a, b = grid.rank(0, 0, src), grid.rank(0, 0, dst)
-        key = (layout.tp, layout.micro_batch_size, layout.seq_length, layout.sequence_parallel, a, b)
+        key = (
+            layout.tp,
+            layout.micro_batch_size,
+            layout.seq_length,
+            layout.sequence_parallel,
+            layout.cp,
+            a,
+            b,
+        )
         hit = self._p2p.get(key)
         if hit is None:
             model = self.model
             hit = self.comm.p2p_s(p2p_bytes(model, layout), a, b)
             if layout.tp > 1 and layout.scatter_gather and not layout.sequence_parallel:
-                full = ACT_BYTES * layout.micro_batch_size * layout.seq(model) * model.hidden_size
+                full = (
+                    ACT_BYTES * layout.micro_batch_size * (layout.seq(model) // layout.cp) * model.hidden_size
+                )
                 hit += self.comm.collective_s("all-gather", full, grid.tp_group(0, dst))
             self._p2p[key] = hit
         return hit
@@ -211,15 +239,24 @@ class StageCostModel:
         n_stages = len(placement)
         layers = layout.layers_per_stage(model, n_stages)
         zero3 = layout.zero_stage >= 3
+        if zero3 and model.moe:
+            raise InputError(
+                "zero-stage=3 with a mixture-of-experts model is not modelled; use --zero-stage 1 or 2"
+            )
+        starts = [sum(layers[:i]) for i in range(n_stages)]
+        kinds = [model.kind_counts(starts[i], starts[i] + layers[i]) for i in range(n_stages)]
 
         passes: list[PassTimes] = []
         params: list[float] = []
+        expert: list[float] = []
         z_comm: list[float] = []
         z_exposed: list[float] = []
         for s in range(n_stages):
             r = placement[s]
             first, last = s == 0, s == n_stages - 1
-            layer, emb, head = self.units(layout, grid.tp_group(0, r))
+            groups = {"cp": grid.cp_group(0, 0, r), "ep": grid.ep_group(r), "etp": grid.etp_group(r)}
+            per_kind, emb, head = self.units(layout, grid.tp_group(0, r), groups)
+            layer = next(iter(per_kind.values()))
             c_total = c_exposed = 0.0
             if zero3:
                 group = grid.dp_group(0, r)
@@ -233,18 +270,25 @@ class StageCostModel:
                 if last:
                     head, hc, he = self._sharded(layout, group, "head", head, head_params / t)
                     c_total, c_exposed = c_total + hc, c_exposed + he
-            p = layer.scaled(layers[s])
+            if zero3:
+                p = layer.scaled(layers[s])
+            else:
+                p = PassTimes()
+                for kind, n in kinds[s].items():
+                    p = p + per_kind[kind].scaled(n)
             if first:
                 p = p + emb
             if last:
                 p = p + head
+                if model.mtp_layers:  # each MTP module: one more layer of the last layer's kind and head
+                    p = p + (per_kind[model.main_kind()] + head).scaled(model.mtp_layers)
             passes.append(p)
-            params.append(
-                self._memoized(
-                    ("params", layout.tp, layers[s], first, last),
-                    lambda n=layers[s], f=first, la=last: stage_params(model, layout, n, f, la),
-                )
+            dense_p, expert_p = self._memoized(
+                ("params", layout.tp, layout.ep, layout.etp, starts[s], layers[s], first, last),
+                lambda ks=kinds[s], f=first, la=last: stage_param_split(model, layout, ks, f, la),
             )
+            params.append(dense_p + expert_p)
+            expert.append(expert_p)
             z_comm.append(c_total)
             z_exposed.append(c_exposed)
 
@@ -259,7 +303,11 @@ class StageCostModel:
         for s in range(n_stages):
             red = 0.0
             if not zero3:  # ZeRO-3 reduce-scatters layer by layer inside every backward instead
-                red = self._collective(collective, params[s] * grad_b, grid.dp_group(0, placement[s]), bucket)
+                dense_group = grid.dp_cp_group(0, placement[s])
+                red = self._collective(collective, (params[s] - expert[s]) * grad_b, dense_group, bucket)
+                if expert[s] > 0:
+                    edp = grid.edp_group(placement[s])
+                    red += self._collective(collective, expert[s] * grad_b, edp, bucket)
             if tied_pair and s in (0, n_stages - 1):
                 pair = [grid.rank(0, 0, placement[0]), grid.rank(0, 0, placement[-1])]
                 red += self._collective(
@@ -268,25 +316,41 @@ class StageCostModel:
             dp_full.append(red)
 
         # Optimizer step: the slowest pipeline rank's.
+        # Dense state shards over dp x cp, expert state over edp (Megatron-Core's distributed optimizer).
         rank_params = [0.0] * layout.pp
+        rank_expert = [0.0] * layout.pp
         for s in range(n_stages):
             rank_params[placement[s]] += params[s]
+            rank_expert[placement[s]] += expert[s]
         rank_forward = [0.0] * layout.pp
         for s in range(n_stages):
             rank_forward[placement[s]] += passes[s].forward_s
         opt = 0.0
+        dense_dp = layout.dp * layout.cp
         for r in range(layout.pp):
-            local = rank_params[r] / layout.dp if layout.distributed_optimizer else rank_params[r]
+            dense_r, expert_r = rank_params[r] - rank_expert[r], rank_expert[r]
+            local = (
+                dense_r / dense_dp + expert_r / layout.edp if layout.distributed_optimizer else rank_params[r]
+            )
             t_opt = optimizer_step_s(local, self.gpu, self.efficiency)
-            if layout.distributed_optimizer and layout.dp > 1 and not zero3:
-                ag_bytes = rank_params[r] * ACT_BYTES
-                ag_s = self._collective("all-gather", ag_bytes, grid.dp_group(0, r), bucket)
-                ag_one_s = self._collective("all-gather", min(bucket, ag_bytes), grid.dp_group(0, r), bucket)
+            if layout.distributed_optimizer and not zero3:
+                # Dense weights gather over dp x cp, experts over edp (one stream, one after the other).
+                ag_s = ag_one_s = 0.0
+                for size, group in (
+                    (dense_r * ACT_BYTES, grid.dp_cp_group(0, r)),
+                    (expert_r * ACT_BYTES, grid.edp_group(r)),
+                ):
+                    if size > 0:
+                        ag_s += self._collective("all-gather", size, group, bucket)
+                        ag_one_s = max(
+                            ag_one_s, self._collective("all-gather", min(bucket, size), group, bucket)
+                        )
                 t_opt += param_gather_exposed_s(ag_s, ag_one_s, rank_forward[r], layout.overlap_param_gather)
             opt = max(opt, t_opt)
 
         acts = self._memoized(
-            ("acts", _unit_key(layout), tuple(layers)), lambda: stage_activation_bytes(model, layout, layers)
+            ("acts", _unit_key(layout), tuple(layers)),
+            lambda: stage_activation_bytes(model, layout, layers, kinds),
         )
         stash_layer = self.weight_stash_per_layer(layout)
         transient = self._memoized(("transient", _unit_key(layout)), lambda: transient_bytes(model, layout))
@@ -313,4 +377,6 @@ class StageCostModel:
             transient,
             tuple(z_comm),
             tuple(z_exposed),
+            tuple(expert),
+            tuple(rank_expert),
         )

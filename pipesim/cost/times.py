@@ -9,6 +9,11 @@ The constants are the GPU's calibrated :class:`pipesim.specs.efficiency.Efficien
 in ``pipesim/data/gpus/``, fitted by ``benchmarks/accuracy.py``); :data:`DEFAULT_EFFICIENCY` serves a GPU
 without one.
 
+Communication ops run over their group (tensor-, context-, expert- or expert-tensor-parallel) on the compute
+stream; a ``ring-p2p`` op (ring attention) takes its rounds x the slowest ring neighbour's ``comm.p2p_s``;
+grouped expert GEMMs take the GEMM rule on one expert's shape (M = that expert's tokens), ``batch`` = the
+local experts.
+
 Pipeline-level costs: the point-to-point activation transfer between stages (SC21 Section 4.1, b s h / t
 with scatter/gather), the data-parallel gradient reduction (bucketed ring all-reduce or, with the distributed
 optimizer, reduce-scatter), the tied-embedding gradient all-reduce between first and last stage, and the Adam
@@ -17,7 +22,7 @@ step (memory-bound over the rank's parameter shard).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pipesim.comm.base import CommModel
@@ -26,7 +31,9 @@ from pipesim.cost.kernels import attention_time_s, fp8_cast_bytes, gemm_efficien
 from pipesim.specs.efficiency import DEFAULT_EFFICIENCY, Efficiency
 from pipesim.specs.gpu import GPUSpec
 from pipesim.specs.layout import Layout
-from pipesim.specs.model import ModelSpec
+from pipesim.specs.model import LayerKind, ModelSpec
+
+Groups = Mapping[str, Sequence[int]]
 
 __all__ = [
     "Efficiency",
@@ -66,6 +73,7 @@ class TimedOp:
     op: Op
     time_s: float
     bound: str
+    full_s: float | None = None  # a partly hidden collective's whole duration (time_s is its exposed part)
 
     @property
     def name(self) -> str:
@@ -88,6 +96,27 @@ class TimedOp:
         return self.op.hbm_bytes
 
 
+def _group_ranks(op: Op, tp_ranks: Sequence[int], groups: Groups | None) -> Sequence[int]:
+    if op.group == "tp":
+        return tp_ranks
+    if groups is None or op.group not in groups:
+        raise ValueError(f"operator {op.name} runs over the {op.group} group, which the caller did not give")
+    return groups[op.group]
+
+
+def comm_op_s(op: Op, comm: CommModel, ranks: Sequence[int]) -> float:
+    """Seconds of communication op ``op`` over ``ranks``: the collective's time, or for ``ring-p2p`` its rounds
+    x the slowest send from a ring member to its successor."""
+    assert op.collective is not None
+    if op.collective == "ring-p2p":
+        n = len(ranks)
+        if n <= 1:
+            return 0.0
+        step = max(comm.p2p_s(op.comm_bytes, ranks[i], ranks[(i + 1) % n]) for i in range(n))
+        return op.batch * step
+    return comm.collective_s(op.collective, op.comm_bytes, ranks)
+
+
 def op_time(
     op: Op,
     gpu: GPUSpec,
@@ -96,13 +125,14 @@ def op_time(
     comm: CommModel,
     tp_ranks: Sequence[int],
     fp8_recipe: str = "delayed",
+    groups: Groups | None = None,
 ) -> TimedOp:
     """Seconds for one operator (formulas in :mod:`pipesim.cost.kernels`). GEMMs run at ``precision``'s peak
     (an fp8 GEMM also pays its input casts under ``fp8_recipe``); attention at bf16/fp16 (fp8 training keeps
-    attention in 16-bit, as Transformer Engine does)."""
+    attention in 16-bit, as Transformer Engine does). ``groups`` gives the ranks of the cp / ep / etp groups a
+    communication op may name."""
     if op.kind == "comm":
-        assert op.collective is not None
-        return TimedOp(op, comm.collective_s(op.collective, op.comm_bytes, tp_ranks), "comm")
+        return TimedOp(op, comm_op_s(op, comm, _group_ranks(op, tp_ranks, groups)), "comm")
     if op.kind == "elementwise":
         return TimedOp(op, memory_time_s(op.hbm_bytes, gpu, eff) + eff.kernel_overhead_s, "memory")
     prec = compute_precision(op, gpu, precision)
@@ -139,17 +169,20 @@ def time_ops(
     comm: CommModel,
     tp_ranks: Sequence[int],
     fp8_recipe: str = "delayed",
+    groups: Groups | None = None,
 ) -> tuple[TimedOp, ...]:
-    """:func:`op_time` of every operator, in order. A collective with ``hidden_by`` runs concurrently with that
-    operator, which hides up to ``eff.tp_overlap`` x its own duration of it: only
-    ``max(0, collective - tp_overlap x partner)`` is counted (bound ``comm-overlapped``)."""
-    timed = [op_time(op, gpu, precision, eff, comm, tp_ranks, fp8_recipe) for op in ops]
+    """:func:`op_time` of every operator, in order. A tensor-parallel collective with ``hidden_by`` runs
+    concurrently with that operator, which hides up to ``eff.tp_overlap`` x its own duration of it: only
+    ``max(0, collective - tp_overlap x partner)`` is counted (bound ``comm-overlapped``); a context-parallel
+    ring exchange hides behind the whole attention it overlaps."""
+    timed = [op_time(op, gpu, precision, eff, comm, tp_ranks, fp8_recipe, groups) for op in ops]
     by_name = {t.op.name: t.time_s for t in timed}
     for i, t in enumerate(timed):
         partner = t.op.hidden_by
         if partner is not None and partner in by_name:
-            hidden = eff.tp_overlap * by_name[partner]
-            timed[i] = TimedOp(t.op, max(0.0, t.time_s - hidden), "comm-overlapped")
+            share = eff.tp_overlap if t.op.group in ("tp", "etp") else 1.0
+            hidden = share * by_name[partner]
+            timed[i] = TimedOp(t.op, max(0.0, t.time_s - hidden), "comm-overlapped", t.time_s)
     return tuple(timed)
 
 
@@ -161,13 +194,17 @@ def layer_detail(
     comm: CommModel,
     tp_ranks: Sequence[int],
     precision: str | None = None,
+    groups: Groups | None = None,
+    kind: LayerKind | None = None,
 ) -> tuple[TimedOp, ...]:
     """Every operator of one transformer layer (forward then backward, recompute included) with its time:
     the per-op view a roofline plot reuses. Summing phase F gives the layer's forward time, phases I and W its
     backward time (see :func:`pass_times`). ``precision`` (default the layout's) may be any precision the GPU
     has, tf32 / fp32 included (the roofline's what-if; training layouts take bf16, fp16 or fp8)."""
     prec = precision or layout.precision
-    return time_ops(layer_ops(model, layout, prec).all, gpu, prec, eff, comm, tp_ranks, layout.fp8_recipe)
+    return time_ops(
+        layer_ops(model, layout, prec, kind).all, gpu, prec, eff, comm, tp_ranks, layout.fp8_recipe, groups
+    )
 
 
 @dataclass(frozen=True)
@@ -187,6 +224,9 @@ class PassTimes:
     tp_backward_s: float = 0.0
     flops_forward: float = 0.0
     flops_backward: float = 0.0
+    ep_comm_s: float = 0.0
+    cp_comm_s: float = 0.0
+    cp_comm_full_s: float = 0.0
 
     def scaled(self, k: float) -> PassTimes:
         """All fields times ``k`` (``k`` identical layers)."""
@@ -205,18 +245,29 @@ _PASS_FIELDS = (
     "tp_backward_s",
     "flops_forward",
     "flops_backward",
+    "ep_comm_s",
+    "cp_comm_s",
+    "cp_comm_full_s",
 )
 
 
 def pass_times(timed: Sequence[TimedOp]) -> PassTimes:
-    """Sum timed operators into F, B (= I + W, recompute included), W, recompute and TP-comm parts."""
-    f = b = w = r = tpf = tpb = ff = fb = 0.0
+    """Sum timed operators into F, B (= I + W, recompute included), W, recompute, TP-comm (tensor- and
+    expert-tensor-parallel collectives, per pass), expert all-to-all and context-parallel parts (exposed;
+    the CP exchange also in full)."""
+    f = b = w = r = tpf = tpb = ff = fb = ep = cp = cp_full = 0.0
     for t in timed:
         op = t.op
+        tp_like = op.kind == "comm" and op.group in ("tp", "etp")
+        if op.kind == "comm" and op.group == "ep":
+            ep += t.time_s
+        elif op.kind == "comm" and op.group == "cp":
+            cp += t.time_s
+            cp_full += t.time_s if t.full_s is None else t.full_s
         if op.phase == "F":
             f += t.time_s
             ff += op.flops
-            if op.kind == "comm":
+            if tp_like:
                 tpf += t.time_s
         else:
             b += t.time_s
@@ -225,22 +276,38 @@ def pass_times(timed: Sequence[TimedOp]) -> PassTimes:
                 w += t.time_s
             if op.recompute:
                 r += t.time_s
-            if op.kind == "comm":
+            if tp_like:
                 tpb += t.time_s
-    return PassTimes(f, b, w, r, tpf, tpb, ff, fb)
+    return PassTimes(f, b, w, r, tpf, tpb, ff, fb, ep, cp, cp_full)
 
 
 def _unit_times(
-    ops: LayerOps, layout: Layout, gpu: GPUSpec, eff: Efficiency, comm: CommModel, tp_ranks: Sequence[int]
+    ops: LayerOps,
+    layout: Layout,
+    gpu: GPUSpec,
+    eff: Efficiency,
+    comm: CommModel,
+    tp_ranks: Sequence[int],
+    groups: Groups | None = None,
 ) -> PassTimes:
-    return pass_times(time_ops(ops.all, gpu, layout.precision, eff, comm, tp_ranks, layout.fp8_recipe))
+    return pass_times(
+        time_ops(ops.all, gpu, layout.precision, eff, comm, tp_ranks, layout.fp8_recipe, groups)
+    )
 
 
 def layer_pass_times(
-    model: ModelSpec, layout: Layout, gpu: GPUSpec, eff: Efficiency, comm: CommModel, tp_ranks: Sequence[int]
+    model: ModelSpec,
+    layout: Layout,
+    gpu: GPUSpec,
+    eff: Efficiency,
+    comm: CommModel,
+    tp_ranks: Sequence[int],
+    groups: Groups | None = None,
+    kind: LayerKind | None = None,
 ) -> PassTimes:
-    """F / B / W times of one transformer layer for one microbatch on one TP rank."""
-    return _unit_times(layer_ops(model, layout), layout, gpu, eff, comm, tp_ranks)
+    """F / B / W times of one transformer layer of ``kind`` (default: a uniform model's only kind) for one
+    microbatch on one GPU; ``groups`` gives the cp / ep / etp ranks its communication runs over."""
+    return _unit_times(layer_ops(model, layout, kind=kind), layout, gpu, eff, comm, tp_ranks, groups)
 
 
 def embedding_pass_times(
@@ -259,8 +326,8 @@ def head_pass_times(
 
 def p2p_bytes(model: ModelSpec, layout: Layout) -> float:
     """Bytes one TP rank sends between consecutive pipeline stages per microbatch: the activation
-    b x s x h x 2 bytes, divided by tp with scatter/gather or sequence parallelism (SC21 Sections 3.2, 4.1)."""
-    full = ACT_BYTES * layout.micro_batch_size * layout.seq(model) * model.hidden_size
+    b x (s / cp) x h x 2 bytes, divided by tp with scatter/gather or sequence parallelism (SC21 Sections 3.2, 4.1)."""
+    full = ACT_BYTES * layout.micro_batch_size * (layout.seq(model) // layout.cp) * model.hidden_size
     split = layout.tp > 1 and (layout.scatter_gather or layout.sequence_parallel)
     return full / layout.tp if split else full
 

@@ -83,6 +83,57 @@ def megatron_args(model: ModelSpec, layout: Layout) -> list[tuple[str, str | Non
             out.append(("--fp8-format", "hybrid"))
     if layout.attention == "flash":
         out.append(("--use-flash-attn", None))
+    out += _moe_mla_args(model, layout)
+    return out
+
+
+def _moe_mla_args(model: ModelSpec, layout: Layout) -> list[tuple[str, str | None]]:
+    """Megatron-Core's arguments for experts, MLA, decoupled heads, QK-norm, MTP, CP and EP."""
+    out: list[tuple[str, str | None]] = []
+    if model.kv_channels:
+        out.append(("--kv-channels", str(model.kv_channels)))
+    if model.qk_norm:
+        out.append(("--qk-layernorm", None))
+    if model.activation == "squared_relu":
+        out.append(("--squared-relu", None))
+    if model.mla:
+        out += [("--multi-latent-attention", None), ("--kv-lora-rank", str(model.kv_lora_rank))]
+        if model.q_lora_rank:
+            out.append(("--q-lora-rank", str(model.q_lora_rank)))
+        out += [
+            ("--qk-head-dim", str(model.qk_nope_head_dim)),
+            ("--qk-pos-emb-head-dim", str(model.qk_rope_head_dim)),
+            ("--v-head-dim", str(model.v_head_dim)),
+        ]
+    if model.moe:
+        out += [
+            ("--num-experts", str(model.num_experts)),
+            ("--moe-router-topk", str(model.moe_top_k)),
+            ("--moe-ffn-hidden-size", str(model.expert_ffn)),
+            ("--moe-grouped-gemm", None),
+            ("--moe-token-dispatcher-type", "alltoall"),
+        ]
+        if model.shared_expert_ffn_hidden_size:
+            out.append(("--moe-shared-expert-intermediate-size", str(model.shared_expert_ffn_hidden_size)))
+        if model.first_k_dense_layers or model.moe_layer_freq > 1:
+            pattern = "".join("1" if k.moe else "0" for k in model.layer_kinds())
+            out.append(("--moe-layer-freq", f"'([{','.join(pattern)}])'"))
+        if model.moe_capacity_factor is not None:
+            out += [
+                ("--moe-expert-capacity-factor", f"{model.moe_capacity_factor:g}"),
+                ("--moe-token-drop-policy", "probs"),
+            ]
+    if model.mtp_layers:
+        out.append(("--mtp-num-layers", str(model.mtp_layers)))
+    if layout.cp > 1:
+        out += [
+            ("--context-parallel-size", str(layout.cp)),
+            ("--cp-comm-type", "p2p" if layout.cp_comm == "ring" else "allgather"),
+        ]
+    if layout.ep > 1:
+        out.append(("--expert-model-parallel-size", str(layout.ep)))
+    if model.moe:
+        out.append(("--expert-tensor-parallel-size", str(layout.etp)))
     return out
 
 
@@ -90,7 +141,18 @@ def format_megatron_args(model: ModelSpec, layout: Layout) -> str:
     """The arguments as shell text, one flag per line with continuation backslashes; a leading comment
     notes the data-parallel size and, for schedules Megatron-LM does not ship, the schedule to use."""
     args = megatron_args(model, layout)
-    lines = [f"# world size {layout.num_gpus} = tp {layout.tp} x pp {layout.pp} x dp {layout.dp}"]
+    cp = f" x cp {layout.cp}" if layout.cp > 1 else ""
+    lines = [f"# world size {layout.num_gpus} = tp {layout.tp}{cp} x pp {layout.pp} x dp {layout.dp}"]
+    if (
+        model.sliding_window
+        or model.activation == "geglu"
+        or model.parallel_block
+        or model.norms_per_layer != 2
+    ):
+        lines.append(
+            "# model features without a Megatron-LM argument here (sliding window, GeGLU, parallel block or "
+            "extra norms): configure them in the model code"
+        )
     if layout.pp > 1 and layout.schedule not in _NATIVE:
         lines.append(
             f"# schedule {layout.schedule}: not a Megatron-LM built-in (it runs 1F1B / interleaved 1F1B); "

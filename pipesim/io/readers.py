@@ -38,8 +38,6 @@ where each efficiency value comes from: what ``pipesim calibrate`` writes.
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 from collections.abc import Mapping
 from dataclasses import fields
@@ -47,6 +45,8 @@ from pathlib import Path
 from typing import Any
 
 from pipesim.errors import InputError
+from pipesim.io.hf_config import load_hf_config, model_from_hf_dict
+from pipesim.io.values import read_text, req_bool, req_int, req_num, req_str
 from pipesim.specs.efficiency import EFFICIENCY_KEYS, Efficiency, efficiency_from_table
 from pipesim.specs.gpu import PRECISIONS, GPUSpec, get_gpu
 from pipesim.specs.model import ModelSpec, get_model
@@ -66,136 +66,14 @@ __all__ = [
 ]
 
 
-def _read_text(path: Path, what: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{what} file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {what} file {path}: {exc}") from None
-
-
 def _read_toml(path: Path, what: str) -> dict[str, Any]:
-    text = _read_text(path, what)
+    text = read_text(path, what)
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: not valid TOML ({exc})") from None
     except RecursionError:
         raise InputError(f"{path}: not valid TOML (nested too deeply to read)") from None
-
-
-def _int(src: str, data: Mapping[str, Any], key: str, default: int | None = None, prefix: str = "") -> int:
-    if key not in data or data[key] is None:
-        if default is not None:
-            return default
-        raise InputError(f"{src}: missing key {prefix + key!r}")
-    value = data[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{src}: key {prefix + key!r} = {value!r} must be a positive integer")
-    return value
-
-
-def _num(src: str, data: Mapping[str, Any], key: str, prefix: str = "") -> float:
-    if key not in data:
-        raise InputError(f"{src}: missing key {prefix + key!r}")
-    value = data[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise InputError(f"{src}: key {prefix + key!r} = {value!r} must be a finite positive number")
-    return float(value)
-
-
-def _bool(src: str, data: Mapping[str, Any], key: str, default: bool, prefix: str = "") -> bool:
-    value = data.get(key, default)
-    if not isinstance(value, bool):
-        raise InputError(f"{src}: key {prefix + key!r} = {value!r} must be true or false")
-    return value
-
-
-def _str(src: str, data: Mapping[str, Any], key: str, default: str, prefix: str = "") -> str:
-    value = data.get(key, default)
-    if not isinstance(value, str):
-        raise InputError(f"{src}: key {prefix + key!r} = {value!r} must be a string")
-    return value
-
-
-def model_from_hf_dict(config: Mapping[str, Any], src: str, name: str | None = None) -> ModelSpec:
-    """A :class:`ModelSpec` from a parsed Hugging Face config (``src`` names the file in errors)."""
-    if not isinstance(config, Mapping):
-        raise InputError(f"{src}: expected a JSON object at the top level")
-    label = name or str(config.get("_name_or_path") or Path(src).parent.name or Path(src).stem)
-    if "n_embd" in config or config.get("model_type") == "gpt2":
-        hidden = _int(src, config, "n_embd")
-        act = _str(src, config, "activation_function", "gelu_new")
-        if "gelu" not in act:
-            raise InputError(f"{src}: key 'activation_function' = {act!r}; supported: gelu, gelu_new")
-        try:
-            return ModelSpec(
-                name=label,
-                num_layers=_int(src, config, "n_layer"),
-                hidden_size=hidden,
-                num_attention_heads=_int(src, config, "n_head"),
-                vocab_size=_int(src, config, "vocab_size"),
-                seq_length=_int(src, config, "n_positions", _int(src, config, "n_ctx", 1024)),
-                ffn_hidden_size=_int(src, config, "n_inner", 4 * hidden),
-                num_kv_heads=_int(src, config, "n_head"),
-                tied_embeddings=_bool(src, config, "tie_word_embeddings", True),
-                source=src,
-            )
-        except InputError as exc:
-            raise InputError(f"{src}: {exc}") from None
-    hidden = _int(src, config, "hidden_size")
-    heads = _int(src, config, "num_attention_heads")
-    if "head_dim" in config and config["head_dim"] is not None and config["head_dim"] != hidden // heads:
-        raise InputError(
-            f"{src}: key 'head_dim' = {config['head_dim']!r} differs from hidden_size / num_attention_heads = "
-            f"{hidden // heads}; models with a decoupled head_dim are not supported"
-        )
-    act = _str(src, config, "hidden_act", "silu")
-    if act in ("silu", "swish"):
-        activation = "swiglu"
-    elif "gelu" in act:
-        activation = "gelu"
-    else:
-        raise InputError(f"{src}: key 'hidden_act' = {act!r}; supported: silu / swish (SwiGLU), gelu")
-    seq = _int(src, config, "max_position_embeddings", 2048)
-    scaling = config.get("rope_scaling")
-    if isinstance(scaling, Mapping) and scaling.get("original_max_position_embeddings"):
-        seq = _int(src, scaling, "original_max_position_embeddings")
-    bias = _bool(src, config, "attention_bias", False) or _bool(src, config, "mlp_bias", False)
-    try:
-        return ModelSpec(
-            name=label,
-            num_layers=_int(src, config, "num_hidden_layers"),
-            hidden_size=hidden,
-            num_attention_heads=heads,
-            vocab_size=_int(src, config, "vocab_size"),
-            seq_length=seq,
-            ffn_hidden_size=_int(src, config, "intermediate_size", 4 * hidden),
-            num_kv_heads=_int(src, config, "num_key_value_heads", heads),
-            activation=activation,
-            norm="rmsnorm",
-            linear_bias=bias,
-            tied_embeddings=_bool(src, config, "tie_word_embeddings", False),
-            learned_positions=False,
-            dropout=False,
-            source=src,
-        )
-    except InputError as exc:
-        raise InputError(f"{src}: {exc}") from None
-
-
-def load_hf_config(path: str | Path) -> ModelSpec:
-    """Read a Hugging Face ``config.json`` (Llama / Mistral / Qwen or GPT-2 keys) into a :class:`ModelSpec`."""
-    p = Path(path)
-    text = _read_text(p, "model config")
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{p}: not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
-    except RecursionError:
-        raise InputError(f"{p}: not valid JSON for a model config (nested too deeply to read)") from None
-    return model_from_hf_dict(config, str(p))
 
 
 # The keys of a model table: ModelSpec's fields (its source is the file itself).
@@ -219,30 +97,47 @@ def model_from_table(
         raise InputError(f"{src}: unknown key {prefix + unknown[0]!r}; valid keys: {', '.join(MODEL_KEYS)}")
     if default_name is None and "name" not in data:
         raise InputError(f"{src}: missing key {prefix + 'name'!r}")
-    hidden = _int(src, data, "hidden_size", prefix=prefix)
-    heads = _int(src, data, "num_attention_heads", prefix=prefix)
+    hidden = req_int(src, data, "hidden_size", prefix=prefix)
+    heads = req_int(src, data, "num_attention_heads", prefix=prefix)
     # Read every key first: a bad key is named once, outside the ModelSpec check below.
     fields_ = dict(
-        name=_str(src, data, "name", default_name or "", prefix),
-        num_layers=_int(src, data, "num_layers", prefix=prefix),
+        name=req_str(src, data, "name", default_name or "", prefix),
+        num_layers=req_int(src, data, "num_layers", prefix=prefix),
         hidden_size=hidden,
         num_attention_heads=heads,
-        vocab_size=_int(src, data, "vocab_size", prefix=prefix),
-        seq_length=_int(src, data, "seq_length", prefix=prefix),
-        ffn_hidden_size=_int(src, data, "ffn_hidden_size", 4 * hidden, prefix),
-        num_kv_heads=_int(src, data, "num_kv_heads", heads, prefix),
-        activation=_str(src, data, "activation", "gelu", prefix),
-        norm=_str(src, data, "norm", "layernorm", prefix),
-        linear_bias=_bool(src, data, "linear_bias", True, prefix),
-        tied_embeddings=_bool(src, data, "tied_embeddings", True, prefix),
-        learned_positions=_bool(src, data, "learned_positions", True, prefix),
-        dropout=_bool(src, data, "dropout", True, prefix),
+        vocab_size=req_int(src, data, "vocab_size", prefix=prefix),
+        seq_length=req_int(src, data, "seq_length", prefix=prefix),
+        ffn_hidden_size=req_int(src, data, "ffn_hidden_size", 4 * hidden, prefix),
+        num_kv_heads=req_int(src, data, "num_kv_heads", heads, prefix),
+        activation=req_str(src, data, "activation", "gelu", prefix),
+        norm=req_str(src, data, "norm", "layernorm", prefix),
+        linear_bias=req_bool(src, data, "linear_bias", True, prefix),
+        tied_embeddings=req_bool(src, data, "tied_embeddings", True, prefix),
+        learned_positions=req_bool(src, data, "learned_positions", True, prefix),
+        dropout=req_bool(src, data, "dropout", True, prefix),
     )
+    for f in fields(ModelSpec):  # the optional shape fields (MoE, MLA, attention variants): typed by default
+        if f.name in fields_ or f.name == "source" or f.name not in data:
+            continue
+        fields_[f.name] = _optional_field(src, data, f.name, f.default, prefix)
     try:
         return ModelSpec(**fields_, source=src)  # type: ignore[arg-type]
     except InputError as exc:
         where = f"[{prefix.rstrip('.')}]: " if prefix else ""
         raise InputError(f"{src}: {where}{exc}") from None
+
+
+def _optional_field(src: str, data: Mapping[str, Any], key: str, default: object, prefix: str) -> object:
+    value = data[key]
+    if isinstance(default, bool):
+        return req_bool(src, data, key, default, prefix)
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InputError(f"{src}: key {prefix + key!r} = {value!r} must be a non-negative integer")
+        return value
+    if key == "moe_capacity_factor":
+        return req_num(src, data, key, prefix)
+    return req_str(src, data, key, str(default), prefix)
 
 
 _GPU_KEYS = (
@@ -278,19 +173,19 @@ def gpu_from_table(
     if "base" in data:
         return _gpu_from_base(src, data, default_name)
     if "memory_GiB" in data:
-        hbm = _num(src, data, "memory_GiB", prefix) * 2**30
+        hbm = req_num(src, data, "memory_GiB", prefix) * 2**30
     else:
-        hbm = _num(src, data, "memory_GB", prefix) * 1e9
+        hbm = req_num(src, data, "memory_GB", prefix) * 1e9
     peaks_raw = data.get("peak_TFLOPS")
     if not isinstance(peaks_raw, dict) or not peaks_raw:
         raise InputError(
             f"{src}: missing table '{prefix}peak_TFLOPS' (dense TFLOP/s per precision: {', '.join(PRECISIONS)})"
         )
     peaks = _peaks(src, peaks_raw, prefix)
-    tdp = _num(src, data, "tdp_W", prefix) if "tdp_W" in data else None
+    tdp = req_num(src, data, "tdp_W", prefix) if "tdp_W" in data else None
     # Read every key first: a bad key is named once, outside the GPUSpec check below.
-    name = _str(src, data, "name", default_name, prefix)
-    hbm_Bps = _num(src, data, "hbm_bandwidth_GBps", prefix) * 1e9
+    name = req_str(src, data, "name", default_name, prefix)
+    hbm_Bps = req_num(src, data, "hbm_bandwidth_GBps", prefix) * 1e9
     source, eff_sources = _sources(src, data, prefix)
     try:
         return GPUSpec(
@@ -346,13 +241,13 @@ def _peaks(src: str, raw: object, prefix: str = "") -> dict[str, float]:
             raise InputError(
                 f"{src}: key '{prefix}peak_TFLOPS.{prec}' is not a precision; valid: {', '.join(PRECISIONS)}"
             )
-        peaks[prec] = _num(src, raw, prec, f"{prefix}peak_TFLOPS.") * 1e12
+        peaks[prec] = req_num(src, raw, prec, f"{prefix}peak_TFLOPS.") * 1e12
     return peaks
 
 
 def _gpu_from_base(src: str, data: Mapping[str, Any], stem: str) -> GPUSpec:
     """A GPU TOML with ``base = "<preset>"``: the preset with the file's keys overriding it."""
-    base_name = _str(src, data, "base", "")
+    base_name = req_str(src, data, "base", "")
     try:
         base = get_gpu(base_name)
     except InputError as exc:
@@ -361,18 +256,18 @@ def _gpu_from_base(src: str, data: Mapping[str, Any], stem: str) -> GPUSpec:
     peaks.update(_peaks(src, data.get("peak_TFLOPS", {})))
     hbm = base.hbm_bytes
     if "memory_GiB" in data:
-        hbm = _num(src, data, "memory_GiB") * 2**30
+        hbm = req_num(src, data, "memory_GiB") * 2**30
     elif "memory_GB" in data:
-        hbm = _num(src, data, "memory_GB") * 1e9
-    bw = _num(src, data, "hbm_bandwidth_GBps") * 1e9 if "hbm_bandwidth_GBps" in data else base.hbm_Bps
-    tdp = _num(src, data, "tdp_W") if "tdp_W" in data else base.tdp_w
+        hbm = req_num(src, data, "memory_GB") * 1e9
+    bw = req_num(src, data, "hbm_bandwidth_GBps") * 1e9 if "hbm_bandwidth_GBps" in data else base.hbm_Bps
+    tdp = req_num(src, data, "tdp_W") if "tdp_W" in data else base.tdp_w
     changed = [
         k for k in ("memory_GB", "memory_GiB", "hbm_bandwidth_GBps", "tdp_W", "peak_TFLOPS") if k in data
     ]
     source, eff_sources = _sources(src, data)
     try:
         return GPUSpec(
-            name=_str(src, data, "name", stem),
+            name=req_str(src, data, "name", stem),
             peak_flops=peaks,
             hbm_bytes=hbm,
             hbm_Bps=bw,

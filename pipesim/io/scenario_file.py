@@ -227,6 +227,8 @@ def parse_scenario_toml(text: str, src: str = "<scenario>") -> ScenarioFile:
             if expected == "bool"
             else isinstance(value, str)
             if expected == "str"
+            else isinstance(value, (int, float)) and not isinstance(value, bool)
+            if expected == "float"
             else isinstance(value, int) and not isinstance(value, bool)
         )
         if not ok:

@@ -48,7 +48,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipesim.comm.base import CommModel
-from pipesim.cost.memory import RESERVE_BYTES, layer_activation_bytes, rank_memory
+from pipesim.cost.memory import (
+    RESERVE_BYTES,
+    layer_activation_bytes,
+    rank_memory,
+    stage_extra_activation_bytes,
+)
 from pipesim.cost.stages import StageCostModel, StageCosts
 from pipesim.cost.times import Efficiency
 from pipesim.plan.profiles import Profile, profile_microbatches, profile_schedule
@@ -206,7 +211,10 @@ class Estimator:
         zero-bubble order is rebuilt for (the simulator uses the stage averages of the real scenario). Coarse
         buckets keep the number of (slow) greedy builds small: I and W to 0.5, the fraction to 0.1, and
         transfers left out of the order's construction (they are still charged in the estimate)."""
-        layer = self.costs.units(layout, range(layout.tp))[0]
+        grid = self._grid(layout, layout.pp)
+        groups = {"cp": grid.cp_group(0, 0, 0), "ep": grid.ep_group(0), "etp": grid.etp_group(0)}
+        per_kind = self.costs.units(layout, grid.tp_group(0, 0), groups)[0]
+        layer = per_kind[self.model.main_kind()]
         f = layer.forward_s
         ri = round((layer.backward_s - layer.weight_s) / f * 2) / 2
         rw = round(layer.weight_s / f * 2) / 2
@@ -222,11 +230,17 @@ class Estimator:
             layout.micro_batch_size,
             layout.recompute,
         )
-        key += (layout.seq_length, layout.attention, layout.precision)
+        key += (layout.seq_length, layout.attention, layout.precision, layout.cp, layout.ep, layout.etp)
+        key += (layout.moe_imbalance,)
         hit = self._per_layer.get(key)
         if hit is None:
-            hit = self._per_layer[key] = layer_activation_bytes(self.model, layout)
+            kind = self.model.main_kind()
+            hit = self._per_layer[key] = layer_activation_bytes(self.model, layout, kind)
         return hit
+
+    @staticmethod
+    def _grid(layout: Layout, pp: int) -> RankGrid:
+        return RankGrid(layout.tp, layout.dp, pp, cp=layout.cp, ep=layout.ep, etp=layout.etp)
 
     # ----------------------------------------------------------------- the estimate
     def _placement(self, layout: Layout) -> tuple[tuple[int, ...], list[Profile]]:
@@ -249,7 +263,7 @@ class Estimator:
         """The per-stage costs the estimate uses: the simulator's own
         (:meth:`pipesim.cost.stages.StageCostModel.stage_costs`) on the layout's placement."""
         placement, _ = self._placement(layout)
-        return self.costs.stage_costs(layout, placement, RankGrid(layout.tp, layout.dp, layout.pp))
+        return self.costs.stage_costs(layout, placement, self._grid(layout, layout.pp))
 
     def estimate(self, layout: Layout) -> Estimate:
         """The analytic estimate of ``layout`` (see the module docstring). The layout must already pass
@@ -260,10 +274,9 @@ class Estimator:
         chunks = family.chunks(layout.vpp)
         placement, profs = self._placement(layout)
         n_stages = len(placement)
-        grid = RankGrid(layout.tp, layout.dp, p)
+        grid = self._grid(layout, p)
         sc = self.costs.stage_costs(layout, placement, grid)
         c = sc.costs
-        layers = layout.layers_per_stage(model, n_stages)
         variant = self._greedy_variant(layout) if layout.schedule in TIMED_FAMILIES else None
 
         # Per-rank work per microbatch (F + B of its stages) and its parts.
@@ -323,17 +336,24 @@ class Estimator:
         # Memory: ranks 0 and p-1 for closed forms, every rank for profiled families.
         best = None
         if family.in_flight is not None:
-            per_layer = self._layer_activation_bytes(layout)
-            extras = [a - n * per_layer for a, n in zip(c.activation_bytes, layers, strict=True)]
+            last = n_stages - 1
+            extras = [stage_extra_activation_bytes(model, layout, s == 0, s == last) for s in range(n_stages)]
             for r in sorted({0, p - 1}):
                 local = [s for s in range(n_stages) if placement[s] == r]
-                layers_r = sum(layers[s] for s in local)
+                layer_bytes = sum(c.activation_bytes[s] - extras[s] for s in local)
                 # The first and last stages' extras live on one chunk only: count that chunk's microbatches as
                 # if it were the only one (the family's form with one chunk).
-                acts = family.in_flight(p, m, chunks, r) * layers_r * per_layer
+                acts = family.in_flight(p, m, chunks, r) * layer_bytes
                 acts += family.in_flight(p, m, 1, r) * sum(extras[s] for s in local)
                 mem = rank_memory(
-                    r, sc.rank_params[r], acts, sc.transient_bytes, layout, self.gpu.hbm_bytes, self.reserve
+                    r,
+                    sc.rank_params[r],
+                    acts,
+                    sc.transient_bytes,
+                    layout,
+                    self.gpu.hbm_bytes,
+                    self.reserve,
+                    sc.rank_expert_params[r] if sc.rank_expert_params else 0.0,
                 )
                 if best is None or mem.peak > best.peak:
                     best = mem
@@ -356,7 +376,14 @@ class Estimator:
                     else max(peaks[1] + (peaks[1] - peaks[0]) * (m - 3 * p) / p, 0.0)
                 )
                 mem = rank_memory(
-                    r, sc.rank_params[r], acts, sc.transient_bytes, layout, self.gpu.hbm_bytes, self.reserve
+                    r,
+                    sc.rank_params[r],
+                    acts,
+                    sc.transient_bytes,
+                    layout,
+                    self.gpu.hbm_bytes,
+                    self.reserve,
+                    sc.rank_expert_params[r] if sc.rank_expert_params else 0.0,
                 )
                 if best is None or mem.peak > best.peak:
                     best = mem

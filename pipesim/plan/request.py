@@ -18,13 +18,20 @@ from pipesim.specs.layout import RECOMPUTE, TRAIN_PRECISIONS
 from pipesim.specs.model import ModelSpec
 from schedules import REGISTRY, get_family
 
-
 # --------------------------------------------------------------------------- the request
+# Default context-parallel sizes keep at least this many tokens of a sequence on each GPU (an assumption: below
+# it the key/value exchange outweighs the attention it hides behind; published long-context recipes, e.g.
+# NeMo's Llama 3 8K-1M rows in nemo-performance.md, keep 4K-32K tokens per GPU).
+MIN_CP_TOKENS = 4096
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     """What to search. ``None`` means every valid value; tuples restrict a dimension to those values.
     ``max_tp`` / ``max_pp`` cap tp and pp; ``allow_cross_node_tp`` lets tp exceed the GPUs per node;
-    ``uneven_layers`` lets pp (x chunks) not divide the layer count."""
+    ``uneven_layers`` lets pp (x chunks) not divide the layer count. ``cp`` / ``ep`` / ``etp``: context-,
+    expert- and expert-tensor-parallel sizes (None: cp over powers of two that leave at least
+    :data:`MIN_CP_TOKENS` tokens per GPU; ep over the divisors of the expert count; etp 1 or tp)."""
 
     tp: tuple[int, ...] | None = None
     pp: tuple[int, ...] | None = None
@@ -38,9 +45,12 @@ class SearchSpace:
     max_pp: int | None = None
     allow_cross_node_tp: bool = False
     uneven_layers: bool = False
+    cp: tuple[int, ...] | None = None
+    ep: tuple[int, ...] | None = None
+    etp: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("tp", "pp", "vpp", "micro_batch_sizes"):
+        for name in ("tp", "pp", "vpp", "micro_batch_sizes", "cp", "ep", "etp"):
             values = getattr(self, name)
             if values is not None:
                 if not values:

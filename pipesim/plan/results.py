@@ -136,6 +136,9 @@ class PlanEntry:
         row: dict[str, Any] = {
             "rank": rank,
             "tp": c.tp,
+            "cp": c.cp,
+            "ep": c.ep,
+            "etp": c.etp,
             "pp": c.pp,
             "dp": c.dp,
             "vpp": c.vpp,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pipesim.plan.estimate import Estimator
-from pipesim.plan.request import PlanRequest, estimator_for
+from pipesim.plan.request import MIN_CP_TOKENS, PlanRequest, estimator_for
 from pipesim.specs.layout import Layout, divisors
 from pipesim.specs.model import ModelSpec
 from schedules import get_family
@@ -19,6 +19,9 @@ REASONS: dict[str, str] = {
     "tp_heads": "tp does not divide attention heads / KV heads / MLP width",
     "pp_layers": "pp does not divide the layers",
     "batch": "global batch not divisible by micro-batch x dp",
+    "cp_seq": "cp does not split the sequence into 2 x cp equal chunks",
+    "ep_experts": "ep does not divide the experts",
+    "ep_fit": "etp x ep does not divide tp x cp x dp (or etp the expert width)",
     "vpp_layers": "layers not divisible by pp x chunks (vpp)",
     "schedule": "schedule constraint",
     "memory": "out of memory (estimate)",
@@ -41,6 +44,9 @@ class Candidate:
     recompute: str
     distributed_optimizer: bool
     sequence_parallel: bool
+    cp: int = 1
+    ep: int = 1
+    etp: int = 1
 
     def layout(self, request: PlanRequest) -> Layout:
         """The :class:`Layout` of this candidate under ``request``'s fixed settings."""
@@ -62,14 +68,20 @@ class Candidate:
             dp_overlap=request.dp_overlap,
             uneven_layers=request.space.uneven_layers,
             tp_comm_overlap=request.tp_comm_overlap,
+            cp=self.cp,
+            ep=self.ep,
+            etp=self.etp,
         )
 
     def label(self) -> str:
         """Short text: ``tp=8 pp=4 dp=2 vpp=1 mbs=1 1f1b recompute=full do sp``."""
         extra = (" do" if self.distributed_optimizer else "") + (" sp" if self.sequence_parallel else "")
+        par = (f" cp={self.cp}" if self.cp > 1 else "") + (
+            f" ep={self.ep} etp={self.etp}" if self.ep > 1 else ""
+        )
         return (
-            f"tp={self.tp} pp={self.pp} dp={self.dp} vpp={self.vpp} mbs={self.micro_batch_size} {self.schedule} "
-            f"recompute={self.recompute}{extra}"
+            f"tp={self.tp}{par} pp={self.pp} dp={self.dp} vpp={self.vpp} mbs={self.micro_batch_size} "
+            f"{self.schedule} recompute={self.recompute}{extra}"
         )
 
 
@@ -116,6 +128,29 @@ def _vpp_values(request: PlanRequest, family_name: str, pp: int) -> list[int]:
     return [v for v in divisors(layers // pp) if v >= 2]
 
 
+def _cp_values(request: PlanRequest, gpus: int) -> list[int]:
+    """Context-parallel sizes to try: the user's, else 1 and the powers of two c dividing ``gpus`` that keep
+    at least MIN_CP_TOKENS tokens per GPU (s / c)."""
+    if request.space.cp is not None:
+        return [c for c in request.space.cp if gpus % c == 0]
+    out, c = [1], 2
+    while c <= gpus and gpus % c == 0 and request.seq // c >= MIN_CP_TOKENS:
+        out.append(c)
+        c *= 2
+    return out
+
+
+def _expert_values(request: PlanRequest, tp: int) -> list[tuple[int, int]]:
+    """(ep, etp) pairs to try: (1, 1) for a dense model; else the user's lists, or every divisor of the expert
+    count as ep with etp 1 or tp (Megatron-Core's two common choices)."""
+    model, space = request.model, request.space
+    if not model.moe:
+        return [(1, 1)]
+    eps = list(space.ep) if space.ep is not None else divisors(model.num_experts)
+    etps = list(space.etp) if space.etp is not None else sorted({1, tp})
+    return [(e, t) for e in eps for t in etps]
+
+
 def enumerate_space(
     request: PlanRequest, estimator: Estimator | None = None
 ) -> tuple[list[Candidate], Rejections, int]:
@@ -140,12 +175,8 @@ def enumerate_space(
         tps = [t for t in tps if t in space.tp]
     if space.max_tp is not None:
         tps = [t for t in tps if t <= space.max_tp]
+    seq = request.seq
     for tp in tps:
-        pps = [p for p in divisors(n_gpus // tp) if p <= model.num_layers]
-        if space.pp is not None:
-            pps = [p for p in pps if p in space.pp]
-        if space.max_pp is not None:
-            pps = [p for p in pps if p <= space.max_pp]
         tp_reason: tuple[str, str] | None = None
         if tp > per_node and not space.allow_cross_node_tp:
             tp_reason = ("tp_nvlink", f"tp={tp} exceeds the {per_node} GPUs per node (NVLink domain)")
@@ -153,61 +184,98 @@ def enumerate_space(
             problem = _tp_problem(model, tp)
             if problem:
                 tp_reason = ("tp_heads", problem)
-        for pp in pps:
-            dp = n_gpus // (tp * pp)
-            slots = [(name, v) for name in schedules for v in (_vpp_values(request, name, pp) or [0])]
-            sps = sp_values(tp)
-            for mbs in space.micro_batch_sizes:
-                group = len(slots) * n_rc * n_do * len(sps)
-                total += group
-                where = f"tp={tp} pp={pp} dp={dp} mbs={mbs}"
-                if tp_reason is not None:
-                    rej.add(tp_reason[0], group, f"{where}: {tp_reason[1]}")
-                    continue
-                if model.num_layers % pp and not space.uneven_layers:
-                    rej.add(
-                        "pp_layers", group, f"{where}: pp={pp} does not divide num_layers={model.num_layers}"
-                    )
-                    continue
-                if gbs % (mbs * dp):
-                    rej.add(
-                        "batch",
-                        group,
-                        f"{where}: global batch {gbs} is not divisible by micro-batch x dp = {mbs * dp}",
-                    )
-                    continue
-                m = gbs // (mbs * dp)
-                per_slot = n_rc * n_do * len(sps)
-                for name, v in slots:
-                    fam = get_family(name)
-                    chunks = fam.chunks(max(v, 1))
-                    stages = pp * chunks
-                    label = f"{where} {name} vpp={max(v, 1)}"
-                    if v == 0:
-                        why = (
-                            "interleaving needs pp > 1"
-                            if pp == 1
-                            else f"no chunk count splits {model.num_layers} layers over pp={pp}"
-                        )
-                        rej.add("vpp_layers", per_slot, f"{label}: {why}")
+        for cp in _cp_values(request, n_gpus // tp):
+            pps = [p for p in divisors(n_gpus // (tp * cp)) if p <= model.num_layers]
+            if space.pp is not None:
+                pps = [p for p in pps if p in space.pp]
+            if space.max_pp is not None:
+                pps = [p for p in pps if p <= space.max_pp]
+            for pp in pps:
+                dp = n_gpus // (tp * cp * pp)
+                experts = _expert_values(request, tp)
+                slots = [(name, v) for name in schedules for v in (_vpp_values(request, name, pp) or [0])]
+                sps = sp_values(tp)
+                for mbs in space.micro_batch_sizes:
+                    per_expert = len(slots) * n_rc * n_do * len(sps)
+                    group = per_expert * len(experts)
+                    total += group
+                    where = f"tp={tp} cp={cp} pp={pp} dp={dp} mbs={mbs}"
+                    if tp_reason is not None:
+                        rej.add(tp_reason[0], group, f"{where}: {tp_reason[1]}")
                         continue
-                    if stages > model.num_layers or (model.num_layers % stages and not space.uneven_layers):
+                    if cp > 1 and seq % (2 * cp):
+                        rej.add("cp_seq", group, f"{where}: seq {seq} does not split into {2 * cp} chunks")
+                        continue
+                    if model.num_layers % pp and not space.uneven_layers:
                         rej.add(
-                            "vpp_layers",
-                            per_slot,
-                            f"{label}: pp x chunks = {stages} does not divide num_layers={model.num_layers}",
+                            "pp_layers",
+                            group,
+                            f"{where}: pp={pp} does not divide num_layers={model.num_layers}",
                         )
                         continue
-                    problem = est.rule(name, pp, m, chunks)
-                    if problem:
-                        rej.add("schedule", per_slot, f"{label}: {problem}")
+                    if gbs % (mbs * dp):
+                        rej.add(
+                            "batch",
+                            group,
+                            f"{where}: global batch {gbs} is not divisible by micro-batch x dp = {mbs * dp}",
+                        )
                         continue
-                    for rc in space.recompute:
-                        for do in space.distributed_optimizer:
-                            for sp in sps:
-                                out.append(
-                                    Candidate(
-                                        len(out), tp, pp, dp, v if fam.uses_vpp else 1, mbs, name, rc, do, sp
-                                    )
+                    m = gbs // (mbs * dp)
+                    per_slot = n_rc * n_do * len(sps)
+                    for ep, etp in experts:
+                        ewhere = f"{where} ep={ep} etp={etp}"
+                        if model.moe and model.num_experts % ep:
+                            rej.add(
+                                "ep_experts", per_expert, f"{ewhere}: ep does not divide {model.num_experts}"
+                            )
+                            continue
+                        if (tp * cp * dp) % (ep * etp) or (model.moe and model.expert_ffn % etp):
+                            rej.add("ep_fit", per_expert, f"{ewhere}: etp x ep does not divide tp x cp x dp")
+                            continue
+                        for name, v in slots:
+                            fam = get_family(name)
+                            chunks = fam.chunks(max(v, 1))
+                            stages = pp * chunks
+                            label = f"{ewhere} {name} vpp={max(v, 1)}"
+                            if v == 0:
+                                why = (
+                                    "interleaving needs pp > 1"
+                                    if pp == 1
+                                    else f"no chunk count splits {model.num_layers} layers over pp={pp}"
                                 )
+                                rej.add("vpp_layers", per_slot, f"{label}: {why}")
+                                continue
+                            if stages > model.num_layers or (
+                                model.num_layers % stages and not space.uneven_layers
+                            ):
+                                rej.add(
+                                    "vpp_layers",
+                                    per_slot,
+                                    f"{label}: pp x chunks = {stages} does not divide num_layers={model.num_layers}",
+                                )
+                                continue
+                            problem = est.rule(name, pp, m, chunks)
+                            if problem:
+                                rej.add("schedule", per_slot, f"{label}: {problem}")
+                                continue
+                            for rc in space.recompute:
+                                for do in space.distributed_optimizer:
+                                    for sp in sps:
+                                        out.append(
+                                            Candidate(
+                                                len(out),
+                                                tp,
+                                                pp,
+                                                dp,
+                                                v if fam.uses_vpp else 1,
+                                                mbs,
+                                                name,
+                                                rc,
+                                                do,
+                                                sp,
+                                                cp,
+                                                ep,
+                                                etp,
+                                            )
+                                        )
     return out, rej, total

@@ -75,7 +75,7 @@ class Scenario:
     comm: CommModel = field(default_factory=default_comm)
     efficiency: Efficiency = GPU_PROFILE
     reserve_bytes: float = RESERVE_BYTES
-    rank_order: tuple[str, str, str] = DEFAULT_ORDER
+    rank_order: tuple[str, ...] = DEFAULT_ORDER
 
     def __post_init__(self) -> None:
         # Default: the GPU's calibrated profile (pipesim.specs.efficiency).
@@ -101,7 +101,8 @@ class Scenario:
     @cached_property
     def grid(self) -> RankGrid:
         """The Megatron-order rank grid of the layout."""
-        return RankGrid(self.layout.tp, self.layout.dp, self.layout.pp, self.rank_order)
+        lay = self.layout
+        return RankGrid(lay.tp, lay.dp, lay.pp, self.rank_order, lay.cp, lay.ep, lay.etp)
 
     def gpus_per_node(self) -> int:
         """GPUs per server of the communication model (the topology's, or the two-level model's)."""
@@ -114,16 +115,20 @@ class Scenario:
     def placement_description(self) -> str:
         """One line: the rank order and, per dimension, how many groups cross servers."""
         cross = self.grid.crossings(self.gpus_per_node())
-        parts = [f"{d.upper()} {cross[d].crossing}/{cross[d].groups} groups" for d in ("tp", "dp", "pp")]
-        return f"rank order {'-'.join(self.rank_order)}; groups crossing servers: " + ", ".join(parts)
+        parts = [f"{d.upper()} {c.crossing}/{c.groups} groups" for d, c in cross.items()]
+        order = "-".join(self.grid.full_order) if self.layout.cp > 1 else "-".join(self.rank_order)
+        return f"rank order {order}; groups crossing servers: " + ", ".join(parts)
 
 
 def check_gpu_count(layout: Layout, gpus: int | None) -> None:
     """Raise :class:`InputError` when a GPU count is given and dp x tp x pp differs from it."""
     if gpus is not None and layout.num_gpus != gpus:
+        cp, cpv = (" x cp", f" x {layout.cp}") if layout.cp > 1 else ("", "")
+        unit = layout.tp * layout.pp * layout.cp
         raise InputError(
-            f"dp x tp x pp = {layout.dp} x {layout.tp} x {layout.pp} = {layout.num_gpus} does not equal "
-            f"--gpus={gpus}; for tp={layout.tp}, pp={layout.pp} valid --gpus are multiples of {layout.tp * layout.pp}"
+            f"dp x tp x pp{cp} = {layout.dp} x {layout.tp} x {layout.pp}{cpv} = {layout.num_gpus} does not equal "
+            f"--gpus={gpus}; for tp={layout.tp}, pp={layout.pp}{', cp=' + str(layout.cp) if cp else ''} valid "
+            f"--gpus are multiples of {unit}"
         )
 
 
@@ -180,6 +185,9 @@ class TimeBreakdown:
     dp_comm_total: float
     dp_comm_exposed: float
     optimizer: float
+    ep_comm: float = 0.0
+    cp_comm_total: float = 0.0
+    cp_comm_exposed: float = 0.0
 
     def as_dict(self) -> dict[str, dict[str, float]]:
         """{part: {"total": s, "exposed": s}} in a fixed order."""
@@ -191,6 +199,8 @@ class TimeBreakdown:
             "pp_comm": {"total": self.pp_comm_total, "exposed": self.pp_comm_exposed},
             "dp_comm": {"total": self.dp_comm_total, "exposed": self.dp_comm_exposed},
             "optimizer": {"total": self.optimizer, "exposed": self.optimizer},
+            "ep_comm": {"total": self.ep_comm, "exposed": self.ep_comm},
+            "cp_comm": {"total": self.cp_comm_total, "exposed": self.cp_comm_exposed},
         }
 
 
@@ -276,12 +286,19 @@ class SimulationReport(Result):
         worst = self.worst_memory
         return {
             "model": sc.model.name,
+            "parameters": sc.model.num_params(mtp=True),
+            "active_parameters": sc.model.num_params(active=True, mtp=True),
             "gpu": sc.gpu.name,
             "comm": sc.comm_description(),
             "layout": {
                 "dp": lay.dp,
                 "tp": lay.tp,
                 "pp": lay.pp,
+                "cp": lay.cp,
+                "ep": lay.ep,
+                "etp": lay.etp,
+                "cp_comm": lay.cp_comm,
+                "moe_imbalance": lay.moe_imbalance,
                 "vpp": lay.vpp,
                 "schedule": lay.schedule,
                 "micro_batch_size": lay.micro_batch_size,
@@ -325,6 +342,9 @@ def _memory_dict(m: RankMemory) -> dict[str, float | int | bool]:
         "reserve": m.reserve,
         "peak": m.peak,
         "fits": m.fits,
+        "expert_weights": m.expert_weights,
+        "expert_grads": m.expert_grads,
+        "expert_optimizer": m.expert_optimizer,
     }
 
 
@@ -343,10 +363,15 @@ def _breakdown(metrics: PipelineMetrics, sc: StageCosts, schedule: Schedule) -> 
         z_exposed += e * m / ranks
     busy = sum(metrics.compute_busy_s_per_rank) / ranks - z_exposed
     tp = metrics.tp_comm_s / ranks
+    # Expert all-to-alls and context-parallel exchanges run inside the passes (on the compute stream; the CP
+    # ring partly hidden behind attention): shown apart from compute.
+    ep = sum(p.ep_comm_s for p in sc.passes) * m / ranks
+    cp_exp = sum(p.cp_comm_s for p in sc.passes) * m / ranks
+    cp_full = sum(p.cp_comm_full_s for p in sc.passes) * m / ranks
     pp_exposed = metrics.p2p_exposed_s / ranks
     bubble = max(metrics.pipeline_time_s - busy - z_exposed - pp_exposed, 0.0)
     return TimeBreakdown(
-        compute=busy - tp,
+        compute=busy - tp - ep - cp_exp,
         recompute=metrics.recompute_s / ranks,
         bubble=bubble,
         tp_comm=tp,
@@ -355,6 +380,9 @@ def _breakdown(metrics: PipelineMetrics, sc: StageCosts, schedule: Schedule) -> 
         dp_comm_total=max((d + z for d, z in zip(per_rank_dp, z_total, strict=True)), default=0.0),
         dp_comm_exposed=metrics.dp_exposed_s + z_exposed,
         optimizer=metrics.optimizer_s,
+        ep_comm=ep,
+        cp_comm_total=cp_full,
+        cp_comm_exposed=cp_exp,
     )
 
 
@@ -377,6 +405,7 @@ def simulate_scenario(scenario: Scenario) -> SimulationReport:
             layout,
             scenario.gpu.hbm_bytes,
             scenario.reserve_bytes,
+            sc.rank_expert_params[r] if sc.rank_expert_params else 0.0,
         )
         for r in range(schedule.num_ranks)
     )

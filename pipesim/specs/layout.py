@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pipesim.errors import InputError
 from pipesim.specs.model import ModelSpec
 
-__all__ = ["Layout", "RECOMPUTE", "ATTENTION", "FP8_RECIPES", "divisors", "TRAIN_PRECISIONS"]
+__all__ = ["Layout", "RECOMPUTE", "ATTENTION", "FP8_RECIPES", "divisors", "TRAIN_PRECISIONS", "CP_COMM"]
 
 RECOMPUTE = ("none", "selective", "full")
 ATTENTION = ("flash", "unfused")
@@ -23,6 +23,9 @@ TRAIN_PRECISIONS = ("bf16", "fp16", "fp8")
 # fp8 scaling recipes (Megatron-LM --fp8-recipe; delayed is Transformer Engine's DelayedScaling default):
 # their cast costs are in pipesim.cost.kernels.
 FP8_RECIPES = ("delayed", "current", "blockwise")
+# Context-parallel attention: ring (Megatron-Core's P2P ring, Liu et al. Ring Attention) or all-gather of
+# keys and values (Llama 3, arXiv:2407.21783 Section 3.3.2).
+CP_COMM = ("ring", "all-gather")
 
 
 def divisors(n: int) -> list[int]:
@@ -56,6 +59,16 @@ class Layout:
     Megatron-LM. ``fp8_recipe``: the fp8 scaling recipe (:data:`FP8_RECIPES`), used when ``precision`` is fp8.
     ``overlap_param_gather``: with the distributed optimizer, the all-gather of updated weights overlaps the
     next step's first forward (Megatron-LM ``--overlap-param-gather``; off by default, as there).
+
+    Context parallelism (``cp``, Megatron-LM ``--context-parallel-size``): each sequence is split over cp
+    GPUs in 2 cp chunks (GPU i takes chunks i and 2cp-1-i, the causal load balancing of Megatron-Core);
+    ``cp_comm`` ``ring`` passes keys and values around the CP group overlapped with attention, ``all-gather``
+    gathers them first (Llama 3). The data-parallel size ``dp`` excludes cp: GPUs = tp x cp x dp x pp.
+    Expert parallelism (``ep``, ``--expert-model-parallel-size``; ``etp``, ``--expert-tensor-parallel-size``):
+    the tp x cp x dp GPUs of a stage are regrouped for the expert layers as etp x ep x edp. ``etp`` defaults to
+    1 (every expert whole on one GPU, as NeMo's MoE recipes set it; Megatron-LM's own default is tp).
+    ``moe_imbalance`` >= 1 scales the tokens of the busiest expert-parallel rank over the balanced share
+    (1.0 = perfectly balanced routing).
     """
 
     tp: int = 1
@@ -79,6 +92,11 @@ class Layout:
     tp_comm_overlap_forward: bool = False
     fp8_recipe: str = "delayed"
     overlap_param_gather: bool = False
+    cp: int = 1
+    ep: int = 1
+    etp: int = 1
+    cp_comm: str = "ring"
+    moe_imbalance: float = 1.0
 
     def __post_init__(self) -> None:
         if self.zero_stage not in (0, 1, 2, 3) or isinstance(self.zero_stage, bool):
@@ -88,12 +106,25 @@ class Layout:
             object.__setattr__(self, "zero_stage", 1)
         if self.zero_stage >= 1:
             object.__setattr__(self, "distributed_optimizer", True)
-        for key in ("tp", "pp", "dp", "vpp", "micro_batch_size", "global_batch_size"):
+        for key in ("tp", "pp", "dp", "vpp", "micro_batch_size", "global_batch_size", "cp", "ep", "etp"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise InputError(f"{key.replace('_', '-')}={value!r} must be a positive integer")
         if self.seq_length is not None and self.seq_length < 1:
             raise InputError(f"seq-length={self.seq_length} must be a positive integer")
+        if self.cp_comm not in CP_COMM:
+            raise InputError(f"cp-comm={self.cp_comm!r}; valid: {', '.join(CP_COMM)}")
+        imb = self.moe_imbalance
+        if isinstance(imb, bool) or not isinstance(imb, (int, float)) or not imb >= 1.0:
+            raise InputError(f"moe-imbalance={imb!r} must be a number >= 1.0 (1.0 = balanced routing)")
+        stage = self.tp * self.cp * self.dp
+        if stage % (self.ep * self.etp):
+            fits = [d for d in divisors(stage) if stage % (d * self.etp) == 0]
+            raise InputError(
+                f"etp x ep = {self.etp} x {self.ep} = {self.etp * self.ep} does not divide tp x cp x dp = "
+                f"{self.tp} x {self.cp} x {self.dp} = {stage}; valid ep for etp={self.etp}: "
+                f"{', '.join(map(str, fits))}"
+            )
         if self.recompute not in RECOMPUTE:
             raise InputError(f"recompute={self.recompute!r}; valid: {', '.join(RECOMPUTE)}")
         if self.attention not in ATTENTION:
@@ -116,8 +147,13 @@ class Layout:
 
     @property
     def num_gpus(self) -> int:
-        """GPUs the layout occupies: dp x tp x pp."""
-        return self.dp * self.tp * self.pp
+        """GPUs the layout occupies: dp x cp x tp x pp."""
+        return self.dp * self.cp * self.tp * self.pp
+
+    @property
+    def edp(self) -> int:
+        """Expert data-parallel size: tp cp dp / (etp ep) (the GPUs holding the same experts)."""
+        return self.tp * self.cp * self.dp // (self.ep * self.etp)
 
     @property
     def num_microbatches(self) -> int:
@@ -142,6 +178,7 @@ class Layout:
         count unless ``uneven_layers``; and pp x vpp <= layers in any case. ``num_stages`` overrides pp x vpp
         (V-shape schedules use 2 chunks per rank).
         """
+        self._check_moe_cp(model)
         heads = model.num_attention_heads
         if heads % self.tp:
             valid = ", ".join(map(str, divisors(heads)))
@@ -163,11 +200,36 @@ class Layout:
             )
         if layers % stages and not self.uneven_layers:
             chunks = stages // self.pp
-            valid = ", ".join(str(d) for d in divisors(layers) if layers % (d * chunks) == 0)
+            valid = ", ".join(str(d) for d in divisors(layers) if layers % (d * chunks) == 0) or "none"
             raise InputError(
                 f"pp x chunks = {stages} does not divide num_layers={layers}; valid pp (with {stages // self.pp} "
                 f"chunk(s) per rank): {valid}; or pass --uneven-layers"
             )
+
+    def _check_moe_cp(self, model: ModelSpec) -> None:
+        """Megatron-LM's expert- and context-parallel constraints (arguments.py / parallel_state)."""
+        e = model.num_experts
+        if (self.ep > 1 or self.etp > 1) and not e:
+            raise InputError(
+                f"ep={self.ep}, etp={self.etp} need a mixture-of-experts model; {model.name!r} is dense"
+            )
+        if e and e % self.ep:
+            valid = ", ".join(
+                str(d) for d in divisors(e) if (self.tp * self.cp * self.dp) % (d * self.etp) == 0
+            )
+            raise InputError(f"ep={self.ep} does not divide num_experts={e}; valid ep here: {valid}")
+        if e and model.expert_ffn % self.etp:
+            raise InputError(
+                f"etp={self.etp} does not divide the expert width moe_ffn_hidden_size={model.expert_ffn}"
+            )
+        if self.cp > 1:
+            s = self.seq(model)
+            if s % (2 * self.cp):
+                valid = ", ".join(str(c) for c in divisors(s // 2) if c <= 64) if s % 2 == 0 else "1"
+                raise InputError(
+                    f"cp={self.cp}: seq-length={s} does not split into 2 x cp = {2 * self.cp} equal chunks; valid cp: "
+                    f"{valid}"
+                )
 
     def layers_per_stage(self, model: ModelSpec, num_stages: int) -> tuple[int, ...]:
         """Transformer layers of each of ``num_stages`` global stages: an even split, the remainder going one

@@ -1,9 +1,4 @@
-"""Transformer model shapes (:class:`ModelSpec`) and the presets a user can name with ``--model``.
-
-A model is the handful of integers that fix every GEMM, every activation and every parameter of a
-decoder-only transformer: layers, hidden size, heads (and key/value heads for grouped-query attention), the
-MLP width, vocabulary and sequence length, plus the block's flavour (GeLU MLP with LayerNorm and biases, as in
-GPT / Megatron-LM; or SwiGLU MLP with RMSNorm and no biases, as in Llama).
+"""Model presets a user can name with ``--model`` (shapes: :class:`pipesim.specs.shape.ModelSpec`).
 
 Sources of the presets:
 
@@ -12,147 +7,38 @@ Sources of the presets:
 * ``gpt3-175b``: SC21 Table 2 / Section 5.3.2 (96 layers, 96 heads, h = 12288); ``megatron-22b``,
   ``mt-nlg-530b``, ``megatron-1t``: Korthikanti et al., "Reducing Activation Recomputation in Large Transformer
   Models", MLSys 2023 (arXiv:2205.05198), Table 3;
-* ``llama2-*`` and ``llama3-*``: the Hugging Face ``config.json`` of meta-llama/Llama-2-{7,13,70}b-hf and
-  meta-llama/Meta-Llama-3-{8,70}B / Llama-3.1-405B, as quoted in public repositories (secondary sources; e.g.
-  the Llama 3.1 model-info tables of oumi-ai/oumi ``configs/recipes/llama3_1/README.md`` and the
-  Llama-2-70b-hf config.json copies with ``num_key_value_heads: 8``, ``intermediate_size: 28672``).
-  Llama 3.1 405B: h = 16384, ffn = 53248, 126 layers, 128 heads, 8 KV heads, V = 128,256. Sequence length is
-  the pre-training length (Llama 2: 4096; Llama 3: 8192, "initially trained with 8192"), not the long-context
-  ``max_position_embeddings`` of Llama 3.1.
+* ``llama2-*``, ``llama3-*`` and ``llama3.1-*``: the Hugging Face ``config.json`` of meta-llama/Llama-2-{7,13,70}b-hf,
+  meta-llama/Meta-Llama-3-{8,70}B and meta-llama/Llama-3.1-{8,70,405}B, as quoted in public repositories
+  (secondary sources). Llama 3.1 405B: h = 16384, ffn = 53248, 126 layers, 128 heads, 8 KV heads,
+  V = 128,256. Sequence length is the pre-training length (Llama 2: 4096; Llama 3: 8192, "initially trained
+  with 8192"), not the long-context ``max_position_embeddings`` of Llama 3.1;
+* ``nemotron4-15b`` / ``nemotron4-340b``: Parmar et al., "Nemotron-4 15B Technical Report" (arXiv:2402.16819),
+  Table 1, and NVIDIA, "Nemotron-4 340B Technical Report" (arXiv:2406.11704), Table 1 (squared-ReLU MLP, GQA
+  with 8 KV heads, untied embeddings, no biases, V = 256,000, s = 4096);
+* mixture-of-experts models: the Hugging Face ``config.json`` of each checkpoint (deepseek-ai/DeepSeek-V3,
+  mistralai/Mixtral-8x7B-v0.1 and Mixtral-8x22B-v0.1, Qwen/Qwen3-30B-A3B and Qwen3-235B-A22B,
+  meta-llama/Llama-4-Maverick-17B-128E ``text_config``; copies under ``tests/data/``) and for Grok-1 the
+  model code of xai-org/grok-1 (``run.py``: 64 layers, 48 query / 8 KV heads of 128, h = 6144, 8 experts
+  top-2, widening factor 8 -> ffn 32768, V = 131,072, s = 8192).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 
 from pipesim.errors import InputError
+from pipesim.specs.shape import ACTIVATIONS, GATED, NORMS, LayerKind, ModelSpec
 
-__all__ = ["ModelSpec", "MODEL_PRESETS", "get_model", "model_names", "ACTIVATIONS", "NORMS"]
-
-ACTIVATIONS = ("gelu", "swiglu")
-NORMS = ("layernorm", "rmsnorm")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Shape of a decoder-only transformer.
-
-    ``ffn_hidden_size`` is the MLP inner width (4h for GPT; for SwiGLU the width of each of the gate and up
-    projections). ``num_kv_heads`` < ``num_attention_heads`` means grouped-query attention. ``linear_bias``:
-    every linear layer has a bias (GPT) or none (Llama). ``tied_embeddings``: the output layer reuses the
-    input embedding. ``learned_positions``: a learned position-embedding table of ``seq_length`` rows (GPT);
-    otherwise rotary embeddings without parameters. ``dropout``: hidden and attention dropout are applied
-    (GPT-style training, Korthikanti eq. 1 counts their masks); Llama trains without dropout.
-    """
-
-    name: str
-    num_layers: int
-    hidden_size: int
-    num_attention_heads: int
-    vocab_size: int
-    seq_length: int
-    ffn_hidden_size: int
-    num_kv_heads: int
-    activation: str = "gelu"
-    norm: str = "layernorm"
-    linear_bias: bool = True
-    tied_embeddings: bool = True
-    learned_positions: bool = True
-    dropout: bool = True
-    source: str = ""
-
-    def __post_init__(self) -> None:
-        for key in (
-            "num_layers",
-            "hidden_size",
-            "num_attention_heads",
-            "vocab_size",
-            "seq_length",
-            "ffn_hidden_size",
-            "num_kv_heads",
-        ):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InputError(f"model {self.name!r}: {key}={value!r} must be a positive integer")
-        if self.hidden_size % self.num_attention_heads:
-            raise InputError(
-                f"model {self.name!r}: hidden_size={self.hidden_size} is not divisible by "
-                f"num_attention_heads={self.num_attention_heads}"
-            )
-        if self.num_attention_heads % self.num_kv_heads:
-            raise InputError(
-                f"model {self.name!r}: num_attention_heads={self.num_attention_heads} is not a multiple of "
-                f"num_kv_heads={self.num_kv_heads}"
-            )
-        if self.activation not in ACTIVATIONS:
-            raise InputError(
-                f"model {self.name!r}: activation={self.activation!r}; valid: {', '.join(ACTIVATIONS)}"
-            )
-        if self.norm not in NORMS:
-            raise InputError(f"model {self.name!r}: norm={self.norm!r}; valid: {', '.join(NORMS)}")
-
-    # ----------------------------------------------------------------- derived shapes
-    @property
-    def head_dim(self) -> int:
-        """Per-head width h / a."""
-        return self.hidden_size // self.num_attention_heads
-
-    @property
-    def kv_size(self) -> int:
-        """Width of the key (and of the value) projection: num_kv_heads * head_dim (= h without GQA)."""
-        return self.num_kv_heads * self.head_dim
-
-    @property
-    def gated_mlp(self) -> bool:
-        """True for SwiGLU (three MLP matrices), False for GeLU (two)."""
-        return self.activation == "swiglu"
-
-    @property
-    def mlp_in_width(self) -> int:
-        """Output width of the first MLP GEMM: 2 * ffn for SwiGLU (gate and up fused), ffn for GeLU."""
-        return (2 if self.gated_mlp else 1) * self.ffn_hidden_size
-
-    # ----------------------------------------------------------------- parameter counts
-    def layer_matrix_params(self) -> int:
-        """Weights of the GEMMs of one layer: QKV h*(h + 2 kv), projection h*h, MLP (2 or 3) * h * ffn."""
-        h = self.hidden_size
-        attn = h * (h + 2 * self.kv_size) + h * h
-        mlp = (3 if self.gated_mlp else 2) * h * self.ffn_hidden_size
-        return attn + mlp
-
-    def layer_params(self) -> int:
-        """All parameters of one transformer layer: GEMM weights, biases and the two norms' scales/shifts.
-
-        For GPT (ffn = 4h, no GQA, biases, LayerNorm) this is 12h^2 + 13h, the per-layer part of SC21 eq. (2)
-        (QKV 3h^2 + 3h, projection h^2 + h, MLP 8h^2 + 5h, two LayerNorms 4h).
-        """
-        h = self.hidden_size
-        total = self.layer_matrix_params()
-        if self.linear_bias:
-            total += (h + 2 * self.kv_size) + h + self.mlp_in_width + h
-        total += 2 * self.final_norm_params()
-        return total
-
-    def final_norm_params(self) -> int:
-        """Parameters of one norm: scale and shift (LayerNorm, 2h) or scale only (RMSNorm, h)."""
-        return (2 if self.norm == "layernorm" else 1) * self.hidden_size
-
-    def embedding_params(self) -> int:
-        """Input embedding V*h plus the learned position table s*h (GPT) if any."""
-        pos = self.seq_length * self.hidden_size if self.learned_positions else 0
-        return self.vocab_size * self.hidden_size + pos
-
-    def output_params(self) -> int:
-        """Final norm plus, for untied embeddings, the output projection V*h."""
-        head = 0 if self.tied_embeddings else self.vocab_size * self.hidden_size
-        return self.final_norm_params() + head
-
-    def num_params(self) -> int:
-        """Total unique parameters: layers + embeddings + final norm (+ untied output layer).
-
-        For GPT this is SC21 eq. (2), 12lh^2 (1 + 13/(12h) + (V+s)/(12lh)), plus the final LayerNorm's 2h.
-        """
-        return self.num_layers * self.layer_params() + self.embedding_params() + self.output_params()
+__all__ = [
+    "ModelSpec",
+    "LayerKind",
+    "MODEL_PRESETS",
+    "get_model",
+    "model_names",
+    "ACTIVATIONS",
+    "GATED",
+    "NORMS",
+]
 
 
 def _gpt(name: str, layers: int, hidden: int, heads: int, source: str) -> ModelSpec:
@@ -195,6 +81,10 @@ _SC21_T1 = "Narayanan et al., SC21 (arXiv:2104.04473), Table 1"
 _KORTH_T3 = "Korthikanti et al., MLSys 2023 (arXiv:2205.05198), Table 3"
 _LLAMA2 = "meta-llama/Llama-2-{}-hf config.json (secondary: public copies of the HF config)"
 _LLAMA3 = "meta-llama/{} config.json (secondary: public copies of the HF config)"
+_HF = "{} config.json on Hugging Face (copy in tests/data/)"
+_NEMOTRON4_15B = "Parmar et al., Nemotron-4 15B Technical Report (arXiv:2402.16819), Table 1"
+_NEMOTRON4_340B = "NVIDIA, Nemotron-4 340B Technical Report (arXiv:2406.11704), Table 1"
+_GROK1 = "xai-org/grok-1 run.py / model.py (64 layers, h 6144, 48/8 heads, 8 experts top-2, V 131072)"
 
 _PRESET_LIST: tuple[ModelSpec, ...] = (
     # SC21 Table 1 (heads, hidden, layers); V = 51,200 and s = 2048 for all rows.
@@ -221,6 +111,100 @@ _PRESET_LIST: tuple[ModelSpec, ...] = (
     _llama("llama3-8b", 32, 4096, 32, 8, 14336, 128256, 8192, _LLAMA3.format("Meta-Llama-3-8B")),
     _llama("llama3-70b", 80, 8192, 64, 8, 28672, 128256, 8192, _LLAMA3.format("Meta-Llama-3-70B")),
     _llama("llama3-405b", 126, 16384, 128, 8, 53248, 128256, 8192, _LLAMA3.format("Llama-3.1-405B")),
+    # Llama 3.1: the Llama 3 shapes (only the RoPE scaling of the long context differs).
+    _llama("llama3.1-8b", 32, 4096, 32, 8, 14336, 128256, 8192, _LLAMA3.format("Llama-3.1-8B")),
+    _llama("llama3.1-70b", 80, 8192, 64, 8, 28672, 128256, 8192, _LLAMA3.format("Llama-3.1-70B")),
+    _llama("llama3.1-405b", 126, 16384, 128, 8, 53248, 128256, 8192, _LLAMA3.format("Llama-3.1-405B")),
+    replace(
+        _llama("nemotron4-15b", 32, 6144, 48, 8, 24576, 256000, 4096, _NEMOTRON4_15B),
+        activation="squared_relu",
+        norm="layernorm",
+    ),
+    replace(
+        _llama("nemotron4-340b", 96, 18432, 96, 8, 73728, 256000, 4096, _NEMOTRON4_340B),
+        activation="squared_relu",
+        norm="layernorm",
+    ),
+    # DeepSeek-V3 (config.json; pre-training sequence 4K, DeepSeek-V3 report arXiv:2412.19437 Section 4.2).
+    replace(
+        _llama("deepseek-v3", 61, 7168, 128, 128, 18432, 129280, 4096, _HF.format("deepseek-ai/DeepSeek-V3")),
+        num_experts=256,
+        moe_top_k=8,
+        moe_ffn_hidden_size=2048,
+        shared_expert_ffn_hidden_size=2048,
+        first_k_dense_layers=3,
+        q_lora_rank=1536,
+        kv_lora_rank=512,
+        qk_nope_head_dim=128,
+        qk_rope_head_dim=64,
+        v_head_dim=128,
+        mtp_layers=1,
+    ),
+    # Mixtral (config.json; "trained with a context size of 32k tokens", Jiang et al. arXiv:2401.04088 s2).
+    replace(
+        _llama(
+            "mixtral-8x7b", 32, 4096, 32, 8, 14336, 32000, 32768, _HF.format("mistralai/Mixtral-8x7B-v0.1")
+        ),
+        num_experts=8,
+        moe_top_k=2,
+    ),
+    replace(
+        _llama(
+            "mixtral-8x22b", 56, 6144, 48, 8, 16384, 32768, 65536, _HF.format("mistralai/Mixtral-8x22B-v0.1")
+        ),
+        num_experts=8,
+        moe_top_k=2,
+    ),
+    # Qwen3 MoE (config.json; pre-training stage S1 at 4,096 tokens, Qwen3 Technical Report arXiv:2505.09388 s3.2).
+    replace(
+        _llama("qwen3-30b-a3b", 48, 2048, 32, 4, 6144, 151936, 4096, _HF.format("Qwen/Qwen3-30B-A3B")),
+        kv_channels=128,
+        qk_norm=True,
+        num_experts=128,
+        moe_top_k=8,
+        moe_ffn_hidden_size=768,
+    ),
+    replace(
+        _llama("qwen3-235b-a22b", 94, 4096, 64, 4, 12288, 151936, 4096, _HF.format("Qwen/Qwen3-235B-A22B")),
+        kv_channels=128,
+        qk_norm=True,
+        num_experts=128,
+        moe_top_k=8,
+        moe_ffn_hidden_size=1536,
+    ),
+    # Llama 4 Maverick text model (config.json text_config): dense layers 16384 wide, every 2nd layer MoE with
+    # 128 experts of 8192, top-1, one shared expert; chunked attention (8192) on three of every four layers,
+    # counted as a sliding window of that size (the same keys per query). Sequence 8192: an assumption.
+    replace(
+        _llama(
+            "llama4-maverick",
+            48,
+            5120,
+            40,
+            8,
+            16384,
+            202048,
+            8192,
+            _HF.format("meta-llama/Llama-4-Maverick-17B-128E"),
+        ),
+        kv_channels=128,
+        num_experts=128,
+        moe_top_k=1,
+        moe_ffn_hidden_size=8192,
+        shared_expert_ffn_hidden_size=8192,
+        moe_layer_freq=2,
+        sliding_window=8192,
+        sliding_window_pattern=4,
+    ),
+    # Grok-1 (xai-org/grok-1 run.py / model.py): GeLU-gated experts, four RMSNorms per layer, tied embedding.
+    replace(
+        _llama("grok-1", 64, 6144, 48, 8, 32768, 131072, 8192, _GROK1),
+        activation="geglu",
+        norms_per_layer=4,
+        tied_embeddings=True,
+        num_experts=8,
+        moe_top_k=2,
+    ),
 )
 
 MODEL_PRESETS: dict[str, ModelSpec] = {m.name: m for m in _PRESET_LIST}

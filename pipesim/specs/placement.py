@@ -7,9 +7,9 @@ so with tp <= GPUs per node every TP group stays inside a node.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import networkx as nx
 
@@ -19,18 +19,21 @@ from topologies.graph import gpu_nodes
 
 __all__ = ["RankGrid", "DEFAULT_ORDER", "GroupCrossing", "parse_order", "rank_to_gpu"]
 
-DEFAULT_ORDER: tuple[str, str, str] = ("tp", "dp", "pp")
+DEFAULT_ORDER: tuple[str, ...] = ("tp", "dp", "pp")
 DIMS = ("tp", "dp", "pp")
 
 
-def parse_order(text: str) -> tuple[str, str, str]:
-    """Parse a rank order such as ``tp-dp-pp`` (fastest-varying first; Megatron-LM's default)."""
+def parse_order(text: str) -> tuple[str, ...]:
+    """Parse a rank order such as ``tp-dp-pp`` or ``tp-cp-dp-pp`` (fastest-varying first; Megatron-LM's
+    default is tp-cp-ep-dp-pp, where ep is folded out of cp x dp for the expert layers and so is not a
+    dimension of its own here). ``cp`` may be left out: it then follows tp."""
     parts = tuple(p.strip().lower() for p in str(text).replace(",", "-").split("-"))
-    if sorted(parts) != sorted(DIMS):
+    if sorted(parts) not in (sorted(DIMS), sorted(DIMS + ("cp",))):
         raise InputError(
-            f"rank order {text!r} must be a permutation of tp, dp, pp such as tp-dp-pp or tp-pp-dp"
+            f"rank order {text!r} must be a permutation of tp, dp, pp (and optionally cp) such as tp-dp-pp or "
+            "tp-cp-dp-pp"
         )
-    return (parts[0], parts[1], parts[2])
+    return parts
 
 
 def rank_to_gpu(graph: nx.Graph, world_size: int) -> list[str]:
@@ -61,82 +64,186 @@ class GroupCrossing:
 
 @dataclass(frozen=True)
 class RankGrid:
-    """The rank grid of a layout; ``order`` lists the dimensions fastest-varying first."""
+    """The rank grid of a layout; ``order`` lists the dimensions fastest-varying first (cp, when not named,
+    right after tp: Megatron-Core's tp-cp-dp-pp).
+
+    Expert layers fold the same GPUs differently (Megatron-Core, ``parallel_state``): inside one pipeline
+    stage the tp x cp x dp ranks are regrouped as etp x ep x edp, expert-tensor-parallel fastest, then expert
+    parallel, then expert data parallel (edp = tp cp dp / (etp ep)). This needs the pipeline dimension
+    outermost, as in Megatron-Core's orders."""
 
     tp: int
     dp: int
     pp: int
-    order: tuple[str, str, str] = DEFAULT_ORDER
+    order: tuple[str, ...] = DEFAULT_ORDER
+    cp: int = 1
+    ep: int = 1
+    etp: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("tp", "dp", "pp"):
+        for name in ("tp", "dp", "pp", "cp", "ep", "etp"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name}={getattr(self, name)} must be >= 1")
-        if sorted(self.order) != ["dp", "pp", "tp"]:
+        order = tuple(self.order)
+        if sorted(order) not in (sorted(DIMS), sorted(DIMS + ("cp",))):
             raise InputError(
-                f"rank order {'-'.join(self.order)} must be a permutation of tp, dp, pp (e.g. tp-dp-pp)"
+                f"rank order {'-'.join(order)} must be a permutation of tp, dp, pp (e.g. tp-dp-pp)"
+            )
+        order = self.full_order
+        if self.expert_folded and order[-1] != "pp":
+            raise InputError(
+                f"expert parallelism (ep={self.ep}, etp={self.etp}) needs pp outermost in the rank order, "
+                f"got {'-'.join(order)}"
+            )
+        if (self.tp * self.cp * self.dp) % (self.ep * self.etp):
+            raise InputError(
+                f"etp x ep = {self.etp} x {self.ep} does not divide tp x cp x dp = {self.tp * self.cp * self.dp}"
             )
 
     @property
+    def full_order(self) -> tuple[str, ...]:
+        """The order with cp placed (after tp when ``order`` leaves it out)."""
+        order = tuple(self.order)
+        if "cp" in order:
+            return order
+        i = order.index("tp") + 1
+        return order[:i] + ("cp",) + order[i:]
+
+    @property
+    def expert_folded(self) -> bool:
+        """True when the expert layers use another grouping than the dense ones (ep > 1 or etp != tp)."""
+        return self.ep > 1 or self.etp not in (1, self.tp)
+
+    @property
+    def edp(self) -> int:
+        """Expert data-parallel size: tp cp dp / (etp ep)."""
+        return self.tp * self.cp * self.dp // (self.ep * self.etp)
+
+    @property
+    def stage_size(self) -> int:
+        """GPUs per pipeline stage: tp x cp x dp."""
+        return self.tp * self.cp * self.dp
+
+    @property
     def world_size(self) -> int:
-        """Number of GPUs the layout needs: tp * dp * pp."""
-        return self.tp * self.dp * self.pp
+        """Number of GPUs the layout needs: tp * cp * dp * pp."""
+        return self.stage_size * self.pp
 
-    def strides(self) -> tuple[int, int, int]:
-        """Rank distance between neighbours along tp, dp and pp (``order`` fastest-varying first)."""
-        return _strides(self.order, self.tp, self.dp, self.pp)
+    @cached_property
+    def _strides(self) -> tuple[int, int, int, int]:
+        """Rank strides of (tp, dp, pp, cp) in :attr:`full_order`."""
+        sizes = {"tp": self.tp, "dp": self.dp, "pp": self.pp, "cp": self.cp}
+        out, stride = {}, 1
+        for dim in self.full_order:
+            out[dim] = stride
+            stride *= sizes[dim]
+        return out["tp"], out["dp"], out["pp"], out["cp"]
 
-    def rank(self, tp_i: int, dp_i: int, pp_i: int) -> int:
-        """Global rank of grid coordinate (tp_i, dp_i, pp_i)."""
-        st, sd, sp = self.strides()
-        return tp_i * st + dp_i * sd + pp_i * sp
+    def rank(self, tp_i: int, dp_i: int, pp_i: int, cp_i: int = 0) -> int:
+        """Global rank of grid coordinate (tp_i, dp_i, pp_i, cp_i)."""
+        st, sd, sp, sc = self._strides
+        return tp_i * st + dp_i * sd + pp_i * sp + cp_i * sc
 
-    def tp_group(self, dp_i: int = 0, pp_i: int = 0) -> list[int]:
-        """Global ranks of the tensor-parallel group at (dp_i, pp_i)."""
-        st, sd, sp = self.strides()
-        base = dp_i * sd + pp_i * sp
-        return list(range(base, base + self.tp * st, st))
+    def tp_group(self, dp_i: int = 0, pp_i: int = 0, cp_i: int = 0) -> list[int]:
+        """Global ranks of the tensor-parallel group at (dp_i, pp_i, cp_i)."""
+        return [self.rank(t, dp_i, pp_i, cp_i) for t in range(self.tp)]
 
-    def dp_group(self, tp_i: int = 0, pp_i: int = 0) -> list[int]:
-        """Global ranks of the data-parallel group at (tp_i, pp_i)."""
-        st, sd, sp = self.strides()
-        base = tp_i * st + pp_i * sp
-        return list(range(base, base + self.dp * sd, sd))
+    def dp_group(self, tp_i: int = 0, pp_i: int = 0, cp_i: int = 0) -> list[int]:
+        """Global ranks of the data-parallel group at (tp_i, pp_i, cp_i)."""
+        return [self.rank(tp_i, d, pp_i, cp_i) for d in range(self.dp)]
+
+    def cp_group(self, tp_i: int = 0, dp_i: int = 0, pp_i: int = 0) -> list[int]:
+        """Global ranks of the context-parallel group (a ring in rank order) at (tp_i, dp_i, pp_i)."""
+        return [self.rank(tp_i, dp_i, pp_i, c) for c in range(self.cp)]
+
+    def dp_cp_group(self, tp_i: int = 0, pp_i: int = 0) -> list[int]:
+        """Ranks that hold the same dense weights: data parallel x context parallel (Megatron-Core reduces
+        dense gradients over this group)."""
+        return [self.rank(tp_i, d, pp_i, c) for d in range(self.dp) for c in range(self.cp)]
 
     def pp_group(self, tp_i: int = 0, dp_i: int = 0) -> list[int]:
         """Global ranks of the pipeline (stage 0 .. pp-1) at (tp_i, dp_i)."""
-        st, sd, sp = self.strides()
-        base = tp_i * st + dp_i * sd
-        return list(range(base, base + self.pp * sp, sp))
+        return [self.rank(tp_i, dp_i, p) for p in range(self.pp)]
+
+    def _expert_rank(self, etp_i: int, ep_i: int, edp_i: int, pp_i: int) -> int:
+        return pp_i * self.stage_size + etp_i + self.etp * (ep_i + self.ep * edp_i)
+
+    def ep_group(self, pp_i: int = 0, etp_i: int = 0, edp_i: int = 0) -> list[int]:
+        """Global ranks of an expert-parallel group (the all-to-all group) in pipeline stage ``pp_i``."""
+        if not self.expert_folded:
+            return [self.rank(0, 0, pp_i)]
+        return [self._expert_rank(etp_i, e, edp_i, pp_i) for e in range(self.ep)]
+
+    def etp_group(self, pp_i: int = 0, ep_i: int = 0, edp_i: int = 0) -> list[int]:
+        """Global ranks of an expert-tensor-parallel group in stage ``pp_i``."""
+        if not self.expert_folded:
+            return self.tp_group(0, pp_i)[: self.etp]
+        return [self._expert_rank(t, ep_i, edp_i, pp_i) for t in range(self.etp)]
+
+    def edp_group(self, pp_i: int = 0, etp_i: int = 0, ep_i: int = 0) -> list[int]:
+        """Global ranks holding the same expert weights (expert gradients reduce over them)."""
+        if not self.expert_folded:
+            return self.dp_cp_group(0, pp_i)
+        return [self._expert_rank(etp_i, ep_i, d, pp_i) for d in range(self.edp)]
 
     def groups(self, dim: str) -> list[list[int]]:
-        """Every process group of dimension ``dim`` (tp, dp or pp), in a deterministic order."""
+        """Every process group of dimension ``dim`` (tp, cp, dp, pp, ep, etp, edp), in a deterministic order."""
         if dim == "tp":
-            return [self.tp_group(d, p) for p in range(self.pp) for d in range(self.dp)]
+            return [
+                self.tp_group(d, p, c) for p in range(self.pp) for d in range(self.dp) for c in range(self.cp)
+            ]
         if dim == "dp":
-            return [self.dp_group(t, p) for p in range(self.pp) for t in range(self.tp)]
+            return [
+                self.dp_group(t, p, c) for p in range(self.pp) for t in range(self.tp) for c in range(self.cp)
+            ]
+        if dim == "cp":
+            return [
+                self.cp_group(t, d, p) for p in range(self.pp) for d in range(self.dp) for t in range(self.tp)
+            ]
         if dim == "pp":
-            return [self.pp_group(t, d) for d in range(self.dp) for t in range(self.tp)]
-        raise InputError(f"unknown dimension {dim!r}; valid: tp, dp, pp")
+            return [
+                [self.rank(t, d, p, c) for p in range(self.pp)]
+                for c in range(self.cp)
+                for d in range(self.dp)
+                for t in range(self.tp)
+            ]
+        if dim == "ep":
+            return [
+                self.ep_group(p, t, d)
+                for p in range(self.pp)
+                for d in range(self.edp)
+                for t in range(self.etp)
+            ]
+        if dim == "etp":
+            return [
+                self.etp_group(p, e, d)
+                for p in range(self.pp)
+                for d in range(self.edp)
+                for e in range(self.ep)
+            ]
+        if dim == "edp":
+            return [
+                self.edp_group(p, t, e)
+                for p in range(self.pp)
+                for e in range(self.ep)
+                for t in range(self.etp)
+            ]
+        raise InputError(f"unknown dimension {dim!r}; valid: tp, cp, dp, pp, ep, etp, edp")
+
+    def dims(self) -> tuple[str, ...]:
+        """The dimensions worth reporting: tp, dp, pp, plus cp and the expert groups when used."""
+        out: tuple[str, ...] = ("tp",) + (("cp",) if self.cp > 1 else ()) + ("dp", "pp")
+        if self.expert_folded:
+            out += ("ep",) + (("etp",) if self.etp > 1 else ()) + (("edp",) if self.edp > 1 else ())
+        return out
 
     def crossings(self, gpus_per_node: int) -> dict[str, GroupCrossing]:
         """Per dimension, how many groups cross server boundaries when rank g sits on node g // gpus_per_node."""
         if gpus_per_node < 1:
             raise InputError(f"gpus_per_node={gpus_per_node} must be >= 1")
         out = {}
-        for dim in DIMS:
+        for dim in self.dims():
             gs = self.groups(dim)
             spans = [len({r // gpus_per_node for r in g}) for g in gs]
             out[dim] = GroupCrossing(dim, len(gs[0]), len(gs), sum(1 for s in spans if s > 1), max(spans))
         return out
-
-
-@functools.lru_cache(maxsize=1024)
-def _strides(order: tuple[str, str, str], tp: int, dp: int, pp: int) -> tuple[int, int, int]:
-    """(tp, dp, pp) strides of the grid: each dimension's stride is the product of the sizes before it."""
-    sizes = {"tp": tp, "dp": dp, "pp": pp}
-    stride, out = 1, {}
-    for dim in order:
-        out[dim] = stride
-        stride *= sizes[dim]
-    return out["tp"], out["dp"], out["pp"]

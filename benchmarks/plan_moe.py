@@ -1,0 +1,54 @@
+"""Speed of ``pipesim plan`` on a mixture-of-experts model (issue 12, part 6).
+
+DeepSeek-V3 (671B, 256 experts, 61 layers) on 1,024 H100 SXM (dgx-h100 topology, 128 nodes), global batch
+8192, sequence 4096, fp8, uneven layers allowed (61 is prime), the default search space with cp, ep and etp
+searched (ep over the divisors of 256, etp 1 or tp, cp 1 only at this length). Target (issue 12): at most
+30 s on the 2-core development machine, top 16 simulated in full.
+
+Prints layouts enumerated, candidates estimated, feasible, seconds end to end and the winner.
+
+Run: python benchmarks/plan_moe.py [--workers N]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipesim.plan.executors import ExecutorSpec  # noqa: E402
+from pipesim.plan.search import PlanCluster, PlanRequest, SearchSpace, plan  # noqa: E402
+from pipesim.specs.gpu import get_gpu  # noqa: E402
+from pipesim.specs.model import get_model  # noqa: E402
+
+
+def main(workers: int) -> None:
+    """Plan once and print one row and the winner."""
+    req = PlanRequest(
+        get_model("deepseek-v3"),
+        PlanCluster(get_gpu("h100-sxm"), 128, 8, "dgx-h100"),
+        8192,
+        seq_length=4096,
+        precision="fp8",
+        space=SearchSpace(uneven_layers=True),
+        top_k=16,
+    )
+    t0 = time.perf_counter()
+    res = plan(req, ExecutorSpec(workers=workers))
+    dt = time.perf_counter() - t0
+    print(
+        "DeepSeek-V3, 1,024 x H100 SXM (dgx-h100, 128 nodes), global batch 8192, seq 4096, fp8, uneven layers"
+    )
+    print(f"{'workers':>7} {'enumerated':>10} {'candidates':>10} {'feasible':>8} {'seconds':>8}")
+    print(f"{workers:>7} {res.enumerated:>10,} {res.candidates:>10,} {res.feasible:>8,} {dt:>8.2f}")
+    if res.entries:
+        best = res.best
+        print(f"best: {best.candidate.label()}  {best.step_time_s:.2f} s/step  MFU {best.mfu:.1%}")
+    else:
+        print("no layout fits")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[2]) if len(sys.argv) == 3 and sys.argv[1] == "--workers" else 1)

@@ -1,0 +1,61 @@
+"""Typed values out of parsed JSON / TOML tables: every problem is one :class:`InputError` naming the file and
+the key."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pipesim.errors import InputError
+
+__all__ = ["read_text", "req_int", "req_num", "req_bool", "req_str"]
+
+
+def req_int(src: str, data: Mapping[str, Any], key: str, default: int | None = None, prefix: str = "") -> int:
+    """``data[key]`` as a positive integer (``default`` when absent or null, else an error)."""
+    if key not in data or data[key] is None:
+        if default is not None:
+            return default
+        raise InputError(f"{src}: missing key {prefix + key!r}")
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{src}: key {prefix + key!r} = {value!r} must be a positive integer")
+    return value
+
+
+def req_num(src: str, data: Mapping[str, Any], key: str, prefix: str = "") -> float:
+    """``data[key]`` as a positive number."""
+    if key not in data:
+        raise InputError(f"{src}: missing key {prefix + key!r}")
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise InputError(f"{src}: key {prefix + key!r} = {value!r} must be a finite positive number")
+    return float(value)
+
+
+def req_bool(src: str, data: Mapping[str, Any], key: str, default: bool, prefix: str = "") -> bool:
+    """``data[key]`` as true / false (``default`` when absent)."""
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise InputError(f"{src}: key {prefix + key!r} = {value!r} must be true or false")
+    return value
+
+
+def req_str(src: str, data: Mapping[str, Any], key: str, default: str, prefix: str = "") -> str:
+    """``data[key]`` as a string (``default`` when absent)."""
+    value = data.get(key, default)
+    if not isinstance(value, str):
+        raise InputError(f"{src}: key {prefix + key!r} = {value!r} must be a string")
+    return value
+
+
+def read_text(path: Path, what: str) -> str:
+    """The text of ``path``; a missing or unreadable file is one InputError naming ``what``."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{what} file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {what} file {path}: {exc}") from None
