@@ -11,6 +11,7 @@ from pipesim.plan.space import Candidate
 from pipesim.results import Result, flatten
 from pipesim.sim.energy import steps_for_tokens
 from pipesim.sim.scenario import SimulationReport
+from pipesim.sim.throughput import Throughput
 
 SECONDS_PER_DAY = 86400.0
 
@@ -49,7 +50,7 @@ class SimSummary:
 
 
 @dataclass(frozen=True)
-class PlanEntry:
+class PlanEntry(Throughput):
     """One feasible layout with its estimate and, for the top ones, its full simulation."""
 
     candidate: Candidate
@@ -77,31 +78,6 @@ class PlanEntry:
     def headroom_bytes(self) -> float:
         """HBM minus peak memory per GPU."""
         return self.hbm_bytes - self.peak_memory_bytes
-
-    @property
-    def tokens_per_s(self) -> float:
-        """Training tokens per second over the cluster."""
-        return self.tokens_per_step / self.step_time_s
-
-    @property
-    def model_tflops_per_gpu(self) -> float:
-        """Model FLOPs (no recompute) per second per GPU, TFLOP/s."""
-        return self.model_flops / (self.step_time_s * self.num_gpus) / 1e12
-
-    @property
-    def hardware_tflops_per_gpu(self) -> float:
-        """Hardware FLOPs (recompute included; SC21 eq. 3 with full recompute) per second per GPU."""
-        return self.hardware_flops / (self.step_time_s * self.num_gpus) / 1e12
-
-    @property
-    def mfu(self) -> float:
-        """Model FLOPs utilisation."""
-        return self.model_tflops_per_gpu * 1e12 / self.peak_flops
-
-    @property
-    def hfu(self) -> float:
-        """Hardware FLOPs utilisation."""
-        return self.hardware_tflops_per_gpu * 1e12 / self.peak_flops
 
     @property
     def busy_fraction(self) -> float:

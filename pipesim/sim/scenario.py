@@ -34,6 +34,7 @@ from pipesim.errors import InputError
 from pipesim.results import Result
 from pipesim.sim.engine import OpCosts, Timeline, simulate
 from pipesim.sim.metrics import PipelineMetrics, pipeline_metrics
+from pipesim.sim.throughput import Throughput
 from pipesim.specs.efficiency import GPU_PROFILE, resolve_efficiency
 from pipesim.specs.gpu import GPUSpec
 from pipesim.specs.layout import Layout
@@ -205,7 +206,7 @@ class TimeBreakdown:
 
 
 @dataclass(frozen=True)
-class SimulationReport(Result):
+class SimulationReport(Throughput, Result):
     """The result of :func:`simulate_scenario`; see the module docstring for the definitions."""
 
     scenario: Scenario
@@ -236,39 +237,14 @@ class SimulationReport(Result):
         return lay.global_batch_size * lay.seq(self.scenario.model)
 
     @property
-    def tokens_per_s(self) -> float:
-        """Training tokens per second over the whole cluster."""
-        return self.tokens_per_step / self.step_time_s
-
-    @property
     def samples_per_s(self) -> float:
         """Sequences per second over the whole cluster."""
         return self.scenario.layout.global_batch_size / self.step_time_s
 
     @property
-    def model_tflops_per_gpu(self) -> float:
-        """Model FLOPs (no recomputation) per second per GPU, in TFLOP/s."""
-        return self.model_flops / (self.step_time_s * self.num_gpus) / 1e12
-
-    @property
-    def hardware_tflops_per_gpu(self) -> float:
-        """Hardware FLOPs (recomputation included) per second per GPU, in TFLOP/s."""
-        return self.hardware_flops / (self.step_time_s * self.num_gpus) / 1e12
-
-    @property
     def peak_flops(self) -> float:
         """The GPU's dense peak at the layout's precision."""
         return self.scenario.gpu.peak(self.scenario.layout.precision)
-
-    @property
-    def mfu(self) -> float:
-        """Model FLOPs utilisation: model TFLOP/s per GPU / peak."""
-        return self.model_tflops_per_gpu * 1e12 / self.peak_flops
-
-    @property
-    def hfu(self) -> float:
-        """Hardware FLOPs utilisation: hardware TFLOP/s per GPU / peak."""
-        return self.hardware_tflops_per_gpu * 1e12 / self.peak_flops
 
     @property
     def worst_memory(self) -> RankMemory:
