@@ -334,7 +334,7 @@ class Estimator:
             dp_exposed = max(end - pipeline, 0.0)
 
         # Memory: ranks 0 and p-1 for closed forms, every rank for profiled families.
-        best = None
+        acts_of: dict[int, float] = {}
         if family.in_flight is not None:
             last = n_stages - 1
             extras = [stage_extra_activation_bytes(model, layout, s == 0, s == last) for s in range(n_stages)]
@@ -343,20 +343,8 @@ class Estimator:
                 layer_bytes = sum(c.activation_bytes[s] - extras[s] for s in local)
                 # The first and last stages' extras live on one chunk only: count that chunk's microbatches as
                 # if it were the only one (the family's form with one chunk).
-                acts = family.in_flight(p, m, chunks, r) * layer_bytes
-                acts += family.in_flight(p, m, 1, r) * sum(extras[s] for s in local)
-                mem = rank_memory(
-                    r,
-                    sc.rank_params[r],
-                    acts,
-                    sc.transient_bytes,
-                    layout,
-                    self.gpu.hbm_bytes,
-                    self.reserve,
-                    sc.rank_expert_params[r] if sc.rank_expert_params else 0.0,
-                )
-                if best is None or mem.peak > best.peak:
-                    best = mem
+                acts_of[r] = family.in_flight(p, m, chunks, r) * layer_bytes
+                acts_of[r] += family.in_flight(p, m, 1, r) * sum(extras[s] for s in local)
         else:
             for r in range(p):
                 # Per local stage: activation bytes, and the part of them kept from I to W.
@@ -370,12 +358,14 @@ class Estimator:
                     )
                     for pr in profs
                 ]
-                acts = (
+                acts_of[r] = (
                     peaks[0]
                     if len(peaks) == 1
                     else max(peaks[1] + (peaks[1] - peaks[0]) * (m - 3 * p) / p, 0.0)
                 )
-                mem = rank_memory(
+        best = max(
+            (
+                rank_memory(
                     r,
                     sc.rank_params[r],
                     acts,
@@ -385,9 +375,10 @@ class Estimator:
                     self.reserve,
                     sc.rank_expert_params[r] if sc.rank_expert_params else 0.0,
                 )
-                if best is None or mem.peak > best.peak:
-                    best = mem
-        assert best is not None
+                for r, acts in acts_of.items()
+            ),
+            key=lambda mem: (mem.peak, -mem.rank),
+        )
 
         opt = c.optimizer_s
         return Estimate(
