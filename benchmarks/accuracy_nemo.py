@@ -87,7 +87,15 @@ def report(gpu_name: str, eff: Efficiency | None = None, holdout: bool = False) 
             out["Megatron-LM README rank correlation"] = rho
             print(f"  rank correlation of TFLOP/s per GPU with the published ranking (Spearman): {rho:+.2f}")
     refused = nemo_runs(gpu_name)[1]
-    print(f"  NeMo rows refused ({len(refused)}): " + "; ".join(f"{i} {why}" for i, why in refused))
+    print(f"  NeMo rows left out ({len(refused)}): " + "; ".join(f"{i} {why}" for i, why in refused))
+    cp_runs = nemo_runs(gpu_name, context_parallel=True)[0]
+    if cp_runs:
+        print("-- validation only (not fitted): NeMo context-parallel rows, seconds per step")
+        cp_errs = errors(cp_runs, gpu, prof)
+        for r, p, e in cp_errs:
+            print(f"  {r.label:<58} {r.measured_s:>9.3f} {p:>9.3f} {e:>+7.1%}")
+        out["NeMo context-parallel rows (validation)"] = mae([e for *_, e in cp_errs])
+        print(f"  MAE over {len(cp_errs)} rows: {out['NeMo context-parallel rows (validation)']:.2%}")
     if holdout:
         allruns = [r for runs in sets.values() for r in runs]
         nemo = sets["NeMo performance summary (FP8)"]

@@ -4,8 +4,9 @@ Sources (the only ones: ../shared/reference/):
 
 * NeMo performance summary (nemo-performance.json, transcribed from NVIDIA/NeMo docs/source/performance/, one
   record per row with its source commit): the newest value of every pre-training row pipesim can model, FP8 on
-  DGX H100 and DGX B200. Refused, with the reason printed: context parallelism (CP > 1; pipesim has no CP),
-  Nemotron's squared-ReLU MLP (not an activation pipesim models), rows with an incomplete layout
+  DGX H100 and DGX B200. Context-parallel rows (CP > 1) are validation only, never fitted. Refused, with the
+  reason printed:
+  the Nemotron rows (no shape for them in this benchmark), rows with an incomplete layout
   (``usable: false`` or a missing TP/PP), fine-tuning rows. Measured step time: the record's
   ``step_time_s_derived`` (GBS x seq / (tokens/s/GPU x GPUs)); for rows with only model TFLOP/s/GPU, step =
   NeMo's model FLOPs / (TFLOP/s/GPU x GPUs), with NeMo's own formula (NVIDIA/NeMo nemo/utils/flops_formulas.py,
@@ -76,9 +77,11 @@ def _comm(gpu: str, gpus: int) -> CommModel:
     return build_comm(ClusterSpec("dgx-h100"), gpus) if gpu == "h100-sxm" else B200_COMM
 
 
-def nemo_runs(gpu: str) -> tuple[list[Run], list[tuple[str, str]]]:
+def nemo_runs(gpu: str, context_parallel: bool = False) -> tuple[list[Run], list[tuple[str, str]]]:
     """(runs, refused) for ``gpu`` (h100-sxm or b200): NeMo's newest pre-training rows (module docstring);
-    ``refused`` lists (row id, reason) for the rows pipesim cannot model."""
+    ``refused`` lists (row id, reason) for the rows left out. The context-parallel rows (CP > 1, long
+    sequences) are not part of the calibration: with ``context_parallel`` only they are returned, to validate
+    the CP model against measurements it was not fitted to."""
     want = {"h100-sxm": "H100", "b200": "B200"}[gpu]
     rows: list[dict[str, Any]] = json.loads(NEMO_JSON.read_text())
     runs: list[Run] = []
@@ -90,15 +93,19 @@ def nemo_runs(gpu: str) -> tuple[list[Run], list[tuple[str, str]]]:
         if not r["usable"] or r["tp"] is None or r["pp"] is None:
             refused.append((rid, "incomplete layout in the source"))
             continue
-        if (r["cp"] or 1) > 1:
-            refused.append((rid, f"context parallelism CP={r['cp']} (not modelled)"))
+        cp = int(r["cp"] or 1)
+        if (cp > 1) != context_parallel:
+            if cp > 1:
+                refused.append((rid, f"context parallelism CP={cp} (validation only, not fitted: see below)"))
             continue
         if r["model"] in _NEMO_MODELS:
             model = get_model(_NEMO_MODELS[r["model"]])
         elif r["model"] in _NEMO_EXTRA:
             model = _NEMO_EXTRA[r["model"]]
         else:
-            refused.append((rid, f"{r['model']}: squared-ReLU MLP (not modelled)"))
+            refused.append(
+                (rid, f"{r['model']}: squared-ReLU Nemotron, no shape in this benchmark (not in the fit)")
+            )
             continue
         seq = int(r["seq_length"])
         tp, pp, vp = int(r["tp"]), int(r["pp"]), int(r["vp"] or 1)
@@ -108,12 +115,12 @@ def nemo_runs(gpu: str) -> tuple[list[Run], list[tuple[str, str]]]:
         else:
             step = nemo_llama_flops(model, gbs, seq) / (float(r["model_tflops_per_gpu"]) * 1e12 * gpus)
         layout = Layout(
-            tp=tp, pp=pp, dp=gpus // (tp * pp), vpp=vp, micro_batch_size=mbs, global_batch_size=gbs, seq_length=seq,
+            tp=tp, pp=pp, cp=cp, dp=gpus // (tp * pp * cp), vpp=vp, micro_batch_size=mbs, global_batch_size=gbs, seq_length=seq,
             sequence_parallel=tp > 1, distributed_optimizer=True, precision="fp8", attention="flash",
             schedule="interleaved-1f1b" if vp > 1 else "1f1b", tp_comm_overlap_forward=True,
             overlap_param_gather=True,
         )  # fmt: skip
-        label = f"{rid} {r['model']} {gpus} GPUs tp{tp} pp{pp} vp{vp} mbs{mbs} s{seq}"
+        label = f"{rid} {r['model']} {gpus} GPUs tp{tp} pp{pp}{f' cp{cp}' if cp > 1 else ''} vp{vp} mbs{mbs} s{seq}"
         runs.append(Run(model, layout, _comm(gpu, gpus), step, label, str(r["model"])))
     return runs, refused
 
