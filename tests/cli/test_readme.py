@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import invoke
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _shell_lines() -> list[str]:

@@ -37,7 +37,7 @@ FIXED = {
     "topo show": ["dgx-a100"],
     "gpu show": ["h100-sxm"],
     "calibrate": [
-        str(Path(__file__).parent / "data" / "calibrate_fuzz.csv"),
+        str(Path(__file__).parents[1] / "data" / "calibrate_fuzz.csv"),
         "--gpu",
         "a100-80gb",
         "--folds",

@@ -145,7 +145,7 @@ def test_small_schedules_do_not_import_numba() -> None:
         "simulate(build_schedule('1f1b', 8, 64), OpCosts.uniform(8, 1.0, 2.0))\n"
         "assert 'numba' not in sys.modules, 'numba imported for a small schedule'\n"
     )
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
 
 

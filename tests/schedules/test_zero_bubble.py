@@ -12,7 +12,7 @@ from schedules.ir import v_shape_placement
 from schedules.zero_bubble import zb_h1, zb_h2, zb_v
 from tests.zb_helpers import run
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 SIZES = [(2, 4), (4, 8), (4, 12), (6, 12), (8, 24)]
 # (T_F, T_I, T_W): the paper's equal case plus unequal ones.
 TIMES = [(1.0, 1.0, 1.0), (1.0, 1.0, 0.5), (2.0, 1.0, 1.0), (1.0, 2.0, 1.0)]

@@ -16,7 +16,7 @@ import pytest
 from pipesim.cli.flags import FLAGS
 from pipesim.cli.group import COMMANDS, main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Long option names (and arguments in capitals) of every command, sorted.
 FROZEN = {

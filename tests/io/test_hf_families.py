@@ -14,7 +14,7 @@ from pipesim.io.hf_config import model_from_hf_dict
 from pipesim.io.readers import load_hf_config, load_model_toml
 from pipesim.specs.model import get_model
 
-DATA = Path(__file__).parent / "data" / "hf"
+DATA = Path(__file__).parents[1] / "data" / "hf"
 
 
 def _load(name: str) -> object:

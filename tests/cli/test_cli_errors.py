@@ -16,7 +16,7 @@ from conftest import invoke
 
 from pipesim.io.atomic import atomic_write_text, write_outputs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODEL = ("--model", "gpt-1.7b")
 
 

@@ -120,7 +120,7 @@ def test_python_dash_m(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     proc = subprocess.run(
         [sys.executable, "-m", "pipesim", "compare", "--json", "--schedules", "1f1b"],
         capture_output=True,

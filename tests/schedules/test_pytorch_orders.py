@@ -20,7 +20,7 @@ from schedules.pytorch_orders import interleaved_zb_rule, interleaved_zero_bubbl
 from schedules.zero_bubble import zb_h1
 from tests.zb_helpers import run
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from schedules.dualpipe import dualpipe, dualpipe_v
 from schedules.ir import v_shape_placement
 from tests.zb_helpers import run
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 SIZES = [(2, 4), (3, 6), (4, 8), (4, 12), (6, 12), (8, 24)]
 
 

@@ -18,7 +18,7 @@ from pipesim.specs.gpu import get_gpu
 
 
 def _load() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "accuracy.py"
     spec = importlib.util.spec_from_file_location("pipesim_accuracy_benchmark", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -70,7 +70,7 @@ def test_topology_model_keeps_the_accuracy() -> None:
 
 
 def _nemo() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy_nemo.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "accuracy_nemo.py"
     spec = importlib.util.spec_from_file_location("pipesim_accuracy_nemo", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
