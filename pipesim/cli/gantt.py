@@ -18,6 +18,7 @@ from pipesim.cli.render import GIB
 from pipesim.cli.specs import refuse_alongside
 from pipesim.errors import InputError
 from pipesim.sim.budget import check_actions, check_bars, layout_timeline, timeline_actions
+from pipesim.specs.layout import Layout
 
 __all__ = ["gantt_cmd"]
 
@@ -37,6 +38,13 @@ last span (the global barrier); under --optimizer post-validation they run back 
 warm-up overlapping this one's tail (at least 2 are drawn; the default draws the 4 the steady state is measured
 on). The metrics shown are per iteration.
 """
+
+
+def _moe_cp(layout: Layout) -> str:
+    """`` cp=.. ep=.. etp=..`` for the parallel sizes above 1 (the page's layout row)."""
+    return "".join(
+        f" {n}={v}" for n, v in (("cp", layout.cp), ("ep", layout.ep), ("etp", layout.etp)) if v > 1
+    )
 
 
 @click.command("gantt", help=GANTT_HELP, short_help=short_help("gantt"))
@@ -114,7 +122,7 @@ def gantt_cmd(
             ("schedules", ", ".join(p.name for p in panels)),
             ("model", sc.model.name),
             ("gpu", sc.gpu.name),
-            ("layout", f"dp={sc.layout.dp} tp={sc.layout.tp} pp={sc.layout.pp}"),
+            ("layout", f"dp={sc.layout.dp} tp={sc.layout.tp} pp={sc.layout.pp}" + _moe_cp(sc.layout)),
             ("vpp", vpps),
             ("microbatches", str(sc.layout.num_microbatches)),
             ("micro batch", str(sc.layout.micro_batch_size)),

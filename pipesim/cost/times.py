@@ -213,7 +213,10 @@ class PassTimes:
 
     ``forward_s`` F; ``backward_s`` the full backward B (recompute + I + W); ``weight_s`` its W part;
     ``recompute_s`` its recomputed-forward part; ``tp_forward_s`` / ``tp_backward_s`` the TP collectives inside
-    F / B. ``flops_forward`` / ``flops_backward`` executed FLOPs.
+    F / B. ``flops_forward`` / ``flops_backward`` executed FLOPs. ``ep_comm_s`` the expert all-to-alls of F and
+    B (``ep_forward_s`` those of F); ``cp_comm_s`` the exposed part of the context-parallel key/value
+    exchanges of F and B (``cp_forward_s`` of F), ``cp_comm_full_s`` / ``cp_forward_full_s`` their whole
+    duration, hidden part included. The backward's exchanges all run in its input-gradient phase I.
     """
 
     forward_s: float = 0.0
@@ -227,6 +230,9 @@ class PassTimes:
     ep_comm_s: float = 0.0
     cp_comm_s: float = 0.0
     cp_comm_full_s: float = 0.0
+    ep_forward_s: float = 0.0
+    cp_forward_s: float = 0.0
+    cp_forward_full_s: float = 0.0
 
     def scaled(self, k: float) -> PassTimes:
         """All fields times ``k`` (``k`` identical layers)."""
@@ -248,22 +254,31 @@ _PASS_FIELDS = (
     "ep_comm_s",
     "cp_comm_s",
     "cp_comm_full_s",
+    "ep_forward_s",
+    "cp_forward_s",
+    "cp_forward_full_s",
 )
 
 
 def pass_times(timed: Sequence[TimedOp]) -> PassTimes:
     """Sum timed operators into F, B (= I + W, recompute included), W, recompute, TP-comm (tensor- and
     expert-tensor-parallel collectives, per pass), expert all-to-all and context-parallel parts (exposed;
-    the CP exchange also in full)."""
-    f = b = w = r = tpf = tpb = ff = fb = ep = cp = cp_full = 0.0
+    the CP exchange also in full), each also for F alone."""
+    f = b = w = r = tpf = tpb = ff = fb = ep = cp = cp_full = ep_f = cp_f = cp_full_f = 0.0
     for t in timed:
         op = t.op
         tp_like = op.kind == "comm" and op.group in ("tp", "etp")
+        forward = op.phase == "F"
         if op.kind == "comm" and op.group == "ep":
             ep += t.time_s
+            ep_f += t.time_s if forward else 0.0
         elif op.kind == "comm" and op.group == "cp":
+            full = t.time_s if t.full_s is None else t.full_s
             cp += t.time_s
-            cp_full += t.time_s if t.full_s is None else t.full_s
+            cp_full += full
+            if forward:
+                cp_f += t.time_s
+                cp_full_f += full
         if op.phase == "F":
             f += t.time_s
             ff += op.flops
@@ -278,7 +293,7 @@ def pass_times(timed: Sequence[TimedOp]) -> PassTimes:
                 r += t.time_s
             if tp_like:
                 tpb += t.time_s
-    return PassTimes(f, b, w, r, tpf, tpb, ff, fb, ep, cp, cp_full)
+    return PassTimes(f, b, w, r, tpf, tpb, ff, fb, ep, cp, cp_full, ep_f, cp_f, cp_full_f)
 
 
 def _unit_times(

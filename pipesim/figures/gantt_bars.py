@@ -11,6 +11,7 @@ import numpy as np
 from pipesim.sim.series import GROUP_ORDER, GanttSeries, Lane, SpanGroup
 
 MS = 1e3  # seconds -> milliseconds, for display
+MB = 1e6  # bytes per MB (SI), for display
 
 # Colour per kind of bar (Tableau 10-like, distinguishable in print and for common colour-vision deficiencies).
 COLOURS: dict[str, str] = {
@@ -23,6 +24,8 @@ COLOURS: dict[str, str] = {
     "TP": "#ff9da6",
     "SEND_ACTIVATION": "#9d755d",
     "SEND_GRAD": "#f58518",
+    "CP": "#17becf",
+    "EP": "#8c6bb1",
     "DP_REDUCE": "#e45756",
 }
 TEXT_COLOURS: dict[str, str] = {"W": "#1f2430", "I": "#1f2430"}
@@ -33,18 +36,18 @@ LEGEND_RANK = {key: 10 * (i + 1) for i, (key, _, _) in enumerate(GROUP_ORDER)}  
 TIME_WIDTH = 0.8  # share of the width for the time axis; the rest shows memory per rank
 
 # A rank's row is ROW y units tall (rank r's row spans r*ROW - ROW/2 .. r*ROW + ROW/2, rank 0 at the top).
-# Each lane: (centre offset, thickness as a fraction of the row). Integer y keeps the arrays int16.
+# Each lane: (centre offset, thickness as a fraction of the row). Integer y keeps the arrays int16. The
+# communication lane under the compute lane holds one to three sub-lanes, in COMM_ORDER, as present.
 ROW = 100
 LANES: dict[str, tuple[int, float]] = {
     Lane.COMPUTE: (-12, 0.56),
     Lane.DETAIL: (8, 0.16),
-    Lane.P2P: (31, 0.20),
 }
-LANES_WITH_COLLECTIVES: dict[str, tuple[int, float]] = {
-    Lane.COMPUTE: (-12, 0.56),
-    Lane.DETAIL: (8, 0.16),
-    Lane.P2P: (27, 0.11),
-    Lane.COLLECTIVE: (39, 0.09),
+COMM_ORDER = (Lane.P2P, Lane.EXCHANGE, Lane.COLLECTIVE)
+COMM_SLOTS: dict[int, tuple[tuple[int, float], ...]] = {
+    1: ((31, 0.20),),
+    2: ((27, 0.11), (39, 0.09)),
+    3: ((25, 0.08), (34, 0.08), (43, 0.08)),
 }
 MEMORY_PX = 170
 BAR_EDGE_PX = 0.6  # white edge that separates touching bars ...
@@ -86,9 +89,14 @@ def _shade(colour: str, chunk: int) -> str:
 
 
 def lane_y(series: GanttSeries, lane: str) -> tuple[int, float]:
-    """(y offset within a rank row, thickness fraction) of ``lane`` in ``series``'s chart."""
-    lanes = LANES_WITH_COLLECTIVES if series.group("DP_REDUCE") is not None else LANES
-    return lanes[lane]
+    """(y offset within a rank row, thickness fraction) of ``lane`` in ``series``'s chart: the compute lane
+    and its detail strip, or a sub-lane of the communication lane (sends always; EP/CP exchanges and DP
+    reductions when the chart has them)."""
+    if lane in LANES:
+        return LANES[lane]
+    present = {g.lane for g in series.groups}
+    comm = [x for x in COMM_ORDER if x == Lane.P2P or x in present]
+    return COMM_SLOTS[len(comm)][comm.index(lane)]
 
 
 def _outline(group: SpanGroup, offset: int, frac: float, scale: float = MS) -> tuple[np.ndarray, np.ndarray]:
@@ -139,6 +147,12 @@ def _hover(group: SpanGroup, schedule: str, scale: float = MS, unit: str = "ms")
         f"<br>start %{{customdata[{k}]:.3f}} {unit}<br>end %{{customdata[{k + 1}]:.3f}} {unit}"
         f"<br>duration %{{customdata[{k + 2}]:.3f}} {unit}"
     )
+    if group.exposed_s is not None and group.key == "CP":
+        cols.append(group.exposed_s * scale)
+        times += f", exposed %{{customdata[{len(cols) - 1}]:.3f}} {unit} (the rest hidden behind attention)"
+    if group.bytes is not None:
+        cols.append(group.bytes / MB)
+        times += f"<br>%{{customdata[{len(cols) - 1}]:.2f}} MB moved per GPU (all layers of the stage)"
     return np.stack(cols, axis=1).astype(np.float32), head + body + times + "<extra></extra>"
 
 

@@ -4,8 +4,10 @@ Draws what :class:`~pipesim.sim.series.GanttSeries` carries and computes nothing
 series knows each rank's :class:`~pipesim.cost.memory.RankMemory` (the numbers ``simulate`` and ``plan``
 report), so the lines are the whole memory per GPU over time (:meth:`GanttSeries.total_memory`) and the bars
 next to the Gantt rows stack weights, gradients, optimizer state, activations (at their peak), the transient
-working set and the reserve. With synthetic costs only activations are known, and that is what is drawn
-(and said).
+working set and the reserve. For a mixture-of-experts model weights, gradients and optimizer state are each
+split into the dense part and the routed experts' part (hatched; ``RankMemory.expert_*``, sharded over the
+expert-parallel and expert-data-parallel groups). With synthetic costs only activations are known, and that
+is what is drawn (and said).
 
 Axes are scaled to the data: the HBM capacity is drawn when it lies near the data and otherwise stated in
 the panel's title, so curves a few GiB apart are not flattened by an 80 GiB range.
@@ -42,6 +44,8 @@ COMPONENTS: tuple[tuple[str, str, str], ...] = (
     ("transient", "transient (one layer's backward)", "#e7cb94"),
     ("reserve", "reserve (CUDA context, NCCL)", "#c7c7c7"),
 )
+EXPERT_SPLIT = ("weights", "grads", "optimizer")  # components with a routed-expert part (RankMemory.expert_*)
+EXPERT_PATTERN = {"shape": "/", "fgcolor": "white", "solidity": 0.35}
 
 
 def gib_text(value_bytes: float, digits: int = 1) -> str:
@@ -153,6 +157,27 @@ def add_memory_over_time(
     )
 
 
+def _breakdown_parts(series: GanttSeries) -> list[tuple[str, str, str, np.ndarray]]:
+    """(key, legend label, colour, bytes per rank) of each stacked part, bottom to top: the
+    :data:`COMPONENTS`, each of :data:`EXPERT_SPLIT` as its dense part then its ``expert_<key>`` part when a
+    rank holds experts; activations only with synthetic costs."""
+    mem = series.rank_memory
+    if not mem:
+        _, label, colour = COMPONENTS[3]
+        return [("activations", label, colour, np.array(series.memory.peak_bytes()))]
+    moe = any(getattr(m, "expert_" + k) > 0 for m in mem for k in EXPERT_SPLIT)
+    parts = []
+    for key, label, colour in COMPONENTS:
+        values = np.array([getattr(m, key) for m in mem])
+        if moe and key in EXPERT_SPLIT:
+            expert = np.array([getattr(m, "expert_" + key) for m in mem])
+            parts.append((key, f"{label} (dense)", colour, values - expert))
+            parts.append(("expert_" + key, f"{label} (experts)", colour, expert))
+        else:
+            parts.append((key, label, colour, values))
+    return parts
+
+
 def add_memory_breakdown(
     fig: go.Figure,
     series: GanttSeries,
@@ -163,15 +188,9 @@ def add_memory_breakdown(
     capacity_bytes: float | None,
     shown: set[str],
 ) -> None:
-    """Next to each rank's Gantt row: its memory per GPU at peak, stacked by component, against HBM."""
-    if series.rank_memory:
-        parts = [
-            (key, label, colour, np.array([getattr(m, key) for m in series.rank_memory]))
-            for key, label, colour in COMPONENTS
-        ]
-    else:
-        _, label, colour = COMPONENTS[3]
-        parts = [("activations", "activations (peak)", colour, np.array(series.memory.peak_bytes()))]
+    """Next to each rank's Gantt row: its memory per GPU at peak, stacked by component (dense and expert parts
+    apart for a mixture-of-experts model), against HBM."""
+    parts = _breakdown_parts(series)
     total = np.zeros(series.num_ranks)
     for key, label, colour, values in parts:
         if not np.any(values > 0):
@@ -183,7 +202,11 @@ def add_memory_breakdown(
                 base=total / GIB,
                 orientation="h",
                 width=bar_width,
-                marker={"color": colour, "line": {"width": 0}},
+                marker={
+                    "color": colour,
+                    "line": {"width": 0},
+                    **({"pattern": EXPERT_PATTERN} if key.startswith("expert_") else {}),
+                },
                 name=label,
                 legendgroup=f"memory/{key}",
                 legendrank=1000 + len(shown),

@@ -14,6 +14,16 @@ Recompute and TP communication are parts of F/B/I on the compute stream (see :cl
 recompute is placed at the start of the backward that needs it (it runs before that backward's own math), and
 the TP share of a pass is drawn as a strip ending with the pass, its length the share; where inside the pass
 the collectives fall is not modelled.
+
+The expert-parallel token all-to-alls (dispatch and combine, group ``EP``) and the context-parallel key/value
+exchanges (``CP``) of a pass also run inside it (:mod:`pipesim.cost.moe_ops`); with a real model they are
+drawn on the rank's communication lane, one bar per pass and kind, as long as their whole duration
+(:class:`Exchanges`, from the per-stage :class:`~pipesim.cost.times.PassTimes`) and carrying their bytes
+(:mod:`pipesim.cost.traffic`): the all-to-alls end with the pass, the CP exchanges just before them (a
+layer's attention precedes its MLP). A ring CP exchange overlaps the attention, so part or all of it is hidden
+(its ``exposed_s`` says how much is not); the all-to-alls and an all-gather CP exchange are never hidden. Where
+inside the pass they fall is not modelled. :func:`exchange_rows` is the one placement rule; the Chrome trace
+draws the same bars.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from pipesim.cost.memory import ACTIVATION_OVERHEAD, RankMemory
 from pipesim.cost.traffic import StageTraffic, stage_traffic
 from pipesim.sim.compare import CompareRequest, build_requested, synthetic_costs
 from pipesim.sim.engine import OpCosts, SpanKind, Timeline
+from pipesim.sim.exchanges import Exchanges, exchange_rows
 from pipesim.sim.iterations import run_iterations
 from pipesim.sim.metrics import PipelineMetrics, activation_deltas
 from schedules.ir import Schedule
@@ -59,6 +70,7 @@ class Lane:
     DETAIL = "detail"  # a strip on the compute lane (recompute, TP share of a pass)
     P2P = "p2p"  # the rank's communication lane: sends
     COLLECTIVE = "collective"  # the communication lane: DP gradient reduction
+    EXCHANGE = "exchange"  # the communication lane: EP all-to-alls and CP key/value exchanges inside passes
 
 
 # Drawing order and legend order of the groups: (key, legend label, lane).
@@ -72,6 +84,8 @@ GROUP_ORDER: tuple[tuple[str, str, str], ...] = (
     ("TP", "TP collectives", Lane.DETAIL),
     ("SEND_ACTIVATION", "send activation", Lane.P2P),
     ("SEND_GRAD", "send gradient", Lane.P2P),
+    ("CP", "CP key/value exchange", Lane.EXCHANGE),
+    ("EP", "EP all-to-all (dispatch, combine)", Lane.EXCHANGE),
     ("DP_REDUCE", "DP gradient reduce", Lane.COLLECTIVE),
 )
 
@@ -90,7 +104,8 @@ _KIND_KEY = {
 @dataclass(frozen=True, eq=False)
 class SpanGroup:
     """Bars of one kind, as parallel arrays sorted by (rank, start). ``peer`` is a send's receiving rank
-    (else -1); ``stage`` and ``microbatch`` are -1 where they do not apply (optimizer)."""
+    (else -1); ``stage`` and ``microbatch`` are -1 where they do not apply (optimizer). EP and CP bars also
+    carry ``bytes`` (moved by one GPU in the bar) and ``exposed_s`` (the part not hidden behind compute)."""
 
     key: str
     label: str
@@ -102,6 +117,8 @@ class SpanGroup:
     start_s: FloatArray
     end_s: FloatArray
     duration_s: FloatArray
+    bytes: FloatArray | None = None
+    exposed_s: FloatArray | None = None
 
     @property
     def size(self) -> int:
@@ -110,8 +127,18 @@ class SpanGroup:
 
     def subset(self, mask: npt.NDArray[np.bool_]) -> SpanGroup:
         """The bars where ``mask`` is true (order kept, so still sorted by (rank, start))."""
-        fields = ("rank", "stage", "microbatch", "peer", "start_s", "end_s", "duration_s")
-        return replace(self, **{f: getattr(self, f)[mask] for f in fields})
+        fields = (
+            "rank",
+            "stage",
+            "microbatch",
+            "peer",
+            "start_s",
+            "end_s",
+            "duration_s",
+            "bytes",
+            "exposed_s",
+        )
+        return replace(self, **{f: getattr(self, f)[mask] for f in fields if getattr(self, f) is not None})
 
 
 @dataclass(frozen=True, eq=False)
@@ -143,6 +170,7 @@ class GanttSeries:
     rank_memory: tuple[RankMemory, ...] = ()
     costs: OpCosts | None = None
     traffic: StageTraffic | None = None
+    exchanges: Exchanges | None = None
 
     @property
     def num_bars(self) -> int:
@@ -190,6 +218,7 @@ def _group(key: str, label: str, lane: str, rows: dict[str, npt.NDArray]) -> Spa
         return np.ascontiguousarray(rows[name][order], dtype=dtype)
 
     start, end = take("start_s", np.float64), take("end_s", np.float64)
+    extra = {name: take(name, np.float64) for name in ("bytes", "exposed_s") if name in rows}
     return SpanGroup(
         key=key,
         label=label,
@@ -201,6 +230,7 @@ def _group(key: str, label: str, lane: str, rows: dict[str, npt.NDArray]) -> Spa
         start_s=start,
         end_s=end,
         duration_s=end - start,
+        **extra,
     )
 
 
@@ -228,10 +258,12 @@ def gantt_series(
     timeline: Timeline,
     metrics: PipelineMetrics,
     rank_memory: Sequence[RankMemory] = (),
+    exchanges: Exchanges | None = None,
 ) -> GanttSeries:
     """Group ``timeline`` (from ``simulate(schedule, costs)``) into bars per kind and per-rank activation memory
     over time; zero-length spans are left out (they draw nothing). ``rank_memory`` (one per rank, from
-    :func:`pipesim.sim.scenario.simulate_scenario`) adds the whole memory per GPU. See the module docstring."""
+    :func:`pipesim.sim.scenario.simulate_scenario`) adds the whole memory per GPU; ``exchanges`` the EP and CP
+    bars (:func:`pipesim.sim.exchanges.exchange_rows`). See the module docstring."""
     if rank_memory and len(rank_memory) != schedule.num_ranks:
         raise ValueError(f"rank_memory has {len(rank_memory)} entries for {schedule.num_ranks} ranks")
     rows: dict[str, npt.NDArray] = {
@@ -271,6 +303,8 @@ def gantt_series(
                 else:
                     part["start_s"] = part["end_s"] - share[mask]
                 by_key[key] = part
+    if exchanges is not None:
+        by_key.update(exchange_rows(timeline, exchanges))
 
     groups = tuple(_group(key, label, lane, by_key[key]) for key, label, lane in GROUP_ORDER if key in by_key)
     return GanttSeries(
@@ -284,17 +318,20 @@ def gantt_series(
         stage_to_rank=tuple(schedule.stage_to_rank),
         rank_memory=tuple(rank_memory),
         costs=costs,
+        exchanges=exchanges,
     )
 
 
 def report_series(report: SimulationReport, iterations: int | None = None) -> GanttSeries:
-    """The chart series of a simulated scenario, with its memory per rank (the numbers ``simulate`` prints)
-    and the bytes its transfers move; ``iterations`` consecutive synchronous iterations are drawn (None: one),
-    the metrics are per iteration."""
-    run = run_iterations(report.schedule, report.costs, "sync", iterations)
-    series = gantt_series(run.schedule, report.costs, run.timeline, report.metrics, report.memory)
+    """The chart series of a simulated scenario, with its memory per rank (the numbers ``simulate`` prints),
+    the bytes its transfers move and its expert all-to-alls and context-parallel exchanges; ``iterations``
+    consecutive synchronous iterations are drawn (None: one), the metrics are per iteration."""
     sc = report.scenario
-    return replace(series, traffic=stage_traffic(sc.model, sc.layout, report.schedule.stage_to_rank))
+    traffic = stage_traffic(sc.model, sc.layout, report.schedule.stage_to_rank)
+    exchanges = Exchanges.of(report.stage_passes, traffic, sc.layout.cp_comm)
+    run = run_iterations(report.schedule, report.costs, "sync", iterations)
+    series = gantt_series(run.schedule, report.costs, run.timeline, report.metrics, report.memory, exchanges)
+    return replace(series, traffic=traffic)
 
 
 def simulate_series(request: CompareRequest, iterations: int | None = None) -> list[GanttSeries]:

@@ -16,10 +16,18 @@ Gantt chart draws them (where inside the pass they fall is not modelled; collect
 collectives, hidden or not (:mod:`pipesim.cost.traffic`). Each rank has a counter track (``ph: "C"``) of
 its memory per GPU over time (the whole of it when the scenario is known, else its activations), in GiB.
 
+Expert-parallel token all-to-alls (dispatch and combine) and context-parallel key/value exchanges run inside
+the passes too: with a real model each pass that has them gets one slice per kind on thread 5 (``EP
+all-to-all``) and 6 (``CP key/value exchange``), named after the pass (``0F3 EP``, ``1B2 CP``), placed by
+:func:`pipesim.sim.exchanges.exchange_rows` as the Gantt chart draws them (whole duration; the all-to-alls end
+with the pass, the CP exchange just before them). Their ``args`` carry the bytes one GPU moves in them (all
+layers of the stage, :mod:`pipesim.cost.traffic`), the collective and, for CP, ``exposed_us``: the part the
+attention does not hide.
+
 Each send carries a flow arrow: a flow start (``ph: "s"``) at the send's start on the sender's send thread,
 and a flow end (``ph: "f"``, ``bp: "e"``) at the start of the action that consumes it on the receiving rank's
 compute thread, sharing an ``id``. Events are sorted by (pid, tid, ts), so timestamps are monotonic on every
-thread. Output is deterministic. Expert and context parallelism are not modelled, so they have no slices.
+thread. Output is deterministic.
 """
 
 from __future__ import annotations
@@ -32,13 +40,25 @@ import numpy as np
 
 from pipesim.cost.traffic import StageTraffic
 from pipesim.sim.engine import OpCosts, SpanKind, Stream, Timeline
+from pipesim.sim.exchanges import Exchanges, exchange_rows
 from pipesim.sim.series import GanttSeries, MemorySeries
 from schedules.ir import Action, Op, consumer_stage, depends_on, produces
 
-__all__ = ["chrome_trace", "chrome_trace_json", "PID_STRIDE", "TP_TID", "TraceRun", "action_name"]
+__all__ = [
+    "chrome_trace",
+    "chrome_trace_json",
+    "PID_STRIDE",
+    "TP_TID",
+    "EP_TID",
+    "CP_TID",
+    "TraceRun",
+    "action_name",
+]
 
 PID_STRIDE = 100_000  # pid = schedule index * PID_STRIDE + rank
 TP_TID = 4  # thread of the TP collectives inside the passes
+EP_TID = 5  # thread of the expert all-to-alls inside the passes
+CP_TID = 6  # thread of the context-parallel key/value exchanges inside the passes
 US = 1e6  # seconds -> microseconds
 GIB = 2**30
 
@@ -50,13 +70,17 @@ _THREADS: dict[int, str] = {
     Stream.DP: "DP reduce",
     Stream.OPTIMIZER: "optimizer",
     TP_TID: "TP collectives",
+    EP_TID: "EP all-to-all",
+    CP_TID: "CP key/value exchange",
 }
+_EXCHANGE_TID = {"EP": EP_TID, "CP": CP_TID}
 
 
 @dataclass(frozen=True, eq=False)
 class TraceRun:
     """One schedule's simulated step and what is known about it: the placement (for process names), the
-    costs (TP shares of the passes), memory over time and the bytes of each transfer."""
+    costs (TP shares of the passes), memory over time, the bytes of each transfer and the expert and
+    context-parallel exchanges inside the passes."""
 
     name: str
     timeline: Timeline
@@ -65,6 +89,7 @@ class TraceRun:
     memory: MemorySeries | None = None
     memory_label: str = "activation memory (GiB)"
     traffic: StageTraffic | None = None
+    exchanges: Exchanges | None = None
 
     @classmethod
     def of(cls, series: GanttSeries) -> TraceRun:
@@ -78,6 +103,7 @@ class TraceRun:
             memory=total or series.memory,
             memory_label="memory per GPU (GiB)" if total is not None else "activation memory (GiB)",
             traffic=series.traffic,
+            exchanges=series.exchanges,
         )
 
 
@@ -178,6 +204,36 @@ def _tp_slice(run: TraceRun, kind: SpanKind, stage: int, end_s: float, pid: int)
             "dur": round(_us(end_s) - ts, 3), "args": args}  # fmt: skip
 
 
+def _exchange_slices(run: TraceRun, base: int) -> tuple[list[dict[str, object]], set[tuple[int, int]]]:
+    """The EP and CP slices of ``run`` (see the module docstring) for the ranks from pid ``base``, and the
+    (pid, tid) threads they are on."""
+    out: list[dict[str, object]] = []
+    threads: set[tuple[int, int]] = set()
+    if run.exchanges is None:
+        return out, threads
+    for key, rows in exchange_rows(run.timeline, run.exchanges).items():
+        collective = "all-to-all" if key == "EP" else run.exchanges.cp_collective
+        for r, st, mb, kind, t0, t1, moved, exposed in zip(
+            rows["rank"].tolist(), rows["stage"].tolist(), rows["microbatch"].tolist(),
+            rows["pass_kind"].tolist(), rows["start_s"].tolist(), rows["end_s"].tolist(),
+            rows["bytes"].tolist(), rows["exposed_s"].tolist(), strict=True,
+        ):  # fmt: skip
+            ts = _us(t0)
+            args: dict[str, object] = {
+                "stage": st,
+                "microbatch": mb,
+                "bytes": moved,
+                "collective": collective,
+            }
+            if key == "CP":
+                args["exposed_us"] = _us(exposed)
+            out.append({"ph": "X", "name": f"{action_name(SpanKind(kind), st, mb)} {key}", "cat": key,
+                        "pid": base + r, "tid": _EXCHANGE_TID[key], "ts": ts, "dur": round(_us(t1) - ts, 3),
+                        "args": args})  # fmt: skip
+            threads.add((base + r, _EXCHANGE_TID[key]))
+    return out, threads
+
+
 def _as_run(item: TraceRun | GanttSeries | tuple[str, int, Timeline]) -> TraceRun:
     if isinstance(item, TraceRun):
         return item
@@ -248,9 +304,11 @@ def chrome_trace(runs: Sequence[TraceRun | GanttSeries | tuple[str, int, Timelin
                 events.append({"ph": "f", "bp": "e", "name": "transfer", "cat": "p2p", "id": flow_id,
                                "pid": base + int(tl.rank[target]), "tid": int(Stream.COMPUTE),
                                "ts": _us(float(tl.start_s[target]))})  # fmt: skip
-        for pid in sorted(tp_threads):
-            events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": TP_TID, "ts": 0,
-                           "args": {"name": _THREADS[TP_TID]}})  # fmt: skip
+        exchanges, extra = _exchange_slices(run, base)
+        events += exchanges
+        for pid, tid in sorted({(pid, TP_TID) for pid in tp_threads} | extra):
+            events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "ts": 0,
+                           "args": {"name": _THREADS[tid]}})  # fmt: skip
     # Metadata first on each thread, then by time; flow ends after the slice they bind to at the same ts.
     order = {"M": 0, "C": 1, "X": 1, "s": 2, "f": 2}
     events.sort(key=lambda e: (e["pid"], e["tid"], order[str(e["ph"])], e["ts"]) if e["ph"] == "M"

@@ -1,0 +1,125 @@
+"""The expert all-to-alls and context-parallel key/value exchanges inside a simulated step's passes.
+
+Both run on the compute stream inside a pass (:mod:`pipesim.cost.moe_ops`, timed by
+:func:`pipesim.cost.times.pass_times`): per MoE layer the token dispatch and combine all-to-alls over the
+expert-parallel group (Megatron-Core's all-to-all token dispatcher), per layer the key/value exchange over the
+context-parallel group (a ring of cp - 1 send/receive rounds overlapped with the attention, Liu et al. 2023
+"Ring Attention with Blockwise Transformers", arXiv:2310.01889; or Llama 3's all-gather, arXiv:2407.21783
+Section 3.3.2). :class:`Exchanges` holds, per stage and microbatch, their seconds (whole duration, and for CP
+the part the attention does not hide) and bytes (:mod:`pipesim.cost.traffic`) in the forward and in the
+backward (whose exchanges all run in its input-gradient phase I, recomputed forward included).
+
+:func:`exchange_rows` places them in a timeline, one bar per pass and kind, the rule the Gantt chart
+(:mod:`pipesim.sim.series`) and the Chrome trace (:mod:`pipesim.sim.trace`) both draw: the all-to-alls as long
+as their duration and ending with the pass, the CP exchange just before them (a layer's attention precedes its
+MLP), each clamped to the pass. Where inside the pass the layers' exchanges fall is not modelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from pipesim.cost.times import PassTimes
+from pipesim.cost.traffic import StageTraffic
+from pipesim.sim.engine import SpanKind, Timeline
+
+__all__ = ["EXCHANGE_KEYS", "Exchanges", "exchange_rows"]
+
+EXCHANGE_KEYS = ("CP", "EP")  # bar groups, in the order they sit inside a pass
+
+Rows = dict[str, npt.NDArray]
+
+
+@dataclass(frozen=True)
+class Exchanges:
+    """Per global stage, for one microbatch's forward (``*_forward_*``) and backward (``*_backward_*``): the
+    seconds of its expert all-to-alls (``ep_*_s``; never hidden, so all exposed) and of its context-parallel
+    key/value exchanges (``cp_*_s`` whole, ``cp_*_exposed_s`` not hidden behind the attention), and the bytes
+    one GPU moves in them. ``cp_collective`` names the CP exchange (``ring-p2p`` or ``all-gather``)."""
+
+    ep_forward_s: tuple[float, ...]
+    ep_backward_s: tuple[float, ...]
+    cp_forward_s: tuple[float, ...]
+    cp_backward_s: tuple[float, ...]
+    cp_forward_exposed_s: tuple[float, ...]
+    cp_backward_exposed_s: tuple[float, ...]
+    ep_forward_bytes: tuple[float, ...]
+    ep_backward_bytes: tuple[float, ...]
+    cp_forward_bytes: tuple[float, ...]
+    cp_backward_bytes: tuple[float, ...]
+    cp_collective: str = "ring-p2p"
+
+    @classmethod
+    def of(cls, passes: Sequence[PassTimes], traffic: StageTraffic, cp_comm: str) -> Exchanges | None:
+        """The exchanges of stages with pass times ``passes`` and bytes ``traffic`` (``cp_comm``: the layout's
+        ``ring`` or ``all-gather``); None when the step has none (ep = cp = 1)."""
+        if not any(p.ep_comm_s > 0 or p.cp_comm_full_s > 0 for p in passes):
+            return None
+        return cls(
+            ep_forward_s=tuple(p.ep_forward_s for p in passes),
+            ep_backward_s=tuple(p.ep_comm_s - p.ep_forward_s for p in passes),
+            cp_forward_s=tuple(p.cp_forward_full_s for p in passes),
+            cp_backward_s=tuple(p.cp_comm_full_s - p.cp_forward_full_s for p in passes),
+            cp_forward_exposed_s=tuple(p.cp_forward_s for p in passes),
+            cp_backward_exposed_s=tuple(p.cp_comm_s - p.cp_forward_s for p in passes),
+            ep_forward_bytes=traffic.ep_forward_bytes,
+            ep_backward_bytes=traffic.ep_backward_bytes,
+            cp_forward_bytes=traffic.cp_forward_bytes,
+            cp_backward_bytes=traffic.cp_backward_bytes,
+            cp_collective="ring-p2p" if cp_comm == "ring" else "all-gather",
+        )
+
+
+def _per_pass(
+    op: npt.NDArray, stage: npt.NDArray, forward: Sequence[float], backward: Sequence[float]
+) -> npt.NDArray:
+    """``forward[stage]`` on F rows, ``backward[stage]`` on B and I rows, 0 elsewhere (W, optimizer)."""
+    f = np.asarray(forward, dtype=np.float64)[stage]
+    b = np.asarray(backward, dtype=np.float64)[stage]
+    back = (op == SpanKind.B) | (op == SpanKind.I)
+    return np.where(op == SpanKind.F, f, np.where(back, b, 0.0))
+
+
+def exchange_rows(timeline: Timeline, ex: Exchanges) -> dict[str, Rows]:
+    """The EP and CP bars of ``timeline`` (module docstring): for each key of :data:`EXCHANGE_KEYS` with a bar,
+    parallel arrays ``rank``, ``stage``, ``microbatch``, ``peer`` (-1), ``pass_kind`` (the host pass's
+    :class:`SpanKind`), ``start_s``, ``end_s``, ``bytes`` and ``exposed_s``, in timeline order. Zero-length bars
+    are left out."""
+    n = timeline.num_actions
+    op = timeline.kind[:n].astype(np.int64)
+    stage = np.maximum(timeline.stage[:n].astype(np.int64), 0)
+    start, end = timeline.start_s[:n], timeline.end_s[:n]
+    ep = _per_pass(op, stage, ex.ep_forward_s, ex.ep_backward_s)
+    cp = _per_pass(op, stage, ex.cp_forward_s, ex.cp_backward_s)
+    ep_start = np.maximum(end - ep, start)
+    cp_start = np.maximum(ep_start - cp, start)
+    bars = {
+        "CP": (
+            cp_start,
+            ep_start,
+            _per_pass(op, stage, ex.cp_forward_bytes, ex.cp_backward_bytes),
+            _per_pass(op, stage, ex.cp_forward_exposed_s, ex.cp_backward_exposed_s),
+        ),
+        "EP": (ep_start, end, _per_pass(op, stage, ex.ep_forward_bytes, ex.ep_backward_bytes), ep),
+    }
+    out: dict[str, Rows] = {}
+    for key in EXCHANGE_KEYS:
+        lo, hi, moved, exposed = bars[key]
+        mask = hi > lo
+        if mask.any():
+            out[key] = {
+                "rank": timeline.rank[:n][mask],
+                "stage": timeline.stage[:n][mask],
+                "microbatch": timeline.microbatch[:n][mask],
+                "peer": np.full(int(mask.sum()), -1, dtype=np.int32),
+                "pass_kind": op[mask],
+                "start_s": lo[mask],
+                "end_s": hi[mask],
+                "bytes": moved[mask],
+                "exposed_s": exposed[mask],
+            }
+    return out
