@@ -32,6 +32,8 @@ end and duration, grey gaps for bubbles. Beside each chart the memory per GPU of
 (weights, gradients, optimizer state, activations, transient, reserve: the numbers simulate prints) against
 HBM; under it that memory over time. With synthetic costs only activations are known and drawn. The trace
 names slices as PyTorch does (0F3), with a memory counter per rank and the bytes of each transfer.
+With --ep / --cp both show each pass's expert all-to-alls and context-parallel key/value exchanges on the
+ranks' communication lanes with the bytes they move, and the memory bars split dense from expert parameters.
 
 --iterations N draws N consecutive iterations: under --optimizer sync each one starts after the previous one's
 last span (the global barrier); under --optimizer post-validation they run back to back, the next iteration's

@@ -171,3 +171,45 @@ def test_directory_page_draws_from_the_shared_bundle(browser: Chromium, tmp_path
         assert tab.console_errors() == []
         assert tab.evaluate("typeof Plotly") == "object"
         assert any(u.endswith("/plotly.min.js") for u in tab.requested_urls())
+
+
+def test_moe_page_draws_the_all_to_alls_with_their_bytes(browser: Chromium, tmp_path: Path) -> None:
+    """mixtral-8x7b with ep 4: every EP bar of the series is drawn on its rank's communication lane, and
+    hovering one shows the MB it moves (16 layers x dispatch + combine of 32 MiB = 1073.74 MB)."""
+    from pipesim.sim.scenario import Scenario, simulate_scenario
+    from pipesim.sim.series import report_series
+    from pipesim.specs.gpu import get_gpu
+    from pipesim.specs.layout import Layout
+    from pipesim.specs.model import get_model
+
+    path = tmp_path / "moe.html"
+    code, out, err = invoke(
+        "gantt", "--model", "mixtral-8x7b", "--gpu", "h100-sxm", "--tp", "2", "--ep", "4", "--pp", "2",
+        "--dp", "2", "--global-batch-size", "8", "--seq-length", "4096", "--schedules", "1f1b", "-o", str(path),
+    )  # fmt: skip
+    assert code == 0, out + err
+    lay = Layout(tp=2, ep=4, pp=2, dp=2, global_batch_size=8, seq_length=4096)
+    series = report_series(simulate_scenario(Scenario(get_model("mixtral-8x7b"), get_gpu("h100-sxm"), lay)))
+    ep = series.group("EP")
+    assert ep is not None
+    with open_page(browser, path) as tab:
+        assert tab.console_errors() == []
+        drawn = drawn_bars(tab)
+        assert drawn[("1f1b", "EP")] == {0: 8, 1: 8}
+        assert "ep=4" in tab.evaluate("document.body.innerText")
+        # Hover the middle of rank 1's first EP bar.
+        i = int(np.nonzero(ep.rank == 1)[0][0])
+        mid_ms = (ep.start_s[i] + ep.end_s[i]) / 2 * 1e3
+        y, _, _ = lane_pixels(tab, "1f1b", "EP", 2)[1]
+        x = tab.evaluate(
+            "(function () { var gd = document.querySelector('.js-plotly-plot'); var xa = gd._fullLayout.xaxis;"
+            f" return gd.getBoundingClientRect().left + xa._offset + xa.c2p({mid_ms}); }})()"
+        )
+        tab.evaluate(f"window.scrollTo(0, {y - 300})")
+        scroll = tab.evaluate("window.scrollY")
+        tab.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y - scroll})
+        text = tab.evaluate(
+            "new Promise(r => setTimeout(() => r(document.querySelector('.hoverlayer').textContent), 300))"
+        )
+    assert "EP all-to-all" in text and "rank 1" in text
+    assert f"{16 * 2 * 32 * 2**20 / 1e6:.2f} MB moved per GPU" in text

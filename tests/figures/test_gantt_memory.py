@@ -86,3 +86,20 @@ def test_later_chunks_are_shaded_and_labelled_by_stage() -> None:
 
 def test_time_unit() -> None:
     assert time_unit(2.99) == ("s", 1.0) and time_unit(0.033) == ("ms", 1e3)
+
+
+def test_breakdown_separates_expert_from_dense_parameters() -> None:
+    lay = Layout(tp=2, ep=4, pp=2, dp=2, global_batch_size=8, seq_length=4096)
+    report = simulate_scenario(Scenario(get_model("mixtral-8x7b"), get_gpu("h100-sxm"), lay))
+    fig = gantt_figure(report_series(report), gpu_memory_bytes=report.scenario.gpu.hbm_bytes)
+    bars = {t.meta["component"]: t for t in fig.data if t.meta and t.meta.get("pipesim") == "breakdown"}
+    for key in ("weights", "grads", "optimizer"):
+        expert = np.asarray(bars["expert_" + key].x, dtype=float) * GIB
+        dense = np.asarray(bars[key].x, dtype=float) * GIB
+        assert expert == pytest.approx([getattr(m, "expert_" + key) for m in report.memory], rel=1e-6)
+        assert dense + expert == pytest.approx([getattr(m, key) for m in report.memory], rel=1e-6)
+        assert np.all(expert > dense)  # mixtral: the experts are 96% of the parameters
+        assert bars[key].name.endswith("(dense)") and bars["expert_" + key].name.endswith("(experts)")
+        assert bars["expert_" + key].marker.pattern.shape == "/"
+    stacked = sum(np.asarray(t.x, dtype=float) for t in bars.values()) * GIB
+    assert stacked == pytest.approx([m.peak for m in report.memory], rel=1e-6)

@@ -18,7 +18,7 @@ from pipesim.sim.compare import CompareRequest
 from pipesim.sim.engine import OpCosts, SpanKind, Stream, simulate
 from pipesim.sim.scenario import Scenario, simulate_scenario
 from pipesim.sim.series import report_series, simulate_series
-from pipesim.sim.trace import PID_STRIDE, TP_TID, chrome_trace, chrome_trace_json
+from pipesim.sim.trace import CP_TID, EP_TID, PID_STRIDE, TP_TID, chrome_trace, chrome_trace_json
 from pipesim.specs.gpu import get_gpu
 from pipesim.specs.layout import Layout
 from pipesim.specs.model import get_model
@@ -204,3 +204,82 @@ def test_model_trace_has_tp_slices_bytes_and_memory_counters() -> None:
         assert values and max(values) == pytest.approx(report.memory[r].peak / 2**30, abs=1e-4)
     names = {e["args"]["name"] for e in events if e["name"] == "thread_name"}
     assert "TP collectives" in names
+
+
+MIB = 2**20
+
+
+def _events(trace: dict, tid: int) -> list[dict]:
+    return [e for e in trace["traceEvents"] if e["ph"] == "X" and e["tid"] == tid]
+
+
+def test_moe_trace_has_ep_all_to_all_slices_with_their_bytes(tmp_path: Path) -> None:
+    # mixtral-8x7b (h = 4096, top-2 of 8 experts, 32 MoE layers), tp 2, ep 4, pp 2, dp 2, micro batch 1,
+    # s = 4096, no SP. Megatron-Core's all-to-all dispatcher: each GPU routes its s b / tp = 2048 tokens, so its
+    # dispatch and its combine each move every routed copy, 2048 x 2 x h x 2 bytes = 32 MiB (Megatron-Core MoE
+    # docs, MoEAlltoAllTokenDispatcher); two per layer forward and two backward, 16 layers per stage: 1 GiB.
+    out = tmp_path / "t.json"
+    code, stdout, stderr = invoke(
+        "gantt", "--model", "mixtral-8x7b", "--gpu", "h100-sxm", "--tp", "2", "--ep", "4", "--pp", "2",
+        "--dp", "2", "--global-batch-size", "8", "--seq-length", "4096", "--schedules", "1f1b",
+        "--trace", str(out),
+    )  # fmt: skip
+    assert code == 0, stdout + stderr
+    trace = json.loads(out.read_text())
+    validate(trace)
+    a2a = 2048 * 2 * 4096 * 2
+    assert a2a == 32 * MIB
+    ep = _events(trace, EP_TID)
+    computes = {(e["pid"], e["name"]): e for e in _events(trace, 0)}
+    assert len(ep) == 2 * 2 * 4  # 2 ranks x (F + B) x 4 microbatches
+    for e in ep:
+        assert re.fullmatch(r"[01][FB]\d EP", e["name"]) and e["cat"] == "EP"
+        assert e["args"]["bytes"] == 16 * 2 * a2a and e["args"]["collective"] == "all-to-all"
+        host = computes[(e["pid"], e["name"][:-3])]  # the pass it runs in: ends with it
+        assert e["ts"] >= host["ts"] and e["ts"] + e["dur"] == pytest.approx(
+            host["ts"] + host["dur"], abs=2e-3
+        )
+    # The same run through the Python API: each slice lasts the stage's all-to-all time of its pass.
+    lay = Layout(tp=2, ep=4, pp=2, dp=2, global_batch_size=8, seq_length=4096)
+    report = simulate_scenario(Scenario(get_model("mixtral-8x7b"), get_gpu("h100-sxm"), lay))
+    assert chrome_trace([report_series(report)]) == trace
+    f0 = next(e for e in ep if e["name"] == "0F0 EP")
+    b1 = next(e for e in ep if e["name"] == "1B0 EP")
+    p0, p1 = report.stage_passes
+    assert f0["dur"] == pytest.approx(p0.ep_forward_s * 1e6, abs=2e-3) and p0.ep_forward_s > 0
+    assert b1["dur"] == pytest.approx((p1.ep_comm_s - p1.ep_forward_s) * 1e6, abs=2e-3)
+    # TP bytes no longer include the all-to-alls: per layer the attention's all-reduce and the MoE block's
+    # all-gather of the tokens over tp (no SP), s b h x 2 = 32 MiB each, plus the embedding's all-reduce.
+    assert computes[(0, "0F0")]["args"]["tp_bytes"] == 16 * 2 * 32 * MIB + 32 * MIB
+    names = {(e["pid"], e["args"]["name"]) for e in trace["traceEvents"] if e["name"] == "thread_name"}
+    assert {(0, "EP all-to-all"), (1, "EP all-to-all")} <= names
+    assert not _events(trace, CP_TID)
+
+
+@pytest.mark.parametrize("cp_comm", ["ring", "all-gather"])
+def test_cp_trace_has_key_value_exchange_slices_with_their_bytes(cp_comm: str) -> None:
+    # llama3.1-8b (32 layers, 8 KV heads of 128, h 4096), tp 2, cp 2, pp 2, s = 8192: each GPU holds
+    # s / cp = 4096 tokens and 8 / tp = 4 KV heads, a key/value block of 4096 x 4 x (128 + 128) x 2 bytes
+    # = 8 MiB. Ring (Liu et al. 2023, Ring Attention): cp - 1 = 1 round per layer forward sending the block,
+    # backward the block and its gradient (16 MiB). All-gather (Llama 3, arXiv:2407.21783 Section 3.3.2): the
+    # gathered buffer cp x 8 MiB forward, an all-gather and a reduce-scatter of it backward.
+    lay = Layout(tp=2, cp=2, pp=2, global_batch_size=4, seq_length=8192, cp_comm=cp_comm)
+    report = simulate_scenario(Scenario(get_model("llama3.1-8b"), get_gpu("h100-sxm"), lay))
+    trace = chrome_trace([report_series(report)])
+    validate(trace)
+    block = 4096 * 4 * (128 + 128) * 2
+    assert block == 8 * MIB
+    fwd, bwd = (block, 2 * block) if cp_comm == "ring" else (2 * block, 4 * block)
+    cp = _events(trace, CP_TID)
+    assert len(cp) == 2 * 2 * lay.num_microbatches
+    for e in cp:
+        want = 16 * (fwd if "F" in e["name"] else bwd)
+        assert e["args"]["bytes"] == want, e
+        assert e["args"]["collective"] == ("ring-p2p" if cp_comm == "ring" else "all-gather")
+        assert 0 <= e["args"]["exposed_us"] <= e["dur"] + 1e-3
+        if cp_comm == "all-gather":  # not overlapped: all of it exposed
+            assert e["args"]["exposed_us"] == pytest.approx(e["dur"], abs=2e-3)
+    p0 = report.stage_passes[0]
+    f0 = next(e for e in cp if e["name"] == "0F0 CP")
+    assert f0["dur"] == pytest.approx(p0.cp_forward_full_s * 1e6, abs=2e-3) and f0["dur"] > 0
+    assert not _events(trace, EP_TID)
