@@ -47,6 +47,7 @@ from pipesim.figures.gantt_bars import (
 )
 from pipesim.figures.memory_panel import add_memory_breakdown, add_memory_over_time, memory_title
 from pipesim.figures.page import Page, Table, render_page
+from pipesim.sim.exchanges import EXCHANGE_KEYS
 from pipesim.sim.series import GanttSeries, Lane
 
 __all__ = ["COLOURS", "LABEL_LIMIT", "gantt_figure", "gantt_page", "summary_table", "lane_y", "time_unit"]
@@ -277,14 +278,18 @@ def gantt_figure(
 
 
 def summary_table(panels: Sequence[GanttSeries]) -> Table:
-    """One row per schedule: step time, bubble, peak activation memory and communication time per kind."""
-    columns = (
+    """One row per schedule: step time, bubble, peak activation memory and communication time per kind (with
+    EP all-to-alls and CP exchanges, when a schedule has them: the sums of their bars' durations)."""
+    columns: tuple[str, ...] = (
         "schedule", "pp", "vpp", "microbatches", "step ms", "bubble", "bubble/ideal", "peak act GiB",
         "peak act microbatches", "p2p ms", "p2p exposed ms", "TP ms", "DP ms", "DP exposed ms", "recompute ms",
     )  # fmt: skip
+    extra = [k for k in EXCHANGE_KEYS if any(s.group(k) is not None for s in panels)]
+    columns += tuple(f"{k} ms" for k in extra)
     rows = []
     for s in panels:
         m = s.metrics
+        sums = tuple(f"{float(g.duration_s.sum()) * MS:.3f}" if (g := s.group(k)) else "0.000" for k in extra)
         rows.append(
             (
                 m.schedule,
@@ -303,6 +308,7 @@ def summary_table(panels: Sequence[GanttSeries]) -> Table:
                 f"{m.dp_exposed_s * MS:.3f}",
                 f"{m.recompute_s * MS:.3f}",
             )
+            + sums
         )
     return Table(
         columns=columns,

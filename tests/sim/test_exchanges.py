@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from pipesim.cost.traffic import stage_traffic
+from pipesim.figures.gantt import summary_table
 from pipesim.sim.engine import SpanKind
 from pipesim.sim.scenario import Scenario, simulate_scenario
 from pipesim.sim.series import Lane, report_series
@@ -61,6 +62,13 @@ def test_ep_and_cp_bars_sit_in_their_passes_on_the_exchange_lane(report) -> None
     first_ep = ep.bytes[(ep.rank == 0)][0]
     assert first_ep == 16 * 2 * (2048 * 2 * 4096 * 2) == 16 * 2 * 32 * MIB
     assert cp.bytes[(cp.rank == 0)][0] == 16 * 4096 * 4 * 256 * 2 == 16 * 8 * MIB
+    # The page's summary table sums the bars (over all ranks, like its other communication columns).
+    table = summary_table([series])
+    row = dict(zip(table.columns, table.rows[0], strict=True))
+    assert (
+        row["EP ms"] == f"{ep.duration_s.sum() * 1e3:.3f}"
+        and row["CP ms"] == f"{cp.duration_s.sum() * 1e3:.3f}"
+    )
 
 
 def test_synthetic_series_have_no_exchange_bars() -> None:
@@ -69,6 +77,7 @@ def test_synthetic_series_have_no_exchange_bars() -> None:
 
     (series,) = simulate_series(CompareRequest(schedules=("1f1b",), pp=4, microbatches=8))
     assert series.group("EP") is None and series.group("CP") is None and series.exchanges is None
+    assert summary_table([series]).columns[-1] == "recompute ms"
 
 
 def test_traffic_of_a_model_with_dense_and_moe_layers() -> None:
