@@ -115,5 +115,6 @@ def test_plan_is_callable_however_the_planner_was_imported() -> None:
     import pipesim.plan.search  # binds the package to pipesim.plan
 
     result = pipesim.plan("gpt-1.7b", "a100-80gb", nodes=1, global_batch_size=16, top_k=1)
-    assert result.best.num_gpus == 8 and len(result.to_pandas()) == result.feasible
+    assert result.best.num_gpus == 8 and len(result.to_pandas()) == len(result.entries)
+    assert result.feasible == sum(1 + len(e.alike) for e in result.entries)  # rows alike in effect are one
     assert pipesim.plan.search.PlanResult is type(result)

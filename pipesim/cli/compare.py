@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pipesim.cli.group import short_help
 from pipesim.cli.options import (
+    LAYOUT_NAMES,
     ClusterFlags,
     Hardware,
     LayoutFlags,
@@ -35,7 +36,10 @@ __all__ = ["compare_cmd", "compare_on_model", "compare_table", "model_compare_ta
 COMPARE_HELP = """Compare pipeline schedules side by side on one scenario.
 
 With no flags: GPipe, 1F1B and interleaved 1F1B (vpp 2) on 4 ranks and 8 microbatches, forward 1 ms and
-backward 2 ms per microbatch for a whole stage, 0.05 ms per transfer.
+backward 2 ms per microbatch for a whole stage, 0.05 ms per transfer: a synthetic demo, the only place where
+--pp and --vpp default to 4 and 2. With --model the layout flags default as in every command (pp 1, vpp 1,
+one GPU), the global batch is --global-batch-size or micro batch x dp x -m, and the default schedules drop
+interleaved-1f1b unless --vpp > 1.
 
 \b
 Definitions:
@@ -66,10 +70,29 @@ Optimizer modes (--optimizer):
 """
 
 
+SCENARIO_LAYOUT_HELP: dict[str, dict[str, Any]] = {
+    "pp": {
+        "help": "Pipeline-parallel size (ranks) [default: 1 with --model, as in every command; 4 without "
+        "(the synthetic demo)].",
+        "show_default": False,
+    },
+    "vpp": {
+        "help": "Model chunks per pipeline rank (interleaved schedules) [default: 1 with --model, as in every "
+        "command; 2 without (the synthetic demo)].",
+        "show_default": False,
+    },
+}
+
+
 def scenario_options(func: click.decorators.FC) -> click.decorators.FC:
     """The scenario flags of ``compare`` and ``gantt``: synthetic times, or a real model, layout and cluster."""
     for group in reversed(
-        (synthetic_options(), hardware_options(), layout_options(pp=4, vpp=2), cluster_options())
+        (
+            synthetic_options(),
+            hardware_options(),
+            layout_options(LAYOUT_NAMES, **SCENARIO_LAYOUT_HELP),
+            cluster_options(),
+        )
     ):
         func = group(func)
     return func
@@ -94,13 +117,13 @@ def compare_cmd(
             raise InputError(
                 "--schedule-file cannot be combined with --model (per-stage costs need a registry schedule)"
             )
-        reports = compare_on_model(synthetic.names(), hw, lay, cluster, synthetic.microbatches, max_actions)
+        reports = compare_on_model(synthetic, hw, lay, cluster, max_actions)
         if as_json:
             emit_json([r.as_dict() | {"schedule": r.scenario.layout.schedule} for r in reports])
             return
         console().print(model_compare_table(reports))
         return
-    request = synthetic.request(lay.pp, lay.virtual_stages(None), lay.dp_overlap)
+    request = synthetic.request(*lay.synthetic_pipeline(), lay.dp_overlap)
     check_actions(synthetic_timelines(request), max_actions)
     results = compare_schedules(request)
     if as_json:
@@ -130,28 +153,34 @@ def synthetic_timelines(
 
 
 def compare_on_model(
-    names: Sequence[str],
+    synthetic: SyntheticFlags,
     hw: Hardware,
     lay: LayoutFlags,
     cluster: ClusterFlags,
-    microbatches: int,
     max_actions: int = MAX_ACTIONS,
 ) -> list[SimulationReport]:
-    """``compare --model``: simulate each named schedule on the real scenario (``--vpp`` for interleaved
-    families, 1 for the others); all of them together at most ``max_actions`` compute actions."""
-    from pipesim.cli.simulate import build_scenario
+    """``compare --model``: simulate each ``--schedules`` name on the real scenario (``--vpp`` for interleaved
+    families, 1 for the others; ``-m`` microbatches per pipeline unless ``--global-batch-size``); all of them
+    together at most ``max_actions`` compute actions. With no layout flag (one GPU) a model that does not fit
+    is refused, as ``simulate`` refuses it."""
+    from pipesim.cli.simulate import build_scenario, refuse_default_layout_oom
     from pipesim.sim.scenario import simulate_scenario
     from schedules import get_family
 
+    microbatches = synthetic.microbatches
     if lay.global_batch_size is None and microbatches < 1:  # -m sets the global batch: name the flag typed
         raise InputError(f"-m/--microbatches={microbatches} must be >= 1")
     scenarios = []
-    for name in names:
+    vpp_flag = lay.virtual_stages(hw.model)
+    for name in synthetic.names(vpp_flag):
         family = get_family(name)
-        vpp = lay.virtual_stages(hw.model) if family.uses_vpp else 1
+        vpp = vpp_flag if family.uses_vpp else 1
         scenarios.append(build_scenario(hw, lay, cluster, name, microbatches, vpp, max_actions))
     check_actions([layout_timeline(sc.layout) for sc in scenarios], max_actions)
-    return [simulate_scenario(sc) for sc in scenarios]
+    reports = [simulate_scenario(sc) for sc in scenarios]
+    for report in reports:
+        refuse_default_layout_oom(report)
+    return reports
 
 
 def compare_table(results: Sequence[PipelineMetrics], request: CompareRequest) -> Table:

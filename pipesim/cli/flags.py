@@ -59,7 +59,8 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "gpu_arg": _d("--gpu", "gpu_arg", default="a100-80gb", show_default=True, metavar="NAME|PATH",
                   help=f"GPU preset ({', '.join(gpu_names())}) or a GPU .toml."),
     # --- layout (Megatron-LM argument names)
-    "pp": _d("--pp", "--pipeline-model-parallel-size", "pp", type=int, default=1, show_default=True, help="Pipeline-parallel size (ranks)."),
+    "pp": _d("--pp", "--pipeline-model-parallel-size", "pp", type=int, default=1, show_default=True,
+             help="Pipeline-parallel size (ranks)."),
     "vpp": _d("--vpp", type=int, default=1, show_default=True,
               help="Model chunks per pipeline rank (interleaved schedules)."),
     "layers_per_virtual_stage": _d("--num-layers-per-virtual-pipeline-stage", "layers_per_virtual_stage",
@@ -90,8 +91,8 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "micro_batch_size": _d("--micro-batch-size", type=int, default=1, show_default=True,
                            help="Sequences per microbatch."),
     "global_batch_size": _d("--global-batch-size", type=int, default=None,
-                            help="Sequences per step [simulate default: 4 x pp microbatches per pipeline; "
-                            "compare: -m microbatches]."),
+                            help="Sequences per optimizer step (required by simulate and plan; compare and "
+                            "gantt --model: micro-batch x dp x -m)."),
     "seq_length": _d("--seq-length", type=int, default=None, help="Sequence length [default: the model's]."),
     "sequence_parallel": _d("--sequence-parallel", is_flag=True,
                             help="Megatron sequence parallelism (needs tp > 1)."),

@@ -107,9 +107,7 @@ def gantt_cmd(
             check_actions(timelines, max_actions)
             reports = [simulate_scenario(scenario)]
         else:
-            reports = compare_on_model(
-                synthetic.names(), hw, lay, cluster, synthetic.microbatches, max_actions
-            )
+            reports = compare_on_model(synthetic, hw, lay, cluster, max_actions)
             timelines = [layout_timeline(r.scenario.layout) for r in reports]
         if iterations:  # the extra iterations drawn
             timelines = [(n, r, c, m * iterations, sp) for n, r, c, m, sp in timelines]
@@ -132,7 +130,7 @@ def gantt_cmd(
             ("GPU memory", f"{capacity / GIB:.1f} GiB ({capacity / 1e9:.0f} GB)"),
         ]
     else:
-        request = synthetic.request(lay.pp, lay.virtual_stages(None), lay.dp_overlap)
+        request = synthetic.request(*lay.synthetic_pipeline(), lay.dp_overlap)
         timelines = synthetic_timelines(request, iterations)
         check_actions(timelines, max_actions)
         if output or image_path:

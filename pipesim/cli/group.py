@@ -89,8 +89,12 @@ def fail(message: str) -> NoReturn:
 
 
 def _usage_fail(exc: click.UsageError) -> NoReturn:
+    """A usage error (a flag click rejects, a missing required flag): its one line, then where to look, as
+    click itself words it (``Try 'pipesim plan --help' for help.``); exit status 2."""
     where = exc.ctx.command_path if exc.ctx is not None else "pipesim"
-    fail(f"{exc.format_message()} (see '{where} --help')")
+    click.echo(f"error: {exc.format_message()}", err=True)
+    click.echo(f"Try '{where} --help' for help.", err=True)
+    sys.exit(2)
 
 
 ARGV_KEY = "pipesim.argv"

@@ -196,17 +196,15 @@ def hardware_options(model_required: bool = False) -> OptionGroup:
     )
 
 
-def layout_options(
-    names: Sequence[str] = LAYOUT_NAMES, *, pp: int = 1, vpp: int = 1, **overrides: dict[str, Any]
-) -> OptionGroup:
-    """The layout flags (Megatron-LM names) -> :class:`LayoutFlags`; ``pp``/``vpp`` set their defaults
-    (``compare``'s synthetic mode runs 4 ranks with 2 chunks)."""
-    changes = {"pp": {"default": pp}, "vpp": {"default": vpp}, **overrides}
+def layout_options(names: Sequence[str] = LAYOUT_NAMES, **overrides: dict[str, Any]) -> OptionGroup:
+    """The layout flags (Megatron-LM names) -> :class:`LayoutFlags`, with the same defaults in every command
+    (``overrides`` change help texts or requiredness, never a default: ``compare`` and ``gantt`` without
+    ``--model`` run their synthetic demo on 4 ranks, 2 chunks, by :meth:`LayoutFlags.synthetic_pipeline`)."""
 
     def build(**values: Any) -> LayoutFlags:
         return build_layout_flags(**{**LayoutFlags.defaults(), **values})
 
-    return option_group("lay", names, build, changes)
+    return option_group("lay", names, build, overrides)
 
 
 def cluster_options(names: Sequence[str] = CLUSTER_NAMES, **overrides: dict[str, Any]) -> OptionGroup:

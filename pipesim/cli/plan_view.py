@@ -102,6 +102,7 @@ def plan_outputs(
             highlight=False,
         )
     con.print(_plan_table(result, limit))
+    _print_alike(con, result.entries[:limit] if limit else result.entries)
     con.print(_breakdown_table(result, min(limit or 5, 5)))
     con.print(
         f"{result.enumerated:,} layouts enumerated, {result.candidates:,} candidates estimated in "
@@ -207,7 +208,7 @@ def _plan_table(result: Any, limit: int | None) -> Table:
             str(c.dp),
             str(c.vpp),
             str(c.micro_batch_size),
-            c.schedule,
+            c.schedule + (f" +{len(e.alike)}" if e.alike else ""),
             c.recompute,
             f"{'on' if c.distributed_optimizer else 'off'}/{'on' if c.sequence_parallel else 'off'}",
             f"{e.step_time_s:.3f}" + ("" if e.simulated else "*"),
@@ -222,6 +223,19 @@ def _plan_table(result: Any, limit: int | None) -> Table:
             row += [f"{t['train_days']:.1f}", f"{t['gpu_hours']:,.0f}"]  # as the sentence and energy table
         table.add_row(*row)
     return table
+
+
+def _print_alike(con: Any, entries: Any) -> None:
+    """Under the table: which schedules a ``+N`` row stands for."""
+    rows = [
+        f"#{i} {' = '.join((e.candidate.schedule, *e.alike))}" for i, e in enumerate(entries, 1) if e.alike
+    ]
+    if rows:
+        con.print(
+            "+N: N more schedules with the same layout and identical results (step time, memory, breakdown): "
+            + "; ".join(rows),
+            highlight=False,
+        )
 
 
 def _breakdown_table(result: Any, limit: int) -> Table:
@@ -271,6 +285,7 @@ def _plan_csv(result: Any, limit: int | None) -> str:
     for r in rows:
         r = dict(r)
         bd = r.pop("time_breakdown_s")
+        r["same_effect_schedules"] = " ".join(r["same_effect_schedules"])
         r.update({f"{k}_s": v for k, v in bd.items()})
         flat.append(r)
     writer = csv.DictWriter(buf, fieldnames=list(flat[0]), lineterminator="\n")

@@ -21,7 +21,7 @@ from pipesim.cli.options import (
     plain_options,
 )
 from pipesim.cli.render import GIB, console, emit_json, gib, render_energy
-from pipesim.cli.specs import given, refuse_alongside
+from pipesim.cli.specs import given, refuse_alongside, require
 from pipesim.errors import InputError
 from pipesim.sim.budget import MAX_ACTIONS, check_actions, layout_timeline
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from pipesim.sim.energy import EnergyReport
     from pipesim.sim.scenario import Scenario, SimulationReport
 
-__all__ = ["build_scenario", "render_report", "report_energy", "simulate_cmd"]
+__all__ = ["build_scenario", "refuse_default_layout_oom", "render_report", "report_energy", "simulate_cmd"]
 
 SIMULATE_HELP = """Predict one training step of a real model on real GPUs.
 
@@ -126,10 +126,13 @@ def simulate_cmd(
         report = simulate_scenario(scenario)
         gpus_per_node = stored.gpus_per_node
     else:
+        hw.need_model()
+        if lay.global_batch_size is None:  # as plan: the run's batch is the user's, never guessed
+            require("global_batch_size")
         if schedule is not None:
             get_family(schedule)  # unknown names list the valid ones
         report = simulate_scenario(build_scenario(hw, lay, cluster, schedule, max_actions=max_actions))
-        _refuse_default_layout_oom(report)
+        refuse_default_layout_oom(report)
     energy_report = report_energy(report, energy, gpus_per_node)
     if as_json:
         emit_json({**report.as_dict(), "energy": energy_report.as_dict() if energy_report else None})
@@ -141,7 +144,7 @@ def simulate_cmd(
 LAYOUT_CHOICES = ("tp", "pp", "dp", "vpp", "layers_per_virtual_stage", "gpus")
 
 
-def _refuse_default_layout_oom(report: SimulationReport) -> None:
+def refuse_default_layout_oom(report: SimulationReport) -> None:
     """With no layout flag typed the layout is one GPU; refuse it when it does not fit rather than report an
     out-of-memory step as if it were a result."""
     if report.fits or any(given(k) for k in LAYOUT_CHOICES):

@@ -38,6 +38,11 @@ __all__ = [
 ]
 
 
+# The synthetic scenario of compare and gantt (no --model): 4 ranks, 2 chunks for interleaved schedules.
+SYNTHETIC_PP = 4
+SYNTHETIC_VPP = 2
+
+
 def given(name: str) -> bool:
     """Whether the user typed flag ``name`` (its keyword) on the running command's line."""
     ctx = click.get_current_context(silent=True)
@@ -45,6 +50,17 @@ def given(name: str) -> bool:
         return False
     source = ctx.get_parameter_source(name)
     return source is not None and source.name == "COMMANDLINE"
+
+
+def require(name: str) -> None:
+    """Refuse, as click refuses a missing required flag (a usage error: one line plus ``Try ... --help``),
+    the running command's flag ``name`` (its keyword) when it was not given; for flags that another flag
+    (``--scenario``) can stand in for, so click cannot require them itself."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        raise InputError(f"--{name.replace('_', '-')} is required")
+    param = next(p for p in ctx.command.params if p.name == name)
+    raise click.MissingParameter(ctx=ctx, param=param)
 
 
 def refuse_alongside(flag: str, keywords: tuple[str, ...]) -> None:
@@ -129,6 +145,13 @@ class LayoutFlags:
     def defaults(cls) -> dict[str, Any]:
         """Declared defaults of every layout flag."""
         return _defaults(cls)
+
+    def synthetic_pipeline(self) -> tuple[int, int]:
+        """(pp, vpp) of ``compare`` and ``gantt`` without ``--model``: ``--pp`` and ``--vpp`` when typed, else
+        the synthetic demo's :data:`SYNTHETIC_PP` ranks and :data:`SYNTHETIC_VPP` chunks (with a model every
+        command defaults to the flags' declared 1 and 1)."""
+        pp = self.pp if given("pp") else SYNTHETIC_PP
+        return pp, self.virtual_stages(None) if given("vpp") else SYNTHETIC_VPP
 
     def virtual_stages(self, model: ModelSpec | None) -> int:
         """vpp: ``--vpp``, or ``model``'s layers / (pp x ``--num-layers-per-virtual-pipeline-stage``)."""
@@ -333,20 +356,24 @@ class SyntheticFlags:
     weight_stash: float
     schedule_files: tuple[str, ...]
 
-    def names(self) -> list[str]:
-        """The ``--schedules`` names (default: gpipe, 1f1b, interleaved-1f1b unless files are given)."""
+    def names(self, vpp: int) -> list[str]:
+        """The ``--schedules`` names; by default (no files given) gpipe, 1f1b and, when ``vpp`` > 1,
+        interleaved-1f1b (at vpp 1 it is plain 1F1B, which the schedule itself refuses to be)."""
         from pipesim.cli.render import split_names
         from pipesim.sim.compare import DEFAULT_SCHEDULES
+        from schedules import get_family
 
         names = split_names(self.schedules)
-        return names or ([] if self.schedule_files else list(DEFAULT_SCHEDULES))
+        if names or self.schedule_files:
+            return names
+        return [n for n in DEFAULT_SCHEDULES if vpp > 1 or not get_family(n).uses_vpp]
 
     def request(self, pp: int, vpp: int, dp_overlap: bool) -> CompareRequest:
         """The scenario of these options on ``pp`` ranks with ``vpp`` chunks (times in seconds)."""
         from pipesim.sim.compare import CompareRequest
 
         return CompareRequest(
-            schedules=tuple(self.names()),
+            schedules=tuple(self.names(vpp)),
             schedule_files=tuple(self.schedule_files),
             pp=pp,
             microbatches=self.microbatches,

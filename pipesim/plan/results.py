@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, TypeVar
 
 from pipesim.plan.estimate import Estimate
 from pipesim.plan.request import PlanRequest
@@ -63,6 +65,7 @@ class PlanEntry(Throughput):
     peak_flops: float
     hbm_bytes: float
     microbatches: int
+    alike: tuple[str, ...] = ()  # schedules of the same layout with identical results (collapse_alike)
 
     @property
     def step_time_s(self) -> float:
@@ -121,6 +124,7 @@ class PlanEntry(Throughput):
             "micro_batch_size": c.micro_batch_size,
             "microbatches": self.microbatches,
             "schedule": c.schedule,
+            "same_effect_schedules": list(self.alike),
             "recompute": c.recompute,
             "distributed_optimizer": c.distributed_optimizer,
             "sequence_parallel": c.sequence_parallel,
@@ -166,8 +170,8 @@ class PlanResult(Result):
 
     @property
     def feasible(self) -> int:
-        """Layouts that fit in memory (simulated OOMs removed)."""
-        return len(self.entries)
+        """Layouts that fit in memory (simulated OOMs removed), those collapsed into another row counted."""
+        return sum(1 + len(e.alike) for e in self.entries)
 
     @property
     def best(self) -> PlanEntry:
@@ -200,6 +204,45 @@ class PlanResult(Result):
     def table_rows(self) -> list[dict[str, Any]]:
         """One row per feasible layout, best first (the scalars of ``as_dict()["results"]``)."""
         return [flatten(r) for r in self.as_dict()["results"]]
+
+
+_SAME_LAYOUT = tuple(f.name for f in fields(Candidate) if f.name not in ("index", "schedule"))
+T = TypeVar("T")
+
+
+def group_alike(
+    items: Sequence[T], candidate: Callable[[T], Candidate], effect: Callable[[T], Sequence[float]]
+) -> list[list[T]]:
+    """``items`` (ranked) in groups of layouts identical in effect: the same candidate but for its schedule,
+    and the same ``effect`` numbers to a relative 1e-9 (e.g. gpipe, 1F1B and the zero-bubble orders at
+    pp = 1 with one microbatch, which run the same passes on one rank). Groups are in the rank of their best
+    member, members in rank order."""
+    groups: list[list[T]] = []
+    by_layout: dict[tuple[Any, ...], list[tuple[int, Sequence[float]]]] = {}
+    for item in items:
+        c, numbers = candidate(item), effect(item)
+        reps = by_layout.setdefault(tuple(getattr(c, n) for n in _SAME_LAYOUT), [])
+        for g, rep in reps:
+            if all(
+                math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) for a, b in zip(rep, numbers, strict=True)
+            ):
+                groups[g].append(item)
+                break
+        else:
+            reps.append((len(groups), numbers))
+            groups.append([item])
+    return groups
+
+
+def collapse_alike(entries: Sequence[PlanEntry]) -> list[PlanEntry]:
+    """``entries`` (ranked, all simulated or all estimated) with each group of :func:`group_alike` (step time,
+    peak memory and time breakdown alike) as its best row, the others' schedules in :attr:`PlanEntry.alike`."""
+    groups = group_alike(
+        entries,
+        lambda e: e.candidate,
+        lambda e: (e.step_time_s, e.peak_memory_bytes, *e.breakdown_s().values()),
+    )
+    return [replace(g[0], alike=tuple(e.candidate.schedule for e in g[1:])) for g in groups]
 
 
 def training_time(

@@ -42,6 +42,8 @@ from pipesim.plan.results import (
     PlanEntry,
     PlanResult,
     SimSummary,
+    collapse_alike,
+    group_alike,
     training_time,
 )
 from pipesim.plan.space import GIB, REASONS, Candidate, Rejections, enumerate_space
@@ -122,7 +124,15 @@ def plan(
         raise InputError(_no_fit_message(request, closest, len(candidates)))
     feasible.sort(key=lambda ce: (ce[1].step_time_s, ce[0].index))
 
-    top = feasible[: request.top_k]
+    # The top --top-k layouts distinct in effect by their estimates are simulated, every schedule of each
+    # (a simulation may still tell them apart); the rows are collapsed again on the simulated results.
+    groups = group_alike(
+        feasible,
+        lambda ce: ce[0],
+        lambda ce: (ce[1].step_time_s, ce[1].peak_memory_bytes, *ce[1].breakdown().values()),
+    )
+    top = [ce for g in groups[: request.top_k] for ce in g]
+    rest_items = [ce for g in groups[request.top_k :] for ce in g]
     check_actions([layout_timeline(c.layout(request)) for c, _ in top], request.max_actions)
     sims: list[SimSummary] = []
     if top:
@@ -172,8 +182,8 @@ def plan(
             continue
         simulated_entries.append(entry(c, e, s))
     simulated_entries.sort(key=lambda en: (en.step_time_s, en.candidate.index))
-    rest = [entry(c, e, None) for c, e in feasible[len(top) :]]
-    entries = tuple(simulated_entries + rest)
+    rest = [entry(c, e, None) for c, e in rest_items]
+    entries = tuple(collapse_alike(simulated_entries) + collapse_alike(rest))
     if not entries:
         raise InputError(_no_fit_message(request, closest, len(candidates)))
     return PlanResult(

@@ -54,7 +54,17 @@ def test_calibrate_recovers_a_known_constant_and_writes_a_usable_gpu(tmp_path: P
     assert "fitted by pipesim calibrate" in gpu.profile.sources["gemm_max_fp8"]
     assert "MAE after the fit" in stdout and "line 3: llama2-7b" in stdout
     code, stdout, _ = invoke(
-        "simulate", "--gpu", str(out), "--model", "llama2-7b", "--precision", "fp8", "--tp", "2"
+        "simulate",
+        "--gpu",
+        str(out),
+        "--model",
+        "llama2-7b",
+        "--precision",
+        "fp8",
+        "--tp",
+        "2",
+        "--global-batch-size",
+        "8",
     )
     assert code == 0 and "mine" in stdout
 

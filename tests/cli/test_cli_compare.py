@@ -150,20 +150,26 @@ def test_dp_time_reports_hidden_and_exposed_reduction() -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "needle"),
+    ("args", "needle", "where"),
     [
         (
             ("compare", "--pp", "x"),
-            "Invalid value for '--pp': 'x' is not a valid integer. (see 'pipesim compare --help')",
+            "Invalid value for '--pp': 'x' is not a valid integer.",
+            "pipesim compare",
         ),
-        (("compare", "--nope"), "No such option '--nope'"),
-        (("plan", "--gpu", "h100-sxm"), "Missing option '--model'. (see 'pipesim plan --help')"),
-        (("frobnicate",), "No such command 'frobnicate'. (see 'pipesim --help')"),
-        (("--nope",), "No such option '--nope'. (see 'pipesim --help')"),
+        (("compare", "--nope"), "No such option '--nope'", "pipesim compare"),
+        (("plan", "--gpu", "h100-sxm"), "Missing option '--model'.", "pipesim plan"),
+        (("simulate", "--model", "gpt-1.7b"), "Missing option '--global-batch-size'.", "pipesim simulate"),
+        (("topo", "show", "--nope"), "No such option '--nope'", "pipesim topo show"),
+        (("frobnicate",), "No such command 'frobnicate'.", "pipesim"),
+        (("--nope",), "No such option '--nope'", "pipesim"),
     ],
 )
-def test_click_usage_errors_are_one_line_too(args: tuple[str, ...], needle: str) -> None:
+def test_click_usage_errors_are_one_line_plus_try(args: tuple[str, ...], needle: str, where: str) -> None:
+    """Issue 15 part 5: a usage error is its one line, then click's own pointer to the command's help."""
     code, out, err = invoke(*args, prog_name="pipesim")  # as the console script names it
-    assert code == 2
-    assert needle in err and err.startswith("error: ")
-    assert len(err.strip().splitlines()) == 1 and "Usage:" not in err + out
+    assert code == 2 and out == ""
+    first, second = err.strip().splitlines()
+    assert first.startswith("error: ") and needle in first
+    assert second == f"Try '{where} --help' for help."
+    assert "Usage:" not in err + out

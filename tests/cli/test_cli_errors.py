@@ -4,6 +4,7 @@ every output written safely. One test per kind of failure, each with several cas
 from __future__ import annotations
 
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -18,13 +19,17 @@ from pipesim.io.atomic import atomic_write_text, write_outputs
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ("--model", "gpt-1.7b")
+SIM = ("simulate", *MODEL, "--global-batch-size", "8")  # simulate requires the batch, as plan does
 
 
 def refused(*args: str, needle: str = "") -> str:
     """Run the CLI, assert one line on stderr with exit status 2 and ``needle`` in it; return it."""
     code, out, err = invoke(*args)
     assert code == 2, (args, code, out, err)
-    assert err.startswith("error: ") and err.count("\n") == 1, err
+    lines = err.splitlines()
+    assert err.startswith("error: ") and len(lines) in (1, 2), err
+    if len(lines) == 2:  # a usage error (issue 15 part 5): its line, then click's pointer to the help
+        assert re.fullmatch(r"Try '.* --help' for help\.", lines[1]), err
     assert "Traceback" not in out + err
     assert needle in err, (needle, err)
     return err
@@ -54,7 +59,7 @@ def test_unusable_input_files_are_one_line(bad_files: dict[str, Path], kind: str
     if flag == "--model":
         err = refused("simulate", "--model", path)
     elif flag == "--gpu":
-        err = refused("simulate", *MODEL, "--gpu", path)
+        err = refused(*SIM, "--gpu", path)
     elif flag == "--scenario":
         err = refused("simulate", "--scenario", path)
     elif flag == "--topology":
@@ -95,8 +100,8 @@ def test_csv_with_huge_indices_is_refused_quickly(tmp_path: Path, text: str, nee
         ("compare", "--activation-bytes"),
         ("compare", "--dp-time"),
         ("compare", "--forward-time"),
-        ("simulate", *MODEL, "--intra-node-GBps"),
-        ("simulate", *MODEL, "--pue"),
+        (*SIM, "--intra-node-GBps"),
+        (*SIM, "--pue"),
         ("gantt", "-o", "x.html", "--gpu-memory-gib"),
         ("plan", *MODEL, "--nodes", "1", "--global-batch-size", "8", "--max-days"),
         ("topo", "show", "dgx-a100", "--oversubscription"),
@@ -116,7 +121,7 @@ def test_non_finite_flags_are_refused_naming_the_flag(args: tuple[str, ...], val
 def test_non_finite_toml_values_are_refused_naming_the_key(tmp_path: Path, table: str, key: str) -> None:
     path = tmp_path / "g.toml"
     path.write_text(table.replace("[gpu]\n", ""))
-    refused("simulate", *MODEL, "--gpu", str(path), needle=key)
+    refused(*SIM, "--gpu", str(path), needle=key)
 
 
 def test_non_finite_topology_values_are_refused(tmp_path: Path) -> None:
@@ -129,7 +134,7 @@ def test_non_finite_topology_values_are_refused(tmp_path: Path) -> None:
 
 
 def test_tokens_too_large_is_refused() -> None:
-    refused("simulate", *MODEL, "--tokens", "1e400", needle="--tokens")
+    refused(*SIM, "--tokens", "1e400", needle="--tokens")
 
 
 # --------------------------------------------------------------------------- bounded work
@@ -143,7 +148,19 @@ def test_tokens_too_large_is_refused() -> None:
         (("topo", "show", "dgx-h100", "--nodes", "100000"), "--max-gpus"),
         (("topo", "draw", "nvl72", "--nodes", "1000", "-o", "t.html"), "--max-gpus"),
         (("collective", "all-reduce", "-t", "dgx-h100", "--nodes", "100000"), "--max-gpus"),
-        (("simulate", *MODEL, "--topology", "dgx-a100", "--nodes", "100000"), "--max-gpus"),
+        (
+            (
+                "simulate",
+                *MODEL,
+                "--global-batch-size",
+                "800000",
+                "--topology",
+                "dgx-a100",
+                "--nodes",
+                "100000",
+            ),
+            "--max-gpus",
+        ),
         (
             ("plan", *MODEL, "--nodes", "1", "--global-batch-size", "10000000", "--workers", "1"),
             "--max-actions",

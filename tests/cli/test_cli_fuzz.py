@@ -18,7 +18,7 @@ from pipesim.cli.group import COMMANDS, main
 LIMITS = {"--max-actions": "20000", "--max-bars": "5000", "--max-gpus": "64"}
 FIXED = {
     "compare": [],
-    "simulate": ["--model", "gpt-1.7b"],
+    "simulate": ["--model", "gpt-1.7b", "--global-batch-size", "8"],
     "gantt": ["-o", "page.html"],
     "roofline": ["--model", "gpt-1.7b"],
     "plan": [

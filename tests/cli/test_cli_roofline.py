@@ -13,6 +13,7 @@ from conftest import invoke
 
 ROOF = ("roofline", "--model", "llama3-70b", "--gpu", "h100-sxm", "--tp", "8", "--micro-batch-size", "1")
 SIM = ("simulate", "--model", "gpt-1.7b", "--gpu", "a100-80gb", "--tp", "2", "--pp", "2", "--dp", "2")
+GBS = ("--global-batch-size", "16")
 
 
 def test_roofline_json_has_per_op_fields_and_adds_up() -> None:
@@ -141,7 +142,7 @@ def test_simulate_reports_energy_and_cost_for_a_run() -> None:
     ],
 )
 def test_simulate_bad_energy_flags_exit_2(flag: str, value: str, message: str) -> None:
-    code, out, err = invoke(*SIM, flag, value)
+    code, out, err = invoke(*SIM, *GBS, flag, value)
     assert code == 2 and out == ""
     assert err.strip().splitlines() == [f"error: {err.strip()[len('error: ') :]}"]
     assert message in err

@@ -89,7 +89,18 @@ def test_oom_verdict_in_text() -> None:
 
 def test_gpus_derives_dp() -> None:
     code, out, _ = invoke(
-        "simulate", "--model", "llama3-8b", "--gpu", "h100-sxm", "--tp", "2", "--gpus", "16", "--json"
+        "simulate",
+        "--model",
+        "llama3-8b",
+        "--gpu",
+        "h100-sxm",
+        "--tp",
+        "2",
+        "--gpus",
+        "16",
+        "--json",
+        "--global-batch-size",
+        "64",
     )
     assert code == 0 and json.loads(out)["layout"]["dp"] == 8
 
@@ -116,6 +127,8 @@ def test_gpus_derives_dp() -> None:
     ],
 )
 def test_bad_input_is_one_line_exit_2(args: list[str], message: str) -> None:
+    if "--model" in args and "--global-batch-size" not in args:  # required: its absence is refused first
+        args = [*args, "--global-batch-size", "64"]
     code, out, err = invoke("simulate", *args)
     assert code == 2
     assert message in err
@@ -145,7 +158,7 @@ def test_model_from_config_json(tmp_path: Path) -> None:
             }
         )
     )
-    code, out, err = invoke("simulate", "--model", str(f), "--pp", "2", "--json")
+    code, out, err = invoke("simulate", "--model", str(f), "--pp", "2", "--global-batch-size", "8", "--json")
     assert code == 0, err
     assert json.loads(out)["layout"]["seq_length"] == 2048
 
@@ -162,8 +175,15 @@ def test_compare_with_model_compares_schedules() -> None:
     assert inter["bubble_ratio"] < one["bubble_ratio"]
     # GPipe stashes all 16 microbatches; 1F1B at most pp = 8.
     assert gpipe["memory_per_rank_bytes"]["activations"] > one["memory_per_rank_bytes"]["activations"]
-    code, out, _ = invoke("compare", "--model", "gpt3-175b", "--tp", "8", "--pp", "8", "-m", "16")
+    code, out, _ = invoke(
+        "compare", "--model", "gpt3-175b", "--tp", "8", "--pp", "8", "-m", "16", "--vpp", "2"
+    )
     assert code == 0 and "TFLOP/s/GPU" in out and "interleaved-1f1b" in out
+    # With a model --vpp defaults to 1, as in every command: interleaved-1f1b (plain 1F1B at vpp 1) leaves
+    # the default schedules instead of failing.
+    code, out, err = invoke("compare", "--model", "gpt3-175b", "--tp", "8", "--pp", "8", "-m", "16", "--json")
+    assert code == 0, err
+    assert [r["schedule"] for r in json.loads(out)] == ["gpipe", "1f1b"]
 
 
 def test_compare_without_model_is_unchanged() -> None:
@@ -259,5 +279,17 @@ def test_topology_placement_errors(extra: tuple[str, ...], needle: str) -> None:
 
 
 def test_nodes_needs_topology() -> None:
-    code, _, err = invoke("simulate", "--model", "gpt3-175b", "--tp", "8", "--pp", "8", "--nodes", "8")
+    code, _, err = invoke(
+        "simulate",
+        "--model",
+        "gpt3-175b",
+        "--tp",
+        "8",
+        "--pp",
+        "8",
+        "--nodes",
+        "8",
+        "--global-batch-size",
+        "8",
+    )
     assert code == 2 and "--nodes needs --topology" in err

@@ -174,6 +174,8 @@ def test_ep_across_servers_costs_more_than_inside() -> None:
     ],
 )
 def test_cli_bad_input_one_line_exit_2(args: list[str], message: str) -> None:
+    if "--global-batch-size" not in args:  # required: its absence is refused first
+        args = [*args, "--global-batch-size", "64"]
     result = CliRunner().invoke(main, ["simulate", "--gpu", "h100-sxm", *args])
     assert result.exit_code == 2
     assert message in result.stderr and result.stderr.count("\n") == 1
