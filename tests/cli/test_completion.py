@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from pipesim.cli import main
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _complete(env: dict[str, str]) -> str:
