@@ -40,7 +40,9 @@ def readme_commands() -> list[str]:
         text = text.split(" # ")[0].split("  #")[0].strip()
         if "pipesim " not in text and not text.endswith("pipesim"):
             continue
-        if "_PIPESIM_COMPLETE=" in text:  # shell-completion set-up lines: tests/cli/test_completion.py runs them
+        if (
+            "_PIPESIM_COMPLETE=" in text
+        ):  # shell-completion set-up lines: tests/cli/test_completion.py runs them
             continue
         text = text[text.index("pipesim") :]
         base = re.sub(r"\s*\[[^\]]*\]", "", text)
