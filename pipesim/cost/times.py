@@ -26,7 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pipesim.comm.base import CommModel
-from pipesim.cost.flops import ACT_BYTES, LayerOps, Op, embedding_ops, head_ops, layer_ops
+from pipesim.cost.end_ops import embedding_ops, head_ops
+from pipesim.cost.flops import ACT_BYTES, LayerOps, Op, layer_ops
 from pipesim.cost.kernels import attention_time_s, fp8_cast_bytes, gemm_efficiency, gemm_time_s, memory_time_s
 from pipesim.specs.efficiency import DEFAULT_EFFICIENCY, Efficiency
 from pipesim.specs.gpu import GPUSpec

@@ -31,7 +31,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipesim.cost.flops import LayerOps, Op, embedding_ops, head_ops, layer_ops
+from pipesim.cost.end_ops import embedding_ops, head_ops
+from pipesim.cost.flops import LayerOps, Op, layer_ops
 from pipesim.cost.memory import stage_param_split
 from pipesim.cost.times import p2p_bytes
 from pipesim.specs.layout import Layout

@@ -6,12 +6,11 @@ import pytest
 from conftest import layout_factory
 
 from pipesim.comm.base import bus_factor
+from pipesim.cost.end_ops import embedding_ops, head_ops
 from pipesim.cost.flops import (
     ACT_BYTES,
-    embedding_ops,
     hardware_flops_eq8,
     hardware_flops_per_step,
-    head_ops,
     layer_ops,
     model_flops_eq7,
     model_flops_per_step,
