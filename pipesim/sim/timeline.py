@@ -178,7 +178,3 @@ class Timeline:
     def pipeline_time_s(self) -> float:
         """End of the last compute action (the forward/backward phase of the step)."""
         return float(self.end_s[: self.num_actions].max()) if self.num_actions else 0.0
-
-    def compute_slice(self) -> slice:
-        """Rows of the compute actions."""
-        return slice(0, self.num_actions)
