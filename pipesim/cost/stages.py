@@ -32,7 +32,13 @@ from typing import Any
 
 from pipesim.comm.base import CommModel
 from pipesim.cost.flops import ACT_BYTES
-from pipesim.cost.memory import WEIGHT_BYTES, stage_activation_bytes, stage_param_split, transient_bytes
+from pipesim.cost.memory import (
+    WEIGHT_BYTES,
+    layer_activation_bytes,
+    stage_activation_bytes,
+    stage_param_split,
+    transient_bytes,
+)
 from pipesim.cost.times import (
     DEFAULT_EFFICIENCY,
     DP_BUCKET_PARAMS,
@@ -223,6 +229,16 @@ class StageCostModel:
                 hit += self.comm.collective_s("all-gather", full, grid.tp_group(0, dst))
             self._p2p[key] = hit
         return hit
+
+    def main_layer_activation_bytes(self, layout: Layout) -> float:
+        """Cached :func:`pipesim.cost.memory.layer_activation_bytes` of the model's main layer kind."""
+        model = self.model
+        return float(
+            self._memoized(
+                ("acts_layer", _unit_key(layout)),
+                lambda: layer_activation_bytes(model, layout, model.main_kind()),
+            )
+        )
 
     def weight_stash_per_layer(self, layout: Layout) -> float:
         """Cached :func:`weight_stash_bytes_per_layer`."""

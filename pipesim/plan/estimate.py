@@ -50,7 +50,6 @@ from typing import Any
 from pipesim.comm.base import CommModel
 from pipesim.cost.memory import (
     RESERVE_BYTES,
-    layer_activation_bytes,
     rank_memory,
     stage_extra_activation_bytes,
 )
@@ -129,7 +128,6 @@ class Estimator:
         self._schedules: dict[tuple[Any, ...], Schedule | str] = {}
         self._bubble: dict[tuple[Any, ...], float] = {}
         self._profiles: dict[tuple[Any, ...], Profile] = {}
-        self._per_layer: dict[tuple[Any, ...], float] = {}
 
     # ----------------------------------------------------------------- schedules and profiles
     def schedule(
@@ -218,25 +216,10 @@ class Estimator:
         f = layer.forward_s
         ri = round((layer.backward_s - layer.weight_s) / f * 2) / 2
         rw = round(layer.weight_s / f * 2) / 2
-        per_layer = self._layer_activation_bytes(layout)
+        per_layer = self.costs.main_layer_activation_bytes(layout)
         stash = self.costs.weight_stash_per_layer(layout)
         sf = round(min(1.0, stash / per_layer) * 10) / 10 if per_layer > 0 else 0.0
         return (max(ri, 0.5), rw, 0.0, sf)
-
-    def _layer_activation_bytes(self, layout: Layout) -> float:
-        key: tuple[Any, ...] = (
-            layout.tp,
-            layout.sequence_parallel,
-            layout.micro_batch_size,
-            layout.recompute,
-        )
-        key += (layout.seq_length, layout.attention, layout.precision, layout.cp, layout.ep, layout.etp)
-        key += (layout.moe_imbalance,)
-        hit = self._per_layer.get(key)
-        if hit is None:
-            kind = self.model.main_kind()
-            hit = self._per_layer[key] = layer_activation_bytes(self.model, layout, kind)
-        return hit
 
     @staticmethod
     def _grid(layout: Layout, pp: int) -> RankGrid:
