@@ -16,6 +16,7 @@ from pipesim.cli.options import (
 )
 from pipesim.cli.render import GIB
 from pipesim.cli.specs import refuse_alongside
+from pipesim.cli.targets import check_targets
 from pipesim.errors import InputError
 from pipesim.sim.budget import check_actions, check_bars, layout_timeline, timeline_actions
 from pipesim.specs.layout import Layout
@@ -72,8 +73,8 @@ def gantt_cmd(
 ) -> None:
     from pipesim.figures.gantt import gantt_figure, gantt_page
     from pipesim.figures.page import page_files
-    from pipesim.figures.static import check_image_target, figure_bytes
-    from pipesim.io.atomic import STDOUT, check_distinct_outputs, check_output_path, write_outputs
+    from pipesim.figures.static import figure_bytes
+    from pipesim.io.atomic import STDOUT, write_outputs
     from pipesim.sim.series import simulate_series
     from pipesim.sim.trace import chrome_trace_json
 
@@ -84,12 +85,7 @@ def gantt_cmd(
     if gpu_memory_gib is not None and not gpu_memory_gib > 0:
         raise InputError(f"--gpu-memory-gib={gpu_memory_gib} must be > 0 (GiB = 2^30 bytes)")
     # Check every target before simulating, so a bad path fails fast and nothing is half-written.
-    check_distinct_outputs({"-o": output, "--trace": trace_path, "--image": image_path})
-    for path in (output, trace_path):
-        if path:
-            check_output_path(path)
-    if image_path:
-        check_image_target(image_path)
+    check_targets({"-o": output or None, "--trace": trace_path or None}, image_path or None)
     if iterations is not None and iterations < 1:
         raise InputError(f"--iterations={iterations} must be >= 1")
     capacity = gpu_memory_gib * GIB if gpu_memory_gib is not None else None

@@ -21,6 +21,7 @@ from pipesim.cli.options import (
 )
 from pipesim.cli.plan_view import PlanOutputs, plan_outputs
 from pipesim.cli.render import split_names
+from pipesim.cli.targets import check_targets
 from pipesim.errors import InputError
 
 __all__ = ["plan_cmd"]
@@ -138,16 +139,7 @@ def plan_cmd(hw: Hardware, cluster: ClusterFlags, lay: LayoutFlags, energy: Ener
         workers=kw["workers"] if kw["workers"] is not None else default_workers(),
         dask_scheduler=kw["dask_scheduler"],
     )
-    from pipesim.io.atomic import check_distinct_outputs, check_output_path
-
-    check_distinct_outputs({"-o": kw["output"], "--scenario-out": kw["scenario_out"]})
-    for path in (kw["output"], kw["scenario_out"]):
-        if path is not None:
-            check_output_path(path)
-    if kw["image_path"] is not None:
-        from pipesim.figures.static import check_image_target
-
-        check_image_target(kw["image_path"])
+    check_targets({"-o": kw["output"], "--scenario-out": kw["scenario_out"]}, kw["image_path"])
     quiet = kw["as_json"] or kw["as_csv"]
     bar = _PlanProgress(enabled=not quiet and sys.stderr.isatty())
     probes: tuple[tuple[int, float | None], ...] = ()

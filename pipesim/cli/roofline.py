@@ -18,6 +18,7 @@ from pipesim.cli.options import (
     plain_options,
 )
 from pipesim.cli.render import console, emit_json, split_names
+from pipesim.cli.targets import check_targets
 from pipesim.errors import InputError
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ def roofline_cmd(
 ) -> None:
     from pipesim.cost.roofline import check_precision, roofline
     from pipesim.figures.roofline import TABLE_LEGEND
-    from pipesim.io.atomic import check_distinct_outputs, check_output_path, write_outputs
+    from pipesim.io.atomic import write_outputs
     from pipesim.specs.layout import TRAIN_PRECISIONS
 
     precisions = split_names(lay.precision)
@@ -89,13 +90,7 @@ def roofline_cmd(
     model, gpu = hw.need_model(), hw.gpu
     for prec in precisions:
         check_precision(gpu, prec)
-    check_distinct_outputs({"-o": output, "--image": image_path})
-    if output is not None:
-        check_output_path(output)
-    if image_path is not None:
-        from pipesim.figures.static import check_image_target
-
-        check_image_target(image_path)
+    check_targets({"-o": output}, image_path)
     layout = lay.layout(
         global_batch_size=lay.micro_batch_size,
         precision=precisions[0] if precisions[0] in TRAIN_PRECISIONS else "bf16",

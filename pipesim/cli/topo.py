@@ -9,6 +9,7 @@ import click
 from pipesim.cli.group import ErrorBoundary, short_help
 from pipesim.cli.options import plain_options
 from pipesim.cli.render import console, emit_json
+from pipesim.cli.targets import check_targets
 from pipesim.errors import InputError
 
 __all__ = ["NODES_ONE", "TOPOLOGY_ARG", "topo_group"]
@@ -140,17 +141,11 @@ def topo_draw_cmd(
 ) -> None:
     """Draw a cluster: servers with their devices, links coloured by kind (and rail) with their line rates, as
     an interactive HTML page (-o; hover links for bandwidth and latency) and/or a static picture (--image)."""
-    from pipesim.io.atomic import check_distinct_outputs, check_output_path, write_outputs
+    from pipesim.io.atomic import write_outputs
 
     if not (output or image_path):
         raise InputError("nothing to write: give -o PAGE.html and/or --image FIG.png|.svg|.pdf")
-    check_distinct_outputs({"-o": output, "--image": image_path})
-    if output:
-        check_output_path(output)
-    if image_path:
-        from pipesim.figures.static import check_image_target
-
-        check_image_target(image_path)
+    check_targets({"-o": output or None}, image_path or None)
     g = _graph(topology, nodes, fabric, oversubscription, max_gpus)
     files: list[tuple[str, bytes]] = []
     if output:
