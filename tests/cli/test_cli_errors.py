@@ -257,6 +257,20 @@ def test_directory_outputs_are_refused(tmp_path: Path, monkeypatch: pytest.Monke
         ("gantt", "-o", "x", "--trace", "x"),
         ("gantt", "--trace", "-", "-o", "-"),
         ("plan", *MODEL, "--nodes", "1", "--global-batch-size", "8", "-o", "x", "--scenario-out", "./x"),
+        (
+            "plan",
+            *MODEL,
+            "--nodes",
+            "1",
+            "--global-batch-size",
+            "8",
+            "--scenario-out",
+            "x.png",
+            "--image",
+            "x.png",
+        ),
+        ("roofline", *MODEL, "-o", "x.png", "--image", "x.png"),
+        ("topo", "draw", "dgx-a100", "-o", "x.svg", "--image", "x.svg"),
     ],
 )
 def test_two_outputs_on_one_path_are_refused_before_work(
