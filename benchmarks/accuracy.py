@@ -152,6 +152,7 @@ def row_layout(row: EndToEndRow) -> Layout:
         schedule="interleaved-1f1b" if row.vpp > 1 else "1f1b",
         dp_overlap=row.dp_overlap,
         tp_comm_overlap=False,
+        overlap_p2p_comm=False,
     )
 
 

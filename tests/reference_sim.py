@@ -15,6 +15,7 @@ def reference_times(schedule: Schedule, costs: OpCosts) -> dict[tuple[int, int],
     start = max(end of the rank's previous action, arrival of each dependency);
     arrival = end for a local dependency; for a remote one, the end of its transfer, which starts at
     max(producer end, end of the previous transfer sent by the producer's rank) and lasts the boundary's p2p.
+    With ``costs.p2p_blocking`` the rank's previous action ends, for its successor, when its send ends.
     """
     S = schedule.num_stages
     programs = [schedule.actions(r) for r in range(schedule.num_ranks)]
@@ -55,7 +56,9 @@ def reference_times(schedule: Schedule, costs: OpCosts) -> dict[tuple[int, int],
     @functools.cache
     def start(r: int, k: int) -> float:
         a = programs[r][k]
-        t = end(r, k - 1) if k else 0.0
+        t = 0.0
+        if k:
+            t = send_end(r, k - 1) if costs.p2p_blocking and sends(programs[r][k - 1]) else end(r, k - 1)
         for dep in depends_on(a, S):
             pr, pk = where[producer[(dep.signal, dep.stage, dep.microbatch)]]
             t = max(t, send_end(pr, pk) if pr != r else end(pr, pk))

@@ -119,6 +119,11 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "tp_comm_overlap_forward": _d("--tp-comm-overlap-forward", is_flag=True,
                                   help="Overlap the forward TP collectives with their GEMMs too (Megatron-LM "
                                   "--tp-comm-overlap, userbuffers), hidden up to the GPU profile's tp_overlap."),
+    "overlap_p2p_comm": _d("--overlap-p2p-comm/--no-overlap-p2p-comm", default=None,
+                           help="Pipeline sends overlap compute, or each send holds its sender until it "
+                           "completes (Megatron-LM's waited isend/irecv; SC21's 2021 code) [default: as "
+                           "Megatron-Core: overlapped with interleaved-1f1b, blocking with 1f1b; other "
+                           "schedules overlapped]."),
     "overlap_param_gather": _d("--overlap-param-gather", is_flag=True,
                                help="With the distributed optimizer, overlap the weight all-gather with the next "
                                "forward (Megatron-LM --overlap-param-gather)."),

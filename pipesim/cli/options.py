@@ -79,6 +79,7 @@ LAYOUT_NAMES = (
     "tp_comm_overlap",
     "tp_comm_overlap_forward",
     "overlap_param_gather",
+    "overlap_p2p_comm",
     "fp8_recipe",
     "uneven_layers",
     "cp",

@@ -26,7 +26,15 @@ from pipesim.errors import InputError
 
 __all__ = ["plan_cmd"]
 
-PLAN_LAYOUT = ("global_batch_size", "seq_length", "precision", "attention", "dp_overlap", "uneven_layers")
+PLAN_LAYOUT = (
+    "global_batch_size",
+    "seq_length",
+    "precision",
+    "attention",
+    "dp_overlap",
+    "overlap_p2p_comm",
+    "uneven_layers",
+)
 PLAN_CLUSTER = (
     "topology",
     "nodes",
@@ -129,6 +137,7 @@ def plan_cmd(hw: Hardware, cluster: ClusterFlags, lay: LayoutFlags, energy: Ener
         precision=lay.precision,
         attention=lay.attention,
         dp_overlap=lay.dp_overlap,
+        overlap_p2p_comm=lay.overlap_p2p_comm,
         top_k=kw["top_k"],
         tokens=energy.tokens,
         max_actions=kw["max_actions"],

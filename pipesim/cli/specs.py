@@ -140,6 +140,7 @@ class LayoutFlags:
     ep: int = 1
     etp: int = 1
     moe_imbalance: float = 1.0
+    overlap_p2p_comm: bool | None = None
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

@@ -384,6 +384,7 @@ class StageCostModel:
             dp_overlap=layout.dp_overlap,
             dp_buckets=dp_buckets(params),
             optimizer_s=opt,
+            p2p_blocking=not layout.p2p_overlapped,
         )
         return StageCosts(
             costs,

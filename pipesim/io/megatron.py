@@ -75,6 +75,8 @@ def megatron_args(model: ModelSpec, layout: Layout) -> list[tuple[str, str | Non
         out.append(("--use-distributed-optimizer", None))
     if layout.dp_overlap and layout.dp > 1:
         out.append(("--overlap-grad-reduce", None))
+    if layout.vpp > 1 and not layout.p2p_overlapped:  # Megatron-Core overlaps interleaved p2p by default
+        out.append(("--no-overlap-p2p-communication", None))
     if layout.precision == "fp16":
         out.append(("--fp16", None))
     else:

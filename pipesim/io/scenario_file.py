@@ -224,7 +224,7 @@ def parse_scenario_toml(text: str, src: str = "<scenario>") -> ScenarioFile:
         expected = {f.name: f.type for f in fields(Layout)}[key]
         ok = (
             isinstance(value, bool)
-            if expected == "bool"
+            if expected in ("bool", "bool | None")
             else isinstance(value, str)
             if expected == "str"
             else isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -268,6 +268,13 @@ class Estimator:
         wgt = [0.0] * p
         rec = [0.0] * p
         tpc = [0.0] * p
+        # Blocking sends (c.p2p_blocking) hold the sender's compute: they join its per-microbatch work.
+        blocked = [0.0] * p
+        if c.p2p_blocking:
+            for s in range(n_stages - 1):
+                if placement[s] != placement[s + 1]:  # F(s) sends to s+1, B(s+1) back to s
+                    blocked[placement[s]] += c.p2p_s[s]
+                    blocked[placement[s + 1]] += c.p2p_s[s]
         for s in range(n_stages):
             r = placement[s]
             work[r] += c.forward_s[s] + c.backward_s[s]
@@ -276,20 +283,23 @@ class Estimator:
             rec[r] += c.recompute_s[s]
             tpc[r] += c.tp_comm_forward_s[s] + c.tp_comm_backward_s[s]
 
+        for r in range(p):
+            work[r] += blocked[r]
         slow = max(range(p), key=lambda r: (work[r], -r))
         w_max = work[slow]
         if p == 1 or family.in_flight is not None:
             k = 0.0 if p == 1 else 1.0
         else:
             f_r, w_r = fwd[slow], (wgt[slow] if family.split_backward else 0.0)
+            b_r = w_max - blocked[slow] - f_r
             k = self.profiled_bubble(
-                layout.schedule, p, m, chunks, f_r / chunks, (w_max - f_r) / chunks, w_r / chunks, variant
+                layout.schedule, p, m, chunks, f_r / chunks, b_r / chunks, w_r / chunks, variant
             )
         boundary = c.p2p_s
         hop = sum(boundary) / len(boundary) if boundary else 0.0
         bubble = k * (sum(work) - w_max) / chunks
-        pp_comm = 2.0 * sum(boundary)
-        pipeline = m * w_max + bubble + pp_comm
+        pp_comm = 2.0 * sum(boundary) + m * blocked[slow]
+        pipeline = m * (w_max - blocked[slow]) + bubble + pp_comm
 
         # Data-parallel gradient reduction on each rank's reduction stream, as the engine runs it: a stage's
         # dp_buckets equal buckets become ready in turn through its last gradient pass (B, or W with a split
@@ -298,7 +308,7 @@ class Estimator:
         dp_exposed = 0.0
         if any(c.dp_reduce_s):
             nb = c.dp_buckets
-            b_chunk = (w_max - fwd[slow]) / chunks
+            b_chunk = (w_max - blocked[slow] - fwd[slow]) / chunks
             free = [0.0] * p
             end = 0.0
             for s in range(n_stages - 1, -1, -1):
@@ -367,7 +377,7 @@ class Estimator:
         return Estimate(
             step_time_s=pipeline + dp_exposed + opt,
             pipeline_s=pipeline,
-            compute_s=w_max * m,
+            compute_s=(w_max - blocked[slow]) * m,
             recompute_s=rec[slow] * m,
             tp_comm_s=tpc[slow] * m,
             bubble_s=bubble,

@@ -68,6 +68,7 @@ class Candidate:
             dp_overlap=request.dp_overlap,
             uneven_layers=request.space.uneven_layers,
             tp_comm_overlap=request.tp_comm_overlap,
+            overlap_p2p_comm=request.overlap_p2p_comm,
             cp=self.cp,
             ep=self.ep,
             etp=self.etp,

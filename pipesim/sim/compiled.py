@@ -104,6 +104,8 @@ def _run(  # type: ignore[no-untyped-def]
     wait,
     head,
     last_grad,
+    blocking,
+    t_free,
 ):
     """Fill the compute rows (0 .. n-1) and transfer rows (n ..) of the timeline; return the status.
 
@@ -112,7 +114,8 @@ def _run(  # type: ignore[no-untyped-def]
     (stage * microbatches + microbatch) * NUM_SIGNALS + signal, not :func:`schedules.ir.signal_index`'s
     microbatch-major order: a rank walks each of its stages' microbatches in turn, so consecutive actions
     touch neighbouring keys (with many stages the other order puts every access on a new cache line). ``head`` ends at each rank's first action not run (for the deadlock grid); ``last_grad`` per
-    stage is the row of the gradient pass (B or W) that finished last (ties: the later row).
+    stage is the row of the gradient pass (B or W) that finished last (ties: the later row); ``t_free`` per
+    rank when its compute stream is free after its last action (after that action's send when ``blocking``).
     """
     inf = np.inf
     n_ranks = offsets.size - 1
@@ -154,8 +157,8 @@ def _run(  # type: ignore[no-untyped-def]
                     arrive_row[key] = t
                     t += 1
     # Pass 2: each rank runs until its next action waits for a signal not yet produced.
-    t_free = np.zeros(n_ranks)
     send_free = np.zeros(n_ranks)
+    last_en = np.zeros(n_ranks)  # end of each rank's last compute action
     last_end = np.full(num_stages, -1.0)
     for r in range(n_ranks):
         head[r] = offsets[r]
@@ -166,6 +169,7 @@ def _run(  # type: ignore[no-untyped-def]
             h = head[r]
             stop = offsets[r + 1]
             tf = t_free[r]
+            pe = last_en[r]
             while h < stop:
                 op = kind[h]
                 s = stage[h]
@@ -190,11 +194,11 @@ def _run(  # type: ignore[no-untyped-def]
                 en = st + durations[op, s]
                 start[h] = st
                 end[h] = en
-                if cs >= 0:  # idle only because the input was still travelling
-                    w = st - max(max(tf, f_cross), f_own)
-                    wait[h] = w if w > 0.0 else 0.0
-                else:
-                    wait[h] = 0.0
+                # Idle only because a transfer was still travelling: the input, or (blocking) the rank's own
+                # previous send.
+                w = st - max(max(pe, f_cross), f_own)
+                wait[h] = w if w > 0.0 else 0.0
+                tf = en
                 if send_to[op, s] >= 0:  # the output leaves on the send stream once that is free
                     leave = max(en, send_free[r])
                     arrival = leave + xfer[op, s]
@@ -202,14 +206,17 @@ def _run(  # type: ignore[no-untyped-def]
                     end[row] = arrival
                     start[row] = arrival - xfer[op, s]
                     send_free[r] = arrival
+                    if blocking:  # the compute stream waits for the send to complete
+                        tf = arrival
                 if (op == 1 or op == 3) and (en > last_end[s] or (en == last_end[s] and h > last_grad[s])):
                     last_end[s] = en
                     last_grad[s] = h
-                tf = en
+                pe = en
                 h += 1
                 progress += 1
             head[r] = h
             t_free[r] = tf
+            last_en[r] = pe
         if progress == 0:
             return 2
         remaining -= progress
@@ -307,6 +314,7 @@ def simulate_compiled(schedule: Schedule, costs: OpCosts) -> Timeline:
     wait = np.empty(n)
     head = np.zeros(r_count, dtype=np.int64)
     last_grad = np.full(s_count, -1, dtype=np.int64)
+    rank_free = np.zeros(r_count)
     durations = costs.duration_table()
     keys = m_count * s_count * NUM_SIGNALS
     finish_row = np.empty(keys, dtype=np.int32)
@@ -337,13 +345,15 @@ def simulate_compiled(schedule: Schedule, costs: OpCosts) -> Timeline:
         wait,
         head,
         last_grad,
+        bool(costs.p2p_blocking),
+        rank_free,
     )
     del codes, finish_row, arrive_row
     if status == _DEADLOCK:
         raise deadlock_error(schedule, [int(h - o) for h, o in zip(head, offsets[:-1], strict=True)])
     tail = slice(n + sends, rows)
     d_rank, d_stage, d_start, d_end, o_start, o_end = _gradient_rows(
-        schedule, costs, offsets, durations, last_grad, kind, stage, end
+        schedule, costs, rank_free, durations, last_grad, kind, stage, end
     )
     microbatch[tail] = -1
     peer[tail] = -1
@@ -380,7 +390,7 @@ def simulate_compiled(schedule: Schedule, costs: OpCosts) -> Timeline:
 def _gradient_rows(
     schedule: Schedule,
     costs: OpCosts,
-    offsets: IntArray,
+    rank_end: np.ndarray,
     durations: np.ndarray,
     last_grad: IntArray,
     kind: np.ndarray,
@@ -388,9 +398,7 @@ def _gradient_rows(
     end: np.ndarray,
 ) -> GradientSpans:
     """The reduction and optimizer spans (:func:`gradient_spans`) from the compute rows: each rank's compute
-    ends with its last action (a rank runs its actions one after another), each stage's last gradient pass
-    is ``last_grad``."""
-    lengths = offsets[1:] - offsets[:-1]
-    rank_end = np.where(lengths > 0, end[np.maximum(offsets[1:] - 1, 0)], 0.0)
+    stream is free at ``rank_end`` (after its last action, and that action's send when sends block), each
+    stage's last gradient pass is ``last_grad``."""
     last = np.maximum(last_grad, 0)
     return gradient_spans(schedule, costs, end[last], durations[kind[last], stage[last]], rank_end)

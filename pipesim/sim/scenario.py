@@ -175,7 +175,9 @@ def stage_costs(scenario: Scenario, schedule: Schedule) -> StageCosts:
 @dataclass(frozen=True)
 class TimeBreakdown:
     """Seconds per pipeline rank (mean over ranks; DP communication: the busiest rank). ``exposed`` parts add
-    up to the step time; ``total`` gives each part's full duration (communication partly hidden)."""
+    up to the step time; ``total`` gives each part's full duration (communication partly hidden). With
+    blocking sends (``--no-overlap-p2p-comm``) one transfer can idle both its sender and its receiver, so the
+    exposed pipeline communication can reach twice its total."""
 
     compute: float
     recompute: float

@@ -61,7 +61,10 @@ class OpCosts:
     spent in tensor-parallel communication and recomputation: they run on the compute stream and are reported,
     not added. ``dp_reduce_s`` is the gradient reduction of each stage's parameters; ``optimizer_s`` the
     optimizer step. ``fb_pair_s`` is the duration of one overlapped F&B pair (DualPipe notation; None: the
-    pair's passes run one after the other).
+    pair's passes run one after the other). ``p2p_blocking``: a rank's compute waits for each of its own
+    sends to complete before its next action (Megatron-LM's batched isend/irecv pairs waited on by the
+    schedule, :attr:`pipesim.specs.layout.Layout.p2p_overlapped`); False: sends run on the send stream
+    behind compute.
     """
 
     forward_s: tuple[float, ...]
@@ -78,6 +81,7 @@ class OpCosts:
     dp_buckets: int = 1
     optimizer_s: float = 0.0
     fb_pair_s: float | None = None
+    p2p_blocking: bool = False
     num_stages: int = field(init=False)
 
     def __post_init__(self) -> None:

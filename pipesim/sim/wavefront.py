@@ -140,6 +140,7 @@ def simulate_wavefront(schedule: Schedule, costs: OpCosts) -> Timeline:
     finish[n] = 0.0
     arrive = finish.copy()  # when the output is available to its cross-stage consumer
     is_send = sends
+    blocking = bool(costs.p2p_blocking)
     t_free = np.zeros(r_count)
     send_free = np.zeros(r_count)
     head = offsets[:-1].copy()
@@ -170,24 +171,28 @@ def simulate_wavefront(schedule: Schedule, costs: OpCosts) -> Timeline:
         leave = np.where(snd, np.maximum(en, sf), en)
         arr = leave + xfer[idx]
         arrive[idx] = arr
+        free = np.where(snd, arr, en) if blocking else en  # blocking: compute waits for its own send
         if full:
-            t_free[:] = en
+            t_free[:] = free
             send_free[:] = np.where(snd, arr, sf)
             head += 1
         else:
-            t_free[active] = en
+            t_free[active] = free
             send_free[active] = np.where(snd, arr, sf)
             head[active] += 1
         active = np.nonzero(head < stop)[0]
     send_start = arrive[:n] - xfer
 
     start_a, finish_a = start[:n], finish[:n]
-    # Idle time caused only by a transfer: start minus when it could have started had the input been local.
+    # Idle time caused only by a transfer: start minus when it could have started had the input been local
+    # and (blocking) the rank's own previous send instant.
     prev_end = np.zeros(n)
     prev_end[1:] = finish_a[:-1]
     prev_end[offsets[:-1][offsets[:-1] < n]] = 0.0
     local_ready = np.maximum(np.maximum(prev_end, finish[dep_cross]), finish[dep_own])
-    wait = np.where(dep_cross < n, np.maximum(start_a - local_ready, 0.0), 0.0)
+    wait = np.maximum(start_a - local_ready, 0.0)
+    if not blocking:  # only an input in flight can hold an action back
+        wait = np.where(dep_cross < n, wait, 0.0)
     del prev_end, local_ready, dep_own
 
     # Transfers on the send streams.
@@ -199,8 +204,7 @@ def simulate_wavefront(schedule: Schedule, costs: OpCosts) -> Timeline:
 
     # Gradient reduction per stage on the DP stream, then the optimizer step.
     last = _last_gradient_pass(schedule.num_stages, op, stage, finish_a)
-    rank_end = np.zeros(r_count)
-    np.maximum.at(rank_end, rank, finish_a)
+    rank_end = t_free  # each rank's compute stream is free after its last action (and its send, blocking)
     d_rank, d_stage, d_start, d_end, o_start, o_end = gradient_spans(
         schedule, costs, finish_a[last], costs.duration_table()[op[last], stage[last]], rank_end
     )

@@ -14,7 +14,16 @@ from dataclasses import dataclass
 from pipesim.errors import InputError
 from pipesim.specs.model import ModelSpec
 
-__all__ = ["Layout", "RECOMPUTE", "ATTENTION", "FP8_RECIPES", "divisors", "TRAIN_PRECISIONS", "CP_COMM"]
+__all__ = [
+    "Layout",
+    "RECOMPUTE",
+    "ATTENTION",
+    "FP8_RECIPES",
+    "divisors",
+    "TRAIN_PRECISIONS",
+    "CP_COMM",
+    "BLOCKING_P2P_SCHEDULES",
+]
 
 RECOMPUTE = ("none", "selective", "full")
 ATTENTION = ("flash", "unfused")
@@ -26,6 +35,8 @@ FP8_RECIPES = ("delayed", "current", "blockwise")
 # Context-parallel attention: ring (Megatron-Core's P2P ring, Liu et al. Ring Attention) or all-gather of
 # keys and values (Llama 3, arXiv:2407.21783 Section 3.3.2).
 CP_COMM = ("ring", "all-gather")
+# Schedules whose sends block by default: Megatron-Core's non-interleaved 1F1B (it refuses overlap_p2p_comm).
+BLOCKING_P2P_SCHEDULES = ("1f1b",)
 
 
 def divisors(n: int) -> list[int]:
@@ -59,6 +70,10 @@ class Layout:
     Megatron-LM. ``fp8_recipe``: the fp8 scaling recipe (:data:`FP8_RECIPES`), used when ``precision`` is fp8.
     ``overlap_param_gather``: with the distributed optimizer, the all-gather of updated weights overlaps the
     next step's first forward (Megatron-LM ``--overlap-param-gather``; off by default, as there).
+    ``overlap_p2p_comm``: pipeline sends run behind compute (True) or the sender's compute waits for each of
+    its sends to complete (False: Megatron-LM's batched isend/irecv pairs, waited on by the schedule before
+    its next pass, megatron/core/pipeline_parallel/p2p_communication.py ``_communicate(wait_on_reqs=True)``;
+    SC21's 2021 code always did so). None takes Megatron-Core's default (:attr:`p2p_overlapped`).
 
     Context parallelism (``cp``, Megatron-LM ``--context-parallel-size``): each sequence is split over cp
     GPUs in 2 cp chunks (GPU i takes chunks i and 2cp-1-i, the causal load balancing of Megatron-Core);
@@ -97,6 +112,7 @@ class Layout:
     etp: int = 1
     cp_comm: str = "ring"
     moe_imbalance: float = 1.0
+    overlap_p2p_comm: bool | None = None
 
     def __post_init__(self) -> None:
         if self.zero_stage not in (0, 1, 2, 3) or isinstance(self.zero_stage, bool):
@@ -112,6 +128,8 @@ class Layout:
                 raise InputError(f"{key.replace('_', '-')}={value!r} must be a positive integer")
         if self.seq_length is not None and self.seq_length < 1:
             raise InputError(f"seq-length={self.seq_length} must be a positive integer")
+        if self.overlap_p2p_comm is not None and not isinstance(self.overlap_p2p_comm, bool):
+            raise InputError(f"overlap-p2p-comm={self.overlap_p2p_comm!r}; valid: true, false (or unset)")
         if self.cp_comm not in CP_COMM:
             raise InputError(f"cp-comm={self.cp_comm!r}; valid: {', '.join(CP_COMM)}")
         imb = self.moe_imbalance
@@ -144,6 +162,17 @@ class Layout:
             raise InputError(
                 "sequence-parallel needs tp > 1 (it splits the non-tensor-parallel regions over tp)"
             )
+
+    @property
+    def p2p_overlapped(self) -> bool:
+        """Whether pipeline sends overlap compute: ``overlap_p2p_comm`` when set, else Megatron-Core's default
+        (megatron/training/arguments.py ``--no-overlap-p2p-communication``, on by default, which
+        ``validate_args`` turns off without virtual pipeline stages, as
+        ``forward_backward_pipelining_without_interleaving`` refuses it): blocking for the non-interleaved
+        schedules of :data:`BLOCKING_P2P_SCHEDULES`, overlapped otherwise."""
+        if self.overlap_p2p_comm is not None:
+            return self.overlap_p2p_comm
+        return self.schedule not in BLOCKING_P2P_SCHEDULES
 
     @property
     def num_gpus(self) -> int:

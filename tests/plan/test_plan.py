@@ -122,6 +122,7 @@ def _sc21(model: str, gpus: int, gbs: int, **space: object) -> PlanRequest:
         attention="unfused",
         dp_overlap=False,
         tp_comm_overlap=False,  # 2021 Megatron-LM waited for every TP all-reduce (as benchmarks/accuracy.py assumes)
+        overlap_p2p_comm=False,  # and for every pipeline send/recv (batch_isend_irecv + wait, then a sync)
         top_k=8,
     )
 
@@ -135,10 +136,11 @@ def test_gpt3_175b_on_1024_a100_matches_sc21_practice() -> None:
     best = res.best
     assert best.simulated is not None
     assert all(e.candidate.tp <= 8 for e in res.entries[:10])  # TP stays inside a DGX node
-    # Measured: best hardware TFLOP/s 165 (+18% over 140; the planner's best layout, tp 4 x pp 16, vpp 6, is
-    # not one SC21 ran); the SC21-shaped tp 8 x pp 8 layouts come out at 156-157 (+12%), and SC21 Table 2's own
-    # GPT-3 rows (tp 8 x pp 12) are predicted within 1.2% (benchmarks/accuracy.py). The issue's 15% target is
-    # NOT met for the best layout: see the report. Asserted: within 25%, and never slower by more than 15%.
+    # Measured: best hardware TFLOP/s 161.2 (+15% over 140; 165 before sends held their sender, as 2021
+    # Megatron-LM's waited isend/irecv did; the best layout, tp 4 x pp 16, vpp 6, is not one SC21 ran); the
+    # SC21-shaped tp 8 x pp 8 layouts come out at 151-153 (+8-9%), and SC21 Table 2's own GPT-3 rows (tp 8 x
+    # pp 12) are predicted within 3.2% (benchmarks/accuracy.py). The issue's 10% target is NOT met for the
+    # best layout: see the report. Asserted: within 25%, and never slower by more than 15%.
     assert best.hardware_tflops_per_gpu == pytest.approx(140, rel=0.25)
     assert best.hardware_tflops_per_gpu > 140 * 0.85
     assert best.mfu < best.hfu  # recompute counted only in HFU

@@ -95,7 +95,11 @@ def test_matches_brute_force_reference(schedule: Schedule, data: st.DataObject) 
     wfrac = data.draw(st.floats(0.0, 0.9))
     p2p = data.draw(st.lists(st.floats(0.0, 2.0), min_size=max(n - 1, 0), max_size=max(n - 1, 0)))
     costs = OpCosts(
-        forward_s=tuple(fwd), backward_s=tuple(bwd), weight_s=tuple(b * wfrac for b in bwd), p2p_s=tuple(p2p)
+        forward_s=tuple(fwd),
+        backward_s=tuple(bwd),
+        weight_s=tuple(b * wfrac for b in bwd),
+        p2p_s=tuple(p2p),
+        p2p_blocking=data.draw(st.booleans()),
     )
     tl = simulate(schedule, costs)
     ref = reference_times(schedule, costs)
@@ -234,3 +238,25 @@ def test_dp_buckets_follow_the_weight_pass_of_a_split_backward() -> None:
 def test_dp_buckets_validated() -> None:
     with pytest.raises(ScheduleError, match="dp_buckets=0 must be an integer >= 1"):
         OpCosts(forward_s=(1.0,), backward_s=(1.0,), dp_buckets=0)
+
+
+@pytest.mark.parametrize("method", ["wavefront", "compiled"])
+def test_blocking_sends_hold_the_sender(method: str) -> None:
+    # 1F1B, 2 ranks, 2 microbatches, F = 1, B = 2, transfer 0.5 (by hand):
+    # overlapped sends: rank 0 F0 0-1, F1 1-2 (sends 1-1.5, 2-2.5); rank 1 F0 1.5-2.5, B0 2.5-4.5 (send
+    # 4.5-5), F1 4.5-5.5, B1 5.5-7.5 (send 7.5-8); rank 0 B0 5-7, B1 8-10: step 10.
+    # blocking (Megatron-LM's waited isend/irecv): rank 0 F1 starts after its F0 send, 1.5-2.5 (send 2.5-3);
+    # rank 1 F1 waits for its B0 send, 5-6, B1 6-8 (send 8-8.5); rank 0 B1 8.5-10.5: step 10.5.
+    schedule = build_schedule("1f1b", 2, 2)
+    base = OpCosts.uniform(2, 1.0, 2.0, p2p_s=0.5)
+    free = simulate(schedule, base, method=method)
+    held = simulate(schedule, replace(base, p2p_blocking=True), method=method)
+    assert free.step_time_s == 10.0 and held.step_time_s == 10.5
+    f1 = [
+        i
+        for i in range(held.num_actions)
+        if held.rank[i] == 0 and held.kind[i] == Op.F and held.microbatch[i] == 1
+    ]
+    assert held.start_s[f1[0]] == 1.5 and free.start_s[f1[0]] == 1.0
+    # The sender's idle time behind its own send counts as waiting on a transfer.
+    assert held.wait_on_transfer_s.sum() > free.wait_on_transfer_s.sum()

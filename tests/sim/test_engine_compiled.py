@@ -41,7 +41,8 @@ def assert_identical(a: Timeline, b: Timeline) -> None:
 
 
 def random_costs(schedule: Schedule, rng: random.Random) -> OpCosts:
-    """Non-uniform costs with transfers, a bucketed DP reduction on some stages and an optimizer step."""
+    """Non-uniform costs with transfers (blocking the sender or not), a bucketed DP reduction on some stages and
+    an optimizer step."""
     n = schedule.num_stages
     bwd = [rng.uniform(0.1, 3.0) for _ in range(n)]
     return OpCosts(
@@ -53,6 +54,7 @@ def random_costs(schedule: Schedule, rng: random.Random) -> OpCosts:
         dp_overlap=rng.random() < 0.7,
         dp_buckets=rng.randint(1, 4),
         optimizer_s=rng.choice((0.0, 0.5)),
+        p2p_blocking=rng.random() < 0.5,
     )
 
 
