@@ -12,7 +12,7 @@ from pipesim.figures import PLOTLYJS_MODES
 from pipesim.sim.budget import MAX_ACTIONS, MAX_BARS, MAX_GPUS, MAX_TOP_K
 from pipesim.sim.energy import DEFAULT_NODE_OVERHEAD_W, DEFAULT_PUE
 from pipesim.specs.gpu import gpu_names
-from pipesim.specs.layout import ATTENTION, FP8_RECIPES, RECOMPUTE, TRAIN_PRECISIONS
+from pipesim.specs.layout import ATTENTION, FP8_RECIPES, FSDP, RECOMPUTE, TRAIN_PRECISIONS
 from pipesim.specs.model import model_names
 from schedules import schedule_names
 
@@ -103,8 +103,18 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                                 help="Shard optimizer state over dp (ZeRO-1)."),
     "zero_stage": _d("--zero-stage", type=int, default=0, show_default=True,
                      help="ZeRO stage: 1 = --distributed-optimizer, 2 also shards gradients, 3 also weights "
-                     "(gathered per layer every microbatch). ZeRO-3 is idealized (NCCL-rate collectives perfectly "
-                     "overlapped): an upper bound, far above SC21's measured DeepSpeed ZeRO-3 (benchmarks/accuracy.py)."),
+                     "(DeepSpeed ZeRO-3: each layer's weights gathered before its forward, recomputed forward "
+                     "and backward, prefetched one layer ahead; the gradients reduce-scattered in the backward)."),
+    "fsdp": _d("--fsdp", default="none", show_default=True,
+               help=f"PyTorch FSDP parameter sharding: {', '.join(FSDP)} (full = ZeRO-3 over dp x cp; hybrid = "
+               "HSDP, shard inside --fsdp-shard-size GPUs, replicate across). Gathers prefetched one layer "
+               "ahead; what compute cannot hide is reported as FSDP communication."),
+    "fsdp_shard_size": _d("--fsdp-shard-size", type=int, default=None,
+                          help="GPUs per shard group with --fsdp hybrid (divides dp x cp)."),
+    "reshard_after_forward": _d("--reshard-after-forward/--no-reshard-after-forward", default=True,
+                                show_default=True,
+                                help="Free gathered weights after each layer's forward (re-gathered in the "
+                                "backward); off keeps them gathered until the backward (more memory)."),
     "precision": _d("--precision", default="bf16", show_default=True,
                     help=f"GEMM precision: {', '.join(TRAIN_PRECISIONS)} (roofline also tf32, fp32, and a comma "
                     "list such as bf16,fp8 to compare them)."),

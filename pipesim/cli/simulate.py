@@ -245,6 +245,8 @@ def _times_table(report: SimulationReport) -> Table:
         labels["ep_comm"] = "EP all-to-all"
     if lay.cp > 1:
         labels["cp_comm"] = "CP key/value exchange"
+    if lay.zero_stage >= 3:
+        labels["fsdp_comm"] = "FSDP gather/reduce-scatter"
     for key, label in labels.items():
         part = bd[key]
         share = "" if key == "recompute" else f"{part['exposed'] / step:.1%}"

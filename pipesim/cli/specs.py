@@ -141,6 +141,9 @@ class LayoutFlags:
     etp: int = 1
     moe_imbalance: float = 1.0
     overlap_p2p_comm: bool | None = None
+    fsdp: str = "none"
+    fsdp_shard_size: int | None = None
+    reshard_after_forward: bool = True
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

@@ -79,13 +79,19 @@ RESERVE_BYTES = 2.0 * 2**30
 def bytes_per_param(layout: Layout, shard: int | None = None) -> tuple[float, float, float]:
     """(weights, gradients, optimizer) bytes per parameter: (2, 4, 12), or (2, 4, 12/n) with the distributed
     optimizer (ZeRO-1) sharding over n = ``shard`` GPUs (default dp x cp, the dense parameters' data-parallel
-    group); totals 18 and 6 + 12/n (published.md s3, ``compute_weight_and_optimizer_memory``). ZeRO-2 also
-    shards the gradients (2 + 16/n) and ZeRO-3 the weights (18/n) (Rajbhandari et al., ZeRO, SC20, Section 5,
-    with Megatron-LM's 4-byte gradients)."""
-    n = layout.dp * layout.cp if shard is None else shard
+    group; with hybrid FSDP its shard group); totals 18 and 6 + 12/n (published.md s3,
+    ``compute_weight_and_optimizer_memory``). ZeRO-2 also shards the gradients (2 + 16/n) and ZeRO-3 the
+    weights (18/n) (Rajbhandari et al., ZeRO, SC20, Section 5, with Megatron-LM's 4-byte gradients). Without
+    resharding after the forward, every unit's gathered 16-bit weights stay from its forward to its backward:
+    2 more bytes per parameter at the peak (PyTorch FSDP ``reshard_after_forward=False``, Zhao et al. 2023)."""
+    if shard is None:
+        shard = layout.shard_size if layout.zero_stage >= 3 else layout.dp * layout.cp
+    n = shard
     opt = OPTIMIZER_BYTES / n if layout.zero_stage >= 1 else OPTIMIZER_BYTES
     grads = GRAD_BYTES / n if layout.zero_stage >= 2 else GRAD_BYTES
     weights = WEIGHT_BYTES / n if layout.zero_stage >= 3 else WEIGHT_BYTES
+    if layout.zero_stage >= 3 and not layout.reshard_after_forward:
+        weights += WEIGHT_BYTES
     return weights, grads, opt
 
 
@@ -144,14 +150,20 @@ def layer_activation_bytes(model: ModelSpec, layout: Layout, kind: LayerKind | N
 def transient_bytes(model: ModelSpec, layout: Layout) -> float:
     """Working set of one layer's backward beyond the stash: with full recomputation the layer's whole
     no-recompute activations are rebuilt; with selective recomputation of unfused attention, its scores; with
-    ZeRO-3, the gathered weights of the layer being computed (prefetching works submodule by submodule)."""
+    ZeRO-3 / FSDP, the units in flight (:mod:`pipesim.cost.fsdp`, prefetch depth 1): the gathered 16-bit weights
+    of the unit computing and of the next one, and the unsharded gradients of the unit computing them and of
+    the one being reduce-scattered (``Layout.grad_reduce_bytes`` each)."""
     return max(_transient(model, layout, k) for k in model.kind_counts())
 
 
 def _transient(model: ModelSpec, layout: Layout, kind: LayerKind) -> float:
     gathered = 0.0
-    if layout.zero_stage >= 3:  # ZeRO-3: the gathered 16-bit weights of the layer being computed
-        gathered = WEIGHT_BYTES * model.layer_params(kind) / layout.tp
+    if layout.zero_stage >= 3:  # two units' gathered weights and two units' unsharded gradients
+        unit = model.layer_params(kind) / layout.tp
+        if kind.moe:  # routed experts are split over ep x etp, not tp
+            e = model.expert_layer_params()
+            unit += e / (layout.ep * layout.etp) - e / layout.tp
+        gathered = 2.0 * unit * (WEIGHT_BYTES + layout.grad_reduce_bytes)
     if layout.recompute == "full":
         return gathered + layer_activation_bytes_no_recompute(model, layout, kind)
     if layout.recompute == "selective":

@@ -27,11 +27,12 @@ candidate of a plan.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from pipesim.comm.base import CommModel
 from pipesim.cost.flops import ACT_BYTES
+from pipesim.cost.fsdp import FsdpUnit, fsdp_key, fsdp_stage_passes, shard_groups, stage_units
 from pipesim.cost.memory import (
     WEIGHT_BYTES,
     layer_activation_bytes,
@@ -52,7 +53,6 @@ from pipesim.cost.times import (
     p2p_bytes,
     param_gather_exposed_s,
 )
-from pipesim.errors import InputError
 from pipesim.sim.engine import OpCosts
 from pipesim.specs.gpu import GPUSpec
 from pipesim.specs.layout import Layout
@@ -146,7 +146,6 @@ class StageCostModel:
         self.comm = comm
         self.efficiency = efficiency
         self._units: dict[tuple[Any, ...], _Units] = {}
-        self._zero3: dict[tuple[Any, ...], tuple[PassTimes, float, float]] = {}
         self._coll: dict[tuple[Any, ...], float] = {}
         self._p2p: dict[tuple[Any, ...], float] = {}
         self._memo: dict[tuple[Any, ...], Any] = {}
@@ -186,21 +185,28 @@ class StageCostModel:
             hit = self._memo[key] = make()
         return hit
 
-    def _sharded(
-        self, layout: Layout, group: Sequence[int], unit: str, pt: PassTimes, unit_params: float
+    def _fsdp_stage(
+        self, layout: Layout, grid: RankGrid, r: int, units: list[tuple[PassTimes, float, float]]
     ) -> tuple[PassTimes, float, float]:
-        """ZeRO-3: (pass times with the unit's collectives, their total, the part compute does not hide)."""
-        key = (_unit_key(layout), layout.grad_reduce_bytes, tuple(group), unit, pt)
-        hit = self._zero3.get(key)
+        """ZeRO-3 / FSDP: a stage's (pass times with its units' collectives, their total, the part compute
+        does not hide) for ``units`` = (compute, dense parameters, routed-expert parameters) per unit in
+        forward order (:func:`pipesim.cost.fsdp.fsdp_stage_passes`), dense weights sharded over the shard
+        group, experts over the expert-data-parallel group."""
+        shard, _ = shard_groups(grid.dp_cp_group(0, r), layout)
+        edp = grid.edp_group(r)
+        key = ("fsdp", _unit_key(layout), fsdp_key(layout), tuple(shard), tuple(edp), tuple(units))
+        hit = self._memo.get(key)
         if hit is None:
-            gather = self._collective("all-gather", unit_params * WEIGHT_BYTES, group)
-            scatter = self._collective("reduce-scatter", unit_params * layout.grad_reduce_bytes, group)
-            # The backward gathers the weights again, and once more for a fully recomputed forward.
-            bwd_comm = gather * (2 if layout.recompute == "full" else 1) + scatter
-            fwd = max(pt.forward_s, gather)
-            bwd = max(pt.backward_s, bwd_comm)
-            exposed = (fwd - pt.forward_s) + (bwd - pt.backward_s)
-            hit = self._zero3[key] = (replace(pt, forward_s=fwd, backward_s=bwd), gather + bwd_comm, exposed)
+            g_b = layout.grad_reduce_bytes
+            made = []
+            for pt, dense, expert in units:
+                gather = self._collective("all-gather", dense * WEIGHT_BYTES, shard)
+                scatter = self._collective("reduce-scatter", dense * g_b, shard)
+                if expert > 0:
+                    gather += self._collective("all-gather", expert * WEIGHT_BYTES, edp)
+                    scatter += self._collective("reduce-scatter", expert * g_b, edp)
+                made.append(FsdpUnit(pt, gather, scatter))
+            hit = self._memo[key] = fsdp_stage_passes(made, layout)
         return hit
 
     def transfer_s(self, layout: Layout, grid: RankGrid, src: int, dst: int) -> float:
@@ -255,10 +261,6 @@ class StageCostModel:
         n_stages = len(placement)
         layers = layout.layers_per_stage(model, n_stages)
         zero3 = layout.zero_stage >= 3
-        if zero3 and model.moe:
-            raise InputError(
-                "zero-stage=3 with a mixture-of-experts model is not modelled; use --zero-stage 1 or 2"
-            )
         starts = [sum(layers[:i]) for i in range(n_stages)]
         kinds = [model.kind_counts(starts[i], starts[i] + layers[i]) for i in range(n_stages)]
 
@@ -272,32 +274,19 @@ class StageCostModel:
             first, last = s == 0, s == n_stages - 1
             groups = {"cp": grid.cp_group(0, 0, r), "ep": grid.ep_group(r), "etp": grid.etp_group(r)}
             per_kind, emb, head = self.units(layout, grid.tp_group(0, r), groups)
-            layer = next(iter(per_kind.values()))
-            c_total = c_exposed = 0.0
-            if zero3:
-                group = grid.dp_group(0, r)
-                t = layout.tp
-                head_params = model.embedding_params() if model.tied_embeddings else model.output_params()
-                layer, lc, le = self._sharded(layout, group, "layer", layer, model.layer_params() / t)
-                c_total, c_exposed = lc * layers[s], le * layers[s]
-                if first:
-                    emb, ec, ee = self._sharded(layout, group, "embedding", emb, model.embedding_params() / t)
-                    c_total, c_exposed = c_total + ec, c_exposed + ee
-                if last:
-                    head, hc, he = self._sharded(layout, group, "head", head, head_params / t)
-                    c_total, c_exposed = c_total + hc, c_exposed + he
-            if zero3:
-                p = layer.scaled(layers[s])
-            else:
-                p = PassTimes()
-                for kind, n in kinds[s].items():
-                    p = p + per_kind[kind].scaled(n)
+            p = PassTimes()
+            for kind, n in kinds[s].items():
+                p = p + per_kind[kind].scaled(n)
             if first:
                 p = p + emb
             if last:
                 p = p + head
                 if model.mtp_layers:  # each MTP module: one more layer of the last layer's kind and head
                     p = p + (per_kind[model.main_kind()] + head).scaled(model.mtp_layers)
+            c_total = c_exposed = 0.0
+            if zero3:
+                units = stage_units(model, layout, kinds[s], per_kind, emb, head, first, last)
+                p, c_total, c_exposed = self._fsdp_stage(layout, grid, r, units)
             passes.append(p)
             dense_p, expert_p = self._memoized(
                 ("params", layout.tp, layout.ep, layout.etp, starts[s], layers[s], first, last),
@@ -318,8 +307,12 @@ class StageCostModel:
         dp_full: list[float] = []
         for s in range(n_stages):
             red = 0.0
-            if not zero3:  # ZeRO-3 reduce-scatters layer by layer inside every backward instead
-                dense_group = grid.dp_cp_group(0, placement[s])
+            dense_group = grid.dp_cp_group(0, placement[s])
+            if zero3 and layout.fsdp == "hybrid":  # HSDP: the gradient shards, across replicas, once a step
+                replicas = shard_groups(dense_group, layout)[1]
+                shard = (params[s] - expert[s]) / layout.shard_size
+                red = self._collective("all-reduce", shard * grad_b, replicas, bucket)
+            elif not zero3:  # ZeRO-3 reduce-scatters unit by unit inside every backward instead
                 red = self._collective(collective, (params[s] - expert[s]) * grad_b, dense_group, bucket)
                 if expert[s] > 0:
                     edp = grid.edp_group(placement[s])

@@ -27,6 +27,9 @@ Step time = pipeline phase + exposed data-parallel reduction + optimizer step, w
   of the pipeline phase (the final backward wave runs from the last stage to the first); its reduction (the
   part not hidden behind its own backward, as :func:`pipesim.sim.scenario.stage_costs` hands the engine) runs on
   its rank's reduction stream after that; the exposed time is how far the last one ends past the pipeline;
+* ZeRO-3 / FSDP: the per-unit gathers and reduce-scatters are inside the stages' pass times (the cost model's
+  prefetch pipeline, :mod:`pipesim.cost.fsdp`), so the pipeline phase carries them as the simulator does; their
+  exposed part on the slowest rank is reported apart from compute (:func:`fsdp_exposed_s`);
 * optimizer step: the most loaded pipeline rank's Adam step (:func:`pipesim.cost.times.optimizer_step_s`) plus, with
   the distributed optimizer, the all-gather of updated weights; as the simulator charges it.
 
@@ -65,7 +68,13 @@ from schedules import Schedule, ScheduleError, build_schedule, get_family
 from schedules.greedy import GreedyTimes
 from schedules.timed import TIMED_FAMILIES, build_timed
 
-__all__ = ["Estimate", "Estimator"]
+__all__ = ["Estimate", "Estimator", "fsdp_exposed_s"]
+
+
+def fsdp_exposed_s(sc: StageCosts, placement: tuple[int, ...], rank: int, m: int) -> float:
+    """Seconds of ZeRO-3 / FSDP communication the passes of pipeline rank ``rank`` do not hide over ``m``
+    microbatches (:mod:`pipesim.cost.fsdp`; already inside the pass times, shown apart from compute)."""
+    return m * sum(e for s, e in enumerate(sc.zero3_exposed_s) if placement[s] == rank)
 
 
 # --------------------------------------------------------------------------- the estimate
@@ -89,6 +98,7 @@ class Estimate:
     weights_bytes: float
     activations_bytes: float
     capacity_bytes: float
+    fsdp_comm_s: float = 0.0
 
     @property
     def fits(self) -> bool:
@@ -98,11 +108,12 @@ class Estimate:
     def breakdown(self) -> dict[str, float]:
         """Exposed seconds per part, adding up to the step time."""
         return {
-            "compute": self.compute_s - self.tp_comm_s,
+            "compute": self.compute_s - self.tp_comm_s - self.fsdp_comm_s,
             "tp_comm": self.tp_comm_s,
             "bubble": self.bubble_s,
             "pp_comm": self.pp_comm_s,
             "dp_comm": self.dp_exposed_s,
+            "fsdp_comm": self.fsdp_comm_s,
             "optimizer": self.optimizer_s,
         }
 
@@ -389,4 +400,5 @@ class Estimator:
             weights_bytes=best.weights + best.grads + best.optimizer,
             activations_bytes=best.activations,
             capacity_bytes=self.gpu.hbm_bytes,
+            fsdp_comm_s=fsdp_exposed_s(sc, placement, slow, m),
         )

@@ -101,6 +101,7 @@ class PlanEntry(Throughput):
                 "bubble": bd["bubble"]["exposed"],
                 "pp_comm": bd["pp_comm"]["exposed"],
                 "dp_comm": bd["dp_comm"]["exposed"],
+                "fsdp_comm": bd["fsdp_comm"]["exposed"],
                 "optimizer": bd["optimizer"]["exposed"],
             }
         return self.estimate.breakdown()

@@ -15,7 +15,9 @@ Definitions used in the report:
   compute (busy minus TP communication; recompute included and also shown alone) + TP communication (on the
   compute stream, so always exposed) + bubble (idle time in the pipeline phase not caused by a transfer) +
   PP communication exposed (idle time only transfers caused) + DP communication exposed (gradient reduction
-  running past the pipeline phase) + optimizer. *Total* gives each communication's full duration.
+  running past the pipeline phase) + FSDP communication exposed (the ZeRO-3 / FSDP weight gathers and
+  gradient reduce-scatters the passes' compute does not hide, :mod:`pipesim.cost.fsdp`) + optimizer. *Total*
+  gives each communication's full duration.
 """
 
 from __future__ import annotations
@@ -191,6 +193,8 @@ class TimeBreakdown:
     ep_comm: float = 0.0
     cp_comm_total: float = 0.0
     cp_comm_exposed: float = 0.0
+    fsdp_comm_total: float = 0.0
+    fsdp_comm_exposed: float = 0.0
 
     def as_dict(self) -> dict[str, dict[str, float]]:
         """{part: {"total": s, "exposed": s}} in a fixed order."""
@@ -204,6 +208,7 @@ class TimeBreakdown:
             "optimizer": {"total": self.optimizer, "exposed": self.optimizer},
             "ep_comm": {"total": self.ep_comm, "exposed": self.ep_comm},
             "cp_comm": {"total": self.cp_comm_total, "exposed": self.cp_comm_exposed},
+            "fsdp_comm": {"total": self.fsdp_comm_total, "exposed": self.fsdp_comm_exposed},
         }
 
 
@@ -331,13 +336,13 @@ def _breakdown(metrics: PipelineMetrics, sc: StageCosts, schedule: Schedule) -> 
     per_rank_dp = [0.0] * ranks
     for s, t in enumerate(sc.dp_full_s):
         per_rank_dp[schedule.stage_to_rank[s]] += t
-    # ZeRO-3's gathers and reduce-scatters run inside every pass of every microbatch: their unhidden part is
-    # data-parallel communication, not compute, although it keeps the compute stream busy.
+    # ZeRO-3 / FSDP gathers and reduce-scatters run inside every pass of every microbatch: their unhidden part
+    # is FSDP communication, not compute, although it stretches the passes (pipesim.cost.fsdp).
     m = schedule.num_microbatches
-    z_total = [0.0] * ranks
+    z_total = 0.0
     z_exposed = 0.0
-    for s, (c, e) in enumerate(zip(sc.zero3_comm_s, sc.zero3_exposed_s, strict=True)):
-        z_total[schedule.stage_to_rank[s]] += c * m
+    for c, e in zip(sc.zero3_comm_s, sc.zero3_exposed_s, strict=True):
+        z_total += c * m / ranks
         z_exposed += e * m / ranks
     busy = sum(metrics.compute_busy_s_per_rank) / ranks - z_exposed
     tp = metrics.tp_comm_s / ranks
@@ -355,12 +360,14 @@ def _breakdown(metrics: PipelineMetrics, sc: StageCosts, schedule: Schedule) -> 
         tp_comm=tp,
         pp_comm_total=metrics.p2p_time_s / ranks,
         pp_comm_exposed=pp_exposed,
-        dp_comm_total=max((d + z for d, z in zip(per_rank_dp, z_total, strict=True)), default=0.0),
-        dp_comm_exposed=metrics.dp_exposed_s + z_exposed,
+        dp_comm_total=max(per_rank_dp, default=0.0),
+        dp_comm_exposed=metrics.dp_exposed_s,
         optimizer=metrics.optimizer_s,
         ep_comm=ep,
         cp_comm_total=cp_full,
         cp_comm_exposed=cp_exp,
+        fsdp_comm_total=z_total,
+        fsdp_comm_exposed=z_exposed,
     )
 
 

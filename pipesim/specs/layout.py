@@ -23,6 +23,7 @@ __all__ = [
     "TRAIN_PRECISIONS",
     "CP_COMM",
     "BLOCKING_P2P_SCHEDULES",
+    "FSDP",
 ]
 
 RECOMPUTE = ("none", "selective", "full")
@@ -37,6 +38,10 @@ FP8_RECIPES = ("delayed", "current", "blockwise")
 CP_COMM = ("ring", "all-gather")
 # Schedules whose sends block by default: Megatron-Core's non-interleaved 1F1B (it refuses overlap_p2p_comm).
 BLOCKING_P2P_SCHEDULES = ("1f1b",)
+# Parameter sharding as PyTorch FSDP runs it (Zhao et al., "PyTorch FSDP", VLDB 2023, Section 3.2): none, full
+# (shard over every GPU holding the same weights, i.e. ZeRO-3) or hybrid (shard inside groups of
+# ``fsdp_shard_size``, replicate across them: HSDP).
+FSDP = ("none", "full", "hybrid")
 
 
 def divisors(n: int) -> list[int]:
@@ -59,7 +64,14 @@ class Layout:
     (Megatron-LM's distributed optimizer; ``distributed_optimizer=True`` means the same); 2 gradients sharded
     too; 3 parameters sharded too, each layer's weights all-gathered before its forward and backward (and its
     recomputed forward) and its gradients reduce-scattered in the backward, every microbatch, prefetched so
-    that the collectives overlap the layer's compute.
+    that the collectives overlap the layer's compute. ``zero_stage=3`` alone is DeepSpeed's ZeRO-3, whose hooks
+    fetch a submodule's weights at each of its forwards, so a fully recomputed forward gathers them again.
+    ``fsdp`` (PyTorch FSDP, Zhao et al., VLDB 2023): ``full`` shards over all dp x cp GPUs holding the same
+    weights (ZeRO-3; ``zero_stage`` becomes 3), ``hybrid`` (HSDP) over groups of ``fsdp_shard_size`` of them,
+    replicated across the groups, whose gradient shards are all-reduced across replicas once per step; the
+    recomputed forward runs inside the unit's backward on the weights gathered for it (one gather per
+    backward). ``reshard_after_forward`` False keeps each unit's gathered weights from its forward to its
+    backward (no backward gather, more memory). The collective timing is :mod:`pipesim.cost.fsdp`.
     ``uneven_layers``: allow pp (x vpp) not dividing the layer count (the first stages get one extra layer).
     ``tp_comm_overlap``: the backward's tensor-parallel collectives run concurrently with the weight-gradient
     (or, for SP's re-gather, input-gradient) GEMM, as Megatron-LM's asynchronous TP all-reduce does by default
@@ -113,10 +125,14 @@ class Layout:
     cp_comm: str = "ring"
     moe_imbalance: float = 1.0
     overlap_p2p_comm: bool | None = None
+    fsdp: str = "none"
+    fsdp_shard_size: int | None = None
+    reshard_after_forward: bool = True
 
     def __post_init__(self) -> None:
         if self.zero_stage not in (0, 1, 2, 3) or isinstance(self.zero_stage, bool):
             raise InputError(f"zero-stage={self.zero_stage!r}; valid: 0, 1, 2, 3")
+        self._check_fsdp()
         # The distributed optimizer is ZeRO-1; ZeRO-2/3 shard the optimizer state as well.
         if self.distributed_optimizer and self.zero_stage == 0:
             object.__setattr__(self, "zero_stage", 1)
@@ -162,6 +178,49 @@ class Layout:
             raise InputError(
                 "sequence-parallel needs tp > 1 (it splits the non-tensor-parallel regions over tp)"
             )
+
+    def _check_fsdp(self) -> None:
+        """The FSDP flags' rules: a known mode; ``fsdp`` means ZeRO-3 (so no other ZeRO stage); a shard size
+        only with ``hybrid``, where it must divide dp x cp; no-reshard only with parameter sharding."""
+        if self.fsdp not in FSDP:
+            raise InputError(f"fsdp={self.fsdp!r}; valid: {', '.join(FSDP)}")
+        if self.fsdp != "none":
+            if self.zero_stage not in (0, 3):
+                raise InputError(
+                    f"fsdp={self.fsdp} shards parameters (ZeRO-3) but zero-stage={self.zero_stage}; valid "
+                    "zero-stage with --fsdp: 0 or 3"
+                )
+            object.__setattr__(self, "zero_stage", 3)
+        size = self.fsdp_shard_size
+        if size is not None:
+            if self.fsdp != "hybrid":
+                raise InputError(
+                    f"fsdp-shard-size={size} needs fsdp=hybrid (full shards over every dp x cp GPU); "
+                    f"fsdp={self.fsdp}"
+                )
+            group = self.dp * self.cp if isinstance(self.dp, int) and isinstance(self.cp, int) else 0
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1 or (group and group % size):
+                valid = ", ".join(str(d) for d in divisors(group)) if group > 0 else "divisors of dp x cp"
+                raise InputError(f"fsdp-shard-size={size!r} must divide dp x cp = {group}; valid: {valid}")
+        elif self.fsdp == "hybrid":
+            raise InputError("fsdp=hybrid needs fsdp-shard-size (GPUs per shard group, dividing dp x cp)")
+        if not self.reshard_after_forward and self.zero_stage < 3:
+            raise InputError(
+                "no-reshard-after-forward needs sharded parameters (--fsdp full|hybrid or --zero-stage 3)"
+            )
+
+    @property
+    def shard_size(self) -> int:
+        """GPUs one parameter shard spans with ZeRO-3 / FSDP: ``fsdp_shard_size`` for hybrid sharding, else
+        dp x cp (every GPU holding the same dense weights)."""
+        return self.fsdp_shard_size if self.fsdp_shard_size is not None else self.dp * self.cp
+
+    @property
+    def regather_recompute(self) -> bool:
+        """True when a fully recomputed forward gathers its weights again before the backward's own gather:
+        DeepSpeed ZeRO-3 (``zero_stage=3`` without ``fsdp``), whose per-submodule hooks fetch at every forward
+        (Rajbhandari et al., ZeRO-Infinity, SC21, Section 7.1); FSDP recomputes inside the unit's backward."""
+        return self.zero_stage >= 3 and self.fsdp == "none" and self.recompute == "full"
 
     @property
     def p2p_overlapped(self) -> bool:
@@ -247,6 +306,11 @@ class Layout:
                 str(d) for d in divisors(e) if (self.tp * self.cp * self.dp) % (d * self.etp) == 0
             )
             raise InputError(f"ep={self.ep} does not divide num_experts={e}; valid ep here: {valid}")
+        if e and self.fsdp == "hybrid":
+            raise InputError(
+                f"fsdp=hybrid with the mixture-of-experts model {model.name!r} is not modelled (expert weights "
+                "shard over the expert-data-parallel group); valid: --fsdp full or --zero-stage 3"
+            )
         if e and model.expert_ffn % self.etp:
             raise InputError(
                 f"etp={self.etp} does not divide the expert width moe_ffn_hidden_size={model.expert_ffn}"
