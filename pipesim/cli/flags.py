@@ -237,6 +237,12 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                           help="Recompute modes (comma list)."),
     "space_do": _d("--distributed-optimizer", "space_do", default="both", show_default=True,
                    help="on, off or both."),
+    "space_fsdp": _d("--fsdp", "space_fsdp", default="none", show_default=True,
+                     help="FSDP modes to search as well (comma list of full, hybrid; none: only the "
+                     "distributed-optimizer choices). Each adds candidates: hybrid one per shard size."),
+    "space_fsdp_shard": _d("--fsdp-shard-size", "space_fsdp_shard", default=None,
+                           help="Hybrid shard sizes to search (comma list) [default: divisors of dp x cp "
+                           "between 1 and dp x cp that divide or are multiples of the GPUs per node]."),
     "space_sp": _d("--sequence-parallel", "space_sp", default="both", show_default=True,
                    help="on, off or both (tp > 1 only)."),
     "max_tp": _d("--max-tp", type=int, default=None, help="Largest tensor-parallel size."),

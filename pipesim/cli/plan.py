@@ -95,7 +95,7 @@ def _onoff(text: str, flag: str) -> tuple[bool, ...]:
 @layout_options(PLAN_LAYOUT, global_batch_size={"required": True, "help": "Sequences per optimizer step."})
 @energy_options()
 @plain_options("max_days", "max_nodes", "space_tp", "space_pp", "space_cp", "space_ep", "space_etp", "space_vpp", "max_tp", "max_pp", "space_mbs",
-               "schedules", "space_recompute", "space_do", "space_sp", "allow_cross_node_tp", "top_k", "show",
+               "schedules", "space_recompute", "space_do", "space_fsdp", "space_fsdp_shard", "space_sp", "allow_cross_node_tp", "top_k", "show",
                "explain", "as_json", "as_csv", "output", "image_path", "plotlyjs", "wide", "scenario_out", "workers",
                "dask_scheduler", "max_actions",
                output={"help": "Write an interactive HTML chart (step time vs peak memory)."},
@@ -124,6 +124,8 @@ def plan_cmd(hw: Hardware, cluster: ClusterFlags, lay: LayoutFlags, energy: Ener
         cp=_int_list(kw["space_cp"], "--cp"),
         ep=_int_list(kw["space_ep"], "--ep"),
         etp=_int_list(kw["space_etp"], "--etp"),
+        fsdp=tuple(f for f in split_names(kw["space_fsdp"]) if f != "none"),
+        fsdp_shard_sizes=_int_list(kw["space_fsdp_shard"], "--fsdp-shard-size"),
     )
     if lay.attention not in ("flash", "unfused"):
         raise InputError(f"--attention={lay.attention!r}; valid: flash, unfused")

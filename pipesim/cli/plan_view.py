@@ -108,7 +108,8 @@ def plan_outputs(
         f"{result.enumerated:,} layouts enumerated, {result.candidates:,} candidates estimated in "
         f"{result.estimate_s:.1f} s ({result.candidates_per_s:,.0f} candidates/s; plan {result.elapsed_s:.1f} s), "
         f"{result.feasible:,} fit in memory; the top {result.simulated} simulated in full. DO = distributed "
-        f"optimizer, SP = sequence parallel. Winner: MFU {best.mfu:.1%}, HFU {best.hfu:.1%} "
+        f"optimizer (shard: on/off, fsdp = full FSDP, hsdpS = hybrid with S-GPU shards), SP = sequence "
+        f"parallel. Winner: MFU {best.mfu:.1%}, HFU {best.hfu:.1%} "
         f"({best.hardware_tflops_per_gpu:.1f} hardware TFLOP/s per GPU, recompute counted).",
         highlight=False,
     )
@@ -185,7 +186,7 @@ def _plan_table(result: Any, limit: int | None) -> Table:
         "mbs",
         "schedule",
         "recompute",
-        "DO/SP",
+        "shard/SP" if req.space.fsdp else "DO/SP",
         "step s",
         "tokens/s",
         "TFLOP/s",
@@ -210,7 +211,7 @@ def _plan_table(result: Any, limit: int | None) -> Table:
             str(c.micro_batch_size),
             c.schedule + (f" +{len(e.alike)}" if e.alike else ""),
             c.recompute,
-            f"{'on' if c.distributed_optimizer else 'off'}/{'on' if c.sequence_parallel else 'off'}",
+            f"{c.sharding}/{'on' if c.sequence_parallel else 'off'}",
             f"{e.step_time_s:.3f}" + ("" if e.simulated else "*"),
             f"{e.tokens_per_s:,.0f}",
             f"{e.model_tflops_per_gpu:.1f}",
@@ -242,8 +243,10 @@ def _breakdown_table(result: Any, limit: int) -> Table:
     from rich.table import Table
 
     table = Table(title="Time breakdown of the best layouts (exposed seconds per step)", title_justify="left")
-    parts = ("compute", "tp_comm", "bubble", "pp_comm", "dp_comm", "optimizer")
-    labels = ("compute", "TP comm", "bubble", "PP comm", "DP comm", "optimizer")
+    parts: tuple[str, ...] = ("compute", "tp_comm", "bubble", "pp_comm", "dp_comm", "optimizer")
+    labels: tuple[str, ...] = ("compute", "TP comm", "bubble", "PP comm", "DP comm", "optimizer")
+    if any(e.candidate.fsdp != "none" for e in result.entries[:limit]):
+        parts, labels = parts[:-1] + ("fsdp_comm", "optimizer"), labels[:-1] + ("FSDP comm", "optimizer")
     table.add_column("#", justify="right")
     for lab in labels:
         table.add_column(lab, justify="right", no_wrap=True)

@@ -14,7 +14,7 @@ from pipesim.plan.estimate import Estimator
 from pipesim.sim.budget import MAX_ACTIONS
 from pipesim.specs.efficiency import GPU_PROFILE, resolve_efficiency
 from pipesim.specs.gpu import GPUSpec
-from pipesim.specs.layout import RECOMPUTE, TRAIN_PRECISIONS
+from pipesim.specs.layout import FSDP, RECOMPUTE, TRAIN_PRECISIONS
 from pipesim.specs.model import ModelSpec
 from schedules import REGISTRY, get_family
 
@@ -31,7 +31,9 @@ class SearchSpace:
     ``max_tp`` / ``max_pp`` cap tp and pp; ``allow_cross_node_tp`` lets tp exceed the GPUs per node;
     ``uneven_layers`` lets pp (x chunks) not divide the layer count. ``cp`` / ``ep`` / ``etp``: context-,
     expert- and expert-tensor-parallel sizes (None: cp over powers of two that leave at least
-    :data:`MIN_CP_TOKENS` tokens per GPU; ep over the divisors of the expert count; etp 1 or tp)."""
+    :data:`MIN_CP_TOKENS` tokens per GPU; ep over the divisors of the expert count; etp 1 or tp). ``fsdp``: FSDP
+    modes searched besides the distributed-optimizer choices (``full``, ``hybrid``; none by default),
+    ``fsdp_shard_sizes`` the hybrid shard sizes (None: see :func:`pipesim.plan.space._shardings`)."""
 
     tp: tuple[int, ...] | None = None
     pp: tuple[int, ...] | None = None
@@ -48,6 +50,8 @@ class SearchSpace:
     cp: tuple[int, ...] | None = None
     ep: tuple[int, ...] | None = None
     etp: tuple[int, ...] | None = None
+    fsdp: tuple[str, ...] = ()
+    fsdp_shard_sizes: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("tp", "pp", "vpp", "micro_batch_sizes", "cp", "ep", "etp"):
@@ -72,6 +76,15 @@ class SearchSpace:
                 raise InputError(f"--schedules: give at least one of {', '.join(REGISTRY)}")
             for name in self.schedules:
                 get_family(name)  # unknown names raise ScheduleError listing the valid ones
+        bad_fsdp = [f for f in self.fsdp if f not in FSDP or f == "none"]
+        if bad_fsdp:
+            raise InputError(f"--fsdp={bad_fsdp[0]!r} to search; valid: none, full, hybrid (comma list)")
+        if self.fsdp_shard_sizes is not None:
+            if "hybrid" not in self.fsdp:
+                raise InputError("--fsdp-shard-size needs --fsdp hybrid in the search")
+            bad = [v for v in self.fsdp_shard_sizes if isinstance(v, bool) or not isinstance(v, int) or v < 2]
+            if bad or not self.fsdp_shard_sizes:
+                raise InputError(f"--fsdp-shard-size={bad[0] if bad else '(empty)'!r} must be integers >= 2")
         if not self.distributed_optimizer or not self.sequence_parallel:
             raise InputError("distributed optimizer and sequence parallel choices must not be empty")
 

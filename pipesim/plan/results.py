@@ -128,6 +128,8 @@ class PlanEntry(Throughput):
             "same_effect_schedules": list(self.alike),
             "recompute": c.recompute,
             "distributed_optimizer": c.distributed_optimizer,
+            "fsdp": c.fsdp,
+            "fsdp_shard_size": c.fsdp_shard_size,
             "sequence_parallel": c.sequence_parallel,
             "simulated": self.simulated is not None,
             "step_time_s": self.step_time_s,

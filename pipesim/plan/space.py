@@ -47,6 +47,18 @@ class Candidate:
     cp: int = 1
     ep: int = 1
     etp: int = 1
+    fsdp: str = "none"
+    fsdp_shard_size: int | None = None
+
+    @property
+    def sharding(self) -> str:
+        """Short text of the weight sharding: ``off`` / ``on`` (distributed optimizer), ``fsdp`` (full) or
+        ``hsdpS`` (hybrid, shard groups of S)."""
+        if self.fsdp == "full":
+            return "fsdp"
+        if self.fsdp == "hybrid":
+            return f"hsdp{self.fsdp_shard_size}"
+        return "on" if self.distributed_optimizer else "off"
 
     def layout(self, request: PlanRequest) -> Layout:
         """The :class:`Layout` of this candidate under ``request``'s fixed settings."""
@@ -72,11 +84,14 @@ class Candidate:
             cp=self.cp,
             ep=self.ep,
             etp=self.etp,
+            fsdp=self.fsdp,
+            fsdp_shard_size=self.fsdp_shard_size,
         )
 
     def label(self) -> str:
         """Short text: ``tp=8 pp=4 dp=2 vpp=1 mbs=1 1f1b recompute=full do sp``."""
-        extra = (" do" if self.distributed_optimizer else "") + (" sp" if self.sequence_parallel else "")
+        shard = {"off": "", "on": " do"}.get(self.sharding, f" {self.sharding}")
+        extra = shard + (" sp" if self.sequence_parallel else "")
         par = (f" cp={self.cp}" if self.cp > 1 else "") + (
             f" ep={self.ep} etp={self.etp}" if self.ep > 1 else ""
         )
@@ -152,6 +167,30 @@ def _expert_values(request: PlanRequest, tp: int) -> list[tuple[int, int]]:
     return [(e, t) for e in eps for t in etps]
 
 
+def _shardings(
+    request: PlanRequest, model: ModelSpec, dp: int, cp: int
+) -> list[tuple[bool, str, int | None]]:
+    """(distributed optimizer, fsdp, shard size) choices at data x context parallel size ``dp`` x ``cp``: the
+    distributed-optimizer choices, then with ``space.fsdp`` full sharding and hybrid sharding over every shard
+    size S of the space (default: the divisors of dp x cp strictly between 1 and dp x cp that divide or are
+    multiples of the GPUs per node). Hybrid is skipped for mixture-of-experts models (not modelled)."""
+    space = request.space
+    out: list[tuple[bool, str, int | None]] = [(do, "none", None) for do in space.distributed_optimizer]
+    group = dp * cp
+    if group < 2:
+        return out
+    per_node = request.cluster.gpus_per_node
+    for mode in space.fsdp:
+        if mode == "full":
+            out.append((True, "full", None))
+        elif mode == "hybrid" and not model.moe:
+            sizes = space.fsdp_shard_sizes or tuple(
+                d for d in divisors(group) if 1 < d < group and (d % per_node == 0 or per_node % d == 0)
+            )
+            out += [(True, "hybrid", d) for d in sizes if 1 < d < group and group % d == 0]
+    return out
+
+
 def enumerate_space(
     request: PlanRequest, estimator: Estimator | None = None
 ) -> tuple[list[Candidate], Rejections, int]:
@@ -166,7 +205,7 @@ def enumerate_space(
     rej = Rejections()
     out: list[Candidate] = []
     total = 0
-    n_rc, n_do = len(space.recompute), len(space.distributed_optimizer)
+    n_rc = len(space.recompute)
 
     def sp_values(tp: int) -> list[bool]:
         return [s for s in space.sequence_parallel if not s or tp > 1] or [False]
@@ -196,6 +235,8 @@ def enumerate_space(
                 experts = _expert_values(request, tp)
                 slots = [(name, v) for name in schedules for v in (_vpp_values(request, name, pp) or [0])]
                 sps = sp_values(tp)
+                shardings = _shardings(request, model, dp, cp)
+                n_do = len(shardings)
                 for mbs in space.micro_batch_sizes:
                     per_expert = len(slots) * n_rc * n_do * len(sps)
                     group = per_expert * len(experts)
@@ -260,7 +301,7 @@ def enumerate_space(
                                 rej.add("schedule", per_slot, f"{label}: {problem}")
                                 continue
                             for rc in space.recompute:
-                                for do in space.distributed_optimizer:
+                                for do, fsdp, shard in shardings:
                                     for sp in sps:
                                         out.append(
                                             Candidate(
@@ -277,6 +318,8 @@ def enumerate_space(
                                                 cp,
                                                 ep,
                                                 etp,
+                                                fsdp,
+                                                shard,
                                             )
                                         )
     return out, rej, total
