@@ -6,9 +6,12 @@ mean absolute percentage error (MAE):
 * end to end: Megatron-LM SC21 (Narayanan et al., arXiv:2104.04473) Table 1 (all ten rows) and the six PTD-P
   rows of Table 2, as TFLOP/s per GPU counted with SC21 eq. (3) (which includes the recompute forward, i.e.
   pipesim's hardware FLOP/s with full recomputation; compared like with like);
-* validation only (not in the calibration, not in the MAE): the six ZeRO-3 rows of Table 2, simulated with
-  ``zero_stage=3`` (weights gathered per layer every microbatch, gradients reduce-scattered, collectives at NCCL
-  rates and perfectly overlapped). They show how far 2021's DeepSpeed ZeRO-3 fell short of that ideal;
+* validation only (not in the calibration, not in the MAE above; a data set line of its own): the six
+  DeepSpeed ZeRO-3 rows of Table 2 (SC21 Section 5.2: ZeRO integrated into Megatron-LM through the DeepSpeed
+  library, no model parallelism, the global batch kept as the GPUs grow), simulated with ``zero_stage=3``
+  (:mod:`pipesim.cost.fsdp`: each layer's weights all-gathered before its forward, its recomputed forward and
+  its backward, prefetched one layer ahead, gradients reduce-scattered in the backward, hidden by the compute
+  only as far as they fit), on the two-level model and on the dgx-a100 topology graph;
 * per layer: Korthikanti et al. (arXiv:2205.05198) Table 4, forward and backward ms of one 22B layer.
 
 Assumptions where the sources are silent (stated once here, used for every row):
@@ -327,42 +330,72 @@ ZERO3_ROWS = (
     ("gpt-529.6b", 1120, 2240, 2, 98.0),
     ("gpt-529.6b", 2240, 2240, 1, 48.0),
 )
+ZERO3_TARGET = 0.15  # the issue's target: each row within 15%
 
 
-def zero3_report(eff: Efficiency = DEFAULT_EFFICIENCY) -> None:
-    """Print pipesim's idealized ZeRO-3 against SC21 Table 2's measured DeepSpeed ZeRO-3 (validation only)."""
+def zero3_layout(gpus: int, batch: int, mbs: int) -> Layout:
+    """SC21's ZeRO-3 setting (Section 5.2, Table 2): DeepSpeed ZeRO-3 inside Megatron-LM, no model
+    parallelism (dp = GPUs), fp16 with fp16 gradient reduce-scatters, full activation checkpointing, unfused
+    attention (2021), one microbatch per GPU per step (global batch = GPUs x microbatch in every row)."""
+    return Layout(
+        dp=gpus, micro_batch_size=mbs, global_batch_size=batch, recompute="full", precision="fp16",
+        attention="unfused", zero_stage=3, tp_comm_overlap=False,
+    )  # fmt: skip
 
-    print(
-        "Validation only: SC21 Table 2 ZeRO-3 rows (no model parallelism; fp16, full recompute) vs pipesim's"
-    )
-    print("idealized ZeRO-3 (per-layer all-gathers and reduce-scatters at NCCL rates, perfectly overlapped)")
-    head = f"{'model':<11} {'GPUs':>5} {'mbs':>3} {'published':>9} {'two-level':>9} {'error':>8} {'topo':>7} {'error':>8}"
-    print(head)
-    print("-" * len(head))
-    for model_name, gpus, batch, mbs, pub in ZERO3_ROWS:
+
+def zero3_errors(
+    eff: Efficiency = DEFAULT_EFFICIENCY, topology: str | None = None
+) -> list[tuple[tuple[str, int, int, int, float], float, float, float]]:
+    """(row, predicted TFLOP/s per GPU (SC21 eq. 3), relative error, exposed FSDP share of the step) for every
+    ZeRO-3 row; collectives on the two-level model (one 24 GB/s NIC per GPU) or on ``topology``."""
+    out = []
+    for row in ZERO3_ROWS:
+        model_name, gpus, batch, mbs, pub = row
         model = get_model(model_name)
-        lay = Layout(
-            dp=gpus, micro_batch_size=mbs, global_batch_size=batch, recompute="full", precision="fp16",
-            attention="unfused", zero_stage=3, tp_comm_overlap=False,
-        )  # fmt: skip
+        comm = build_comm(ClusterSpec(topology), gpus) if topology else COMM
+        rep = simulate_scenario(Scenario(model, GPU, zero3_layout(gpus, batch, mbs), comm, eff))
         flops = sc21_iteration_flops(
             batch, model.seq_length, model.num_layers, model.hidden_size, model.vocab_size
         )
-        preds = []
-        for comm in (COMM, build_comm(ClusterSpec("dgx-a100"), gpus)):
-            rep = simulate_scenario(Scenario(model, GPU, lay, comm, eff))
-            preds.append(flops / (rep.step_time_s * gpus) / 1e12)
+        pred = flops / (rep.step_time_s * gpus) / 1e12
+        out.append((row, pred, _err(pred, pub), rep.breakdown.fsdp_comm_exposed / rep.step_time_s))
+    return out
+
+
+def zero3_report(eff: Efficiency = DEFAULT_EFFICIENCY) -> float:
+    """Print pipesim's ZeRO-3 (pipesim.cost.fsdp: per-layer gathers prefetched one layer ahead, hidden by
+    compute as far as they fit) against SC21 Table 2's measured DeepSpeed ZeRO-3; return the two-level MAE."""
+    print("SC21 Table 2 ZeRO-3 rows (DeepSpeed ZeRO-3, no model parallelism; fp16, full recompute), TFLOP/s")
+    print("per GPU (SC21 eq. 3); exposed = FSDP communication the compute does not hide, share of the step")
+    head = (
+        f"{'model':<11} {'GPUs':>5} {'mbs':>3} {'published':>9} {'two-level':>9} {'error':>8} {'exposed':>7} "
+        f"{'topo':>7} {'error':>8} {'exposed':>7}"
+    )
+    print(head)
+    print("-" * len(head))
+    two = zero3_errors(eff)
+    topo = zero3_errors(eff, "dgx-a100")
+    for (row, p2, e2, x2), (_, pt, et, xt) in zip(two, topo, strict=True):
+        name, gpus, _, mbs, pub = row
         print(
-            f"{model_name:<11} {gpus:>5} {mbs:>3} {pub:>9.0f} {preds[0]:>9.1f} {_err(preds[0], pub):>+8.1%} "
-            f"{preds[1]:>7.1f} {_err(preds[1], pub):>+8.1%}"
+            f"{name:<11} {gpus:>5} {mbs:>3} {pub:>9.0f} {p2:>9.1f} {e2:>+8.1%} {x2:>7.0%} {pt:>7.1f} {et:>+8.1%} "
+            f"{xt:>7.0%}"
         )
+    out = mae([e for *_, e, _ in two])
+    hits = sum(abs(e) <= ZERO3_TARGET for *_, e, _ in two)
     print(
-        "The two-level model (one 24 GB/s NIC per GPU) lands near the communication-bound rows; the topology"
+        f"MAE over {len(two)} ZeRO-3 rows: {out:.2%} (two-level), {mae([e for *_, e, _ in topo]):.2%} (topology); "
+        f"within {ZERO3_TARGET:.0%}: {hits} of {len(two)} (two-level), "
+        f"{sum(abs(e) <= ZERO3_TARGET for *_, e, _ in topo)} of {len(topo)} (topology)  (target: every row)"
     )
+    print("Micro-batch 1 and 2 rows are communication-bound (step time independent of the GPU count, as")
     print(
-        "model (8 NICs per node shared by the whole node) shows what the network allows: 2021's ZeRO-3 reached"
+        "measured) and land within 15% when each GPU's traffic runs at one HDR NIC (24 GB/s); the micro-batch"
     )
-    print("a fraction of it, so pipesim's ZeRO-3 is an upper bound, not a prediction.")
+    print("4 rows come out compute-bound (the prefetched gathers fit under the compute) 35-45% above SC21;")
+    print("on the topology graph NCCL's rings use all 8 rails of a DGX, the collectives are 8x faster and")
+    print("every row is compute-bound: 2021's DeepSpeed ZeRO-3 moved its traffic at about one NIC per GPU.")
+    return out
 
 
 def main() -> None:

@@ -293,3 +293,50 @@ def test_nodes_needs_topology() -> None:
         "8",
     )
     assert code == 2 and "--nodes needs --topology" in err
+
+
+FSDP_RUN = [
+    "simulate",
+    "--model",
+    "gpt-7.5b",
+    "--gpu",
+    "a100-80gb",
+    "--topology",
+    "dgx-a100",
+    "--nodes",
+    "4",
+    "--dp",
+    "32",
+    "--global-batch-size",
+    "64",
+    "--recompute",
+    "full",
+]
+
+
+def test_fsdp_flags_run_and_report_fsdp_communication() -> None:
+    code, out, err = invoke(*FSDP_RUN, "--fsdp", "hybrid", "--fsdp-shard-size", "8", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    fsdp = data["time_breakdown_s"]["fsdp_comm"]
+    assert 0.0 <= fsdp["exposed"] <= fsdp["total"] and fsdp["total"] > 0
+    assert data["layout"]["fsdp"] == "hybrid" and data["layout"]["fsdp_shard_size"] == 8
+    code, out, err = invoke(*FSDP_RUN, "--fsdp", "full", "--no-reshard-after-forward")
+    assert code == 0, err
+    assert "FSDP gather/reduce-scatter" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--fsdp-shard-size", "8"], "fsdp-shard-size=8 needs fsdp=hybrid"),
+        (["--fsdp", "hybrid", "--fsdp-shard-size", "5"], "must divide dp x cp = 32"),
+        (["--fsdp", "full", "--zero-stage", "2"], "valid zero-stage with --fsdp: 0 or 3"),
+        (["--no-reshard-after-forward"], "no-reshard-after-forward needs sharded parameters"),
+        (["--fsdp", "zero3"], "fsdp='zero3'; valid: none, full, hybrid"),
+    ],
+)
+def test_bad_fsdp_flags_exit_2_in_one_line(extra: list[str], message: str) -> None:
+    code, _, err = invoke(*FSDP_RUN, *extra)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1

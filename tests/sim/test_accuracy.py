@@ -113,3 +113,27 @@ def test_megatron_readme_ranking() -> None:
 def test_spearman() -> None:
     assert NEMO_ACC.spearman([1.0, 2.0, 3.0], [10.0, 20.0, 30.0]) == pytest.approx(1.0)
     assert NEMO_ACC.spearman([1.0, 2.0, 3.0], [3.0, 2.0, 1.0]) == pytest.approx(-1.0)
+
+
+def test_zero3_rows_of_sc21_table2() -> None:
+    # SC21 Table 2's DeepSpeed ZeRO-3 rows (published.md s1.2), FSDP model of pipesim.cost.fsdp on the
+    # calibration's two-level network (one 24 GB/s HDR NIC per GPU). Micro-batch 1 and 2 are communication-
+    # bound (SC21 measured the same step time at 768 and 1536 GPUs, 88 x 768 = 44 x 1536 TFLOP/s): within 15%.
+    rows = ACC.zero3_errors(A100)
+    assert len(rows) == 6
+    for (name, gpus, _, mbs, pub), pred, err, exposed in rows:
+        if mbs <= 2:
+            assert abs(err) <= ACC.ZERO3_TARGET, (name, gpus, pred, pub)
+            assert exposed > 0.4  # most of the step is gathers and reduce-scatters compute cannot hide
+        else:
+            # The known miss: at micro-batch 4 a layer's gathers fit under its compute, the model hides them
+            # (under 5% exposed) and predicts 35-45% more than DeepSpeed reached in 2021.
+            assert exposed < 0.05 and 0.30 < err < 0.50, (name, gpus, pred, pub)
+
+
+def test_zero3_on_the_topology_graph_is_compute_bound() -> None:
+    # On the dgx-a100 graph NCCL's rings spread a group of whole servers over all 8 HDR rails: the gathers take
+    # an eighth of the two-level time and every row is compute-bound (what the network allows, not 2021's
+    # DeepSpeed).
+    for _, pred, _, exposed in ACC.zero3_errors(A100, "dgx-a100"):
+        assert exposed < 0.02 and pred > 180
