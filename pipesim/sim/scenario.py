@@ -15,9 +15,8 @@ Definitions used in the report:
   compute (busy minus TP communication; recompute included and also shown alone) + TP communication (on the
   compute stream, so always exposed) + bubble (idle time in the pipeline phase not caused by a transfer) +
   PP communication exposed (idle time only transfers caused) + DP communication exposed (gradient reduction
-  running past the pipeline phase) + FSDP communication exposed (the ZeRO-3 / FSDP weight gathers and
-  gradient reduce-scatters the passes' compute does not hide, :mod:`pipesim.cost.fsdp`) + optimizer. *Total*
-  gives each communication's full duration.
+  running past the pipeline phase) + FSDP communication exposed (:mod:`pipesim.cost.fsdp`: ZeRO-3 / FSDP
+  collectives the passes' compute does not hide) + optimizer. *Total* gives each communication's duration.
 """
 
 from __future__ import annotations
@@ -265,7 +264,7 @@ class SimulationReport(Throughput, Result):
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary (the shape ``pipesim simulate --json`` prints)."""
-        sc, lay = self.scenario, self.scenario.layout
+        sc = self.scenario
         worst = self.worst_memory
         return {
             "model": sc.model.name,
@@ -273,34 +272,7 @@ class SimulationReport(Throughput, Result):
             "active_parameters": sc.model.num_params(active=True, mtp=True),
             "gpu": sc.gpu.name,
             "comm": sc.comm_description(),
-            "layout": {
-                "dp": lay.dp,
-                "tp": lay.tp,
-                "pp": lay.pp,
-                "cp": lay.cp,
-                "ep": lay.ep,
-                "etp": lay.etp,
-                "cp_comm": lay.cp_comm,
-                "moe_imbalance": lay.moe_imbalance,
-                "vpp": lay.vpp,
-                "schedule": lay.schedule,
-                "micro_batch_size": lay.micro_batch_size,
-                "global_batch_size": lay.global_batch_size,
-                "seq_length": lay.seq(sc.model),
-                "microbatches": lay.num_microbatches,
-                "sequence_parallel": lay.sequence_parallel,
-                "recompute": lay.recompute,
-                "distributed_optimizer": lay.distributed_optimizer,
-                "zero_stage": lay.zero_stage,
-                "fsdp": lay.fsdp,
-                "fsdp_shard_size": lay.fsdp_shard_size,
-                "reshard_after_forward": lay.reshard_after_forward,
-                "precision": lay.precision,
-                "attention": lay.attention,
-                "dp_overlap": lay.dp_overlap,
-                "tp_comm_overlap": lay.tp_comm_overlap,
-                "gpus": lay.num_gpus,
-            },
+            "layout": _layout_dict(self),
             "step_time_s": self.step_time_s,
             "tokens_per_s": self.tokens_per_s,
             "samples_per_s": self.samples_per_s,
@@ -316,6 +288,28 @@ class SimulationReport(Throughput, Result):
             "hbm_bytes": sc.gpu.hbm_bytes,
             "fits": self.fits,
         }
+
+
+_LAYOUT_HEAD = ("dp", "tp", "pp", "cp", "ep", "etp", "cp_comm", "moe_imbalance", "vpp", "schedule")
+_LAYOUT_TAIL = (
+    "sequence_parallel",
+    "recompute",
+    "distributed_optimizer",
+    "zero_stage",
+    "fsdp",
+    "fsdp_shard_size",
+)
+_LAYOUT_TAIL2 = ("reshard_after_forward", "precision", "attention", "dp_overlap", "tp_comm_overlap")
+
+
+def _layout_dict(r: SimulationReport) -> dict[str, Any]:
+    lay = r.scenario.layout
+    out: dict[str, Any] = {k: getattr(lay, k) for k in _LAYOUT_HEAD}
+    out.update(micro_batch_size=lay.micro_batch_size, global_batch_size=lay.global_batch_size)
+    out.update(seq_length=lay.seq(r.scenario.model), microbatches=lay.num_microbatches)
+    out.update({k: getattr(lay, k) for k in _LAYOUT_TAIL})
+    out["gpus"] = lay.num_gpus
+    return out
 
 
 def _memory_dict(m: RankMemory) -> dict[str, float | int | bool]:
@@ -340,14 +334,10 @@ def _breakdown(metrics: PipelineMetrics, sc: StageCosts, schedule: Schedule) -> 
     per_rank_dp = [0.0] * ranks
     for s, t in enumerate(sc.dp_full_s):
         per_rank_dp[schedule.stage_to_rank[s]] += t
-    # ZeRO-3 / FSDP gathers and reduce-scatters run inside every pass of every microbatch: their unhidden part
-    # is FSDP communication, not compute, although it stretches the passes (pipesim.cost.fsdp).
+    # ZeRO-3 / FSDP collectives run inside every pass of every microbatch: their unhidden part is FSDP
+    # communication, not compute, although it stretches the passes (pipesim.cost.fsdp).
     m = schedule.num_microbatches
-    z_total = 0.0
-    z_exposed = 0.0
-    for c, e in zip(sc.zero3_comm_s, sc.zero3_exposed_s, strict=True):
-        z_total += c * m / ranks
-        z_exposed += e * m / ranks
+    z_total, z_exposed = sum(sc.zero3_comm_s) * m / ranks, sum(sc.zero3_exposed_s) * m / ranks
     busy = sum(metrics.compute_busy_s_per_rank) / ranks - z_exposed
     tp = metrics.tp_comm_s / ranks
     # Expert all-to-alls and context-parallel exchanges run inside the passes (on the compute stream; the CP
