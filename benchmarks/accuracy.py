@@ -9,9 +9,10 @@ mean absolute percentage error (MAE):
 * validation only (not in the calibration, not in the MAE above; a data set line of its own): the six
   DeepSpeed ZeRO-3 rows of Table 2 (SC21 Section 5.2: ZeRO integrated into Megatron-LM through the DeepSpeed
   library, no model parallelism, the global batch kept as the GPUs grow), simulated with ``zero_stage=3``
-  (:mod:`pipesim.cost.fsdp`: each layer's weights all-gathered before its forward, its recomputed forward and
-  its backward, prefetched one layer ahead, gradients reduce-scattered in the backward, hidden by the compute
-  only as far as they fit), on the two-level model and on the dgx-a100 topology graph;
+  (:mod:`pipesim.cost.fsdp`: DeepSpeed's fetch units, each weight-holding submodule all-gathered before its
+  forward, its recomputed forward and its backward, prefetched one submodule ahead, gradients
+  reduce-scattered in the backward, hidden by the compute only as far as they fit), on the two-level model
+  and on the dgx-a100 topology graph; target: each row within 15%;
 * per layer: Korthikanti et al. (arXiv:2205.05198) Table 4, forward and backward ms of one 22B layer.
 
 Assumptions where the sources are silent (stated once here, used for every row):
@@ -388,13 +389,12 @@ def zero3_report(eff: Efficiency = DEFAULT_EFFICIENCY) -> float:
         f"within {ZERO3_TARGET:.0%}: {hits} of {len(two)} (two-level), "
         f"{sum(abs(e) <= ZERO3_TARGET for *_, e, _ in topo)} of {len(topo)} (topology)  (target: every row)"
     )
-    print("Micro-batch 1 and 2 rows are communication-bound (step time independent of the GPU count, as")
-    print(
-        "measured) and land within 15% when each GPU's traffic runs at one HDR NIC (24 GB/s); the micro-batch"
-    )
-    print("4 rows come out compute-bound (the prefetched gathers fit under the compute) 35-45% above SC21;")
-    print("on the topology graph NCCL's rings use all 8 rails of a DGX, the collectives are 8x faster and")
-    print("every row is compute-bound: 2021's DeepSpeed ZeRO-3 moved its traffic at about one NIC per GPU.")
+    print("DeepSpeed fetches per submodule (QKV, projection, MLP up, MLP down), one ahead: at micro-batch 1-2")
+    print("the gathers set the pace (step time independent of the GPU count, as SC21 measured), at 4 the MLP-up")
+    print("gather waits behind the short projection. The two-level model charges one HDR NIC (24 GB/s) per GPU,")
+    print("which is what the communication-bound rows imply (8 bytes x parameters per step at 21-23 GB/s); on")
+    print("the topology graph NCCL's rings use all 8 rails of a DGX, the collectives run 8x faster and every row")
+    print("is close to compute-bound: 2021's DeepSpeed ZeRO-3 moved its traffic at about one NIC per GPU.")
     return out
 
 

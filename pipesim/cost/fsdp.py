@@ -19,6 +19,13 @@ communication, reported as its own kind. Gathers per backward: one (FSDP's recom
 backward on the weights gathered for it), two when a fully recomputed forward fetches again (DeepSpeed ZeRO-3,
 :attr:`pipesim.specs.layout.Layout.regather_recompute`), none without resharding after the forward.
 
+Units: PyTorch FSDP wraps each transformer layer (its auto-wrap policy, Zhao et al. Section 4.1), so a layer
+is one unit and its recomputed forward runs inside the unit's backward. DeepSpeed ZeRO-3 fetches per
+submodule (the hooks of every module holding parameters; ZeRO-Infinity Section 7.1), so its units are a
+layer's weight-holding GEMMs (QKV, projection, MLP up and down, experts, router: :func:`submodules`), each
+with the operators that run after it until the next, and a fully recomputed layer fetches every submodule
+again for the recompute, then once more for its backward.
+
 Collective sizes (nccl-tests convention, the whole buffer): the gather moves the unit's 16-bit weights, the
 reduce-scatter its gradients at ``Layout.grad_reduce_bytes`` per parameter, each over the unit's shard group
 (dense weights: the shard group of dp x cp ranks; routed experts: the expert-data-parallel group).
@@ -26,26 +33,40 @@ reduce-scatter its gradients at ``Layout.grad_reduce_bytes`` per parameter, each
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from pipesim.cost.times import PassTimes
+from pipesim.cost.times import PassTimes, TimedOp
 from pipesim.specs.layout import Layout
 from pipesim.specs.model import LayerKind, ModelSpec
 
-__all__ = ["FsdpUnit", "prefetched_pass_s", "fsdp_stage_passes", "shard_groups", "stage_units", "fsdp_key"]
+__all__ = [
+    "Step",
+    "prefetched_pass_s",
+    "fsdp_stage_passes",
+    "shard_groups",
+    "stage_units",
+    "fsdp_key",
+    "submodules",
+    "pass_steps",
+]
 
-Unit = tuple[PassTimes, float, float]
+# (compute, dense parameters, routed-expert parameters, layer kind or None for the embedding / head / MTP)
+Unit = tuple[PassTimes, float, float, "LayerKind | None"]
+# (seconds, dense parameters, expert parameters) of one submodule's share of a pass
+Piece = tuple[float, float, float]
+Pieces = tuple[tuple[Piece, ...], tuple[Piece, ...], tuple[Piece, ...]]
+Collectives = Callable[[float, float], tuple[float, float]]
 
 
 @dataclass(frozen=True)
-class FsdpUnit:
-    """One FSDP unit of a stage: its compute for one microbatch and the seconds of its weight all-gather and
-    gradient reduce-scatter."""
+class Step:
+    """One unit's turn in a pass: its compute, the all-gather it waits for (issued one unit ahead) and the
+    reduce-scatter of its gradients issued when it ends (backward only), in seconds."""
 
-    passes: PassTimes
+    compute_s: float
     gather_s: float
-    scatter_s: float
+    scatter_s: float = 0.0
 
 
 def prefetched_pass_s(
@@ -71,17 +92,14 @@ def prefetched_pass_s(
     return max(end, comm), busy
 
 
-def fsdp_stage_passes(units: Sequence[FsdpUnit], layout: Layout) -> tuple[PassTimes, float, float]:
-    """(the stage's pass times with its units' collectives, their seconds per microbatch, the part the
-    compute does not hide) for ``units`` in forward order (see the module docstring)."""
-    total = PassTimes()
-    for u in units:
-        total = total + u.passes
-    fwd, c_fwd = prefetched_pass_s([u.passes.forward_s for u in units], [u.gather_s for u in units])
-    per_bwd = 0.0 if not layout.reshard_after_forward else (2.0 if layout.regather_recompute else 1.0)
-    back = list(reversed(units))
+def fsdp_stage_passes(
+    total: PassTimes, forward: Sequence[Step], backward: Sequence[Step]
+) -> tuple[PassTimes, float, float]:
+    """(the stage's pass times ``total`` with the steps' collectives, their seconds per microbatch, the part
+    the compute does not hide) for the forward and backward ``Step`` sequences in visiting order."""
+    fwd, c_fwd = prefetched_pass_s([u.compute_s for u in forward], [u.gather_s for u in forward])
     bwd, c_bwd = prefetched_pass_s(
-        [u.passes.backward_s for u in back], [per_bwd * u.gather_s for u in back], [u.scatter_s for u in back]
+        [u.compute_s for u in backward], [u.gather_s for u in backward], [u.scatter_s for u in backward]
     )
     exposed = (fwd - total.forward_s) + (bwd - total.backward_s)
     return replace(total, forward_s=fwd, backward_s=bwd), c_fwd + c_bwd, exposed
@@ -126,17 +144,105 @@ def stage_units(
     exp_div = layout.ep * layout.etp
     units: list[Unit] = []
     if first:
-        units.append((emb, model.embedding_params() / t, 0.0))
+        units.append((emb, model.embedding_params() / t, 0.0, None))
     for kind, n in kinds.items():
         e = model.expert_layer_params() if kind.moe else 0
-        units += [(per_kind[kind], (model.layer_params(kind) - e) / t, e / exp_div)] * n
+        units += [(per_kind[kind], (model.layer_params(kind) - e) / t, e / exp_div, kind)] * n
     if last:
         # A tied output layer on the embedding's stage reuses the embedding unit's gathered weights.
         out = 0 if model.tied_embeddings and first else model.vocab_size * model.hidden_size / t
-        units.append((head, out + model.final_norm_params(), 0.0))
+        units.append((head, out + model.final_norm_params(), 0.0, None))
         if model.mtp_layers:
             e = model.expert_layer_params() if model.main_kind().moe else 0
             dense = (model.mtp_params() / model.mtp_layers - e) / t
             mtp = per_kind[model.main_kind()] + head
-            units += [(mtp, dense, e / exp_div)] * model.mtp_layers
+            units += [(mtp, dense, e / exp_div, None)] * model.mtp_layers
     return units
+
+
+def submodules(timed: Sequence[TimedOp]) -> Pieces:
+    """A layer's weight-holding submodules (DeepSpeed ZeRO-3's fetch units) as (seconds, dense parameters,
+    routed-expert parameters) for its forward, its recomputed forward (empty without full recomputation of
+    the weights) and its backward, each in execution order, from the layer's timed operators
+    (:func:`pipesim.cost.times.layer_detail`): a submodule is a forward GEMM with a weight gradient (``X.dw``),
+    weights N x K per GEMM of its (M, N, K) shape and batch (grouped experts: ``moe.`` GEMMs other than the
+    router); an operator without weights joins the submodule before it (the first one, if none is before it).
+    In the backward a submodule is its ``X.dx`` and ``X.dw`` with the operators after them. Each list's seconds
+    add up to its phase's time."""
+    weights: dict[str, tuple[float, float]] = {}
+    for t in timed:
+        if t.op.phase == "W" and t.op.name.endswith(".dw"):
+            base = t.op.name[:-3]
+            fwd = next((u.op for u in timed if u.op.name == base and u.op.phase == "F"), None)
+            if fwd is not None and fwd.shape is not None:
+                n = float(fwd.batch * fwd.shape[1] * fwd.shape[2])
+                expert = base.startswith("moe.") and base != "moe.router"
+                weights[base] = (0.0, n) if expert else (n, 0.0)
+
+    def split(ops: Sequence[TimedOp], unit_of: Callable[[str], str | None]) -> tuple[Piece, ...]:
+        pieces: list[list[float]] = []
+        current: str | None = None
+        lead = 0.0
+        for t in ops:
+            base = unit_of(t.op.name)
+            if base is not None and base != current:
+                current = base
+                pieces.append([0.0, *weights[base]])
+            if pieces:
+                pieces[-1][0] += t.time_s
+            else:
+                lead += t.time_s
+        if pieces:
+            pieces[0][0] += lead
+        elif lead > 0:
+            pieces.append([lead, 0.0, 0.0])
+        return tuple((p[0], p[1], p[2]) for p in pieces)
+
+    forward = [t for t in timed if t.op.phase == "F"]
+    recomputed = [t for t in timed if t.op.recompute]
+    backward_i = [t for t in timed if t.op.phase == "I" and not t.op.recompute]
+    dw = {t.op.name[:-3]: t for t in timed if t.op.phase == "W" and t.op.name[:-3] in weights}
+    # Execution order of a whole backward: each weight gradient right after its input gradient.
+    backward: list[TimedOp] = []
+    for t in backward_i:
+        backward.append(t)
+        grad_of = t.op.name[:-3] if t.op.name.endswith(".dx") else ""
+        if grad_of in dw:
+            backward.append(dw.pop(grad_of))
+    backward += [dw[k] for k in dw]  # weight gradients without an input gradient (a first GEMM)
+    strip = "recompute."
+    rec = split(recomputed, lambda n: n[len(strip) :] if n[len(strip) :] in weights else None)
+    if not any(p[1] or p[2] for p in rec):  # selective recomputation: no weights re-run, time joins backward
+        rec = ()
+        backward = recomputed + backward
+    bwd = split(backward, lambda n: n[:-3] if n[-3:] in (".dx", ".dw") and n[:-3] in weights else None)
+    return split(forward, lambda n: n if n in weights else None), rec, bwd
+
+
+def pass_steps(
+    units: Sequence[Unit],
+    layout: Layout,
+    collectives: Collectives,
+    pieces_of: Callable[[LayerKind], Pieces] | None,
+) -> tuple[list[Step], list[Step]]:
+    """The forward and backward :class:`Step` sequences of a stage's ``units`` (forward order):
+    ``collectives(dense, expert)`` gives a unit's (gather, reduce-scatter) seconds; with ``pieces_of`` (DeepSpeed
+    ZeRO-3) every layer is split into its :func:`submodules`, else (FSDP) a layer is one unit. Backward gathers
+    are dropped when weights stay gathered after the forward (``reshard_after_forward`` False)."""
+    regather = 1.0 if layout.reshard_after_forward else 0.0
+    forward: list[Step] = []
+    per_unit: list[list[Step]] = []
+    for pt, dense, expert, kind in units:
+        if pieces_of is None or kind is None:
+            g, sc = collectives(dense, expert)
+            forward.append(Step(pt.forward_s, g))
+            per_unit.append([Step(pt.backward_s, regather * g, sc)])
+            continue
+        fwd, rec, bwd = pieces_of(kind)
+        forward += [Step(c, collectives(d, e)[0]) for c, d, e in fwd]
+        layer = [Step(c, regather * collectives(d, e)[0]) for c, d, e in rec]
+        for c, d, e in bwd:
+            g, sc = collectives(d, e)
+            layer.append(Step(c, regather * g, sc))
+        per_unit.append(layer)
+    return forward, [step for layer in reversed(per_unit) for step in layer]

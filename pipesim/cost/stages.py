@@ -32,7 +32,16 @@ from typing import Any
 
 from pipesim.comm.base import CommModel
 from pipesim.cost.flops import ACT_BYTES
-from pipesim.cost.fsdp import FsdpUnit, fsdp_key, fsdp_stage_passes, shard_groups, stage_units
+from pipesim.cost.fsdp import (
+    Pieces,
+    Unit,
+    fsdp_key,
+    fsdp_stage_passes,
+    pass_steps,
+    shard_groups,
+    stage_units,
+    submodules,
+)
 from pipesim.cost.memory import (
     WEIGHT_BYTES,
     layer_activation_bytes,
@@ -48,6 +57,7 @@ from pipesim.cost.times import (
     bucketed_collective_s,
     embedding_pass_times,
     head_pass_times,
+    layer_detail,
     layer_pass_times,
     optimizer_step_s,
     p2p_bytes,
@@ -186,27 +196,46 @@ class StageCostModel:
         return hit
 
     def _fsdp_stage(
-        self, layout: Layout, grid: RankGrid, r: int, units: list[tuple[PassTimes, float, float]]
+        self, layout: Layout, grid: RankGrid, r: int, units: list[Unit], total: PassTimes
     ) -> tuple[PassTimes, float, float]:
-        """ZeRO-3 / FSDP: a stage's (pass times with its units' collectives, their total, the part compute
-        does not hide) for ``units`` = (compute, dense parameters, routed-expert parameters) per unit in
-        forward order (:func:`pipesim.cost.fsdp.fsdp_stage_passes`), dense weights sharded over the shard
-        group, experts over the expert-data-parallel group."""
+        """ZeRO-3 / FSDP: a stage's (pass times ``total`` with its units' collectives, their total, the part
+        compute does not hide) for ``units`` (:func:`pipesim.cost.fsdp.stage_units`) on pipeline rank ``r``:
+        dense weights sharded over the shard group, experts over the expert-data-parallel group; DeepSpeed
+        ZeRO-3 (``fsdp`` none) fetches per submodule (:func:`pipesim.cost.fsdp.submodules`)."""
         shard, _ = shard_groups(grid.dp_cp_group(0, r), layout)
         edp = grid.edp_group(r)
-        key = ("fsdp", _unit_key(layout), fsdp_key(layout), tuple(shard), tuple(edp), tuple(units))
-        hit = self._memo.get(key)
+        tp_group = grid.tp_group(0, r)
+        groups = {"cp": grid.cp_group(0, 0, r), "ep": grid.ep_group(r), "etp": grid.etp_group(r)}
+        key = (_unit_key(layout), fsdp_key(layout), tuple(shard), tuple(edp), tuple(tp_group), tuple(units))
+        hit = self._memo.get(("fsdp", *key))
         if hit is None:
             g_b = layout.grad_reduce_bytes
-            made = []
-            for pt, dense, expert in units:
+
+            def collectives(dense: float, expert: float) -> tuple[float, float]:
                 gather = self._collective("all-gather", dense * WEIGHT_BYTES, shard)
                 scatter = self._collective("reduce-scatter", dense * g_b, shard)
                 if expert > 0:
                     gather += self._collective("all-gather", expert * WEIGHT_BYTES, edp)
                     scatter += self._collective("reduce-scatter", expert * g_b, edp)
-                made.append(FsdpUnit(pt, gather, scatter))
-            hit = self._memo[key] = fsdp_stage_passes(made, layout)
+                return gather, scatter
+
+            def pieces(kind: LayerKind) -> Pieces:
+                args = (self.model, layout, self.gpu, self.efficiency, self.comm, tp_group)
+                return self._memoized(
+                    (
+                        "pieces",
+                        _unit_key(layout),
+                        tuple(tp_group),
+                        tuple((k, tuple(v)) for k, v in groups.items()),
+                        kind,
+                    ),
+                    lambda: submodules(layer_detail(*args, groups=groups, kind=kind)),
+                )
+
+            split = pieces if layout.fsdp == "none" else None
+            hit = self._memo[("fsdp", *key)] = fsdp_stage_passes(
+                total, *pass_steps(units, layout, collectives, split)
+            )
         return hit
 
     def transfer_s(self, layout: Layout, grid: RankGrid, src: int, dst: int) -> float:
@@ -286,7 +315,7 @@ class StageCostModel:
             c_total = c_exposed = 0.0
             if zero3:
                 units = stage_units(model, layout, kinds[s], per_kind, emb, head, first, last)
-                p, c_total, c_exposed = self._fsdp_stage(layout, grid, r, units)
+                p, c_total, c_exposed = self._fsdp_stage(layout, grid, r, units, p)
             passes.append(p)
             dense_p, expert_p = self._memoized(
                 ("params", layout.tp, layout.ep, layout.etp, starts[s], layers[s], first, last),

@@ -3,11 +3,15 @@ sharding, memory, MoE, the refusals, and the estimator agreeing with the simulat
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from pipesim.comm.base import LevelCommModel
 from pipesim.comm.factory import ClusterSpec, build_comm
-from pipesim.cost.fsdp import prefetched_pass_s, shard_groups
+from pipesim.cost.fsdp import prefetched_pass_s, shard_groups, submodules
 from pipesim.cost.memory import WEIGHT_BYTES, bytes_per_param
+from pipesim.cost.times import layer_detail, layer_pass_times
 from pipesim.errors import InputError
 from pipesim.plan.estimate import Estimator
 from pipesim.sim.scenario import Scenario, build_scenario_schedule, simulate_scenario, stage_costs
@@ -54,12 +58,40 @@ def _report(lay: Layout, topology: str | None = "dgx-a100", model: str = "gpt-7.
 def test_fsdp_full_gathers_once_per_backward_deepspeed_twice_with_full_recompute() -> None:
     # FSDP recomputes inside the unit's backward on the weights gathered for it (2 gathers + 1 reduce-scatter
     # per unit and microbatch); DeepSpeed's hooks fetch again for the recomputed forward (3 + 1). With fp16
-    # gradients (2 bytes, as the weights) the collectives' total is 4/3 as long (on the two-level model every
-    # collective is bandwidth x bytes + the same latency).
+    # gradients (2 bytes, as the weights) and no latency, bytes decide: layers L (4 vs 3 collectives of their
+    # weights) plus the embedding E, not recomputed (3 in both): (4 L + 3 E) / (3 L + 3 E) with L = 36 layers
+    # x 12 h^2 (h = 4096; DeepSpeed leaves the norms and biases out of its fetches, 0.01%) and E = V h + s h.
+    comm = LevelCommModel(intra_latency_s=0.0, inter_latency_s=0.0)
+
+    def run(lay: Layout) -> float:
+        r = simulate_scenario(Scenario(GPT, A100, lay, comm))
+        return float(r.breakdown.fsdp_comm_total)
+
+    big, emb = 36 * 12 * 4096**2, GPT.embedding_params()
+    expected = (4 * big + 3 * emb) / (3 * big + 3 * emb)
+    assert run(_layout(fsdp="none", zero_stage=3)) / run(_layout()) == pytest.approx(expected, rel=1e-3)
     fsdp = _report(_layout(), None).breakdown  # type: ignore[attr-defined]
-    ds = _report(_layout(fsdp="none", zero_stage=3), None).breakdown  # type: ignore[attr-defined]
-    assert ds.fsdp_comm_total / fsdp.fsdp_comm_total == pytest.approx(4 / 3, rel=0.01)
     assert fsdp.dp_comm_total == 0.0  # every gradient is reduce-scattered inside the backward
+
+
+def test_deepspeed_fetch_units_are_the_weight_holding_submodules() -> None:
+    # GPT layer: QKV, projection, MLP up, MLP down (weights 3h^2, h^2, 4h^2, 4h^2 with h = 4096); the forward
+    # visits them in that order, a fully recomputed layer again, its backward in reverse; the pieces' seconds
+    # add up to the layer's F and B, so splitting changes no compute.
+    lay = _layout(fsdp="none", zero_stage=3)
+    comm = build_comm(ClusterSpec(), 1)
+    timed = layer_detail(GPT, lay, A100, A100.profile, comm, [0])
+    fwd, rec, bwd = submodules(timed)
+    h = GPT.hidden_size
+    assert [d for _, d, _ in fwd] == [3 * h * h, h * h, 4 * h * h, 4 * h * h]
+    assert [d for _, d, _ in rec] == [d for _, d, _ in fwd]
+    assert [d for _, d, _ in bwd] == [4 * h * h, 4 * h * h, h * h, 3 * h * h]
+    pt = layer_pass_times(GPT, lay, A100, A100.profile, comm, [0])
+    assert sum(c for c, _, _ in fwd) == pytest.approx(pt.forward_s, rel=1e-12)
+    assert sum(c for c, _, _ in rec + bwd) == pytest.approx(pt.backward_s, rel=1e-12)
+    # Selective recomputation re-runs no weights: no recompute fetches, its time joins the backward.
+    sel = submodules(layer_detail(GPT, replace(lay, recompute="selective"), A100, A100.profile, comm, [0]))
+    assert sel[1] == () and len(sel[2]) == 4
 
 
 def test_no_reshard_drops_the_backward_gather_and_keeps_the_weights() -> None:

@@ -116,24 +116,23 @@ def test_spearman() -> None:
 
 
 def test_zero3_rows_of_sc21_table2() -> None:
-    # SC21 Table 2's DeepSpeed ZeRO-3 rows (published.md s1.2), FSDP model of pipesim.cost.fsdp on the
-    # calibration's two-level network (one 24 GB/s HDR NIC per GPU). Micro-batch 1 and 2 are communication-
-    # bound (SC21 measured the same step time at 768 and 1536 GPUs, 88 x 768 = 44 x 1536 TFLOP/s): within 15%.
+    # SC21 Table 2's DeepSpeed ZeRO-3 rows (published.md s1.2) with DeepSpeed's per-submodule fetches,
+    # prefetched one submodule ahead (pipesim.cost.fsdp), on the calibration's two-level network (one 24 GB/s
+    # HDR NIC per GPU). Micro-batch 1 and 2 are communication-bound (SC21: 88 x 768 = 44 x 1536 aggregate
+    # TFLOP/s, the same step time), micro-batch 4 partly: a layer's MLP-up gather waits behind the short
+    # projection. Five rows within 15%; 530B on 640 GPUs is the known miss (+15.7%).
     rows = ACC.zero3_errors(A100)
     assert len(rows) == 6
+    assert ACC.mae([e for *_, e, _ in rows]) <= 0.10
     for (name, gpus, _, mbs, pub), pred, err, exposed in rows:
-        if mbs <= 2:
-            assert abs(err) <= ACC.ZERO3_TARGET, (name, gpus, pred, pub)
-            assert exposed > 0.4  # most of the step is gathers and reduce-scatters compute cannot hide
-        else:
-            # The known miss: at micro-batch 4 a layer's gathers fit under its compute, the model hides them
-            # (under 5% exposed) and predicts 35-45% more than DeepSpeed reached in 2021.
-            assert exposed < 0.05 and 0.30 < err < 0.50, (name, gpus, pred, pub)
+        limit = 0.20 if (name, gpus) == ("gpt-529.6b", 640) else ACC.ZERO3_TARGET
+        assert abs(err) <= limit, (name, gpus, pred, pub)
+        assert exposed > (0.4 if mbs <= 2 else 0.1)  # exposed gathers and reduce-scatters, share of the step
 
 
 def test_zero3_on_the_topology_graph_is_compute_bound() -> None:
     # On the dgx-a100 graph NCCL's rings spread a group of whole servers over all 8 HDR rails: the gathers take
-    # an eighth of the two-level time and every row is compute-bound (what the network allows, not 2021's
-    # DeepSpeed).
+    # an eighth of the two-level time and every row is close to compute-bound (what the network allows, not
+    # what 2021's DeepSpeed reached).
     for _, pred, _, exposed in ACC.zero3_errors(A100, "dgx-a100"):
-        assert exposed < 0.02 and pred > 180
+        assert exposed < 0.10 and pred > 170
