@@ -389,11 +389,21 @@ def zero3_report(eff: Efficiency = DEFAULT_EFFICIENCY) -> float:
         f"within {ZERO3_TARGET:.0%}: {hits} of {len(two)} (two-level), "
         f"{sum(abs(e) <= ZERO3_TARGET for *_, e, _ in topo)} of {len(topo)} (topology)  (target: every row)"
     )
-    print("DeepSpeed fetches per submodule (QKV, projection, MLP up, MLP down), one ahead: at micro-batch 1-2")
-    print("the gathers set the pace (step time independent of the GPU count, as SC21 measured), at 4 the MLP-up")
-    print("gather waits behind the short projection. The two-level model charges one HDR NIC (24 GB/s) per GPU,")
-    print("which is what the communication-bound rows imply (8 bytes x parameters per step at 21-23 GB/s); on")
-    print("the topology graph NCCL's rings use all 8 rails of a DGX, the collectives run 8x faster and every row")
+    print(
+        "DeepSpeed fetches per submodule (QKV, projection, MLP up, MLP down), one ahead: at micro-batch 1-2"
+    )
+    print(
+        "the gathers set the pace (step time independent of the GPU count, as SC21 measured), at 4 the MLP-up"
+    )
+    print(
+        "gather waits behind the short projection. The two-level model charges one HDR NIC (24 GB/s) per GPU,"
+    )
+    print(
+        "which is what the communication-bound rows imply (8 bytes x parameters per step at 21-23 GB/s); on"
+    )
+    print(
+        "the topology graph NCCL's rings use all 8 rails of a DGX, the collectives run 8x faster and every row"
+    )
     print("is close to compute-bound: 2021's DeepSpeed ZeRO-3 moved its traffic at about one NIC per GPU.")
     return out
 

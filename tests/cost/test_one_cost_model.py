@@ -14,7 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipesim.plan.estimate import Estimator
-from pipesim.plan.search import Candidate, PlanCluster, PlanRequest, enumerate_space, scenario_of
+from pipesim.plan.search import (
+    Candidate,
+    PlanCluster,
+    PlanRequest,
+    SearchSpace,
+    enumerate_space,
+    scenario_of,
+)
 from pipesim.sim.scenario import build_scenario_schedule, simulate_scenario, stage_costs
 from pipesim.specs.gpu import get_gpu
 from pipesim.specs.model import get_model
@@ -25,12 +32,17 @@ SETUPS = (
     ("gpt-1.7b", "a100-80gb", 2, 64, "dgx-a100"),
     ("gpt3-175b", "h100-sxm", 16, 512, None),
 )
+# The 1.7B setup also searches FSDP (full and hybrid), so sampled layouts cover the per-unit collectives.
+FSDP_SETUP = 1
 
 
 @cache
 def _setup(i: int) -> tuple[PlanRequest, Estimator, tuple[Candidate, ...]]:
     model, gpu, nodes, gbs, topology = SETUPS[i]
-    req = PlanRequest(get_model(model), PlanCluster(get_gpu(gpu), nodes, 8, topology=topology), gbs, 2048)
+    space = SearchSpace(fsdp=("full", "hybrid")) if i == FSDP_SETUP else SearchSpace()
+    req = PlanRequest(
+        get_model(model), PlanCluster(get_gpu(gpu), nodes, 8, topology=topology), gbs, 2048, space=space
+    )
     est = Estimator(req.model, req.cluster.gpu, req.cluster.comm(), req.efficiency, req.reserve_bytes)
     cands, _, _ = enumerate_space(req)
     return req, est, tuple(c for c in cands if c.schedule in CLOSED_FORMS)
