@@ -152,8 +152,9 @@ def transient_bytes(model: ModelSpec, layout: Layout) -> float:
     no-recompute activations are rebuilt; with selective recomputation of unfused attention, its scores; with
     ZeRO-3 / FSDP, the units in flight (:mod:`pipesim.cost.fsdp`, prefetch depth 1): the gathered 16-bit weights
     of the unit computing and of the next one, and the unsharded gradients of the unit computing them and of
-    the one being reduce-scattered (``Layout.grad_reduce_bytes`` each): two layers for FSDP, at most one
-    layer's worth for DeepSpeed's submodule units (two adjacent submodules of one layer or two)."""
+    the one being reduce-scattered (``Layout.grad_reduce_bytes`` each): two layers for FSDP; for DeepSpeed's
+    submodule units the larger of a dense layer's attention and MLP weights (two adjacent submodules: QKV and
+    projection, or MLP up and down), a whole MoE layer (experts, router and shared experts)."""
     return max(_transient(model, layout, k) for k in model.kind_counts())
 
 
@@ -164,8 +165,12 @@ def _transient(model: ModelSpec, layout: Layout, kind: LayerKind) -> float:
         if kind.moe:  # routed experts are split over ep x etp, not tp
             e = model.expert_layer_params()
             unit += e / (layout.ep * layout.etp) - e / layout.tp
-        units = 2.0 if layout.fsdp != "none" else 1.0
-        gathered = units * unit * (WEIGHT_BYTES + layout.grad_reduce_bytes)
+        if layout.fsdp != "none":
+            unit *= 2.0
+        elif not kind.moe:
+            mlp = model.mlp_params(model.ffn_hidden_size) / layout.tp
+            unit = max(mlp, unit - mlp)
+        gathered = unit * (WEIGHT_BYTES + layout.grad_reduce_bytes)
     if layout.recompute == "full":
         return gathered + layer_activation_bytes_no_recompute(model, layout, kind)
     if layout.recompute == "selective":
