@@ -160,6 +160,15 @@ def format_megatron_args(model: ModelSpec, layout: Layout) -> str:
             f"# schedule {layout.schedule}: not a Megatron-LM built-in (it runs 1F1B / interleaved 1F1B); "
             "use an implementation of it"
         )
+    if layout.zero_stage >= 3:
+        how = {
+            "full": "FSDP, full sharding",
+            "hybrid": f"hybrid FSDP, shard groups of {layout.fsdp_shard_size}",
+        }
+        lines.append(
+            f"# weights sharded ({how.get(layout.fsdp, 'DeepSpeed ZeRO-3')}): not expressed by these arguments; "
+            "run the layout with a sharded data-parallel implementation"
+        )
     body = [f"{flag} {value}" if value is not None else flag for flag, value in args]
     lines += [f"  {item} \\" for item in body[:-1]] + [f"  {body[-1]}"]
     return "\n".join(lines)
