@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from pipesim.cost.memory import WEIGHT_BYTES
 from pipesim.cost.times import PassTimes, TimedOp
 from pipesim.specs.layout import Layout
 from pipesim.specs.model import LayerKind, ModelSpec
@@ -49,6 +50,8 @@ __all__ = [
     "fsdp_key",
     "submodules",
     "pass_steps",
+    "unit_collectives",
+    "exposed_on_rank",
 ]
 
 # (compute, dense parameters, routed-expert parameters, layer kind or None for the embedding / head / MTP)
@@ -246,3 +249,31 @@ def pass_steps(
             layer.append(Step(c, regather * g, sc))
         per_unit.append(layer)
     return forward, [step for layer in reversed(per_unit) for step in layer]
+
+
+def unit_collectives(
+    collective: Callable[[str, float, Sequence[int]], float],
+    layout: Layout,
+    shard: Sequence[int],
+    edp: Sequence[int],
+) -> Collectives:
+    """``(dense, expert) -> (gather s, reduce-scatter s)`` of one unit with ``collective(op, bytes, ranks)``:
+    its 16-bit weights gathered and its gradients (``Layout.grad_reduce_bytes`` each) reduce-scattered over
+    the shard group (dense) and the expert-data-parallel group (routed experts)."""
+    g_b = layout.grad_reduce_bytes
+
+    def timed(dense: float, expert: float) -> tuple[float, float]:
+        gather = collective("all-gather", dense * WEIGHT_BYTES, shard)
+        scatter = collective("reduce-scatter", dense * g_b, shard)
+        if expert > 0:
+            gather += collective("all-gather", expert * WEIGHT_BYTES, edp)
+            scatter += collective("reduce-scatter", expert * g_b, edp)
+        return gather, scatter
+
+    return timed
+
+
+def exposed_on_rank(exposed_s: Sequence[float], placement: Sequence[int], rank: int, m: int) -> float:
+    """Seconds of FSDP communication the passes of pipeline rank ``rank`` do not hide over ``m`` microbatches,
+    from each stage's exposed seconds per microbatch (the planner's breakdown; already inside the passes)."""
+    return m * sum(e for s, e in enumerate(exposed_s) if placement[s] == rank)

@@ -31,19 +31,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipesim.comm.base import CommModel
+from pipesim.cost import fsdp
 from pipesim.cost.flops import ACT_BYTES
-from pipesim.cost.fsdp import (
-    Pieces,
-    Unit,
-    fsdp_key,
-    fsdp_stage_passes,
-    pass_steps,
-    shard_groups,
-    stage_units,
-    submodules,
-)
 from pipesim.cost.memory import (
-    WEIGHT_BYTES,
     layer_activation_bytes,
     stage_activation_bytes,
     stage_param_split,
@@ -196,47 +186,29 @@ class StageCostModel:
         return hit
 
     def _fsdp_stage(
-        self, layout: Layout, grid: RankGrid, r: int, units: list[Unit], total: PassTimes
+        self, layout: Layout, grid: RankGrid, r: int, units: list[fsdp.Unit], total: PassTimes
     ) -> tuple[PassTimes, float, float]:
         """ZeRO-3 / FSDP: a stage's (pass times ``total`` with its units' collectives, their total, the part
         compute does not hide) for ``units`` (:func:`pipesim.cost.fsdp.stage_units`) on pipeline rank ``r``:
-        dense weights sharded over the shard group, experts over the expert-data-parallel group; DeepSpeed
-        ZeRO-3 (``fsdp`` none) fetches per submodule (:func:`pipesim.cost.fsdp.submodules`)."""
-        shard, _ = shard_groups(grid.dp_cp_group(0, r), layout)
+        dense weights over the shard group, experts over the expert-data-parallel group; DeepSpeed ZeRO-3
+        (``fsdp`` none) fetches per submodule (:func:`pipesim.cost.fsdp.submodules`)."""
+        shard, tp_group = fsdp.shard_groups(grid.dp_cp_group(0, r), layout)[0], grid.tp_group(0, r)
         edp = grid.edp_group(r)
-        tp_group = grid.tp_group(0, r)
         groups = {"cp": grid.cp_group(0, 0, r), "ep": grid.ep_group(r), "etp": grid.etp_group(r)}
-        key = (_unit_key(layout), fsdp_key(layout), tuple(shard), tuple(edp), tuple(tp_group), tuple(units))
-        hit = self._memo.get(("fsdp", *key))
-        if hit is None:
-            g_b = layout.grad_reduce_bytes
+        g_key = tuple((k, tuple(v)) for k, v in groups.items())
+        args = (self.model, layout, self.gpu, self.efficiency, self.comm, tp_group)
 
-            def collectives(dense: float, expert: float) -> tuple[float, float]:
-                gather = self._collective("all-gather", dense * WEIGHT_BYTES, shard)
-                scatter = self._collective("reduce-scatter", dense * g_b, shard)
-                if expert > 0:
-                    gather += self._collective("all-gather", expert * WEIGHT_BYTES, edp)
-                    scatter += self._collective("reduce-scatter", expert * g_b, edp)
-                return gather, scatter
+        def pieces(kind: LayerKind) -> fsdp.Pieces:
+            key = ("pieces", _unit_key(layout), tuple(tp_group), g_key, kind)
+            return self._memoized(key, lambda: fsdp.submodules(layer_detail(*args, groups=groups, kind=kind)))
 
-            def pieces(kind: LayerKind) -> Pieces:
-                args = (self.model, layout, self.gpu, self.efficiency, self.comm, tp_group)
-                return self._memoized(
-                    (
-                        "pieces",
-                        _unit_key(layout),
-                        tuple(tp_group),
-                        tuple((k, tuple(v)) for k, v in groups.items()),
-                        kind,
-                    ),
-                    lambda: submodules(layer_detail(*args, groups=groups, kind=kind)),
-                )
-
-            split = pieces if layout.fsdp == "none" else None
-            hit = self._memo[("fsdp", *key)] = fsdp_stage_passes(
-                total, *pass_steps(units, layout, collectives, split)
-            )
-        return hit
+        groups_key = (tuple(shard), tuple(edp), tuple(tp_group), tuple(units))
+        key = ("fsdp", _unit_key(layout), fsdp.fsdp_key(layout), *groups_key)
+        timed = fsdp.unit_collectives(self._collective, layout, shard, edp)
+        split = pieces if layout.fsdp == "none" else None
+        return self._memoized(
+            key, lambda: fsdp.fsdp_stage_passes(total, *fsdp.pass_steps(units, layout, timed, split))
+        )
 
     def transfer_s(self, layout: Layout, grid: RankGrid, src: int, dst: int) -> float:
         """Seconds of one stage-to-stage transfer from pipeline rank ``src`` to ``dst`` (0 on one rank),
@@ -314,7 +286,7 @@ class StageCostModel:
                     p = p + (per_kind[model.main_kind()] + head).scaled(model.mtp_layers)
             c_total = c_exposed = 0.0
             if zero3:
-                units = stage_units(model, layout, kinds[s], per_kind, emb, head, first, last)
+                units = fsdp.stage_units(model, layout, kinds[s], per_kind, emb, head, first, last)
                 p, c_total, c_exposed = self._fsdp_stage(layout, grid, r, units, p)
             passes.append(p)
             dense_p, expert_p = self._memoized(
@@ -338,7 +310,7 @@ class StageCostModel:
             red = 0.0
             dense_group = grid.dp_cp_group(0, placement[s])
             if zero3 and layout.fsdp == "hybrid":  # HSDP: the gradient shards, across replicas, once a step
-                replicas = shard_groups(dense_group, layout)[1]
+                replicas = fsdp.shard_groups(dense_group, layout)[1]
                 shard = (params[s] - expert[s]) / layout.shard_size
                 red = self._collective("all-reduce", shard * grad_b, replicas, bucket)
             elif not zero3:  # ZeRO-3 reduce-scatters unit by unit inside every backward instead

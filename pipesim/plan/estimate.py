@@ -29,7 +29,7 @@ Step time = pipeline phase + exposed data-parallel reduction + optimizer step, w
   its rank's reduction stream after that; the exposed time is how far the last one ends past the pipeline;
 * ZeRO-3 / FSDP: the per-unit gathers and reduce-scatters are inside the stages' pass times (the cost model's
   prefetch pipeline, :mod:`pipesim.cost.fsdp`), so the pipeline phase carries them as the simulator does; their
-  exposed part on the slowest rank is reported apart from compute (:func:`fsdp_exposed_s`);
+  exposed part on the slowest rank is reported apart from compute;
 * optimizer step: the most loaded pipeline rank's Adam step (:func:`pipesim.cost.times.optimizer_step_s`) plus, with
   the distributed optimizer, the all-gather of updated weights; as the simulator charges it.
 
@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipesim.comm.base import CommModel
+from pipesim.cost.fsdp import exposed_on_rank
 from pipesim.cost.memory import (
     RESERVE_BYTES,
     rank_memory,
@@ -68,13 +69,7 @@ from schedules import Schedule, ScheduleError, build_schedule, get_family
 from schedules.greedy import GreedyTimes
 from schedules.timed import TIMED_FAMILIES, build_timed
 
-__all__ = ["Estimate", "Estimator", "fsdp_exposed_s"]
-
-
-def fsdp_exposed_s(sc: StageCosts, placement: tuple[int, ...], rank: int, m: int) -> float:
-    """Seconds of ZeRO-3 / FSDP communication the passes of pipeline rank ``rank`` do not hide over ``m``
-    microbatches (:mod:`pipesim.cost.fsdp`; already inside the pass times, shown apart from compute)."""
-    return m * sum(e for s, e in enumerate(sc.zero3_exposed_s) if placement[s] == rank)
+__all__ = ["Estimate", "Estimator"]
 
 
 # --------------------------------------------------------------------------- the estimate
@@ -400,5 +395,5 @@ class Estimator:
             weights_bytes=best.weights + best.grads + best.optimizer,
             activations_bytes=best.activations,
             capacity_bytes=self.gpu.hbm_bytes,
-            fsdp_comm_s=fsdp_exposed_s(sc, placement, slow, m),
+            fsdp_comm_s=exposed_on_rank(sc.zero3_exposed_s, placement, slow, m),
         )

@@ -290,16 +290,10 @@ class SimulationReport(Throughput, Result):
         }
 
 
+# The JSON layout's keys, in order (micro-batch, batch, sequence and microbatches go between the two).
 _LAYOUT_HEAD = ("dp", "tp", "pp", "cp", "ep", "etp", "cp_comm", "moe_imbalance", "vpp", "schedule")
-_LAYOUT_TAIL = (
-    "sequence_parallel",
-    "recompute",
-    "distributed_optimizer",
-    "zero_stage",
-    "fsdp",
-    "fsdp_shard_size",
-)
-_LAYOUT_TAIL2 = ("reshard_after_forward", "precision", "attention", "dp_overlap", "tp_comm_overlap")
+_LAYOUT_TAIL = ("sequence_parallel", "recompute", "distributed_optimizer", "zero_stage", "fsdp", "fsdp_shard_size",
+                "reshard_after_forward", "precision", "attention", "dp_overlap", "tp_comm_overlap")  # fmt: skip
 
 
 def _layout_dict(r: SimulationReport) -> dict[str, Any]:

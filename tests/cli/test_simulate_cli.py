@@ -321,6 +321,9 @@ def test_fsdp_flags_run_and_report_fsdp_communication() -> None:
     fsdp = data["time_breakdown_s"]["fsdp_comm"]
     assert 0.0 <= fsdp["exposed"] <= fsdp["total"] and fsdp["total"] > 0
     assert data["layout"]["fsdp"] == "hybrid" and data["layout"]["fsdp_shard_size"] == 8
+    assert data["layout"]["zero_stage"] == 3 and data["layout"]["reshard_after_forward"] is True
+    for key in ("precision", "attention", "dp_overlap", "tp_comm_overlap", "gpus"):  # the rest stays
+        assert key in data["layout"]
     code, out, err = invoke(*FSDP_RUN, "--fsdp", "full", "--no-reshard-after-forward")
     assert code == 0, err
     assert "FSDP gather/reduce-scatter" in out
