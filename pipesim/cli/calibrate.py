@@ -124,7 +124,7 @@ def read_runs_csv(path: str, gpu_arg: str) -> list[Run]:
 @click.command("calibrate", help=CALIBRATE_HELP, short_help=short_help("calibrate"))
 @click.argument("runs_csv", metavar="RUNS.csv", type=click.Path(dir_okay=False))
 @plain_options(
-    "gpu_arg", "output", "fit_text", "folds",
+    "gpu_arg", "output", "fit_text", "folds", "config",
     gpu_arg={"required": True, "help": "The GPU preset the runs were measured on."},
     output={"help": "GPU TOML to write (a profile every --gpu accepts)."},
 )  # fmt: skip

@@ -34,7 +34,7 @@ Sizes follow nccl-tests: the whole buffer, K/M/G = 2^10/2^20/2^30 bytes; -b 8 -e
     gpus={"help": "GPUs in the group (ranks 0..G-1) [default: all]."},
 )
 @plain_options("algo", "minbytes", "maxbytes", "stepfactor")
-@plain_options("as_json", "wide", as_json={"help": "Print JSON: one row per size."})
+@plain_options("as_json", "wide", "config", as_json={"help": "Print JSON: one row per size."})
 def collective_cmd(
     op: str, cluster: ClusterFlags, algo: str, minbytes: str, maxbytes: str, stepfactor: int, as_json: bool
 ) -> None:

@@ -100,7 +100,7 @@ def scenario_options(func: click.decorators.FC) -> click.decorators.FC:
 
 @click.command("compare", help=COMPARE_HELP, short_help=short_help("compare"))
 @scenario_options
-@plain_options("as_json", "max_actions", "wide")
+@plain_options("as_json", "max_actions", "wide", "config")
 def compare_cmd(
     as_json: bool,
     max_actions: int,

@@ -52,6 +52,13 @@ def _set_wide(ctx: click.Context, value: bool) -> None:
         ctx.meta["pipesim.wide"] = True
 
 
+def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """``--config``: the file's values become the command's defaults (:mod:`pipesim.cli.config`)."""
+    from pipesim.cli.config import load_config
+
+    load_config(ctx, param, value)
+
+
 FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     # --- model and GPU
     "model_arg": _d("--model", "model_arg", default=None, metavar="NAME|PATH",
@@ -283,11 +290,13 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                    "page, shared) or cdn (needs the network)."),
     "wide": _d("--wide", is_flag=True, expose_value=False, callback=lambda ctx, _p, v: _set_wide(ctx, v),
                help="Print tables at full width, however wide the terminal."),
-    "scenario_file": _d("--scenario", "scenario_file", default=None, type=_PATH,
-                        help="A scenario TOML (e.g. the winner written by pipesim plan); replaces the model, "
-                        "GPU, cluster and layout flags."),
-    "scenario_out": _d("--scenario-out", default=None, type=_PATH,
-                       help="Write the winner's scenario TOML to this file."),
+    "config": _d("--config", type=_PATH, default=None, is_eager=True, expose_value=False,
+                 callback=lambda ctx, p, v: _load_config(ctx, p, v), metavar="FILE.toml",
+                 help="Experiment file: this command's flags as TOML keys (--micro-batch-size -> "
+                 "micro_batch_size), optionally in sections [layout] [cluster] [energy] [pipeline]; written by "
+                 "plan --scenario-out. Flags typed on the command line override the file."),
+    "scenario_out": _d("--scenario-out", "--config-out", "scenario_out", default=None, type=_PATH,
+                       help="Write the winner as an experiment file (pipesim simulate --config FILE)."),
     "gpu_memory_gib": _d("--gpu-memory-gib", type=FLOAT, default=None,
                          help="GPU memory capacity in GiB (2^30 B) [default: the GPU's HBM with a model]."),
     # --- collective

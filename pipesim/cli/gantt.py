@@ -7,7 +7,6 @@ import click
 from pipesim.cli.compare import compare_on_model, scenario_options, synthetic_timelines
 from pipesim.cli.group import short_help
 from pipesim.cli.options import (
-    SCENARIO_REPLACES,
     ClusterFlags,
     Hardware,
     LayoutFlags,
@@ -15,7 +14,6 @@ from pipesim.cli.options import (
     plain_options,
 )
 from pipesim.cli.render import GIB
-from pipesim.cli.specs import refuse_alongside
 from pipesim.cli.targets import check_targets
 from pipesim.errors import InputError
 from pipesim.sim.budget import check_actions, check_bars, layout_timeline, timeline_actions
@@ -51,9 +49,7 @@ def _moe_cp(layout: Layout) -> str:
 
 
 @click.command("gantt", help=GANTT_HELP, short_help=short_help("gantt"))
-@plain_options(
-    "output", "trace_path", "image_path", "plotlyjs", "gpu_memory_gib", "iterations", "scenario_file"
-)
+@plain_options("output", "trace_path", "image_path", "plotlyjs", "gpu_memory_gib", "iterations", "config")
 @scenario_options
 @plain_options("max_actions", "max_bars")
 def gantt_cmd(
@@ -63,7 +59,6 @@ def gantt_cmd(
     plotlyjs: str,
     gpu_memory_gib: float | None,
     iterations: int | None,
-    scenario_file: str | None,
     max_actions: int,
     max_bars: int,
     synthetic: SyntheticFlags,
@@ -89,22 +84,12 @@ def gantt_cmd(
     if iterations is not None and iterations < 1:
         raise InputError(f"--iterations={iterations} must be >= 1")
     capacity = gpu_memory_gib * GIB if gpu_memory_gib is not None else None
-    if scenario_file is not None or hw.model is not None:  # a real model: per-stage costs
-        from pipesim.io.scenario_file import load_scenario
-
-        synthetic.sync_only()
-        from pipesim.sim.scenario import simulate_scenario
+    if hw.model is not None:  # a real model: per-stage costs
         from pipesim.sim.series import report_series
 
-        if scenario_file is not None:
-            refuse_alongside("--scenario", (*SCENARIO_REPLACES, "schedules", "microbatches"))
-            scenario = load_scenario(scenario_file)
-            timelines = [layout_timeline(scenario.layout)]
-            check_actions(timelines, max_actions)
-            reports = [simulate_scenario(scenario)]
-        else:
-            reports = compare_on_model(synthetic, hw, lay, cluster, max_actions)
-            timelines = [layout_timeline(r.scenario.layout) for r in reports]
+        synthetic.sync_only()
+        reports = compare_on_model(synthetic, hw, lay, cluster, max_actions)
+        timelines = [layout_timeline(r.scenario.layout) for r in reports]
         if iterations:  # the extra iterations drawn
             timelines = [(n, r, c, m * iterations, sp) for n, r, c, m, sp in timelines]
             check_actions(timelines, max_actions)
@@ -147,7 +132,7 @@ def gantt_cmd(
         ]
     if output or image_path:  # registry schedules by their compute actions; CSV schedules once simulated
         bars = sum(timeline_actions(r, c, m, sp) for _, r, c, m, sp in timelines)
-        if synthetic.schedule_files and scenario_file is None and hw.model is None:
+        if synthetic.schedule_files and hw.model is None:
             bars = sum(p.timeline.num_spans for p in panels)
         check_bars(bars, max_bars)
     files: list[tuple[str, bytes]] = []

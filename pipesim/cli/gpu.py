@@ -18,16 +18,17 @@ def gpu_group() -> None:
 
 @gpu_group.command("show")
 @click.argument("gpu_arg", metavar="GPU")
-@plain_options("as_json")
+@plain_options("as_json", "config")
 def gpu_show_cmd(gpu_arg: str, as_json: bool) -> None:
     """Every number pipesim uses for GPU (a preset name or a GPU .toml) and where it comes from: datasheet
     values, hardware facts, and the published measurements each efficiency value was fitted to."""
     from rich.table import Table
 
+    from pipesim.cli.config import inline_spec
     from pipesim.io.readers import resolve_gpu
     from pipesim.specs.gpu import provenance
 
-    rows = provenance(resolve_gpu(gpu_arg))
+    rows = provenance(inline_spec(gpu_arg) or resolve_gpu(gpu_arg))
     if as_json:
         emit_json([{"name": n, "value": v, "source": src} for n, v, src in rows])
         return

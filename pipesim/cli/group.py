@@ -160,7 +160,9 @@ class ErrorBoundary(click.Group):
             message = describe(exc)
             if message is None:
                 report_bug(exc)
-            fail(message)
+            from pipesim.cli.config import annotate
+
+            fail(annotate(ctx.meta, message))
 
     def make_context(
         self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any

@@ -102,8 +102,6 @@ CLUSTER_NAMES = (
     "max_gpus",
 )  # and "fabric", "oversubscription" for the commands that draw or sweep one topology
 ENERGY_NAMES = ("tokens", "price_per_gpu_hour", "pue", "node_overhead_w")
-# What a scenario file (--scenario) replaces.
-SCENARIO_REPLACES = ("model_arg", "gpu_arg", *LAYOUT_NAMES, *CLUSTER_NAMES[:-1])
 SYNTHETIC_NAMES = (
     "microbatches",
     "schedules",

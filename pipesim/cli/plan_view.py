@@ -35,25 +35,22 @@ def plan_outputs(
     result: Any, out: PlanOutputs, energy_flags: EnergyFlags, probes: tuple[tuple[int, float | None], ...]
 ) -> None:
     """Write ``plan``'s files and print its tables, JSON or CSV."""
+    from pipesim.cli.config import section_keys
     from pipesim.io.megatron import format_megatron_args
-    from pipesim.io.scenario_file import ScenarioFile, scenario_toml
+    from pipesim.io.scenario_file import WinnerCluster, experiment_toml
 
     req = result.request
     best = result.best
     limit = out.show or None
     winner_layout = best.candidate.layout(req)
-    sf = ScenarioFile(
+    cl = req.cluster
+    toml_text = experiment_toml(
         req.model,
-        req.cluster.gpu,
+        cl.gpu,
         winner_layout,
-        req.cluster.topology,
-        req.cluster.nodes,
-        req.cluster.gpus_per_node,
-        req.cluster.level.intra_Bps,
-        req.cluster.level.inter_Bps,
-    )
-    toml_text = scenario_toml(
-        sf, f"winner of: pipesim plan --model {req.model.name} ({result.candidates} candidates)"
+        WinnerCluster(cl.topology, cl.nodes, cl.gpus_per_node, cl.level.intra_Bps, cl.level.inter_Bps),
+        section_keys()["layout"],
+        f"winner of: pipesim plan --model {req.model.name} ({result.candidates} candidates)",
     )
     files: list[tuple[str, bytes]] = []
     if out.scenario_out is not None:
@@ -79,14 +76,13 @@ def plan_outputs(
         if probes:
             data["nodes_search"] = [{"nodes": n, "best_days": d} for n, d in probes]
         data["megatron_args"] = format_megatron_args(req.model, winner_layout)
-        data["scenario_toml"] = toml_text
+        data["config_toml"] = toml_text
         emit_json(data)
         return
     if out.as_csv:
         click.echo(_plan_csv(result, limit), nl=False)
         return
     con = console()
-    cl = req.cluster
     where = (
         f" ({cl.topology}, {cl.nodes} nodes)" if cl.topology else f" ({cl.nodes} nodes of {cl.gpus_per_node})"
     )
@@ -127,7 +123,7 @@ def plan_outputs(
     con.print("\nMegatron-LM arguments of the winner:", highlight=False)
     click.echo(format_megatron_args(req.model, winner_layout))
     con.print(
-        "\nScenario TOML of the winner (pipesim simulate --scenario FILE / pipesim gantt --scenario FILE):",
+        "\nExperiment file of the winner (--scenario-out FILE; pipesim simulate --config FILE, gantt --config FILE):",
         highlight=False,
     )
     click.echo(toml_text, nl=False)

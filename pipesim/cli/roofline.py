@@ -68,6 +68,7 @@ Definitions:
     "plotlyjs",
     "as_json",
     "wide",
+    "config",
     output={"help": "Write the interactive HTML page here."},
 )
 def roofline_cmd(

@@ -9,7 +9,6 @@ import click
 
 from pipesim.cli.group import short_help
 from pipesim.cli.options import (
-    SCENARIO_REPLACES,
     ClusterFlags,
     EnergyFlags,
     Hardware,
@@ -21,7 +20,7 @@ from pipesim.cli.options import (
     plain_options,
 )
 from pipesim.cli.render import GIB, console, emit_json, gib, render_energy
-from pipesim.cli.specs import given, refuse_alongside, require
+from pipesim.cli.specs import given, require
 from pipesim.errors import InputError
 from pipesim.sim.budget import MAX_ACTIONS, check_actions, layout_timeline
 
@@ -101,11 +100,10 @@ def report_energy(report: SimulationReport, energy: EnergyFlags, gpus_per_node: 
 @layout_options()
 @cluster_options()
 @energy_options()
-@plain_options("as_json", "scenario_file", "max_actions", "wide")
+@plain_options("as_json", "max_actions", "wide", "config")
 def simulate_cmd(
     schedule: str | None,
     as_json: bool,
-    scenario_file: str | None,
     max_actions: int,
     hw: Hardware,
     lay: LayoutFlags,
@@ -115,25 +113,14 @@ def simulate_cmd(
     from pipesim.sim.scenario import simulate_scenario
     from schedules import get_family
 
-    gpus_per_node = cluster.gpus_per_node or 8
-    if scenario_file is not None:
-        from pipesim.io.scenario_file import load_scenario_toml
-
-        refuse_alongside("--scenario", (*SCENARIO_REPLACES, "schedule"))
-        stored = load_scenario_toml(scenario_file)
-        scenario = stored.scenario()
-        check_actions([layout_timeline(scenario.layout)], max_actions)
-        report = simulate_scenario(scenario)
-        gpus_per_node = stored.gpus_per_node
-    else:
-        hw.need_model()
-        if lay.global_batch_size is None:  # as plan: the run's batch is the user's, never guessed
-            require("global_batch_size")
-        if schedule is not None:
-            get_family(schedule)  # unknown names list the valid ones
-        report = simulate_scenario(build_scenario(hw, lay, cluster, schedule, max_actions=max_actions))
-        refuse_default_layout_oom(report)
-    energy_report = report_energy(report, energy, gpus_per_node)
+    hw.need_model()
+    if lay.global_batch_size is None:  # as plan: the run's batch is the user's, never guessed
+        require("global_batch_size")
+    if schedule is not None:
+        get_family(schedule)  # unknown names list the valid ones
+    report = simulate_scenario(build_scenario(hw, lay, cluster, schedule, max_actions=max_actions))
+    refuse_default_layout_oom(report)
+    energy_report = report_energy(report, energy, cluster.gpus_per_node or 8)
     if as_json:
         emit_json({**report.as_dict(), "energy": energy_report.as_dict() if energy_report else None})
         return

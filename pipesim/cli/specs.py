@@ -34,7 +34,6 @@ __all__ = [
     "build_layout_flags",
     "build_synthetic_flags",
     "given",
-    "refuse_alongside",
 ]
 
 
@@ -44,34 +43,24 @@ SYNTHETIC_VPP = 2
 
 
 def given(name: str) -> bool:
-    """Whether the user typed flag ``name`` (its keyword) on the running command's line."""
+    """Whether the user gave flag ``name`` (its keyword): typed on the running command's line or set by its
+    experiment file (``--config``)."""
     ctx = click.get_current_context(silent=True)
     if ctx is None:
         return False
     source = ctx.get_parameter_source(name)
-    return source is not None and source.name == "COMMANDLINE"
+    return source is not None and source.name in ("COMMANDLINE", "DEFAULT_MAP")
 
 
 def require(name: str) -> None:
     """Refuse, as click refuses a missing required flag (a usage error: one line plus ``Try ... --help``),
-    the running command's flag ``name`` (its keyword) when it was not given; for flags that another flag
-    (``--scenario``) can stand in for, so click cannot require them itself."""
+    the running command's flag ``name`` (its keyword) when it was not given; for flags that only some uses
+    of a command need, so click cannot require them itself."""
     ctx = click.get_current_context(silent=True)
     if ctx is None:
         raise InputError(f"--{name.replace('_', '-')} is required")
     param = next(p for p in ctx.command.params if p.name == name)
     raise click.MissingParameter(ctx=ctx, param=param)
-
-
-def refuse_alongside(flag: str, keywords: tuple[str, ...]) -> None:
-    """Raise :class:`InputError` naming the first flag among ``keywords`` the user typed together with
-    ``flag`` (which replaces them), instead of silently ignoring it."""
-    ctx = click.get_current_context(silent=True)
-    if ctx is None:
-        return
-    for param in ctx.command.params:
-        if param.name in keywords and given(param.name):
-            raise InputError(f"{param.opts[0]} cannot be combined with {flag}, which replaces it; drop one")
 
 
 def _defaults(cls: type) -> dict[str, Any]:
@@ -104,10 +93,12 @@ class Hardware:
 
 
 def build_hardware(model_arg: str | None, gpu_arg: str) -> Hardware:
-    """Resolve ``--model`` and ``--gpu`` (presets or files)."""
+    """Resolve ``--model`` and ``--gpu`` (presets, files, or an experiment file's inline tables)."""
+    from pipesim.cli.config import inline_spec
     from pipesim.io.readers import resolve_gpu, resolve_model
 
-    return Hardware(resolve_model(model_arg) if model_arg else None, resolve_gpu(gpu_arg))
+    model = inline_spec(model_arg) or (resolve_model(model_arg) if model_arg else None)
+    return Hardware(model, inline_spec(gpu_arg) or resolve_gpu(gpu_arg))
 
 
 # --------------------------------------------------------------------------- layout

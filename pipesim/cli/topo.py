@@ -85,7 +85,7 @@ def topo_list_cmd(as_json: bool) -> None:
 @topo_group.command("show")
 @TOPOLOGY_ARG
 @plain_options("nodes", "fabric", "oversubscription", "max_gpus", nodes=NODES_ONE)
-@plain_options("as_json", "wide", as_json={"help": "Print the summary as JSON (B/s, SI units)."})
+@plain_options("as_json", "wide", "config", as_json={"help": "Print the summary as JSON (B/s, SI units)."})
 def topo_show_cmd(
     topology: str,
     nodes: int,
@@ -128,7 +128,7 @@ def topo_show_cmd(
 @topo_group.command("draw")
 @TOPOLOGY_ARG
 @plain_options("nodes", "fabric", "oversubscription", "max_gpus", nodes=NODES_ONE)
-@plain_options("output", "image_path", "plotlyjs", output={"help": "HTML page to write."})
+@plain_options("output", "image_path", "plotlyjs", "config", output={"help": "HTML page to write."})
 def topo_draw_cmd(
     topology: str,
     nodes: int,

@@ -1,27 +1,35 @@
-"""Scenario files: one training scenario (model, GPU, cluster, layout) as TOML, written by ``pipesim plan``
-for its winner and read by ``pipesim simulate --scenario`` and ``pipesim gantt --scenario``.
+"""Experiment files: one TOML file holding a run's settings, read by every command through ``--config FILE``
+and written by ``pipesim plan --scenario-out`` for its winner.
 
-Format (units in the key names, as in the other pipesim TOML files)::
+The keys are the commands' own long flag names with dashes as underscores (``--micro-batch-size`` is
+``micro_batch_size``, ``--intra-node-GBps`` is ``intra_node_GBps``), so the units are in the key names as
+in the flags. A key may stand at the top level or, where that reads better, in the section of its option
+group: ``[layout]``, ``[cluster]``, ``[energy]`` or ``[pipeline]`` (compare's synthetic times). ``model``
+and ``gpu`` are a preset name or a file path, as on the command line, or an inline table: ``[model]`` with
+the fields of a model TOML, ``[gpu]`` with the keys of a GPU TOML (``memory_GB``, ``hbm_bandwidth_GBps``,
+``[gpu.peak_TFLOPS]``, ``[gpu.efficiency]``, or ``base = "<preset>"`` with overrides)::
 
-    [model]
-    preset = "llama3-70b"       # a preset, or the ModelSpec fields inline (num_layers, hidden_size, ...)
-
-    [gpu]
-    preset = "h100-sxm"         # a preset, or inline: memory_GB, hbm_bandwidth_GBps, tdp_W, [gpu.peak_TFLOPS]
+    model = "llama3-70b"
+    gpu = "h100-sxm"
 
     [cluster]
-    topology = "dgx-h100"       # a topologies preset or TOML path; omit for the two-level model below
+    topology = "dgx-h100"
     nodes = 64
-    gpus_per_node = 8
-    intra_node_GBps = 240.0     # two-level model only (GB/s = 1e9 B/s per GPU per direction)
-    inter_node_GBps = 24.0
 
-    [layout]                    # pipesim.specs.layout.Layout fields (Megatron-LM names)
+    [layout]
     tp = 8
     pp = 4
-    ...
+    dp = 16
+    schedule = "interleaved-1f1b"
+    vpp = 5
+    micro_batch_size = 1
+    global_batch_size = 1024
+    recompute = "selective"
 
-Every problem raises :class:`InputError` naming the file and the key.
+This module reads the file into entries (section, key, value) and inline specs, and writes one; which keys a
+command takes, their types and how the command line overrides them is the CLI's business
+(:mod:`pipesim.cli.config`), driven by the commands' own flags. Every problem raises :class:`InputError`
+naming the file and the key.
 """
 
 from __future__ import annotations
@@ -29,62 +37,108 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from pipesim.comm.base import CommModel, LevelCommModel
-from pipesim.comm.factory import ClusterSpec, build_comm
 from pipesim.errors import InputError
 from pipesim.io.readers import MODEL_KEYS, gpu_from_table, model_from_table
-from pipesim.sim.scenario import Scenario
-from pipesim.specs.gpu import GPU_PRESETS, GPUSpec, get_gpu
+from pipesim.io.values import read_text
+from pipesim.specs.efficiency import EFFICIENCY_KEYS
+from pipesim.specs.gpu import GPU_PRESETS, GPUSpec
 from pipesim.specs.layout import Layout
-from pipesim.specs.model import MODEL_PRESETS, ModelSpec, get_model
-from schedules import ScheduleError, get_family
+from pipesim.specs.model import MODEL_PRESETS, ModelSpec
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["ScenarioFile", "scenario_toml", "parse_scenario_toml", "load_scenario_toml", "load_scenario"]
+__all__ = [
+    "Entry",
+    "ExperimentFile",
+    "WinnerCluster",
+    "experiment_toml",
+    "parse_experiment",
+    "read_experiment",
+]
+
+INLINE = ("model", "gpu")  # keys that may also be a table: an inline model or GPU
 
 
 @dataclass(frozen=True)
-class ScenarioFile:
-    """A scenario as stored: the specs plus how to build its communication model."""
+class Entry:
+    """One setting of an experiment file: its flag ``key``, where it stands (``layout.tp``) and its value."""
 
-    model: ModelSpec
-    gpu: GPUSpec
-    layout: Layout
-    topology: str | None = None
-    nodes: int | None = None
-    gpus_per_node: int = 8
-    intra_node_Bps: float = LevelCommModel.intra_Bps
-    inter_node_Bps: float = LevelCommModel.inter_Bps
+    key: str
+    where: str
+    value: Any
 
-    def cluster(self) -> ClusterSpec:
-        """The cluster as a :class:`pipesim.comm.factory.ClusterSpec`."""
-        return ClusterSpec(
-            self.topology,
-            self.nodes if self.topology is not None else None,
-            self.gpus_per_node,
-            self.intra_node_Bps,
-            self.inter_node_Bps,
-        )
 
-    def comm(self) -> CommModel:
-        """The topology model on enough nodes for the layout, or the two-level model."""
-        return build_comm(self.cluster(), self.layout.num_gpus)
+@dataclass(frozen=True)
+class ExperimentFile:
+    """An experiment file as read: its settings in file order and the inline model / GPU tables, resolved."""
 
-    def scenario(self) -> Scenario:
-        """The :class:`pipesim.sim.scenario.Scenario` to simulate."""
-        return Scenario(self.model, self.gpu, self.layout, self.comm())
+    path: str
+    entries: tuple[Entry, ...]
+    model: ModelSpec | None = None
+    gpu: GPUSpec | None = None
+
+
+def parse_experiment(text: str, src: str, sections: Mapping[str, frozenset[str]]) -> ExperimentFile:
+    """Parse experiment TOML ``text`` (``src`` names it in errors). ``sections`` maps each section name to the
+    keys it may hold; a key elsewhere, a table that is no section, or a value nested deeper is refused."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{src}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise InputError(f"{src}: not valid TOML (nested too deeply to read)") from None
+    entries: list[Entry] = []
+    model = gpu = None
+    for key, value in data.items():
+        if key == "model" and isinstance(value, dict):
+            model = model_from_table(value, src, None, "model.")
+        elif key == "gpu" and isinstance(value, dict):
+            gpu = gpu_from_table(value, src, "gpu", "gpu.", "experiment file")
+        elif isinstance(value, dict):
+            if key not in sections:
+                valid = ", ".join(f"[{s}]" for s in (*sections, *INLINE))
+                raise InputError(f"{src}: [{key}] is not a section; valid sections: {valid}")
+            for sub, v in value.items():
+                where = f"{key}.{sub}"
+                if isinstance(v, dict):
+                    raise InputError(f"{src}: [{where}] is nested too deep; sections hold plain values")
+                if sub not in sections[key]:
+                    home = [s for s, keys in sections.items() if sub in keys]
+                    place = f"[{home[0]}] or the top level" if home else "the top level"
+                    raise InputError(f"{src}: key '{where}' does not belong in [{key}]; put it in {place}")
+                entries.append(Entry(sub, where, v))
+        else:
+            entries.append(Entry(key, key, value))
+    return ExperimentFile(src, tuple(entries), model, gpu)
+
+
+def read_experiment(path: str | Path, sections: Mapping[str, frozenset[str]]) -> ExperimentFile:
+    """Read the experiment file at ``path`` (:func:`parse_experiment`)."""
+    p = Path(path)
+    return parse_experiment(read_text(p, "experiment"), str(p), sections)
 
 
 # --------------------------------------------------------------------------- writing
+@dataclass(frozen=True)
+class WinnerCluster:
+    """The cluster of a written experiment: a topology on ``nodes`` servers, or the two-level model on
+    ``gpus`` GPUs, ``gpus_per_node`` per node, with per-GPU bandwidths in bytes/s."""
+
+    topology: str | None
+    nodes: int
+    gpus_per_node: int
+    intra_node_Bps: float
+    inter_node_Bps: float
+
+
 def _value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -99,182 +153,69 @@ def _table(name: str, items: list[tuple[str, Any]]) -> list[str]:
     return [f"[{name}]"] + [f"{k} = {_value(v)}" for k, v in items if v is not None] + [""]
 
 
-_MODEL_FIELDS = MODEL_KEYS
-_LAYOUT_FIELDS = tuple(f.name for f in fields(Layout))
+def _gpu_tables(g: GPUSpec) -> list[str]:
+    lines = _table(
+        "gpu",
+        [
+            ("name", g.name),
+            ("memory_GB", g.hbm_bytes / 1e9),
+            ("hbm_bandwidth_GBps", g.hbm_Bps / 1e9),
+            ("tdp_W", g.tdp_w),
+        ],
+    )
+    lines += _table("gpu.peak_TFLOPS", [(p, v / 1e12) for p, v in g.peak_flops.items()])
+    if g.efficiency is not None:
+        lines += _table("gpu.efficiency", [(k, getattr(g.efficiency, k)) for k in EFFICIENCY_KEYS])
+    return lines
 
 
-def scenario_toml(sf: ScenarioFile, comment: str = "") -> str:
-    """The TOML text of ``sf`` (format in the module docstring); ``comment`` lines go on top."""
+def experiment_toml(
+    model: ModelSpec,
+    gpu: GPUSpec,
+    layout: Layout,
+    cluster: WinnerCluster,
+    layout_keys: frozenset[str],
+    comment: str = "",
+) -> str:
+    """The experiment TOML of one run (format in the module docstring); ``comment`` lines go on top. A preset
+    model or GPU is written by name, any other inline; every :class:`Layout` field is written under
+    ``[layout]``, and one that no flag sets (not in ``layout_keys``) must hold its default."""
     lines = [f"# {line}" if line else "#" for line in comment.splitlines()]
-    lines.append("# pipesim scenario: pipesim simulate --scenario FILE, pipesim gantt --scenario FILE")
+    lines.append("# pipesim experiment: pipesim simulate --config FILE (also gantt, compare, roofline, plan)")
     lines.append("")
-    if MODEL_PRESETS.get(sf.model.name) == sf.model:
-        lines += _table("model", [("preset", sf.model.name)])
+    top = []
+    if MODEL_PRESETS.get(model.name) == model:
+        top.append(f"model = {_value(model.name)}")
+    if GPU_PRESETS.get(gpu.name) == gpu:
+        top.append(f"gpu = {_value(gpu.name)}")
+    lines += [*top, ""] if top else []
+    if MODEL_PRESETS.get(model.name) != model:
+        lines += _table("model", [(k, getattr(model, k)) for k in MODEL_KEYS])
+    if GPU_PRESETS.get(gpu.name) != gpu:
+        lines += _gpu_tables(gpu)
+    if cluster.topology is not None:
+        lines += _table("cluster", [("topology", cluster.topology), ("nodes", cluster.nodes)])
     else:
-        lines += _table("model", [(k, getattr(sf.model, k)) for k in _MODEL_FIELDS])
-    if GPU_PRESETS.get(sf.gpu.name) == sf.gpu:
-        lines += _table("gpu", [("preset", sf.gpu.name)])
-    else:
-        g = sf.gpu
         lines += _table(
-            "gpu",
+            "cluster",
             [
-                ("name", g.name),
-                ("memory_GB", g.hbm_bytes / 1e9),
-                ("hbm_bandwidth_GBps", g.hbm_Bps / 1e9),
-                ("tdp_W", g.tdp_w),
+                ("gpus", cluster.nodes * cluster.gpus_per_node),
+                ("gpus_per_node", cluster.gpus_per_node),
+                ("intra_node_GBps", cluster.intra_node_Bps / 1e9),
+                ("inter_node_GBps", cluster.inter_node_Bps / 1e9),
             ],
         )
-        lines += _table("gpu.peak_TFLOPS", [(p, v / 1e12) for p, v in g.peak_flops.items()])
-    cluster: list[tuple[str, Any]] = [
-        ("topology", sf.topology),
-        ("nodes", sf.nodes),
-        ("gpus_per_node", sf.gpus_per_node),
-    ]
-    if sf.topology is None:
-        cluster += [
-            ("intra_node_GBps", sf.intra_node_Bps / 1e9),
-            ("inter_node_GBps", sf.inter_node_Bps / 1e9),
-        ]
-    lines += _table("cluster", cluster)
-    lay = sf.layout
-    items = [(k, getattr(lay, k)) for k in _LAYOUT_FIELDS]
-    if lay.seq_length is None:
-        items = [(k, sf.model.seq_length if k == "seq_length" else v) for k, v in items]
+    items: list[tuple[str, Any]] = []
+    for f in fields(Layout):
+        value = getattr(layout, f.name)
+        if f.name == "seq_length" and value is None:
+            value = model.seq_length
+        if f.name not in layout_keys:
+            if value != f.default:
+                raise InputError(
+                    f"layout field {f.name}={value!r} has no flag, so an experiment file cannot hold it"
+                )
+            continue
+        items.append((f.name, value))
     lines += _table("layout", items)
     return "\n".join(lines).rstrip("\n") + "\n"
-
-
-# --------------------------------------------------------------------------- reading
-def _section(src: str, data: dict[str, Any], key: str, required: bool = True) -> dict[str, Any]:
-    value = data.get(key)
-    if value is None:
-        if required:
-            raise InputError(f"{src}: missing table [{key}]")
-        return {}
-    if not isinstance(value, dict):
-        raise InputError(f"{src}: [{key}] must be a table")
-    return value
-
-
-def _check_keys(src: str, table: str, data: dict[str, Any], valid: tuple[str, ...]) -> None:
-    unknown = [k for k in data if k not in valid]
-    if unknown:
-        raise InputError(f"{src}: unknown key '{table}.{unknown[0]}'; valid keys: {', '.join(valid)}")
-
-
-def _model(src: str, data: dict[str, Any]) -> ModelSpec:
-    if "preset" in data:
-        _check_keys(src, "model", data, ("preset",))
-        try:
-            return get_model(str(data["preset"]))
-        except InputError as exc:
-            raise InputError(f"{src}: model.preset: {exc}") from None
-    return _with_preset_hint(lambda: model_from_table(data, src, None, "model."), "model")
-
-
-def _gpu(src: str, data: dict[str, Any]) -> GPUSpec:
-    if "preset" in data:
-        _check_keys(src, "gpu", data, ("preset",))
-        try:
-            return get_gpu(str(data["preset"]))
-        except InputError as exc:
-            raise InputError(f"{src}: gpu.preset: {exc}") from None
-    return _with_preset_hint(lambda: gpu_from_table(data, src, "gpu", "gpu.", "scenario file"), "gpu")
-
-
-T = TypeVar("T")
-
-
-def _num(src: str, where: str, v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
-        raise InputError(f"{src}: key '{where}' = {v!r} must be a finite positive number")
-    return float(v)
-
-
-def _with_preset_hint(read: Callable[[], T], table: str) -> T:
-    """Run ``read``; a missing key also says that ``[table] preset = ...`` is the alternative."""
-    try:
-        return read()
-    except InputError as exc:
-        if "missing key" in str(exc) or "missing table" in str(exc):
-            raise InputError(f"{exc} (or give {table}.preset)") from None
-        raise
-
-
-_CLUSTER_KEYS = ("topology", "nodes", "gpus_per_node", "intra_node_GBps", "inter_node_GBps")
-
-
-def parse_scenario_toml(text: str, src: str = "<scenario>") -> ScenarioFile:
-    """Parse scenario TOML text (``src`` names the file in errors)."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{src}: not valid TOML ({exc})") from None
-    except RecursionError:
-        raise InputError(f"{src}: not valid TOML (nested too deeply to read)") from None
-    _check_keys(src, "(top level)", data, ("model", "gpu", "cluster", "layout"))
-    model = _model(src, _section(src, data, "model"))
-    gpu = _gpu(src, _section(src, data, "gpu"))
-    cl = _section(src, data, "cluster", required=False)
-    _check_keys(src, "cluster", cl, _CLUSTER_KEYS)
-    lay = _section(src, data, "layout")
-    _check_keys(src, "layout", lay, _LAYOUT_FIELDS)
-    for key, value in lay.items():
-        expected = {f.name: f.type for f in fields(Layout)}[key]
-        ok = (
-            isinstance(value, bool)
-            if expected in ("bool", "bool | None")
-            else isinstance(value, str)
-            if expected == "str"
-            else isinstance(value, (int, float)) and not isinstance(value, bool)
-            if expected == "float"
-            else isinstance(value, int) and not isinstance(value, bool)
-        )
-        if not ok:
-            raise InputError(f"{src}: key 'layout.{key}' = {value!r} must be of type {expected}")
-    try:
-        layout = Layout(**lay)
-        layout.check_model(model, layout.pp * get_family(layout.schedule).chunks(layout.vpp))
-    except (InputError, ScheduleError) as exc:
-        raise InputError(f"{src}: [layout]: {exc}") from None
-    topology = cl.get("topology")
-    if topology is not None and not isinstance(topology, str):
-        raise InputError(f"{src}: key 'cluster.topology' must be a preset name or path")
-    nodes = cl.get("nodes")
-    if nodes is not None and (isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1):
-        raise InputError(f"{src}: key 'cluster.nodes' = {nodes!r} must be a positive integer")
-    per = cl.get("gpus_per_node", 8)
-    if isinstance(per, bool) or not isinstance(per, int) or per < 1:
-        raise InputError(f"{src}: key 'cluster.gpus_per_node' = {per!r} must be a positive integer")
-    intra = (
-        _num(src, "cluster.intra_node_GBps", cl["intra_node_GBps"]) * 1e9
-        if "intra_node_GBps" in cl
-        else 240e9
-    )
-    inter = (
-        _num(src, "cluster.inter_node_GBps", cl["inter_node_GBps"]) * 1e9 if "inter_node_GBps" in cl else 24e9
-    )
-    if nodes is not None and layout.num_gpus > nodes * per:
-        raise InputError(
-            f"{src}: layout needs dp x tp x pp = {layout.num_gpus} GPUs but cluster has {nodes} x {per} = {nodes * per}"
-        )
-    return ScenarioFile(model, gpu, layout, topology, nodes, per, intra, inter)
-
-
-def load_scenario_toml(path: str | Path) -> ScenarioFile:
-    """Read a scenario TOML file."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"scenario file {p} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read scenario file {p}: {exc}") from None
-    return parse_scenario_toml(text, str(p))
-
-
-def load_scenario(path: str | Path) -> Scenario:
-    """The reusable loader for commands that take ``--scenario FILE`` (simulate, gantt): the file's
-    :class:`pipesim.sim.scenario.Scenario`, communication model built."""
-    return load_scenario_toml(path).scenario()

@@ -53,15 +53,15 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("kind", ["dir", "binary", "deep", "deep_toml"])
-@pytest.mark.parametrize("flag", ["--model", "--gpu", "--scenario", "--topology", "--schedule-file"])
+@pytest.mark.parametrize("flag", ["--model", "--gpu", "--config", "--topology", "--schedule-file"])
 def test_unusable_input_files_are_one_line(bad_files: dict[str, Path], kind: str, flag: str) -> None:
     path = str(bad_files[kind])
     if flag == "--model":
         err = refused("simulate", "--model", path)
     elif flag == "--gpu":
         err = refused(*SIM, "--gpu", path)
-    elif flag == "--scenario":
-        err = refused("simulate", "--scenario", path)
+    elif flag == "--config":
+        err = refused("simulate", "--config", path)
     elif flag == "--topology":
         err = refused("topo", "show", path)
     else:

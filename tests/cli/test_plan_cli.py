@@ -7,11 +7,7 @@ import io
 import json
 from pathlib import Path
 
-import pytest
 from conftest import invoke as run
-
-from pipesim.io.scenario_file import load_scenario, load_scenario_toml, parse_scenario_toml, scenario_toml
-from pipesim.sim.scenario import simulate_scenario
 
 BASE = [
     "plan",
@@ -64,7 +60,7 @@ def test_json_has_candidates_feasible_and_ranked_results() -> None:
     # tokens/s x step time = global batch x sequence length.
     assert abs(rows[0]["tokens_per_s"] * rows[0]["step_time_s"] - 64 * 2048) < 1e-6 * 64 * 2048
     assert "--tensor-model-parallel-size" in data["megatron_args"]
-    assert parse_scenario_toml(data["scenario_toml"]).layout.tp == rows[0]["tp"]
+    assert f"tp = {rows[0]['tp']}\n" in data["config_toml"] and "[layout]" in data["config_toml"]
     # Deterministic byte for byte.
     assert run(*BASE, "--json", "--tokens", "20B")[1] == out
 
@@ -86,55 +82,22 @@ def test_text_output_explain_csv_and_files(tmp_path: Path) -> None:
         assert text in out
     page = html.read_text()
     assert "Pareto front" in page and "plotly" in page.lower()
-    sf = load_scenario_toml(toml)
-    rep = simulate_scenario(load_scenario(toml))
-    assert rep.fits and sf.layout.num_gpus == 16
-    # simulate --scenario takes the file and predicts what plan simulated for the winner.
-    code, sim_out, _ = run("simulate", "--scenario", str(toml), "--json")
+    # simulate --config takes the winner's experiment file and predicts what plan simulated for it.
+    code, sim_out, _ = run("simulate", "--config", str(toml), "--json")
     assert code == 0
-    assert json.loads(sim_out)["step_time_s"] == rep.step_time_s
+    rep = json.loads(sim_out)
+    assert rep["fits"] and rep["layout"]["tp"] * rep["layout"]["pp"] * rep["layout"]["dp"] == 16
+    best = json.loads(run(*BASE, "--json")[1])["results"][0]
+    assert rep["step_time_s"] == best["step_time_s"]
     # ... and so does gantt: the winner's timeline, with its step time in the page's summary.
     page_path = tmp_path / "win.html"
-    code, _, err = run("gantt", "--scenario", str(toml), "-o", str(page_path))
+    code, _, err = run("gantt", "--config", str(toml), "-o", str(page_path))
     assert code == 0, err
     gantt_html = page_path.read_text()
-    assert sf.model.name in gantt_html and f"{rep.step_time_s * 1e3:.3f}" in gantt_html
-    # The winner of --json has the same step time.
-    best = json.loads(run(*BASE, "--json")[1])["results"][0]
-    assert best["step_time_s"] == rep.step_time_s
+    assert "gpt-1.7b" in gantt_html and f"{rep['step_time_s'] * 1e3:.3f}" in gantt_html
     code, csv_out, _ = run(*BASE, "--csv", "--top", "0")
     rows = list(csv.DictReader(io.StringIO(csv_out)))
     assert code == 0 and len(rows) > 10 and "step_time_s" in rows[0] and "bubble_s" in rows[0]
-
-
-def test_scenario_toml_round_trip_for_an_inline_model_and_gpu() -> None:
-    from dataclasses import replace
-
-    from pipesim.io.scenario_file import ScenarioFile
-    from pipesim.specs.gpu import get_gpu
-    from pipesim.specs.layout import Layout
-    from pipesim.specs.model import get_model
-
-    model = replace(get_model("llama2-7b"), name="my-llama", num_layers=16)
-    gpu = replace(get_gpu("h100-sxm"), name="my-gpu")
-    lay = Layout(
-        tp=2,
-        pp=4,
-        dp=2,
-        vpp=2,
-        micro_batch_size=1,
-        global_batch_size=16,
-        schedule="interleaved-1f1b",
-        recompute="selective",
-        sequence_parallel=True,
-    )
-    sf = ScenarioFile(model, gpu, lay, None, 2, 8)
-    back = parse_scenario_toml(scenario_toml(sf))
-    assert back.layout == replace(lay, seq_length=4096)
-    assert back.model == replace(model, source="<scenario>")
-    # Units in the file are TFLOP/s and GB: equal up to decimal round-off.
-    assert dict(back.gpu.peak_flops) == pytest.approx(dict(gpu.peak_flops), rel=1e-12)
-    assert back.gpu.hbm_bytes == pytest.approx(gpu.hbm_bytes, rel=1e-12)
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -161,8 +124,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     code, _, err = run(*BASE, "--max-days", "3")
     assert code == 2 and "--max-days needs --tokens" in err
     bad = tmp_path / "bad.toml"
-    bad.write_text('[model]\npreset = "gpt-1.7b"\n[gpu]\npreset = "a100-80gb"\n[layout]\ntp = "eight"\n')
-    code, _, err = run("simulate", "--scenario", str(bad))
+    bad.write_text('model = "gpt-1.7b"\ngpu = "a100-80gb"\n[layout]\ntp = "eight"\n')
+    code, _, err = run("simulate", "--config", str(bad))
     assert code == 2 and "layout.tp" in err and str(bad) in err
     code, _, err = run(*BASE, "-o", str(tmp_path / "missing" / "p.html"))
     assert code == 2 and "does not exist" in err

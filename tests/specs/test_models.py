@@ -253,8 +253,9 @@ def test_gpu_spec_pickles() -> None:
 
 
 def test_bad_gpu_key_names_the_file_once(tmp_path: Path) -> None:
-    # The same table reader serves GPU files and a scenario's [gpu] (whose keys it prefixes with 'gpu.').
-    from pipesim.io.scenario_file import load_scenario_toml
+    # The same table reader serves GPU files and an experiment file's [gpu] (keys prefixed with 'gpu.').
+    from pipesim.cli.config import section_keys
+    from pipesim.io.scenario_file import read_experiment
 
     gpu = tmp_path / "g.toml"
     gpu.write_text("memory_GB = 80\n[peak_TFLOPS]\nbf16 = 1\n", encoding="utf-8")
@@ -263,10 +264,9 @@ def test_bad_gpu_key_names_the_file_once(tmp_path: Path) -> None:
     assert str(err.value) == f"{gpu}: missing key 'hbm_bandwidth_GBps'"
     scen = tmp_path / "s.toml"
     scen.write_text(
-        '[model]\npreset = "gpt-1.7b"\n[gpu]\nname = "x"\nmemory_GB = 80\n[gpu.peak_TFLOPS]\nbf16 = 1\n'
-        "[layout]\ntp = 1\n",
+        'model = "gpt-1.7b"\n[gpu]\nname = "x"\nmemory_GB = 80\n[gpu.peak_TFLOPS]\nbf16 = 1\n[layout]\ntp = 1\n',
         encoding="utf-8",
     )
     with pytest.raises(InputError) as err:
-        load_scenario_toml(scen)
-    assert str(err.value) == f"{scen}: missing key 'gpu.hbm_bandwidth_GBps' (or give gpu.preset)"
+        read_experiment(scen, section_keys())
+    assert str(err.value) == f"{scen}: missing key 'gpu.hbm_bandwidth_GBps'"
