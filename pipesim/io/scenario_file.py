@@ -181,7 +181,8 @@ def experiment_toml(
     model or GPU is written by name, any other inline; every :class:`Layout` field is written under
     ``[layout]``, and one that no flag sets (not in ``layout_keys``) must hold its default."""
     lines = [f"# {line}" if line else "#" for line in comment.splitlines()]
-    lines.append("# pipesim experiment: pipesim simulate --config FILE (also gantt, compare, roofline, plan)")
+    lines.append("# pipesim experiment file: pipesim simulate --config FILE")
+    lines.append("# (and gantt, compare, roofline, plan)")
     lines.append("")
     top = []
     if MODEL_PRESETS.get(model.name) == model:
