@@ -157,7 +157,7 @@ def calibrate_cmd(runs_csv: str, gpu_arg: str, output: str | None, fit_text: str
         f"fitted to {len(runs)} runs on {gpu.name}: "
         + ", ".join(f"{k} = {getattr(fitted, k):.4g}" for k in keys)
     )
-    click.echo(f"{'run':<40} {'measured s':>11} {'before':>9} {'after':>9} {'residual':>9}")
+    click.echo(f"{'run':<40} {'measured s':>11} {'before s':>9} {'after s':>9} {'residual':>9}")
     errs = []
     for r in runs:
         before, after = predict_step_s(r, gpu, gpu.profile), predict_step_s(r, gpu, fitted)

@@ -203,7 +203,7 @@ def compare_table(results: Sequence[PipelineMetrics], request: CompareRequest) -
     table = Table(
         title=(
             f"pp={request.pp}  microbatches={request.microbatches}  F={request.forward_s * 1e3:g} ms  "
-            f"B={request.backward_s * 1e3:g} ms  {w_part}p2p={request.p2p_s * 1e3:g} ms{dp_part}  (per whole stage)"
+            f"B={request.backward_s * 1e3:g} ms  {w_part}p2p={request.p2p_s * 1e3:g} ms{dp_part}  (per whole stage; GiB = 2^30 bytes)"
         ),
         title_justify="left",
     )

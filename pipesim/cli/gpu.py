@@ -30,11 +30,11 @@ def gpu_show_cmd(gpu_arg: str, as_json: bool) -> None:
 
     rows = provenance(inline_spec(gpu_arg) or resolve_gpu(gpu_arg))
     if as_json:
-        emit_json([{"name": n, "value": v, "source": src} for n, v, src in rows])
+        emit_json([{"name": n, "value": v, "unit": u, "source": src} for n, v, u, src in rows])
         return
-    table = Table(title=f"GPU {gpu_arg}")
-    for col in ("name", "value", "source"):
-        table.add_column(col, overflow="fold")
-    for n, v, src in rows:
-        table.add_row(n, v, src)
+    table = Table(title=f"GPU {gpu_arg}", title_justify="left")
+    for col in ("name (unit)", "value", "source"):
+        table.add_column(col, overflow="fold", justify="right" if col == "value" else "left")
+    for n, v, u, src in rows:
+        table.add_row(f"{n} ({u})" if u else n, v, src)
     console(table).print(table)

@@ -53,11 +53,6 @@ def console(fit: Table | None = None) -> Console:
     return make_console(click.get_text_stream("stdout"), fit=fit, wide=wide)
 
 
-def _duration(seconds: float) -> str:
-    days = seconds / 86400
-    return f"{seconds / 3600:,.1f} h ({days:,.1f} days)" if days >= 1 else f"{seconds / 3600:,.2f} h"
-
-
 def render_energy(energy: EnergyReport | None) -> None:
     """The energy and cost lines of ``simulate`` (and ``plan``): per step, per run with ``--tokens``, cost with
     ``--price-per-gpu-hour``, then the assumptions."""
@@ -74,15 +69,21 @@ def render_energy(energy: EnergyReport | None) -> None:
     run = energy.steps > 1
     if run:
         table.add_column(f"run ({energy.steps:,} steps)", justify="right", no_wrap=True)
+    # One unit per row, said in its label (a run's time and energy in larger units than a step's).
     rows = [
-        ("time", f"{energy.step_time_s:.3f} s", _duration(energy.run_time_s)),
+        ("time (step: s; run: h)" if run else "time (s)", f"{energy.step_time_s:.3f}",
+         f"{energy.run_time_s / 3600:,.1f}"),
+        ("days", "", f"{energy.run_time_s / 86400:,.1f}"),
         ("GPU-hours", f"{energy.num_gpus * energy.step_time_s / 3600:,.3f}", f"{energy.gpu_hours:,.0f}"),
-        ("energy", f"{energy.kwh_per_step:,.3f} kWh", f"{energy.mwh_per_run:,.1f} MWh"),
-        ("power (facility)", f"{energy.facility_power_w / 1e3:,.1f} kW", ""),
-    ]
+        ("energy (step: kWh; run: MWh)" if run else "energy (kWh)", f"{energy.kwh_per_step:,.3f}",
+         f"{energy.mwh_per_run:,.1f}"),
+        ("power, facility (kW)", f"{energy.facility_power_w / 1e3:,.1f}", ""),
+    ]  # fmt: skip
+    if not run:
+        rows.pop(1)
     if energy.cost is not None:
         per_step = energy.cost / energy.steps if energy.steps else 0.0
-        rows.append(("cost", f"{per_step:,.2f}", f"{energy.cost:,.0f}"))
+        rows.append(("cost (your currency)", f"{per_step:,.2f}", f"{energy.cost:,.0f}"))
     for label, step, whole in rows:
         table.add_row(label, step, *([whole] if run else []))
     con.print(table)

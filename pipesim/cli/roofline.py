@@ -101,8 +101,8 @@ def roofline_cmd(
         comm_note = f"TP collectives timed on the {cluster.topology} topology"
     else:
         comm_note = (
-            f"TP collectives: ring at {cluster.intra_node_gbps:g} GB/s per GPU inside a node (--topology for a real "
-            "graph)"
+            f"TP collectives: ring at {cluster.intra_node_gbps:g} GB/s (1e9 B/s) per GPU inside a node (--topology "
+            "for a real graph)"
         )
     tables = [roofline(model, layout, gpu, prec, comm=comm) for prec in precisions]
     files: list[tuple[str, bytes]] = []

@@ -168,20 +168,20 @@ def render_report(report: SimulationReport) -> None:
     con.print(
         f"parameters: {total / 1e9:.2f} B total, {active / 1e9:.2f} B active per token", highlight=False
     )
-    con.print(f"communication: {sc.comm_description()}", highlight=False)
+    comm = sc.comm_description()
+    con.print(f"communication: {comm}" + (" (GB/s = 1e9 B/s)" if "GB/s" in comm else ""), highlight=False)
     con.print(f"placement: {sc.placement_description()}", highlight=False)
     summary = Table(title="Step", title_justify="left", show_header=False)
     summary.add_column("metric", no_wrap=True)
     summary.add_column("value", justify="right", no_wrap=True)
     rows = (
-        ("step time", f"{report.step_time_s:.3f} s"),
-        ("throughput", f"{report.tokens_per_s:,.0f} tokens/s  {report.samples_per_s:,.2f} samples/s"),
+        ("step time (s)", f"{report.step_time_s:.3f}"),
+        ("throughput (tokens/s)", f"{report.tokens_per_s:,.0f}"),
+        ("throughput (samples/s)", f"{report.samples_per_s:,.2f}"),
         ("model TFLOP/s per GPU", f"{report.model_tflops_per_gpu:.1f}"),
         ("hardware TFLOP/s per GPU", f"{report.hardware_tflops_per_gpu:.1f}"),
-        (
-            "MFU / HFU",
-            f"{report.mfu:.1%} / {report.hfu:.1%}  (peak {report.peak_flops / 1e12:g} TFLOP/s {lay.precision})",
-        ),
+        (f"dense peak TFLOP/s per GPU ({lay.precision})", f"{report.peak_flops / 1e12:g}"),
+        ("MFU / HFU (of the peak)", f"{report.mfu:.1%} / {report.hfu:.1%}"),
         ("bubble (of pipeline time)", f"{report.metrics.bubble_ratio:.1%}"),
         ("bubble / ideal (Megatron)", f"{report.metrics.bubble_over_ideal:.3f}"),
     )

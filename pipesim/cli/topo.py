@@ -114,15 +114,15 @@ def topo_show_cmd(
     table = Table(title="links by kind", title_justify="left")
     table.add_column("kind", no_wrap=True)
     table.add_column("links", justify="right")
-    table.add_column("total GB/s per direction (line rate, 1e9 B/s)", justify="right")
+    table.add_column("total GB/s per direction (line rate; GB/s = 1e9 B/s)", justify="right")
     for kind, (count, bw) in s.links.items():
         table.add_row(kind, str(count), _gbps(bw))
     console().print(table)
     out(
-        f"per GPU: NVLink {_gbps(s.nvlink_per_gpu_Bps)} GB/s, PCIe {_gbps(s.pcie_per_gpu_Bps)} GB/s, "
-        f"network {_gbps(s.network_per_gpu_Bps)} GB/s"
+        f"per GPU, GB/s: NVLink {_gbps(s.nvlink_per_gpu_Bps)}, PCIe {_gbps(s.pcie_per_gpu_Bps)}, "
+        f"network {_gbps(s.network_per_gpu_Bps)}"
     )
-    out(f"bisection: {_gbps(s.bisection_Bps)} GB/s")
+    out(f"bisection, GB/s: {_gbps(s.bisection_Bps)}")
 
 
 @topo_group.command("draw")

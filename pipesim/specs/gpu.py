@@ -221,24 +221,29 @@ def get_gpu(name: str) -> GPUSpec:
         ) from None
 
 
-def provenance(gpu: GPUSpec) -> list[tuple[str, str, str]]:
-    """Every number pipesim uses for ``gpu`` as (name, value with unit, where it comes from): the datasheet
-    values (peaks, HBM, TDP: the spec's source, status and notes) and each efficiency-profile value with its own
-    source (fitted on which published measurements, or which hardware fact)."""
+def provenance(gpu: GPUSpec) -> list[tuple[str, str, str, str]]:
+    """Every number pipesim uses for ``gpu`` as (name, value, unit, where it comes from): the datasheet values
+    (dense peaks in TFLOP/s, HBM in GB = 1e9 bytes and GiB = 2^30 bytes, bandwidth in GB/s, TDP in W: the
+    spec's source, status and notes) and each efficiency-profile value (a fraction, a count, or a time) with
+    its own source (fitted on which published measurements, or which hardware fact)."""
     spec_src = gpu.source + (f" [{gpu.status}]" if gpu.status else "")
-    rows = [(f"peak {p}", f"{v / 1e12:g} TFLOP/s dense", spec_src) for p, v in gpu.peak_flops.items()]
-    rows.append(("HBM capacity", f"{gpu.hbm_bytes / 1e9:g} GB", spec_src))
-    rows.append(("HBM bandwidth", f"{gpu.hbm_Bps / 1e9:g} GB/s", spec_src))
-    rows.append(("TDP", f"{gpu.tdp_w:g} W" if gpu.tdp_w else "unknown", spec_src))
+    rows = [(f"peak {p}", f"{v / 1e12:g}", "TFLOP/s dense", spec_src) for p, v in gpu.peak_flops.items()]
+    rows.append(("HBM capacity", f"{gpu.hbm_bytes / 1e9:g}", "GB = 1e9 B", spec_src))
+    rows.append(("HBM capacity in GiB", f"{gpu.hbm_bytes / 2**30:.1f}", "GiB = 2^30 B", "the same bytes"))
+    rows.append(("HBM bandwidth", f"{gpu.hbm_Bps / 1e9:g}", "GB/s", spec_src))
+    rows.append(("TDP", f"{gpu.tdp_w:g}" if gpu.tdp_w else "unknown", "W", spec_src))
     if gpu.notes:
-        rows.append(("notes", "", gpu.notes))
+        rows.append(("notes", "", "", gpu.notes))
     eff = gpu.profile
     if gpu.efficiency is None:
-        rows.append(("profile", "none", "no calibrated profile: the A100-fitted defaults below"))
+        rows.append(("profile", "none", "", "no calibrated profile: the A100-fitted defaults below"))
     for key in EFFICIENCY_KEYS:
         value = getattr(eff, key)
-        text = f"{value * 1e6:g} us" if key.endswith("_s") and key != "step_overhead_s" else f"{value:g}"
         if key == "step_overhead_s":
-            text = f"{value:g} s"
-        rows.append((key, text, eff.sources.get(key, "default (no source)")))
+            text, unit = f"{value:g}", "s"
+        elif key.endswith("_s"):
+            text, unit = f"{value * 1e6:g}", "us"
+        else:
+            text, unit = f"{value:g}", ""
+        rows.append((key, text, unit, eff.sources.get(key, "default (no source)")))
     return rows

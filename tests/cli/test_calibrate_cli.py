@@ -107,7 +107,7 @@ def test_gpu_show_names_the_source_of_every_value() -> None:
     code, stdout, _ = invoke("gpu", "show", "h100-sxm", "--json")
     assert code == 0
     rows = {r["name"]: r for r in json.loads(stdout)}
-    assert rows["peak fp8"]["value"] == "1978.9 TFLOP/s dense"
+    assert (rows["peak fp8"]["value"], rows["peak fp8"]["unit"]) == ("1978.9", "TFLOP/s dense")
     assert "NeMo" in rows["gemm_max_fp8"]["source"]
     assert all(r["source"] for r in rows.values())
     code, _, stderr = invoke("gpu", "show", "h999")

@@ -24,9 +24,9 @@ def test_topo_show_dgx_h100_four_nodes() -> None:
     assert "nvlink" in out and "infiniband" in out
     # 18 NVLink4 links per GPU x 32 GPUs; 450 GB/s per GPU per direction; 8 NDR NICs x 50 GB/s / 8 GPUs.
     assert "576" in out
-    assert "NVLink 450.0 GB/s" in out and "network 50.0 GB/s" in out
+    assert "per GPU, GB/s: NVLink 450.0" in out and "network 50.0" in out
     # Bisection: servers 0-1 vs 2-3, 16 NICs x 50 GB/s = 800 GB/s.
-    assert "bisection: 800.0 GB/s" in out
+    assert "bisection, GB/s: 800.0" in out
 
 
 def test_topo_show_json_and_oversubscription() -> None:
