@@ -16,7 +16,7 @@ from pipesim.specs.layout import ATTENTION, FP8_RECIPES, FSDP, RECOMPUTE, TRAIN_
 from pipesim.specs.model import model_names
 from schedules import schedule_names
 
-__all__ = ["FLAGS", "COLLECTIVE_OPS", "ALGORITHMS"]
+__all__ = ["FLAGS", "COLLECTIVE_OPS", "ALGORITHMS", "presets"]
 
 GIB = 2**30
 COLLECTIVE_OPS = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "broadcast", "send-recv")
@@ -59,11 +59,23 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) 
     load_config(ctx, param, value)
 
 
+def presets(kind: str, listed: bool = False) -> Any:
+    """Shell completion of ``kind`` preset names (:func:`pipesim.cli.complete.complete`), imported when asked."""
+
+    def callback(ctx: click.Context, param: click.Parameter, incomplete: str) -> Any:
+        from pipesim.cli.complete import complete
+
+        return complete(kind, listed)(ctx, param, incomplete)
+
+    return callback
+
+
 FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     # --- model and GPU
-    "model_arg": _d("--model", "model_arg", default=None, metavar="NAME|PATH",
+    "model_arg": _d("--model", "model_arg", default=None, metavar="NAME|PATH", shell_complete=presets("model"),
                     help=f"Model preset ({', '.join(model_names())}) or a Hugging Face config.json / model .toml."),
     "gpu_arg": _d("--gpu", "gpu_arg", default="a100-80gb", show_default=True, metavar="NAME|PATH",
+                  shell_complete=presets("gpu"),
                   help=f"GPU preset ({', '.join(gpu_names())}) or a GPU .toml."),
     # --- layout (Megatron-LM argument names)
     "pp": _d("--pp", "--pipeline-model-parallel-size", "pp", type=int, default=1, show_default=True,
@@ -147,10 +159,10 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "fp8_recipe": _d("--fp8-recipe", default="delayed", show_default=True,
                      help=f"fp8 scaling recipe (with --precision fp8): {', '.join(FP8_RECIPES)}."),
     "uneven_layers": _d("--uneven-layers", is_flag=True, help="Allow pp (x vpp) not dividing the layer count."),
-    "schedule": _d("--schedule", default=None,
+    "schedule": _d("--schedule", default=None, shell_complete=presets("schedule"),
                    help="Pipeline schedule [default: interleaved-1f1b if vpp > 1 else 1f1b]. Known: "
                    f"{', '.join(schedule_names())}."),
-    "schedules": _d("--schedules", default=None,
+    "schedules": _d("--schedules", default=None, shell_complete=presets("schedule", listed=True),
                     help="Comma list of schedules [default: compare and gantt gpipe,1f1b,interleaved-1f1b; plan "
                     "all but zb-v-half and zb-v-min, whose memory-capped orders its estimate cannot track yet]. "
                     f"Known: {', '.join(schedule_names())}."),
@@ -166,7 +178,7 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "inter_node_gbps": _d("--inter-node-GBps", "inter_node_gbps", type=FLOAT, default=24.0, show_default=True,
                           help="Per-GPU bandwidth across nodes without --topology, GB/s (default: one 200 Gb/s "
                           "HDR NIC per GPU)."),
-    "topology": _d("--topology", "-t", default=None, metavar="NAME|FILE.toml",
+    "topology": _d("--topology", "-t", default=None, metavar="NAME|FILE.toml", shell_complete=presets("topology"),
                    help="Time every collective on this cluster topology (preset or TOML; see `pipesim topo "
                    "list`) instead of the two-level bandwidth model of the --*-GBps and --gpus-per-node flags."),
     "nodes": _d("--nodes", type=int, default=None,

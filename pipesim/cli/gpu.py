@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from pipesim.cli.flags import presets
 from pipesim.cli.group import short_help
 from pipesim.cli.options import plain_options
 from pipesim.cli.render import console, emit_json
@@ -17,7 +18,7 @@ def gpu_group() -> None:
 
 
 @gpu_group.command("show")
-@click.argument("gpu_arg", metavar="GPU")
+@click.argument("gpu_arg", metavar="GPU", shell_complete=presets("gpu"))
 @plain_options("as_json", "config")
 def gpu_show_cmd(gpu_arg: str, as_json: bool) -> None:
     """Every number pipesim uses for GPU (a preset name or a GPU .toml) and where it comes from: datasheet

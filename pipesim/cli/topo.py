@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from pipesim.cli.flags import presets
 from pipesim.cli.group import ErrorBoundary, short_help
 from pipesim.cli.options import plain_options
 from pipesim.cli.render import console, emit_json
@@ -14,7 +15,7 @@ from pipesim.errors import InputError
 
 __all__ = ["NODES_ONE", "TOPOLOGY_ARG", "topo_group"]
 
-TOPOLOGY_ARG = click.argument("topology", metavar="NAME|FILE.toml")
+TOPOLOGY_ARG = click.argument("topology", metavar="NAME|FILE.toml", shell_complete=presets("topology"))
 NODES_ONE = {"default": 1, "show_default": True, "help": "Servers (racks for nvl72)."}
 
 
