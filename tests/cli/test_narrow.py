@@ -45,7 +45,8 @@ def _header_lines(out: str) -> list[str]:
     for i, line in enumerate(lines):
         if line.strip() and set(line.strip()) == {"─"}:
             j = i - 1
-            while j >= 0 and lines[j] and not lines[j].startswith(("Best", "Time", "Memory", "pp=", "gpt")):
+            # Up to the title: its lines carry punctuation (parentheses, =, :, ;) that no short header has.
+            while j >= 0 and lines[j] and not any(ch in lines[j] for ch in "()=:;"):
                 heads.append(lines[j])
                 j -= 1
     return heads
