@@ -43,6 +43,7 @@ from pipesim.specs.model import LayerKind, ModelSpec
 
 __all__ = [
     "Step",
+    "FsdpSpans",
     "prefetched_pass_s",
     "fsdp_stage_passes",
     "shard_groups",
@@ -59,7 +60,10 @@ Unit = tuple[PassTimes, float, float, "LayerKind | None"]
 # (seconds, dense parameters, expert parameters) of one submodule's share of a pass
 Piece = tuple[float, float, float]
 Pieces = tuple[tuple[Piece, ...], tuple[Piece, ...], tuple[Piece, ...]]
-Collectives = Callable[[float, float], tuple[float, float]]
+# (gather s, reduce-scatter s, gather bytes, reduce-scatter bytes) of one unit
+Collectives = Callable[[float, float], tuple[float, float, float, float]]
+# (start, end) seconds from the pass's start and the bytes one GPU passes, of one collective
+Span = tuple[float, float, float]
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,51 @@ class Step:
     compute_s: float
     gather_s: float
     scatter_s: float = 0.0
+    gather_bytes: float = 0.0
+    scatter_bytes: float = 0.0
+
+
+@dataclass(frozen=True)
+class FsdpSpans:
+    """One stage's FSDP / ZeRO-3 collectives in one microbatch's passes, as the prefetch model places them
+    (:func:`prefetched_pass_s`): every parameter all-gather of the forward (``forward_gathers``) and of the
+    backward (``backward_gathers``) and every gradient reduce-scatter (``backward_scatters``), each as (start,
+    end) seconds from its pass's start and the bytes one GPU passes to it (nccl-tests buffer size). Zero-length
+    collectives (no gather when weights stay gathered after the forward) are left out."""
+
+    forward_gathers: tuple[Span, ...] = ()
+    backward_gathers: tuple[Span, ...] = ()
+    backward_scatters: tuple[Span, ...] = ()
+
+
+def _prefetched(
+    compute_s: Sequence[float], gather_s: Sequence[float], scatter_s: Sequence[float] | None
+) -> tuple[float, list[tuple[float, float]], list[tuple[float, float]]]:
+    """(duration, each unit's gather (start, end), each unit's reduce-scatter (start, end)) of one pass under
+    the prefetch-one-ahead model of the module docstring (no scatters: an empty list)."""
+    n = len(compute_s)
+    gathers: list[tuple[float, float]] = []
+    scatters: list[tuple[float, float]] = []
+    if n == 0:
+        return 0.0, gathers, scatters
+    comm = gather_s[0]  # the stream is free again at this time
+    gathers.append((0.0, comm))
+    arrived = gather_s[0]
+    end = 0.0
+    for i in range(n):
+        start = max(end, arrived)
+        if i + 1 < n:  # prefetch the next unit's weights as this one starts
+            issued = max(comm, start)
+            comm = issued + gather_s[i + 1]
+            gathers.append((issued, comm))
+            arrived = comm
+        end = start + compute_s[i]
+        if scatter_s is not None:
+            issued = max(comm, end) if scatter_s[i] > 0 else end
+            if scatter_s[i] > 0:
+                comm = issued + scatter_s[i]
+            scatters.append((issued, issued + scatter_s[i]))
+    return max(end, comm), gathers, scatters
 
 
 def prefetched_pass_s(
@@ -77,35 +126,34 @@ def prefetched_pass_s(
 ) -> tuple[float, float]:
     """(duration, communication seconds) of one pass over units with these compute, gather and (backward)
     reduce-scatter times, in visiting order, under the prefetch-one-ahead model of the module docstring."""
-    n = len(compute_s)
-    if n == 0:
-        return 0.0, 0.0
-    comm = gather_s[0]  # the stream is free again at this time
-    arrived = gather_s[0]
-    end = 0.0
     busy = sum(gather_s) + (sum(scatter_s) if scatter_s is not None else 0.0)
-    for i in range(n):
-        start = max(end, arrived)
-        if i + 1 < n:  # prefetch the next unit's weights as this one starts
-            comm = max(comm, start) + gather_s[i + 1]
-            arrived = comm
-        end = start + compute_s[i]
-        if scatter_s is not None and scatter_s[i] > 0:
-            comm = max(comm, end) + scatter_s[i]
-    return max(end, comm), busy
+    return _prefetched(compute_s, gather_s, scatter_s)[0], busy
+
+
+def _spans(steps: Sequence[Step], scatter: bool) -> tuple[float, tuple[Span, ...], tuple[Span, ...]]:
+    """(duration, gather spans, reduce-scatter spans) of one pass over ``steps`` (:class:`FsdpSpans`)."""
+    end, gathers, scatters = _prefetched(
+        [u.compute_s for u in steps],
+        [u.gather_s for u in steps],
+        [u.scatter_s for u in steps] if scatter else None,
+    )
+    g = tuple((a, b, u.gather_bytes) for (a, b), u in zip(gathers, steps, strict=True) if b > a)
+    sc = tuple((a, b, u.scatter_bytes) for (a, b), u in zip(scatters, steps, strict=False) if b > a)
+    return end, g, sc
 
 
 def fsdp_stage_passes(
     total: PassTimes, forward: Sequence[Step], backward: Sequence[Step]
-) -> tuple[PassTimes, float, float]:
+) -> tuple[PassTimes, float, float, FsdpSpans]:
     """(the stage's pass times ``total`` with the steps' collectives, their seconds per microbatch, the part
-    the compute does not hide) for the forward and backward ``Step`` sequences in visiting order."""
-    fwd, c_fwd = prefetched_pass_s([u.compute_s for u in forward], [u.gather_s for u in forward])
-    bwd, c_bwd = prefetched_pass_s(
-        [u.compute_s for u in backward], [u.gather_s for u in backward], [u.scatter_s for u in backward]
-    )
+    the compute does not hide, where they fall in the passes) for the forward and backward ``Step``
+    sequences in visiting order."""
+    fwd, f_gathers, _ = _spans(forward, scatter=False)
+    bwd, b_gathers, b_scatters = _spans(backward, scatter=True)
+    busy = sum(u.gather_s for u in forward) + sum(u.gather_s + u.scatter_s for u in backward)
     exposed = (fwd - total.forward_s) + (bwd - total.backward_s)
-    return replace(total, forward_s=fwd, backward_s=bwd), c_fwd + c_bwd, exposed
+    spans = FsdpSpans(f_gathers, b_gathers, b_scatters)
+    return replace(total, forward_s=fwd, backward_s=bwd), busy, exposed, spans
 
 
 def shard_groups(dense_group: Sequence[int], layout: Layout) -> tuple[list[int], list[int]]:
@@ -229,7 +277,7 @@ def pass_steps(
     pieces_of: Callable[[LayerKind], Pieces] | None,
 ) -> tuple[list[Step], list[Step]]:
     """The forward and backward :class:`Step` sequences of a stage's ``units`` (forward order):
-    ``collectives(dense, expert)`` gives a unit's (gather, reduce-scatter) seconds; with ``pieces_of`` (DeepSpeed
+    ``collectives(dense, expert)`` gives a unit's (gather, reduce-scatter) seconds and bytes; with ``pieces_of`` (DeepSpeed
     ZeRO-3) every layer is split into its :func:`submodules`, else (FSDP) a layer is one unit. Backward gathers
     are dropped when weights stay gathered after the forward (``reshard_after_forward`` False)."""
     regather = 1.0 if layout.reshard_after_forward else 0.0
@@ -237,16 +285,21 @@ def pass_steps(
     per_unit: list[list[Step]] = []
     for pt, dense, expert, kind in units:
         if pieces_of is None or kind is None:
-            g, sc = collectives(dense, expert)
-            forward.append(Step(pt.forward_s, g))
-            per_unit.append([Step(pt.backward_s, regather * g, sc)])
+            g, sc, gb, sb = collectives(dense, expert)
+            forward.append(Step(pt.forward_s, g, gather_bytes=gb))
+            per_unit.append([Step(pt.backward_s, regather * g, sc, regather * gb, sb)])
             continue
         fwd, rec, bwd = pieces_of(kind)
-        forward += [Step(c, collectives(d, e)[0]) for c, d, e in fwd]
-        layer = [Step(c, regather * collectives(d, e)[0]) for c, d, e in rec]
+        for c, d, e in fwd:
+            g, _, gb, _ = collectives(d, e)
+            forward.append(Step(c, g, gather_bytes=gb))
+        layer = []
+        for c, d, e in rec:
+            g, _, gb, _ = collectives(d, e)
+            layer.append(Step(c, regather * g, gather_bytes=regather * gb))
         for c, d, e in bwd:
-            g, sc = collectives(d, e)
-            layer.append(Step(c, regather * g, sc))
+            g, sc, gb, sb = collectives(d, e)
+            layer.append(Step(c, regather * g, sc, regather * gb, sb))
         per_unit.append(layer)
     return forward, [step for layer in reversed(per_unit) for step in layer]
 
@@ -257,18 +310,19 @@ def unit_collectives(
     shard: Sequence[int],
     edp: Sequence[int],
 ) -> Collectives:
-    """``(dense, expert) -> (gather s, reduce-scatter s)`` of one unit with ``collective(op, bytes, ranks)``:
+    """``(dense, expert) -> (gather s, reduce-scatter s, gather bytes, reduce-scatter bytes)`` of one unit with
+    ``collective(op, bytes, ranks)``:
     its 16-bit weights gathered and its gradients (``Layout.grad_reduce_bytes`` each) reduce-scattered over
     the shard group (dense) and the expert-data-parallel group (routed experts)."""
     g_b = layout.grad_reduce_bytes
 
-    def timed(dense: float, expert: float) -> tuple[float, float]:
+    def timed(dense: float, expert: float) -> tuple[float, float, float, float]:
         gather = collective("all-gather", dense * WEIGHT_BYTES, shard)
         scatter = collective("reduce-scatter", dense * g_b, shard)
         if expert > 0:
             gather += collective("all-gather", expert * WEIGHT_BYTES, edp)
             scatter += collective("reduce-scatter", expert * g_b, edp)
-        return gather, scatter
+        return gather, scatter, (dense + expert) * WEIGHT_BYTES, (dense + expert) * g_b
 
     return timed
 

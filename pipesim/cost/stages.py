@@ -94,7 +94,8 @@ class StageCosts:
     buckets); ``passes`` each stage's :class:`PassTimes`; ``params`` each stage's parameters per TP rank and
     ``rank_params`` each pipeline rank's; ``transient_bytes`` the backward's working set; with ZeRO-3, per
     microbatch and stage, the weight all-gathers and gradient reduce-scatters inside its passes
-    (``zero3_comm_s``) and the part of them the passes' compute does not hide (``zero3_exposed_s``)."""
+    (``zero3_comm_s``), the part of them the passes' compute does not hide (``zero3_exposed_s``) and where
+    each falls in its pass (``zero3_spans``)."""
 
     costs: OpCosts
     passes: tuple[PassTimes, ...]
@@ -105,6 +106,7 @@ class StageCosts:
     zero3_exposed_s: tuple[float, ...]
     expert_params: tuple[float, ...] = ()  # the routed-expert part of ``params``
     rank_expert_params: tuple[float, ...] = ()
+    zero3_spans: tuple[fsdp.FsdpSpans, ...] = ()
 
     @property
     def dp_full_s(self) -> tuple[float, ...]:
@@ -187,9 +189,9 @@ class StageCostModel:
 
     def _fsdp_stage(
         self, layout: Layout, grid: RankGrid, r: int, units: list[fsdp.Unit], total: PassTimes
-    ) -> tuple[PassTimes, float, float]:
+    ) -> tuple[PassTimes, float, float, fsdp.FsdpSpans]:
         """ZeRO-3 / FSDP: a stage's (pass times ``total`` with its units' collectives, their total, the part
-        compute does not hide) for ``units`` (:func:`pipesim.cost.fsdp.stage_units`) on pipeline rank ``r``:
+        compute does not hide, where they fall) for ``units`` (:func:`pipesim.cost.fsdp.stage_units`) on pipeline rank ``r``:
         dense weights over the shard group, experts over the expert-data-parallel group; DeepSpeed ZeRO-3
         (``fsdp`` none) fetches per submodule (:func:`pipesim.cost.fsdp.submodules`)."""
         shard, tp_group = fsdp.shard_groups(grid.dp_cp_group(0, r), layout)[0], grid.tp_group(0, r)
@@ -270,6 +272,7 @@ class StageCostModel:
         expert: list[float] = []
         z_comm: list[float] = []
         z_exposed: list[float] = []
+        z_spans: list[fsdp.FsdpSpans] = []
         for s in range(n_stages):
             r = placement[s]
             first, last = s == 0, s == n_stages - 1
@@ -287,7 +290,8 @@ class StageCostModel:
             c_total = c_exposed = 0.0
             if zero3:
                 units = fsdp.stage_units(model, layout, kinds[s], per_kind, emb, head, first, last)
-                p, c_total, c_exposed = self._fsdp_stage(layout, grid, r, units, p)
+                p, c_total, c_exposed, spans = self._fsdp_stage(layout, grid, r, units, p)
+                z_spans.append(spans)
             passes.append(p)
             dense_p, expert_p = self._memoized(
                 ("params", layout.tp, layout.ep, layout.etp, starts[s], layers[s], first, last),
@@ -390,4 +394,5 @@ class StageCostModel:
             tuple(z_exposed),
             tuple(expert),
             tuple(rank_expert),
+            tuple(z_spans),
         )

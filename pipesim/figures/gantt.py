@@ -47,7 +47,7 @@ from pipesim.figures.gantt_bars import (
 )
 from pipesim.figures.memory_panel import add_memory_breakdown, add_memory_over_time, memory_title
 from pipesim.figures.page import Page, Table, render_page
-from pipesim.sim.exchanges import EXCHANGE_KEYS
+from pipesim.sim.exchanges import EXCHANGE_KEYS, FSDP_KEYS
 from pipesim.sim.series import GanttSeries, Lane
 
 __all__ = ["COLOURS", "LABEL_LIMIT", "gantt_figure", "gantt_page", "summary_table", "lane_y", "time_unit"]
@@ -279,12 +279,13 @@ def gantt_figure(
 
 def summary_table(panels: Sequence[GanttSeries]) -> Table:
     """One row per schedule: step time, bubble, peak activation memory and communication time per kind (with
-    EP all-to-alls and CP exchanges, when a schedule has them: the sums of their bars' durations)."""
+    EP all-to-alls, CP exchanges and FSDP all-gathers and reduce-scatters, when a schedule has them: the sums of
+    their bars' durations)."""
     columns: tuple[str, ...] = (
         "schedule", "pp", "vpp", "microbatches", "step ms", "bubble", "bubble/ideal", "peak act GiB",
         "peak act microbatches", "p2p ms", "p2p exposed ms", "TP ms", "DP ms", "DP exposed ms", "recompute ms",
     )  # fmt: skip
-    extra = [k for k in EXCHANGE_KEYS if any(s.group(k) is not None for s in panels)]
+    extra = [k for k in EXCHANGE_KEYS + FSDP_KEYS if any(s.group(k) is not None for s in panels)]
     columns += tuple(f"{k} ms" for k in extra)
     rows = []
     for s in panels:

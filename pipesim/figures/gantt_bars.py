@@ -26,6 +26,8 @@ COLOURS: dict[str, str] = {
     "SEND_GRAD": "#f58518",
     "CP": "#17becf",
     "EP": "#8c6bb1",
+    "FSDP_AG": "#b6992d",
+    "FSDP_RS": "#3b3b98",
     "DP_REDUCE": "#e45756",
 }
 TEXT_COLOURS: dict[str, str] = {"W": "#1f2430", "I": "#1f2430"}
@@ -91,7 +93,7 @@ def _shade(colour: str, chunk: int) -> str:
 def lane_y(series: GanttSeries, lane: str) -> tuple[int, float]:
     """(y offset within a rank row, thickness fraction) of ``lane`` in ``series``'s chart: the compute lane
     and its detail strip, or a sub-lane of the communication lane (sends always; EP/CP exchanges and DP
-    reductions when the chart has them)."""
+    reductions or FSDP collectives when the chart has them)."""
     if lane in LANES:
         return LANES[lane]
     present = {g.lane for g in series.groups}
@@ -152,7 +154,8 @@ def _hover(group: SpanGroup, schedule: str, scale: float = MS, unit: str = "ms")
         times += f", exposed %{{customdata[{len(cols) - 1}]:.3f}} {unit} (the rest hidden behind attention)"
     if group.bytes is not None:
         cols.append(group.bytes / MB)
-        times += f"<br>%{{customdata[{len(cols) - 1}]:.2f}} MB moved per GPU (all layers of the stage)"
+        what = "this collective" if group.key.startswith("FSDP") else "all layers of the stage"
+        times += f"<br>%{{customdata[{len(cols) - 1}]:.2f}} MB moved per GPU ({what})"
     return np.stack(cols, axis=1).astype(np.float32), head + body + times + "<extra></extra>"
 
 

@@ -13,6 +13,13 @@ backward (whose exchanges all run in its input-gradient phase I, recomputed forw
 (:mod:`pipesim.sim.series`) and the Chrome trace (:mod:`pipesim.sim.trace`) both draw: the all-to-alls as long
 as their duration and ending with the pass, the CP exchange just before them (a layer's attention precedes its
 MLP), each clamped to the pass. Where inside the pass the layers' exchanges fall is not modelled.
+
+FSDP / ZeRO-3 parameter all-gathers and gradient reduce-scatters (:mod:`pipesim.cost.fsdp`) are placed where
+the prefetch model puts them: :func:`fsdp_rows` gives one bar per collective (one per unit: a layer for FSDP,
+a weight-holding submodule for DeepSpeed ZeRO-3, the embedding, the head) at its offset from the start of its
+pass (:class:`pipesim.cost.fsdp.FsdpSpans`), the forward's gathers in each F, the backward's gathers and
+reduce-scatters in each B (or I, when the schedule splits the backward; clamped to it). They share one
+communication stream in the model, so a rank's bars never overlap.
 """
 
 from __future__ import annotations
@@ -23,13 +30,15 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from pipesim.cost.fsdp import FsdpSpans, Span
 from pipesim.cost.times import PassTimes
 from pipesim.cost.traffic import StageTraffic
 from pipesim.sim.engine import SpanKind, Timeline
 
-__all__ = ["EXCHANGE_KEYS", "Exchanges", "exchange_rows"]
+__all__ = ["EXCHANGE_KEYS", "FSDP_KEYS", "Exchanges", "exchange_rows", "fsdp_rows"]
 
 EXCHANGE_KEYS = ("CP", "EP")  # bar groups, in the order they sit inside a pass
+FSDP_KEYS = ("FSDP_AG", "FSDP_RS")  # parameter all-gathers, gradient reduce-scatters
 
 Rows = dict[str, npt.NDArray]
 
@@ -122,4 +131,64 @@ def exchange_rows(timeline: Timeline, ex: Exchanges) -> dict[str, Rows]:
                 "bytes": moved[mask],
                 "exposed_s": exposed[mask],
             }
+    return out
+
+
+def _placed(timeline: Timeline, rows: npt.NDArray, spans: Sequence[Sequence[Span]]) -> Rows:
+    """One bar per (row, span of its stage): ``spans[stage]`` offset from the row's start, clamped to it."""
+    stage = timeline.stage[rows].astype(np.int64)
+    pick: list[npt.NDArray] = []
+    off_lo: list[npt.NDArray] = []
+    off_hi: list[npt.NDArray] = []
+    moved: list[npt.NDArray] = []
+    for s, per_stage in enumerate(spans):
+        here = rows[stage == s]
+        if not per_stage or here.size == 0:
+            continue
+        lo, hi, b = (np.asarray(c, dtype=np.float64) for c in zip(*per_stage, strict=True))
+        pick.append(np.repeat(here, lo.size))
+        off_lo.append(np.tile(lo, here.size))
+        off_hi.append(np.tile(hi, here.size))
+        moved.append(np.tile(b, here.size))
+    idx = np.concatenate(pick) if pick else np.zeros(0, dtype=np.int64)
+    cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)  # noqa: E731
+    start, end = timeline.start_s[idx], timeline.end_s[idx]
+    lo_s, hi_s = np.minimum(start + cat(off_lo), end), np.minimum(start + cat(off_hi), end)
+    keep = hi_s > lo_s
+    idx = idx[keep]
+    return {
+        "rank": timeline.rank[idx],
+        "stage": timeline.stage[idx],
+        "microbatch": timeline.microbatch[idx],
+        "peer": np.full(idx.size, -1, dtype=np.int32),
+        "pass_kind": timeline.kind[idx].astype(np.int64),
+        "start_s": lo_s[keep],
+        "end_s": hi_s[keep],
+        "bytes": cat(moved)[keep],
+    }
+
+
+def fsdp_rows(timeline: Timeline, spans: Sequence[FsdpSpans]) -> dict[str, Rows]:
+    """The FSDP / ZeRO-3 bars of ``timeline`` (module docstring) from each global stage's ``spans``: for
+    ``FSDP_AG`` (all-gathers) and ``FSDP_RS`` (reduce-scatters), when there is a bar, the arrays of
+    :func:`exchange_rows` less ``exposed_s``, sorted by rank and start."""
+    if not spans:
+        return {}
+    n = timeline.num_actions
+    op = timeline.kind[:n].astype(np.int64)
+    fwd = np.nonzero(op == SpanKind.F)[0]
+    bwd = np.nonzero((op == SpanKind.B) | (op == SpanKind.I))[0]
+    parts = {
+        "FSDP_AG": [
+            _placed(timeline, fwd, [s.forward_gathers for s in spans]),
+            _placed(timeline, bwd, [s.backward_gathers for s in spans]),
+        ],
+        "FSDP_RS": [_placed(timeline, bwd, [s.backward_scatters for s in spans])],
+    }
+    out: dict[str, Rows] = {}
+    for key in FSDP_KEYS:
+        rows = {name: np.concatenate([p[name] for p in parts[key]]) for name in parts[key][0]}
+        if rows["start_s"].size:
+            order = np.lexsort((rows["start_s"], rows["rank"]))
+            out[key] = {name: arr[order] for name, arr in rows.items()}
     return out

@@ -28,6 +28,7 @@ from typing import Any
 from pipesim.comm.base import CommModel, LevelCommModel
 from pipesim.comm.factory import ClusterSpec, build_comm
 from pipesim.cost.flops import hardware_flops_per_step, model_flops_per_step
+from pipesim.cost.fsdp import FsdpSpans
 from pipesim.cost.memory import RESERVE_BYTES, RankMemory, rank_memory
 from pipesim.cost.stages import StageCostModel, StageCosts
 from pipesim.cost.times import Efficiency, PassTimes
@@ -225,6 +226,7 @@ class SimulationReport(Throughput, Result):
     memory: tuple[RankMemory, ...]
     model_flops: float
     hardware_flops: float
+    stage_fsdp: tuple[FsdpSpans, ...] = ()  # ZeRO-3 / FSDP collectives inside each stage's passes
 
     @property
     def step_time_s(self) -> float:
@@ -393,4 +395,5 @@ def simulate_scenario(scenario: Scenario) -> SimulationReport:
         memory=memory,
         model_flops=model_flops_per_step(model, layout),
         hardware_flops=hardware_flops_per_step(model, layout),
+        stage_fsdp=sc.zero3_spans,
     )

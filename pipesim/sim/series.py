@@ -24,6 +24,10 @@ layer's attention precedes its MLP). A ring CP exchange overlaps the attention, 
 (its ``exposed_s`` says how much is not); the all-to-alls and an all-gather CP exchange are never hidden. Where
 inside the pass they fall is not modelled. :func:`exchange_rows` is the one placement rule; the Chrome trace
 draws the same bars.
+
+With ZeRO-3 / FSDP each parameter all-gather (``FSDP_AG``) and gradient reduce-scatter (``FSDP_RS``) inside the
+passes is a bar of its own on the communication lane's collective sub-lane, where the prefetch model of
+:mod:`pipesim.cost.fsdp` places it, with its bytes (:func:`pipesim.sim.exchanges.fsdp_rows`).
 """
 
 from __future__ import annotations
@@ -35,11 +39,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from pipesim.cost.fsdp import FsdpSpans
 from pipesim.cost.memory import ACTIVATION_OVERHEAD, RankMemory
 from pipesim.cost.traffic import StageTraffic, stage_traffic
 from pipesim.sim.compare import CompareRequest, build_requested, synthetic_costs
 from pipesim.sim.engine import OpCosts, SpanKind, Timeline
-from pipesim.sim.exchanges import Exchanges, exchange_rows
+from pipesim.sim.exchanges import Exchanges, exchange_rows, fsdp_rows
 from pipesim.sim.iterations import run_iterations
 from pipesim.sim.metrics import PipelineMetrics, activation_deltas
 from schedules.ir import Schedule
@@ -69,7 +74,7 @@ class Lane:
     COMPUTE = "compute"  # the rank's compute lane
     DETAIL = "detail"  # a strip on the compute lane (recompute, TP share of a pass)
     P2P = "p2p"  # the rank's communication lane: sends
-    COLLECTIVE = "collective"  # the communication lane: DP gradient reduction
+    COLLECTIVE = "collective"  # the communication lane: DP gradient reduction, FSDP / ZeRO-3 collectives
     EXCHANGE = "exchange"  # the communication lane: EP all-to-alls and CP key/value exchanges inside passes
 
 
@@ -86,6 +91,8 @@ GROUP_ORDER: tuple[tuple[str, str, str], ...] = (
     ("SEND_GRAD", "send gradient", Lane.P2P),
     ("CP", "CP key/value exchange", Lane.EXCHANGE),
     ("EP", "EP all-to-all (dispatch, combine)", Lane.EXCHANGE),
+    ("FSDP_AG", "FSDP/ZeRO-3 parameter all-gather", Lane.COLLECTIVE),
+    ("FSDP_RS", "FSDP/ZeRO-3 gradient reduce-scatter", Lane.COLLECTIVE),
     ("DP_REDUCE", "DP gradient reduce", Lane.COLLECTIVE),
 )
 
@@ -104,8 +111,9 @@ _KIND_KEY = {
 @dataclass(frozen=True, eq=False)
 class SpanGroup:
     """Bars of one kind, as parallel arrays sorted by (rank, start). ``peer`` is a send's receiving rank
-    (else -1); ``stage`` and ``microbatch`` are -1 where they do not apply (optimizer). EP and CP bars also
-    carry ``bytes`` (moved by one GPU in the bar) and ``exposed_s`` (the part not hidden behind compute)."""
+    (else -1); ``stage`` and ``microbatch`` are -1 where they do not apply (optimizer). EP, CP and FSDP bars
+    also carry ``bytes`` (moved by one GPU in the bar), EP and CP bars ``exposed_s`` (the part not hidden
+    behind compute)."""
 
     key: str
     label: str
@@ -171,6 +179,7 @@ class GanttSeries:
     costs: OpCosts | None = None
     traffic: StageTraffic | None = None
     exchanges: Exchanges | None = None
+    fsdp: tuple[FsdpSpans, ...] = ()
 
     @property
     def num_bars(self) -> int:
@@ -259,11 +268,13 @@ def gantt_series(
     metrics: PipelineMetrics,
     rank_memory: Sequence[RankMemory] = (),
     exchanges: Exchanges | None = None,
+    fsdp: Sequence[FsdpSpans] = (),
 ) -> GanttSeries:
     """Group ``timeline`` (from ``simulate(schedule, costs)``) into bars per kind and per-rank activation memory
     over time; zero-length spans are left out (they draw nothing). ``rank_memory`` (one per rank, from
     :func:`pipesim.sim.scenario.simulate_scenario`) adds the whole memory per GPU; ``exchanges`` the EP and CP
-    bars (:func:`pipesim.sim.exchanges.exchange_rows`). See the module docstring."""
+    bars (:func:`pipesim.sim.exchanges.exchange_rows`), ``fsdp`` (one per global stage) the FSDP / ZeRO-3
+    collectives' (:func:`pipesim.sim.exchanges.fsdp_rows`). See the module docstring."""
     if rank_memory and len(rank_memory) != schedule.num_ranks:
         raise ValueError(f"rank_memory has {len(rank_memory)} entries for {schedule.num_ranks} ranks")
     rows: dict[str, npt.NDArray] = {
@@ -305,6 +316,7 @@ def gantt_series(
                 by_key[key] = part
     if exchanges is not None:
         by_key.update(exchange_rows(timeline, exchanges))
+    by_key.update(fsdp_rows(timeline, fsdp))
 
     groups = tuple(_group(key, label, lane, by_key[key]) for key, label, lane in GROUP_ORDER if key in by_key)
     return GanttSeries(
@@ -319,6 +331,7 @@ def gantt_series(
         rank_memory=tuple(rank_memory),
         costs=costs,
         exchanges=exchanges,
+        fsdp=tuple(fsdp),
     )
 
 
@@ -330,7 +343,9 @@ def report_series(report: SimulationReport, iterations: int | None = None) -> Ga
     traffic = stage_traffic(sc.model, sc.layout, report.schedule.stage_to_rank)
     exchanges = Exchanges.of(report.stage_passes, traffic, sc.layout.cp_comm)
     run = run_iterations(report.schedule, report.costs, "sync", iterations)
-    series = gantt_series(run.schedule, report.costs, run.timeline, report.metrics, report.memory, exchanges)
+    series = gantt_series(
+        run.schedule, report.costs, run.timeline, report.metrics, report.memory, exchanges, report.stage_fsdp
+    )
     return replace(series, traffic=traffic)
 
 

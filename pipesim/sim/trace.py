@@ -24,6 +24,11 @@ with the pass, the CP exchange just before them). Their ``args`` carry the bytes
 layers of the stage, :mod:`pipesim.cost.traffic`), the collective and, for CP, ``exposed_us``: the part the
 attention does not hide.
 
+With ZeRO-3 / FSDP every parameter all-gather and gradient reduce-scatter inside a pass is a slice of its own
+on thread 7 (``FSDP collectives``), named after its pass and collective (``0F3 all-gather``, ``0B3
+reduce-scatter``), where the prefetch model places it (:func:`pipesim.sim.exchanges.fsdp_rows`, as the Gantt
+chart draws it), its ``args`` the bytes one GPU passes to it (nccl-tests buffer size) and the collective.
+
 Each send carries a flow arrow: a flow start (``ph: "s"``) at the send's start on the sender's send thread,
 and a flow end (``ph: "f"``, ``bp: "e"``) at the start of the action that consumes it on the receiving rank's
 compute thread, sharing an ``id``. Events are sorted by (pid, tid, ts), so timestamps are monotonic on every
@@ -38,9 +43,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipesim.cost.fsdp import FsdpSpans
 from pipesim.cost.traffic import StageTraffic
 from pipesim.sim.engine import OpCosts, SpanKind, Stream, Timeline
-from pipesim.sim.exchanges import Exchanges, exchange_rows
+from pipesim.sim.exchanges import Exchanges, exchange_rows, fsdp_rows
 from pipesim.sim.series import GanttSeries, MemorySeries
 from schedules.ir import Action, Op, consumer_stage, depends_on, produces
 
@@ -51,6 +57,7 @@ __all__ = [
     "TP_TID",
     "EP_TID",
     "CP_TID",
+    "FSDP_TID",
     "TraceRun",
     "action_name",
 ]
@@ -59,6 +66,7 @@ PID_STRIDE = 100_000  # pid = schedule index * PID_STRIDE + rank
 TP_TID = 4  # thread of the TP collectives inside the passes
 EP_TID = 5  # thread of the expert all-to-alls inside the passes
 CP_TID = 6  # thread of the context-parallel key/value exchanges inside the passes
+FSDP_TID = 7  # thread of the FSDP / ZeRO-3 all-gathers and reduce-scatters inside the passes
 US = 1e6  # seconds -> microseconds
 GIB = 2**30
 
@@ -72,8 +80,10 @@ _THREADS: dict[int, str] = {
     TP_TID: "TP collectives",
     EP_TID: "EP all-to-all",
     CP_TID: "CP key/value exchange",
+    FSDP_TID: "FSDP collectives",
 }
-_EXCHANGE_TID = {"EP": EP_TID, "CP": CP_TID}
+_EXCHANGE_TID = {"EP": EP_TID, "CP": CP_TID, "FSDP_AG": FSDP_TID, "FSDP_RS": FSDP_TID}
+_FSDP_COLLECTIVE = {"FSDP_AG": "all-gather", "FSDP_RS": "reduce-scatter"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,6 +100,7 @@ class TraceRun:
     memory_label: str = "activation memory (GiB)"
     traffic: StageTraffic | None = None
     exchanges: Exchanges | None = None
+    fsdp: tuple[FsdpSpans, ...] = ()
 
     @classmethod
     def of(cls, series: GanttSeries) -> TraceRun:
@@ -104,6 +115,7 @@ class TraceRun:
             memory_label="memory per GPU (GiB)" if total is not None else "activation memory (GiB)",
             traffic=series.traffic,
             exchanges=series.exchanges,
+            fsdp=series.fsdp,
         )
 
 
@@ -205,18 +217,22 @@ def _tp_slice(run: TraceRun, kind: SpanKind, stage: int, end_s: float, pid: int)
 
 
 def _exchange_slices(run: TraceRun, base: int) -> tuple[list[dict[str, object]], set[tuple[int, int]]]:
-    """The EP and CP slices of ``run`` (see the module docstring) for the ranks from pid ``base``, and the
-    (pid, tid) threads they are on."""
+    """The EP, CP and FSDP slices of ``run`` (see the module docstring) for the ranks from pid ``base``, and
+    the (pid, tid) threads they are on."""
     out: list[dict[str, object]] = []
     threads: set[tuple[int, int]] = set()
-    if run.exchanges is None:
-        return out, threads
-    for key, rows in exchange_rows(run.timeline, run.exchanges).items():
-        collective = "all-to-all" if key == "EP" else run.exchanges.cp_collective
+    bars = exchange_rows(run.timeline, run.exchanges) if run.exchanges is not None else {}
+    bars.update(fsdp_rows(run.timeline, run.fsdp))
+    for key, rows in bars.items():
+        if key in _FSDP_COLLECTIVE:
+            collective = _FSDP_COLLECTIVE[key]
+        else:
+            collective = "all-to-all" if key == "EP" or run.exchanges is None else run.exchanges.cp_collective
+        exposed_col = rows.get("exposed_s", rows["start_s"])
         for r, st, mb, kind, t0, t1, moved, exposed in zip(
             rows["rank"].tolist(), rows["stage"].tolist(), rows["microbatch"].tolist(),
             rows["pass_kind"].tolist(), rows["start_s"].tolist(), rows["end_s"].tolist(),
-            rows["bytes"].tolist(), rows["exposed_s"].tolist(), strict=True,
+            rows["bytes"].tolist(), exposed_col.tolist(), strict=True,
         ):  # fmt: skip
             ts = _us(t0)
             args: dict[str, object] = {
@@ -227,7 +243,9 @@ def _exchange_slices(run: TraceRun, base: int) -> tuple[list[dict[str, object]],
             }
             if key == "CP":
                 args["exposed_us"] = _us(exposed)
-            out.append({"ph": "X", "name": f"{action_name(SpanKind(kind), st, mb)} {key}", "cat": key,
+            label = _FSDP_COLLECTIVE.get(key, key)
+            out.append({"ph": "X", "name": f"{action_name(SpanKind(kind), st, mb)} {label}",
+                        "cat": "FSDP" if key in _FSDP_COLLECTIVE else key,
                         "pid": base + r, "tid": _EXCHANGE_TID[key], "ts": ts, "dur": round(_us(t1) - ts, 3),
                         "args": args})  # fmt: skip
             threads.add((base + r, _EXCHANGE_TID[key]))
