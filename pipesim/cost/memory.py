@@ -81,14 +81,17 @@ def bytes_per_param(layout: Layout, shard: int | None = None) -> tuple[float, fl
     optimizer (ZeRO-1) sharding over n = ``shard`` GPUs (default dp x cp, the dense parameters' data-parallel
     group; with hybrid FSDP its shard group); totals 18 and 6 + 12/n (published.md s3,
     ``compute_weight_and_optimizer_memory``). ZeRO-2 also shards the gradients (2 + 16/n) and ZeRO-3 the
-    weights (18/n) (Rajbhandari et al., ZeRO, SC20, Section 5, with Megatron-LM's 4-byte gradients). Without
-    resharding after the forward, every unit's gathered 16-bit weights stay from its forward to its backward:
-    2 more bytes per parameter at the peak (PyTorch FSDP ``reshard_after_forward=False``, Zhao et al. 2023)."""
+    weights (18/n) (Rajbhandari et al., ZeRO, SC20, Section 5, with Megatron-LM's 4-byte gradients). DeepSpeed's
+    ZeRO-2/3 (``fsdp`` none) keeps its gradient partitions in the dtype it reduces them in,
+    ``Layout.grad_reduce_bytes``: 2 bytes under fp16, the ZeRO paper's 2 + 2 + 12 = 16 bytes per parameter
+    (Section 3.1, K = 12), so ZeRO-3 under fp16 is 16/n. Without resharding after the forward, every unit's
+    gathered 16-bit weights stay from its forward to its backward: 2 more bytes per parameter at the peak (PyTorch FSDP ``reshard_after_forward=False``, Zhao et al. 2023)."""
     if shard is None:
         shard = layout.shard_size if layout.zero_stage >= 3 else layout.dp * layout.cp
     n = shard
     opt = OPTIMIZER_BYTES / n if layout.zero_stage >= 1 else OPTIMIZER_BYTES
-    grads = GRAD_BYTES / n if layout.zero_stage >= 2 else GRAD_BYTES
+    partition = layout.grad_reduce_bytes if layout.fsdp == "none" else GRAD_BYTES  # DeepSpeed's partitions
+    grads = partition / n if layout.zero_stage >= 2 else GRAD_BYTES
     weights = WEIGHT_BYTES / n if layout.zero_stage >= 3 else WEIGHT_BYTES
     if layout.zero_stage >= 3 and not layout.reshard_after_forward:
         weights += WEIGHT_BYTES
@@ -154,8 +157,18 @@ def transient_bytes(model: ModelSpec, layout: Layout) -> float:
     of the unit computing and of the next one, and the unsharded gradients of the unit computing them and of
     the one being reduce-scattered (``Layout.grad_reduce_bytes`` each): two layers for FSDP; for DeepSpeed's
     submodule units the larger of a dense layer's attention and MLP weights (two adjacent submodules: QKV and
-    projection, or MLP up and down), a whole MoE layer (experts, router and shared experts)."""
-    return max(_transient(model, layout, k) for k in model.kind_counts())
+    projection, or MLP up and down), a whole MoE layer (experts, router and shared experts).
+
+    Without pipeline parallelism one stage holds the model and one microbatch is in flight: its backward
+    starts with the head's (and the MTP modules') backward, which frees their stash (fp32 logits, the head's
+    inputs) before any layer's backward builds its working set, so the peak is the larger of the whole stash
+    (end of the forward) and the stash without that extra plus the layer's working set: the working set counts
+    only what exceeds the freed extra (x ACTIVATION_OVERHEAD, as the stash is counted)."""
+    worst = max(_transient(model, layout, k) for k in model.kind_counts())
+    if layout.pp == 1:
+        freed = ACTIVATION_OVERHEAD * stage_extra_activation_bytes(model, layout, first=False, last=True)
+        worst = max(worst - freed, 0.0)
+    return worst
 
 
 def _transient(model: ModelSpec, layout: Layout, kind: LayerKind) -> float:

@@ -367,7 +367,9 @@ class StageCostModel:
             lambda: stage_activation_bytes(model, layout, layers, kinds),
         )
         stash_layer = self.weight_stash_per_layer(layout)
-        transient = self._memoized(("transient", _unit_key(layout)), lambda: transient_bytes(model, layout))
+        transient = self._memoized(
+            ("transient", _unit_key(layout), layout.pp), lambda: transient_bytes(model, layout)
+        )
         costs = OpCosts(
             forward_s=tuple(p.forward_s for p in passes),
             backward_s=tuple(p.backward_s for p in passes),

@@ -154,9 +154,16 @@ def test_rank_memory_fits_and_oom() -> None:
 
 
 def test_full_recompute_transient_is_one_layer() -> None:
-    lay = _layout(tp=8, recompute="full")
+    lay = _layout(tp=8, pp=2, recompute="full")
     assert transient_bytes(GPT3, lay) == layer_activation_bytes_no_recompute(GPT3, lay)
     assert transient_bytes(GPT3, _layout(tp=8)) == 0
+    # One stage (pp 1): the head's backward frees its stash before the first layer is rebuilt, so only what
+    # the layer needs beyond it adds to the peak.
+    from pipesim.cost.memory import ACTIVATION_OVERHEAD, head_activation_bytes
+
+    one = _layout(tp=8, recompute="full")
+    freed = ACTIVATION_OVERHEAD * head_activation_bytes(GPT3, one)
+    assert transient_bytes(GPT3, one) == pytest.approx(layer_activation_bytes_no_recompute(GPT3, one) - freed)
 
 
 @pytest.mark.parametrize(
@@ -176,3 +183,41 @@ def test_distributed_optimizer_is_zero_1_and_bad_stages_rejected() -> None:
     assert Layout(dp=2, global_batch_size=2, zero_stage=3).distributed_optimizer
     with pytest.raises(InputError, match="zero-stage=4; valid: 0, 1, 2, 3"):
         Layout(zero_stage=4)
+
+
+def test_deepspeed_keeps_fp16_gradient_partitions_fsdp_fp32() -> None:
+    from pipesim.cost.memory import bytes_per_param
+
+    # DeepSpeed ZeRO-3 under fp16: 2 + 2 + 12 = 16 bytes per parameter over dp (ZeRO, SC20, Section 3.1, K = 12);
+    # PyTorch FSDP and bf16 keep 4-byte gradients (18 / n).
+    ds = Layout(dp=8, global_batch_size=8, zero_stage=3, precision="fp16")
+    assert bytes_per_param(ds) == pytest.approx((2 / 8, 2 / 8, 12 / 8))
+    assert bytes_per_param(Layout(dp=8, global_batch_size=8, zero_stage=2, precision="fp16"))[1] == 2 / 8
+    fsdp = Layout(dp=8, global_batch_size=8, fsdp="full", precision="fp16")
+    assert bytes_per_param(fsdp) == pytest.approx((2 / 8, 4 / 8, 12 / 8))
+    assert bytes_per_param(Layout(dp=8, global_batch_size=8, zero_stage=3))[1] == 4 / 8
+
+
+def test_sc21_zero3_530b_on_640_gpus_memory_by_hand() -> None:
+    # SC21 Table 2 (published.md s1.2): 529.6B, DeepSpeed ZeRO-3, dp 640, micro-batch 4, seq 2048, h 20480,
+    # 128 heads, V 51200, 105 layers, fp16, full recomputation, unfused attention.
+    from pipesim.cost.memory import ACTIVATION_OVERHEAD, RESERVE_BYTES
+    from pipesim.sim.scenario import Scenario, simulate_scenario
+    from pipesim.specs.gpu import get_gpu
+
+    model = get_model("gpt-529.6b")
+    lay = Layout(dp=640, micro_batch_size=4, global_batch_size=2560, recompute="full", precision="fp16",
+                 attention="unfused", zero_stage=3)  # fmt: skip
+    mem = simulate_scenario(Scenario(model, get_gpu("a100-80gb"), lay)).memory[0]
+    s, b, h, a, v = 2048, 4, 20480, 128, 51200
+    states = 16 * model.num_params() / 640  # 13.24 GB
+    sbh = s * b * h
+    head = 4 * sbh + 4 * s * b * v  # final-norm and logit inputs, fp32 logits: 2.35 GB
+    stash = 105 * 2 * sbh + (8 * s * b + sbh) + head  # layer inputs, token ids + dropout mask, head
+    layer = sbh * (34 + 5 * a * s / h)  # one layer rebuilt by the recompute (Korthikanti eq. 2): 16.4 GB
+    gathered = model.mlp_params(model.ffn_hidden_size) * (2 + 2)  # MLP up + down: weights and fp16 grads
+    # One microbatch in flight: the head's backward frees its 2.35 GB before the first layer recomputes.
+    transient = layer + gathered - ACTIVATION_OVERHEAD * head
+    want = states + ACTIVATION_OVERHEAD * stash + transient + RESERVE_BYTES
+    assert mem.peak == pytest.approx(want, rel=1e-9)
+    assert mem.peak / 2**30 == pytest.approx(76.76, abs=0.01)  # was 80.6 GiB (4-byte grads, head kept)
