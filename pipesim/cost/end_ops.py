@@ -1,18 +1,18 @@
 """Operators of the two ends of the model: the input embedding on the first stage and the output head
-(final norm, logits, loss) on the last, per microbatch and TP rank, in the op model of
-:mod:`pipesim.cost.flops`."""
+(final norm, logits, loss) on the last, and the glue of each multi-token-prediction module (its two norms and
+2h -> h projection), per microbatch and TP rank, in the op model of :mod:`pipesim.cost.flops`."""
 
 from __future__ import annotations
 
 from pipesim.cost.flops import _tp_in, _tp_out
-from pipesim.cost.ops import ACT_BYTES, LayerOps, Op
+from pipesim.cost.ops import ACT_BYTES, LayerOps, Op, backward_gemms
 from pipesim.cost.ops import comm as _comm
 from pipesim.cost.ops import elementwise as _ew
 from pipesim.cost.ops import gemm as _gemm
 from pipesim.specs.layout import Layout
 from pipesim.specs.model import ModelSpec
 
-__all__ = ["embedding_ops", "head_ops"]
+__all__ = ["embedding_ops", "head_ops", "mtp_ops"]
 
 
 def embedding_ops(model: ModelSpec, layout: Layout) -> LayerOps:
@@ -76,4 +76,37 @@ def head_ops(model: ModelSpec, layout: Layout) -> LayerOps:
         )
     bwd.append(_ew("final_norm.bwd", "I", rep * h, 6))
     bwd.append(_gemm("logits.dw", "W", h, v_t, tokens))
+    return LayerOps(tuple(fwd), tuple(bwd))
+
+
+def mtp_ops(model: ModelSpec, layout: Layout) -> LayerOps:
+    """Operators of one multi-token-prediction module beyond its transformer layer and the shared output head,
+    per microbatch and TP rank (DeepSeek-V3 report, arXiv:2412.19437, Section 2.2: h'_k = M_k [RMSNorm(h);
+    RMSNorm(Emb(t))] with M_k in R^(h x 2h)), as Megatron-Core's ``MultiTokenPredictionLayer`` runs it: the two
+    norms (``enorm``, ``hnorm``: 4 bytes per element forward, 6 backward, as the final norm), the projection
+    ``eh_proj`` column-parallel (gather_output=False): [SP all-gather of its b s x 2h input], the GEMM
+    (M, N, K) = (b s, h / t, 2h) = 4 b s h^2 / t FLOPs, and its output all-gathered over TP back to b s x h for
+    the layer (with SP scattered to the sequence shard again, a local split). Backward: the gather's
+    reduce-scatter, the GEMM's input and weight gradients, the column-parallel input gradient's all-reduce (SP:
+    reduce-scatter) of b s x 2h, the norms' backward. The shared embedding lookup of the shifted tokens is
+    not counted (a gather of b s rows, small against the GEMM)."""
+    b, s, t = layout.micro_batch_size, layout.seq(model) // layout.cp, layout.tp  # s: tokens per CP rank
+    sp = layout.sequence_parallel
+    h = model.hidden_size
+    tokens = b * s
+    rep = tokens / t if sp else float(tokens)
+    fwd: list[Op] = [_ew("mtp.enorm", "F", rep * h, 4), _ew("mtp.hnorm", "F", rep * h, 4)]
+    fwd += _tp_in("mtp.eh_proj.ag", "F", t, sp, tokens, 2 * h)
+    proj = _gemm("mtp.eh_proj", "F", tokens, -(-h // t), 2 * h)
+    fwd.append(proj)
+    if t > 1:
+        fwd.append(_comm("mtp.gather", "F", "all-gather", ACT_BYTES * tokens * h))
+    dx, dw = backward_gemms(proj)
+    assert dx is not None
+    bwd: list[Op] = []
+    if t > 1:
+        bwd.append(_comm("mtp.gather.bwd", "I", "reduce-scatter", ACT_BYTES * tokens * h))
+    bwd.append(dx)
+    bwd += _tp_out("mtp.eh_proj.bwd", "I", t, sp, tokens, 2 * h)
+    bwd += [_ew("mtp.enorm.bwd", "I", rep * h, 6), _ew("mtp.hnorm.bwd", "I", rep * h, 6), dw]
     return LayerOps(tuple(fwd), tuple(bwd))

@@ -187,10 +187,12 @@ def stage_units(
     head: PassTimes,
     first: bool,
     last: bool,
+    mtp_glue: PassTimes | None = None,
 ) -> list[Unit]:
     """A stage's FSDP units in forward order as (compute, dense parameters, routed-expert parameters) per GPU:
     the embedding on the first stage, one unit per layer (kinds in their order), on the last stage the head
-    (the output layer, or the tied embedding's copy) and one unit per multi-token-prediction module."""
+    (the output layer, or the tied embedding's copy) and one unit per multi-token-prediction module (its layer,
+    the head and ``mtp_glue``, the module's norms and projection)."""
     t = layout.tp
     exp_div = layout.ep * layout.etp
     units: list[Unit] = []
@@ -206,7 +208,7 @@ def stage_units(
         if model.mtp_layers:
             e = model.expert_layer_params() if model.main_kind().moe else 0
             dense = (model.mtp_params() / model.mtp_layers - e) / t
-            mtp = per_kind[model.main_kind()] + head
+            mtp = per_kind[model.main_kind()] + head + (mtp_glue or PassTimes())
             units += [(mtp, dense, e / exp_div, None)] * model.mtp_layers
     return units
 

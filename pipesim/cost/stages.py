@@ -49,6 +49,7 @@ from pipesim.cost.times import (
     head_pass_times,
     layer_detail,
     layer_pass_times,
+    mtp_pass_times,
     optimizer_step_s,
     p2p_bytes,
     param_gather_exposed_s,
@@ -170,6 +171,11 @@ class StageCostModel:
             )
         return hit
 
+    def mtp_glue(self, layout: Layout, tp_group: Sequence[int]) -> PassTimes:
+        """Cached :func:`pipesim.cost.times.mtp_pass_times` of one MTP module on ``tp_group``."""
+        args = (self.model, layout, self.gpu, self.efficiency, self.comm, list(tp_group))
+        return self._memoized(("mtp", _unit_key(layout), tuple(tp_group)), lambda: mtp_pass_times(*args))
+
     def _collective(self, op: str, size: float, group: Sequence[int], bucket: float | None = None) -> float:
         key = (op, size, tuple(group), bucket)
         hit = self._coll.get(key)
@@ -283,13 +289,15 @@ class StageCostModel:
                 p = p + per_kind[kind].scaled(n)
             if first:
                 p = p + emb
+            # Each MTP module on the last stage: its norms and projection, one more layer and the head.
+            glue = self.mtp_glue(layout, grid.tp_group(0, r)) if last and model.mtp_layers else None
             if last:
                 p = p + head
-                if model.mtp_layers:  # each MTP module: one more layer of the last layer's kind and head
-                    p = p + (per_kind[model.main_kind()] + head).scaled(model.mtp_layers)
+                if glue is not None:
+                    p = p + (per_kind[model.main_kind()] + head + glue).scaled(model.mtp_layers)
             c_total = c_exposed = 0.0
             if zero3:
-                units = fsdp.stage_units(model, layout, kinds[s], per_kind, emb, head, first, last)
+                units = fsdp.stage_units(model, layout, kinds[s], per_kind, emb, head, first, last, glue)
                 p, c_total, c_exposed, spans = self._fsdp_stage(layout, grid, r, units, p)
                 z_spans.append(spans)
             passes.append(p)

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pipesim.comm.base import CommModel
-from pipesim.cost.end_ops import embedding_ops, head_ops
+from pipesim.cost.end_ops import embedding_ops, head_ops, mtp_ops
 from pipesim.cost.flops import ACT_BYTES, LayerOps, Op, layer_ops
 from pipesim.cost.kernels import attention_time_s, fp8_cast_bytes, gemm_efficiency, gemm_time_s, memory_time_s
 from pipesim.specs.efficiency import DEFAULT_EFFICIENCY, Efficiency
@@ -338,6 +338,14 @@ def head_pass_times(
 ) -> PassTimes:
     """F / B / W times of the final norm, output layer and loss (last stage)."""
     return _unit_times(head_ops(model, layout), layout, gpu, eff, comm, tp_ranks)
+
+
+def mtp_pass_times(
+    model: ModelSpec, layout: Layout, gpu: GPUSpec, eff: Efficiency, comm: CommModel, tp_ranks: Sequence[int]
+) -> PassTimes:
+    """F / B / W times of one multi-token-prediction module's norms and 2h -> h projection (last stage;
+    :func:`pipesim.cost.end_ops.mtp_ops`), beyond its layer and the shared head."""
+    return _unit_times(mtp_ops(model, layout), layout, gpu, eff, comm, tp_ranks)
 
 
 def p2p_bytes(model: ModelSpec, layout: Layout) -> float:

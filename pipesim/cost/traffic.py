@@ -23,7 +23,7 @@ the same sources, so a trace can say how much each transfer moved:
 
 A stage counts each layer kind's bytes times its layers in the stage (first-k-dense and interleaved MoE
 layers), and the last stage each multi-token-prediction module as one more layer of the last layer's kind
-and one more head, as :class:`pipesim.cost.stages.StageCostModel` times them.
+and one more head plus its projection's collectives, as :class:`pipesim.cost.stages.StageCostModel` times them.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipesim.cost.end_ops import embedding_ops, head_ops
+from pipesim.cost.end_ops import embedding_ops, head_ops, mtp_ops
 from pipesim.cost.flops import LayerOps, Op, layer_ops
 from pipesim.cost.memory import stage_param_split
 from pipesim.cost.times import p2p_bytes
@@ -106,8 +106,11 @@ def stage_traffic(model: ModelSpec, layout: Layout, stage_to_rank: Sequence[int]
             units.append((emb, 1))
         if last:
             units.append((head, 1 + model.mtp_layers))
-            if model.mtp_layers:  # each MTP module: one more layer of the last layer's kind (and head)
+            if (
+                model.mtp_layers
+            ):  # each MTP module: its projection, one more layer of the last kind (and head)
                 units.append((per_kind[model.main_kind()], model.mtp_layers))
+                units.append((_comm_bytes(mtp_ops(model, layout)), model.mtp_layers))
         rows.append([sum(c * u[i] for u, c in units) for i in range(len(emb))])
         dense, expert = stage_param_split(model, layout, kinds, first, last)
         # Dense gradients reduce over data x context parallel, expert ones over expert data parallel.
