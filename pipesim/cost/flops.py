@@ -35,6 +35,7 @@ from pipesim.cost.ops import ACT_BYTES, LayerOps, Op, backward_gemms
 from pipesim.cost.ops import comm as _comm
 from pipesim.cost.ops import elementwise as _ew
 from pipesim.cost.ops import gemm as _gemm
+from pipesim.cost.parallel_block import shared_collectives
 from pipesim.errors import InputError
 from pipesim.specs.layout import Layout
 from pipesim.specs.model import LayerKind, ModelSpec
@@ -188,7 +189,8 @@ def build_layer_ops(
     the MLP with :func:`pipesim.cost.moe_ops.moe_block` plus its shared experts (a dense MLP). Two TP
     all-reduces forward and two backward per layer (SC21 Section 3.2); with sequence parallelism each becomes
     a reduce-scatter plus an all-gather (Korthikanti et al. Section 4.2.2). Gemma's post-norms
-    (``norms_per_layer`` = 4) add two norms; a parallel block is timed as a sequential one (same GEMMs).
+    (``norms_per_layer`` = 4) add two norms; a parallel block runs the same GEMMs one after the other and shares
+    its TP collectives (:mod:`pipesim.cost.parallel_block`).
 
     Backward: for every GEMM y = xW the input gradient dX (phase I) and the weight gradient dW (phase W) each
     cost the forward FLOPs. With ``layout.tp_comm_overlap`` (Megatron-LM's asynchronous tensor-parallel
@@ -394,4 +396,5 @@ def build_layer_ops(
     elif layout.recompute == "selective":
         bwd += [op.as_recompute() for op in attention_core("F")]
     bwd += mlp_i + attn_i + mlp_w + attn_w
-    return at_precision(LayerOps(tuple(fwd), tuple(bwd)), precision or layout.precision)
+    ops = shared_collectives(LayerOps(tuple(fwd), tuple(bwd)), model, layout, k)
+    return at_precision(ops, precision or layout.precision)
