@@ -19,45 +19,13 @@ attention (``sliding_window_pattern``). :meth:`ModelSpec.layer_kinds` lists each
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
 from pipesim.errors import InputError
+from pipesim.specs.shape_checks import ACTIVATIONS, GATED, NORMS, check_shape
 
 __all__ = ["ModelSpec", "LayerKind", "ACTIVATIONS", "GATED", "NORMS"]
-
-# MLP kinds: GeLU (GPT), squared ReLU (Nemotron-4, Primer), and the gated GLU variants SwiGLU (Llama) and GeGLU
-# (Gemma) of Shazeer, "GLU Variants Improve Transformer" (arXiv:2002.05202): gated MLPs have three matrices.
-ACTIVATIONS = ("gelu", "squared_relu", "swiglu", "geglu")
-GATED = ("swiglu", "geglu")
-NORMS = ("layernorm", "rmsnorm")
-
-_POSITIVE = (
-    "num_layers",
-    "hidden_size",
-    "num_attention_heads",
-    "vocab_size",
-    "seq_length",
-    "ffn_hidden_size",
-    "num_kv_heads",
-)
-_NON_NEGATIVE = (
-    "kv_channels",
-    "num_experts",
-    "moe_top_k",
-    "moe_ffn_hidden_size",
-    "shared_expert_ffn_hidden_size",
-    "first_k_dense_layers",
-    "q_lora_rank",
-    "kv_lora_rank",
-    "qk_nope_head_dim",
-    "qk_rope_head_dim",
-    "v_head_dim",
-    "sliding_window",
-    "sliding_window_pattern",
-    "mtp_layers",
-)
 
 
 @dataclass(frozen=True)
@@ -150,69 +118,7 @@ class ModelSpec:
     source: str = ""
 
     def __post_init__(self) -> None:
-        def bad(msg: str) -> InputError:
-            return InputError(f"model {self.name!r}: {msg}")
-
-        for key in _POSITIVE:
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise bad(f"{key}={value!r} must be a positive integer")
-        for key in _NON_NEGATIVE:
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise bad(f"{key}={value!r} must be a non-negative integer")
-        if not self.kv_channels and not self.mla and self.hidden_size % self.num_attention_heads:
-            raise bad(
-                f"hidden_size={self.hidden_size} is not divisible by num_attention_heads="
-                f"{self.num_attention_heads} (give kv_channels for a decoupled head width)"
-            )
-        if self.num_attention_heads % self.num_kv_heads:
-            raise bad(
-                f"num_attention_heads={self.num_attention_heads} is not a multiple of "
-                f"num_kv_heads={self.num_kv_heads}"
-            )
-        if self.activation not in ACTIVATIONS:
-            raise bad(f"activation={self.activation!r}; valid: {', '.join(ACTIVATIONS)}")
-        if self.norm not in NORMS:
-            raise bad(f"norm={self.norm!r}; valid: {', '.join(NORMS)}")
-        if self.norms_per_layer not in (1, 2, 4):
-            raise bad(f"norms_per_layer={self.norms_per_layer!r}; valid: 1, 2, 4")
-        if not isinstance(self.moe_layer_freq, int) or self.moe_layer_freq < 1:
-            raise bad(f"moe_layer_freq={self.moe_layer_freq!r} must be a positive integer")
-        self._check_moe(bad)
-        if self.mla:
-            for key in ("qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"):
-                if getattr(self, key) < 1:
-                    raise bad(
-                        f"kv_lora_rank={self.kv_lora_rank} (MLA) needs {key} >= 1, got {getattr(self, key)}"
-                    )
-        elif self.q_lora_rank:
-            raise bad(f"q_lora_rank={self.q_lora_rank} needs kv_lora_rank >= 1 (multi-head latent attention)")
-        if self.sliding_window_pattern and not self.sliding_window:
-            raise bad(f"sliding_window_pattern={self.sliding_window_pattern} needs sliding_window >= 1")
-
-    def _check_moe(self, make: Callable[[str], InputError]) -> None:
-        if not self.num_experts:
-            for key in (
-                "moe_top_k",
-                "moe_ffn_hidden_size",
-                "shared_expert_ffn_hidden_size",
-                "first_k_dense_layers",
-            ):
-                if getattr(self, key):
-                    raise make(f"{key}={getattr(self, key)} needs num_experts >= 1")
-            if self.moe_capacity_factor is not None:
-                raise make("moe_capacity_factor needs num_experts >= 1")
-            return
-        if not 1 <= self.moe_top_k <= self.num_experts:
-            raise make(f"moe_top_k={self.moe_top_k} must be in 1..num_experts={self.num_experts}")
-        if self.first_k_dense_layers >= self.num_layers:
-            raise make(
-                f"first_k_dense_layers={self.first_k_dense_layers} leaves no MoE layer of num_layers={self.num_layers}"
-            )
-        cf = self.moe_capacity_factor
-        if cf is not None and (isinstance(cf, bool) or not isinstance(cf, (int, float)) or not cf > 0):
-            raise make(f"moe_capacity_factor={cf!r} must be a positive number (or absent: dropless)")
+        check_shape(self)
 
     # ----------------------------------------------------------------- derived shapes
     @property
