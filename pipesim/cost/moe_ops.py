@@ -9,7 +9,13 @@ ep), runs its E / ep local experts as grouped GEMMs (each expert's width / etp),
 (all-to-all), un-permutes and sums the k copies weighted by the router, reduce-scatters the partial sums
 over etp, and without sequence parallelism all-gathers the tokens over tp again. Balanced routing gives
 every GPU T x k rows (T k ep / E per local expert); the busiest GPU gets ``moe_imbalance`` times that,
-capped by the capacity factor when tokens are dropped. Shared experts are a dense MLP on all tokens, split
+capped by the capacity factor when tokens are dropped. Group-limited routing (``moe_router_num_groups`` /
+``moe_router_group_topk``, DeepSeek-V3's node-limited routing) does not change these bytes: this dispatcher
+sends every routed copy on its own, and the groups a token may use are, by symmetry, any M of the G, so each
+copy still lands on a uniformly random expert and k (n - 1) / n of a token's copies leave its GPU's node on
+average (n: servers the EP group spans). The saving DeepSeek-V3 reports (Section 3.2.2: each token crosses
+InfiniBand once per target node, at most M = 4, then NVLink forwards it) needs a dispatcher that sends a token
+once per node (DeepEP, Megatron-Core's ``flex`` dispatcher), not modelled. Shared experts are a dense MLP on all tokens, split
 over tp like the dense MLP. The all-to-alls are not overlapped with compute (Megatron-LM's 1F1B runs them on
 the compute stream; DualPipe-style overlap of one microbatch's all-to-all with another's compute is not
 modelled).

@@ -173,6 +173,11 @@ def _qwen3(src: str, mtype: str, cfg: Config, label: str) -> dict[str, Any]:
     return f
 
 
+# DeepSeek's router kinds: plain top-k, V2's group-limited greedy (device-limited routing), V3's
+# auxiliary-loss-free top-k over the best groups (node-limited routing).
+_TOPK_METHODS = ("greedy", "group_limited_greedy", "noaux_tc")
+
+
 def _deepseek(src: str, mtype: str, cfg: Config, label: str) -> dict[str, Any]:
     f = _base(src, mtype, cfg, label, tied=False)
     f.update(
@@ -194,6 +199,14 @@ def _deepseek(src: str, mtype: str, cfg: Config, label: str) -> dict[str, Any]:
             first_k_dense_layers=_int0(src, cfg, "first_k_dense_replace"),
             moe_layer_freq=req_int(src, cfg, "moe_layer_freq", 1),
         )
+        method = cfg.get("topk_method", "greedy")
+        if method not in _TOPK_METHODS:
+            raise _refuse(src, mtype, "topk_method", method, f"known: {', '.join(_TOPK_METHODS)}")
+        if method != "greedy":  # group-limited: the best topk_group of n_group expert groups
+            f.update(
+                moe_router_num_groups=req_int(src, cfg, "n_group"),
+                moe_router_group_topk=req_int(src, cfg, "topk_group"),
+            )
     f["mtp_layers"] = _int0(src, cfg, "num_nextn_predict_layers")
     return f
 

@@ -113,8 +113,13 @@ def _moe_mla_args(model: ModelSpec, layout: Layout) -> list[tuple[str, str | Non
             ("--moe-router-topk", str(model.moe_top_k)),
             ("--moe-ffn-hidden-size", str(model.expert_ffn)),
             ("--moe-grouped-gemm", None),
-            ("--moe-token-dispatcher-type", "alltoall"),
         ]
+        out.append(("--moe-token-dispatcher-type", "alltoall"))
+        if model.moe_router_num_groups:  # group-limited routing
+            out += [
+                ("--moe-router-num-groups", str(model.moe_router_num_groups)),
+                ("--moe-router-group-topk", str(model.moe_router_group_topk)),
+            ]
         if model.shared_expert_ffn_hidden_size:
             out.append(("--moe-shared-expert-intermediate-size", str(model.shared_expert_ffn_hidden_size)))
         if model.first_k_dense_layers or model.moe_layer_freq > 1:

@@ -139,6 +139,8 @@ _PRESET_LIST: tuple[ModelSpec, ...] = (
         qk_rope_head_dim=64,
         v_head_dim=128,
         mtp_layers=1,
+        moe_router_num_groups=8,  # n_group / topk_group: node-limited routing, M = 4 (report Section 2.1.2)
+        moe_router_group_topk=4,
     ),
     # Mixtral (config.json; "trained with a context size of 32k tokens", Jiang et al. arXiv:2401.04088 s2).
     replace(

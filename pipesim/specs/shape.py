@@ -65,7 +65,13 @@ class ModelSpec:
     weights. ``first_k_dense_layers`` leading layers are dense, and after them every ``moe_layer_freq``-th
     layer is MoE (1: all; Llama 4 Maverick: 2, layers 1, 3, 5, ...). ``moe_capacity_factor``: None =
     dropless (every token reaches its experts); otherwise each expert takes at most factor x its fair share
-    of tokens and the rest are dropped (GShard / Switch Transformer capacity).
+    of tokens and the rest are dropped (GShard / Switch Transformer capacity). Group-limited routing
+    (Megatron-Core ``moe_router_num_groups`` / ``moe_router_group_topk``; Hugging Face ``n_group`` /
+    ``topk_group``): the experts form ``moe_router_num_groups`` equal groups and each token picks its top-k
+    experts inside its best ``moe_router_group_topk`` groups (DeepSeek-V3 report, arXiv:2412.19437, Section
+    2.1.2, node-limited routing, M = 4 of 8; DeepSeek-V2's device-limited routing, M = 3); 0 = no limit. It
+    leaves FLOPs, parameters and, under the all-to-all dispatcher pipesim times, the expected all-to-all bytes
+    unchanged (:mod:`pipesim.cost.moe_ops`).
 
     Multi-head latent attention (DeepSeek-V2/V3, ``kv_lora_rank`` > 0): queries through a rank-``q_lora_rank``
     bottleneck (0 = a plain projection), keys and values from a shared ``kv_lora_rank`` latent, per-head
@@ -107,6 +113,8 @@ class ModelSpec:
     first_k_dense_layers: int = 0
     moe_layer_freq: int = 1
     moe_capacity_factor: float | None = None
+    moe_router_num_groups: int = 0
+    moe_router_group_topk: int = 0
     q_lora_rank: int = 0
     kv_lora_rank: int = 0
     qk_nope_head_dim: int = 0

@@ -43,6 +43,8 @@ _NON_NEGATIVE = (
     "sliding_window",
     "sliding_window_pattern",
     "mtp_layers",
+    "moe_router_num_groups",
+    "moe_router_group_topk",
 )
 
 
@@ -99,6 +101,8 @@ def _check_moe(model: ModelSpec, make: Callable[[str], InputError]) -> None:
             "moe_ffn_hidden_size",
             "shared_expert_ffn_hidden_size",
             "first_k_dense_layers",
+            "moe_router_num_groups",
+            "moe_router_group_topk",
         ):
             if getattr(model, key):
                 raise make(f"{key}={getattr(model, key)} needs num_experts >= 1")
@@ -111,6 +115,20 @@ def _check_moe(model: ModelSpec, make: Callable[[str], InputError]) -> None:
         raise make(
             f"first_k_dense_layers={model.first_k_dense_layers} leaves no MoE layer of num_layers={model.num_layers}"
         )
+    groups, best = model.moe_router_num_groups, model.moe_router_group_topk
+    if groups or best:
+        if not groups or model.num_experts % groups:
+            raise make(
+                f"moe_router_num_groups={groups} must divide num_experts={model.num_experts} "
+                f"(with moe_router_group_topk={best})"
+            )
+        if not 1 <= best <= groups:
+            raise make(f"moe_router_group_topk={best} must be in 1..moe_router_num_groups={groups}")
+        if model.moe_top_k > best * (model.num_experts // groups):
+            raise make(
+                f"moe_top_k={model.moe_top_k} exceeds the {best * (model.num_experts // groups)} experts of "
+                f"moe_router_group_topk={best} groups"
+            )
     cf = model.moe_capacity_factor
     if cf is not None and (isinstance(cf, bool) or not isinstance(cf, (int, float)) or not cf > 0):
         raise make(f"moe_capacity_factor={cf!r} must be a positive number (or absent: dropless)")
