@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from pipesim.sim.gradients import GradientSpans, gradient_spans
-from pipesim.sim.timeline import IntArray, OpCosts, SpanKind, Stream, Timeline
+from pipesim.sim.timeline import IntArray, OpCosts, RankStart, SpanKind, Stream, Timeline
 from schedules.ir import (
     NUM_OPS,
     NUM_SIGNALS,
@@ -106,6 +106,8 @@ def _run(  # type: ignore[no-untyped-def]
     last_grad,
     blocking,
     t_free,
+    send_free,
+    last_en,
 ):
     """Fill the compute rows (0 .. n-1) and transfer rows (n ..) of the timeline; return the status.
 
@@ -115,7 +117,9 @@ def _run(  # type: ignore[no-untyped-def]
     microbatch-major order: a rank walks each of its stages' microbatches in turn, so consecutive actions
     touch neighbouring keys (with many stages the other order puts every access on a new cache line). ``head`` ends at each rank's first action not run (for the deadlock grid); ``last_grad`` per
     stage is the row of the gradient pass (B or W) that finished last (ties: the later row); ``t_free`` per
-    rank when its compute stream is free after its last action (after that action's send when ``blocking``).
+    rank when its compute stream is free after its last action (after that action's send when ``blocking``),
+    ``send_free`` when its send stream is free and ``last_en`` when its last compute action ended: they come in
+    as where each rank stands before its first action and are updated in place.
     """
     inf = np.inf
     n_ranks = offsets.size - 1
@@ -157,8 +161,6 @@ def _run(  # type: ignore[no-untyped-def]
                     arrive_row[key] = t
                     t += 1
     # Pass 2: each rank runs until its next action waits for a signal not yet produced.
-    send_free = np.zeros(n_ranks)
-    last_en = np.zeros(n_ranks)  # end of each rank's last compute action
     last_end = np.full(num_stages, -1.0)
     for r in range(n_ranks):
         head[r] = offsets[r]
@@ -272,10 +274,13 @@ def _tables(schedule: Schedule, costs: OpCosts) -> dict[str, np.ndarray]:
     return tables
 
 
-def simulate_compiled(schedule: Schedule, costs: OpCosts) -> Timeline:
+def simulate_compiled(
+    schedule: Schedule, costs: OpCosts, begin: RankStart | None = None, optimizer: str = "sync"
+) -> Timeline:
     """Simulate one training step of ``schedule`` with ``costs`` in one compiled pass (see the module
     docstring); the same timeline as :func:`pipesim.sim.wavefront.simulate_wavefront`, bit for bit.
-    ``costs`` must cover the schedule's stages.
+    ``costs`` must cover the schedule's stages; ``begin`` is when each rank's streams are free (None: at 0),
+    ``optimizer`` the optimizer mode.
 
     Raises :class:`ScheduleError` if the schedule is incomplete or deadlocks (with the rank x step grid).
     """
@@ -314,11 +319,13 @@ def simulate_compiled(schedule: Schedule, costs: OpCosts) -> Timeline:
     wait = np.empty(n)
     head = np.zeros(r_count, dtype=np.int64)
     last_grad = np.full(s_count, -1, dtype=np.int64)
-    rank_free = np.zeros(r_count)
     durations = costs.duration_table()
     keys = m_count * s_count * NUM_SIGNALS
     finish_row = np.empty(keys, dtype=np.int32)
     arrive_row = np.empty(keys, dtype=np.int32)
+    t0 = np.zeros(r_count) if begin is None else np.array(begin.compute_s, dtype=np.float64)
+    send_free = np.zeros(r_count) if begin is None else np.array(begin.send_s, dtype=np.float64)
+    rank_free, last_en = t0.copy(), t0.copy()
     status = run(
         codes,
         offsets,
@@ -347,13 +354,15 @@ def simulate_compiled(schedule: Schedule, costs: OpCosts) -> Timeline:
         last_grad,
         bool(costs.p2p_blocking),
         rank_free,
+        send_free,
+        last_en,
     )
     del codes, finish_row, arrive_row
     if status == _DEADLOCK:
         raise deadlock_error(schedule, [int(h - o) for h, o in zip(head, offsets[:-1], strict=True)])
     tail = slice(n + sends, rows)
     d_rank, d_stage, d_start, d_end, o_start, o_end = _gradient_rows(
-        schedule, costs, rank_free, durations, last_grad, kind, stage, end
+        schedule, costs, rank_free, durations, last_grad, kind, stage, end, t0, optimizer
     )
     microbatch[tail] = -1
     peer[tail] = -1
@@ -396,9 +405,14 @@ def _gradient_rows(
     kind: np.ndarray,
     stage: np.ndarray,
     end: np.ndarray,
+    t0: np.ndarray,
+    optimizer: str,
 ) -> GradientSpans:
     """The reduction and optimizer spans (:func:`gradient_spans`) from the compute rows: each rank's compute
     stream is free at ``rank_end`` (after its last action, and that action's send when sends block), each
-    stage's last gradient pass is ``last_grad``."""
+    stage's last gradient pass is ``last_grad``; ``t0`` when each rank's reduction stream is free, ``optimizer``
+    the optimizer mode."""
     last = np.maximum(last_grad, 0)
-    return gradient_spans(schedule, costs, end[last], durations[kind[last], stage[last]], rank_end)
+    return gradient_spans(
+        schedule, costs, end[last], durations[kind[last], stage[last]], rank_end, optimizer, t0
+    )

@@ -11,8 +11,13 @@ Model:
   equal buckets: with ``dp_overlap`` bucket k of a stage is ready k+1 / dp_buckets of the way through the
   stage's last gradient pass (B, or W with a split backward; layers produce their gradients in turn, as
   Megatron-LM's and PyTorch DDP's bucketed reductions use them), otherwise after all of the rank's compute;
-  the stream reduces one bucket at a time, in order of readiness; the optimizer step then follows once every rank has reduced its gradients (gradient clipping needs
-  the global norm).
+  the stream reduces one bucket at a time, in order of readiness; the optimizer step then follows once every
+  rank has reduced its gradients (``sync``: gradient clipping needs the global norm), or under
+  ``post-validation`` once the rank itself has and the partially reduced global state of the previous rank
+  has arrived (:mod:`pipesim.sim.gradients`);
+* a step may begin with its ranks' streams busy until given times (:class:`RankStart`): the previous
+  iteration's optimizer step and last transfers, when iterations run back to back
+  (:mod:`pipesim.sim.iterations`).
 
 * an overlapped forward-and-backward pair of a schedule (DualPipe's F&B, :attr:`schedules.Schedule.overlapped`)
   runs as one span of ``fb_pair_s`` once the inputs of both passes are there, when ``fb_pair_s`` is given;
@@ -39,11 +44,12 @@ from __future__ import annotations
 import sys
 from typing import Literal
 
-from pipesim.sim.timeline import OpCosts, SpanKind, Stream, Timeline
+from pipesim.sim.timeline import OpCosts, RankStart, SpanKind, Stream, Timeline
 from pipesim.sim.wavefront import decode_actions, simulate_wavefront
 from schedules.ir import Schedule, ScheduleError
+from schedules.iterations import check_optimizer_mode
 
-__all__ = ["OpCosts", "Timeline", "SpanKind", "Stream", "simulate", "decode_actions", "Method"]
+__all__ = ["OpCosts", "RankStart", "Timeline", "SpanKind", "Stream", "simulate", "decode_actions", "Method"]
 
 Method = Literal["auto", "compiled", "wavefront"]
 
@@ -69,8 +75,18 @@ def _prefer_compiled(schedule: Schedule) -> bool:
     return True
 
 
-def simulate(schedule: Schedule, costs: OpCosts, *, method: Method = "auto") -> Timeline:
+def simulate(
+    schedule: Schedule,
+    costs: OpCosts,
+    *,
+    method: Method = "auto",
+    start: RankStart | None = None,
+    optimizer: str = "sync",
+) -> Timeline:
     """Simulate one training step of ``schedule`` with ``costs``; see the module docstring for the model.
+
+    ``start`` is when each rank's compute and send streams are free (None: all at 0); ``optimizer`` the
+    optimizer mode that places the optimizer step (``sync`` or ``post-validation``).
 
     ``method`` picks the evaluation: ``"wavefront"`` (numpy reference), ``"compiled"`` (numba) or ``"auto"``
     (compiled for long schedules); all give the same timeline, bit for bit. Overlapped F&B pairs (given
@@ -83,9 +99,12 @@ def simulate(schedule: Schedule, costs: OpCosts, *, method: Method = "auto") -> 
         )
     if method not in ("auto", "compiled", "wavefront"):
         raise ScheduleError(f"unknown simulation method {method!r}; valid: auto, compiled, wavefront")
+    check_optimizer_mode(optimizer)
+    if start is not None:
+        start.check(schedule.num_ranks)
     pairs = costs.fb_pair_s is not None and any(schedule.overlapped)
     if not pairs and (method == "compiled" or (method == "auto" and _prefer_compiled(schedule))):
         from pipesim.sim.compiled import simulate_compiled
 
-        return simulate_compiled(schedule, costs)
-    return simulate_wavefront(schedule, costs)
+        return simulate_compiled(schedule, costs, start, optimizer)
+    return simulate_wavefront(schedule, costs, start, optimizer)

@@ -7,8 +7,19 @@ Section 3.2.3): a stage's gradients are reduced in ``dp_buckets`` equal buckets;
 K is ready (k+1)/K of the way through the stage's last gradient pass (the B or W that finishes last; layers
 produce their gradients in turn), otherwise when the rank's last compute action finishes. Each rank's DP
 stream reduces one bucket at a time, in order of readiness (ties: stage, then bucket). The optimizer step
-starts on every rank once every rank has finished computing and reducing (gradient clipping needs the global
-norm) and lasts ``optimizer_s``.
+lasts ``optimizer_s`` on each rank and starts (:func:`update_starts`):
+
+* ``sync``: on every rank once every rank has finished computing and reducing (gradient clipping and the
+  NaN/Inf check need the global state: a global barrier);
+* ``post-validation`` (Qi et al., "Zero Bubble Pipeline Parallelism", ICLR 2024, arXiv:2401.10241, Section 4,
+  "Bypassing optimizer synchronizations"): no barrier. Before its optimizer step each stage receives the
+  partially reduced global state (gradient norm, NaN/Inf flag) from the previous stage, combines it with its
+  own and passes it on; the step runs on that partial state, and the fully reduced state travels back from
+  the last stage during the next iteration's warm-up, where each stage validates its step (rolling back in
+  the rare case it fails). So rank r's step starts once its own passes and reductions are done and the state
+  of rank r - 1 has arrived, one ``validation_hop_s`` after rank r - 1's step started. The backward
+  propagation of the full state is a few bytes riding along the warm-up that no pass waits for (a rollback
+  is the rare case the paper leaves out of its timings), so it is not a span.
 """
 
 from __future__ import annotations
@@ -18,9 +29,23 @@ import numpy as np
 from pipesim.sim.timeline import FloatArray, IntArray, OpCosts
 from schedules.ir import Schedule
 
-__all__ = ["GradientSpans", "gradient_spans"]
+__all__ = ["GradientSpans", "gradient_spans", "update_starts"]
 
 GradientSpans = tuple[IntArray, IntArray, FloatArray, FloatArray, FloatArray, FloatArray]
+
+
+def update_starts(rank_ready_s: FloatArray, hop_s: float, optimizer: str) -> FloatArray:
+    """When each rank's optimizer step starts, from when each rank has finished computing and reducing
+    (``rank_ready_s``): the latest of them on every rank under ``sync``; under ``post-validation``
+    ``start[r] = max(ready[r], start[r-1] + hop_s)``, the partially reduced state passed from rank to rank
+    (see the module docstring)."""
+    if optimizer == "sync":
+        return np.full(rank_ready_s.size, rank_ready_s.max() if rank_ready_s.size else 0.0)
+    out = np.empty(rank_ready_s.size)
+    prev = -np.inf
+    for r in range(rank_ready_s.size):  # one per pipeline rank
+        prev = out[r] = max(float(rank_ready_s[r]), prev + hop_s)
+    return out
 
 
 def gradient_spans(
@@ -29,12 +54,16 @@ def gradient_spans(
     last_grad_end_s: FloatArray,
     last_grad_duration_s: FloatArray,
     rank_compute_end_s: FloatArray,
+    optimizer: str = "sync",
+    dp_free_s: FloatArray | None = None,
 ) -> GradientSpans:
     """The reduction spans (rank, stage, start, end; one per bucket of every stage with a non-zero
     ``dp_reduce_s``) and the optimizer spans (start, end; one per rank when ``optimizer_s`` > 0).
 
     ``last_grad_end_s`` / ``last_grad_duration_s`` are, per stage, the end and duration of its last gradient
-    pass; ``rank_compute_end_s`` the end of each rank's last compute action. See the module docstring.
+    pass; ``rank_compute_end_s`` the end of each rank's last compute action; ``optimizer`` the mode
+    (:func:`update_starts`); ``dp_free_s`` when each rank's reduction stream is free (None: at 0). See the
+    module docstring.
     """
     dp = np.asarray(costs.dp_reduce_s, dtype=np.float64)
     stages = np.nonzero(dp > 0)[0]
@@ -50,7 +79,7 @@ def gradient_spans(
     length = dp[s_stage] / k_count
     out_start = np.zeros(s_stage.size)
     out_end = np.zeros(s_stage.size)
-    free = np.zeros(schedule.num_ranks)
+    free = np.zeros(schedule.num_ranks) if dp_free_s is None else np.array(dp_free_s, dtype=np.float64)
     for pos in np.lexsort((bucket, s_stage, ready, s_rank)):  # one per bucket: thousands at most
         r = s_rank[pos]
         t0 = max(ready[pos], free[r])
@@ -60,5 +89,5 @@ def gradient_spans(
     if out_end.size:
         np.maximum.at(rank_end, s_rank, out_end)
     o_count = schedule.num_ranks if costs.optimizer_s > 0 else 0
-    o_start = np.full(o_count, rank_end.max() if schedule.num_ranks else 0.0)
+    o_start = update_starts(rank_end, costs.validation_hop_s, optimizer)[:o_count]
     return s_rank, s_stage, out_start, out_end, o_start, o_start + costs.optimizer_s

@@ -12,7 +12,7 @@ import numpy.typing as npt
 
 from schedules.ir import ScheduleError
 
-__all__ = ["OpCosts", "Timeline", "SpanKind", "Stream", "FloatArray", "IntArray"]
+__all__ = ["OpCosts", "RankStart", "Timeline", "SpanKind", "Stream", "FloatArray", "IntArray"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -64,7 +64,9 @@ class OpCosts:
     pair's passes run one after the other). ``p2p_blocking``: a rank's compute waits for each of its own
     sends to complete before its next action (Megatron-LM's batched isend/irecv pairs waited on by the
     schedule, :attr:`pipesim.specs.layout.Layout.p2p_overlapped`); False: sends run on the send stream
-    behind compute.
+    behind compute. ``validation_hop_s`` is the time of one hop of the partially
+    reduced global state (gradient norm, NaN/Inf flag: a few bytes) from one pipeline rank to the next, which
+    the optimizer step of each rank waits for under ``post-validation`` (:mod:`pipesim.sim.gradients`).
     """
 
     forward_s: tuple[float, ...]
@@ -82,6 +84,7 @@ class OpCosts:
     optimizer_s: float = 0.0
     fb_pair_s: float | None = None
     p2p_blocking: bool = False
+    validation_hop_s: float = 0.0
     num_stages: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -113,6 +116,8 @@ class OpCosts:
             raise ScheduleError(f"costs: fb_pair_s={self.fb_pair_s} must be >= 0")
         if self.optimizer_s < 0:
             raise ScheduleError(f"costs: optimizer_s={self.optimizer_s} must be >= 0")
+        if not self.validation_hop_s >= 0:
+            raise ScheduleError(f"costs: validation_hop_s={self.validation_hop_s} must be >= 0")
         if not isinstance(self.dp_buckets, int) or self.dp_buckets < 1:
             raise ScheduleError(f"costs: dp_buckets={self.dp_buckets} must be an integer >= 1")
 
@@ -143,6 +148,26 @@ class OpCosts:
         b = np.asarray(self.backward_s, dtype=np.float64)
         w = np.asarray(self.weight_s, dtype=np.float64)
         return np.stack([f, b, b - w, w])
+
+
+@dataclass(frozen=True)
+class RankStart:
+    """Where each rank stands when a simulated iteration begins (the previous iteration's leftovers under
+    ``post-validation``): ``compute_s`` per rank, when its compute stream (and data-parallel stream) is free
+    for the iteration's first action (after its own optimizer step); ``send_s`` per rank, when its send
+    stream is free (the previous iteration's last transfer may still be on the wire)."""
+
+    compute_s: tuple[float, ...]
+    send_s: tuple[float, ...]
+
+    def check(self, num_ranks: int) -> None:
+        """Raise :class:`ScheduleError` unless both tuples hold ``num_ranks`` finite times >= 0."""
+        for name in ("compute_s", "send_s"):
+            values = getattr(self, name)
+            if len(values) != num_ranks:
+                raise ScheduleError(f"start: {name} has {len(values)} entries, expected {num_ranks} ranks")
+            if not all(0.0 <= v < float("inf") for v in values):
+                raise ScheduleError(f"start: {name} must hold finite times >= 0, got {values}")
 
 
 @dataclass(frozen=True, eq=False)

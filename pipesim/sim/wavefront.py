@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from pipesim.sim.gradients import gradient_spans
 from pipesim.sim.overlap import overlapped_pairs
-from pipesim.sim.timeline import IntArray, OpCosts, SpanKind, Stream, Timeline
+from pipesim.sim.timeline import IntArray, OpCosts, RankStart, SpanKind, Stream, Timeline
 from schedules.ir import (
     NUM_OPS,
     NUM_SIGNALS,
@@ -91,9 +91,12 @@ def _dependency_tables(num_stages: int) -> tuple[IntArray, IntArray, IntArray, I
     return cross_sig, cross_stage, own_sig, own_stage
 
 
-def simulate_wavefront(schedule: Schedule, costs: OpCosts) -> Timeline:
+def simulate_wavefront(
+    schedule: Schedule, costs: OpCosts, begin: RankStart | None = None, optimizer: str = "sync"
+) -> Timeline:
     """Simulate one training step of ``schedule`` with ``costs`` by numpy wavefront rounds (the reference
-    evaluation; the model is :mod:`pipesim.sim.engine`'s). ``costs`` must cover the schedule's stages.
+    evaluation; the model is :mod:`pipesim.sim.engine`'s). ``costs`` must cover the schedule's stages;
+    ``begin`` is when each rank's streams are free (None: at 0), ``optimizer`` the optimizer mode.
 
     Raises :class:`ScheduleError` if the schedule is incomplete or deadlocks (with the rank x step grid).
     """
@@ -141,8 +144,9 @@ def simulate_wavefront(schedule: Schedule, costs: OpCosts) -> Timeline:
     arrive = finish.copy()  # when the output is available to its cross-stage consumer
     is_send = sends
     blocking = bool(costs.p2p_blocking)
-    t_free = np.zeros(r_count)
-    send_free = np.zeros(r_count)
+    t0 = np.zeros(r_count) if begin is None else np.array(begin.compute_s, dtype=np.float64)
+    t_free = t0.copy()
+    send_free = np.zeros(r_count) if begin is None else np.array(begin.send_s, dtype=np.float64)
     head = offsets[:-1].copy()
     stop = offsets[1:]
     everyone = np.arange(r_count)
@@ -188,7 +192,8 @@ def simulate_wavefront(schedule: Schedule, costs: OpCosts) -> Timeline:
     # and (blocking) the rank's own previous send instant.
     prev_end = np.zeros(n)
     prev_end[1:] = finish_a[:-1]
-    prev_end[offsets[:-1][offsets[:-1] < n]] = 0.0
+    firsts = offsets[:-1] < offsets[1:]
+    prev_end[offsets[:-1][firsts]] = t0[firsts]
     local_ready = np.maximum(np.maximum(prev_end, finish[dep_cross]), finish[dep_own])
     wait = np.maximum(start_a - local_ready, 0.0)
     if not blocking:  # only an input in flight can hold an action back
@@ -206,7 +211,13 @@ def simulate_wavefront(schedule: Schedule, costs: OpCosts) -> Timeline:
     last = _last_gradient_pass(schedule.num_stages, op, stage, finish_a)
     rank_end = t_free  # each rank's compute stream is free after its last action (and its send, blocking)
     d_rank, d_stage, d_start, d_end, o_start, o_end = gradient_spans(
-        schedule, costs, finish_a[last], costs.duration_table()[op[last], stage[last]], rank_end
+        schedule,
+        costs,
+        finish_a[last],
+        costs.duration_table()[op[last], stage[last]],
+        rank_end,
+        optimizer,
+        t0,
     )
     o_count = o_start.size
 

@@ -110,14 +110,87 @@ def test_sync_iterations_are_tiled_after_the_barrier() -> None:
     assert int(second.sum()) == s.num_actions
 
 
-def test_post_validation_refuses_dp_and_optimizer_costs() -> None:
+def test_unknown_optimizer_mode_is_refused() -> None:
+    with pytest.raises(ScheduleError, match="unknown optimizer mode 'async'; valid: sync, post-validation"):
+        run_iterations(zb_h1(4, 8), costs(4, 1.0, 1.0, 1.0), "async")
+
+
+@pytest.mark.parametrize("name", ["1f1b", "zb-h1", "zb-h2", "interleaved-1f1b", "zb-v", "dualpipe-v"])
+def test_post_validation_equals_one_back_to_back_simulation(name: str) -> None:
+    # Without DP reduction or an optimizer step, iteration-by-iteration simulation with each rank's streams
+    # carried over (RankStart) is the single simulation of the repeated programs, bit for bit (transfers on).
     from dataclasses import replace
 
-    c = replace(costs(4, 1.0, 1.0, 1.0), optimizer_s=1.0)
-    with pytest.raises(ScheduleError, match="optimizer step.*use --optimizer sync"):
-        run_iterations(zb_h1(4, 8), c, "post-validation")
-    with pytest.raises(ScheduleError, match="unknown optimizer mode 'async'; valid: sync, post-validation"):
-        run_iterations(zb_h1(4, 8), c, "async")
+    from pipesim.sim.engine import simulate
+
+    s = build_schedule(name, 4, 8, 2 if name == "interleaved-1f1b" else 1)
+    c = replace(OpCosts.uniform(s.num_stages, 1.0, 2.1, 0.7, 0.3, 1.0), fb_pair_s=2.5)
+    run = run_iterations(s, c, "post-validation", iterations=3)
+    whole = simulate(repeat_iterations(s, 3), c)
+    tl, n = run.timeline, whole.num_actions
+    assert tl.num_actions == n and tl.num_spans == whole.num_spans
+    for name in ("start_s", "end_s", "microbatch", "kind", "stage", "rank"):  # compute rows: same order
+        assert np.array_equal(getattr(tl, name)[:n], getattr(whole, name)[:n]), name
+    assert np.array_equal(tl.wait_on_transfer_s, whole.wait_on_transfer_s)
+
+    def transfers(t: object) -> list[tuple[int, int, int, float, float]]:  # the other rows, in any order
+        rows = range(n, whole.num_spans)
+        return sorted(
+            (int(t.rank[i]), int(t.microbatch[i]), int(t.stage[i]), t.start_s[i], t.end_s[i]) for i in rows
+        )  # type: ignore[attr-defined]
+
+    assert transfers(tl) == transfers(whole)
+
+
+def _with(c: OpCosts, **kw: object) -> OpCosts:
+    from dataclasses import replace
+
+    return replace(c, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("dp_overlap", [False, True])
+def test_post_validation_places_each_ranks_reduction_and_step_between_its_own_iterations(
+    dp_overlap: bool,
+) -> None:
+    # ZB-H2, T_F = T_I = T_W = 1, p 4, m 8: every rank computes 24 s without a gap once started (rank r at r s)
+    # and its passes end at 24 + r, in rank order, so the previous rank's partial state (Section 4) is always
+    # there first. Each rank then reduces its gradients (d = 0.8 s in 4 buckets of 0.2 s; with dp_overlap
+    # bucket k is ready (k+1)/4 of the way through the stage's last W (1 s) and takes 0.2 s, so only the last
+    # bucket, d/4, runs past the pass) and steps (o = 3 s) before its next iteration:
+    #   post-validation steady step = 24 + exposed + o;  sync = (24 + 3) + exposed + o (the barrier and fill).
+    d, o = 0.8, 3.0
+    c = _with(
+        costs(4, 1.0, 1.0, 1.0), dp_reduce_s=(d,) * 4, dp_overlap=dp_overlap, dp_buckets=4, optimizer_s=o
+    )
+    exposed = d / 4 if dp_overlap else d
+    post = run_iterations(zb_h2(4, 8), c, "post-validation").metrics
+    sync = run_iterations(zb_h2(4, 8), c, "sync").metrics
+    assert post.step_time_s == pytest.approx(24 + exposed + o)
+    assert sync.step_time_s == pytest.approx(27 + exposed + o)
+    assert post.dp_exposed_s == pytest.approx(exposed)
+    assert post.pipeline_time_s == pytest.approx(24) and post.bubble_ratio == pytest.approx(0.0, abs=1e-12)
+    assert post.dp_comm_s == pytest.approx(4 * d) and post.optimizer_s == o
+    assert post.dp_hidden_s == pytest.approx(4 * (d - exposed))
+    tl = run_iterations(zb_h2(4, 8), c, "post-validation", iterations=2).timeline
+    # Rank 3's second iteration starts after its own step, not after a global barrier: its first forward
+    # waits for rank 2's, which starts at (24 + 2) + exposed + o and lasts 1 s.
+    n = tl.num_actions
+    rank3_second = (tl.rank[:n] == 3) & (tl.microbatch[:n] >= 8)
+    assert tl.start_s[:n][rank3_second].min() == pytest.approx(26 + exposed + o + 1)
+
+
+def test_post_validation_1f1b_gains_nothing_and_the_state_hop_is_charged() -> None:
+    # 1F1B's first rank ends last, so every rank's next forward waits for it: the steady step is the
+    # synchronous (m + p - 1)(F + B) + o in both modes (p 4, m 8, F 1, B 2: 33 + o).
+    o = 1.5
+    c = _with(OpCosts.uniform(4, 1.0, 2.0), optimizer_s=o, validation_hop_s=0.25)
+    s = build_schedule("1f1b", 4, 8)
+    assert run_iterations(s, c, "post-validation").metrics.step_time_s == pytest.approx(33 + o)
+    assert run_iterations(s, c, "sync").metrics.step_time_s == pytest.approx(33 + o)
+    # The optimizer spans: rank r's step starts r hops after rank 0's (the partial state passed along).
+    tl = run_iterations(s, c, "post-validation", iterations=1).timeline
+    starts = tl.start_s[tl.kind == 7][:4]  # the first iteration's (two are simulated at least)
+    assert list(starts - starts[0]) == pytest.approx([0.0, 0.25, 0.5, 0.75])
 
 
 def test_compare_request_modes() -> None:
