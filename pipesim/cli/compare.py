@@ -22,7 +22,7 @@ from pipesim.cli.options import (
 )
 from pipesim.cli.render import GIB, console, emit_json, gib
 from pipesim.errors import InputError
-from pipesim.sim.budget import MAX_ACTIONS, check_actions, layout_timeline
+from pipesim.sim.budget import MAX_ACTIONS, check_actions
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -66,7 +66,10 @@ Optimizer modes (--optimizer):
   post-validation  ZB paper Section 4: no barrier, the next iteration's warm-up
                    overlaps this one's tail; step time = steady-state period
                    (T(N) - T(1)) / (N - 1) of N = 4 back-to-back iterations,
-                   T(k) = end of iteration k; bubble = 1 - busy / (ranks x step)
+                   T(k) = end of iteration k; bubble = 1 - busy / (ranks x step);
+                   each rank's DP reduction and optimizer step (--dp-time, a
+                   --model's) run between its own iterations, after the
+                   previous rank's partially reduced global state arrives
 """
 
 
@@ -112,7 +115,6 @@ def compare_cmd(
     from pipesim.sim.compare import compare_schedules
 
     if hw.model is not None:  # real model: the scenario flags replace the synthetic times
-        synthetic.sync_only()
         if synthetic.schedule_files:
             raise InputError(
                 "--schedule-file cannot be combined with --model (per-stage costs need a registry schedule)"
@@ -163,7 +165,7 @@ def compare_on_model(
     families, 1 for the others; ``-m`` microbatches per pipeline unless ``--global-batch-size``); all of them
     together at most ``max_actions`` compute actions. With no layout flag (one GPU) a model that does not fit
     is refused, as ``simulate`` refuses it."""
-    from pipesim.cli.simulate import build_scenario, refuse_default_layout_oom
+    from pipesim.cli.simulate import build_scenario, refuse_default_layout_oom, scenario_timeline
     from pipesim.sim.scenario import simulate_scenario
     from schedules import get_family
 
@@ -175,8 +177,10 @@ def compare_on_model(
     for name in synthetic.names(vpp_flag):
         family = get_family(name)
         vpp = vpp_flag if family.uses_vpp else 1
-        scenarios.append(build_scenario(hw, lay, cluster, name, microbatches, vpp, max_actions))
-    check_actions([layout_timeline(sc.layout) for sc in scenarios], max_actions)
+        scenarios.append(
+            build_scenario(hw, lay, cluster, name, microbatches, vpp, max_actions, synthetic.optimizer)
+        )
+    check_actions([scenario_timeline(sc.layout, sc.optimizer) for sc in scenarios], max_actions)
     reports = [simulate_scenario(sc) for sc in scenarios]
     for report in reports:
         refuse_default_layout_oom(report)

@@ -235,7 +235,8 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                     show_default=True,
                     help="sync: a global barrier after each iteration; step and bubble of one step from t = 0. "
                     "post-validation: the ZB paper's optimizer step without that barrier (its Section 4): the "
-                    "next iteration's warm-up overlaps this one's tail; step = steady-state period "
+                    "next iteration's warm-up overlaps this one's tail, each rank's DP reduction and optimizer "
+                    "step run between its own iterations; step = steady-state period "
                     "(T(N) - T(1))/(N - 1) of N = 4 back-to-back iterations."),
     "weight_stash": _d("--weight-stash", type=FLOAT, default=32 / 34, show_default=True,
                        help="Share of a microbatch's activations that W still needs after I (I frees the rest, W "

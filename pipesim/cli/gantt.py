@@ -87,7 +87,6 @@ def gantt_cmd(
     if hw.model is not None:  # a real model: per-stage costs
         from pipesim.sim.series import report_series
 
-        synthetic.sync_only()
         reports = compare_on_model(synthetic, hw, lay, cluster, max_actions)
         timelines = [layout_timeline(r.scenario.layout) for r in reports]
         if iterations:  # the extra iterations drawn

@@ -97,7 +97,7 @@ def _onoff(text: str, flag: str) -> tuple[bool, ...]:
 @plain_options("max_days", "max_nodes", "space_tp", "space_pp", "space_cp", "space_ep", "space_etp", "space_vpp", "max_tp", "max_pp", "space_mbs",
                "schedules", "space_recompute", "space_do", "space_fsdp", "space_fsdp_shard", "space_sp", "allow_cross_node_tp", "top_k", "show",
                "explain", "as_json", "as_csv", "output", "image_path", "plotlyjs", "wide", "scenario_out", "workers",
-               "dask_scheduler", "max_actions", "config",
+               "dask_scheduler", "max_actions", "config", "optimizer",
                output={"help": "Write an interactive HTML chart (step time vs peak memory)."},
                as_json={"help": "Print JSON: candidates, feasible, results."})  # fmt: skip
 def plan_cmd(hw: Hardware, cluster: ClusterFlags, lay: LayoutFlags, energy: EnergyFlags, **kw: Any) -> None:
@@ -143,6 +143,7 @@ def plan_cmd(hw: Hardware, cluster: ClusterFlags, lay: LayoutFlags, energy: Ener
         top_k=kw["top_k"],
         tokens=energy.tokens,
         max_actions=kw["max_actions"],
+        optimizer=kw["optimizer"],
     )
     if kw["show"] < 0:
         raise InputError(f"--top={kw['show']} must be >= 0")

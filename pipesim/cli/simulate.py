@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from pipesim.sim.energy import EnergyReport
     from pipesim.sim.scenario import Scenario, SimulationReport
+    from pipesim.specs.layout import Layout
 
 __all__ = ["build_scenario", "refuse_default_layout_oom", "render_report", "report_energy", "simulate_cmd"]
 
@@ -48,6 +49,9 @@ Definitions:
   bubble          idle fraction of the pipeline phase; bubble/ideal = idle / busy (Megatron form)
   breakdown       seconds per rank (mean over ranks); the exposed column adds up to the step time
   memory          per GPU of each pipeline rank, GiB = 2^30 bytes; verdict against the GPU's HBM
+  --optimizer     sync: one step behind a global barrier; post-validation (ZB paper Section 4): each rank's
+                  DP reduction and optimizer step between its own iterations, no barrier; step = steady
+                  state (T(N) - T(1)) / (N - 1) of N = 4 back-to-back iterations
 """
 
 
@@ -59,9 +63,11 @@ def build_scenario(
     microbatches: int | None = None,
     vpp: int | None = None,
     max_actions: int = MAX_ACTIONS,
+    optimizer: str = "sync",
 ) -> Scenario:
     """The :class:`Scenario` of the parsed flags (``microbatches`` sets the default global batch, ``vpp``
-    overrides ``--vpp``); refuses a timeline of more than ``max_actions`` compute actions before any
+    overrides ``--vpp``, ``optimizer`` is the optimizer mode); refuses a timeline of more than
+    ``max_actions`` compute actions (all the iterations ``post-validation`` simulates) before any
     communication model or schedule is built."""
     from pipesim.sim.scenario import Scenario, check_gpu_count
 
@@ -74,8 +80,18 @@ def build_scenario(
     )
     check_gpu_count(layout, cluster.gpus)
     hw.gpu.peak(layout.precision)  # fail early if the GPU lacks the precision
-    check_actions([layout_timeline(layout)], max_actions)
-    return Scenario(model, hw.gpu, layout, cluster.comm(layout.num_gpus), rank_order=cluster.rank_grid())
+    check_actions([scenario_timeline(layout, optimizer)], max_actions)
+    comm = cluster.comm(layout.num_gpus)
+    return Scenario(model, hw.gpu, layout, comm, rank_order=cluster.rank_grid(), optimizer=optimizer)
+
+
+def scenario_timeline(layout: Layout, optimizer: str) -> tuple[str, int, int, int, bool]:
+    """:func:`pipesim.sim.budget.layout_timeline` of ``layout`` with every iteration ``optimizer`` simulates
+    (one under ``sync``, :data:`pipesim.sim.iterations.DEFAULT_ITERATIONS` under ``post-validation``)."""
+    from pipesim.sim.iterations import DEFAULT_ITERATIONS
+
+    name, ranks, chunks, m, split = layout_timeline(layout)
+    return name, ranks, chunks, m * (1 if optimizer == "sync" else DEFAULT_ITERATIONS), split
 
 
 def report_energy(report: SimulationReport, energy: EnergyFlags, gpus_per_node: int) -> EnergyReport | None:
@@ -100,9 +116,10 @@ def report_energy(report: SimulationReport, energy: EnergyFlags, gpus_per_node: 
 @layout_options()
 @cluster_options()
 @energy_options()
-@plain_options("as_json", "max_actions", "wide", "config")
+@plain_options("optimizer", "as_json", "max_actions", "wide", "config")
 def simulate_cmd(
     schedule: str | None,
+    optimizer: str,
     as_json: bool,
     max_actions: int,
     hw: Hardware,
@@ -118,7 +135,8 @@ def simulate_cmd(
         require("global_batch_size")
     if schedule is not None:
         get_family(schedule)  # unknown names list the valid ones
-    report = simulate_scenario(build_scenario(hw, lay, cluster, schedule, max_actions=max_actions))
+    scenario = build_scenario(hw, lay, cluster, schedule, max_actions=max_actions, optimizer=optimizer)
+    report = simulate_scenario(scenario)
     refuse_default_layout_oom(report)
     energy_report = report_energy(report, energy, cluster.gpus_per_node or 8)
     if as_json:
@@ -143,6 +161,10 @@ def refuse_default_layout_oom(report: SimulationReport) -> None:
         f"`pipesim plan --model {sc.model.name} --gpu {sc.gpu.name} --nodes N --global-batch-size "
         f"{sc.layout.global_batch_size}`"
     )
+
+
+# How the step time is measured under each optimizer mode (pipesim.sim.iterations).
+_STEP_LABEL = {"post-validation": "step time (s), steady state of back-to-back iterations"}
 
 
 def render_report(report: SimulationReport) -> None:
@@ -175,7 +197,7 @@ def render_report(report: SimulationReport) -> None:
     summary.add_column("metric", no_wrap=True)
     summary.add_column("value", justify="right", no_wrap=True)
     rows = (
-        ("step time (s)", f"{report.step_time_s:.3f}"),
+        (_STEP_LABEL.get(sc.optimizer, "step time (s)"), f"{report.step_time_s:.3f}"),
         ("throughput (tokens/s)", f"{report.tokens_per_s:,.0f}"),
         ("throughput (samples/s)", f"{report.samples_per_s:,.2f}"),
         ("model TFLOP/s per GPU", f"{report.model_tflops_per_gpu:.1f}"),

@@ -387,15 +387,6 @@ class SyntheticFlags:
             fb_s=None if self.fb_time is None else _ms(self.fb_time, "--fb-time"),
         )
 
-    def sync_only(self) -> None:
-        """Real-model scenarios include DP reduction and the optimizer step, which post-validation does not
-        place (:mod:`pipesim.sim.iterations`)."""
-        if self.optimizer != "sync":
-            raise InputError(
-                f"--optimizer {self.optimizer} is modelled for the synthetic scenario (the pipeline phase) only; "
-                "a --model scenario's DP reduction and optimizer step need --optimizer sync"
-            )
-
     def _weight_s(self) -> float:
         """--weight-time in seconds: half the backward when not given; never more than the backward."""
         if self.weight_time is None:

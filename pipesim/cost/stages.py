@@ -88,6 +88,12 @@ def dp_buckets(stage_params: Sequence[float]) -> int:
     return max(1, -(-int(most) // DP_BUCKET_PARAMS))
 
 
+# The partially reduced global state a stage passes on before its optimizer step under post-validation (Qi et al.,
+# "Zero Bubble Pipeline Parallelism", ICLR 2024, Section 4: the gradient norm and the NaN/Inf check): one fp32
+# sum of squares and one fp32 flag.
+VALIDATION_STATE_BYTES = 8.0
+
+
 @dataclass(frozen=True)
 class StageCosts:
     """Per-stage costs of one layout on one placement. ``costs`` is what the engine runs (:class:`OpCosts`:
@@ -245,6 +251,17 @@ class StageCostModel:
             self._p2p[key] = hit
         return hit
 
+    def state_hop_s(self, grid: RankGrid, src: int) -> float:
+        """Seconds to pass the partially reduced global state (:data:`VALIDATION_STATE_BYTES`) from pipeline
+        rank ``src`` to ``src + 1`` before the optimizer step under post-validation (Qi et al., ICLR 2024,
+        Section 4; :mod:`pipesim.sim.gradients`)."""
+        a, b = grid.rank(0, 0, src), grid.rank(0, 0, src + 1)
+        key = ("state", a, b)
+        hit = self._p2p.get(key)
+        if hit is None:
+            hit = self._p2p[key] = self.comm.p2p_s(VALIDATION_STATE_BYTES, a, b)
+        return hit
+
     def main_layer_activation_bytes(self, layout: Layout) -> float:
         """Cached :func:`pipesim.cost.memory.layer_activation_bytes` of the model's main layer kind."""
         model = self.model
@@ -311,6 +328,7 @@ class StageCostModel:
             z_exposed.append(c_exposed)
 
         p2p = [self.transfer_s(layout, grid, placement[s], placement[s + 1]) for s in range(n_stages - 1)]
+        hop = max((self.state_hop_s(grid, r) for r in range(layout.pp - 1)), default=0.0)
 
         # Data-parallel gradient reduction, per stage (the engine's buckets decide what is hidden).
         grad_b = layout.grad_reduce_bytes
@@ -393,6 +411,7 @@ class StageCostModel:
             dp_buckets=dp_buckets(params),
             optimizer_s=opt,
             p2p_blocking=not layout.p2p_overlapped,
+            validation_hop_s=hop,
         )
         return StageCosts(
             costs,

@@ -33,6 +33,13 @@ Step time = pipeline phase + exposed data-parallel reduction + optimizer step, w
 * optimizer step: the most loaded pipeline rank's Adam step (:func:`pipesim.cost.times.optimizer_step_s`) plus, with
   the distributed optimizer, the all-gather of updated weights; as the simulator charges it.
 
+Under ``--optimizer post-validation`` (Qi et al., ICLR 2024, Section 4; :mod:`pipesim.sim.iterations`) the step
+is the steady-state period (T(N) - T(1)) / (N - 1) of back-to-back iterations, with each rank's reduction and
+optimizer step between its own iterations, in the same three parts: the pipeline phase's bubble factor ``k``
+is profiled for every family (closed forms included) from that steady state of the uniform-cost schedule;
+the exposed reduction is the longest time a rank's reductions run past the rank's own last gradient pass
+(no barrier waits for the others); then the optimizer step.
+
 Peak memory per GPU: weights, gradients and optimizer state of the rank's stages (:mod:`pipesim.cost.memory`),
 plus its stashed activations = in-flight microbatches (closed form: GPipe m, 1F1B min(m, p - r) (SC21
 Section 2.2.1), interleaved min(v m, 2(p - r - 1) + (v - 1) p + 1) / v (Korthikanti et al. 2022, Section
@@ -61,12 +68,14 @@ from pipesim.cost.stages import StageCostModel, StageCosts
 from pipesim.cost.times import Efficiency
 from pipesim.plan.profiles import Profile, profile_microbatches, profile_schedule
 from pipesim.sim.engine import OpCosts, simulate
+from pipesim.sim.iterations import run_iterations
 from pipesim.specs.gpu import GPUSpec
 from pipesim.specs.layout import Layout
 from pipesim.specs.model import ModelSpec
 from pipesim.specs.placement import RankGrid
 from schedules import Schedule, ScheduleError, build_schedule, get_family
 from schedules.greedy import GreedyTimes
+from schedules.iterations import check_optimizer_mode
 from schedules.timed import TIMED_FAMILIES, build_timed
 
 __all__ = ["Estimate", "Estimator"]
@@ -124,7 +133,9 @@ class Estimator:
         comm: CommModel,
         efficiency: Efficiency,
         reserve_bytes: float = RESERVE_BYTES,
+        optimizer: str = "sync",
     ) -> None:
+        self.optimizer = check_optimizer_mode(optimizer)
         self.model = model
         self.gpu = gpu
         self.comm = comm
@@ -148,7 +159,7 @@ class Estimator:
             try:
                 if variant is not None:
                     ri, rw, rc, sf = variant
-                    hit = build_timed(name, pp, m, GreedyTimes(1.0, ri, rw, rc), None, sf)
+                    hit = build_timed(name, pp, m, GreedyTimes(1.0, ri, rw, rc), None, sf, self.optimizer)
                 else:
                     hit = build_schedule(name, pp, m, chunks)
             except ScheduleError as exc:
@@ -190,7 +201,8 @@ class Estimator:
     ) -> float:
         """Bubble factor of a profiled family (relative to 1F1B's (p-1) x per-microbatch work / chunks): its
         schedule, built at :func:`profile_microbatches`, simulated with uniform chunk costs F = 1 and B, W in
-        the given ratios (rounded to 0.1, cached)."""
+        the given ratios (rounded to 0.1, cached); one step under ``sync``, the steady-state step of
+        back-to-back iterations under ``post-validation``."""
         rb = round(b / f * 10) / 10
         rw = min(round(w / f * 10) / 10, rb)
         mp = profile_microbatches(pp, m)
@@ -204,7 +216,12 @@ class Estimator:
                 assert not isinstance(built, str), built
             split = get_family(name).split_backward
             costs = OpCosts.uniform(built.num_stages, 1.0, rb, weight_s=rw if split else 0.0)
-            t = simulate(built, costs, method="compiled").step_time_s  # many small runs: the compiled pass
+            if self.optimizer == "sync":
+                t = simulate(
+                    built, costs, method="compiled"
+                ).step_time_s  # many small runs: the compiled pass
+            else:
+                t = run_iterations(built, costs, self.optimizer).metrics.step_time_s
             per_rank = chunks * (1.0 + rb)
             hit = (t - mp * per_rank) / ((pp - 1) * per_rank / chunks) if pp > 1 else 0.0
             self._bubble[key] = hit = max(hit, 0.0)
@@ -293,7 +310,7 @@ class Estimator:
             work[r] += blocked[r]
         slow = max(range(p), key=lambda r: (work[r], -r))
         w_max = work[slow]
-        if p == 1 or family.in_flight is not None:
+        if p == 1 or (family.in_flight is not None and self.optimizer == "sync"):
             k = 0.0 if p == 1 else 1.0
         else:
             f_r, w_r = fwd[slow], (wgt[slow] if family.split_backward else 0.0)
@@ -310,12 +327,14 @@ class Estimator:
         # Data-parallel gradient reduction on each rank's reduction stream, as the engine runs it: a stage's
         # dp_buckets equal buckets become ready in turn through its last gradient pass (B, or W with a split
         # backward), which ends about s (B_chunk + transfer) before the end of the pipeline phase (the final
-        # backward wave runs from the last stage to the first); one bucket at a time per rank.
+        # backward wave runs from the last stage to the first); one bucket at a time per rank. Exposed: past
+        # the pipeline phase (sync), or past the rank's own last gradient pass (post-validation).
         dp_exposed = 0.0
         if any(c.dp_reduce_s):
             nb = c.dp_buckets
             b_chunk = (w_max - blocked[slow] - fwd[slow]) / chunks
             free = [0.0] * p
+            own_end = [-float("inf")] * p
             end = 0.0
             for s in range(n_stages - 1, -1, -1):
                 red = c.dp_reduce_s[s]
@@ -328,9 +347,16 @@ class Estimator:
                     start = ready - grad_pass * (1 - 1 / nb)
                     free[r] = max(free[r] + red, start + red, ready + red / nb)
                 else:
+                    ready = pipeline
                     free[r] = max(free[r], pipeline) + red
+                own_end[r] = max(own_end[r], ready)
                 end = max(end, free[r])
-            dp_exposed = max(end - pipeline, 0.0)
+            if self.optimizer == "sync":
+                dp_exposed = max(end - pipeline, 0.0)
+            else:
+                dp_exposed = max(
+                    max(f - e, 0.0) for f, e in zip(free, own_end, strict=True) if e > -float("inf")
+                )
 
         # Memory: ranks 0 and p-1 for closed forms, every rank for profiled families.
         acts_of: dict[int, float] = {}

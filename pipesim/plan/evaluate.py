@@ -44,7 +44,15 @@ def _simulate_batch(batch: Sequence[Candidate]) -> list[SimSummary]:
     comm = req.cluster.comm()
     out = []
     for c in batch.items:
-        sc = Scenario(req.model, req.cluster.gpu, c.layout(req), comm, req.efficiency, req.reserve_bytes)
+        sc = Scenario(
+            req.model,
+            req.cluster.gpu,
+            c.layout(req),
+            comm,
+            req.efficiency,
+            req.reserve_bytes,
+            optimizer=req.optimizer,
+        )
         out.append(SimSummary.of(simulate_scenario(sc)))
     return out
 
@@ -58,4 +66,5 @@ def scenario_of(request: PlanRequest, candidate: Candidate) -> Scenario:
         request.cluster.comm(),
         request.efficiency,
         request.reserve_bytes,
+        optimizer=request.optimizer,
     )

@@ -17,6 +17,7 @@ from pipesim.specs.gpu import GPUSpec
 from pipesim.specs.layout import FSDP, RECOMPUTE, TRAIN_PRECISIONS
 from pipesim.specs.model import ModelSpec
 from schedules import REGISTRY, get_family
+from schedules.iterations import OPTIMIZER_MODES
 
 # --------------------------------------------------------------------------- the request
 # Default context-parallel sizes keep at least this many tokens of a sequence on each GPU (an assumption: below
@@ -139,7 +140,8 @@ class PlanCluster:
 class PlanRequest:
     """One planning question. ``precision``, ``attention``, ``dp_overlap``, ``scatter_gather``,
     ``tp_comm_overlap`` and ``overlap_p2p_comm`` (None: Megatron-Core's default per schedule) are held fixed (see :class:`pipesim.specs.layout.Layout`); ``top_k`` layouts get the full simulation; ``tokens`` (if
-    given) is the training run's length for days and GPU-hours."""
+    given) is the training run's length for days and GPU-hours; ``optimizer`` is the optimizer mode every
+    layout is estimated and simulated under (:mod:`pipesim.sim.iterations`)."""
 
     model: ModelSpec
     cluster: PlanCluster
@@ -157,6 +159,7 @@ class PlanRequest:
     top_k: int = 16
     tokens: float | None = None
     max_actions: int = MAX_ACTIONS  # compute actions the top_k simulations may hold together
+    optimizer: str = "sync"
 
     def __post_init__(self) -> None:
         if self.global_batch_size < 1:
@@ -173,6 +176,8 @@ class PlanRequest:
             raise InputError(f"--top-k={self.top_k} must be >= 0")
         if self.tokens is not None and not self.tokens > 0:
             raise InputError(f"--tokens={self.tokens} must be > 0")
+        if self.optimizer not in OPTIMIZER_MODES:
+            raise InputError(f"--optimizer={self.optimizer!r}; valid: {', '.join(OPTIMIZER_MODES)}")
 
     @property
     def seq(self) -> int:
@@ -195,6 +200,7 @@ def estimator_for(request: PlanRequest) -> Estimator:
             request.cluster.comm(),
             request.efficiency,
             request.reserve_bytes,
+            request.optimizer,
         )
         _ESTIMATORS[key] = hit
     return hit

@@ -17,6 +17,11 @@ Definitions used in the report:
   PP communication exposed (idle time only transfers caused) + DP communication exposed (gradient reduction
   running past the pipeline phase) + FSDP communication exposed (:mod:`pipesim.cost.fsdp`: ZeRO-3 / FSDP
   collectives the passes' compute does not hide) + optimizer. *Total* gives each communication's duration.
+
+``Scenario.optimizer`` is the optimizer mode (:mod:`pipesim.sim.iterations`): ``sync`` times one step from
+t = 0 behind a global barrier; ``post-validation`` (Qi et al., ICLR 2024, Section 4) runs back-to-back
+iterations with each rank's gradient reduction and optimizer step between its own iterations, and the step
+time is the steady-state period (T(N) - T(1)) / (N - 1); the breakdown is then per steady-state step.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from pipesim.cost.times import Efficiency, PassTimes
 from pipesim.errors import InputError
 from pipesim.results import Result
 from pipesim.sim.engine import OpCosts, Timeline, simulate
+from pipesim.sim.iterations import OPTIMIZER_MODES, run_iterations
 from pipesim.sim.metrics import PipelineMetrics, pipeline_metrics
 from pipesim.sim.throughput import Throughput
 from pipesim.specs.efficiency import GPU_PROFILE, resolve_efficiency
@@ -70,7 +76,7 @@ def default_comm() -> CommModel:
 class Scenario:
     """Everything one simulation needs. ``comm`` times every TP, PP and DP collective (replace it with a
     topology-aware model of the same protocol); ``reserve_bytes`` is the per-GPU memory held back for the
-    CUDA context and communication buffers."""
+    CUDA context and communication buffers; ``optimizer`` the optimizer mode (see the module docstring)."""
 
     model: ModelSpec
     gpu: GPUSpec
@@ -79,8 +85,13 @@ class Scenario:
     efficiency: Efficiency = GPU_PROFILE
     reserve_bytes: float = RESERVE_BYTES
     rank_order: tuple[str, ...] = DEFAULT_ORDER
+    optimizer: str = "sync"
 
     def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZER_MODES:
+            raise InputError(
+                f"optimizer={self.optimizer!r} is not an optimizer mode; valid: {', '.join(OPTIMIZER_MODES)}"
+            )
         # Default: the GPU's calibrated profile (pipesim.specs.efficiency).
         object.__setattr__(self, "efficiency", resolve_efficiency(self.efficiency, self.gpu.efficiency))
 
@@ -165,7 +176,9 @@ def _greedy_for_costs(scenario: Scenario, default: Schedule, costs: OpCosts) -> 
         default=0.0,
     )
     layout = scenario.layout
-    return build_timed(default.name, layout.pp, layout.num_microbatches, times, None, stash_fraction)
+    return build_timed(
+        default.name, layout.pp, layout.num_microbatches, times, None, stash_fraction, scenario.optimizer
+    )
 
 
 def stage_costs(scenario: Scenario, schedule: Schedule) -> StageCosts:
@@ -362,14 +375,19 @@ def _breakdown(metrics: PipelineMetrics, sc: StageCosts, schedule: Schedule) -> 
 
 
 def simulate_scenario(scenario: Scenario) -> SimulationReport:
-    """Build the schedule and per-stage costs of ``scenario``, simulate one step and report it."""
+    """Build the schedule and per-stage costs of ``scenario``, simulate one step (``sync``) or the
+    back-to-back iterations of ``post-validation`` and report it (per steady-state step)."""
     schedule = build_scenario_schedule(scenario)
     sc = stage_costs(scenario, schedule)
     if schedule.name in TIMED_FAMILIES:
         schedule = _greedy_for_costs(scenario, schedule, sc.costs)
     costs = sc.costs
-    timeline = simulate(schedule, costs)
-    metrics = pipeline_metrics(schedule, costs, timeline)
+    if scenario.optimizer == "sync":
+        timeline = simulate(schedule, costs)
+        metrics = pipeline_metrics(schedule, costs, timeline)
+    else:
+        run = run_iterations(schedule, costs, scenario.optimizer)
+        timeline, metrics = run.timeline, run.metrics
     layout, model = scenario.layout, scenario.model
     memory = tuple(
         rank_memory(

@@ -338,11 +338,12 @@ def gantt_series(
 def report_series(report: SimulationReport, iterations: int | None = None) -> GanttSeries:
     """The chart series of a simulated scenario, with its memory per rank (the numbers ``simulate`` prints),
     the bytes its transfers move and its expert all-to-alls and context-parallel exchanges; ``iterations``
-    consecutive synchronous iterations are drawn (None: one), the metrics are per iteration."""
+    consecutive iterations are drawn under the scenario's optimizer mode (None: one under ``sync``, the
+    measured back-to-back run under ``post-validation``), the metrics are per iteration."""
     sc = report.scenario
     traffic = stage_traffic(sc.model, sc.layout, report.schedule.stage_to_rank)
     exchanges = Exchanges.of(report.stage_passes, traffic, sc.layout.cp_comm)
-    run = run_iterations(report.schedule, report.costs, "sync", iterations)
+    run = run_iterations(report.schedule, report.costs, sc.optimizer, iterations)
     series = gantt_series(
         run.schedule, report.costs, run.timeline, report.metrics, report.memory, exchanges, report.stage_fsdp
     )

@@ -230,8 +230,34 @@ def test_cli_optimizer_flag() -> None:
     assert code == 2 and "'async' is not one of 'sync', 'post-validation'" in err
     code, _, err = invoke("compare", "--weight-stash", "1.5")
     assert code == 2 and "--weight-stash=1.5 must be within [0, 1]" in err and err.count("\n") == 1
-    code, _, err = invoke("compare", "--model", "llama3-8b", "--optimizer", "post-validation")
-    assert code == 2 and "need --optimizer sync" in err
+
+
+def test_cli_real_model_post_validation_on_simulate_compare_and_plan() -> None:
+    # A real model's DP reduction and optimizer step now sit between each rank's own iterations: simulate,
+    # compare --model and plan take --optimizer post-validation; its steady step is never longer than sync's.
+    lay = ("--model", "gpt-1.7b", "--gpu", "a100-80gb", "--tp", "1", "--pp", "4", "--dp", "2")
+    lay += ("--micro-batch-size", "1", "--global-batch-size", "32", "--schedule", "zb-h2")
+    steps = {}
+    for mode in ("sync", "post-validation"):
+        code, out, err = invoke("simulate", *lay, "--optimizer", mode, "--json")
+        assert code == 0, err
+        report = json.loads(out)
+        steps[mode] = report["step_time_s"]
+        assert sum(v["exposed"] for k, v in report["time_breakdown_s"].items() if k != "recompute") == (
+            pytest.approx(steps[mode], rel=1e-6)
+        )
+    assert steps["post-validation"] <= steps["sync"] * (1 + 1e-12)
+    code, out, err = invoke("simulate", *lay, "--optimizer", "post-validation")
+    assert code == 0 and "steady state of back-to-back iterations" in out, err
+    code, out, err = invoke(
+        "compare", *lay[:-2], "--schedules", "zb-h2", "--optimizer", "post-validation", "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)[0]["step_time_s"] == pytest.approx(steps["post-validation"])
+    plan = ("plan", "--model", "gpt-1.7b", "--gpu", "a100-80gb", "--nodes", "1", "--global-batch-size", "32")
+    plan += ("--pp", "4", "--tp", "1", "--schedules", "zb-h2", "--micro-batch-size", "1", "--json")
+    code, out, err = invoke(*plan, "--optimizer", "post-validation")
+    assert code == 0, err
 
 
 def test_cli_help_states_both_definitions() -> None:
