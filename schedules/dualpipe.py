@@ -18,14 +18,17 @@ What the engine models:
   (p-1)(F&B + B - 3W) for DualPipeV on p ranks (PP = 2p); run one after the other it is (p-1)(F + B - 2W) when
   the I part of the backward is no longer than F (tests check both).
 
-DualPipe itself is bidirectional: PP ranks, two copies of the model's PP stages (one per direction, hence 2x
-parameter memory), half the microbatches entering at rank 0 and half at rank PP-1. The schedule IR holds one
-chain of stages that every microbatch runs through, so two independent directions cannot be written in it.
-By the mirror symmetry of DualPipe's order (rank PP-1-r runs rank r's program with the directions swapped),
-DualPipe on PP ranks with m microbatches gives every rank the same timeline as DualPipeV on PP/2 ranks with m/2
-microbatches and the same per-chunk costs; :func:`dualpipe` checks DualPipe's own size rules and returns that
-DualPipeV schedule (the only difference is the transfer between ranks PP/2-1 and PP/2, which DualPipeV makes
-local).
+DualPipe itself is bidirectional (:func:`dualpipe`): PP ranks, two copies of the model's PP stages, one per
+direction (hence 2x parameter memory), half the microbatches entering at rank 0 and half at rank PP-1. In the
+IR the schedule has 2 PP stages in two chains (:attr:`Schedule.chain_starts` = (0, PP)): stages 0..PP-1 the
+forward direction on ranks 0..PP-1, stages PP..2PP-1 the reverse direction on ranks PP-1..0 (the V-shape
+placement: rank r holds stages r and 2PP-1-r); microbatches 0..m/2-1 run the first chain, m/2..m-1 the second.
+Rank r runs deepseek-ai/DualPipe's eight steps with its "half rank" h = min(r, PP-1-r) on PP/2 half ranks and
+m/2 microbatches per direction, phase 0 being the forward direction on the first half of the ranks and the
+reverse direction on the second (DualPipe's ``step``): the same steps as DualPipeV's rank h, so every rank's
+timeline with uniform costs mirrors DualPipeV's on PP/2 ranks; only the transfers between the middle ranks
+PP/2-1 and PP/2 (local in DualPipeV) differ. The README's table gives DualPipe the bubble
+(PP/2-1)(F&B + B - 3W) and activation memory PP + 1 (in stages of 1/PP of the model); tests check both.
 """
 
 from __future__ import annotations
@@ -63,13 +66,14 @@ def dualpipe_rule(num_ranks: int, num_microbatches: int) -> str | None:
 
 
 class _DualPipeProgram:
-    """A rank's program under construction. F passes count per chunk; B and I share one backward counter per
-    chunk (each microbatch gets one of them); every I queues its W, and W passes leave the queue oldest first."""
+    """A rank's program under construction. F passes count per chunk (from the chunk's first microbatch
+    ``first``); B and I share one backward counter per chunk (each microbatch gets one of them); every I queues
+    its W, and W passes leave the queue oldest first."""
 
-    def __init__(self, stage0: int, stage1: int) -> None:
+    def __init__(self, stage0: int, stage1: int, first: tuple[int, int] = (0, 0)) -> None:
         self.stages = (stage0, stage1)
-        self.forwards = [0, 0]
-        self.backwards = [0, 0]
+        self.forwards = list(first)
+        self.backwards = list(first)
         self.weight_queue: list[tuple[int, int]] = []
         self.actions: list[Action] = []
         self.pairs: list[int] = []  # positions of overlapped F&B pairs (the F; its B follows)
@@ -120,56 +124,75 @@ def dualpipe_v(num_ranks: int, num_microbatches: int) -> Schedule:
     if problem:
         raise ScheduleError(problem)
     p, m = num_ranks, num_microbatches
-    programs: list[list[Action]] = []
-    pairs: list[list[int]] = []
-    for r in range(p):
-        rank = _DualPipeProgram(r, 2 * p - 1 - r)
-        for _ in range(2 * (p - r - 1)):  # 1
-            rank.forward(0)
-        for _ in range(r + 1):  # 2
-            rank.forward(0)
-            rank.forward(1)
-        for _ in range(p - r - 1):  # 3
-            rank.backward(1, split=True)
-            rank.weight()
-            rank.forward(1)
-        for i in range(m - 2 * p + r + 1):  # 4: F&B pairs
-            if i == 0 and r == p - 1:  # the last rank's first pair runs unoverlapped: a smaller bubble
-                rank.forward(0)  # (deepseek-ai/DualPipe and PyTorch's ScheduleDualPipeV do the same)
-                rank.backward(1)
-            else:
-                rank.overlapped(0, 1)
-            rank.overlapped(1, 0)
-        for _ in range(p - r - 1):  # 5
-            rank.backward(1)
-            rank.overlapped(1, 0)
-        split = False
-        half = (r + 1) // 2
-        for i in range(r + 1):  # 6: odd ranks split from chunk 1's backward on, even ranks from chunk 0's
-            if i == half and r % 2 == 1:
-                split = True
-            rank.backward(1, split)
-            if i == half and r % 2 == 0:
-                split = True
-            rank.backward(0, split)
-        for _ in range(p - r - 1):  # 7
-            rank.weight()
-            rank.backward(0, split)
-        for _ in range(r + 1):  # 8
-            rank.weight()
-        programs.append(rank.actions)
-        pairs.append(rank.pairs)
+    ranks = [_eight_steps(_DualPipeProgram(r, 2 * p - 1 - r), r, p, m) for r in range(p)]
+    programs = [rank.actions for rank in ranks]
+    pairs = [rank.pairs for rank in ranks]
     return Schedule.from_actions("dualpipe-v", p, m, v_shape_placement(p), programs, pairs)
 
 
-def dualpipe(num_ranks: int, num_microbatches: int) -> Schedule:
-    """DualPipe on ``num_ranks`` (even) ranks with ``num_microbatches`` (even, >= 2 * pp), as its per-rank
-    equivalent: DualPipeV on pp/2 ranks with m/2 microbatches (see the module docstring for why).
+def _eight_steps(rank: _DualPipeProgram, h: int, p: int, m: int) -> _DualPipeProgram:
+    """deepseek-ai/DualPipe's eight steps on half rank ``h`` of ``p``, ``m`` microbatches per chunk (the
+    step list in :func:`dualpipe_v`'s docstring), appended to ``rank``."""
+    for _ in range(2 * (p - h - 1)):  # 1
+        rank.forward(0)
+    for _ in range(h + 1):  # 2
+        rank.forward(0)
+        rank.forward(1)
+    for _ in range(p - h - 1):  # 3
+        rank.backward(1, split=True)
+        rank.weight()
+        rank.forward(1)
+    for i in range(m - 2 * p + h + 1):  # 4: F&B pairs
+        if i == 0 and h == p - 1:  # the middle rank's first pair runs unoverlapped: a smaller bubble
+            rank.forward(0)  # (deepseek-ai/DualPipe and PyTorch's ScheduleDualPipeV do the same)
+            rank.backward(1)
+        else:
+            rank.overlapped(0, 1)
+        rank.overlapped(1, 0)
+    for _ in range(p - h - 1):  # 5
+        rank.backward(1)
+        rank.overlapped(1, 0)
+    split = False
+    half = (h + 1) // 2
+    for i in range(h + 1):  # 6: odd half ranks split from chunk 1's backward on, even ones from chunk 0's
+        if i == half and h % 2 == 1:
+            split = True
+        rank.backward(1, split)
+        if i == half and h % 2 == 0:
+            split = True
+        rank.backward(0, split)
+    for _ in range(p - h - 1):  # 7
+        rank.weight()
+        rank.backward(0, split)
+    for _ in range(h + 1):  # 8
+        rank.weight()
+    return rank
 
-    Each stage of the returned schedule is one of DualPipe's chunks (1/pp of the model): simulate it with
-    per-chunk costs, and read its per-rank timeline as that of DualPipe's rank r and its mirror pp-1-r.
+
+def dualpipe(num_ranks: int, num_microbatches: int) -> Schedule:
+    """Bidirectional DualPipe on ``num_ranks`` = PP (even) ranks with ``num_microbatches`` = m (even, >= 2 PP):
+    2 PP stages in two chains, the forward direction (stages 0..PP-1 on ranks 0..PP-1, microbatches
+    0..m/2-1) and the reverse one (stages PP..2PP-1 on ranks PP-1..0, microbatches m/2..m-1); each stage is
+    1/PP of the model, so every rank holds two of them (see the module docstring).
+
+    Rank r runs the eight steps of half rank h = min(r, PP-1-r) of PP/2 with m/2 microbatches per direction;
+    its chunk 0 (DualPipe's phase 0) is the forward direction on ranks r < PP/2 and the reverse direction
+    on the others.
     """
     problem = dualpipe_rule(num_ranks, num_microbatches)
     if problem:
         raise ScheduleError(problem)
-    return dualpipe_v(num_ranks // 2, num_microbatches // 2).renamed("dualpipe")
+    pp, m = num_ranks, num_microbatches
+    half_p, half_m = pp // 2, m // 2
+    programs: list[list[Action]] = []
+    pairs: list[list[int]] = []
+    for r in range(pp):
+        forward_stage, reverse_stage = r, 2 * pp - 1 - r  # direction 0's stage r; direction 1's at PP-1-r
+        if r < half_p:
+            rank = _DualPipeProgram(forward_stage, reverse_stage, (0, half_m))
+        else:
+            rank = _DualPipeProgram(reverse_stage, forward_stage, (half_m, 0))
+        _eight_steps(rank, min(r, pp - 1 - r), half_p, half_m)
+        programs.append(rank.actions)
+        pairs.append(rank.pairs)
+    return Schedule.from_actions("dualpipe", pp, m, v_shape_placement(pp), programs, pairs, (0, pp))

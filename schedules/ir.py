@@ -126,23 +126,27 @@ def produces(op: Op) -> Signal | None:
     return None
 
 
-def depends_on(action: Action, num_stages: int) -> tuple[Dependency, ...]:
+def depends_on(action: Action, num_stages: int, chain_starts: Sequence[int] = (0,)) -> tuple[Dependency, ...]:
     """The single source of truth for dependencies, used by the validator and the engine alike.
 
-    * F(s, m) waits for F(s-1, m) (the activation from the previous stage), none for s = 0;
-    * B(s, m) and I(s, m) wait for the input gradient of stage s+1 (from B or I of (s+1, m)), none for the
-      last stage, and for F(s, m) (its own stashed activations);
+    The stages form one or more *chains* of consecutive stages (``chain_starts``: the first stage of each; one
+    chain 0 .. S-1 unless a schedule says otherwise, :attr:`Schedule.chain_starts`); a microbatch runs through
+    one chain, first stage to last and back:
+
+    * F(s, m) waits for F(s-1, m) (the activation from the previous stage), none at a chain's first stage;
+    * B(s, m) and I(s, m) wait for the input gradient of stage s+1 (from B or I of (s+1, m)), none at a
+      chain's last stage, and for F(s, m) (its own stashed activations);
     * W(s, m) waits for I(s, m) (the input gradient pass of the same stage and microbatch).
 
     The cross-stage dependency, where there is one, comes first.
     """
     s, m = action.stage, action.microbatch
     if action.op is Op.F:
-        return (Dependency(Signal.ACTIVATION, s - 1, m, True),) if s > 0 else ()
+        return (Dependency(Signal.ACTIVATION, s - 1, m, True),) if s not in chain_starts and s > 0 else ()
     if action.op is Op.W:
         return (Dependency(Signal.INPUT_GRAD, s, m, False),)
     own = Dependency(Signal.ACTIVATION, s, m, False)
-    if s + 1 < num_stages:
+    if s + 1 < num_stages and s + 1 not in chain_starts:
         return (Dependency(Signal.INPUT_GRAD, s + 1, m, True), own)
     return (own,)
 
@@ -156,10 +160,10 @@ def signal_index(stage: int, microbatch: int, signal: Signal | int, num_stages: 
     return (microbatch * num_stages + stage) * NUM_SIGNALS + int(signal)
 
 
-def consumer_stage(op: Op, stage: int, num_stages: int) -> int | None:
+def consumer_stage(op: Op, stage: int, num_stages: int, chain_starts: Sequence[int] = (0,)) -> int | None:
     """The inverse of :func:`depends_on`'s cross-stage dependency: the stage whose action waits for what
     ``op`` on ``stage`` produces (F(s) feeds F(s+1); B or I(s) feeds B or I(s-1)), or None when it leaves
-    the pipeline (W, the last stage's F, stage 0's backward). Derived from :func:`depends_on` itself."""
+    the pipeline (W, a chain's last stage's F, its first stage's backward). Derived from :func:`depends_on`."""
     signal = produces(op)
     if signal is None:
         return None
@@ -167,16 +171,19 @@ def consumer_stage(op: Op, stage: int, num_stages: int) -> int | None:
         if not 0 <= other < num_stages:
             continue
         for consumer in Op:
-            for dep in depends_on(Action(other, consumer, 0), num_stages):
+            for dep in depends_on(Action(other, consumer, 0), num_stages, chain_starts):
                 if dep.cross_stage and dep.stage == stage and dep.signal == signal:
                     return other
     return None
 
 
-def consumer_stages(num_stages: int) -> tuple[tuple[int, ...], ...]:
+def consumer_stages(num_stages: int, chain_starts: Sequence[int] = (0,)) -> tuple[tuple[int, ...], ...]:
     """:func:`consumer_stage` as a table ``[op][stage]``, -1 where there is none (for vectorised callers)."""
     return tuple(
-        tuple(-1 if (c := consumer_stage(o, s, num_stages)) is None else c for s in range(num_stages))
+        tuple(
+            -1 if (c := consumer_stage(o, s, num_stages, chain_starts)) is None else c
+            for s in range(num_stages)
+        )
         for o in Op
     )
 
@@ -226,6 +233,10 @@ class Schedule:
     backward (B or I) at k+1 form one overlapped pair, DualPipe's "F&B" (DeepSeek-V3 report, arXiv:2412.19437,
     Section 3.2.1): an engine given a pair duration runs them as one span; otherwise they run one after the
     other.
+
+    ``chain_starts`` splits the stages into chains of consecutive stages, each a whole copy of the model
+    (:func:`depends_on`); every microbatch runs through exactly one of them (its *route*). One chain (``(0,)``)
+    for every family but bidirectional DualPipe, whose two chains run in opposite directions over the ranks.
     """
 
     name: str
@@ -235,8 +246,26 @@ class Schedule:
     stage_to_rank: tuple[int, ...]
     programs: tuple[array, ...] = field(repr=False)
     overlapped: tuple[tuple[int, ...], ...] = field(default=(), repr=False)
+    chain_starts: tuple[int, ...] = (0,)
 
     def __post_init__(self) -> None:
+        starts = self.chain_starts
+        if (
+            not starts
+            or starts[0] != 0
+            or any(b <= a for a, b in zip(starts, starts[1:], strict=False))
+            or starts[-1] >= max(self.num_stages, 1)
+        ):
+            raise ScheduleError(
+                f"schedule {self.name!r}: chain_starts {starts} must start at 0 and increase below "
+                f"{self.num_stages} stages"
+            )
+        if self.num_stages % len(starts) or any(
+            c != i * (self.num_stages // len(starts)) for i, c in enumerate(starts)
+        ):
+            raise ScheduleError(
+                f"schedule {self.name!r}: chain_starts {starts} must split {self.num_stages} stages into equal chains"
+            )
         if self.num_ranks < 1 or self.num_stages < 1 or self.num_microbatches < 1:
             raise ScheduleError(
                 f"schedule {self.name!r}: ranks, stages and microbatches must be >= 1 "
@@ -292,12 +321,23 @@ class Schedule:
         stage_to_rank: Sequence[int],
         programs: Sequence[Iterable[Action]],
         overlapped: Sequence[Sequence[int]] = (),
+        chain_starts: Sequence[int] = (0,),
     ) -> Schedule:
-        """Build a schedule from per-rank sequences of :class:`Action` (and overlapped pair positions)."""
+        """Build a schedule from per-rank sequences of :class:`Action` (and overlapped pair positions, and the
+        chains' first stages)."""
         num_stages = len(stage_to_rank)
         packed = tuple(array("q", (encode(a, num_stages) for a in prog)) for prog in programs)
         pairs = tuple(tuple(p) for p in overlapped) if any(overlapped) else ()
-        return cls(name, num_ranks, num_stages, num_microbatches, tuple(stage_to_rank), packed, pairs)
+        return cls(
+            name,
+            num_ranks,
+            num_stages,
+            num_microbatches,
+            tuple(stage_to_rank),
+            packed,
+            pairs,
+            tuple(chain_starts),
+        )
 
     def renamed(self, name: str) -> Schedule:
         """The same schedule under another name."""
@@ -309,12 +349,23 @@ class Schedule:
             self.stage_to_rank,
             self.programs,
             self.overlapped,
+            self.chain_starts,
         )
 
     @property
     def chunks_per_rank(self) -> int:
-        """Virtual stages per rank (v); 1 for plain pipelines, 2 for V-shape schedules."""
+        """Virtual stages per rank (v); 1 for plain pipelines, 2 for V-shape schedules and DualPipe."""
         return self.num_stages // self.num_ranks
+
+    @property
+    def chain_length(self) -> int:
+        """Stages per chain (one whole copy of the model; chains are of equal length): the model is split into
+        this many stages, so one stage holds 1 / chain_length of it."""
+        return self.num_stages // len(self.chain_starts)
+
+    def chain_of(self, stage: int) -> int:
+        """The index of the chain ``stage`` belongs to."""
+        return sum(1 for c in self.chain_starts if c <= stage) - 1
 
     @property
     def num_actions(self) -> int:
@@ -350,6 +401,7 @@ class Schedule:
             and self.stage_to_rank == other.stage_to_rank
             and all(a == b for a, b in zip(self.programs, other.programs, strict=True))
             and self.overlapped == other.overlapped
+            and self.chain_starts == other.chain_starts
         )
 
     def __hash__(self) -> int:

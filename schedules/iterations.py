@@ -73,6 +73,7 @@ def repeat_iterations(schedule: Schedule, iterations: int) -> Schedule:
         schedule.stage_to_rank,
         tuple(programs),
         pairs,
+        schedule.chain_starts,
     )
 
 

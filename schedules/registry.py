@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from schedules.classic import gpipe, interleaved_microbatch_rule, interleaved_one_f_one_b, one_f_one_b
-from schedules.dualpipe import dualpipe_v, dualpipe_v_rule
+from schedules.dualpipe import dualpipe, dualpipe_rule, dualpipe_v, dualpipe_v_rule
 from schedules.greedy import default_memory_limit
 from schedules.ir import Schedule, ScheduleError
 from schedules.pytorch_orders import interleaved_zb_rule, interleaved_zero_bubble, looped_bfs
@@ -36,7 +36,8 @@ class ScheduleFamily:
     a built schedule instead. ``placement`` is ``"loop"`` (stage s on rank s mod pp: one chunk, or
     interleaved), ``"v"`` (rank r holds stages r and 2pp-1-r) or ``None`` (read it from the built schedule).
     ``planned`` says whether ``pipesim plan`` searches the family by default (it does not search the ones its
-    closed-form estimate cannot yet track; they are still planned when named).
+    closed-form estimate cannot yet track; they are still planned when named). ``chains`` is how many copies
+    of the model the stages form (:attr:`schedules.ir.Schedule.chain_starts`; 2 for bidirectional DualPipe).
     """
 
     name: str
@@ -49,6 +50,7 @@ class ScheduleFamily:
     in_flight: InFlight | None = None
     placement: str | None = None
     planned: bool = True
+    chains: int = 1
 
     def chunks(self, vpp: int) -> int:
         """Model chunks per rank this family uses when asked for ``vpp``."""
@@ -91,6 +93,10 @@ def _interleaved_in_flight(p: int, m: int, v: int, r: int) -> float:
 
 def _dualpipe_v_rule(p: int, m: int, v: int) -> str | None:
     return dualpipe_v_rule(p, m)
+
+
+def _dualpipe_rule(p: int, m: int, v: int) -> str | None:
+    return dualpipe_rule(p, m)
 
 
 REGISTRY: dict[str, ScheduleFamily] = {}
@@ -190,6 +196,20 @@ register(
         split_backward=True,
         rule=_dualpipe_v_rule,
         placement="v",
+    )
+)
+register(
+    ScheduleFamily(
+        "dualpipe",
+        "DualPipe (DeepSeek-V3): two pipelines in opposite directions, two model copies per rank (2x parameters), "
+        "m/2 microbatches each way; needs even pp, even m >= 2pp",
+        lambda p, m, v: dualpipe(p, m),
+        chunks_per_rank=2,
+        split_backward=True,
+        rule=_dualpipe_rule,
+        placement="v",
+        chains=2,
+        planned=False,  # the planner's estimate is -15% .. +7% off (measured on llama2-7b and gpt3-175b plans)
     )
 )
 register(

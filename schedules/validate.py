@@ -27,8 +27,10 @@ __all__ = ["validate", "check_complete", "check_deadlock_free", "deadlock_error"
 
 
 def check_complete(schedule: Schedule) -> None:
-    """Every (stage, microbatch) has exactly one F and either exactly one B or exactly one I and one W,
-    each on the rank its stage is placed on. Raises :class:`ScheduleError` naming the first problem."""
+    """Every microbatch runs through exactly one chain of stages (:attr:`Schedule.chain_starts`; all stages
+    for one chain), and every (stage, microbatch) of its chain has exactly one F and either exactly one B or
+    exactly one I and one W, each on the rank its stage is placed on. Raises :class:`ScheduleError` naming the
+    first problem."""
     s_count, m_count = schedule.num_stages, schedule.num_microbatches
     seen: Counter[int] = Counter()
     for rank, step, action in schedule.iter_actions():
@@ -50,8 +52,24 @@ def check_complete(schedule: Schedule) -> None:
     for key, count in seen.items():
         if count > 1:
             raise ScheduleError(f"action {decode(key, s_count)} appears {count} times; each must appear once")
+    length = schedule.chain_length
     for m in range(m_count):
-        for s in range(s_count):
+        used = [
+            c
+            for c in range(len(schedule.chain_starts))
+            if any(
+                seen[(m * s_count + s) * NUM_OPS + k]
+                for s in range(c * length, (c + 1) * length)
+                for k in range(NUM_OPS)
+            )
+        ]
+        if len(used) > 1:
+            raise ScheduleError(
+                f"microbatch {m} runs on stages of chains {used}; each microbatch runs through one chain "
+                f"(first stages {schedule.chain_starts})"
+            )
+        first = used[0] * length if used else 0
+        for s in range(first, first + length):
             base = (m * s_count + s) * NUM_OPS
             f, b, i, w = (seen[base + k] for k in range(NUM_OPS))
             if not f:
@@ -78,7 +96,7 @@ def check_deadlock_free(schedule: Schedule) -> None:
                 action = prog[h]
                 if not all(
                     dep.stage >= 0 and done[signal_index(dep.stage, dep.microbatch, dep.signal, s_count)]
-                    for dep in depends_on(action, s_count)
+                    for dep in depends_on(action, s_count, schedule.chain_starts)
                 ):
                     break
                 signal = produces(action.op)

@@ -34,7 +34,8 @@ def reference_times(schedule: Schedule, costs: OpCosts) -> dict[tuple[int, int],
 
     def consumer_rank(a: Action) -> int | None:
         target = a.stage + 1 if a.op is Op.F else a.stage - 1 if a.op in (Op.B, Op.I) else -1
-        if 0 <= target < S:
+        inside = max(a.stage, target) not in schedule.chain_starts  # the pair does not straddle two chains
+        if 0 <= target < S and inside:
             return schedule.stage_to_rank[target]
         return None
 
@@ -59,7 +60,7 @@ def reference_times(schedule: Schedule, costs: OpCosts) -> dict[tuple[int, int],
         t = 0.0
         if k:
             t = send_end(r, k - 1) if costs.p2p_blocking and sends(programs[r][k - 1]) else end(r, k - 1)
-        for dep in depends_on(a, S):
+        for dep in depends_on(a, S, schedule.chain_starts):
             pr, pk = where[producer[(dep.signal, dep.stage, dep.microbatch)]]
             t = max(t, send_end(pr, pk) if pr != r else end(pr, pk))
         return t

@@ -321,15 +321,18 @@ def stage_activation_bytes(
     layout: Layout,
     layers: Sequence[int],
     kinds: Sequence[dict[LayerKind, int]] | None = None,
+    chains: int = 1,
 ) -> tuple[float, ...]:
     """Bytes each global stage stashes per microbatch: its layers x :func:`layer_activation_bytes` (per kind
-    when ``kinds`` gives each stage's layer kinds) plus :func:`stage_extra_activation_bytes`."""
+    when ``kinds`` gives each stage's layer kinds) plus :func:`stage_extra_activation_bytes` (the first and
+    last stage of each of ``chains`` equal chains of stages, each a copy of the model)."""
     if kinds is None:
         per_layer = layer_activation_bytes(model, layout)
         out = [n * per_layer for n in layers]
     else:
         out = [sum(n * layer_activation_bytes(model, layout, k) for k, n in ks.items()) for ks in kinds]
-    last = len(out) - 1
+    length = len(out) // chains
     return tuple(
-        a + stage_extra_activation_bytes(model, layout, s == 0, s == last) for s, a in enumerate(out)
+        a + stage_extra_activation_bytes(model, layout, s % length == 0, s % length == length - 1)
+        for s, a in enumerate(out)
     )

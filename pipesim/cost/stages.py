@@ -54,6 +54,7 @@ from pipesim.cost.times import (
     p2p_bytes,
     param_gather_exposed_s,
 )
+from pipesim.errors import InputError
 from pipesim.sim.engine import OpCosts
 from pipesim.specs.gpu import GPUSpec
 from pipesim.specs.layout import Layout
@@ -280,14 +281,24 @@ class StageCostModel:
         )
 
     # ------------------------------------------------------------------ the one function
-    def stage_costs(self, layout: Layout, placement: Sequence[int], grid: RankGrid) -> StageCosts:
+    def stage_costs(
+        self, layout: Layout, placement: Sequence[int], grid: RankGrid, chains: int = 1
+    ) -> StageCosts:
         """Per-stage costs of ``layout`` with global stage s on pipeline rank ``placement[s]`` and global ranks
-        from ``grid`` (see the module docstring)."""
+        from ``grid`` (see the module docstring). ``chains`` > 1 (bidirectional DualPipe: 2) splits the stages
+        into that many equal chains, each a whole copy of the model (stage s holds block s mod L of L = S /
+        chains): every copy's stage has its own parameters (DualPipe "requires keeping two copies of the model
+        parameters", DeepSeek-V3 report, arXiv:2412.19437, Section 3.2.1), whose gradients are all-reduced
+        between the ranks holding the copies of the block (deepseek-ai/DualPipe's example adds each copy's
+        gradient to its mirror rank's), on top of the data-parallel reduction."""
         model = self.model
         n_stages = len(placement)
-        layers = layout.layers_per_stage(model, n_stages)
+        if chains < 1 or n_stages % chains:
+            raise InputError(f"{n_stages} stages cannot form {chains} equal chains of stages")
+        length = n_stages // chains
+        layers = layout.layers_per_stage(model, length) * chains
         zero3 = layout.zero_stage >= 3
-        starts = [sum(layers[:i]) for i in range(n_stages)]
+        starts = [sum(layers[s - s % length : s]) for s in range(n_stages)]
         kinds = [model.kind_counts(starts[i], starts[i] + layers[i]) for i in range(n_stages)]
 
         passes: list[PassTimes] = []
@@ -298,7 +309,7 @@ class StageCostModel:
         z_spans: list[fsdp.FsdpSpans] = []
         for s in range(n_stages):
             r = placement[s]
-            first, last = s == 0, s == n_stages - 1
+            first, last = s % length == 0, s % length == length - 1
             groups = {"cp": grid.cp_group(0, 0, r), "ep": grid.ep_group(r), "etp": grid.etp_group(r)}
             per_kind, emb, head = self.units(layout, grid.tp_group(0, r), groups)
             p = PassTimes()
@@ -327,14 +338,16 @@ class StageCostModel:
             z_comm.append(c_total)
             z_exposed.append(c_exposed)
 
-        p2p = [self.transfer_s(layout, grid, placement[s], placement[s + 1]) for s in range(n_stages - 1)]
+        p2p = [  # no transfer between one chain's last stage and the next chain's first
+            0.0 if (s + 1) % length == 0 else self.transfer_s(layout, grid, placement[s], placement[s + 1])
+            for s in range(n_stages - 1)
+        ]
         hop = max((self.state_hop_s(grid, r) for r in range(layout.pp - 1)), default=0.0)
 
         # Data-parallel gradient reduction, per stage (the engine's buckets decide what is hidden).
         grad_b = layout.grad_reduce_bytes
         collective = "reduce-scatter" if layout.distributed_optimizer else "all-reduce"
         bucket = DP_BUCKET_PARAMS * grad_b
-        tied_pair = model.tied_embeddings and layout.pp > 1 and placement[0] != placement[-1]
         dp_full: list[float] = []
         for s in range(n_stages):
             red = 0.0
@@ -348,11 +361,21 @@ class StageCostModel:
                 if expert[s] > 0:
                     edp = grid.edp_group(placement[s])
                     red += self._collective(collective, expert[s] * grad_b, edp, bucket)
-            if tied_pair and s in (0, n_stages - 1):
-                pair = [grid.rank(0, 0, placement[0]), grid.rank(0, 0, placement[-1])]
+            ends = (s - s % length, s - s % length + length - 1)  # this chain's first and last stage
+            if (
+                model.tied_embeddings
+                and layout.pp > 1
+                and s in ends
+                and placement[ends[0]] != placement[ends[1]]
+            ):
+                pair = [grid.rank(0, 0, placement[ends[0]]), grid.rank(0, 0, placement[ends[1]])]
                 red += self._collective(
                     "all-reduce", model.vocab_size * model.hidden_size / layout.tp * grad_b, pair
                 )
+            if chains > 1:  # the copies of this block, one per chain
+                copies = sorted({grid.rank(0, 0, placement[c * length + s % length]) for c in range(chains)})
+                if len(copies) > 1:
+                    red += self._collective("all-reduce", params[s] * grad_b, copies, bucket)
             dp_full.append(red)
 
         # Optimizer step: the slowest pipeline rank's.
@@ -389,8 +412,8 @@ class StageCostModel:
             opt = max(opt, t_opt)
 
         acts = self._memoized(
-            ("acts", _unit_key(layout), tuple(layers)),
-            lambda: stage_activation_bytes(model, layout, layers, kinds),
+            ("acts", _unit_key(layout), tuple(layers), chains),
+            lambda: stage_activation_bytes(model, layout, layers, kinds, chains),
         )
         stash_layer = self.weight_stash_per_layer(layout)
         transient = self._memoized(

@@ -13,7 +13,8 @@ Step time = pipeline phase + exposed data-parallel reduction + optimizer step, w
   W_max: ``m W_max + k (sum_r W_r - W_max) / v + exposed transfers``. For uniform stages this is SC21's
   (m + (p-1)/v) (t_f + t_b) (Narayanan et al. 2021, Section 2.2: bubble (p-1)/m for GPipe and 1F1B,
   (1/v)(p-1)/m interleaved), and for v = 1 it is the classic (m-1) max + sum of a heterogeneous pipeline.
-  ``k`` is the family's bubble factor relative to 1F1B: 1 for GPipe, 1F1B and interleaved 1F1B. Every other
+  ``k`` is the family's bubble factor relative to 1F1B: 1 for GPipe, 1F1B and interleaved 1F1B. (With
+  bidirectional DualPipe's two model copies, each microbatch runs through one of them: m / 2 in place of m.) Every other
   family (the zero-bubble ones, DualPipeV, and any registered later) is *profiled*: its schedule is built
   for memory at m (m <= 2 pp) or at 2 pp and 3 pp with the peak extrapolated linearly in m, and simulated
   once per (pp, m or 3 pp when m > 2 pp, chunks) with uniform chunk costs of the candidate's F : B : W
@@ -223,7 +224,8 @@ class Estimator:
             else:
                 t = run_iterations(built, costs, self.optimizer).metrics.step_time_s
             per_rank = chunks * (1.0 + rb)
-            hit = (t - mp * per_rank) / ((pp - 1) * per_rank / chunks) if pp > 1 else 0.0
+            runs = mp / get_family(name).chains  # each microbatch runs one chain: 1/chains of a rank's chunks
+            hit = (t - runs * per_rank) / ((pp - 1) * per_rank / chunks) if pp > 1 else 0.0
             self._bubble[key] = hit = max(hit, 0.0)
         return hit
 
@@ -269,7 +271,8 @@ class Estimator:
         """The per-stage costs the estimate uses: the simulator's own
         (:meth:`pipesim.cost.stages.StageCostModel.stage_costs`) on the layout's placement."""
         placement, _ = self._placement(layout)
-        return self.costs.stage_costs(layout, placement, self._grid(layout, layout.pp))
+        chains = get_family(layout.schedule).chains
+        return self.costs.stage_costs(layout, placement, self._grid(layout, layout.pp), chains)
 
     def estimate(self, layout: Layout) -> Estimate:
         """The analytic estimate of ``layout`` (see the module docstring). The layout must already pass
@@ -281,7 +284,7 @@ class Estimator:
         placement, profs = self._placement(layout)
         n_stages = len(placement)
         grid = self._grid(layout, p)
-        sc = self.costs.stage_costs(layout, placement, grid)
+        sc = self.costs.stage_costs(layout, placement, grid, family.chains)
         c = sc.costs
         variant = self._greedy_variant(layout) if layout.schedule in TIMED_FAMILIES else None
 
@@ -321,8 +324,9 @@ class Estimator:
         boundary = c.p2p_s
         hop = sum(boundary) / len(boundary) if boundary else 0.0
         bubble = k * (sum(work) - w_max) / chunks
-        pp_comm = 2.0 * sum(boundary) + m * blocked[slow]
-        pipeline = m * (w_max - blocked[slow]) + bubble + pp_comm
+        runs = m / family.chains  # each microbatch runs through one chain: 1/chains of the rank's stages
+        pp_comm = 2.0 * sum(boundary) + runs * blocked[slow]
+        pipeline = runs * (w_max - blocked[slow]) + bubble + pp_comm
 
         # Data-parallel gradient reduction on each rank's reduction stream, as the engine runs it: a stage's
         # dp_buckets equal buckets become ready in turn through its last gradient pass (B, or W with a split
@@ -409,9 +413,9 @@ class Estimator:
         return Estimate(
             step_time_s=pipeline + dp_exposed + opt,
             pipeline_s=pipeline,
-            compute_s=(w_max - blocked[slow]) * m,
-            recompute_s=rec[slow] * m,
-            tp_comm_s=tpc[slow] * m,
+            compute_s=(w_max - blocked[slow]) * runs,
+            recompute_s=rec[slow] * runs,
+            tp_comm_s=tpc[slow] * runs,
             bubble_s=bubble,
             pp_comm_s=pp_comm,
             dp_exposed_s=dp_exposed,

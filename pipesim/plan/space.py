@@ -277,7 +277,7 @@ def enumerate_space(
                         for name, v in slots:
                             fam = get_family(name)
                             chunks = fam.chunks(max(v, 1))
-                            stages = pp * chunks
+                            stages = pp * chunks // fam.chains  # the stages of one model copy
                             label = f"{ewhere} {name} vpp={max(v, 1)}"
                             if v == 0:
                                 why = (

@@ -63,8 +63,10 @@ class CompareRequest:
 
 
 def synthetic_costs(schedule: Schedule, request: CompareRequest) -> OpCosts:
-    """Uniform per-chunk costs: each of the v chunks on a rank gets 1/v of the whole-stage times and bytes."""
-    v = schedule.num_stages / schedule.num_ranks
+    """Uniform per-chunk costs: each of the v chunks a rank holds of one model copy gets 1/v of the whole-stage
+    times and bytes (v = stages per chain / ranks: bidirectional DualPipe's two chunks per rank are whole
+    stages of two copies)."""
+    v = schedule.chain_length / schedule.num_ranks
     base = OpCosts.uniform(
         schedule.num_stages,
         forward_s=request.forward_s / v,

@@ -44,10 +44,10 @@ MAX_ROWS = 2**31 - 2  # row indices are int32 in the kernels' signal tables
 _OK, _INCOMPLETE, _DEADLOCK = 0, 1, 2
 
 
-def _check_and_count(codes, offsets, placement, num_stages, num_microbatches, send_to, flags):  # type: ignore[no-untyped-def]
+def _check_and_count(codes, offsets, placement, num_stages, num_microbatches, send_to, flags, chains):  # type: ignore[no-untyped-def]
     """Decode every action, check that it is on its stage's rank and that each (stage, microbatch) has one F
-    and either one B or one I and one W (``flags``, stage-major: one bit per op); return (status,
-    transfers)."""
+    and either one B or one I and one W (``flags``, stage-major: one bit per op), or with several ``chains``
+    nothing (each microbatch's chain is checked after); return (status, transfers)."""
     sends = 0
     inverse = 1.0 / num_stages
     for r in range(offsets.size - 1):
@@ -73,7 +73,7 @@ def _check_and_count(codes, offsets, placement, num_stages, num_microbatches, se
             if send_to[op, s] >= 0:
                 sends += 1
     for key in range(flags.size):
-        if flags[key] != 3 and flags[key] != 13:  # F+B, or F+I+W
+        if flags[key] != 3 and flags[key] != 13 and (chains == 1 or flags[key] != 0):  # F+B, or F+I+W
             return 1, 0
     return 0, sends
 
@@ -240,7 +240,9 @@ def _kernels() -> tuple[Any, Any]:
 
 
 @functools.lru_cache(maxsize=256)
-def _static_tables(num_stages: int, placement: tuple[int, ...]) -> dict[str, np.ndarray]:
+def _static_tables(
+    num_stages: int, placement: tuple[int, ...], chain_starts: tuple[int, ...] = (0,)
+) -> dict[str, np.ndarray]:
     """Per (op, stage) tables for the kernels, from :func:`depends_on`, :func:`produces` and
     :func:`consumer_stages` (its inverse): the cross-stage and own-stage dependency (signal, stage; -1 for
     none), the rank an action's output is sent to (-1: no consumer, or one on the same rank) and the stage
@@ -251,10 +253,10 @@ def _static_tables(num_stages: int, placement: tuple[int, ...]) -> dict[str, np.
         for name in ("cross_sig", "cross_stage", "own_sig", "own_stage", "send_to", "boundary")
     }
     tables["makes"] = np.array([-1 if (g := produces(o)) is None else int(g) for o in Op], dtype=np.int64)
-    consumers = consumer_stages(num_stages)
+    consumers = consumer_stages(num_stages, chain_starts)
     for o in Op:
         for s in range(num_stages):
-            for dep in depends_on(Action(s, o, 0), num_stages):
+            for dep in depends_on(Action(s, o, 0), num_stages, chain_starts):
                 kind = "cross" if dep.cross_stage else "own"
                 tables[f"{kind}_sig"][o, s], tables[f"{kind}_stage"][o, s] = int(dep.signal), dep.stage
             c = consumers[o][s]
@@ -268,7 +270,7 @@ def _static_tables(num_stages: int, placement: tuple[int, ...]) -> dict[str, np.
 
 def _tables(schedule: Schedule, costs: OpCosts) -> dict[str, np.ndarray]:
     """:func:`_static_tables` plus ``xfer``, the seconds of each (op, stage)'s transfer (0 where none)."""
-    tables = dict(_static_tables(schedule.num_stages, schedule.stage_to_rank))
+    tables = dict(_static_tables(schedule.num_stages, schedule.stage_to_rank, schedule.chain_starts))
     p2p = np.asarray(costs.p2p_s + (0.0,), dtype=np.float64)  # index -1 (no transfer): 0 s
     tables["xfer"] = p2p[tables["boundary"]]
     return tables
@@ -298,7 +300,15 @@ def simulate_compiled(
     tables = _tables(schedule, costs)
     placement = np.asarray(schedule.stage_to_rank, dtype=np.int64)
     flags = np.zeros(m_count * s_count, dtype=np.uint8)
-    status, sends = check_and_count(codes, offsets, placement, s_count, m_count, tables["send_to"], flags)
+    chains = len(schedule.chain_starts)
+    status, sends = check_and_count(
+        codes, offsets, placement, s_count, m_count, tables["send_to"], flags, chains
+    )
+    if status == _OK and chains > 1:  # each microbatch on every stage of exactly one chain
+        used = (flags.reshape(chains, s_count // chains, m_count) != 0).all(axis=1)
+        unused = (flags.reshape(chains, s_count // chains, m_count) == 0).all(axis=1)
+        if not ((used | unused).all(axis=0) & (used.sum(axis=0) == 1)).all():
+            status = _INCOMPLETE
     del flags
     if status != _OK:
         check_complete(schedule)  # raises with the precise problem

@@ -11,8 +11,9 @@ Definitions (also printed by ``pipesim compare --help``):
   = (ranks x pipeline time - busy) / busy; (p-1)/m for GPipe and 1F1B, (p-1)/(v*m) interleaved.
 * **peak activation** per rank: walking the rank's actions in order, F adds its stage's activations, B frees
   them, I frees all but the weight stash, W frees the stash. In *microbatches*: one microbatch's activations of
-  a whole pipeline stage = 1, so a chunk of an interleaved schedule counts 1/v; in *bytes*: from the per-stage
-  activation bytes.
+  a whole pipeline stage = 1, so a chunk of an interleaved schedule counts 1/v (a rank's chunks of one model
+  copy share its stage; bidirectional DualPipe's two chunks per rank are two copies, each a whole stage); in
+  *bytes*: from the per-stage activation bytes.
 * **p2p time**: the sum of all transfer durations; **exposed p2p**: the idle time of receiving ranks that
   only the transfer caused (the rank was free and the producer had finished, but the data was still on the
   wire).
@@ -147,7 +148,7 @@ def pipeline_metrics(schedule: Schedule, costs: OpCosts, timeline: Timeline) -> 
     stash = np.minimum(np.asarray(costs.weight_stash_bytes), act)
     placement = np.asarray(schedule.stage_to_rank)
     chunks_on_rank = np.bincount(placement, minlength=r_count)[placement].astype(np.float64)
-    unit = 1.0 / chunks_on_rank  # one stage-chunk = 1/v of a whole rank stage
+    unit = len(schedule.chain_starts) / chunks_on_rank  # one stage-chunk = 1/v of a whole rank stage
     unit_stash = np.divide(stash, act, out=np.zeros_like(act), where=act > 0) * unit
     delta_bytes = activation_deltas(op, stage, act, stash)
     delta_units = activation_deltas(op, stage, unit, unit_stash)

@@ -155,7 +155,7 @@ def build_scenario_schedule(scenario: Scenario) -> Schedule:
         raise InputError(
             f"vpp={layout.vpp} needs an interleaved schedule; schedule {layout.schedule!r} runs one chunk per rank"
         )
-    layout.check_model(model, layout.pp * chunks)
+    layout.check_model(model, layout.pp * chunks // family.chains)  # stages of one model copy
     return build_schedule(layout.schedule, layout.pp, layout.num_microbatches, chunks)
 
 
@@ -182,9 +182,11 @@ def _greedy_for_costs(scenario: Scenario, default: Schedule, costs: OpCosts) -> 
 
 
 def stage_costs(scenario: Scenario, schedule: Schedule) -> StageCosts:
-    """Per-stage costs of ``scenario`` on ``schedule``'s placement: the one cost model,
-    :meth:`pipesim.cost.stages.StageCostModel.stage_costs`."""
-    return scenario.cost_model.stage_costs(scenario.layout, schedule.stage_to_rank, scenario.grid)
+    """Per-stage costs of ``scenario`` on ``schedule``'s placement and chains of stages (two model copies for
+    bidirectional DualPipe): the one cost model, :meth:`pipesim.cost.stages.StageCostModel.stage_costs`."""
+    return scenario.cost_model.stage_costs(
+        scenario.layout, schedule.stage_to_rank, scenario.grid, len(schedule.chain_starts)
+    )
 
 
 @dataclass(frozen=True)

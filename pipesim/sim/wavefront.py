@@ -62,9 +62,14 @@ def _check_complete_fast(
             (mb.astype(np.int64) * s_count + stage) * NUM_OPS + op, minlength=m_count * s_count * NUM_OPS
         ).reshape(m_count * s_count, NUM_OPS)
         f, b, i, w = counts.T
-        ok = bool(np.all(f == 1)) and bool(
-            np.all(((b == 1) & (i == 0) & (w == 0)) | ((b == 0) & (i == 1) & (w == 1)))
-        )
+        whole = (f == 1) & (((b == 1) & (i == 0) & (w == 0)) | ((b == 0) & (i == 1) & (w == 1)))
+        if len(schedule.chain_starts) == 1:
+            ok = bool(np.all(whole))
+        else:  # each microbatch: every stage of one chain complete, no action on the others
+            chains = len(schedule.chain_starts)
+            done = whole.reshape(m_count, chains, s_count // chains).all(axis=2)
+            empty = (counts.sum(axis=1) == 0).reshape(m_count, chains, s_count // chains).all(axis=2)
+            ok = bool(np.all((done | empty).all(axis=1) & (done.sum(axis=1) == 1)))
     if not ok:
         from schedules.validate import check_complete
 
@@ -74,7 +79,9 @@ def _check_complete_fast(
         )  # pragma: no cover - check_complete raises
 
 
-def _dependency_tables(num_stages: int) -> tuple[IntArray, IntArray, IntArray, IntArray]:
+def _dependency_tables(
+    num_stages: int, chain_starts: tuple[int, ...] = (0,)
+) -> tuple[IntArray, IntArray, IntArray, IntArray]:
     """From :func:`depends_on`, per (op, stage): the cross-stage dependency (signal, stage) and the same-stage
     dependency (signal, stage); -1 where there is none. Dependencies never change the microbatch."""
     cross_sig = np.full((NUM_OPS, num_stages), -1, dtype=np.int64)
@@ -83,7 +90,7 @@ def _dependency_tables(num_stages: int) -> tuple[IntArray, IntArray, IntArray, I
     own_stage = np.full((NUM_OPS, num_stages), -1, dtype=np.int64)
     for o in Op:
         for s in range(num_stages):
-            for dep in depends_on(Action(s, o, 0), num_stages):
+            for dep in depends_on(Action(s, o, 0), num_stages, chain_starts):
                 if dep.cross_stage:
                     cross_sig[o, s], cross_stage[o, s] = int(dep.signal), dep.stage
                 else:
@@ -113,7 +120,8 @@ def simulate_wavefront(
     producer[((mb_key + stage) * NUM_SIGNALS + makes)[has]] = np.nonzero(has)[0]
     none_key = m_count * s_count * NUM_SIGNALS
 
-    cross_sig, cross_stage, own_sig, own_stage = _dependency_tables(s_count)
+    chains = schedule.chain_starts
+    cross_sig, cross_stage, own_sig, own_stage = _dependency_tables(s_count, chains)
     cs, cst = cross_sig[op, stage], cross_stage[op, stage]
     dep_cross = producer[np.where(cs >= 0, (mb_key + cst) * NUM_SIGNALS + cs, none_key)]
     os_, ost = own_sig[op, stage], own_stage[op, stage]
@@ -126,7 +134,9 @@ def simulate_wavefront(
     durations = costs.duration_table()[op, stage]
     dep_pair = overlapped_pairs(schedule, costs.fb_pair_s, offsets, durations, dep_cross)
     # A producer sends when its cross-stage consumer lives on another rank: F(s) -> F(s+1), B/I(s) -> B/I(s-1).
-    consumer_stage = np.asarray(consumer_stages(s_count), dtype=np.int64).reshape(NUM_OPS, s_count)[op, stage]
+    consumer_stage = np.asarray(consumer_stages(s_count, chains), dtype=np.int64).reshape(NUM_OPS, s_count)[
+        op, stage
+    ]
     valid_consumer = (consumer_stage >= 0) & (consumer_stage < s_count)
     consumer_rank = np.where(valid_consumer, placement[np.clip(consumer_stage, 0, s_count - 1)], -1)
     sends = valid_consumer & (consumer_rank != rank)

@@ -81,14 +81,67 @@ def test_dualpipe_size_rules(pp: int, m: int, needle: str) -> None:
         dualpipe(pp, m)
 
 
-def test_dualpipe_is_dualpipe_v_cut_in_half() -> None:
-    # DualPipe on PP=8 ranks with 24 microbatches (12 per direction): mirrored ranks r and 7-r run the same
-    # program as DualPipeV rank r on 4 ranks with 12 microbatches (deepseek-ai/DualPipe: step counts use
-    # half_rank = min(r, PP-1-r) and half_num_chunks = m/2).
-    s = dualpipe(8, 24)
-    half = dualpipe_v(4, 12)
-    assert s.name == "dualpipe" and s.num_ranks == 4 and s.num_microbatches == 12
-    assert all(s.text(r) == half.text(r) for r in range(4))
+BIDIRECTIONAL = [(2, 4), (4, 8), (4, 12), (6, 12), (8, 16), (8, 20)]
+
+
+@pytest.mark.parametrize(("pp", "m"), BIDIRECTIONAL)
+def test_bidirectional_dualpipe_routes(pp: int, m: int) -> None:
+    # Two chains of PP stages (two model copies): the forward direction, stages 0..PP-1 on ranks 0..PP-1, runs
+    # microbatches 0..m/2-1; the reverse one, stages PP..2PP-1 on ranks PP-1..0, runs m/2..m-1. Every rank holds
+    # one stage of each (twice the parameters of a one-copy pipeline), and the order is complete,
+    # dependency-respecting and deadlock-free.
+    s = dualpipe(pp, m)
+    validate(s)
+    assert s.name == "dualpipe" and s.num_ranks == pp and s.num_stages == 2 * pp and s.chain_starts == (0, pp)
+    assert s.stage_to_rank == v_shape_placement(pp) and s.chain_length == pp
+    for _, _, a in s.iter_actions():
+        assert (a.stage < pp) == (a.microbatch < m // 2), a
+    assert all(sorted({a.stage for a in s.actions(r)}) == [r, 2 * pp - 1 - r] for r in range(pp))
+
+
+@pytest.mark.parametrize(("pp", "m"), BIDIRECTIONAL)
+def test_bidirectional_dualpipe_mirrors_dualpipe_v(pp: int, m: int) -> None:
+    # deepseek-ai/DualPipe: rank r runs the eight steps of half rank h = min(r, PP-1-r) of PP/2 with m/2
+    # microbatches per direction, which are DualPipeV's steps on PP/2 ranks: the same op sequence.
+    s, half = dualpipe(pp, m), dualpipe_v(pp // 2, m // 2)
+    for r in range(pp):
+        h = min(r, pp - 1 - r)
+        assert [a.op for a in s.actions(r)] == [a.op for a in half.actions(h)], r
+        assert s.overlapped[r] == half.overlapped[h]
+
+
+@pytest.mark.parametrize(("pp", "m"), BIDIRECTIONAL)
+@pytest.mark.parametrize(
+    ("tf", "ti", "tw", "fb"),
+    [
+        (1.0, 1.0, 1.0, 3.0),
+        (1.0, 1.0, 1.0, 2.6),
+        (1.0, 1.0, 0.5, 2.0),
+        (1.5, 1.5, 0.5, 3.0),
+        (2.0, 2.0, 1.0, 5.0),
+    ],
+)
+def test_bidirectional_dualpipe_golden_bubble_and_memory(
+    pp: int, m: int, tf: float, ti: float, tw: float, fb: float
+) -> None:
+    # DualPipe README table (deepseek-ai/DualPipe, "Pipeline Bubbles and Memory Usage Comparison"): bubble
+    # (PP/2 - 1)(F&B + B - 3W), activation PP + 1, with F, B, W chunk times and B a full backward. Uniform
+    # case as in the README's figure: I = B - W = F, F&B <= F + B. The busiest (middle) ranks idle exactly that long with
+    # the F&B pairs as one span; e.g. PP 8, F = I = W = 1 (B = 2), F&B = 2.6: 3 * (2.6 + 2 - 3) = 4.8.
+    # Activations, in stages of 1/PP of the model (one chunk of one direction): PP + 1 on every rank.
+    from dataclasses import replace
+
+    from pipesim.sim.engine import OpCosts, simulate
+    from pipesim.sim.metrics import pipeline_metrics
+
+    b = ti + tw
+    s = dualpipe(pp, m)
+    c = replace(OpCosts.uniform(2 * pp, tf, b, tw, activation_bytes=1.0), fb_pair_s=fb)
+    tl = simulate(s, c)
+    metrics = pipeline_metrics(s, c, tl)
+    idle = [tl.step_time_s - busy for busy in metrics.compute_busy_s_per_rank]
+    assert max(idle) == pytest.approx((pp // 2 - 1) * (fb + b - 3 * tw))
+    assert metrics.peak_activation_microbatches_per_rank == pytest.approx([pp + 1] * pp)
 
 
 def test_order_follows_the_dualpipe_steps() -> None:
@@ -115,3 +168,33 @@ def test_pytorch_dualpipev_csv_with_overlap_cells() -> None:
 def test_csv_round_trip() -> None:
     s = build_schedule("dualpipe-v", 4, 8)
     assert loads_csv(dumps_csv(s)) == s
+
+
+def test_bidirectional_dualpipe_with_a_real_model_charges_two_model_copies() -> None:
+    # gpt-1.7b (24 layers) on pp 4: each DualPipe stage is a quarter of the model, as 1F1B's; rank 1 holds
+    # blocks 1 (forward direction) and 2 (reverse), twice 1F1B's rank-1 parameters (neither holds the
+    # embedding or the head), and every block's gradients are also all-reduced between its two copies'
+    # ranks (deepseek-ai/DualPipe's example adds each copy's gradient to its mirror's), so DP communication
+    # grows. The planner's estimate charges the same memory (its profiled walk of the built schedule).
+    from pipesim.plan.estimate import Estimator
+    from pipesim.sim.scenario import Scenario, simulate_scenario, stage_costs
+    from pipesim.specs.gpu import get_gpu
+    from pipesim.specs.layout import Layout
+    from pipesim.specs.model import get_model
+
+    model, gpu = get_model("gpt-1.7b"), get_gpu("a100-80gb")
+
+    def report(schedule: str):  # type: ignore[no-untyped-def]
+        lay = Layout(tp=1, pp=4, dp=2, micro_batch_size=1, global_batch_size=32, schedule=schedule)
+        return simulate_scenario(Scenario(model, gpu, lay))
+
+    one, dual = report("1f1b"), report("dualpipe")
+    assert dual.schedule.chain_starts == (0, 4)
+    sc1, sc2 = stage_costs(one.scenario, one.schedule), stage_costs(dual.scenario, dual.schedule)
+    assert sc2.rank_params[1] == pytest.approx(2 * sc1.rank_params[1])
+    assert sc2.costs.forward_s[1] == pytest.approx(sc1.costs.forward_s[1])  # a whole stage, not half of one
+    assert dual.memory[1].weights == pytest.approx(2 * one.memory[1].weights)
+    assert sum(sc2.dp_full_s) > 2 * sum(sc1.dp_full_s)
+    assert sc2.costs.p2p_s[3] == 0.0  # no transfer across the seam between the two chains
+    est = Estimator(model, gpu, dual.scenario.comm, dual.scenario.efficiency)
+    assert est.estimate(dual.scenario.layout).peak_memory_bytes == pytest.approx(dual.worst_memory.peak)
