@@ -435,6 +435,11 @@ class StageCostModel:
             optimizer_s=opt,
             p2p_blocking=not layout.p2p_overlapped,
             validation_hop_s=hop,
+            # Expert all-to-alls inside F and inside the backward's I phase: what DualPipe's F&B pairs hide.
+            a2a_forward_s=tuple(min(p.ep_forward_s, p.forward_s) for p in passes),
+            a2a_backward_s=tuple(
+                min(max(p.ep_comm_s - p.ep_forward_s, 0.0), p.backward_s - p.weight_s) for p in passes
+            ),
         )
         return StageCosts(
             costs,

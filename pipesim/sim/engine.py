@@ -20,7 +20,8 @@ Model:
   (:mod:`pipesim.sim.iterations`).
 
 * an overlapped forward-and-backward pair of a schedule (DualPipe's F&B, :attr:`schedules.Schedule.overlapped`)
-  runs as one span of ``fb_pair_s`` once the inputs of both passes are there, when ``fb_pair_s`` is given;
+  runs as one span once the inputs of both passes are there, lasting ``fb_pair_s`` when given, else
+  max(compute of both, all-to-alls of both) (:mod:`pipesim.sim.overlap`) when the passes hold all-to-all time;
   otherwise its two passes run one after the other.
 
 Costs come in as numbers per stage (:class:`OpCosts`), so the engine knows nothing about models or GPUs.
@@ -90,7 +91,8 @@ def simulate(
 
     ``method`` picks the evaluation: ``"wavefront"`` (numpy reference), ``"compiled"`` (numba) or ``"auto"``
     (compiled for long schedules); all give the same timeline, bit for bit. Overlapped F&B pairs (given
-    ``fb_pair_s``) are modelled by the wavefront only: such a step always runs there.
+    ``fb_pair_s``, or all-to-all time in the passes) are modelled by the wavefront only: such a step always
+    runs there.
     Raises :class:`ScheduleError` if the schedule is incomplete or deadlocks (with the rank x step grid).
     """
     if costs.num_stages != schedule.num_stages:
@@ -102,7 +104,7 @@ def simulate(
     check_optimizer_mode(optimizer)
     if start is not None:
         start.check(schedule.num_ranks)
-    pairs = costs.fb_pair_s is not None and any(schedule.overlapped)
+    pairs = costs.hides_in_pairs and any(schedule.overlapped)
     if not pairs and (method == "compiled" or (method == "auto" and _prefer_compiled(schedule))):
         from pipesim.sim.compiled import simulate_compiled
 

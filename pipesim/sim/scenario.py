@@ -346,14 +346,19 @@ def _breakdown(metrics: PipelineMetrics, sc: StageCosts, schedule: Schedule) -> 
     for s, t in enumerate(sc.dp_full_s):
         per_rank_dp[schedule.stage_to_rank[s]] += t
     # ZeRO-3 / FSDP collectives run inside every pass of every microbatch: their unhidden part is FSDP
-    # communication, not compute, although it stretches the passes (pipesim.cost.fsdp).
-    m = schedule.num_microbatches
+    # communication, not compute, although it stretches the passes (pipesim.cost.fsdp). Each stage runs
+    # m / chains microbatches (bidirectional DualPipe: each microbatch runs through one of two model copies).
+    m = schedule.num_microbatches / len(schedule.chain_starts)
     z_total, z_exposed = sum(sc.zero3_comm_s) * m / ranks, sum(sc.zero3_exposed_s) * m / ranks
     busy = sum(metrics.compute_busy_s_per_rank) / ranks - z_exposed
     tp = metrics.tp_comm_s / ranks
     # Expert all-to-alls and context-parallel exchanges run inside the passes (on the compute stream; the CP
-    # ring partly hidden behind attention): shown apart from compute.
-    ep = sum(p.ep_comm_s for p in sc.passes) * m / ranks
+    # ring partly hidden behind attention): shown apart from compute. Overlapped F&B pairs (DualPipe) hide
+    # all-to-all time behind the other half's compute: what the pairs saved against their passes run one
+    # after the other is hidden all-to-all time, not exposed.
+    passes_s = sum(f + b for f, b in zip(sc.costs.forward_s, sc.costs.backward_s, strict=True)) * m / ranks
+    hidden_a2a = max(passes_s - sum(metrics.compute_busy_s_per_rank) / ranks, 0.0)
+    ep = max(sum(p.ep_comm_s for p in sc.passes) * m / ranks - hidden_a2a, 0.0)
     cp_exp = sum(p.cp_comm_s for p in sc.passes) * m / ranks
     cp_full = sum(p.cp_comm_full_s for p in sc.passes) * m / ranks
     pp_exposed = metrics.p2p_exposed_s / ranks

@@ -61,10 +61,13 @@ class OpCosts:
     spent in tensor-parallel communication and recomputation: they run on the compute stream and are reported,
     not added. ``dp_reduce_s`` is the gradient reduction of each stage's parameters; ``optimizer_s`` the
     optimizer step. ``fb_pair_s`` is the duration of one overlapped F&B pair (DualPipe notation; None: the
-    pair's passes run one after the other). ``p2p_blocking``: a rank's compute waits for each of its own
-    sends to complete before its next action (Megatron-LM's batched isend/irecv pairs waited on by the
-    schedule, :attr:`pipesim.specs.layout.Layout.p2p_overlapped`); False: sends run on the send stream
-    behind compute. ``validation_hop_s`` is the time of one hop of the partially
+    pair's passes run one after the other, unless the passes hold all-to-all time a pair hides).
+    ``a2a_forward_s`` / ``a2a_backward_s`` are the parts of F and of the backward's input-gradient phase spent
+    in expert all-to-alls (dispatch and combine): an overlapped F&B pair runs them on the communication stream
+    behind the other half's compute (:mod:`pipesim.sim.overlap`). ``p2p_blocking``: a rank's compute waits for
+    each of its own sends to complete before its next action (Megatron-LM's batched isend/irecv pairs waited
+    on by the schedule, :attr:`pipesim.specs.layout.Layout.p2p_overlapped`); False: sends run on the send
+    stream behind compute. ``validation_hop_s`` is the time of one hop of the partially
     reduced global state (gradient norm, NaN/Inf flag: a few bytes) from one pipeline rank to the next, which
     the optimizer step of each rank waits for under ``post-validation`` (:mod:`pipesim.sim.gradients`).
     """
@@ -85,6 +88,8 @@ class OpCosts:
     fb_pair_s: float | None = None
     p2p_blocking: bool = False
     validation_hop_s: float = 0.0
+    a2a_forward_s: tuple[float, ...] = ()
+    a2a_backward_s: tuple[float, ...] = ()
     num_stages: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -99,6 +104,8 @@ class OpCosts:
             "tp_comm_backward_s",
             "recompute_s",
             "dp_reduce_s",
+            "a2a_forward_s",
+            "a2a_backward_s",
         ):
             value = getattr(self, name)
             object.__setattr__(self, name, _vec(value if len(value) else 0.0, n, name))
@@ -112,6 +119,13 @@ class OpCosts:
         for s, (b, w) in enumerate(zip(self.backward_s, self.weight_s, strict=True)):
             if w > b:
                 raise ScheduleError(f"costs: stage {s} weight_s={w} exceeds backward_s={b}; W is part of B")
+        for s in range(n):
+            f, i = self.forward_s[s], self.backward_s[s] - self.weight_s[s]
+            if not 0 <= self.a2a_forward_s[s] <= f or not 0 <= self.a2a_backward_s[s] <= i:
+                raise ScheduleError(
+                    f"costs: stage {s} all-to-all times ({self.a2a_forward_s[s]}, {self.a2a_backward_s[s]}) must "
+                    f"be within 0 and F = {f}, I = {i}: they are part of the passes"
+                )
         if self.fb_pair_s is not None and not self.fb_pair_s >= 0:
             raise ScheduleError(f"costs: fb_pair_s={self.fb_pair_s} must be >= 0")
         if self.optimizer_s < 0:
@@ -141,6 +155,12 @@ class OpCosts:
             activation_bytes=(float(activation_bytes),) * num_stages,
             weight_stash_bytes=(float(weight_stash_bytes),) * num_stages,
         )
+
+    @property
+    def hides_in_pairs(self) -> bool:
+        """Whether overlapped F&B pairs run as one span: a pair duration is given, or some pass holds
+        all-to-all time that the other half of a pair can hide."""
+        return self.fb_pair_s is not None or any(self.a2a_forward_s) or any(self.a2a_backward_s)
 
     def duration_table(self) -> FloatArray:
         """Seconds per (op, stage): rows F, B, I = B - W, W."""

@@ -132,7 +132,7 @@ def simulate_wavefront(
 
     placement = np.asarray(schedule.stage_to_rank, dtype=np.int64)
     durations = costs.duration_table()[op, stage]
-    dep_pair = overlapped_pairs(schedule, costs.fb_pair_s, offsets, durations, dep_cross)
+    dep_pair = overlapped_pairs(schedule, costs, offsets, durations, dep_cross, stage)
     # A producer sends when its cross-stage consumer lives on another rank: F(s) -> F(s+1), B/I(s) -> B/I(s-1).
     consumer_stage = np.asarray(consumer_stages(s_count, chains), dtype=np.int64).reshape(NUM_OPS, s_count)[
         op, stage
