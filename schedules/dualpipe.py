@@ -33,7 +33,10 @@ PP/2-1 and PP/2 (local in DualPipeV) differ. The README's table gives DualPipe t
 
 from __future__ import annotations
 
-from schedules.ir import Action, Op, Schedule, ScheduleError, v_shape_placement
+from array import array
+from collections import deque
+
+from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError, v_shape_placement, woven
 
 __all__ = ["dualpipe_v", "dualpipe", "dualpipe_v_rule", "dualpipe_rule"]
 
@@ -66,41 +69,64 @@ def dualpipe_rule(num_ranks: int, num_microbatches: int) -> str | None:
 
 
 class _DualPipeProgram:
-    """A rank's program under construction. F passes count per chunk (from the chunk's first microbatch
-    ``first``); B and I share one backward counter per chunk (each microbatch gets one of them); every I queues
-    its W, and W passes leave the queue oldest first."""
+    """A rank's program under construction, as packed action codes (:func:`schedules.ir.encode`). F passes
+    count per chunk (from the chunk's first microbatch ``first``); B and I share one backward counter per chunk
+    (each microbatch gets one of them); every I queues its W, and W passes leave the queue oldest first."""
 
-    def __init__(self, stage0: int, stage1: int, first: tuple[int, int] = (0, 0)) -> None:
+    def __init__(self, stage0: int, stage1: int, num_stages: int, first: tuple[int, int] = (0, 0)) -> None:
         self.stages = (stage0, stage1)
+        self.num_stages = num_stages
         self.forwards = list(first)
         self.backwards = list(first)
-        self.weight_queue: list[tuple[int, int]] = []
-        self.actions: list[Action] = []
+        self.weight_queue: deque[int] = deque()
+        self.codes: list[int] = []
         self.pairs: list[int] = []  # positions of overlapped F&B pairs (the F; its B follows)
+
+    def _code(self, chunk: int, op: Op, mb: int) -> int:
+        return (mb * self.num_stages + self.stages[chunk]) * NUM_OPS + int(op)
 
     def overlapped(self, f_chunk: int, b_chunk: int) -> None:
         """DualPipe's F&B: the forward of ``f_chunk`` and the full backward of ``b_chunk`` as one pair."""
-        self.pairs.append(len(self.actions))
+        self.pairs.append(len(self.codes))
         self.forward(f_chunk)
         self.backward(b_chunk)
 
+    def overlapped_rounds(self, count: int) -> None:
+        """``count`` rounds of the main phase, F&B (F chunk 0, B chunk 1) then F&B (F chunk 1, B chunk 0),
+        woven at C speed (:func:`schedules.ir.woven`): each column's microbatch steps by one per round."""
+        if count <= 0:
+            return
+        step = self.num_stages * NUM_OPS
+        f, b = self.forwards, self.backwards
+        columns = [
+            (self._code(0, Op.F, f[0]), step),
+            (self._code(1, Op.B, b[1]), step),
+            (self._code(1, Op.F, f[1]), step),
+            (self._code(0, Op.B, b[0]), step),
+        ]
+        base = len(self.codes)
+        self.codes.extend(woven(count, columns))
+        self.pairs.extend(woven(count, [(base, 4), (base + 2, 4)]))
+        for chunk in (0, 1):
+            f[chunk] += count
+            b[chunk] += count
+
     def forward(self, chunk: int) -> None:
-        self.actions.append(Action(self.stages[chunk], Op.F, self.forwards[chunk]))
+        self.codes.append(self._code(chunk, Op.F, self.forwards[chunk]))
         self.forwards[chunk] += 1
 
     def backward(self, chunk: int, split: bool = False) -> None:
         """A full backward B, or with ``split`` an I whose W is queued."""
         mb = self.backwards[chunk]
         self.backwards[chunk] += 1
-        self.actions.append(Action(self.stages[chunk], Op.I if split else Op.B, mb))
+        self.codes.append(self._code(chunk, Op.I if split else Op.B, mb))
         if split:
-            self.weight_queue.append((self.stages[chunk], mb))
+            self.weight_queue.append(self._code(chunk, Op.W, mb))
 
     def weight(self) -> None:
         """The oldest queued W, if any."""
         if self.weight_queue:
-            stage, mb = self.weight_queue.pop(0)
-            self.actions.append(Action(stage, Op.W, mb))
+            self.codes.append(self.weight_queue.popleft())
 
 
 def dualpipe_v(num_ranks: int, num_microbatches: int) -> Schedule:
@@ -124,10 +150,8 @@ def dualpipe_v(num_ranks: int, num_microbatches: int) -> Schedule:
     if problem:
         raise ScheduleError(problem)
     p, m = num_ranks, num_microbatches
-    ranks = [_eight_steps(_DualPipeProgram(r, 2 * p - 1 - r), r, p, m) for r in range(p)]
-    programs = [rank.actions for rank in ranks]
-    pairs = [rank.pairs for rank in ranks]
-    return Schedule.from_actions("dualpipe-v", p, m, v_shape_placement(p), programs, pairs)
+    ranks = [_eight_steps(_DualPipeProgram(r, 2 * p - 1 - r, 2 * p), r, p, m) for r in range(p)]
+    return _schedule("dualpipe-v", p, m, ranks, (0,))
 
 
 def _eight_steps(rank: _DualPipeProgram, h: int, p: int, m: int) -> _DualPipeProgram:
@@ -142,13 +166,13 @@ def _eight_steps(rank: _DualPipeProgram, h: int, p: int, m: int) -> _DualPipePro
         rank.backward(1, split=True)
         rank.weight()
         rank.forward(1)
-    for i in range(m - 2 * p + h + 1):  # 4: F&B pairs
-        if i == 0 and h == p - 1:  # the middle rank's first pair runs unoverlapped: a smaller bubble
-            rank.forward(0)  # (deepseek-ai/DualPipe and PyTorch's ScheduleDualPipeV do the same)
-            rank.backward(1)
-        else:
-            rank.overlapped(0, 1)
+    rounds = m - 2 * p + h + 1  # 4: F&B pairs
+    if rounds > 0 and h == p - 1:  # the middle rank's first pair runs unoverlapped: a smaller bubble
+        rank.forward(0)  # (deepseek-ai/DualPipe and PyTorch's ScheduleDualPipeV do the same)
+        rank.backward(1)
         rank.overlapped(1, 0)
+        rounds -= 1
+    rank.overlapped_rounds(rounds)
     for _ in range(p - h - 1):  # 5
         rank.backward(1)
         rank.overlapped(1, 0)
@@ -184,15 +208,21 @@ def dualpipe(num_ranks: int, num_microbatches: int) -> Schedule:
         raise ScheduleError(problem)
     pp, m = num_ranks, num_microbatches
     half_p, half_m = pp // 2, m // 2
-    programs: list[list[Action]] = []
-    pairs: list[list[int]] = []
+    ranks = []
     for r in range(pp):
         forward_stage, reverse_stage = r, 2 * pp - 1 - r  # direction 0's stage r; direction 1's at PP-1-r
         if r < half_p:
-            rank = _DualPipeProgram(forward_stage, reverse_stage, (0, half_m))
+            rank = _DualPipeProgram(forward_stage, reverse_stage, 2 * pp, (0, half_m))
         else:
-            rank = _DualPipeProgram(reverse_stage, forward_stage, (half_m, 0))
-        _eight_steps(rank, min(r, pp - 1 - r), half_p, half_m)
-        programs.append(rank.actions)
-        pairs.append(rank.pairs)
-    return Schedule.from_actions("dualpipe", pp, m, v_shape_placement(pp), programs, pairs, (0, pp))
+            rank = _DualPipeProgram(reverse_stage, forward_stage, 2 * pp, (half_m, 0))
+        ranks.append(_eight_steps(rank, min(r, pp - 1 - r), half_p, half_m))
+    return _schedule("dualpipe", pp, m, ranks, (0, pp))
+
+
+def _schedule(
+    name: str, p: int, m: int, ranks: list[_DualPipeProgram], chain_starts: tuple[int, ...]
+) -> Schedule:
+    """The :class:`Schedule` of the built rank programs (V-shape placement, their F&B pairs)."""
+    programs = tuple(array("q", rank.codes) for rank in ranks)
+    pairs = tuple(tuple(rank.pairs) for rank in ranks)
+    return Schedule(name, p, 2 * p, m, v_shape_placement(p), programs, pairs, chain_starts)
