@@ -115,16 +115,20 @@ def test_unknown_optimizer_mode_is_refused() -> None:
         run_iterations(zb_h1(4, 8), costs(4, 1.0, 1.0, 1.0), "async")
 
 
-@pytest.mark.parametrize("name", ["1f1b", "zb-h1", "zb-h2", "interleaved-1f1b", "zb-v", "dualpipe-v"])
-def test_post_validation_equals_one_back_to_back_simulation(name: str) -> None:
+@pytest.mark.parametrize("blocking", [False, True])
+@pytest.mark.parametrize(
+    "name", ["1f1b", "zb-h1", "zb-h2", "interleaved-1f1b", "zb-v", "dualpipe-v", "dualpipe"]
+)
+def test_post_validation_equals_one_back_to_back_simulation(name: str, blocking: bool) -> None:
     # Without DP reduction or an optimizer step, iteration-by-iteration simulation with each rank's streams
-    # carried over (RankStart) is the single simulation of the repeated programs, bit for bit (transfers on).
+    # carried over (RankStart) is the single simulation of the repeated programs, bit for bit (transfers on,
+    # sends blocking their sender or not).
     from dataclasses import replace
 
     from pipesim.sim.engine import simulate
 
     s = build_schedule(name, 4, 8, 2 if name == "interleaved-1f1b" else 1)
-    c = replace(OpCosts.uniform(s.num_stages, 1.0, 2.1, 0.7, 0.3, 1.0), fb_pair_s=2.5)
+    c = replace(OpCosts.uniform(s.num_stages, 1.0, 2.1, 0.7, 0.3, 1.0), fb_pair_s=2.5, p2p_blocking=blocking)
     run = run_iterations(s, c, "post-validation", iterations=3)
     whole = simulate(repeat_iterations(s, 3), c)
     tl, n = run.timeline, whole.num_actions
