@@ -222,7 +222,10 @@ def dualpipe(num_ranks: int, num_microbatches: int) -> Schedule:
 def _schedule(
     name: str, p: int, m: int, ranks: list[_DualPipeProgram], chain_starts: tuple[int, ...]
 ) -> Schedule:
-    """The :class:`Schedule` of the built rank programs (V-shape placement, their F&B pairs)."""
+    """The :class:`Schedule` of the built rank programs (V-shape placement, their F&B pairs: an F and a B of
+    the other chunk, another microbatch, by construction; tests run :meth:`Schedule.check_overlapped`)."""
     programs = tuple(array("q", rank.codes) for rank in ranks)
     pairs = tuple(tuple(rank.pairs) for rank in ranks)
-    return Schedule(name, p, 2 * p, m, v_shape_placement(p), programs, pairs, chain_starts)
+    return Schedule(
+        name, p, 2 * p, m, v_shape_placement(p), programs, pairs, chain_starts, pairs_checked=True
+    )

@@ -74,6 +74,7 @@ def repeat_iterations(schedule: Schedule, iterations: int) -> Schedule:
         tuple(programs),
         pairs,
         schedule.chain_starts,
+        pairs_checked=True,  # each iteration's pairs are the checked schedule's, shifted
     )
 
 
