@@ -28,7 +28,14 @@ _COMM_RE = re.compile(r"^\s*\d+\s*(SEND_F|RECV_F|SEND_B|RECV_B|UNSHARD|RESHARD|R
 
 
 def dumps_csv(schedule: Schedule) -> str:
-    """The schedule as PyTorch's per-rank CSV text."""
+    """The schedule as PyTorch's per-rank CSV text. A schedule of several chains of stages (bidirectional
+    DualPipe's two model copies) is refused: the format names stages of one chain only, so it would read back
+    as a different, incomplete schedule."""
+    if len(schedule.chain_starts) > 1:
+        raise ScheduleError(
+            f"schedule {schedule.name!r} runs {len(schedule.chain_starts)} chains of stages (first stages "
+            f"{schedule.chain_starts}); PyTorch's schedule CSV holds one chain, so it cannot be written as one"
+        )
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     for r in range(schedule.num_ranks):

@@ -211,3 +211,8 @@ def test_generated_pairs_pass_the_full_pair_check(name: str, pp: int, m: int) ->
     s.check_overlapped()
     repeat_iterations(s, 3).check_overlapped()
     assert sum(len(k) for k in s.overlapped) > 0
+
+
+def test_bidirectional_dualpipe_is_not_written_as_a_one_chain_csv() -> None:
+    with pytest.raises(ScheduleError, match="runs 2 chains of stages .*holds one chain"):
+        dumps_csv(dualpipe(4, 8))
