@@ -290,6 +290,7 @@ class SimulationReport(Throughput, Result):
             "gpu": sc.gpu.name,
             "comm": sc.comm_description(),
             "layout": _layout_dict(self),
+            "optimizer": sc.optimizer,
             "step_time_s": self.step_time_s,
             "tokens_per_s": self.tokens_per_s,
             "samples_per_s": self.samples_per_s,

@@ -246,6 +246,7 @@ def test_cli_real_model_post_validation_on_simulate_compare_and_plan() -> None:
         code, out, err = invoke("simulate", *lay, "--optimizer", mode, "--json")
         assert code == 0, err
         report = json.loads(out)
+        assert report["optimizer"] == mode
         steps[mode] = report["step_time_s"]
         assert sum(v["exposed"] for k, v in report["time_breakdown_s"].items() if k != "recompute") == (
             pytest.approx(steps[mode], rel=1e-6)
