@@ -17,12 +17,13 @@ This package uses the standard library only.
 
 from __future__ import annotations
 
-import operator
 import re
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import InitVar, dataclass, field
 from enum import IntEnum
+
+from schedules.pairs import first_bad_pair
 
 __all__ = [
     "Op",
@@ -213,20 +214,6 @@ def woven(count: int, columns: Sequence[tuple[int, int]]) -> list[int]:
     return out
 
 
-def _bad_pair(pairs: Sequence[int], prog: Sequence[int], per_mb: int) -> int:
-    """The first position of ``pairs`` that is not an overlapped F&B pair of ``prog`` (see
-    :meth:`Schedule.check_overlapped`; called only once a check has failed)."""
-    last = -2
-    for k in pairs:
-        if k < last + 2 or k < 0 or k + 1 >= len(prog):
-            return k
-        f, b = prog[k], prog[k + 1]
-        if f % NUM_OPS != Op.F or b % NUM_OPS not in (Op.B, Op.I) or f // per_mb == b // per_mb:
-            return k
-        last = k
-    return -1  # pragma: no cover - only called for a failing list
-
-
 def interleaved_placement(num_ranks: int, num_stages: int) -> tuple[int, ...]:
     """Stage s on rank s mod p (Megatron-LM's interleaved placement; plain pipelines have one stage per rank)."""
     return tuple(s % num_ranks for s in range(num_stages))
@@ -311,30 +298,12 @@ class Schedule:
             raise ScheduleError(
                 f"schedule {self.name!r}: overlapped pairs for {len(self.overlapped)} ranks, expected {self.num_ranks}"
             )
-        per_mb = self.num_stages * NUM_OPS  # codes of one microbatch: (mb * S + stage) * NUM_OPS + op
-        op_of, mb_of = NUM_OPS.__rmod__, per_mb.__rfloordiv__  # c % NUM_OPS, c // per_mb (map runs them in C)
         for r, (pairs, prog) in enumerate(zip(self.overlapped, self.programs, strict=True)):
-            ok = not pairs
-            if pairs and pairs[0] >= 0 and pairs[-1] + 1 < len(prog):
-                ordered = all(map(operator.ge, pairs[1:], map((2).__add__, pairs)))
-                fs = [prog[k] for k in pairs] if len(pairs) < 2 else list(operator.itemgetter(*pairs)(prog))
-                bs = (
-                    [prog[k + 1] for k in pairs]
-                    if len(pairs) < 2
-                    else list(operator.itemgetter(*map((1).__add__, pairs))(prog))
-                )
-                ok = (
-                    ordered
-                    and set(map(op_of, fs)) == {int(Op.F)}
-                    and set(map(op_of, bs)) <= {int(Op.B), int(Op.I)}
-                    # the pair's backward must not wait on its own forward: another microbatch
-                    and not any(map(operator.eq, map(mb_of, fs), map(mb_of, bs)))
-                )
-            if not ok:
+            bad = first_bad_pair(pairs, prog, self.num_stages * NUM_OPS, NUM_OPS)
+            if bad is not None:
                 raise ScheduleError(
-                    f"schedule {self.name!r}: rank {r} position {_bad_pair(pairs, prog, per_mb)} is not an F "
-                    "followed by a B or I of another microbatch (an overlapped F&B pair), or overlaps the previous "
-                    "pair"
+                    f"schedule {self.name!r}: rank {r} position {bad} is not an F followed by a B or I of another "
+                    "microbatch (an overlapped F&B pair), or overlaps the previous pair"
                 )
 
     @classmethod

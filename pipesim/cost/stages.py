@@ -33,6 +33,7 @@ from typing import Any
 from pipesim.comm.base import CommModel
 from pipesim.cost import fsdp
 from pipesim.cost.flops import ACT_BYTES
+from pipesim.cost.grad_reduce import VALIDATION_STATE_BYTES, stage_reductions
 from pipesim.cost.memory import (
     layer_activation_bytes,
     stage_activation_bytes,
@@ -87,12 +88,6 @@ def dp_buckets(stage_params: Sequence[float]) -> int:
     The engine splits every stage's reduction into this many equal buckets."""
     most = max(stage_params, default=0.0)
     return max(1, -(-int(most) // DP_BUCKET_PARAMS))
-
-
-# The partially reduced global state a stage passes on before its optimizer step under post-validation (Qi et al.,
-# "Zero Bubble Pipeline Parallelism", ICLR 2024, Section 4: the gradient norm and the NaN/Inf check): one fp32
-# sum of squares and one fp32 flag.
-VALIDATION_STATE_BYTES = 8.0
 
 
 @dataclass(frozen=True)
@@ -286,11 +281,8 @@ class StageCostModel:
     ) -> StageCosts:
         """Per-stage costs of ``layout`` with global stage s on pipeline rank ``placement[s]`` and global ranks
         from ``grid`` (see the module docstring). ``chains`` > 1 (bidirectional DualPipe: 2) splits the stages
-        into that many equal chains, each a whole copy of the model (stage s holds block s mod L of L = S /
-        chains): every copy's stage has its own parameters (DualPipe "requires keeping two copies of the model
-        parameters", DeepSeek-V3 report, arXiv:2412.19437, Section 3.2.1), whose gradients are all-reduced
-        between the ranks holding the copies of the block (deepseek-ai/DualPipe's example adds each copy's
-        gradient to its mirror rank's), on top of the data-parallel reduction."""
+        into equal chains, each a whole copy of the model with its own parameters (stage s holds block s mod
+        S / chains; the copies' gradient exchange: :mod:`pipesim.cost.grad_reduce`)."""
         model = self.model
         n_stages = len(placement)
         if chains < 1 or n_stages % chains:
@@ -346,37 +338,8 @@ class StageCostModel:
 
         # Data-parallel gradient reduction, per stage (the engine's buckets decide what is hidden).
         grad_b = layout.grad_reduce_bytes
-        collective = "reduce-scatter" if layout.distributed_optimizer else "all-reduce"
         bucket = DP_BUCKET_PARAMS * grad_b
-        dp_full: list[float] = []
-        for s in range(n_stages):
-            red = 0.0
-            dense_group = grid.dp_cp_group(0, placement[s])
-            if zero3 and layout.fsdp == "hybrid":  # HSDP: the gradient shards, across replicas, once a step
-                replicas = fsdp.shard_groups(dense_group, layout)[1]
-                shard = (params[s] - expert[s]) / layout.shard_size
-                red = self._collective("all-reduce", shard * grad_b, replicas, bucket)
-            elif not zero3:  # ZeRO-3 reduce-scatters unit by unit inside every backward instead
-                red = self._collective(collective, (params[s] - expert[s]) * grad_b, dense_group, bucket)
-                if expert[s] > 0:
-                    edp = grid.edp_group(placement[s])
-                    red += self._collective(collective, expert[s] * grad_b, edp, bucket)
-            ends = (s - s % length, s - s % length + length - 1)  # this chain's first and last stage
-            if (
-                model.tied_embeddings
-                and layout.pp > 1
-                and s in ends
-                and placement[ends[0]] != placement[ends[1]]
-            ):
-                pair = [grid.rank(0, 0, placement[ends[0]]), grid.rank(0, 0, placement[ends[1]])]
-                red += self._collective(
-                    "all-reduce", model.vocab_size * model.hidden_size / layout.tp * grad_b, pair
-                )
-            if chains > 1:  # the copies of this block, one per chain
-                copies = sorted({grid.rank(0, 0, placement[c * length + s % length]) for c in range(chains)})
-                if len(copies) > 1:
-                    red += self._collective("all-reduce", params[s] * grad_b, copies, bucket)
-            dp_full.append(red)
+        dp_full = stage_reductions(model, layout, grid, placement, params, expert, chains, self._collective)
 
         # Optimizer step: the slowest pipeline rank's.
         # Dense state shards over dp x cp, expert state over edp (Megatron-Core's distributed optimizer).

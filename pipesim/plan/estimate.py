@@ -67,6 +67,7 @@ from pipesim.cost.memory import (
 )
 from pipesim.cost.stages import StageCostModel, StageCosts
 from pipesim.cost.times import Efficiency
+from pipesim.plan.dp_exposure import dp_exposed_s
 from pipesim.plan.profiles import Profile, profile_microbatches, profile_schedule
 from pipesim.sim.engine import OpCosts, simulate
 from pipesim.sim.iterations import run_iterations
@@ -328,39 +329,10 @@ class Estimator:
         pp_comm = 2.0 * sum(boundary) + runs * blocked[slow]
         pipeline = runs * (w_max - blocked[slow]) + bubble + pp_comm
 
-        # Data-parallel gradient reduction on each rank's reduction stream, as the engine runs it: a stage's
-        # dp_buckets equal buckets become ready in turn through its last gradient pass (B, or W with a split
-        # backward), which ends about s (B_chunk + transfer) before the end of the pipeline phase (the final
-        # backward wave runs from the last stage to the first); one bucket at a time per rank. Exposed: past
-        # the pipeline phase (sync), or past the rank's own last gradient pass (post-validation).
-        dp_exposed = 0.0
-        if any(c.dp_reduce_s):
-            nb = c.dp_buckets
-            b_chunk = (w_max - blocked[slow] - fwd[slow]) / chunks
-            free = [0.0] * p
-            own_end = [-float("inf")] * p
-            end = 0.0
-            for s in range(n_stages - 1, -1, -1):
-                red = c.dp_reduce_s[s]
-                if red <= 0:
-                    continue
-                r = placement[s]
-                if c.dp_overlap:
-                    grad_pass = c.weight_s[s] if family.split_backward else c.backward_s[s]
-                    ready = pipeline - s * (b_chunk + hop)
-                    start = ready - grad_pass * (1 - 1 / nb)
-                    free[r] = max(free[r] + red, start + red, ready + red / nb)
-                else:
-                    ready = pipeline
-                    free[r] = max(free[r], pipeline) + red
-                own_end[r] = max(own_end[r], ready)
-                end = max(end, free[r])
-            if self.optimizer == "sync":
-                dp_exposed = max(end - pipeline, 0.0)
-            else:
-                dp_exposed = max(
-                    max(f - e, 0.0) for f, e in zip(free, own_end, strict=True) if e > -float("inf")
-                )
+        b_chunk = (w_max - blocked[slow] - fwd[slow]) / chunks
+        dp_exposed = dp_exposed_s(
+            c, placement, pipeline, b_chunk + hop, family.split_backward, self.optimizer
+        )
 
         # Memory: ranks 0 and p-1 for closed forms, every rank for profiled families.
         acts_of: dict[int, float] = {}

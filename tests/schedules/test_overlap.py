@@ -170,3 +170,9 @@ def test_real_moe_model_pairs_hide_expert_all_to_alls() -> None:
     assert simulate(schedule, costs).step_time_s < simulate(schedule, sequential).step_time_s
     dense = Scenario(get_model("llama2-7b"), get_gpu("h100-sxm"), replace(lay, ep=1))
     assert not stage_costs(dense, build_scenario_schedule(dense)).costs.hides_in_pairs
+
+
+def test_pair_check_uses_the_ir_op_codes() -> None:
+    from schedules import pairs
+
+    assert (int(Op.F), int(Op.B), int(Op.I)) == (pairs._F, pairs._B, pairs._I)

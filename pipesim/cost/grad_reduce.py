@@ -1,0 +1,75 @@
+"""Each pipeline stage's data-parallel gradient reduction, the time the engine's buckets then hide or expose
+(the one model of DP overlap is :mod:`pipesim.sim.gradients`): dense gradients over data x context parallel,
+routed-expert gradients over the expert-data-parallel group (Megatron-Core), all-reduced (distributed
+optimizer: reduce-scattered) in buckets of :data:`pipesim.cost.times.DP_BUCKET_PARAMS` parameters; HSDP's
+shards across replicas; the tied embedding between a chain's first and last stage; and, for schedules whose
+stages form several copies of the model (bidirectional DualPipe, DeepSeek-V3 report arXiv:2412.19437
+Section 3.2.1), each block's gradients between the ranks holding its copies (deepseek-ai/DualPipe's example
+adds each copy's gradient to its mirror rank's). Also the size of the partially reduced global state that
+post-validation passes from rank to rank before each optimizer step."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from pipesim.cost import fsdp
+from pipesim.cost.times import DP_BUCKET_PARAMS
+from pipesim.specs.layout import Layout
+from pipesim.specs.model import ModelSpec
+from pipesim.specs.placement import RankGrid
+
+__all__ = ["VALIDATION_STATE_BYTES", "stage_reductions"]
+
+# The partially reduced global state a stage passes on before its optimizer step under post-validation (Qi et
+# al., "Zero Bubble Pipeline Parallelism", ICLR 2024, Section 4: the gradient norm and the NaN/Inf check): one
+# fp32 sum of squares and one fp32 flag.
+VALIDATION_STATE_BYTES = 8.0
+
+Collective = Callable[..., float]
+
+
+def stage_reductions(
+    model: ModelSpec,
+    layout: Layout,
+    grid: RankGrid,
+    placement: Sequence[int],
+    params: Sequence[float],
+    expert: Sequence[float],
+    chains: int,
+    collective_s: Collective,
+) -> list[float]:
+    """Seconds of each stage's whole gradient reduction (see the module docstring); ``params`` / ``expert``
+    are each stage's parameters per TP rank and their routed-expert part, ``collective_s(op, bytes, group,
+    bucket=None)`` times one (bucketed) collective."""
+    n_stages = len(placement)
+    length = n_stages // chains
+    zero3 = layout.zero_stage >= 3
+    grad_b = layout.grad_reduce_bytes
+    collective = "reduce-scatter" if layout.distributed_optimizer else "all-reduce"
+    bucket = DP_BUCKET_PARAMS * grad_b
+    grad_b = layout.grad_reduce_bytes
+    collective = "reduce-scatter" if layout.distributed_optimizer else "all-reduce"
+    bucket = DP_BUCKET_PARAMS * grad_b
+    dp_full: list[float] = []
+    for s in range(n_stages):
+        red = 0.0
+        dense_group = grid.dp_cp_group(0, placement[s])
+        if zero3 and layout.fsdp == "hybrid":  # HSDP: the gradient shards, across replicas, once a step
+            replicas = fsdp.shard_groups(dense_group, layout)[1]
+            shard = (params[s] - expert[s]) / layout.shard_size
+            red = collective_s("all-reduce", shard * grad_b, replicas, bucket)
+        elif not zero3:  # ZeRO-3 reduce-scatters unit by unit inside every backward instead
+            red = collective_s(collective, (params[s] - expert[s]) * grad_b, dense_group, bucket)
+            if expert[s] > 0:
+                edp = grid.edp_group(placement[s])
+                red += collective_s(collective, expert[s] * grad_b, edp, bucket)
+        ends = (s - s % length, s - s % length + length - 1)  # this chain's first and last stage
+        if model.tied_embeddings and layout.pp > 1 and s in ends and placement[ends[0]] != placement[ends[1]]:
+            pair = [grid.rank(0, 0, placement[ends[0]]), grid.rank(0, 0, placement[ends[1]])]
+            red += collective_s("all-reduce", model.vocab_size * model.hidden_size / layout.tp * grad_b, pair)
+        if chains > 1:  # the copies of this block, one per chain
+            copies = sorted({grid.rank(0, 0, placement[c * length + s % length]) for c in range(chains)})
+            if len(copies) > 1:
+                red += collective_s("all-reduce", params[s] * grad_b, copies, bucket)
+        dp_full.append(red)
+    return dp_full
