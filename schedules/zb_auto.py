@@ -281,8 +281,12 @@ def auto_zero_bubble(
     candidates.extend(h(p, m) for h in (zb_h1, zb_h2))
     stage_times = t.stage_times(p)
     best: tuple[float, Schedule] | None = None
+    timed: dict[tuple[bytes, ...], tuple[float, float]] = {}  # equal orders (often) are timed once
     for cand in candidates:
-        step, peak = schedule_cost(cand, stage_times, objective)
+        key = tuple(prog.tobytes() for prog in cand.programs)
+        if key not in timed:
+            timed[key] = schedule_cost(cand, stage_times, objective)
+        step, peak = timed[key]
         if peak > memory_limit + _EPS:
             continue
         if best is None or step < best[0] - _EPS:

@@ -11,12 +11,13 @@ post-validation passes from rank to rank before each optimizer step."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from pipesim.cost import fsdp
 from pipesim.cost.times import DP_BUCKET_PARAMS
 from pipesim.specs.layout import Layout
 from pipesim.specs.model import ModelSpec
-from pipesim.specs.placement import RankGrid
+from pipesim.specs.placement import RankGroups
 
 __all__ = ["VALIDATION_STATE_BYTES", "stage_reductions"]
 
@@ -31,44 +32,48 @@ Collective = Callable[..., float]
 def stage_reductions(
     model: ModelSpec,
     layout: Layout,
-    grid: RankGrid,
     placement: Sequence[int],
     params: Sequence[float],
     expert: Sequence[float],
     chains: int,
+    groups: Callable[[int], RankGroups],
     collective_s: Collective,
+    memo: dict[tuple[Any, ...], float] | None = None,
 ) -> list[float]:
     """Seconds of each stage's whole gradient reduction (see the module docstring); ``params`` / ``expert``
-    are each stage's parameters per TP rank and their routed-expert part, ``collective_s(op, bytes, group,
-    bucket=None)`` times one (bucketed) collective."""
+    are each stage's parameters per TP rank and their routed-expert part, ``groups(r)`` the process groups of
+    pipeline rank r, ``collective_s(op, bytes, group, bucket=None)`` times one (bucketed) collective, and
+    ``memo`` (one per rank grid) keeps each rank's data-parallel part by every value it depends on."""
     n_stages = len(placement)
     length = n_stages // chains
     zero3 = layout.zero_stage >= 3
     grad_b = layout.grad_reduce_bytes
     collective = "reduce-scatter" if layout.distributed_optimizer else "all-reduce"
     bucket = DP_BUCKET_PARAMS * grad_b
-    grad_b = layout.grad_reduce_bytes
-    collective = "reduce-scatter" if layout.distributed_optimizer else "all-reduce"
-    bucket = DP_BUCKET_PARAMS * grad_b
+    memo = {} if memo is None else memo
     dp_full: list[float] = []
     for s in range(n_stages):
         red = 0.0
-        dense_group = grid.dp_cp_group(0, placement[s])
+        r = placement[s]
+        rg = groups(r)
         if zero3 and layout.fsdp == "hybrid":  # HSDP: the gradient shards, across replicas, once a step
-            replicas = fsdp.shard_groups(dense_group, layout)[1]
+            replicas = fsdp.shard_groups(rg.dp_cp, layout)[1]
             shard = (params[s] - expert[s]) / layout.shard_size
             red = collective_s("all-reduce", shard * grad_b, replicas, bucket)
         elif not zero3:  # ZeRO-3 reduce-scatters unit by unit inside every backward instead
-            red = collective_s(collective, (params[s] - expert[s]) * grad_b, dense_group, bucket)
-            if expert[s] > 0:
-                edp = grid.edp_group(placement[s])
-                red += collective_s(collective, expert[s] * grad_b, edp, bucket)
+            key = (collective, grad_b, params[s], expert[s], r)
+            red = memo.get(key, -1.0)
+            if red < 0:
+                red = collective_s(collective, (params[s] - expert[s]) * grad_b, rg.dp_cp, bucket)
+                if expert[s] > 0:
+                    red += collective_s(collective, expert[s] * grad_b, rg.edp, bucket)
+                memo[key] = red
         ends = (s - s % length, s - s % length + length - 1)  # this chain's first and last stage
         if model.tied_embeddings and layout.pp > 1 and s in ends and placement[ends[0]] != placement[ends[1]]:
-            pair = [grid.rank(0, 0, placement[ends[0]]), grid.rank(0, 0, placement[ends[1]])]
+            pair = [groups(placement[ends[0]]).first, groups(placement[ends[1]]).first]
             red += collective_s("all-reduce", model.vocab_size * model.hidden_size / layout.tp * grad_b, pair)
         if chains > 1:  # the copies of this block, one per chain
-            copies = sorted({grid.rank(0, 0, placement[c * length + s % length]) for c in range(chains)})
+            copies = sorted({groups(placement[c * length + s % length]).first for c in range(chains)})
             if len(copies) > 1:
                 red += collective_s("all-reduce", params[s] * grad_b, copies, bucket)
         dp_full.append(red)

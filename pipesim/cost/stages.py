@@ -26,6 +26,7 @@ candidate of a plan.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,7 +61,7 @@ from pipesim.sim.engine import OpCosts
 from pipesim.specs.gpu import GPUSpec
 from pipesim.specs.layout import Layout
 from pipesim.specs.model import LayerKind, ModelSpec
-from pipesim.specs.placement import RankGrid
+from pipesim.specs.placement import RankGrid, RankGroups
 
 __all__ = ["StageCosts", "StageCostModel", "weight_stash_bytes_per_layer", "dp_buckets"]
 
@@ -154,8 +155,33 @@ class StageCostModel:
         self._coll: dict[tuple[Any, ...], float] = {}
         self._p2p: dict[tuple[Any, ...], float] = {}
         self._memo: dict[tuple[Any, ...], Any] = {}
+        self._groups: dict[tuple[RankGrid, int], RankGroups] = {}
+        self._rank_units: dict[tuple[Any, ...], _Units] = {}
+        self._key_ids: dict[Any, int] = {}  # unit keys, grids and layer-kind counts, numbered
+        self._stages: dict[tuple[Any, ...], tuple[PassTimes, float, float, float, float, Any]] = {}
+        self._stage_dp: dict[int, dict[tuple[Any, ...], float]] = {}  # per grid number
+        self._kinds: dict[
+            tuple[int, int], int
+        ] = {}  # (first layer, layer count) -> number of its kind counts
+        self._kind_of: dict[int, dict[LayerKind, int]] = {}
 
     # ------------------------------------------------------------------ cached pieces
+    def rank_groups(self, grid: RankGrid, r: int) -> RankGroups:
+        """The :class:`pipesim.specs.placement.RankGroups` of pipeline rank ``r`` (cached)."""
+        hit = self._groups.get((grid, r))
+        if hit is None:
+            hit = self._groups[grid, r] = RankGroups.of(grid, r)
+        return hit
+
+    def rank_units(self, layout: Layout, grid: RankGrid, r: int) -> _Units:
+        """:meth:`units` of pipeline rank ``r`` of ``grid`` (cached by the unit fields, the grid and r)."""
+        key = (_unit_key(layout), grid, r)
+        hit = self._rank_units.get(key)
+        if hit is None:
+            g = self.rank_groups(grid, r)
+            hit = self._rank_units[key] = self.units(layout, g.tp, g.layer_groups)
+        return hit
+
     def units(
         self, layout: Layout, tp_group: Iterable[int], groups: dict[str, list[int]] | None = None
     ) -> _Units:
@@ -202,9 +228,10 @@ class StageCostModel:
         compute does not hide, where they fall) for ``units`` (:func:`pipesim.cost.fsdp.stage_units`) on pipeline rank ``r``:
         dense weights over the shard group, experts over the expert-data-parallel group; DeepSpeed ZeRO-3
         (``fsdp`` none) fetches per submodule (:func:`pipesim.cost.fsdp.submodules`)."""
-        shard, tp_group = fsdp.shard_groups(grid.dp_cp_group(0, r), layout)[0], grid.tp_group(0, r)
-        edp = grid.edp_group(r)
-        groups = {"cp": grid.cp_group(0, 0, r), "ep": grid.ep_group(r), "etp": grid.etp_group(r)}
+        rg = self.rank_groups(grid, r)
+        shard, tp_group = fsdp.shard_groups(rg.dp_cp, layout)[0], list(rg.tp)
+        edp = rg.edp
+        groups = rg.layer_groups
         g_key = tuple((k, tuple(v)) for k, v in groups.items())
         args = (self.model, layout, self.gpu, self.efficiency, self.comm, tp_group)
 
@@ -275,6 +302,36 @@ class StageCostModel:
             self._memoized(("stash", _unit_key(layout)), lambda: weight_stash_bytes_per_layer(model, layout))
         )
 
+    def _stage(
+        self, layout: Layout, grid: RankGrid, r: int, kid: int, first: bool, last: bool
+    ) -> tuple[PassTimes, float, float, float, float, fsdp.FsdpSpans | None]:
+        """One stage's pass times, dense and expert parameters, and with ZeRO-3 / FSDP its collectives' total
+        and exposed seconds and where they fall: layers of the kind counts numbered ``kid`` on rank ``r``."""
+        model = self.model
+        kinds = self._kind_of[kid]
+        per_kind, emb, head = self.rank_units(layout, grid, r)
+        p = PassTimes()
+        for kind, n in kinds.items():
+            p = p + per_kind[kind].scaled(n)
+        if first:
+            p = p + emb
+        # Each MTP module on the last stage: its norms and projection, one more layer and the head.
+        glue = self.mtp_glue(layout, self.rank_groups(grid, r).tp) if last and model.mtp_layers else None
+        if last:
+            p = p + head
+            if glue is not None:
+                p = p + (per_kind[model.main_kind()] + head + glue).scaled(model.mtp_layers)
+        c_total = c_exposed = 0.0
+        spans = None
+        if layout.zero_stage >= 3:
+            units = fsdp.stage_units(model, layout, kinds, per_kind, emb, head, first, last, glue)
+            p, c_total, c_exposed, spans = self._fsdp_stage(layout, grid, r, units, p)
+        dense_p, expert_p = self._memoized(
+            ("params", layout.tp, layout.ep, layout.etp, kid, first, last),
+            lambda: stage_param_split(model, layout, kinds, first, last),
+        )
+        return p, dense_p, expert_p, c_total, c_exposed, spans
+
     # ------------------------------------------------------------------ the one function
     def stage_costs(
         self, layout: Layout, placement: Sequence[int], grid: RankGrid, chains: int = 1
@@ -290,8 +347,12 @@ class StageCostModel:
         length = n_stages // chains
         layers = layout.layers_per_stage(model, length) * chains
         zero3 = layout.zero_stage >= 3
-        starts = [sum(layers[s - s % length : s]) for s in range(n_stages)]
-        kinds = [model.kind_counts(starts[i], starts[i] + layers[i]) for i in range(n_stages)]
+        # Each chain (a whole copy of the model) splits its layers alike: stage starts restart per chain.
+        starts = [0, *itertools.accumulate(layers[: length - 1])] * chains
+        # Stages alike in (unit fields, grid, rank, layer kinds, chain ends) cost alike: one memo entry each.
+        ukey = self._key_ids.setdefault(_unit_key(layout), len(self._key_ids))
+        gkey = self._key_ids.setdefault(grid, len(self._key_ids))
+        zkey = (fsdp.fsdp_key(layout), layout) if zero3 else None
 
         passes: list[PassTimes] = []
         params: list[float] = []
@@ -302,29 +363,19 @@ class StageCostModel:
         for s in range(n_stages):
             r = placement[s]
             first, last = s % length == 0, s % length == length - 1
-            groups = {"cp": grid.cp_group(0, 0, r), "ep": grid.ep_group(r), "etp": grid.etp_group(r)}
-            per_kind, emb, head = self.units(layout, grid.tp_group(0, r), groups)
-            p = PassTimes()
-            for kind, n in kinds[s].items():
-                p = p + per_kind[kind].scaled(n)
-            if first:
-                p = p + emb
-            # Each MTP module on the last stage: its norms and projection, one more layer and the head.
-            glue = self.mtp_glue(layout, grid.tp_group(0, r)) if last and model.mtp_layers else None
-            if last:
-                p = p + head
-                if glue is not None:
-                    p = p + (per_kind[model.main_kind()] + head + glue).scaled(model.mtp_layers)
-            c_total = c_exposed = 0.0
-            if zero3:
-                units = fsdp.stage_units(model, layout, kinds[s], per_kind, emb, head, first, last, glue)
-                p, c_total, c_exposed, spans = self._fsdp_stage(layout, grid, r, units, p)
+            kid = self._kinds.get((starts[s], layers[s]))
+            if kid is None:
+                ks = tuple(model.kind_counts(starts[s], starts[s] + layers[s]).items())
+                kid = self._kinds[starts[s], layers[s]] = self._key_ids.setdefault(ks, len(self._key_ids))
+                self._kind_of[kid] = dict(ks)
+            key = (ukey, gkey, r, kid, first, last, zkey)
+            hit = self._stages.get(key)
+            if hit is None:
+                hit = self._stages[key] = self._stage(layout, grid, r, kid, first, last)
+            p, dense_p, expert_p, c_total, c_exposed, spans = hit
+            if spans is not None:
                 z_spans.append(spans)
             passes.append(p)
-            dense_p, expert_p = self._memoized(
-                ("params", layout.tp, layout.ep, layout.etp, starts[s], layers[s], first, last),
-                lambda ks=kinds[s], f=first, la=last: stage_param_split(model, layout, ks, f, la),
-            )
             params.append(dense_p + expert_p)
             expert.append(expert_p)
             z_comm.append(c_total)
@@ -339,7 +390,17 @@ class StageCostModel:
         # Data-parallel gradient reduction, per stage (the engine's buckets decide what is hidden).
         grad_b = layout.grad_reduce_bytes
         bucket = DP_BUCKET_PARAMS * grad_b
-        dp_full = stage_reductions(model, layout, grid, placement, params, expert, chains, self._collective)
+        dp_full = stage_reductions(
+            model,
+            layout,
+            placement,
+            params,
+            expert,
+            chains,
+            lambda r: self.rank_groups(grid, r),
+            self._collective,
+            self._stage_dp.setdefault(gkey, {}),
+        )
 
         # Optimizer step: the slowest pipeline rank's.
         # Dense state shards over dp x cp, expert state over edp (Megatron-Core's distributed optimizer).
@@ -362,10 +423,8 @@ class StageCostModel:
             if layout.distributed_optimizer and not zero3:
                 # Dense weights gather over dp x cp, experts over edp (one stream, one after the other).
                 ag_s = ag_one_s = 0.0
-                for size, group in (
-                    (dense_r * ACT_BYTES, grid.dp_cp_group(0, r)),
-                    (expert_r * ACT_BYTES, grid.edp_group(r)),
-                ):
+                rg = self.rank_groups(grid, r)
+                for size, group in ((dense_r * ACT_BYTES, rg.dp_cp), (expert_r * ACT_BYTES, rg.edp)):
                     if size > 0:
                         ag_s += self._collective("all-gather", size, group, bucket)
                         ag_one_s = max(
@@ -376,7 +435,13 @@ class StageCostModel:
 
         acts = self._memoized(
             ("acts", _unit_key(layout), tuple(layers), chains),
-            lambda: stage_activation_bytes(model, layout, layers, kinds, chains),
+            lambda: stage_activation_bytes(
+                model,
+                layout,
+                layers,
+                [model.kind_counts(a, a + n) for a, n in zip(starts, layers, strict=True)],
+                chains,
+            ),
         )
         stash_layer = self.weight_stash_per_layer(layout)
         transient = self._memoized(

@@ -58,16 +58,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from pipesim.comm.base import CommModel
-from pipesim.cost.fsdp import exposed_on_rank
-from pipesim.cost.memory import (
-    RESERVE_BYTES,
-    rank_memory,
-    stage_extra_activation_bytes,
-)
+from pipesim.cost.memory import RESERVE_BYTES, rank_memory
 from pipesim.cost.stages import StageCostModel, StageCosts
 from pipesim.cost.times import Efficiency
 from pipesim.plan.dp_exposure import dp_exposed_s
+from pipesim.plan.facts import facts_cache
+from pipesim.plan.pieces import StagePieces, cost_key, stage_pieces
 from pipesim.plan.profiles import Profile, profile_microbatches, profile_schedule
 from pipesim.sim.engine import OpCosts, simulate
 from pipesim.sim.iterations import run_iterations
@@ -147,6 +146,10 @@ class Estimator:
         self._schedules: dict[tuple[Any, ...], Schedule | str] = {}
         self._bubble: dict[tuple[Any, ...], float] = {}
         self._profiles: dict[tuple[Any, ...], Profile] = {}
+        self._pieces: dict[tuple[Any, ...], StagePieces] = {}
+        self._variants: dict[tuple[Any, ...], tuple[float, ...]] = {}
+        self._grids: dict[tuple[int, ...], RankGrid] = {}
+        self.facts = facts_cache()  # profiles and bubble factors of earlier plans (pipesim.plan.facts)
 
     # ----------------------------------------------------------------- schedules and profiles
     def schedule(
@@ -182,12 +185,18 @@ class Estimator:
         self, name: str, pp: int, m: int, chunks: int, variant: tuple[float, ...] | None = None
     ) -> Profile:
         """The cached :class:`Profile` of family ``name`` built with ``m`` microbatches."""
-        key = (name, pp, m, chunks, variant)
+        key = (name, pp, m, chunks, variant, self.optimizer)  # timed orders are built for the mode
         hit = self._profiles.get(key)
         if hit is None:
-            built = self.schedule(name, pp, m, chunks, variant)
-            assert not isinstance(built, str), built
-            hit = self._profiles[key] = profile_schedule(built)
+            stored = self.facts.get("profile", key)
+            if stored is not None:
+                hit = Profile(*stored)
+            else:
+                built = self.schedule(name, pp, m, chunks, variant)
+                assert not isinstance(built, str), built
+                hit = profile_schedule(built)
+                self.facts.put("profile", key, (hit.placement, hit.local, hit.states))
+            self._profiles[key] = hit
         return hit
 
     def profiled_bubble(
@@ -208,9 +217,13 @@ class Estimator:
         rb = round(b / f * 10) / 10
         rw = min(round(w / f * 10) / 10, rb)
         mp = profile_microbatches(pp, m)
-        key = (name, pp, mp, chunks, rb, rw, variant)
+        key = (name, pp, mp, chunks, rb, rw, variant, self.optimizer)
         hit = self._bubble.get(key)
         if hit is None:
+            hit = self.facts.get("bubble", key)
+            if hit is not None:
+                self._bubble[key] = hit
+                return hit
             built = self.schedule(name, pp, mp, chunks, variant)
             if isinstance(built, str):
                 mp = m
@@ -228,16 +241,22 @@ class Estimator:
             runs = mp / get_family(name).chains  # each microbatch runs one chain: 1/chains of a rank's chunks
             hit = (t - runs * per_rank) / ((pp - 1) * per_rank / chunks) if pp > 1 else 0.0
             self._bubble[key] = hit = max(hit, 0.0)
+            self.facts.put("bubble", key, hit)
         return hit
 
     def _greedy_variant(self, layout: Layout) -> tuple[float, ...]:
         """(I, W, P2P) relative to F of one layer and the weight-stash fraction: the times a greedy
         zero-bubble order is rebuilt for (the simulator uses the stage averages of the real scenario). Coarse
         buckets keep the number of (slow) greedy builds small: I and W to 0.5, the fraction to 0.1, and
-        transfers left out of the order's construction (they are still charged in the estimate)."""
-        grid = self._grid(layout, layout.pp)
-        groups = {"cp": grid.cp_group(0, 0, 0), "ep": grid.ep_group(0), "etp": grid.etp_group(0)}
-        per_kind = self.costs.units(layout, grid.tp_group(0, 0), groups)[0]
+        transfers left out of the order's construction (they are still charged in the estimate). Cached."""
+        key = cost_key(layout)
+        hit = self._variants.get(key)
+        if hit is None:
+            hit = self._variants[key] = self._variant_of(layout)
+        return hit
+
+    def _variant_of(self, layout: Layout) -> tuple[float, ...]:
+        per_kind = self.costs.rank_units(layout, self._grid(layout, layout.pp), 0)[0]
         layer = per_kind[self.model.main_kind()]
         f = layer.forward_s
         ri = round((layer.backward_s - layer.weight_s) / f * 2) / 2
@@ -247,9 +266,12 @@ class Estimator:
         sf = round(min(1.0, stash / per_layer) * 10) / 10 if per_layer > 0 else 0.0
         return (max(ri, 0.5), rw, 0.0, sf)
 
-    @staticmethod
-    def _grid(layout: Layout, pp: int) -> RankGrid:
-        return RankGrid(layout.tp, layout.dp, pp, cp=layout.cp, ep=layout.ep, etp=layout.etp)
+    def _grid(self, layout: Layout, pp: int) -> RankGrid:
+        key = (layout.tp, layout.dp, pp, layout.cp, layout.ep, layout.etp)
+        hit = self._grids.get(key)
+        if hit is None:
+            hit = self._grids[key] = RankGrid(*key[:3], cp=layout.cp, ep=layout.ep, etp=layout.etp)
+        return hit
 
     # ----------------------------------------------------------------- the estimate
     def _placement(self, layout: Layout) -> tuple[tuple[int, ...], list[Profile]]:
@@ -266,53 +288,42 @@ class Estimator:
         placement = family.stage_placement(p, chunks)
         if placement is None:
             placement = profs[0].placement if profs else self.profile(layout.schedule, p, m, chunks).placement
-        return placement, profs
+        return tuple(placement), profs
 
     def stage_costs(self, layout: Layout) -> StageCosts:
         """The per-stage costs the estimate uses: the simulator's own
         (:meth:`pipesim.cost.stages.StageCostModel.stage_costs`) on the layout's placement."""
         placement, _ = self._placement(layout)
-        chains = get_family(layout.schedule).chains
-        return self.costs.stage_costs(layout, placement, self._grid(layout, layout.pp), chains)
+        return self.pieces(layout, placement).sc
+
+    def pieces(self, layout: Layout, placement: tuple[int, ...]) -> StagePieces:
+        """The :class:`pipesim.plan.pieces.StagePieces` of ``layout`` on ``placement`` (cached: shared by every
+        schedule with that placement whose costs agree, :func:`pipesim.plan.pieces.cost_key`, which includes
+        the schedule's number of chains)."""
+        key = (cost_key(layout), placement)
+        hit = self._pieces.get(key)
+        if hit is None:
+            chains = get_family(layout.schedule).chains
+            sc = self.costs.stage_costs(layout, placement, self._grid(layout, layout.pp), chains)
+            hit = self._pieces[key] = stage_pieces(self.model, layout, placement, sc)
+        return hit
 
     def estimate(self, layout: Layout) -> Estimate:
         """The analytic estimate of ``layout`` (see the module docstring). The layout must already pass
         :meth:`pipesim.specs.layout.Layout.check_model` and its schedule's rule."""
-        model = self.model
         family = get_family(layout.schedule)
         p, m = layout.pp, layout.num_microbatches
         chunks = family.chunks(layout.vpp)
         placement, profs = self._placement(layout)
-        n_stages = len(placement)
-        grid = self._grid(layout, p)
-        sc = self.costs.stage_costs(layout, placement, grid, family.chains)
+        pc = self.pieces(layout, placement)
+        sc = pc.sc
         c = sc.costs
         variant = self._greedy_variant(layout) if layout.schedule in TIMED_FAMILIES else None
 
-        # Per-rank work per microbatch (F + B of its stages) and its parts.
-        work = [0.0] * p
-        fwd = [0.0] * p
-        wgt = [0.0] * p
-        rec = [0.0] * p
-        tpc = [0.0] * p
-        # Blocking sends (c.p2p_blocking) hold the sender's compute: they join its per-microbatch work.
-        blocked = [0.0] * p
-        if c.p2p_blocking:
-            for s in range(n_stages - 1):
-                if placement[s] != placement[s + 1]:  # F(s) sends to s+1, B(s+1) back to s
-                    blocked[placement[s]] += c.p2p_s[s]
-                    blocked[placement[s + 1]] += c.p2p_s[s]
-        for s in range(n_stages):
-            r = placement[s]
-            work[r] += c.forward_s[s] + c.backward_s[s]
-            fwd[r] += c.forward_s[s]
-            wgt[r] += c.weight_s[s]
-            rec[r] += c.recompute_s[s]
-            tpc[r] += c.tp_comm_forward_s[s] + c.tp_comm_backward_s[s]
-
-        for r in range(p):
-            work[r] += blocked[r]
-        slow = max(range(p), key=lambda r: (work[r], -r))
+        # Per-rank work per microbatch (F + B of its stages, and blocking sends, which hold the sender's
+        # compute) and its parts: the pieces' sums.
+        work, fwd, wgt, blocked = pc.work, pc.fwd, pc.wgt, pc.blocked
+        slow = pc.slow
         w_max = work[slow]
         if p == 1 or (family.in_flight is not None and self.optimizer == "sync"):
             k = 0.0 if p == 1 else 1.0
@@ -322,48 +333,42 @@ class Estimator:
             k = self.profiled_bubble(
                 layout.schedule, p, m, chunks, f_r / chunks, b_r / chunks, w_r / chunks, variant
             )
-        boundary = c.p2p_s
-        hop = sum(boundary) / len(boundary) if boundary else 0.0
-        bubble = k * (sum(work) - w_max) / chunks
+        hop = pc.hop
+        bubble = k * (pc.sum_work - w_max) / chunks
         runs = m / family.chains  # each microbatch runs through one chain: 1/chains of the rank's stages
-        pp_comm = 2.0 * sum(boundary) + runs * blocked[slow]
+        pp_comm = pc.pp_comm + runs * blocked[slow]
         pipeline = runs * (w_max - blocked[slow]) + bubble + pp_comm
 
         b_chunk = (w_max - blocked[slow] - fwd[slow]) / chunks
         dp_exposed = dp_exposed_s(
-            c, placement, pipeline, b_chunk + hop, family.split_backward, self.optimizer
+            pc.dp_stages,
+            c.dp_buckets,
+            c.dp_overlap,
+            p,
+            pipeline,
+            b_chunk + hop,
+            family.split_backward,
+            self.optimizer,
         )
 
         # Memory: ranks 0 and p-1 for closed forms, every rank for profiled families.
         acts_of: dict[int, float] = {}
         if family.in_flight is not None:
-            last = n_stages - 1
-            extras = [stage_extra_activation_bytes(model, layout, s == 0, s == last) for s in range(n_stages)]
-            for r in sorted({0, p - 1}):
-                local = [s for s in range(n_stages) if placement[s] == r]
-                layer_bytes = sum(c.activation_bytes[s] - extras[s] for s in local)
+            for r, (layer_bytes, extra_bytes) in pc.end_bytes.items():
                 # The first and last stages' extras live on one chunk only: count that chunk's microbatches as
                 # if it were the only one (the family's form with one chunk).
                 acts_of[r] = family.in_flight(p, m, chunks, r) * layer_bytes
-                acts_of[r] += family.in_flight(p, m, 1, r) * sum(extras[s] for s in local)
+                acts_of[r] += family.in_flight(p, m, 1, r) * extra_bytes
         else:
-            for r in range(p):
-                # Per local stage: activation bytes, and the part of them kept from I to W.
-                local_stages = profs[0].local[r]
-                weights = [c.activation_bytes[s] for s in local_stages]
-                weights += [c.weight_stash_bytes[s] for s in local_stages]
-                peaks = [
-                    max(
-                        (sum(x * w for x, w in zip(vec, weights, strict=True)) for vec in pr.states[r]),
-                        default=0.0,
-                    )
-                    for pr in profs
-                ]
-                acts_of[r] = (
-                    peaks[0]
-                    if len(peaks) == 1
-                    else max(peaks[1] + (peaks[1] - peaks[0]) * (m - 3 * p) / p, 0.0)
-                )
+            # Per rank, per local stage: activation bytes, and the part of them kept from I to W.
+            peaks = [pr.held_peaks(pc.walk_matrix) for pr in profs]
+            held = (
+                peaks[0]
+                if len(peaks) == 1
+                else np.maximum(peaks[1] + (peaks[1] - peaks[0]) * (m - 3 * p) / p, 0.0)
+            )
+            for r, acts in enumerate(held.tolist()):
+                acts_of[r] = acts
         best = max(
             (
                 rank_memory(
@@ -386,8 +391,8 @@ class Estimator:
             step_time_s=pipeline + dp_exposed + opt,
             pipeline_s=pipeline,
             compute_s=(w_max - blocked[slow]) * runs,
-            recompute_s=rec[slow] * runs,
-            tp_comm_s=tpc[slow] * runs,
+            recompute_s=pc.rec[slow] * runs,
+            tp_comm_s=pc.tpc[slow] * runs,
             bubble_s=bubble,
             pp_comm_s=pp_comm,
             dp_exposed_s=dp_exposed,
@@ -397,5 +402,5 @@ class Estimator:
             weights_bytes=best.weights + best.grads + best.optimizer,
             activations_bytes=best.activations,
             capacity_bytes=self.gpu.hbm_bytes,
-            fsdp_comm_s=exposed_on_rank(sc.zero3_exposed_s, placement, slow, m),
+            fsdp_comm_s=m * pc.fsdp_exposed[slow],
         )

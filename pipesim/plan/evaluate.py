@@ -35,7 +35,9 @@ class Batch(Sequence[Candidate]):
 def _estimate_batch(batch: Sequence[Candidate]) -> list[Estimate]:
     assert isinstance(batch, Batch)
     est = estimator_for(batch.request)
-    return [est.estimate(c.layout(batch.request)) for c in batch.items]
+    out = [est.estimate(c.layout(batch.request)) for c in batch.items]
+    est.facts.flush()  # what this batch learnt from built schedules, for later plans
+    return out
 
 
 def _simulate_batch(batch: Sequence[Candidate]) -> list[SimSummary]:

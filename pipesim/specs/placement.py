@@ -17,7 +17,7 @@ from pipesim.errors import InputError
 from topologies.errors import TopologyError
 from topologies.graph import gpu_nodes
 
-__all__ = ["RankGrid", "DEFAULT_ORDER", "GroupCrossing", "parse_order", "rank_to_gpu"]
+__all__ = ["RankGrid", "RankGroups", "DEFAULT_ORDER", "GroupCrossing", "parse_order", "rank_to_gpu"]
 
 DEFAULT_ORDER: tuple[str, ...] = ("tp", "dp", "pp")
 DIMS = ("tp", "dp", "pp")
@@ -247,3 +247,30 @@ class RankGrid:
             spans = [len({r // gpus_per_node for r in g}) for g in gs]
             out[dim] = GroupCrossing(dim, len(gs[0]), len(gs), sum(1 for s in spans if s > 1), max(spans))
         return out
+
+
+@dataclass(frozen=True)
+class RankGroups:
+    """The process groups of one pipeline rank at its first tensor-, data- and context-parallel coordinate, as
+    tuples of global ranks: tensor parallel, the cp / ep / etp groups its layers use, dense data parallel
+    (dp x cp), data parallel alone, expert data parallel, and the rank's first GPU. Built once per (grid, rank)
+    by the cost model, which asks for them for every stage of every layout."""
+
+    tp: tuple[int, ...]
+    layer_groups: dict[str, list[int]]
+    dp_cp: tuple[int, ...]
+    dp: tuple[int, ...]
+    edp: tuple[int, ...]
+    first: int
+
+    @classmethod
+    def of(cls, grid: RankGrid, r: int) -> RankGroups:
+        """The groups of pipeline rank ``r`` of ``grid``."""
+        return cls(
+            tuple(grid.tp_group(0, r)),
+            {"cp": grid.cp_group(0, 0, r), "ep": grid.ep_group(r), "etp": grid.etp_group(r)},
+            tuple(grid.dp_cp_group(0, r)),
+            tuple(grid.dp_group(0, r)),
+            tuple(grid.edp_group(r)),
+            grid.rank(0, 0, r),
+        )

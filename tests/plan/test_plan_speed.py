@@ -1,0 +1,122 @@
+"""The planner's fast paths give the figures of the plain ones: the vectorised held-memory walk equals the
+scalar walk, the vectorised Pareto front the pairwise one, an estimate sharing cached pieces with other
+candidates equals one computed alone, and a plan read from the on-disk facts cache equals one that built
+every schedule."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pipesim.plan.estimate as estimate_mod
+from pipesim.plan import facts, request
+from pipesim.plan.estimate import Estimator
+from pipesim.plan.profiles import pareto, profile_schedule
+from pipesim.plan.search import PlanCluster, PlanRequest, SearchSpace, enumerate_space, plan
+from pipesim.specs.gpu import get_gpu
+from pipesim.specs.model import get_model
+from schedules import REGISTRY, build_schedule
+from schedules.ir import HELD_DELTA
+
+
+def _pairwise_front(points: set[tuple[int, ...]]) -> tuple[tuple[int, ...], ...]:
+    front = [
+        q
+        for q in points
+        if not any(f != q and all(x >= y for x, y in zip(f, q, strict=True)) for f in points)
+    ]
+    return tuple(sorted(front))
+
+
+def test_pareto_equals_pairwise_definition() -> None:
+    rng = random.Random(3)
+    for _ in range(500):
+        d, n = rng.randint(1, 6), rng.randint(0, 40)
+        pts = {tuple(rng.randint(0, 4) for _ in range(d)) for _ in range(n)}
+        assert pareto(pts) == _pairwise_front(pts)
+
+
+def _scalar_peaks(schedule, weights: list[list[float]]) -> list[float]:
+    """Every state along each rank's program (no pruning), dotted with the weights left to right."""
+    placement = schedule.stage_to_rank
+    out = []
+    for r in range(schedule.num_ranks):
+        local = [s for s in range(schedule.num_stages) if placement[s] == r]
+        c = len(local)
+        vec = [0] * (2 * c)
+        best = 0.0
+        for a in schedule.actions(r):
+            i = local.index(a.stage)
+            vec[i] += HELD_DELTA[a.op][0]
+            vec[c + i] += HELD_DELTA[a.op][1]
+            best = max(best, sum(x * w for x, w in zip(vec, weights[r], strict=True)))
+        out.append(best)
+    return out
+
+
+@pytest.mark.parametrize("name", [n for n, f in REGISTRY.items() if f.planned and f.in_flight is None])
+def test_held_peaks_equal_the_scalar_walk(name: str) -> None:
+    fam = REGISTRY[name]
+    p, chunks = 4, fam.chunks(3)
+    sched = build_schedule(name, p, 10, chunks)
+    prof = profile_schedule(sched)
+    rng = random.Random(len(name))
+    weights = [[rng.uniform(1e8, 5e9) for _ in range(2 * len(prof.local[r]))] for r in range(p)]
+    got = prof.held_peaks(np.array(weights)).tolist()
+    assert got == _scalar_peaks(sched, weights)  # bit-identical, not approximately
+
+
+def _request(**kw) -> PlanRequest:
+    return PlanRequest(
+        get_model("llama2-7b"), PlanCluster(get_gpu("h100-sxm"), 2, 8), 64, seq_length=2048, top_k=0, **kw
+    )
+
+
+def test_shared_pieces_give_the_estimate_of_a_candidate_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPESIM_CACHE_DIR", "off")
+    req = _request()
+    cands, _, _ = enumerate_space(req)
+    shared = Estimator(req.model, req.cluster.gpu, req.cluster.comm(), req.efficiency, req.reserve_bytes)
+    together = [shared.estimate(c.layout(req)) for c in cands]
+    rng = random.Random(7)
+    for i in rng.sample(range(len(cands)), 25):
+        alone = Estimator(req.model, req.cluster.gpu, req.cluster.comm(), req.efficiency, req.reserve_bytes)
+        assert alone.estimate(cands[i].layout(req)) == together[i], cands[i].label()
+
+
+def test_plan_from_the_facts_cache_equals_a_plan_that_built_every_schedule(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIPESIM_CACHE_DIR", str(tmp_path))
+    space = SearchSpace(schedules=("1f1b", "zb-h1", "zb-1p", "zb-2p", "interleaved-zb", "zb-v"))
+    req = replace(_request(space=space))
+    request._ESTIMATORS.clear()
+    facts._CACHES.clear()
+    first = plan(req)
+    assert list(tmp_path.glob("plan-facts-*.pkl")), "the first plan writes what it learnt"
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a schedule was built although its profile was cached")
+
+    request._ESTIMATORS.clear()
+    facts._CACHES.clear()
+    monkeypatch.setattr(estimate_mod, "build_timed", refuse)
+    second = plan(req)
+    assert second.as_dict() == first.as_dict()
+    request._ESTIMATORS.clear()
+    facts._CACHES.clear()
+
+
+def test_facts_cache_off_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPESIM_CACHE_DIR", "off")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    facts._CACHES.clear()
+    cache = facts.facts_cache()
+    cache.put("bubble", ("x",), 1.0)
+    cache.flush()
+    assert cache.path is None and not list(tmp_path.rglob("*"))
+    facts._CACHES.clear()
