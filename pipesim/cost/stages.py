@@ -20,67 +20,36 @@ reduce-scattered in the backward; each pass lasts the longer of its compute and 
 (prefetched, Rajbhandari et al., ZeRO, SC20). Optimizer step: the slowest pipeline rank's Adam over its
 (sharded) parameters, plus with the distributed optimizer the all-gather of the updated 16-bit weights.
 
-Costs are cached by exactly the fields they depend on, so one :class:`StageCostModel` can serve every
-candidate of a plan.
+Costs are cached by exactly the fields they depend on (:mod:`pipesim.cost.stage_cache`), so one
+:class:`StageCostModel` can serve every candidate of a plan.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from pipesim.comm.base import CommModel
 from pipesim.cost import fsdp
 from pipesim.cost.flops import ACT_BYTES
-from pipesim.cost.grad_reduce import VALIDATION_STATE_BYTES, stage_reductions
+from pipesim.cost.grad_reduce import stage_reductions
 from pipesim.cost.memory import (
-    layer_activation_bytes,
     stage_activation_bytes,
-    stage_param_split,
     transient_bytes,
 )
+from pipesim.cost.stage_cache import StageCostCache, unit_key, weight_stash_bytes_per_layer
 from pipesim.cost.times import (
-    DEFAULT_EFFICIENCY,
     DP_BUCKET_PARAMS,
-    Efficiency,
     PassTimes,
-    bucketed_collective_s,
-    embedding_pass_times,
-    head_pass_times,
-    layer_detail,
-    layer_pass_times,
-    mtp_pass_times,
     optimizer_step_s,
-    p2p_bytes,
     param_gather_exposed_s,
 )
 from pipesim.errors import InputError
 from pipesim.sim.engine import OpCosts
-from pipesim.specs.gpu import GPUSpec
 from pipesim.specs.layout import Layout
-from pipesim.specs.model import LayerKind, ModelSpec
-from pipesim.specs.placement import RankGrid, RankGroups
+from pipesim.specs.placement import RankGrid
 
 __all__ = ["StageCosts", "StageCostModel", "weight_stash_bytes_per_layer", "dp_buckets"]
-
-_Units = tuple[dict[LayerKind, PassTimes], PassTimes, PassTimes]
-
-
-def weight_stash_bytes_per_layer(model: ModelSpec, layout: Layout) -> float:
-    """What a layer keeps from I until W (split backward): each GEMM's input and output gradient; 32 s b h for
-    GPT without TP (Qi et al. 2024, Table 1: W needs 32 s b h)."""
-    b, s, t = layout.micro_batch_size, layout.seq(model) // layout.cp, layout.tp
-    h = model.hidden_size
-    tokens = b * s
-    rep = tokens / t if layout.sequence_parallel else float(tokens)
-    kv_t = max(1, model.num_kv_heads // t) * model.head_dim
-    qkv_n = h // t + 2 * kv_t
-    f_t = model.ffn_hidden_size // t
-    inputs = rep * h + tokens * h / t + rep * h + tokens * f_t
-    grads = tokens * qkv_n + tokens * h + tokens * model.mlp_in_width / t + tokens * h
-    return ACT_BYTES * (inputs + grads)
 
 
 def dp_buckets(stage_params: Sequence[float]) -> int:
@@ -118,219 +87,10 @@ class StageCosts:
         return self.costs.dp_reduce_s
 
 
-def _unit_key(layout: Layout) -> tuple[Any, ...]:
-    """The layout fields one layer's, the embedding's and the head's pass times depend on."""
-    return (
-        layout.tp,
-        layout.sequence_parallel,
-        layout.micro_batch_size,
-        layout.recompute,
-        layout.seq_length,
-        layout.precision,
-        layout.attention,
-        layout.tp_comm_overlap,
-        layout.scatter_gather,
-        layout.cp,
-        layout.cp_comm,
-        layout.ep,
-        layout.etp,
-        layout.moe_imbalance,
-        layout.tp_comm_overlap_forward,
-        layout.fp8_recipe,
-    )
-
-
-class StageCostModel:
+class StageCostModel(StageCostCache):
     """Per-stage costs of layouts of ``model`` on ``gpu`` with collectives timed by ``comm`` (see the module
-    docstring). Caches are keyed by every field a cost depends on. Not thread-safe."""
-
-    def __init__(
-        self, model: ModelSpec, gpu: GPUSpec, comm: CommModel, efficiency: Efficiency = DEFAULT_EFFICIENCY
-    ) -> None:
-        self.model = model
-        self.gpu = gpu
-        self.comm = comm
-        self.efficiency = efficiency
-        self._units: dict[tuple[Any, ...], _Units] = {}
-        self._coll: dict[tuple[Any, ...], float] = {}
-        self._p2p: dict[tuple[Any, ...], float] = {}
-        self._memo: dict[tuple[Any, ...], Any] = {}
-        self._groups: dict[tuple[RankGrid, int], RankGroups] = {}
-        self._rank_units: dict[tuple[Any, ...], _Units] = {}
-        self._key_ids: dict[Any, int] = {}  # unit keys, grids and layer-kind counts, numbered
-        self._stages: dict[tuple[Any, ...], tuple[PassTimes, float, float, float, float, Any]] = {}
-        self._stage_dp: dict[int, dict[tuple[Any, ...], float]] = {}  # per grid number
-        self._kinds: dict[
-            tuple[int, int], int
-        ] = {}  # (first layer, layer count) -> number of its kind counts
-        self._kind_of: dict[int, dict[LayerKind, int]] = {}
-
-    # ------------------------------------------------------------------ cached pieces
-    def rank_groups(self, grid: RankGrid, r: int) -> RankGroups:
-        """The :class:`pipesim.specs.placement.RankGroups` of pipeline rank ``r`` (cached)."""
-        hit = self._groups.get((grid, r))
-        if hit is None:
-            hit = self._groups[grid, r] = RankGroups.of(grid, r)
-        return hit
-
-    def rank_units(self, layout: Layout, grid: RankGrid, r: int) -> _Units:
-        """:meth:`units` of pipeline rank ``r`` of ``grid`` (cached by the unit fields, the grid and r)."""
-        key = (_unit_key(layout), grid, r)
-        hit = self._rank_units.get(key)
-        if hit is None:
-            g = self.rank_groups(grid, r)
-            hit = self._rank_units[key] = self.units(layout, g.tp, g.layer_groups)
-        return hit
-
-    def units(
-        self, layout: Layout, tp_group: Iterable[int], groups: dict[str, list[int]] | None = None
-    ) -> _Units:
-        """({layer kind: one layer}, embedding, head) pass times on TP group ``tp_group`` (``groups``: the cp /
-        ep / etp ranks of that pipeline rank)."""
-        g = groups or {}
-        key = (_unit_key(layout), tuple(tp_group), tuple((k, tuple(v)) for k, v in sorted(g.items())))
-        hit = self._units.get(key)
-        if hit is None:
-            args = (self.model, layout, self.gpu, self.efficiency, self.comm, list(tp_group))
-            hit = self._units[key] = (
-                {k: layer_pass_times(*args, g, k) for k in self.model.kind_counts()},
-                embedding_pass_times(*args),
-                head_pass_times(*args),
-            )
-        return hit
-
-    def mtp_glue(self, layout: Layout, tp_group: Sequence[int]) -> PassTimes:
-        """Cached :func:`pipesim.cost.times.mtp_pass_times` of one MTP module on ``tp_group``."""
-        args = (self.model, layout, self.gpu, self.efficiency, self.comm, list(tp_group))
-        return self._memoized(("mtp", _unit_key(layout), tuple(tp_group)), lambda: mtp_pass_times(*args))
-
-    def _collective(self, op: str, size: float, group: Sequence[int], bucket: float | None = None) -> float:
-        key = (op, size, tuple(group), bucket)
-        hit = self._coll.get(key)
-        if hit is None:
-            if bucket is None:
-                hit = self.comm.collective_s(op, size, group)
-            else:
-                hit = bucketed_collective_s(self.comm, op, size, bucket, group)
-            self._coll[key] = hit
-        return hit
-
-    def _memoized(self, key: tuple[Any, ...], make: Any) -> Any:
-        hit = self._memo.get(key)
-        if hit is None:
-            hit = self._memo[key] = make()
-        return hit
-
-    def _fsdp_stage(
-        self, layout: Layout, grid: RankGrid, r: int, units: list[fsdp.Unit], total: PassTimes
-    ) -> tuple[PassTimes, float, float, fsdp.FsdpSpans]:
-        """ZeRO-3 / FSDP: a stage's (pass times ``total`` with its units' collectives, their total, the part
-        compute does not hide, where they fall) for ``units`` (:func:`pipesim.cost.fsdp.stage_units`) on pipeline rank ``r``:
-        dense weights over the shard group, experts over the expert-data-parallel group; DeepSpeed ZeRO-3
-        (``fsdp`` none) fetches per submodule (:func:`pipesim.cost.fsdp.submodules`)."""
-        rg = self.rank_groups(grid, r)
-        shard, tp_group = fsdp.shard_groups(rg.dp_cp, layout)[0], list(rg.tp)
-        edp = rg.edp
-        groups = rg.layer_groups
-        g_key = tuple((k, tuple(v)) for k, v in groups.items())
-        args = (self.model, layout, self.gpu, self.efficiency, self.comm, tp_group)
-
-        def pieces(kind: LayerKind) -> fsdp.Pieces:
-            key = ("pieces", _unit_key(layout), tuple(tp_group), g_key, kind)
-            return self._memoized(key, lambda: fsdp.submodules(layer_detail(*args, groups=groups, kind=kind)))
-
-        groups_key = (tuple(shard), tuple(edp), tuple(tp_group), tuple(units))
-        key = ("fsdp", _unit_key(layout), fsdp.fsdp_key(layout), *groups_key)
-        timed = fsdp.unit_collectives(self._collective, layout, shard, edp)
-        split = pieces if layout.fsdp == "none" else None
-        return self._memoized(
-            key, lambda: fsdp.fsdp_stage_passes(total, *fsdp.pass_steps(units, layout, timed, split))
-        )
-
-    def transfer_s(self, layout: Layout, grid: RankGrid, src: int, dst: int) -> float:
-        """Seconds of one stage-to-stage transfer from pipeline rank ``src`` to ``dst`` (0 on one rank),
-        including the receiver's all-gather with scatter/gather (SC21 Section 4.1)."""
-        if src == dst:
-            return 0.0
-        a, b = grid.rank(0, 0, src), grid.rank(0, 0, dst)
-        key = (
-            layout.tp,
-            layout.micro_batch_size,
-            layout.seq_length,
-            layout.sequence_parallel,
-            layout.cp,
-            a,
-            b,
-        )
-        hit = self._p2p.get(key)
-        if hit is None:
-            model = self.model
-            hit = self.comm.p2p_s(p2p_bytes(model, layout), a, b)
-            if layout.tp > 1 and layout.scatter_gather and not layout.sequence_parallel:
-                full = (
-                    ACT_BYTES * layout.micro_batch_size * (layout.seq(model) // layout.cp) * model.hidden_size
-                )
-                hit += self.comm.collective_s("all-gather", full, grid.tp_group(0, dst))
-            self._p2p[key] = hit
-        return hit
-
-    def state_hop_s(self, grid: RankGrid, src: int) -> float:
-        """Seconds to pass the partially reduced global state (:data:`VALIDATION_STATE_BYTES`) from pipeline
-        rank ``src`` to ``src + 1`` before the optimizer step under post-validation (Qi et al., ICLR 2024,
-        Section 4; :mod:`pipesim.sim.gradients`)."""
-        a, b = grid.rank(0, 0, src), grid.rank(0, 0, src + 1)
-        key = ("state", a, b)
-        hit = self._p2p.get(key)
-        if hit is None:
-            hit = self._p2p[key] = self.comm.p2p_s(VALIDATION_STATE_BYTES, a, b)
-        return hit
-
-    def main_layer_activation_bytes(self, layout: Layout) -> float:
-        """Cached :func:`pipesim.cost.memory.layer_activation_bytes` of the model's main layer kind."""
-        model = self.model
-        return float(
-            self._memoized(
-                ("acts_layer", _unit_key(layout)),
-                lambda: layer_activation_bytes(model, layout, model.main_kind()),
-            )
-        )
-
-    def weight_stash_per_layer(self, layout: Layout) -> float:
-        """Cached :func:`weight_stash_bytes_per_layer`."""
-        model = self.model
-        return float(
-            self._memoized(("stash", _unit_key(layout)), lambda: weight_stash_bytes_per_layer(model, layout))
-        )
-
-    def _stage(
-        self, layout: Layout, grid: RankGrid, r: int, kid: int, first: bool, last: bool
-    ) -> tuple[PassTimes, float, float, float, float, fsdp.FsdpSpans | None]:
-        """One stage's pass times, dense and expert parameters, and with ZeRO-3 / FSDP its collectives' total
-        and exposed seconds and where they fall: layers of the kind counts numbered ``kid`` on rank ``r``."""
-        model = self.model
-        kinds = self._kind_of[kid]
-        per_kind, emb, head = self.rank_units(layout, grid, r)
-        p = PassTimes()
-        for kind, n in kinds.items():
-            p = p + per_kind[kind].scaled(n)
-        if first:
-            p = p + emb
-        # Each MTP module on the last stage: its norms and projection, one more layer and the head.
-        glue = self.mtp_glue(layout, self.rank_groups(grid, r).tp) if last and model.mtp_layers else None
-        if last:
-            p = p + head
-            if glue is not None:
-                p = p + (per_kind[model.main_kind()] + head + glue).scaled(model.mtp_layers)
-        c_total = c_exposed = 0.0
-        spans = None
-        if layout.zero_stage >= 3:
-            units = fsdp.stage_units(model, layout, kinds, per_kind, emb, head, first, last, glue)
-            p, c_total, c_exposed, spans = self._fsdp_stage(layout, grid, r, units, p)
-        dense_p, expert_p = self._memoized(
-            ("params", layout.tp, layout.ep, layout.etp, kid, first, last),
-            lambda: stage_param_split(model, layout, kinds, first, last),
-        )
-        return p, dense_p, expert_p, c_total, c_exposed, spans
+    docstring), from the parts :class:`pipesim.cost.stage_cache.StageCostCache` caches by every field they
+    depend on. Not thread-safe."""
 
     # ------------------------------------------------------------------ the one function
     def stage_costs(
@@ -350,7 +110,7 @@ class StageCostModel:
         # Each chain (a whole copy of the model) splits its layers alike: stage starts restart per chain.
         starts = [0, *itertools.accumulate(layers[: length - 1])] * chains
         # Stages alike in (unit fields, grid, rank, layer kinds, chain ends) cost alike: one memo entry each.
-        ukey = self._key_ids.setdefault(_unit_key(layout), len(self._key_ids))
+        ukey = self._key_ids.setdefault(unit_key(layout), len(self._key_ids))
         gkey = self._key_ids.setdefault(grid, len(self._key_ids))
         zkey = (fsdp.fsdp_key(layout), layout) if zero3 else None
 
@@ -434,7 +194,7 @@ class StageCostModel:
             opt = max(opt, t_opt)
 
         acts = self._memoized(
-            ("acts", _unit_key(layout), tuple(layers), chains),
+            ("acts", unit_key(layout), tuple(layers), chains),
             lambda: stage_activation_bytes(
                 model,
                 layout,
@@ -445,7 +205,7 @@ class StageCostModel:
         )
         stash_layer = self.weight_stash_per_layer(layout)
         transient = self._memoized(
-            ("transient", _unit_key(layout), layout.pp), lambda: transient_bytes(model, layout)
+            ("transient", unit_key(layout), layout.pp), lambda: transient_bytes(model, layout)
         )
         costs = OpCosts(
             forward_s=tuple(p.forward_s for p in passes),

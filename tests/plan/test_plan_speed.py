@@ -88,6 +88,27 @@ def test_shared_pieces_give_the_estimate_of_a_candidate_alone(monkeypatch: pytes
         assert alone.estimate(cands[i].layout(req)) == together[i], cands[i].label()
 
 
+@pytest.mark.parametrize("optimizer", ["sync", "post-validation"])
+def test_two_chain_layouts_never_share_pieces_with_one_chain_ones(
+    optimizer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # dualpipe-v (one chain) and bidirectional dualpipe (two model copies) place stages alike: 0..p-1, p-1..0.
+    monkeypatch.setenv("PIPESIM_CACHE_DIR", "off")
+    req = _request(space=SearchSpace(schedules=("dualpipe-v", "dualpipe")), optimizer=optimizer)
+    cands, _, _ = enumerate_space(req)
+    args = (req.model, req.cluster.gpu, req.cluster.comm(), req.efficiency, req.reserve_bytes, optimizer)
+    shared = Estimator(*args)
+    one_chain = [c for c in cands if c.schedule == "dualpipe-v"]
+    two_chains = [c for c in cands if c.schedule == "dualpipe"]
+    assert one_chain and two_chains
+    for c in one_chain:
+        shared.estimate(c.layout(req))
+    rng = random.Random(11)
+    for c in rng.sample(two_chains, min(12, len(two_chains))):
+        alone = Estimator(*args)
+        assert shared.estimate(c.layout(req)) == alone.estimate(c.layout(req)), c.label()
+
+
 def test_plan_from_the_facts_cache_equals_a_plan_that_built_every_schedule(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -119,4 +140,24 @@ def test_facts_cache_off_writes_nothing(tmp_path: Path, monkeypatch: pytest.Monk
     cache.put("bubble", ("x",), 1.0)
     cache.flush()
     assert cache.path is None and not list(tmp_path.rglob("*"))
+    facts._CACHES.clear()
+
+
+def test_facts_cached_under_one_optimizer_mode_are_not_read_under_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Timed zero-bubble orders are built for the mode and post-validation's bubble is a steady-state period:
+    # a plan under post-validation after one under sync (same cache) equals one with no cache at all.
+    space = SearchSpace(schedules=("zb-h1", "zb-v", "zb-2p"))
+    monkeypatch.setenv("PIPESIM_CACHE_DIR", "off")
+    request._ESTIMATORS.clear()
+    facts._CACHES.clear()
+    fresh = plan(_request(space=space, optimizer="post-validation"))
+    monkeypatch.setenv("PIPESIM_CACHE_DIR", str(tmp_path))
+    for optimizer in ("sync", "post-validation"):
+        request._ESTIMATORS.clear()
+        facts._CACHES.clear()
+        after = plan(_request(space=space, optimizer=optimizer))
+    assert after.as_dict() == fresh.as_dict()
+    request._ESTIMATORS.clear()
     facts._CACHES.clear()
