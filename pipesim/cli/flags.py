@@ -153,6 +153,10 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                            "completes (Megatron-LM's waited isend/irecv; SC21's 2021 code) [default: as "
                            "Megatron-Core: overlapped with interleaved-1f1b, blocking with 1f1b; other "
                            "schedules overlapped]."),
+    "cuda_graphs": _d("--cuda-graphs/--no-cuda-graphs", default=False, show_default=True,
+                      help="Capture each layer's passes as CUDA graphs: the host launches one graph, not every "
+                      "kernel (without, a pass lasts at least its kernels x the GPU profile's launch_s; "
+                      "Megatron-Core's default is off)."),
     "overlap_param_gather": _d("--overlap-param-gather", is_flag=True,
                                help="With the distributed optimizer, overlap the weight all-gather with the next "
                                "forward (Megatron-LM --overlap-param-gather)."),

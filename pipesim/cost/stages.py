@@ -135,6 +135,7 @@ def _unit_key(layout: Layout) -> tuple[Any, ...]:
         layout.moe_imbalance,
         layout.tp_comm_overlap_forward,
         layout.fp8_recipe,
+        layout.cuda_graphs,
     )
 
 

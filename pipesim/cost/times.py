@@ -23,7 +23,7 @@ step (memory-bound over the rank's parameter shard).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pipesim.comm.base import CommModel
 from pipesim.cost.end_ops import embedding_ops, head_ops, mtp_ops
@@ -47,6 +47,7 @@ __all__ = [
     "time_ops",
     "layer_detail",
     "pass_times",
+    "launch_bound",
     "layer_pass_times",
     "embedding_pass_times",
     "head_pass_times",
@@ -297,6 +298,22 @@ def pass_times(timed: Sequence[TimedOp]) -> PassTimes:
     return PassTimes(f, b, w, r, tpf, tpb, ff, fb, ep, cp, cp_full, ep_f, cp_f, cp_full_f)
 
 
+def launch_bound(pt: PassTimes, timed: Sequence[TimedOp], launch_s: float, fp8: bool = False) -> PassTimes:
+    """``pt`` with each phase (F, I = B - W, W) lasting at least its kernel count x ``launch_s``: without CUDA
+    graphs the host launches every kernel (each operator one, an fp8 GEMM's input cast one more), and the GPU
+    cannot finish a phase before the host has issued it (NVIDIA, "CUDA Graph Best Practice for PyTorch":
+    launch overhead bounds passes whose kernels are shorter than their launch). The wait counts in the pass."""
+    count = {"F": 0, "I": 0, "W": 0}
+    for t in timed:
+        count[t.op.phase] += 2 if fp8 and t.op.kind == "gemm" else 1
+    f = max(pt.forward_s, count["F"] * launch_s)
+    w = max(pt.weight_s, count["W"] * launch_s)
+    i = max(pt.backward_s - pt.weight_s, count["I"] * launch_s)
+    if f == pt.forward_s and w == pt.weight_s and i == pt.backward_s - pt.weight_s:
+        return pt
+    return replace(pt, forward_s=f, backward_s=i + w, weight_s=w)
+
+
 def _unit_times(
     ops: LayerOps,
     layout: Layout,
@@ -306,9 +323,11 @@ def _unit_times(
     tp_ranks: Sequence[int],
     groups: Groups | None = None,
 ) -> PassTimes:
-    return pass_times(
-        time_ops(ops.all, gpu, layout.precision, eff, comm, tp_ranks, layout.fp8_recipe, groups)
-    )
+    timed = time_ops(ops.all, gpu, layout.precision, eff, comm, tp_ranks, layout.fp8_recipe, groups)
+    pt = pass_times(timed)
+    if layout.cuda_graphs:  # one graph launch per pass instead of one per kernel
+        return pt
+    return launch_bound(pt, timed, eff.launch_s, layout.precision == "fp8" and "fp8" in gpu.peak_flops)
 
 
 def layer_pass_times(

@@ -77,6 +77,8 @@ def megatron_args(model: ModelSpec, layout: Layout) -> list[tuple[str, str | Non
         out.append(("--overlap-grad-reduce", None))
     if layout.vpp > 1 and not layout.p2p_overlapped:  # Megatron-Core overlaps interleaved p2p by default
         out.append(("--no-overlap-p2p-communication", None))
+    if layout.cuda_graphs:
+        out.append(("--cuda-graph-impl", "transformer_engine"))
     if layout.precision == "fp16":
         out.append(("--fp16", None))
     else:
