@@ -38,7 +38,7 @@ holdout error, and writes the profile (-o) as a GPU TOML that every --gpu accept
   pipesim simulate --gpu my-h100.toml --model llama2-7b --precision fp8 --gpus 8
 """
 
-CALIBRATE_KEYS = ("gemm_max", "gemm_max_fp8", "attention", "hbm", "step_overhead_s")
+CALIBRATE_KEYS = ("gemm_max", "gemm_max_fp8", "gemm_max_fp4", "attention", "hbm", "step_overhead_s")
 
 
 @click.command("row")
@@ -148,7 +148,8 @@ def calibrate_cmd(runs_csv: str, gpu_arg: str, output: str | None, fit_text: str
             k
             for k in CALIBRATE_KEYS
             if (k != "gemm_max_fp8" or "fp8" in precisions)
-            and (k != "gemm_max" or precisions - {"fp8"})
+            and (k != "gemm_max_fp4" or "fp4" in precisions)
+            and (k != "gemm_max" or precisions - {"fp8", "fp4"})
             and (k != "attention" or any(r.layout.attention == "flash" for r in runs))
         )
     note = f"fitted by pipesim calibrate to {runs_csv} ({len(runs)} runs)"

@@ -135,7 +135,7 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                                 help="Free gathered weights after each layer's forward (re-gathered in the "
                                 "backward); off keeps them gathered until the backward (more memory)."),
     "precision": _d("--precision", default="bf16", show_default=True,
-                    help=f"GEMM precision: {', '.join(TRAIN_PRECISIONS)} (roofline also tf32, fp32, and a comma "
+                    help=f"GEMM precision: {', '.join(TRAIN_PRECISIONS)} (fp4: NVFP4, Blackwell only; roofline also tf32, fp32, and a comma "
                     "list such as bf16,fp8 to compare them)."),
     "attention": _d("--attention", default="flash", show_default=True,
                     help=f"Attention kernels: {', '.join(ATTENTION)} (unfused: scores materialised, as in "

@@ -28,7 +28,14 @@ from dataclasses import dataclass, replace
 from pipesim.comm.base import CommModel
 from pipesim.cost.end_ops import embedding_ops, head_ops, mtp_ops
 from pipesim.cost.flops import ACT_BYTES, LayerOps, Op, layer_ops
-from pipesim.cost.kernels import attention_time_s, fp8_cast_bytes, gemm_efficiency, gemm_time_s, memory_time_s
+from pipesim.cost.kernels import (
+    LOW_PRECISIONS,
+    attention_time_s,
+    fp8_cast_bytes,
+    gemm_efficiency,
+    gemm_time_s,
+    memory_time_s,
+)
 from pipesim.specs.efficiency import DEFAULT_EFFICIENCY, Efficiency
 from pipesim.specs.gpu import GPUSpec
 from pipesim.specs.layout import Layout
@@ -144,8 +151,8 @@ def op_time(
         return TimedOp(op, t, bound)
     assert op.shape is not None
     t, bound = gemm_time_s(op.shape, op.batch, op.hbm_bytes, peak, prec, gpu, eff)
-    if prec == "fp8":
-        cast = fp8_cast_bytes(op.shape, op.batch, op.phase, fp8_recipe)
+    if prec in LOW_PRECISIONS:
+        cast = fp8_cast_bytes(op.shape, op.batch, op.phase, fp8_recipe, prec)
         t += memory_time_s(cast, gpu, eff) + eff.kernel_overhead_s
     return TimedOp(op, t, bound)
 
@@ -298,14 +305,14 @@ def pass_times(timed: Sequence[TimedOp]) -> PassTimes:
     return PassTimes(f, b, w, r, tpf, tpb, ff, fb, ep, cp, cp_full, ep_f, cp_f, cp_full_f)
 
 
-def launch_bound(pt: PassTimes, timed: Sequence[TimedOp], launch_s: float, fp8: bool = False) -> PassTimes:
+def launch_bound(pt: PassTimes, timed: Sequence[TimedOp], launch_s: float, cast: bool = False) -> PassTimes:
     """``pt`` with each phase (F, I = B - W, W) lasting at least its kernel count x ``launch_s``: without CUDA
-    graphs the host launches every kernel (each operator one, an fp8 GEMM's input cast one more), and the GPU
+    graphs the host launches every kernel (each operator one, an fp8 / fp4 GEMM's input cast one more), and the GPU
     cannot finish a phase before the host has issued it (NVIDIA, "CUDA Graph Best Practice for PyTorch":
     launch overhead bounds passes whose kernels are shorter than their launch). The wait counts in the pass."""
     count = {"F": 0, "I": 0, "W": 0}
     for t in timed:
-        count[t.op.phase] += 2 if fp8 and t.op.kind == "gemm" else 1
+        count[t.op.phase] += 2 if cast and t.op.kind == "gemm" else 1
     f = max(pt.forward_s, count["F"] * launch_s)
     w = max(pt.weight_s, count["W"] * launch_s)
     i = max(pt.backward_s - pt.weight_s, count["I"] * launch_s)
@@ -327,7 +334,8 @@ def _unit_times(
     pt = pass_times(timed)
     if layout.cuda_graphs:  # one graph launch per pass instead of one per kernel
         return pt
-    return launch_bound(pt, timed, eff.launch_s, layout.precision == "fp8" and "fp8" in gpu.peak_flops)
+    cast = layout.precision in LOW_PRECISIONS and layout.precision in gpu.peak_flops
+    return launch_bound(pt, timed, eff.launch_s, cast)
 
 
 def layer_pass_times(

@@ -85,6 +85,8 @@ def megatron_args(model: ModelSpec, layout: Layout) -> list[tuple[str, str | Non
         out.append(("--bf16", None))
         if layout.precision == "fp8":
             out.append(("--fp8-format", "hybrid"))
+        elif layout.precision == "fp4":  # NVFP4 (--fp4-recipe nvfp4 is the default)
+            out.append(("--fp4-format", "e2m1"))
     if layout.attention == "flash":
         out.append(("--use-flash-attn", None))
     out += _moe_mla_args(model, layout)

@@ -39,7 +39,8 @@ class Efficiency:
     """Achieved fractions of a GPU's peaks, and the shape facts of its GEMM kernels.
 
     ``gemm_max``: fraction of the dense 16-bit (and tf32 / fp32) peak a GEMM reaches when every SM is busy
-    with whole tiles and every dimension is large; ``gemm_max_fp8``: the same at the fp8 peak; ``gemm_half_dim``:
+    with whole tiles and every dimension is large; ``gemm_max_fp8``: the same at the fp8 peak; ``gemm_max_fp4``:
+    the same at the fp4 (NVFP4) peak; ``gemm_half_dim``:
     the GEMM dimension that halves the throughput (factor d / (d + gemm_half_dim) per dimension); ``sm_count``,
     ``tile_m``, ``tile_n``: SMs and the output tile of the GEMM kernels, for tile and wave quantization
     (``sm_count`` 0 turns quantization off); ``attention``: fused attention's fraction of the 16-bit peak;
@@ -54,6 +55,7 @@ class Efficiency:
 
     gemm_max: float = 0.68
     gemm_max_fp8: float = 0.68
+    gemm_max_fp4: float = 0.68
     gemm_half_dim: float = 64.0
     sm_count: int = 0
     tile_m: int = 128
@@ -67,7 +69,7 @@ class Efficiency:
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        for key in ("gemm_max", "gemm_max_fp8", "attention", "hbm", "tp_overlap"):
+        for key in ("gemm_max", "gemm_max_fp8", "gemm_max_fp4", "attention", "hbm", "tp_overlap"):
             v = getattr(self, key)
             if not 0 < v <= 1:
                 raise InputError(f"efficiency {key}={v} must be in (0, 1]")

@@ -28,8 +28,9 @@ __all__ = [
 
 RECOMPUTE = ("none", "selective", "full")
 ATTENTION = ("flash", "unfused")
-# Precisions a training step's GEMMs can run in (fp8 as in Transformer Engine: GEMMs in fp8, rest in bf16).
-TRAIN_PRECISIONS = ("bf16", "fp16", "fp8")
+# Precisions a training step's GEMMs can run in (fp8 / fp4 as in Transformer Engine: GEMMs in fp8 or NVFP4, the
+# rest in bf16; fp4 on GPUs with FP4 tensor cores, Blackwell).
+TRAIN_PRECISIONS = ("bf16", "fp16", "fp8", "fp4")
 # fp8 scaling recipes (Megatron-LM --fp8-recipe; delayed is Transformer Engine's DelayedScaling default):
 # their cast costs are in pipesim.cost.kernels.
 FP8_RECIPES = ("delayed", "current", "blockwise")
