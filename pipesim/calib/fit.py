@@ -27,6 +27,7 @@ FIT_BOUNDS: dict[str, tuple[float, float]] = {
     "gemm_max": (0.3, 1.0),
     "gemm_max_fp8": (0.2, 1.0),
     "gemm_max_fp4": (0.2, 1.0),
+    "nccl": (0.1, 1.0),
     "gemm_half_dim": (0.0, 1024.0),
     "attention": (0.2, 1.0),
     "hbm": (0.4, 1.0),

@@ -295,6 +295,9 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "fit_text": _d("--fit", "fit_text", default=None,
                    help="Comma list of profile values to fit [default: those the runs exercise among gemm_max, "
                    "gemm_max_fp8, attention, hbm, step_overhead_s]."),
+    "trace_in": _d("--trace", "trace_in", default=None, metavar="STEP.json",
+                help="Fit the per-op constants (gemm_max, attention, hbm, nccl) to a PyTorch profiler (Kineto) "
+                "Chrome trace of one step of the CSV's single run instead of fitting step times."),
     "folds": _d("--folds", type=int, default=5, show_default=True, help="k of the k-fold holdout (0: none)."),
     "as_csv": _d("--csv", "as_csv", is_flag=True, help="Print the ranked results as CSV."),
     "output": _d("-o", "--output", "output", type=_PATH, default=None, help="HTML page to write."),

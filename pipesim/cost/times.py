@@ -141,7 +141,7 @@ def op_time(
     attention in 16-bit, as Transformer Engine does). ``groups`` gives the ranks of the cp / ep / etp groups a
     communication op may name."""
     if op.kind == "comm":
-        return TimedOp(op, comm_op_s(op, comm, _group_ranks(op, tp_ranks, groups)), "comm")
+        return TimedOp(op, comm_op_s(op, comm, _group_ranks(op, tp_ranks, groups)) / eff.nccl, "comm")
     if op.kind == "elementwise":
         return TimedOp(op, memory_time_s(op.hbm_bytes, gpu, eff) + eff.kernel_overhead_s, "memory")
     prec = compute_precision(op, gpu, precision)

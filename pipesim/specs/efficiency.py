@@ -47,6 +47,8 @@ class Efficiency:
     ``hbm``: fraction of HBM bandwidth memory-bound kernels reach; ``kernel_overhead_s``: fixed GPU-side cost
     per compute kernel (ramp-up and tail); ``launch_s``: host time to launch one kernel without CUDA graphs
     (the GPU cannot run a pass faster than the host issues its kernels, :func:`pipesim.cost.times.pass_times`);
+    ``nccl``: fraction of the communication model's collective rate the in-layer collectives (TP, CP, EP)
+    reach (1 = as the model times them; ``calibrate --trace`` fits it to a profiler trace's NCCL kernels);
     ``step_overhead_s``: fixed cost per training
     iteration (data loading, gradient clipping, logging); ``tp_overlap``: fraction of an overlapped
     tensor-parallel collective that its partner GEMM hides (1 = fully hidden up to the GEMM's duration).
@@ -64,12 +66,13 @@ class Efficiency:
     hbm: float = 0.90
     kernel_overhead_s: float = 0.0
     launch_s: float = 5e-6
+    nccl: float = 1.0
     step_overhead_s: float = 0.0
     tp_overlap: float = 1.0
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        for key in ("gemm_max", "gemm_max_fp8", "gemm_max_fp4", "attention", "hbm", "tp_overlap"):
+        for key in ("gemm_max", "gemm_max_fp8", "gemm_max_fp4", "attention", "hbm", "nccl", "tp_overlap"):
             v = getattr(self, key)
             if not 0 < v <= 1:
                 raise InputError(f"efficiency {key}={v} must be in (0, 1]")
