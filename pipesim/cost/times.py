@@ -23,7 +23,7 @@ step (memory-bound over the rank's parameter shard).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from pipesim.comm.base import CommModel
 from pipesim.cost.end_ops import embedding_ops, head_ops, mtp_ops
@@ -36,6 +36,7 @@ from pipesim.cost.kernels import (
     gemm_time_s,
     memory_time_s,
 )
+from pipesim.cost.launch import launch_bound
 from pipesim.specs.efficiency import DEFAULT_EFFICIENCY, Efficiency
 from pipesim.specs.gpu import GPUSpec
 from pipesim.specs.layout import Layout
@@ -54,7 +55,6 @@ __all__ = [
     "time_ops",
     "layer_detail",
     "pass_times",
-    "launch_bound",
     "layer_pass_times",
     "embedding_pass_times",
     "head_pass_times",
@@ -303,22 +303,6 @@ def pass_times(timed: Sequence[TimedOp]) -> PassTimes:
             if tp_like:
                 tpb += t.time_s
     return PassTimes(f, b, w, r, tpf, tpb, ff, fb, ep, cp, cp_full, ep_f, cp_f, cp_full_f)
-
-
-def launch_bound(pt: PassTimes, timed: Sequence[TimedOp], launch_s: float, cast: bool = False) -> PassTimes:
-    """``pt`` with each phase (F, I = B - W, W) lasting at least its kernel count x ``launch_s``: without CUDA
-    graphs the host launches every kernel (each operator one, an fp8 / fp4 GEMM's input cast one more), and the GPU
-    cannot finish a phase before the host has issued it (NVIDIA, "CUDA Graph Best Practice for PyTorch":
-    launch overhead bounds passes whose kernels are shorter than their launch). The wait counts in the pass."""
-    count = {"F": 0, "I": 0, "W": 0}
-    for t in timed:
-        count[t.op.phase] += 2 if cast and t.op.kind == "gemm" else 1
-    f = max(pt.forward_s, count["F"] * launch_s)
-    w = max(pt.weight_s, count["W"] * launch_s)
-    i = max(pt.backward_s - pt.weight_s, count["I"] * launch_s)
-    if f == pt.forward_s and w == pt.weight_s and i == pt.backward_s - pt.weight_s:
-        return pt
-    return replace(pt, forward_s=f, backward_s=i + w, weight_s=w)
 
 
 def _unit_times(
