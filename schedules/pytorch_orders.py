@@ -82,8 +82,9 @@ def interleaved_zero_bubble(num_ranks: int, num_microbatches: int, chunks: int) 
     programs = []
     for r in range(p):
         forwards = _chunk_rounds(per_round, rounds, s_count, [c * p + r for c in range(v)], _F)
-        inputs = _chunk_rounds(per_round, rounds, s_count, [(v - 1 - c) * p + r for c in range(v)], _I)
-        weights = [code + (_W - _I) for code in inputs]  # W of the oldest pending I: the I order, shifted
+        backward_stages = [(v - 1 - c) * p + r for c in range(v)]
+        inputs = _chunk_rounds(per_round, rounds, s_count, backward_stages, _I)
+        weights = _chunk_rounds(per_round, rounds, s_count, backward_stages, _W)  # W of the oldest pending I
         n = v * m
         warmup = min((v - 1) * per_round + (p - 1 - r), n)
         prog = array("q", forwards[:warmup])  # warm-up: forwards only
