@@ -19,11 +19,13 @@ PyTorch pads its rows with idle slots for display; pipesim drops them (idle time
 
 from __future__ import annotations
 
-from collections import defaultdict
+from array import array
 
-from schedules.ir import Action, Op, Schedule, ScheduleError, interleaved_placement
+from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError, interleaved_placement, woven
 
 __all__ = ["looped_bfs", "interleaved_zero_bubble", "interleaved_zb_rule"]
+
+_F, _B, _I, _W = int(Op.F), int(Op.B), int(Op.I), int(Op.W)
 
 
 def _check(name: str, num_ranks: int, num_microbatches: int, chunks: int) -> None:
@@ -34,16 +36,22 @@ def _check(name: str, num_ranks: int, num_microbatches: int, chunks: int) -> Non
 
 def looped_bfs(num_ranks: int, num_microbatches: int, chunks: int) -> Schedule:
     """``ScheduleLoopedBFS`` on ``num_ranks`` ranks with ``chunks`` (v) stages per rank (see the module
-    docstring)."""
+    docstring). Each chunk's forwards (and, reversed, its backwards) are one arithmetic run of packed codes
+    (:func:`schedules.ir.encode`: one microbatch further is ``num_stages * NUM_OPS`` further)."""
     _check("looped-bfs", num_ranks, num_microbatches, chunks)
     p, m, v = num_ranks, num_microbatches, chunks
+    step = p * v * NUM_OPS
     programs = []
     for r in range(p):
         stages = [c * p + r for c in range(v)]
-        forwards = [Action(s, Op.F, mb) for s in stages for mb in range(m)]  # chunk by chunk, in order
-        backwards = [Action(s, Op.B, mb) for s in reversed(stages) for mb in reversed(range(m))]
-        programs.append(forwards + backwards)
-    return Schedule.from_actions("looped-bfs", p, m, interleaved_placement(p, p * v), programs)
+        prog = array("q")
+        for s in stages:  # forwards chunk by chunk, microbatches in order
+            prog.extend(range(s * NUM_OPS + _F, s * NUM_OPS + _F + step * m, step))
+        for s in reversed(stages):  # backwards in reverse chunk order, each chunk last-in first-out
+            last = (m - 1) * step + s * NUM_OPS + _B
+            prog.extend(range(last, s * NUM_OPS + _B - step, -step))
+        programs.append(prog)
+    return Schedule("looped-bfs", p, p * v, m, interleaved_placement(p, p * v), tuple(programs))
 
 
 def interleaved_zb_rule(num_ranks: int, num_microbatches: int) -> str | None:
@@ -66,39 +74,57 @@ def interleaved_zero_bubble(num_ranks: int, num_microbatches: int, chunks: int) 
     if problem:
         raise ScheduleError(problem)
     p, m, v = num_ranks, num_microbatches, chunks
+    s_count = p * v
     per_round = m // max(1, m // p)
+    rounds = m // per_round
+    # The k-th forward of a rank runs chunk (k // mpr) mod v on microbatch (k // (mpr v)) mpr + k mod mpr, and
+    # the k-th I (and W) the mirrored chunk: packed codes built run by run (_chunk_rounds), no Action objects.
     programs = []
     for r in range(p):
-        warmup = min((v - 1) * per_round + (p - 1 - r), v * m)
-        total = v * m + warmup  # warm-up forwards, v*m - warmup steady steps, warmup cool-down backwards
-        next_mb: dict[tuple[int, Op], int] = defaultdict(int)
-        prog: list[Action] = []
-        backward_steps: list[int] = []
-        weights_done = 0
-
-        def fwd_stage(step: int, r: int = r) -> int:
-            return ((step // per_round) % v) * p + r
-
-        def bwd_stage(step: int, r: int = r, warmup: int = warmup) -> int:
-            return (v - 1 - ((step - warmup) // per_round) % v) * p + r
-
-        def emit(stage: int, op: Op, prog: list[Action] = prog, next_mb: dict = next_mb) -> None:
-            prog.append(Action(stage, op, next_mb[(stage, op)]))
-            next_mb[(stage, op)] += 1
-
-        for step in range(total):
-            if step < warmup:  # warm-up: forwards only
-                emit(fwd_stage(step), Op.F)
-                continue
-            if step < v * m:  # steady: one forward ...
-                emit(fwd_stage(step), Op.F)
-            emit(bwd_stage(step), Op.I)  # ... and one input-gradient pass (the cool-down: only this)
-            backward_steps.append(step)
-            if step - warmup >= r:  # W of the oldest pending I, r steps behind
-                emit(bwd_stage(backward_steps[weights_done]), Op.W)
-                weights_done += 1
-        while weights_done < len(backward_steps):
-            emit(bwd_stage(backward_steps[weights_done]), Op.W)
-            weights_done += 1
+        forwards = _chunk_rounds(per_round, rounds, s_count, [c * p + r for c in range(v)], _F)
+        backward_stages = [(v - 1 - c) * p + r for c in range(v)]
+        inputs = _chunk_rounds(per_round, rounds, s_count, backward_stages, _I)
+        weights = _chunk_rounds(per_round, rounds, s_count, backward_stages, _W)  # W of the oldest pending I
+        n = v * m
+        warmup = min((v - 1) * per_round + (p - 1 - r), n)
+        prog = array("q", forwards[:warmup])  # warm-up: forwards only
+        # Backward step k = 0 .. n-1: F of forward warmup + k while forwards remain (steady phase), I of k, and
+        # W of k - r once k >= r (r steps behind). Steps with the same passes form one interleaved run.
+        forwards_end, weights_from = n - warmup, min(r, n)
+        cuts = sorted({0, min(forwards_end, weights_from), max(forwards_end, weights_from), n})
+        for lo, hi in zip(cuts, cuts[1:], strict=False):
+            columns = [forwards[warmup + lo : warmup + hi]] if lo < forwards_end else []
+            columns.append(inputs[lo:hi])
+            if lo >= r:
+                columns.append(weights[lo - r : hi - r])
+            prog.extend(_interleave(columns))
+        prog.extend(weights[max(n - r, 0) :])  # the W passes left
         programs.append(prog)
-    return Schedule.from_actions("interleaved-zb", p, m, interleaved_placement(p, p * v), programs)
+    return Schedule("interleaved-zb", p, s_count, m, interleaved_placement(p, s_count), tuple(programs))
+
+
+def _chunk_rounds(per_round: int, rounds: int, num_stages: int, stages: list[int], op: int) -> list[int]:
+    """Codes of ``op`` for ``rounds`` rounds, each visiting ``stages`` in turn with ``per_round`` consecutive
+    microbatches: as ``rounds * len(stages)`` runs of consecutive microbatches, or (fewer Python steps when
+    rounds outnumber the microbatches per round) as ``per_round * len(stages)`` woven progressions."""
+    step = num_stages * NUM_OPS
+    if rounds <= per_round:
+        out: list[int] = []
+        for g in range(rounds):
+            for s in stages:
+                first = (g * per_round * num_stages + s) * NUM_OPS + op
+                out.extend(range(first, first + step * per_round, step))
+        return out
+    columns = [
+        ((j * num_stages + s) * NUM_OPS + op, per_round * step) for s in stages for j in range(per_round)
+    ]
+    return woven(rounds, columns)
+
+
+def _interleave(columns: list[list[int]]) -> list[int]:
+    """Equal-length code lists merged element by element: the first of each, then the second of each, ..."""
+    k = len(columns)
+    out = [0] * (len(columns[0]) * k)
+    for j, column in enumerate(columns):
+        out[j::k] = column
+    return out

@@ -26,6 +26,8 @@ __all__ = ["Run", "FIT_BOUNDS", "predict_step_s", "mae", "fit_profile", "kfold_h
 FIT_BOUNDS: dict[str, tuple[float, float]] = {
     "gemm_max": (0.3, 1.0),
     "gemm_max_fp8": (0.2, 1.0),
+    "gemm_max_fp4": (0.2, 1.0),
+    "nccl": (0.1, 1.0),
     "gemm_half_dim": (0.0, 1024.0),
     "attention": (0.2, 1.0),
     "hbm": (0.4, 1.0),

@@ -36,9 +36,17 @@ holdout error, and writes the profile (-o) as a GPU TOML that every --gpu accept
 \\b
   pipesim calibrate pipesim/data/samples/nemo-h100-runs.csv --gpu h100-sxm -o my-h100.toml
   pipesim simulate --gpu my-h100.toml --model llama2-7b --precision fp8 --gpus 8
+
+With --trace STEP.json (torch.profiler's export_chrome_trace of one step on the first pipeline rank) the CSV
+holds the one traced run: GPU kernels are matched by name to pipesim's operators (GEMM, fused attention,
+element-wise, NCCL) and gemm_max, attention, hbm and nccl are fitted so that each kind's kernel time matches
+the trace (16-bit runs without context or expert parallelism). Example:
+
+\b
+  pipesim calibrate tests/data/kineto_step.csv --gpu h100-sxm --trace tests/data/kineto_step.json
 """
 
-CALIBRATE_KEYS = ("gemm_max", "gemm_max_fp8", "attention", "hbm", "step_overhead_s")
+CALIBRATE_KEYS = ("gemm_max", "gemm_max_fp8", "gemm_max_fp4", "attention", "hbm", "step_overhead_s")
 
 
 @click.command("row")
@@ -124,11 +132,13 @@ def read_runs_csv(path: str, gpu_arg: str) -> list[Run]:
 @click.command("calibrate", help=CALIBRATE_HELP, short_help=short_help("calibrate"))
 @click.argument("runs_csv", metavar="RUNS.csv", type=click.Path(dir_okay=False))
 @plain_options(
-    "gpu_arg", "output", "fit_text", "folds", "config",
+    "gpu_arg", "output", "fit_text", "trace_in", "folds", "config",
     gpu_arg={"required": True, "help": "The GPU preset the runs were measured on."},
     output={"help": "GPU TOML to write (a profile every --gpu accepts)."},
 )  # fmt: skip
-def calibrate_cmd(runs_csv: str, gpu_arg: str, output: str | None, fit_text: str | None, folds: int) -> None:
+def calibrate_cmd(
+    runs_csv: str, gpu_arg: str, output: str | None, fit_text: str | None, trace_in: str | None, folds: int
+) -> None:
     from pipesim.calib.fit import fit_profile, kfold_holdout, mae, predict_step_s
     from pipesim.calib.profile_file import profile_toml
     from pipesim.io.atomic import atomic_write_text, check_output_path
@@ -140,6 +150,19 @@ def calibrate_cmd(runs_csv: str, gpu_arg: str, output: str | None, fit_text: str
         raise InputError(f"--gpu={gpu_arg!r}: calibrate starts from a preset ({', '.join(GPU_PRESETS)})")
     gpu = GPU_PRESETS[gpu_arg]
     runs = read_runs_csv(runs_csv, gpu_arg)
+    if trace_in is not None:
+        if fit_text:
+            raise InputError(
+                "give --fit or --trace, not both (--trace fits gemm_max, attention, hbm and nccl)"
+            )
+        _fit_trace(
+            runs,
+            gpu,
+            trace_in,
+            output,
+            f"pipesim calibrate {runs_csv} --gpu {gpu_arg} --trace {trace_in}",
+        )
+        return
     if fit_text:
         keys = tuple(k.strip() for k in fit_text.split(",") if k.strip())
     else:
@@ -148,7 +171,8 @@ def calibrate_cmd(runs_csv: str, gpu_arg: str, output: str | None, fit_text: str
             k
             for k in CALIBRATE_KEYS
             if (k != "gemm_max_fp8" or "fp8" in precisions)
-            and (k != "gemm_max" or precisions - {"fp8"})
+            and (k != "gemm_max_fp4" or "fp4" in precisions)
+            and (k != "gemm_max" or precisions - {"fp8", "fp4"})
             and (k != "attention" or any(r.layout.attention == "flash" for r in runs))
         )
     note = f"fitted by pipesim calibrate to {runs_csv} ({len(runs)} runs)"
@@ -176,4 +200,35 @@ def calibrate_cmd(runs_csv: str, gpu_arg: str, output: str | None, fit_text: str
         atomic_write_text(
             output, profile_toml(gpu, fitted, name, [f"pipesim calibrate {runs_csv} --gpu {gpu_arg}"])
         )
+        click.echo(f"wrote {output} (use it as --gpu {output})")
+
+
+def _fit_trace(runs: list[Run], gpu: Any, trace_path: str, output: str | None, command: str) -> None:
+    """``calibrate --trace``: fit the per-op constants of the CSV's single run to a Kineto trace."""
+    from pipesim.calib.fit import predict_step_s
+    from pipesim.calib.profile_file import profile_toml
+    from pipesim.calib.trace import fit_trace, read_kineto_trace
+    from pipesim.io.atomic import atomic_write_text
+
+    if len(runs) != 1:
+        raise InputError(f"--trace needs a CSV with exactly one run (the traced one), got {len(runs)}")
+    run = runs[0]
+    measured = read_kineto_trace(trace_path)
+    note = f"fitted by pipesim calibrate --trace to {trace_path}"
+    fitted, rows = fit_trace(measured, run.model, run.layout, gpu, gpu.profile, run.comm, note)
+    click.echo(f"fitted to the kernels of {trace_path} ({run.label}) on {gpu.name}")
+    click.echo(
+        f"{'kernels':<12} {'key':<10} {'trace s':>9} {'before s':>9} {'after s':>9} {'before':>8} {'after':>8}"
+    )
+    for kind, key, got, before, after in rows:
+        was, now = getattr(gpu.profile, key), getattr(fitted, key)
+        click.echo(f"{kind:<12} {key:<10} {got:>9.4g} {before:>9.4g} {after:>9.4g} {was:>8.4g} {now:>8.4g}")
+    before_s, after_s = predict_step_s(run, gpu, gpu.profile), predict_step_s(run, gpu, fitted)
+    click.echo(
+        f"step: measured {run.measured_s:.4g} s, predicted {before_s:.4g} s before, {after_s:.4g} s after "
+        f"({(after_s - run.measured_s) / run.measured_s:+.1%})"
+    )
+    if output is not None:
+        name = output.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".toml")
+        atomic_write_text(output, profile_toml(gpu, fitted, name, [command]))
         click.echo(f"wrote {output} (use it as --gpu {output})")

@@ -135,7 +135,7 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                                 help="Free gathered weights after each layer's forward (re-gathered in the "
                                 "backward); off keeps them gathered until the backward (more memory)."),
     "precision": _d("--precision", default="bf16", show_default=True,
-                    help=f"GEMM precision: {', '.join(TRAIN_PRECISIONS)} (roofline also tf32, fp32, and a comma "
+                    help=f"GEMM precision: {', '.join(TRAIN_PRECISIONS)} (fp4: NVFP4, Blackwell only; roofline also tf32, fp32, and a comma "
                     "list such as bf16,fp8 to compare them)."),
     "attention": _d("--attention", default="flash", show_default=True,
                     help=f"Attention kernels: {', '.join(ATTENTION)} (unfused: scores materialised, as in "
@@ -153,6 +153,10 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                            "completes (Megatron-LM's waited isend/irecv; SC21's 2021 code) [default: as "
                            "Megatron-Core: overlapped with interleaved-1f1b, blocking with 1f1b; other "
                            "schedules overlapped]."),
+    "cuda_graphs": _d("--cuda-graphs/--no-cuda-graphs", default=False, show_default=True,
+                      help="Capture each layer's passes as CUDA graphs: the host launches one graph, not every "
+                      "kernel (without, a pass lasts at least its kernels x the GPU profile's launch_s; "
+                      "Megatron-Core's default is off)."),
     "overlap_param_gather": _d("--overlap-param-gather", is_flag=True,
                                help="With the distributed optimizer, overlap the weight all-gather with the next "
                                "forward (Megatron-LM --overlap-param-gather)."),
@@ -292,6 +296,9 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "fit_text": _d("--fit", "fit_text", default=None,
                    help="Comma list of profile values to fit [default: those the runs exercise among gemm_max, "
                    "gemm_max_fp8, attention, hbm, step_overhead_s]."),
+    "trace_in": _d("--trace", "trace_in", default=None, metavar="STEP.json",
+                help="Fit the per-op constants (gemm_max, attention, hbm, nccl) to a PyTorch profiler (Kineto) "
+                "Chrome trace of one step of the CSV's single run instead of fitting step times."),
     "folds": _d("--folds", type=int, default=5, show_default=True, help="k of the k-fold holdout (0: none)."),
     "as_csv": _d("--csv", "as_csv", is_flag=True, help="Print the ranked results as CSV."),
     "output": _d("-o", "--output", "output", type=_PATH, default=None, help="HTML page to write."),

@@ -83,6 +83,7 @@ LAYOUT_NAMES = (
     "tp_comm_overlap_forward",
     "overlap_param_gather",
     "overlap_p2p_comm",
+    "cuda_graphs",
     "fp8_recipe",
     "uneven_layers",
     "cp",

@@ -33,6 +33,7 @@ PLAN_LAYOUT = (
     "attention",
     "dp_overlap",
     "overlap_p2p_comm",
+    "cuda_graphs",
     "uneven_layers",
 )
 PLAN_CLUSTER = (
@@ -140,6 +141,7 @@ def plan_cmd(hw: Hardware, cluster: ClusterFlags, lay: LayoutFlags, energy: Ener
         attention=lay.attention,
         dp_overlap=lay.dp_overlap,
         overlap_p2p_comm=lay.overlap_p2p_comm,
+        cuda_graphs=lay.cuda_graphs,
         top_k=kw["top_k"],
         tokens=energy.tokens,
         max_actions=kw["max_actions"],

@@ -87,7 +87,7 @@ def roofline_cmd(
 
     precisions = split_names(lay.precision)
     if not precisions:
-        raise InputError("--precision is empty; give bf16, fp16, fp8, tf32 or fp32 (or a comma list)")
+        raise InputError("--precision is empty; give bf16, fp16, fp8, fp4, tf32 or fp32 (or a comma list)")
     model, gpu = hw.need_model(), hw.gpu
     for prec in precisions:
         check_precision(gpu, prec)

@@ -135,6 +135,7 @@ class LayoutFlags:
     fsdp: str = "none"
     fsdp_shard_size: int | None = None
     reshard_after_forward: bool = True
+    cuda_graphs: bool = False
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

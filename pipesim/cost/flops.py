@@ -63,13 +63,16 @@ __all__ = [
 KINDS = ("gemm", "attention", "elementwise", "comm")
 PHASES = ("F", "I", "W")  # forward; backward for inputs (incl. recompute); backward for weights
 # Bytes per element by precision: (GEMM operands, activations). fp8 as in Transformer Engine: GEMM inputs and
-# weights are cast to 1-byte fp8, GEMM outputs and every other kernel stay in 2-byte bf16; tf32 / fp32 keep
+# weights are cast to 1-byte fp8, GEMM outputs and every other kernel stay in 2-byte bf16; fp4 (NVFP4: 4-bit
+# E2M1 values and one 1-byte E4M3 scale per 16-element block, TE's NVFP4BlockScaling) 0.5 + 1/16 bytes per
+# operand element; tf32 / fp32 keep
 # every tensor in 4-byte fp32 (TF32 is a tensor-core mode over fp32 storage). The operator lists are built
 # with 2-byte tensors and rescaled by :func:`at_precision`.
-ELEMENT_BYTES: dict[str, tuple[int, int]] = {
+ELEMENT_BYTES: dict[str, tuple[float, int]] = {
     "bf16": (2, 2),
     "fp16": (2, 2),
     "fp8": (1, 2),
+    "fp4": (0.5 + 1 / 16, 2),
     "tf32": (4, 4),
     "fp32": (4, 4),
 }

@@ -27,6 +27,14 @@ for its amax before the cast (+2 bytes); ``blockwise`` scaling (1 x 128 / 128 x 
 arXiv:2412.19437 Section 3.3) computes each block's scale in the cast kernel (no extra pass) and rescales the
 partial sums in the GEMM's main loop, accounted in the fitted ``gemm_max_fp8``.
 
+FP4 (NVFP4, Transformer Engine's ``NVFP4BlockScaling``, Megatron-LM ``--fp4-format e2m1``; Blackwell only):
+4-bit E2M1 values with one E4M3 scale per 16-element block (0.5 + 1/16 bytes per element) and a per-tensor
+fp32 scale. Block scaling as fp8 ``blockwise``: every scale is computed in the cast kernel (no extra pass),
+which, because NVFP4 blocks run along K, quantizes from the 2-byte tensor for each GEMM that needs it: forward
+2 + 0.5625 bytes per A element (read, write), input gradient 2 + 2 x 0.5625 (the output gradient and its
+transposed copy), weight gradient 2 + 0.5625 (the saved input re-quantized along its other axis); the tensor
+cores apply the block scales (block-scaled MMA), at the profile's ``gemm_max_fp4`` of the fp4 peak.
+
 Grouped GEMM (mixture-of-experts, one kernel over every expert's problem): the tiles of all problems share
 the waves (CUTLASS grouped GEMM schedules every problem's tiles on a persistent grid), so quantization is
 counted over the sum of tiles.
@@ -53,12 +61,22 @@ __all__ = [
     "gemm_time_s",
     "grouped_gemm_time_s",
     "fp8_cast_bytes",
+    "FP4_CAST_BYTES",
+    "FP4_ELEMENT_BYTES",
+    "LOW_PRECISIONS",
     "attention_time_s",
     "memory_time_s",
 ]
 
 # Bytes per A-operand element the fp8 casts move, by GEMM phase (module docstring).
 FP8_CAST_BYTES = {"F": 3.0, "I": 4.0, "W": 2.0}
+FP4_ELEMENT_BYTES = 0.5 + 1 / 16  # NVFP4: 4-bit value + one 1-byte scale per 16 elements
+FP4_CAST_BYTES = {
+    "F": 2.0 + FP4_ELEMENT_BYTES,
+    "I": 2.0 + 2 * FP4_ELEMENT_BYTES,
+    "W": 2.0 + FP4_ELEMENT_BYTES,
+}
+LOW_PRECISIONS = ("fp8", "fp4")  # GEMMs whose A operand is cast first (the cast kernels above)
 _AMAX_PASS_BYTES = 2.0  # current scaling: one more 2-byte read for the amax
 
 
@@ -90,6 +108,8 @@ def _size_util(m: float, n: float, k: float, eff: Efficiency) -> float:
 
 
 def _gemm_max(precision: str, eff: Efficiency) -> float:
+    if precision == "fp4":
+        return eff.gemm_max_fp4
     return eff.gemm_max_fp8 if precision == "fp8" else eff.gemm_max
 
 
@@ -102,10 +122,15 @@ def gemm_efficiency(
     return _gemm_max(precision, eff) * tile_quantization([(m, n, batch)], eff) * _size_util(m, n, k, eff)
 
 
-def fp8_cast_bytes(shape: tuple[int, int, int], batch: int, phase: str, recipe: str = "delayed") -> float:
-    """HBM bytes of the fp8 casts feeding one GEMM of ``shape`` in ``phase`` (F, I or W) under ``recipe``
-    (module docstring: 3 / 4 / 2 bytes per A-operand element, +2 for current scaling's amax pass in F and I)."""
+def fp8_cast_bytes(
+    shape: tuple[int, int, int], batch: int, phase: str, recipe: str = "delayed", precision: str = "fp8"
+) -> float:
+    """HBM bytes of the casts feeding one GEMM of ``shape`` in ``phase`` (F, I or W): fp8 under ``recipe``
+    (module docstring: 3 / 4 / 2 bytes per A-operand element, +2 for current scaling's amax pass in F and I),
+    or, with ``precision`` fp4, NVFP4's block-scaled casts (2.5625 / 3.125 / 2.5625; the recipe is NVFP4's)."""
     m, _, k = shape
+    if precision == "fp4":
+        return FP4_CAST_BYTES[phase] * m * k * batch
     per = FP8_CAST_BYTES[phase] + (_AMAX_PASS_BYTES if recipe == "current" and phase != "W" else 0.0)
     return per * m * k * batch
 
@@ -146,7 +171,7 @@ def grouped_gemm_time_s(
     quant = tile_quantization([(m, n, 1) for m, n, _ in live], eff)
     work = sum(2.0 * m * n * k / _size_util(m, n, k, eff) for m, n, k in live)
     comp = work / (peak * _gemm_max(precision, eff) * quant)
-    wbytes = 1.0 if precision == "fp8" else 2.0
+    wbytes = 1.0 if precision == "fp8" else FP4_ELEMENT_BYTES if precision == "fp4" else 2.0
     mem = memory_time_s(sum(2.0 * m * k + wbytes * k * n + 2.0 * m * n for m, n, k in live), gpu, eff)
     return max(comp, mem) + eff.kernel_overhead_s
 

@@ -27,7 +27,7 @@ from pipesim.cost.times import Efficiency, compute_precision, layer_detail
 from pipesim.errors import InputError
 from pipesim.results import Result
 from pipesim.specs.efficiency import GPU_PROFILE, resolve_efficiency
-from pipesim.specs.gpu import GPU_PRESETS, PRECISIONS, GPUSpec
+from pipesim.specs.gpu import PRECISIONS, GPUSpec, presets_with
 from pipesim.specs.layout import Layout
 from pipesim.specs.model import ModelSpec
 
@@ -47,7 +47,7 @@ def check_precision(gpu: GPUSpec, precision: str) -> None:
     if precision not in PRECISIONS:
         raise InputError(f"precision={precision!r} is not a number format; valid: {', '.join(PRECISIONS)}")
     if precision not in gpu.peak_flops:
-        having = [g.name for g in GPU_PRESETS.values() if precision in g.peak_flops]
+        having = presets_with(precision)
         raise InputError(
             f"gpu {gpu.name!r} has no {precision} peak (it supports {', '.join(gpu.peak_flops)}); "
             f"GPUs with {precision}: {', '.join(having)}"

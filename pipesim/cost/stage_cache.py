@@ -72,6 +72,7 @@ def unit_key(layout: Layout) -> tuple[Any, ...]:
         layout.moe_imbalance,
         layout.tp_comm_overlap_forward,
         layout.fp8_recipe,
+        layout.cuda_graphs,
     )
 
 

@@ -28,7 +28,15 @@ from dataclasses import dataclass
 from pipesim.comm.base import CommModel
 from pipesim.cost.end_ops import embedding_ops, head_ops, mtp_ops
 from pipesim.cost.flops import ACT_BYTES, LayerOps, Op, layer_ops
-from pipesim.cost.kernels import attention_time_s, fp8_cast_bytes, gemm_efficiency, gemm_time_s, memory_time_s
+from pipesim.cost.kernels import (
+    LOW_PRECISIONS,
+    attention_time_s,
+    fp8_cast_bytes,
+    gemm_efficiency,
+    gemm_time_s,
+    memory_time_s,
+)
+from pipesim.cost.launch import launch_bound
 from pipesim.specs.efficiency import DEFAULT_EFFICIENCY, Efficiency
 from pipesim.specs.gpu import GPUSpec
 from pipesim.specs.layout import Layout
@@ -133,7 +141,7 @@ def op_time(
     attention in 16-bit, as Transformer Engine does). ``groups`` gives the ranks of the cp / ep / etp groups a
     communication op may name."""
     if op.kind == "comm":
-        return TimedOp(op, comm_op_s(op, comm, _group_ranks(op, tp_ranks, groups)), "comm")
+        return TimedOp(op, comm_op_s(op, comm, _group_ranks(op, tp_ranks, groups)) / eff.nccl, "comm")
     if op.kind == "elementwise":
         return TimedOp(op, memory_time_s(op.hbm_bytes, gpu, eff) + eff.kernel_overhead_s, "memory")
     prec = compute_precision(op, gpu, precision)
@@ -143,8 +151,8 @@ def op_time(
         return TimedOp(op, t, bound)
     assert op.shape is not None
     t, bound = gemm_time_s(op.shape, op.batch, op.hbm_bytes, peak, prec, gpu, eff)
-    if prec == "fp8":
-        cast = fp8_cast_bytes(op.shape, op.batch, op.phase, fp8_recipe)
+    if prec in LOW_PRECISIONS:
+        cast = fp8_cast_bytes(op.shape, op.batch, op.phase, fp8_recipe, prec)
         t += memory_time_s(cast, gpu, eff) + eff.kernel_overhead_s
     return TimedOp(op, t, bound)
 
@@ -306,9 +314,12 @@ def _unit_times(
     tp_ranks: Sequence[int],
     groups: Groups | None = None,
 ) -> PassTimes:
-    return pass_times(
-        time_ops(ops.all, gpu, layout.precision, eff, comm, tp_ranks, layout.fp8_recipe, groups)
-    )
+    timed = time_ops(ops.all, gpu, layout.precision, eff, comm, tp_ranks, layout.fp8_recipe, groups)
+    pt = pass_times(timed)
+    if layout.cuda_graphs:  # one graph launch per pass instead of one per kernel
+        return pt
+    cast = layout.precision in LOW_PRECISIONS and layout.precision in gpu.peak_flops
+    return launch_bound(pt, timed, eff.launch_s, cast)
 
 
 def layer_pass_times(

@@ -24,7 +24,14 @@ from pipesim.figures.page import Page, Table, render_page
 __all__ = ["roofline_figure", "roofline_html", "table_rows", "TABLE_COLUMNS", "TABLE_LEGEND"]
 
 KIND_COLORS = {"gemm": "#1f77b4", "attention": "#9467bd", "elementwise": "#ff7f0e", "comm": "#7f7f7f"}
-ROOF_COLORS = {"fp8": "#d62728", "bf16": "#2ca02c", "fp16": "#17becf", "tf32": "#8c564b", "fp32": "#bcbd22"}
+ROOF_COLORS = {
+    "fp4": "#9467bd",
+    "fp8": "#d62728",
+    "bf16": "#2ca02c",
+    "fp16": "#17becf",
+    "tf32": "#8c564b",
+    "fp32": "#bcbd22",
+}
 SYMBOLS = ("circle", "diamond", "square", "triangle-up", "x")
 TABLE_COLUMNS = (
     "op",

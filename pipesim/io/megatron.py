@@ -77,12 +77,16 @@ def megatron_args(model: ModelSpec, layout: Layout) -> list[tuple[str, str | Non
         out.append(("--overlap-grad-reduce", None))
     if layout.vpp > 1 and not layout.p2p_overlapped:  # Megatron-Core overlaps interleaved p2p by default
         out.append(("--no-overlap-p2p-communication", None))
+    if layout.cuda_graphs:
+        out.append(("--cuda-graph-impl", "transformer_engine"))
     if layout.precision == "fp16":
         out.append(("--fp16", None))
     else:
         out.append(("--bf16", None))
         if layout.precision == "fp8":
             out.append(("--fp8-format", "hybrid"))
+        elif layout.precision == "fp4":  # NVFP4 (--fp4-recipe nvfp4 is the default)
+            out.append(("--fp4-format", "e2m1"))
     if layout.attention == "flash":
         out.append(("--use-flash-attn", None))
     out += _moe_mla_args(model, layout)

@@ -18,7 +18,7 @@ GPU TOML (units in the key names; GB = 1e9 bytes, GiB = 2^30 bytes, TFLOPS = 1e1
     memory_GB = 80              # or memory_GiB
     hbm_bandwidth_GBps = 2039
     tdp_W = 400                 # optional
-    [peak_TFLOPS]               # dense; at least one of bf16, fp16, fp8, tf32, fp32
+    [peak_TFLOPS]               # dense; at least one of bf16, fp16, fp8, fp4, tf32, fp32
     bf16 = 312
     fp16 = 312
 

@@ -139,7 +139,8 @@ class PlanCluster:
 @dataclass(frozen=True)
 class PlanRequest:
     """One planning question. ``precision``, ``attention``, ``dp_overlap``, ``scatter_gather``,
-    ``tp_comm_overlap`` and ``overlap_p2p_comm`` (None: Megatron-Core's default per schedule) are held fixed (see :class:`pipesim.specs.layout.Layout`); ``top_k`` layouts get the full simulation; ``tokens`` (if
+    ``tp_comm_overlap``, ``overlap_p2p_comm`` (None: Megatron-Core's default per schedule) and ``cuda_graphs``
+    are held fixed (see :class:`pipesim.specs.layout.Layout`); ``top_k`` layouts get the full simulation; ``tokens`` (if
     given) is the training run's length for days and GPU-hours; ``optimizer`` is the optimizer mode every
     layout is estimated and simulated under (:mod:`pipesim.sim.iterations`)."""
 
@@ -154,6 +155,7 @@ class PlanRequest:
     scatter_gather: bool = True
     tp_comm_overlap: bool = True
     overlap_p2p_comm: bool | None = None
+    cuda_graphs: bool = False
     efficiency: Efficiency = GPU_PROFILE
     reserve_bytes: float = RESERVE_BYTES
     top_k: int = 16

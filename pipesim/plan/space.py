@@ -81,6 +81,7 @@ class Candidate:
             uneven_layers=request.space.uneven_layers,
             tp_comm_overlap=request.tp_comm_overlap,
             overlap_p2p_comm=request.overlap_p2p_comm,
+            cuda_graphs=request.cuda_graphs,
             cp=self.cp,
             ep=self.ep,
             etp=self.etp,

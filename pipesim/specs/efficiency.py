@@ -39,12 +39,17 @@ class Efficiency:
     """Achieved fractions of a GPU's peaks, and the shape facts of its GEMM kernels.
 
     ``gemm_max``: fraction of the dense 16-bit (and tf32 / fp32) peak a GEMM reaches when every SM is busy
-    with whole tiles and every dimension is large; ``gemm_max_fp8``: the same at the fp8 peak; ``gemm_half_dim``:
+    with whole tiles and every dimension is large; ``gemm_max_fp8``: the same at the fp8 peak; ``gemm_max_fp4``:
+    the same at the fp4 (NVFP4) peak; ``gemm_half_dim``:
     the GEMM dimension that halves the throughput (factor d / (d + gemm_half_dim) per dimension); ``sm_count``,
     ``tile_m``, ``tile_n``: SMs and the output tile of the GEMM kernels, for tile and wave quantization
     (``sm_count`` 0 turns quantization off); ``attention``: fused attention's fraction of the 16-bit peak;
-    ``hbm``: fraction of HBM bandwidth memory-bound kernels reach; ``kernel_overhead_s``: fixed cost per compute
-    kernel (launch and tail; CUDA graphs remove the launch part); ``step_overhead_s``: fixed cost per training
+    ``hbm``: fraction of HBM bandwidth memory-bound kernels reach; ``kernel_overhead_s``: fixed GPU-side cost
+    per compute kernel (ramp-up and tail); ``launch_s``: host time to launch one kernel without CUDA graphs
+    (the GPU cannot run a pass faster than the host issues its kernels, :func:`pipesim.cost.times.pass_times`);
+    ``nccl``: fraction of the communication model's collective rate the in-layer collectives (TP, CP, EP)
+    reach (1 = as the model times them; ``calibrate --trace`` fits it to a profiler trace's NCCL kernels);
+    ``step_overhead_s``: fixed cost per training
     iteration (data loading, gradient clipping, logging); ``tp_overlap``: fraction of an overlapped
     tensor-parallel collective that its partner GEMM hides (1 = fully hidden up to the GEMM's duration).
     ``sources`` maps a key to where its value comes from (shown by ``pipesim gpu show``).
@@ -52,6 +57,7 @@ class Efficiency:
 
     gemm_max: float = 0.68
     gemm_max_fp8: float = 0.68
+    gemm_max_fp4: float = 0.68
     gemm_half_dim: float = 64.0
     sm_count: int = 0
     tile_m: int = 128
@@ -59,16 +65,18 @@ class Efficiency:
     attention: float = 0.55
     hbm: float = 0.90
     kernel_overhead_s: float = 0.0
+    launch_s: float = 5e-6
+    nccl: float = 1.0
     step_overhead_s: float = 0.0
     tp_overlap: float = 1.0
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        for key in ("gemm_max", "gemm_max_fp8", "attention", "hbm", "tp_overlap"):
+        for key in ("gemm_max", "gemm_max_fp8", "gemm_max_fp4", "attention", "hbm", "nccl", "tp_overlap"):
             v = getattr(self, key)
             if not 0 < v <= 1:
                 raise InputError(f"efficiency {key}={v} must be in (0, 1]")
-        for key in ("gemm_half_dim", "kernel_overhead_s", "step_overhead_s"):
+        for key in ("gemm_half_dim", "kernel_overhead_s", "launch_s", "step_overhead_s"):
             if getattr(self, key) < 0:
                 raise InputError(f"efficiency {key}={getattr(self, key)} must be >= 0")
         if self.sm_count < 0 or self.tile_m < 1 or self.tile_n < 1:

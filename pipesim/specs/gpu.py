@@ -19,9 +19,9 @@ from typing import Any
 from pipesim.errors import InputError
 from pipesim.specs.efficiency import DEFAULT_EFFICIENCY, EFFICIENCY_KEYS, Efficiency, shipped_profile
 
-__all__ = ["GPUSpec", "GPU_PRESETS", "PRECISIONS", "get_gpu", "gpu_names", "provenance"]
+__all__ = ["GPUSpec", "GPU_PRESETS", "PRECISIONS", "get_gpu", "gpu_names", "presets_with", "provenance"]
 
-PRECISIONS = ("bf16", "fp16", "fp8", "tf32", "fp32")
+PRECISIONS = ("bf16", "fp16", "fp8", "fp4", "tf32", "fp32")
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,10 @@ class GPUSpec:
         try:
             return self.peak_flops[precision]
         except KeyError:
+            having = presets_with(precision)
+            others = f"; GPUs with {precision}: {', '.join(having)}" if having else ""
             raise InputError(
-                f"gpu {self.name!r} has no {precision} peak; supported: {', '.join(self.peak_flops)}"
+                f"gpu {self.name!r} has no {precision} peak; supported: {', '.join(self.peak_flops)}{others}"
             ) from None
 
     @property
@@ -164,25 +166,29 @@ _PRESET_LIST: tuple[GPUSpec, ...] = (
     ),
     GPUSpec(
         "b200",
-        {"bf16": 2250e12, "fp16": 2250e12, "fp8": 4500e12},
+        {"bf16": 2250e12, "fp16": 2250e12, "fp8": 4500e12, "fp4": 9000e12},
         hbm_bytes=180e9,
         hbm_Bps=8.0e12,
         tdp_w=1000.0,
         source="published.md s7: haink.org H100-vs-H200-vs-B200; alpha-one-index networking table",
         status="secondary / partly unconfirmed",
-        notes="bf16 2250 and fp8 4500 TFLOP/s dense are derived from sparse/2 (unconfirmed); HBM 180 GB (DGX/HGX) "
+        notes="bf16 2250 and fp8 4500 TFLOP/s dense are derived from sparse/2 (unconfirmed); fp4 9000 TFLOP/s dense "
+        "(HGX B200 at 1000 W, NVIDIA Blackwell architecture technical brief as tabulated by glennklockwood.com/"
+        "garden/processors/B200: FP4 9000 dense / 18000 sparse, = 2 x fp8); HBM 180 GB (DGX/HGX) "
         "vs 192 GB (launch) unconfirmed which; TDP ~1000 W.",
     ),
     GPUSpec(
         "gb200",
-        {"bf16": 2450e12, "fp16": 2450e12, "fp8": 4900e12},
+        {"bf16": 2450e12, "fp16": 2450e12, "fp8": 4900e12, "fp4": 9800e12},
         hbm_bytes=186e9,
         hbm_Bps=8.0e12,
         tdp_w=None,
         source="published.md s9: NVIDIA/dgxc-benchmarking llama3.1/README.md v25.05 (2450 BF16 / 4900 FP8 TFLOP/s "
         "peak used for MFU; recipes need at least 186 GB per GPU); racks: the nvl72 topology preset",
         status="secondary (NVIDIA benchmark recipe)",
-        notes="HBM bandwidth 8.0 TB/s is B200's (published.md s7), unconfirmed for GB200; 186 GB is the memory the "
+        notes="fp4 9800 TFLOP/s dense = 2 x the recipe's fp8, NVIDIA's FP4 : FP8 ratio for GB200 NVL72 (1.4 EFLOPS "
+        "FP4 vs 720 PFLOPS FP8 per rack, aiwiki.ai/wiki/nvidia_gb200_nvl72 quoting NVIDIA; NVIDIA's own dense FP4 "
+        "per GB200 GPU is 10,000, glennklockwood.com/garden/processors/B200); HBM bandwidth 8.0 TB/s is B200's (published.md s7), unconfirmed for GB200; 186 GB is the memory the "
         "recipes require, taken as the capacity; TDP not in published.md.",
     ),
     GPUSpec(
@@ -209,6 +215,11 @@ GPU_PRESETS: dict[str, GPUSpec] = {g.name: _with_profile(g) for g in _PRESET_LIS
 def gpu_names() -> list[str]:
     """Preset GPU names."""
     return list(GPU_PRESETS)
+
+
+def presets_with(precision: str) -> list[str]:
+    """Names of the presets with a ``precision`` peak, in preset order (for error messages)."""
+    return [g.name for g in GPU_PRESETS.values() if precision in g.peak_flops]
 
 
 def get_gpu(name: str) -> GPUSpec:

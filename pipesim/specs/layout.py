@@ -28,8 +28,9 @@ __all__ = [
 
 RECOMPUTE = ("none", "selective", "full")
 ATTENTION = ("flash", "unfused")
-# Precisions a training step's GEMMs can run in (fp8 as in Transformer Engine: GEMMs in fp8, rest in bf16).
-TRAIN_PRECISIONS = ("bf16", "fp16", "fp8")
+# Precisions a training step's GEMMs can run in (fp8 / fp4 as in Transformer Engine: GEMMs in fp8 or NVFP4, the
+# rest in bf16; fp4 on GPUs with FP4 tensor cores, Blackwell).
+TRAIN_PRECISIONS = ("bf16", "fp16", "fp8", "fp4")
 # fp8 scaling recipes (Megatron-LM --fp8-recipe; delayed is Transformer Engine's DelayedScaling default):
 # their cast costs are in pipesim.cost.kernels.
 FP8_RECIPES = ("delayed", "current", "blockwise")
@@ -86,6 +87,9 @@ class Layout:
     its sends to complete (False: Megatron-LM's batched isend/irecv pairs, waited on by the schedule before
     its next pass, megatron/core/pipeline_parallel/p2p_communication.py ``_communicate(wait_on_reqs=True)``;
     SC21's 2021 code always did so). None takes Megatron-Core's default (:attr:`p2p_overlapped`).
+    ``cuda_graphs``: each layer's passes are captured as CUDA graphs (Megatron-Core ``--cuda-graph-impl
+    transformer_engine`` / ``local``), so the host launches one graph instead of every kernel; off by default,
+    as Megatron-Core's and Megatron Bridge's ``cuda_graph_impl = "none"``.
 
     Context parallelism (``cp``, Megatron-LM ``--context-parallel-size``): each sequence is split over cp
     GPUs in 2 cp chunks (GPU i takes chunks i and 2cp-1-i, the causal load balancing of Megatron-Core);
@@ -128,6 +132,7 @@ class Layout:
     fsdp: str = "none"
     fsdp_shard_size: int | None = None
     reshard_after_forward: bool = True
+    cuda_graphs: bool = False
 
     def __post_init__(self) -> None:
         if self.zero_stage not in (0, 1, 2, 3) or isinstance(self.zero_stage, bool):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from conftest import layout_factory
 
@@ -136,3 +138,32 @@ def test_table4_overheads_ordering() -> None:
 def test_optimizer_step_is_memory_bound() -> None:
     # 1e9 params x 34 bytes / (2.039e12 x hbm efficiency)
     assert optimizer_step_s(1e9, A100, EFF) == pytest.approx(34e9 / (2.039e12 * EFF.hbm))
+
+
+def test_without_cuda_graphs_a_pass_lasts_at_least_its_kernel_launches() -> None:
+    # A small layer (GPT-style, h 256, 4 heads, 32 tokens, one GPU): its kernels run in less time than the
+    # host needs to launch them (launch_s = 5 us per kernel, HTA's lower bound), so each phase lasts kernels x
+    # 5 us; CUDA graphs (one launch per pass) give the GPU's own sum of kernel times back.
+    model = replace(
+        get_model("gpt-1.7b"),
+        name="tiny",
+        hidden_size=256,
+        num_attention_heads=4,
+        num_kv_heads=4,
+        ffn_hidden_size=1024,
+    )
+    short = {"tp": 1, "micro_batch_size": 1, "global_batch_size": 1, "seq_length": 32, "attention": "flash"}
+    eager = layer_pass_times(model, _layout(**short), H100, H100.profile, COMM, [0])
+    graphs = layer_pass_times(model, _layout(**short, cuda_graphs=True), H100, H100.profile, COMM, [0])
+    ops = layer_detail(model, _layout(**short), H100, H100.profile, COMM, [0])
+    n = {ph: sum(t.op.phase == ph for t in ops) for ph in "FIW"}
+    gpu_f = sum(t.time_s for t in ops if t.op.phase == "F")
+    assert graphs.forward_s == pytest.approx(gpu_f) and gpu_f < n["F"] * 5e-6  # launch-bound without graphs
+    assert eager.forward_s == pytest.approx(n["F"] * 5e-6)
+    assert eager.weight_s == pytest.approx(max(graphs.weight_s, n["W"] * 5e-6))
+    i_part = max(graphs.backward_s - graphs.weight_s, n["I"] * 5e-6)
+    assert eager.backward_s == pytest.approx(i_part + eager.weight_s)
+    # A large layer (Korthikanti's 22B, 8192 tokens per GPU) is GPU-bound: the flag changes nothing.
+    assert layer_pass_times(M22, _layout(), A100, A100.profile, COMM, TP8) == layer_pass_times(
+        M22, _layout(cuda_graphs=True), A100, A100.profile, COMM, TP8
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from pipesim.cost.kernels import (
@@ -84,3 +86,33 @@ def test_profile_values_are_checked() -> None:
         Efficiency(gemm_max_fp8=1.5)
     with pytest.raises(InputError, match="sm_count"):
         Efficiency(sm_count=-1)
+
+
+B200 = get_gpu("b200")
+
+
+def test_fp4_nvfp4_block_scaled_casts_and_peak() -> None:
+    # NVFP4: 4-bit E2M1 + one 1-byte E4M3 scale per 16 elements = 0.5625 bytes; each cast reads the 2-byte
+    # tensor: F 2 + 0.5625, I 2 + 2 x 0.5625 (the output gradient and its transposed copy), W 2 + 0.5625.
+    m, n, k = 4096, 8192, 4096
+    assert fp8_cast_bytes((m, n, k), 1, "F", precision="fp4") == pytest.approx(2.5625 * m * k)
+    assert fp8_cast_bytes((m, n, k), 1, "I", precision="fp4") == pytest.approx(3.125 * m * k)
+    assert fp8_cast_bytes((m, n, k), 1, "W", precision="fp4") == pytest.approx(2.5625 * m * k)
+    # The fp4 recipe is NVFP4's whatever the fp8 recipe says.
+    assert fp8_cast_bytes((m, n, k), 1, "F", "current", "fp4") == fp8_cast_bytes(
+        (m, n, k), 1, "F", precision="fp4"
+    )
+    # B200 fp4 peak 9000 TFLOP/s dense (2 x fp8, NVIDIA Blackwell technical brief): a compute-bound GEMM at the
+    # profile's gemm_max_fp4 runs in 2 M N K / (9e15 x gemm_max_fp4 x quantization).
+    eff = replace(B200.profile, kernel_overhead_s=0.0)
+    t, bound = gemm_time_s((m, n, k), 1, 0.0, B200.peak("fp4"), "fp4", B200, eff)
+    assert bound == "compute"
+    assert t == pytest.approx(2 * m * n * k / (9000e12 * gemm_efficiency((m, n, k), eff, "fp4")))
+    assert gemm_efficiency((m, n, k), eff, "fp4") == pytest.approx(gemm_efficiency((m, n, k), eff, "fp8"))
+    fp8_t, _ = gemm_time_s((m, n, k), 1, 0.0, B200.peak("fp8"), "fp8", B200, eff)
+    assert fp8_t == pytest.approx(2 * t)
+
+
+def test_fp4_refused_on_gpus_without_fp4_tensor_cores() -> None:
+    with pytest.raises(InputError, match="gpu 'h100-sxm' has no fp4 peak; .*GPUs with fp4: b200, gb200$"):
+        H100.peak("fp4")

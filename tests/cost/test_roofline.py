@@ -174,8 +174,10 @@ def test_precision_the_gpu_lacks_names_the_gpus_that_have_it() -> None:
     with pytest.raises(InputError, match="'v100' has no bf16 peak .*supports fp16, fp32"):
         roofline(get_model("gpt-1.7b"), _layout(), get_gpu("v100"), "bf16")
     with pytest.raises(
-        InputError, match="precision='fp4' is not a number format; valid: bf16, fp16, fp8, tf32, fp32"
+        InputError, match="precision='fp6' is not a number format; valid: bf16, fp16, fp8, fp4, tf32, fp32"
     ):
+        check_precision(get_gpu("h100-sxm"), "fp6")
+    with pytest.raises(InputError, match="'h100-sxm' has no fp4 peak .*GPUs with fp4: b200, gb200$"):
         check_precision(get_gpu("h100-sxm"), "fp4")
 
 

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schedules import ScheduleError, build_schedule, get_family, read_csv, validate
-from schedules.ir import interleaved_placement
+from schedules.ir import Action, Op, Schedule, interleaved_placement
 from schedules.pytorch_orders import interleaved_zb_rule, interleaved_zero_bubble, looped_bfs
 from schedules.zero_bubble import zb_h1
 from tests.zb_helpers import run
@@ -84,3 +84,60 @@ def test_registered() -> None:
         fam = get_family(name)
         assert fam.uses_vpp and fam.split_backward is split and fam.chunks(3) == 3
     assert build_schedule("interleaved-zb", 4, 8, 2).uses_split_backward()
+
+
+def _direct_looped_bfs(p: int, m: int, v: int) -> list[list[Action]]:
+    """The module docstring's looped-bfs order, one Action at a time (the packed generator's oracle)."""
+    programs = []
+    for r in range(p):
+        stages = [c * p + r for c in range(v)]
+        forwards = [Action(s, Op.F, mb) for s in stages for mb in range(m)]
+        backwards = [Action(s, Op.B, mb) for s in reversed(stages) for mb in reversed(range(m))]
+        programs.append(forwards + backwards)
+    return programs
+
+
+def _direct_interleaved_zb(p: int, m: int, v: int) -> list[list[Action]]:
+    """The module docstring's interleaved-zb phases stepped one action at a time (the packed generator's
+    oracle): per-stage counters pick each pass's microbatch."""
+    per_round = m // max(1, m // p)
+    programs = []
+    for r in range(p):
+        warmup = min((v - 1) * per_round + (p - 1 - r), v * m)
+        counters: dict[tuple[int, Op], int] = {}
+        prog: list[Action] = []
+        backward_stages: list[int] = []
+
+        def emit(stage: int, op: Op, counters: dict = counters, prog: list = prog) -> None:
+            mb = counters.get((stage, op), 0)
+            counters[(stage, op)] = mb + 1
+            prog.append(Action(stage, op, mb))
+
+        weights_done = 0
+        for step in range(v * m + warmup):
+            if step < v * m:
+                emit(((step // per_round) % v) * p + r, Op.F)
+            if step < warmup:
+                continue
+            stage = (v - 1 - ((step - warmup) // per_round) % v) * p + r
+            emit(stage, Op.I)
+            backward_stages.append(stage)
+            if step - warmup >= r:
+                emit(backward_stages[weights_done], Op.W)
+                weights_done += 1
+        for stage in backward_stages[weights_done:]:
+            emit(stage, Op.W)
+        programs.append(prog)
+    return programs
+
+
+@pytest.mark.parametrize("p", [1, 2, 3, 4, 5, 8])
+@pytest.mark.parametrize("v", [1, 2, 3, 4])
+def test_packed_generators_equal_the_direct_construction(p: int, v: int) -> None:
+    placement = interleaved_placement(p, p * v)
+    for m in range(1, 4 * p + 3):
+        direct = Schedule.from_actions("looped-bfs", p, m, placement, _direct_looped_bfs(p, m, v))
+        assert looped_bfs(p, m, v) == direct, (p, m, v)
+        if interleaved_zb_rule(p, m) is None:
+            direct = Schedule.from_actions("interleaved-zb", p, m, placement, _direct_interleaved_zb(p, m, v))
+            assert interleaved_zero_bubble(p, m, v) == direct, (p, m, v)
