@@ -268,7 +268,7 @@ def gantt_figure(
             xref="paper",
             yref="paper",
             x=1.0,
-            y=1 + 40 / plot_px,
+            y=1 + 64 / plot_px,  # above the legend's row, inside the top margin
             xanchor="right",
             yanchor="bottom",
             showarrow=False,
