@@ -34,13 +34,12 @@ from pipesim.cli.specs import (
     EnergyFlags,
     Hardware,
     LayoutFlags,
-    SyntheticFlags,
     build_cluster_flags,
     build_energy_flags,
     build_hardware,
     build_layout_flags,
-    build_synthetic_flags,
 )
+from pipesim.cli.synthetic import SyntheticFlags, build_synthetic_flags
 
 __all__ = [
     "FLAGS",
