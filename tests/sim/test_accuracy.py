@@ -70,17 +70,7 @@ def test_topology_model_keeps_the_accuracy() -> None:
     assert ACC.mae([e for _, _, e in errors]) <= 0.10
 
 
-def _nemo() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "accuracy_nemo.py"
-    spec = importlib.util.spec_from_file_location("pipesim_accuracy_nemo", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-NEMO_ACC = _nemo()
+NEMO_ACC = _load("accuracy_nemo")
 
 
 @pytest.mark.parametrize("gpu", ["h100-sxm", "b200"])
