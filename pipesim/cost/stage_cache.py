@@ -13,14 +13,17 @@ from typing import Any
 
 from pipesim.comm.base import CommModel
 from pipesim.cost import fsdp
-from pipesim.cost.flops import ACT_BYTES
+from pipesim.cost.end_ops import embedding_ops, head_ops, mtp_ops
+from pipesim.cost.flops import ACT_BYTES, layer_ops
 from pipesim.cost.grad_reduce import VALIDATION_STATE_BYTES
 from pipesim.cost.memory import layer_activation_bytes, stage_param_split
+from pipesim.cost.ops import Op
 from pipesim.cost.times import (
     DEFAULT_EFFICIENCY,
     Efficiency,
     PassTimes,
     bucketed_collective_s,
+    comm_signature,
     embedding_pass_times,
     head_pass_times,
     layer_detail,
@@ -92,7 +95,7 @@ class StageCostCache:
         self._p2p: dict[tuple[Any, ...], float] = {}
         self._memo: dict[tuple[Any, ...], Any] = {}
         self._groups: dict[tuple[RankGrid, int], RankGroups] = {}
-        self._rank_units: dict[tuple[Any, ...], _Units] = {}
+        self._rank_units: dict[tuple[Any, ...], tuple[_Units, int]] = {}
         self._key_ids: dict[Any, int] = {}  # unit keys, grids and layer-kind counts, numbered
         self._stages: dict[tuple[Any, ...], tuple[PassTimes, float, float, float, float, Any]] = {}
         self._stage_dp: dict[int, dict[tuple[Any, ...], float]] = {}  # per grid number
@@ -111,23 +114,32 @@ class StageCostCache:
 
     def rank_units(self, layout: Layout, grid: RankGrid, r: int) -> _Units:
         """:meth:`units` of pipeline rank ``r`` of ``grid`` (cached by the unit fields, the grid and r)."""
-        key = (unit_key(layout), grid, r)
+        return self._units_of(unit_key(layout), layout, grid, r)[0]
+
+    def _units_of(self, ukey: tuple[Any, ...], layout: Layout, grid: RankGrid, r: int) -> tuple[_Units, int]:
+        """:meth:`rank_units` and the number of its :meth:`units` entry (equal numbers: equal units)."""
+        key = (ukey, grid, r)
         hit = self._rank_units.get(key)
         if hit is None:
             g = self.rank_groups(grid, r)
-            hit = self._rank_units[key] = self.units(layout, g.tp, g.layer_groups)
+            units = self.units(layout, g.tp, g.layer_groups)
+            hit = self._rank_units[key] = (units, self._key_ids.setdefault(id(units), len(self._key_ids)))
         return hit
 
     def units(
         self, layout: Layout, tp_group: Iterable[int], groups: dict[str, list[int]] | None = None
     ) -> _Units:
         """({layer kind: one layer}, embedding, head) pass times on TP group ``tp_group`` (``groups``: the cp /
-        ep / etp ranks of that pipeline rank)."""
+        ep / etp ranks of that pipeline rank). Cached by the unit fields and the communication operators'
+        times on these groups (:func:`pipesim.cost.times.comm_signature`): placements whose collectives time
+        alike share one entry, exactly."""
         g = groups or {}
-        key = (unit_key(layout), tuple(tp_group), tuple((k, tuple(v)) for k, v in sorted(g.items())))
+        tp = list(tp_group)
+        ukey = unit_key(layout)
+        key = (ukey, comm_signature(self._unit_ops(layout, ukey), self.comm, tp, g))
         hit = self._units.get(key)
         if hit is None:
-            args = (self.model, layout, self.gpu, self.efficiency, self.comm, list(tp_group))
+            args = (self.model, layout, self.gpu, self.efficiency, self.comm, tp)
             hit = self._units[key] = (
                 {k: layer_pass_times(*args, g, k) for k in self.model.kind_counts()},
                 embedding_pass_times(*args),
@@ -135,10 +147,25 @@ class StageCostCache:
             )
         return hit
 
+    def _unit_ops(self, layout: Layout, ukey: tuple[Any, ...]) -> tuple[Op, ...]:
+        """Every operator of the units :meth:`units` times (each layer kind, embedding, head), in order."""
+        model = self.model
+
+        def build() -> tuple[Op, ...]:
+            ops = [op for k in model.kind_counts() for op in layer_ops(model, layout, kind=k).all]
+            return tuple(ops + list(embedding_ops(model, layout).all) + list(head_ops(model, layout).all))
+
+        return self._memoized(("unit_ops", ukey), build)
+
     def mtp_glue(self, layout: Layout, tp_group: Sequence[int]) -> PassTimes:
-        """Cached :func:`pipesim.cost.times.mtp_pass_times` of one MTP module on ``tp_group``."""
-        args = (self.model, layout, self.gpu, self.efficiency, self.comm, list(tp_group))
-        return self._memoized(("mtp", unit_key(layout), tuple(tp_group)), lambda: mtp_pass_times(*args))
+        """Cached :func:`pipesim.cost.times.mtp_pass_times` of one MTP module on ``tp_group`` (keyed like
+        :meth:`units`)."""
+        tp = list(tp_group)
+        ukey = unit_key(layout)
+        ops = self._memoized(("mtp_ops", ukey), lambda: tuple(mtp_ops(self.model, layout).all))
+        args = (self.model, layout, self.gpu, self.efficiency, self.comm, tp)
+        key = ("mtp", ukey, comm_signature(ops, self.comm, tp))
+        return self._memoized(key, lambda: mtp_pass_times(*args))
 
     def _collective(self, op: str, size: float, group: Sequence[int], bucket: float | None = None) -> float:
         key = (op, size, tuple(group), bucket)
@@ -238,6 +265,24 @@ class StageCostCache:
             self._memoized(("stash", unit_key(layout)), lambda: weight_stash_bytes_per_layer(model, layout))
         )
 
+    def stage_key(
+        self,
+        layout: Layout,
+        ukey: tuple[Any, ...],
+        grid: RankGrid,
+        gkey: int,
+        sig: tuple[int, int, bool, bool],
+    ) -> tuple[Any, ...]:
+        """The key of :meth:`_stage`'s result for stage signature ``sig`` = (rank, kinds id, first, last):
+        every value it depends on. The rank enters through its units (numbered entries of :meth:`units`, equal
+        for ranks whose collectives time alike) unless the last stage's MTP glue or ZeRO-3's per-rank shard
+        groups need the rank itself."""
+        r, kid, first, last = sig
+        uid = self._units_of(ukey, layout, grid, r)[1]
+        zero3 = layout.zero_stage >= 3
+        own = (gkey, r) if zero3 or (last and self.model.mtp_layers) else None
+        return (uid, kid, first, last, own, (fsdp.fsdp_key(layout), layout) if zero3 else None)
+
     def _stage(
         self, layout: Layout, grid: RankGrid, r: int, kid: int, first: bool, last: bool
     ) -> tuple[PassTimes, float, float, float, float, fsdp.FsdpSpans | None]:
@@ -246,6 +291,8 @@ class StageCostCache:
         model = self.model
         kinds = self._kind_of[kid]
         per_kind, emb, head = self.rank_units(layout, grid, r)
+        # (Callers may share one result between ranks whose units are the same entry when neither the MTP
+        # glue nor ZeRO-3 asks for the rank's own groups: :meth:`stage_key`.)
         p = PassTimes()
         for kind, n in kinds.items():
             p = p + per_kind[kind].scaled(n)

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from pipesim.cost import fsdp
+import numpy as np
+
 from pipesim.cost.flops import ACT_BYTES
 from pipesim.cost.grad_reduce import stage_reductions
 from pipesim.cost.memory import (
@@ -38,18 +38,17 @@ from pipesim.cost.memory import (
     transient_bytes,
 )
 from pipesim.cost.stage_cache import StageCostCache, unit_key, weight_stash_bytes_per_layer
+from pipesim.cost.stage_table import COLUMNS, EXPERT, PARAMS, F, StageCosts, StageFrame, StageTable, rank_sums
 from pipesim.cost.times import (
     DP_BUCKET_PARAMS,
-    PassTimes,
     optimizer_step_s,
     param_gather_exposed_s,
 )
 from pipesim.errors import InputError
-from pipesim.sim.engine import OpCosts
 from pipesim.specs.layout import Layout
 from pipesim.specs.placement import RankGrid
 
-__all__ = ["StageCosts", "StageCostModel", "weight_stash_bytes_per_layer", "dp_buckets"]
+__all__ = ["StageCosts", "StageCostModel", "StageTable", "weight_stash_bytes_per_layer", "dp_buckets"]
 
 
 def dp_buckets(stage_params: Sequence[float]) -> int:
@@ -58,33 +57,6 @@ def dp_buckets(stage_params: Sequence[float]) -> int:
     The engine splits every stage's reduction into this many equal buckets."""
     most = max(stage_params, default=0.0)
     return max(1, -(-int(most) // DP_BUCKET_PARAMS))
-
-
-@dataclass(frozen=True)
-class StageCosts:
-    """Per-stage costs of one layout on one placement. ``costs`` is what the engine runs (:class:`OpCosts`:
-    its ``dp_reduce_s`` is each stage's whole gradient reduction, tied embedding included, in ``dp_buckets``
-    buckets); ``passes`` each stage's :class:`PassTimes`; ``params`` each stage's parameters per TP rank and
-    ``rank_params`` each pipeline rank's; ``transient_bytes`` the backward's working set; with ZeRO-3, per
-    microbatch and stage, the weight all-gathers and gradient reduce-scatters inside its passes
-    (``zero3_comm_s``), the part of them the passes' compute does not hide (``zero3_exposed_s``) and where
-    each falls in its pass (``zero3_spans``)."""
-
-    costs: OpCosts
-    passes: tuple[PassTimes, ...]
-    params: tuple[float, ...]
-    rank_params: tuple[float, ...]
-    transient_bytes: float
-    zero3_comm_s: tuple[float, ...]
-    zero3_exposed_s: tuple[float, ...]
-    expert_params: tuple[float, ...] = ()  # the routed-expert part of ``params``
-    rank_expert_params: tuple[float, ...] = ()
-    zero3_spans: tuple[fsdp.FsdpSpans, ...] = ()
-
-    @property
-    def dp_full_s(self) -> tuple[float, ...]:
-        """Each stage's full gradient-reduction time (before the engine hides any of it)."""
-        return self.costs.dp_reduce_s
 
 
 class StageCostModel(StageCostCache):
@@ -97,147 +69,209 @@ class StageCostModel(StageCostCache):
         self, layout: Layout, placement: Sequence[int], grid: RankGrid, chains: int = 1
     ) -> StageCosts:
         """Per-stage costs of ``layout`` with global stage s on pipeline rank ``placement[s]`` and global ranks
-        from ``grid`` (see the module docstring). ``chains`` > 1 (bidirectional DualPipe: 2) splits the stages
-        into equal chains, each a whole copy of the model with its own parameters (stage s holds block s mod
-        S / chains; the copies' gradient exchange: :mod:`pipesim.cost.grad_reduce`)."""
-        model = self.model
+        from ``grid`` (see the module docstring): :meth:`stage_table`'s, as tuples."""
+        return self.stage_table(layout, placement, grid, chains).stage_costs
+
+    def frame(self, layout: Layout, placement: Sequence[int], chains: int = 1) -> StageFrame:
+        """The :class:`pipesim.cost.stage_table.StageFrame` of ``placement`` (cached): ``chains`` > 1
+        (bidirectional DualPipe: 2) splits the stages into equal chains, each a whole copy of the model
+        (stage s holds block s mod S / chains)."""
         n_stages = len(placement)
         if chains < 1 or n_stages % chains:
             raise InputError(f"{n_stages} stages cannot form {chains} equal chains of stages")
         length = n_stages // chains
-        layers = layout.layers_per_stage(model, length) * chains
-        zero3 = layout.zero_stage >= 3
-        # Each chain (a whole copy of the model) splits its layers alike: stage starts restart per chain.
-        starts = [0, *itertools.accumulate(layers[: length - 1])] * chains
-        # Stages alike in (unit fields, grid, rank, layer kinds, chain ends) cost alike: one memo entry each.
-        ukey = self._key_ids.setdefault(unit_key(layout), len(self._key_ids))
-        gkey = self._key_ids.setdefault(grid, len(self._key_ids))
-        zkey = (fsdp.fsdp_key(layout), layout) if zero3 else None
+        layers = layout.layers_per_stage(self.model, length) * chains
+        key = ("frame", tuple(placement), layers, chains)
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._memo[key] = self._frame(tuple(placement), layers, chains)
+        return hit
 
-        passes: list[PassTimes] = []
-        params: list[float] = []
-        expert: list[float] = []
-        z_comm: list[float] = []
-        z_exposed: list[float] = []
-        z_spans: list[fsdp.FsdpSpans] = []
+    def _frame(self, placement: tuple[int, ...], layers: tuple[int, ...], chains: int) -> StageFrame:
+        model = self.model
+        n_stages = len(placement)
+        length = n_stages // chains
+        # Each chain (a whole copy of the model) splits its layers alike: stage starts restart per chain.
+        starts = (0, *itertools.accumulate(layers[: length - 1])) * chains
+        sig_ids: dict[tuple[int, int, bool, bool], int] = {}
+        index = []
         for s in range(n_stages):
-            r = placement[s]
-            first, last = s % length == 0, s % length == length - 1
             kid = self._kinds.get((starts[s], layers[s]))
             if kid is None:
                 ks = tuple(model.kind_counts(starts[s], starts[s] + layers[s]).items())
                 kid = self._kinds[starts[s], layers[s]] = self._key_ids.setdefault(ks, len(self._key_ids))
                 self._kind_of[kid] = dict(ks)
-            key = (ukey, gkey, r, kid, first, last, zkey)
+            sig = (placement[s], kid, s % length == 0, s % length == length - 1)
+            index.append(sig_ids.setdefault(sig, len(sig_ids)))
+        pair_ids: dict[tuple[int, int], int] = {}
+        pairs = []
+        for s in range(n_stages - 1):  # no transfer between one chain's last stage and the next chain's first
+            a, b = placement[s], placement[s + 1]
+            pairs.append(
+                -1 if (s + 1) % length == 0 or a == b else pair_ids.setdefault((a, b), len(pair_ids))
+            )
+        return StageFrame(
+            np.array(placement, dtype=np.intp),
+            layers,
+            starts,
+            chains,
+            tuple(sig_ids),
+            np.array(index, dtype=np.intp),
+            tuple(pair_ids),
+            np.array(pairs, dtype=np.intp),
+        )
+
+    def stage_table(
+        self, layout: Layout, placement: Sequence[int], grid: RankGrid, chains: int = 1
+    ) -> StageTable:
+        """Per-stage costs of ``layout`` on ``placement`` and ``grid`` as arrays (see the module docstring and
+        :class:`pipesim.cost.stage_table.StageTable`): each distinct stage signature costed once."""
+        model = self.model
+        frame = self.frame(layout, placement, chains)
+        # Stages alike in (units, layer kinds, chain ends) cost alike: one memo entry each (stage_key).
+        ukey = unit_key(layout)
+        gkey = self._key_ids.setdefault(grid, len(self._key_ids))
+        entries = []
+        rows = []
+        for sig in frame.sigs:
+            key = self.stage_key(layout, ukey, grid, gkey, sig)
             hit = self._stages.get(key)
             if hit is None:
-                hit = self._stages[key] = self._stage(layout, grid, r, kid, first, last)
-            p, dense_p, expert_p, c_total, c_exposed, spans = hit
-            if spans is not None:
-                z_spans.append(spans)
-            passes.append(p)
-            params.append(dense_p + expert_p)
-            expert.append(expert_p)
-            z_comm.append(c_total)
-            z_exposed.append(c_exposed)
-
-        p2p = [  # no transfer between one chain's last stage and the next chain's first
-            0.0 if (s + 1) % length == 0 else self.transfer_s(layout, grid, placement[s], placement[s + 1])
-            for s in range(n_stages - 1)
-        ]
-        hop = max((self.state_hop_s(grid, r) for r in range(layout.pp - 1)), default=0.0)
+                hit = self._stages[key] = self._stage(layout, grid, *sig)
+            entries.append(hit)
+            p, dense_p, expert_p, c_total, c_exposed, _ = hit
+            rows.append(
+                (
+                    p.forward_s,
+                    p.backward_s,
+                    p.weight_s,
+                    p.recompute_s,
+                    p.tp_forward_s,
+                    p.tp_backward_s,
+                    p.ep_forward_s,
+                    p.ep_comm_s,
+                    dense_p + expert_p,
+                    expert_p,
+                    c_total,
+                    c_exposed,
+                )
+            )
+        by_sig = np.array(rows, dtype=np.float64).reshape(len(rows), len(COLUMNS))
+        values = by_sig[frame.sig_index]
+        pair_s = [self.transfer_s(layout, grid, a, b) for a, b in frame.pairs]
+        p2p = np.array([*pair_s, 0.0], dtype=np.float64)[frame.pair_index]  # index -1: no transfer
+        hop = self._memoized(
+            ("hop", gkey, layout.pp),
+            lambda: max((self.state_hop_s(grid, r) for r in range(layout.pp - 1)), default=0.0),
+        )
 
         # Data-parallel gradient reduction, per stage (the engine's buckets decide what is hidden).
-        grad_b = layout.grad_reduce_bytes
-        bucket = DP_BUCKET_PARAMS * grad_b
         dp_full = stage_reductions(
             model,
             layout,
-            placement,
-            params,
-            expert,
-            chains,
+            frame,
+            by_sig[:, PARAMS].tolist(),
+            [e[2] for e in entries],
             lambda r: self.rank_groups(grid, r),
             self._collective,
             self._stage_dp.setdefault(gkey, {}),
         )
+        rank_params = rank_sums(frame.placement, values[:, PARAMS], layout.pp)
+        rank_expert = rank_sums(frame.placement, values[:, EXPERT], layout.pp)
+        rank_forward = rank_sums(frame.placement, values[:, F], layout.pp)
+        opt = self._optimizer_s(layout, grid, gkey, rank_params.tolist(), rank_expert.tolist(), rank_forward)
 
-        # Optimizer step: the slowest pipeline rank's.
-        # Dense state shards over dp x cp, expert state over edp (Megatron-Core's distributed optimizer).
-        rank_params = [0.0] * layout.pp
-        rank_expert = [0.0] * layout.pp
-        for s in range(n_stages):
-            rank_params[placement[s]] += params[s]
-            rank_expert[placement[s]] += expert[s]
-        rank_forward = [0.0] * layout.pp
-        for s in range(n_stages):
-            rank_forward[placement[s]] += passes[s].forward_s
-        opt = 0.0
-        dense_dp = layout.dp * layout.cp
-        for r in range(layout.pp):
-            dense_r, expert_r = rank_params[r] - rank_expert[r], rank_expert[r]
-            local = (
-                dense_r / dense_dp + expert_r / layout.edp if layout.distributed_optimizer else rank_params[r]
-            )
-            t_opt = optimizer_step_s(local, self.gpu, self.efficiency)
-            if layout.distributed_optimizer and not zero3:
-                # Dense weights gather over dp x cp, experts over edp (one stream, one after the other).
-                ag_s = ag_one_s = 0.0
-                rg = self.rank_groups(grid, r)
-                for size, group in ((dense_r * ACT_BYTES, rg.dp_cp), (expert_r * ACT_BYTES, rg.edp)):
-                    if size > 0:
-                        ag_s += self._collective("all-gather", size, group, bucket)
-                        ag_one_s = max(
-                            ag_one_s, self._collective("all-gather", min(bucket, size), group, bucket)
-                        )
-                t_opt += param_gather_exposed_s(ag_s, ag_one_s, rank_forward[r], layout.overlap_param_gather)
-            opt = max(opt, t_opt)
-
+        layers = frame.layers
         acts = self._memoized(
-            ("acts", unit_key(layout), tuple(layers), chains),
-            lambda: stage_activation_bytes(
-                model,
-                layout,
-                layers,
-                [model.kind_counts(a, a + n) for a, n in zip(starts, layers, strict=True)],
-                chains,
+            ("acts", unit_key(layout), layers, chains),
+            lambda: np.array(
+                stage_activation_bytes(
+                    model,
+                    layout,
+                    layers,
+                    [model.kind_counts(a, a + n) for a, n in zip(frame.starts, layers, strict=True)],
+                    chains,
+                ),
+                dtype=np.float64,
             ),
         )
         stash_layer = self.weight_stash_per_layer(layout)
         transient = self._memoized(
             ("transient", unit_key(layout), layout.pp), lambda: transient_bytes(model, layout)
         )
-        costs = OpCosts(
-            forward_s=tuple(p.forward_s for p in passes),
-            backward_s=tuple(p.backward_s for p in passes),
-            weight_s=tuple(p.weight_s for p in passes),
-            p2p_s=tuple(p2p),
-            activation_bytes=acts,
-            weight_stash_bytes=tuple(min(a, n * stash_layer) for a, n in zip(acts, layers, strict=True)),
-            tp_comm_forward_s=tuple(p.tp_forward_s for p in passes),
-            tp_comm_backward_s=tuple(p.tp_backward_s for p in passes),
-            recompute_s=tuple(p.recompute_s for p in passes),
-            dp_reduce_s=tuple(dp_full),
-            dp_overlap=layout.dp_overlap,
-            dp_buckets=dp_buckets(params),
-            optimizer_s=opt,
-            p2p_blocking=not layout.p2p_overlapped,
-            validation_hop_s=hop,
-            # Expert all-to-alls inside F and inside the backward's I phase: what DualPipe's F&B pairs hide.
-            a2a_forward_s=tuple(min(p.ep_forward_s, p.forward_s) for p in passes),
-            a2a_backward_s=tuple(
-                min(max(p.ep_comm_s - p.ep_forward_s, 0.0), p.backward_s - p.weight_s) for p in passes
-            ),
-        )
-        return StageCosts(
-            costs,
-            tuple(passes),
-            tuple(params),
-            tuple(rank_params),
+        return StageTable(
+            frame,
+            tuple(entries),
+            values,
+            p2p,
+            dp_full,
+            acts,
+            np.minimum(acts, np.array(layers, dtype=np.float64) * stash_layer),
+            rank_params,
+            rank_expert,
             transient,
-            tuple(z_comm),
-            tuple(z_exposed),
-            tuple(expert),
-            tuple(rank_expert),
-            tuple(z_spans),
+            opt,
+            dp_buckets(values[:, PARAMS].tolist()),
+            layout.dp_overlap,
+            not layout.p2p_overlapped,
+            hop,
         )
+
+    def _optimizer_s(
+        self,
+        layout: Layout,
+        grid: RankGrid,
+        gkey: int,
+        rank_params: list[float],
+        rank_expert: list[float],
+        rank_forward: np.ndarray,
+    ) -> float:
+        """Optimizer step: the slowest pipeline rank's. Dense state shards over dp x cp, expert state over edp
+        (Megatron-Core's distributed optimizer), with its all-gather of updated weights (exposed as
+        :func:`pipesim.cost.times.param_gather_exposed_s` says). Cached per rank by every value it uses."""
+        zero3 = layout.zero_stage >= 3
+        bucket = DP_BUCKET_PARAMS * layout.grad_reduce_bytes
+        dense_dp = layout.dp * layout.cp
+        gather = layout.distributed_optimizer and not zero3
+        memo = self._stage_dp.setdefault(gkey, {})
+        opt = 0.0
+        for r in range(layout.pp):
+            dense_r, expert_r = rank_params[r] - rank_expert[r], rank_expert[r]
+            fwd = float(rank_forward[r]) if gather and layout.overlap_param_gather else 0.0
+            key = (
+                "opt",
+                r,
+                rank_params[r],
+                expert_r,
+                fwd,
+                layout.distributed_optimizer,
+                gather,
+                bucket,
+                layout.overlap_param_gather,
+                dense_dp,
+                layout.edp,
+            )
+            t_opt = memo.get(key, -1.0)
+            if t_opt < 0:
+                local = (
+                    dense_r / dense_dp + expert_r / layout.edp
+                    if layout.distributed_optimizer
+                    else rank_params[r]
+                )
+                t_opt = optimizer_step_s(local, self.gpu, self.efficiency)
+                if gather:
+                    # Dense weights gather over dp x cp, experts over edp (one stream, one after the other).
+                    ag_s = ag_one_s = 0.0
+                    rg = self.rank_groups(grid, r)
+                    for size, group in ((dense_r * ACT_BYTES, rg.dp_cp), (expert_r * ACT_BYTES, rg.edp)):
+                        if size > 0:
+                            ag_s += self._collective("all-gather", size, group, bucket)
+                            ag_one_s = max(
+                                ag_one_s, self._collective("all-gather", min(bucket, size), group, bucket)
+                            )
+                    t_opt += param_gather_exposed_s(
+                        ag_s, ag_one_s, float(rank_forward[r]), layout.overlap_param_gather
+                    )
+                memo[key] = t_opt
+            opt = max(opt, t_opt)
+        return opt

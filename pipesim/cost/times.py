@@ -126,6 +126,15 @@ def comm_op_s(op: Op, comm: CommModel, ranks: Sequence[int]) -> float:
     return comm.collective_s(op.collective, op.comm_bytes, ranks)
 
 
+def comm_signature(
+    ops: Sequence[Op], comm: CommModel, tp_ranks: Sequence[int], groups: Groups | None = None
+) -> tuple[float, ...]:
+    """Seconds of each communication operator of ``ops`` over its group (:func:`comm_op_s`), in order. A unit's
+    pass times depend on where its ranks sit only through these (compute operators do not see the ranks), so
+    two placements of the same unit with equal signatures time alike: the cost caches key units by it."""
+    return tuple(comm_op_s(op, comm, _group_ranks(op, tp_ranks, groups)) for op in ops if op.kind == "comm")
+
+
 def op_time(
     op: Op,
     gpu: GPUSpec,

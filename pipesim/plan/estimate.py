@@ -294,7 +294,7 @@ class Estimator:
         """The per-stage costs the estimate uses: the simulator's own
         (:meth:`pipesim.cost.stages.StageCostModel.stage_costs`) on the layout's placement."""
         placement, _ = self._placement(layout)
-        return self.pieces(layout, placement).sc
+        return self.pieces(layout, placement).table.stage_costs
 
     def pieces(self, layout: Layout, placement: tuple[int, ...]) -> StagePieces:
         """The :class:`pipesim.plan.pieces.StagePieces` of ``layout`` on ``placement`` (cached: shared by every
@@ -304,8 +304,8 @@ class Estimator:
         hit = self._pieces.get(key)
         if hit is None:
             chains = get_family(layout.schedule).chains
-            sc = self.costs.stage_costs(layout, placement, self._grid(layout, layout.pp), chains)
-            hit = self._pieces[key] = stage_pieces(self.model, layout, placement, sc)
+            table = self.costs.stage_table(layout, placement, self._grid(layout, layout.pp), chains)
+            hit = self._pieces[key] = stage_pieces(self.model, layout, table)
         return hit
 
     def estimate(self, layout: Layout) -> Estimate:
@@ -316,8 +316,6 @@ class Estimator:
         chunks = family.chunks(layout.vpp)
         placement, profs = self._placement(layout)
         pc = self.pieces(layout, placement)
-        sc = pc.sc
-        c = sc.costs
         variant = self._greedy_variant(layout) if layout.schedule in TIMED_FAMILIES else None
 
         # Per-rank work per microbatch (F + B of its stages, and blocking sends, which hold the sender's
@@ -342,8 +340,8 @@ class Estimator:
         b_chunk = (w_max - blocked[slow] - fwd[slow]) / chunks
         dp_exposed = dp_exposed_s(
             pc.dp_stages,
-            c.dp_buckets,
-            c.dp_overlap,
+            pc.dp_buckets,
+            pc.dp_overlap,
             p,
             pipeline,
             b_chunk + hop,
@@ -373,20 +371,20 @@ class Estimator:
             (
                 rank_memory(
                     r,
-                    sc.rank_params[r],
+                    pc.rank_params[r],
                     acts,
-                    sc.transient_bytes,
+                    pc.transient_bytes,
                     layout,
                     self.gpu.hbm_bytes,
                     self.reserve,
-                    sc.rank_expert_params[r] if sc.rank_expert_params else 0.0,
+                    pc.rank_expert_params[r],
                 )
                 for r, acts in acts_of.items()
             ),
             key=lambda mem: (mem.peak, -mem.rank),
         )
 
-        opt = c.optimizer_s
+        opt = pc.optimizer_s
         return Estimate(
             step_time_s=pipeline + dp_exposed + opt,
             pipeline_s=pipeline,

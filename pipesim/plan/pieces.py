@@ -12,14 +12,12 @@ candidate.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
 
-from pipesim.cost.fsdp import exposed_on_rank
 from pipesim.cost.memory import stage_extra_activation_bytes
-from pipesim.cost.stages import StageCosts
+from pipesim.cost.stage_table import REC, TPB, TPF, ZE, B, F, StageTable, W, rank_sums
 from pipesim.specs.layout import Layout
 from pipesim.specs.model import ModelSpec
 from schedules import get_family
@@ -42,15 +40,16 @@ def cost_key(layout: Layout) -> tuple[object, ...]:
 
 @dataclass(frozen=True)
 class StagePieces:
-    """One layout's :class:`StageCosts` on one placement and its per-rank sums: per microbatch, each rank's
-    work (F + B of its stages, plus its blocking sends), its blocking sends, its ZeRO-3 / FSDP communication
-    its passes do not hide, forward, weight-gradient, recompute and TP-communication seconds; the slowest
-    rank (most work, lowest index on ties); the stage-boundary transfers; the stages with a gradient reduction
-    (last stage first) as (stage, seconds, rank, W seconds, B seconds); per rank its local stages' activation
-    and weight-stash bytes (the profiled memory walk's weights) and, for ranks 0 and p-1, their layer and extra
-    (embedding, head) activation bytes (the closed forms')."""
+    """One layout's per-stage costs on one placement (:class:`pipesim.cost.stage_table.StageTable`) summed per
+    rank: per microbatch, each rank's work (F + B of its stages, plus its blocking sends), its blocking sends,
+    its ZeRO-3 / FSDP communication its passes do not hide, forward, weight-gradient, recompute and
+    TP-communication seconds; the slowest rank (most work, lowest index on ties); the stage-boundary
+    transfers; the stages with a gradient reduction (last stage first) as (stage, seconds, rank, W seconds,
+    B seconds); per rank its local stages' activation and weight-stash bytes (the profiled memory walk's
+    weights) and, for ranks 0 and p-1, their layer and extra (embedding, head) activation bytes (the closed
+    forms'); and the step's scalars the estimate uses (``table`` holds the rest)."""
 
-    sc: StageCosts
+    table: StageTable
     work: tuple[float, ...]
     fwd: tuple[float, ...]
     wgt: tuple[float, ...]
@@ -65,69 +64,93 @@ class StagePieces:
     dp_stages: tuple[tuple[int, float, int, float, float], ...]
     walk_matrix: np.ndarray
     end_bytes: dict[int, tuple[float, float]]
+    rank_params: tuple[float, ...]
+    rank_expert_params: tuple[float, ...]
+    transient_bytes: float
+    optimizer_s: float
+    dp_buckets: int
+    dp_overlap: bool
 
 
-def stage_pieces(model: ModelSpec, layout: Layout, placement: Sequence[int], sc: StageCosts) -> StagePieces:
-    """The :class:`StagePieces` of ``sc``, the costs of ``layout`` on ``placement``."""
-    c = sc.costs
+def stage_pieces(model: ModelSpec, layout: Layout, table: StageTable) -> StagePieces:
+    """The :class:`StagePieces` of ``table``, the costs of ``layout`` on its frame's placement. Every per-rank
+    sum adds its stages in stage order from 0.0, as a loop over the stages would."""
+    frame = table.frame
     p = layout.pp
-    n_stages = len(placement)
-    work = [0.0] * p
-    fwd = [0.0] * p
-    wgt = [0.0] * p
-    rec = [0.0] * p
-    tpc = [0.0] * p
-    # Blocking sends (c.p2p_blocking) hold the sender's compute: they join its per-microbatch work.
-    blocked = [0.0] * p
-    if c.p2p_blocking:
-        for s in range(n_stages - 1):
-            if placement[s] != placement[s + 1]:  # F(s) sends to s+1, B(s+1) back to s
-                blocked[placement[s]] += c.p2p_s[s]
-                blocked[placement[s + 1]] += c.p2p_s[s]
-    for s in range(n_stages):
-        r = placement[s]
-        work[r] += c.forward_s[s] + c.backward_s[s]
-        fwd[r] += c.forward_s[s]
-        wgt[r] += c.weight_s[s]
-        rec[r] += c.recompute_s[s]
-        tpc[r] += c.tp_comm_forward_s[s] + c.tp_comm_backward_s[s]
-    for r in range(p):
-        work[r] += blocked[r]
-    slow = max(range(p), key=lambda r: (work[r], -r))
-    boundary = c.p2p_s
-    hop = sum(boundary) / len(boundary) if boundary else 0.0
+    n_stages = frame.num_stages
+    placement = frame.placement
+    v = table.values
+    boundary = table.p2p_s
+    # Blocking sends (p2p_blocking) hold the sender's compute: they join its per-microbatch work. F(s) sends to
+    # s+1, B(s+1) back to s: each crossing boundary adds to both ranks, in boundary order.
+    if table.p2p_blocking and n_stages > 1:
+        cross = np.flatnonzero(placement[:-1] != placement[1:])
+        who = np.stack([placement[cross], placement[cross + 1]], axis=1).ravel()
+        blocked = rank_sums(who, np.repeat(boundary[cross], 2), p)
+    else:
+        blocked = np.zeros(p)
+    work = rank_sums(placement, v[:, F] + v[:, B], p) + blocked
+    fwd = rank_sums(placement, v[:, F], p)
+    wgt = rank_sums(placement, v[:, W], p)
+    rec = rank_sums(placement, v[:, REC], p)
+    tpc = rank_sums(placement, v[:, TPF] + v[:, TPB], p)
+    z_exposed = v[:, ZE]
+    fsdp_exposed = rank_sums(placement, z_exposed, p).tolist() if z_exposed.any() else [0.0] * p
+    work_l = work.tolist()
+    slow = int(np.argmax(work))  # the first of the largest: most work, lowest index on ties
+    bl = boundary.tolist()
+    hop = sum(bl) / len(bl) if bl else 0.0
+    dp = table.dp_reduce_s
+    order = np.flatnonzero(dp > 0)[::-1]
     dp_stages = tuple(
-        (s, c.dp_reduce_s[s], placement[s], c.weight_s[s], c.backward_s[s])
-        for s in range(n_stages - 1, -1, -1)
-        if c.dp_reduce_s[s] > 0
+        zip(
+            order.tolist(),
+            dp[order].tolist(),
+            placement[order].tolist(),
+            v[order, W].tolist(),
+            v[order, B].tolist(),
+            strict=True,
+        )
     )
-    local = [[s for s in range(n_stages) if placement[s] == r] for r in range(p)]
-    walk = [
-        [c.activation_bytes[s] for s in local[r]] + [c.weight_stash_bytes[s] for s in local[r]]
-        for r in range(p)
-    ]
-    widths = {len(w) for w in walk}
-    walk_matrix = np.array(walk, dtype=np.float64) if len(widths) == 1 else np.array(walk, dtype=object)
+    acts, stash = table.activation_bytes, table.weight_stash_bytes
+    local = [np.flatnonzero(placement == r) for r in range(p)]
+    widths = {len(x) for x in local}
+    if len(widths) == 1:
+        by_rank = np.argsort(placement, kind="stable").reshape(p, -1)
+        walk_matrix = np.concatenate([acts[by_rank], stash[by_rank]], axis=1)
+    else:
+        walk_matrix = np.array(
+            [acts[x].tolist() + stash[x].tolist() for x in local],
+            dtype=object,
+        )
     last = n_stages - 1
     end_bytes: dict[int, tuple[float, float]] = {}
+    acts_l = acts.tolist()
     for r in sorted({0, p - 1}):
-        extras = [stage_extra_activation_bytes(model, layout, s == 0, s == last) for s in local[r]]
-        layer_bytes = sum(c.activation_bytes[s] - x for s, x in zip(local[r], extras, strict=True))
+        stages = local[r].tolist()
+        extras = [stage_extra_activation_bytes(model, layout, s == 0, s == last) for s in stages]
+        layer_bytes = sum(acts_l[s] - x for s, x in zip(stages, extras, strict=True))
         end_bytes[r] = (layer_bytes, sum(extras))
     return StagePieces(
-        sc,
-        tuple(work),
-        tuple(fwd),
-        tuple(wgt),
-        tuple(rec),
-        tuple(tpc),
-        tuple(blocked),
-        tuple(exposed_on_rank(sc.zero3_exposed_s, placement, r, 1) for r in range(p)),
+        table,
+        tuple(work_l),
+        tuple(fwd.tolist()),
+        tuple(wgt.tolist()),
+        tuple(rec.tolist()),
+        tuple(tpc.tolist()),
+        tuple(blocked.tolist()),
+        tuple(fsdp_exposed),
         slow,
-        sum(work),
+        sum(work_l),
         hop,
-        2.0 * sum(boundary),
+        2.0 * sum(bl),
         dp_stages,
         walk_matrix,
         end_bytes,
+        tuple(table.rank_params.tolist()),
+        tuple(table.rank_expert_params.tolist()),
+        table.transient_bytes,
+        table.optimizer_s,
+        table.dp_buckets,
+        table.dp_overlap,
     )

@@ -1,0 +1,172 @@
+"""A layout's per-stage costs as arrays (:class:`StageTable`), the form :class:`pipesim.cost.stages.StageCostModel`
+computes them in: stages alike in (pipeline rank, layer kinds, chain ends) are costed once and spread to every
+stage of their kind by index (:class:`StageFrame`), so a layout of many stages costs little more than one of
+few. The simulator reads the tuples of :meth:`StageTable.stage_costs`; the planner sums the arrays per
+pipeline rank (:mod:`pipesim.plan.pieces`). Both see the same numbers: an array and its tuple hold the same
+floats, and every sum below adds in stage order as a loop over the stages would."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from pipesim.cost import fsdp
+from pipesim.cost.times import PassTimes
+from pipesim.sim.engine import OpCosts
+
+__all__ = ["COLUMNS", "StageCosts", "StageFrame", "StageTable", "rank_sums"]
+
+# The per-stage columns of StageTable.values, in order.
+COLUMNS = (
+    "forward_s",
+    "backward_s",
+    "weight_s",
+    "recompute_s",
+    "tp_forward_s",
+    "tp_backward_s",
+    "ep_forward_s",
+    "ep_comm_s",
+    "params",
+    "expert_params",
+    "zero3_comm_s",
+    "zero3_exposed_s",
+)
+F, B, W, REC, TPF, TPB, EPF, EPC, PARAMS, EXPERT, ZC, ZE = range(len(COLUMNS))
+
+
+def rank_sums(placement: np.ndarray, values: np.ndarray, ranks: int) -> np.ndarray:
+    """Per pipeline rank, the sum of ``values`` over its stages, added in stage order from 0.0 (as the loop
+    ``out[placement[s]] += values[s]`` adds: ``numpy.bincount`` accumulates in index order)."""
+    return np.bincount(placement, weights=values, minlength=ranks)
+
+
+@dataclass(frozen=True)
+class StageFrame:
+    """Where the stages of one placement sit, independent of the layout's unit fields: each stage's pipeline
+    rank, layer count and first layer; the distinct stage signatures (rank, layer-kind id, first / last of its
+    chain) and each stage's signature; the distinct stage-to-stage transfers (source rank, destination rank)
+    and each boundary's transfer (-1: none, at a chain's end or within one rank)."""
+
+    placement: np.ndarray
+    layers: tuple[int, ...]
+    starts: tuple[int, ...]
+    chains: int
+    sigs: tuple[tuple[int, int, bool, bool], ...]
+    sig_index: np.ndarray
+    pairs: tuple[tuple[int, int], ...]
+    pair_index: np.ndarray
+
+    @property
+    def num_stages(self) -> int:
+        """Global (virtual) stages."""
+        return len(self.layers)
+
+    @property
+    def length(self) -> int:
+        """Stages of one chain (one copy of the model)."""
+        return self.num_stages // self.chains
+
+
+@dataclass(frozen=True)
+class StageCosts:
+    """Per-stage costs of one layout on one placement. ``costs`` is what the engine runs (:class:`OpCosts`:
+    its ``dp_reduce_s`` is each stage's whole gradient reduction, tied embedding included, in ``dp_buckets``
+    buckets); ``passes`` each stage's :class:`PassTimes`; ``params`` each stage's parameters per TP rank and
+    ``rank_params`` each pipeline rank's; ``transient_bytes`` the backward's working set; with ZeRO-3, per
+    microbatch and stage, the weight all-gathers and gradient reduce-scatters inside its passes
+    (``zero3_comm_s``), the part of them the passes' compute does not hide (``zero3_exposed_s``) and where
+    each falls in its pass (``zero3_spans``)."""
+
+    costs: OpCosts
+    passes: tuple[PassTimes, ...]
+    params: tuple[float, ...]
+    rank_params: tuple[float, ...]
+    transient_bytes: float
+    zero3_comm_s: tuple[float, ...]
+    zero3_exposed_s: tuple[float, ...]
+    expert_params: tuple[float, ...] = ()  # the routed-expert part of ``params``
+    rank_expert_params: tuple[float, ...] = ()
+    zero3_spans: tuple[fsdp.FsdpSpans, ...] = ()
+
+    @property
+    def dp_full_s(self) -> tuple[float, ...]:
+        """Each stage's full gradient-reduction time (before the engine hides any of it)."""
+        return self.costs.dp_reduce_s
+
+
+# One costed stage signature: pass times, dense and expert parameters, ZeRO-3 collectives' total and exposed
+# seconds, and where they fall (None without ZeRO-3).
+Entry = tuple[PassTimes, float, float, float, float, Any]
+
+
+@dataclass(frozen=True)
+class StageTable:
+    """Per-stage costs of one layout on one placement (see the module docstring): ``values[s, j]`` is stage s's
+    :data:`COLUMNS` [j]; ``p2p_s`` per boundary, ``dp_reduce_s``, ``activation_bytes`` and
+    ``weight_stash_bytes`` per stage; per pipeline rank its parameters and their routed-expert part; the
+    step's scalars as :class:`OpCosts` names them."""
+
+    frame: StageFrame
+    entries: tuple[Entry, ...]
+    values: np.ndarray
+    p2p_s: np.ndarray
+    dp_reduce_s: np.ndarray
+    activation_bytes: np.ndarray
+    weight_stash_bytes: np.ndarray
+    rank_params: np.ndarray
+    rank_expert_params: np.ndarray
+    transient_bytes: float
+    optimizer_s: float
+    dp_buckets: int
+    dp_overlap: bool
+    p2p_blocking: bool
+    validation_hop_s: float
+
+    def column(self, j: int) -> np.ndarray:
+        """Per-stage column ``j`` of :data:`COLUMNS`."""
+        return self.values[:, j]
+
+    @cached_property
+    def stage_costs(self) -> StageCosts:
+        """The same costs as tuples: what the engine runs (:class:`OpCosts`) and the per-stage views."""
+        v = self.values
+        col = [tuple(v[:, j].tolist()) for j in range(len(COLUMNS))]
+        a2a_f = np.minimum(v[:, EPF], v[:, F])
+        a2a_b = np.minimum(np.maximum(v[:, EPC] - v[:, EPF], 0.0), v[:, B] - v[:, W])
+        costs = OpCosts(
+            forward_s=col[F],
+            backward_s=col[B],
+            weight_s=col[W],
+            p2p_s=tuple(self.p2p_s.tolist()),
+            activation_bytes=tuple(self.activation_bytes.tolist()),
+            weight_stash_bytes=tuple(self.weight_stash_bytes.tolist()),
+            tp_comm_forward_s=col[TPF],
+            tp_comm_backward_s=col[TPB],
+            recompute_s=col[REC],
+            dp_reduce_s=tuple(self.dp_reduce_s.tolist()),
+            dp_overlap=self.dp_overlap,
+            dp_buckets=self.dp_buckets,
+            optimizer_s=self.optimizer_s,
+            p2p_blocking=self.p2p_blocking,
+            validation_hop_s=self.validation_hop_s,
+            # Expert all-to-alls inside F and inside the backward's I phase: what DualPipe's F&B pairs hide.
+            a2a_forward_s=tuple(a2a_f.tolist()),
+            a2a_backward_s=tuple(a2a_b.tolist()),
+        )
+        index = self.frame.sig_index.tolist()
+        spans = tuple(self.entries[i][5] for i in index if self.entries[i][5] is not None)
+        return StageCosts(
+            costs,
+            tuple(self.entries[i][0] for i in index),
+            col[PARAMS],
+            tuple(self.rank_params.tolist()),
+            self.transient_bytes,
+            col[ZC],
+            col[ZE],
+            col[EXPERT],
+            tuple(self.rank_expert_params.tolist()),
+            spans,
+        )
