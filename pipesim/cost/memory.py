@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pipesim.cost.moe_ops import expert_rows
 from pipesim.specs.layout import Layout
@@ -62,6 +63,7 @@ __all__ = [
     "transient_bytes",
     "RankMemory",
     "rank_memory",
+    "state_bytes",
     "stage_activation_bytes",
     "stage_extra_activation_bytes",
 ]
@@ -283,15 +285,14 @@ def rank_memory(
     """Memory of pipeline rank ``rank`` holding ``params`` parameters per GPU (``expert_params`` of them
     routed-expert weights, whose state shards over the expert-data-parallel group) whose stashed activations
     peak at ``activation_peak_bytes`` (from the timeline); activations are scaled by ACTIVATION_OVERHEAD."""
-    w, g, o = bytes_per_param(layout)
+    weights, grads, optimizer = state_bytes(layout, params, expert_params)
     ew, eg, eo = bytes_per_param(layout, layout.edp)
-    dense = params - expert_params
     x = expert_params
     return RankMemory(
         rank,
-        dense * w + x * ew,
-        dense * g + x * eg,
-        dense * o + x * eo,
+        weights,
+        grads,
+        optimizer,
         activation_peak_bytes * ACTIVATION_OVERHEAD,
         transient,
         reserve_bytes,
@@ -300,6 +301,17 @@ def rank_memory(
         x * eg,
         x * eo,
     )
+
+
+def state_bytes(layout: Layout, params: Any, expert_params: Any) -> tuple[Any, Any, Any]:
+    """(weights, gradients, optimizer state) bytes per GPU of ``params`` parameters, ``expert_params`` of them
+    routed-expert weights (state sharded over the expert-data-parallel group): :func:`bytes_per_param` per
+    parameter. Elementwise on numpy arrays of per-rank counts, with the same operations in the same order."""
+    w, g, o = bytes_per_param(layout)
+    ew, eg, eo = bytes_per_param(layout, layout.edp)
+    dense = params - expert_params
+    x = expert_params
+    return dense * w + x * ew, dense * g + x * eg, dense * o + x * eo
 
 
 def stage_extra_activation_bytes(model: ModelSpec, layout: Layout, first: bool, last: bool) -> float:

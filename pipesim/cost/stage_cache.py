@@ -8,7 +8,7 @@ depends on; :class:`pipesim.cost.stages.StageCostModel` assembles a layout's per
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from pipesim.comm.base import CommModel
@@ -16,7 +16,7 @@ from pipesim.cost import fsdp
 from pipesim.cost.end_ops import embedding_ops, head_ops, mtp_ops
 from pipesim.cost.flops import ACT_BYTES, layer_ops
 from pipesim.cost.grad_reduce import VALIDATION_STATE_BYTES
-from pipesim.cost.memory import layer_activation_bytes, stage_param_split
+from pipesim.cost.memory import layer_activation_bytes, stage_extra_activation_bytes, stage_param_split
 from pipesim.cost.ops import Op
 from pipesim.cost.times import (
     DEFAULT_EFFICIENCY,
@@ -257,6 +257,21 @@ class StageCostCache:
                 lambda: layer_activation_bytes(model, layout, model.main_kind()),
             )
         )
+
+    def extra_bytes(self, layout: Layout) -> Callable[[bool, bool], float]:
+        """``(first, last) ->`` :func:`pipesim.cost.memory.stage_extra_activation_bytes` of ``layout``
+        (cached by the unit fields)."""
+        model, ukey = self.model, unit_key(layout)
+
+        def extra(first: bool, last: bool) -> float:
+            return float(
+                self._memoized(
+                    ("extra", ukey, first, last),
+                    lambda: stage_extra_activation_bytes(model, layout, first, last),
+                )
+            )
+
+        return extra
 
     def weight_stash_per_layer(self, layout: Layout) -> float:
         """Cached :func:`weight_stash_bytes_per_layer`."""

@@ -77,13 +77,12 @@ class StageCostModel(StageCostCache):
         (bidirectional DualPipe: 2) splits the stages into equal chains, each a whole copy of the model
         (stage s holds block s mod S / chains)."""
         n_stages = len(placement)
-        if chains < 1 or n_stages % chains:
-            raise InputError(f"{n_stages} stages cannot form {chains} equal chains of stages")
-        length = n_stages // chains
-        layers = layout.layers_per_stage(self.model, length) * chains
-        key = ("frame", tuple(placement), layers, chains)
+        key = ("frame", tuple(placement), chains)  # the layers follow from the stage count
         hit = self._memo.get(key)
         if hit is None:
+            if chains < 1 or n_stages % chains:
+                raise InputError(f"{n_stages} stages cannot form {chains} equal chains of stages")
+            layers = layout.layers_per_stage(self.model, n_stages // chains) * chains
             hit = self._memo[key] = self._frame(tuple(placement), layers, chains)
         return hit
 
@@ -122,10 +121,17 @@ class StageCostModel(StageCostCache):
         )
 
     def stage_table(
-        self, layout: Layout, placement: Sequence[int], grid: RankGrid, chains: int = 1
+        self,
+        layout: Layout,
+        placement: Sequence[int],
+        grid: RankGrid,
+        chains: int = 1,
+        schedule: str | None = None,
     ) -> StageTable:
         """Per-stage costs of ``layout`` on ``placement`` and ``grid`` as arrays (see the module docstring and
-        :class:`pipesim.cost.stage_table.StageTable`): each distinct stage signature costed once."""
+        :class:`pipesim.cost.stage_table.StageTable`): each distinct stage signature costed once. ``schedule``
+        (default the layout's) decides whether pipeline sends block (:meth:`Layout.p2p_overlapped_for`); no
+        other cost depends on it."""
         model = self.model
         frame = self.frame(layout, placement, chains)
         # Stages alike in (units, layer kinds, chain ends) cost alike: one memo entry each (stage_key).
@@ -213,7 +219,7 @@ class StageCostModel(StageCostCache):
             opt,
             dp_buckets(values[:, PARAMS].tolist()),
             layout.dp_overlap,
-            not layout.p2p_overlapped,
+            not layout.p2p_overlapped_for(layout.schedule if schedule is None else schedule),
             hop,
         )
 

@@ -1,16 +1,62 @@
 """The estimator's closed form of the exposed data-parallel gradient reduction (:mod:`pipesim.plan.estimate`),
 over the per-stage costs the engine runs (:class:`pipesim.sim.engine.OpCosts`), summed once per placement
-(:class:`pipesim.plan.pieces.StagePieces`)."""
+(:class:`pipesim.plan.pieces.StagePieces`).
+
+Times are taken relative to the end of the pipeline phase P: every reduction becomes ready a fixed time before
+P, so the exposed time does not depend on P at all once P is long enough that no rank's first reduction could
+start before the step began (the usual case); :class:`DpExposure` computes that value and the P from which it
+holds once per placement, and runs the walk again only for a shorter P."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-__all__ = ["dp_exposed_s"]
+__all__ = ["DpExposure", "dp_exposed_s"]
+
+Stages = Sequence[tuple[int, float, int, float, float]]
+
+
+def _walk(
+    dp_stages: Stages,
+    dp_buckets: int,
+    dp_overlap: bool,
+    num_ranks: int,
+    pipeline_s: float,
+    wave_step_s: float,
+    split_backward: bool,
+    optimizer: str,
+) -> tuple[float, float]:
+    """(exposed seconds, the shortest pipeline phase for which they hold unchanged): the walk of
+    :func:`dp_exposed_s`, in times relative to the pipeline's end (``pipeline_s`` = inf: the limit)."""
+    nb = dp_buckets
+    free = [-pipeline_s] * num_ranks
+    own_end = [-math.inf] * num_ranks
+    end = -pipeline_s
+    need = -math.inf  # each rank's first reduction starts after time 0 once pipeline_s >= need
+    for s, red, r, weight_s, backward_s in dp_stages:
+        if dp_overlap:
+            grad_pass = weight_s if split_backward else backward_s
+            ready = -s * wave_step_s
+            start = ready - grad_pass * (1 - 1 / nb)
+            later = max(start + red, ready + red / nb)
+            if own_end[r] == -math.inf:
+                need = max(need, red - later)
+            free[r] = max(free[r] + red, later)
+        else:
+            ready = 0.0
+            free[r] = max(free[r], 0.0) + red
+        own_end[r] = max(own_end[r], ready)
+        end = max(end, free[r])
+    if optimizer == "sync":
+        return max(end, 0.0), need
+    exposed = max(max(f - e, 0.0) for f, e in zip(free, own_end, strict=True) if e > -math.inf)
+    return exposed, need
 
 
 def dp_exposed_s(
-    dp_stages: Sequence[tuple[int, float, int, float, float]],
+    dp_stages: Stages,
     dp_buckets: int,
     dp_overlap: bool,
     num_ranks: int,
@@ -30,21 +76,56 @@ def dp_exposed_s(
     own last gradient pass (no barrier waits for the others)."""
     if not dp_stages:
         return 0.0
-    nb = dp_buckets
-    free = [0.0] * num_ranks
-    own_end = [-float("inf")] * num_ranks
-    end = 0.0
-    for s, red, r, weight_s, backward_s in dp_stages:
-        if dp_overlap:
-            grad_pass = weight_s if split_backward else backward_s
-            ready = pipeline_s - s * wave_step_s
-            start = ready - grad_pass * (1 - 1 / nb)
-            free[r] = max(free[r] + red, start + red, ready + red / nb)
-        else:
-            ready = pipeline_s
-            free[r] = max(free[r], pipeline_s) + red
-        own_end[r] = max(own_end[r], ready)
-        end = max(end, free[r])
-    if optimizer == "sync":
-        return max(end - pipeline_s, 0.0)
-    return max(max(f - e, 0.0) for f, e in zip(free, own_end, strict=True) if e > -float("inf"))
+    args = (dp_stages, dp_buckets, dp_overlap, num_ranks)
+    return _walk(*args, pipeline_s, wave_step_s, split_backward, optimizer)[0]
+
+
+@dataclass(frozen=True)
+class DpExposure:
+    """:func:`dp_exposed_s` of one placement's reductions as a function of the pipeline phase alone: the value
+    for any phase of at least ``from_s`` seconds, computed once."""
+
+    dp_stages: tuple[tuple[int, float, int, float, float], ...]
+    dp_buckets: int
+    dp_overlap: bool
+    num_ranks: int
+    wave_step_s: float
+    split_backward: bool
+    optimizer: str
+    exposed_s: float
+    from_s: float
+
+    @classmethod
+    def of(
+        cls,
+        dp_stages: tuple[tuple[int, float, int, float, float], ...],
+        dp_buckets: int,
+        dp_overlap: bool,
+        num_ranks: int,
+        wave_step_s: float,
+        split_backward: bool,
+        optimizer: str,
+    ) -> DpExposure:
+        """The exposure of ``dp_stages`` (arguments as :func:`dp_exposed_s` takes them)."""
+        args = (dp_stages, dp_buckets, dp_overlap, num_ranks, wave_step_s, split_backward, optimizer)
+        if not dp_stages:
+            return cls(*args, 0.0, -math.inf)
+        exposed, need = _walk(
+            dp_stages, dp_buckets, dp_overlap, num_ranks, math.inf, wave_step_s, split_backward, optimizer
+        )
+        return cls(*args, exposed, need)
+
+    def at(self, pipeline_s: float) -> float:
+        """Exposed seconds after a pipeline phase of ``pipeline_s``."""
+        if pipeline_s >= self.from_s:
+            return self.exposed_s
+        return dp_exposed_s(
+            self.dp_stages,
+            self.dp_buckets,
+            self.dp_overlap,
+            self.num_ranks,
+            pipeline_s,
+            self.wave_step_s,
+            self.split_backward,
+            self.optimizer,
+        )

@@ -61,23 +61,18 @@ from typing import Any
 import numpy as np
 
 from pipesim.comm.base import CommModel
-from pipesim.cost.memory import RESERVE_BYTES, rank_memory
+from pipesim.cost.memory import RESERVE_BYTES
 from pipesim.cost.stages import StageCostModel, StageCosts
 from pipesim.cost.times import Efficiency
-from pipesim.plan.dp_exposure import dp_exposed_s
-from pipesim.plan.facts import facts_cache
 from pipesim.plan.pieces import StagePieces, cost_key, stage_pieces
-from pipesim.plan.profiles import Profile, profile_microbatches, profile_schedule
-from pipesim.sim.engine import OpCosts, simulate
-from pipesim.sim.iterations import run_iterations
+from pipesim.plan.profiles import Profile
+from pipesim.plan.schedule_facts import ScheduleFacts
 from pipesim.specs.gpu import GPUSpec
 from pipesim.specs.layout import Layout
 from pipesim.specs.model import ModelSpec
 from pipesim.specs.placement import RankGrid
-from schedules import Schedule, ScheduleError, build_schedule, get_family
-from schedules.greedy import GreedyTimes
-from schedules.iterations import check_optimizer_mode
-from schedules.timed import TIMED_FAMILIES, build_timed
+from schedules import get_family
+from schedules.timed import TIMED_FAMILIES
 
 __all__ = ["Estimate", "Estimator"]
 
@@ -123,7 +118,7 @@ class Estimate:
         }
 
 
-class Estimator:
+class Estimator(ScheduleFacts):
     """Estimates layouts of one model on one cluster; see the module docstring. Every cost comes from one
     :class:`pipesim.cost.stages.StageCostModel`, the simulator's. Not thread-safe (caches)."""
 
@@ -136,120 +131,23 @@ class Estimator:
         reserve_bytes: float = RESERVE_BYTES,
         optimizer: str = "sync",
     ) -> None:
-        self.optimizer = check_optimizer_mode(optimizer)
+        super().__init__(optimizer)
         self.model = model
         self.gpu = gpu
         self.comm = comm
         self.eff = efficiency
         self.reserve = reserve_bytes
         self.costs = StageCostModel(model, gpu, comm, efficiency)
-        self._schedules: dict[tuple[Any, ...], Schedule | str] = {}
-        self._bubble: dict[tuple[Any, ...], float] = {}
-        self._profiles: dict[tuple[Any, ...], Profile] = {}
         self._pieces: dict[tuple[Any, ...], StagePieces] = {}
         self._variants: dict[tuple[Any, ...], tuple[float, ...]] = {}
         self._grids: dict[tuple[int, ...], RankGrid] = {}
-        self.facts = facts_cache()  # profiles and bubble factors of earlier plans (pipesim.plan.facts)
 
-    # ----------------------------------------------------------------- schedules and profiles
-    def schedule(
-        self, name: str, pp: int, m: int, chunks: int, variant: tuple[float, ...] | None = None
-    ) -> Schedule | str:
-        """The built schedule, or the reason it cannot be built (cached). ``variant`` = (I, W, P2P, stash
-        fraction), relative to F, rebuilds a greedy zero-bubble family for those times as the simulator does
-        (:func:`pipesim.sim.scenario._greedy_for_costs`); the registry's default order otherwise."""
-        key = (name, pp, m, chunks, variant)
-        hit = self._schedules.get(key)
-        if hit is None:
-            try:
-                if variant is not None:
-                    ri, rw, rc, sf = variant
-                    hit = build_timed(name, pp, m, GreedyTimes(1.0, ri, rw, rc), None, sf, self.optimizer)
-                else:
-                    hit = build_schedule(name, pp, m, chunks)
-            except ScheduleError as exc:
-                hit = str(exc)
-            self._schedules[key] = hit
-        return hit
-
-    def rule(self, name: str, pp: int, m: int, chunks: int) -> str | None:
-        """Why schedule ``name`` cannot run ``m`` microbatches on ``pp`` ranks with ``chunks`` chunks, or None
-        (the registry's rule; a family without one is built to find out)."""
-        family_rule = get_family(name).rule
-        if family_rule is not None:
-            return family_rule(pp, m, chunks)
-        built = self.schedule(name, pp, m, chunks)
-        return built if isinstance(built, str) else None
-
-    def profile(
-        self, name: str, pp: int, m: int, chunks: int, variant: tuple[float, ...] | None = None
-    ) -> Profile:
-        """The cached :class:`Profile` of family ``name`` built with ``m`` microbatches."""
-        key = (name, pp, m, chunks, variant, self.optimizer)  # timed orders are built for the mode
-        hit = self._profiles.get(key)
-        if hit is None:
-            stored = self.facts.get("profile", key)
-            if stored is not None:
-                hit = Profile(*stored)
-            else:
-                built = self.schedule(name, pp, m, chunks, variant)
-                assert not isinstance(built, str), built
-                hit = profile_schedule(built)
-                self.facts.put("profile", key, (hit.placement, hit.local, hit.states))
-            self._profiles[key] = hit
-        return hit
-
-    def profiled_bubble(
-        self,
-        name: str,
-        pp: int,
-        m: int,
-        chunks: int,
-        f: float,
-        b: float,
-        w: float,
-        variant: tuple[float, ...] | None = None,
-    ) -> float:
-        """Bubble factor of a profiled family (relative to 1F1B's (p-1) x per-microbatch work / chunks): its
-        schedule, built at :func:`profile_microbatches`, simulated with uniform chunk costs F = 1 and B, W in
-        the given ratios (rounded to 0.1, cached); one step under ``sync``, the steady-state step of
-        back-to-back iterations under ``post-validation``."""
-        rb = round(b / f * 10) / 10
-        rw = min(round(w / f * 10) / 10, rb)
-        mp = profile_microbatches(pp, m)
-        key = (name, pp, mp, chunks, rb, rw, variant, self.optimizer)
-        hit = self._bubble.get(key)
-        if hit is None:
-            hit = self.facts.get("bubble", key)
-            if hit is not None:
-                self._bubble[key] = hit
-                return hit
-            built = self.schedule(name, pp, mp, chunks, variant)
-            if isinstance(built, str):
-                mp = m
-                built = self.schedule(name, pp, m, chunks, variant)
-                assert not isinstance(built, str), built
-            split = get_family(name).split_backward
-            costs = OpCosts.uniform(built.num_stages, 1.0, rb, weight_s=rw if split else 0.0)
-            if self.optimizer == "sync":
-                t = simulate(
-                    built, costs, method="compiled"
-                ).step_time_s  # many small runs: the compiled pass
-            else:
-                t = run_iterations(built, costs, self.optimizer).metrics.step_time_s
-            per_rank = chunks * (1.0 + rb)
-            runs = mp / get_family(name).chains  # each microbatch runs one chain: 1/chains of a rank's chunks
-            hit = (t - runs * per_rank) / ((pp - 1) * per_rank / chunks) if pp > 1 else 0.0
-            self._bubble[key] = hit = max(hit, 0.0)
-            self.facts.put("bubble", key, hit)
-        return hit
-
-    def _greedy_variant(self, layout: Layout) -> tuple[float, ...]:
+    def _greedy_variant(self, layout: Layout, schedule: str) -> tuple[float, ...]:
         """(I, W, P2P) relative to F of one layer and the weight-stash fraction: the times a greedy
         zero-bubble order is rebuilt for (the simulator uses the stage averages of the real scenario). Coarse
         buckets keep the number of (slow) greedy builds small: I and W to 0.5, the fraction to 0.1, and
         transfers left out of the order's construction (they are still charged in the estimate). Cached."""
-        key = cost_key(layout)
+        key = cost_key(layout, schedule)
         hit = self._variants.get(key)
         if hit is None:
             hit = self._variants[key] = self._variant_of(layout)
@@ -274,115 +172,100 @@ class Estimator:
         return hit
 
     # ----------------------------------------------------------------- the estimate
-    def _placement(self, layout: Layout) -> tuple[tuple[int, ...], list[Profile]]:
-        """The layout's stage -> rank placement and, for families without closed forms, the profiles of its
-        built schedule (exact at m <= 2p; beyond, at 2p and 3p microbatches, extrapolated in m)."""
-        family = get_family(layout.schedule)
+    def _placement(
+        self, layout: Layout, schedule: str, vpp: int
+    ) -> tuple[tuple[int, ...], list[Profile], tuple[float, ...] | None]:
+        """The stage -> rank placement of ``layout`` run by ``schedule`` with ``vpp`` chunks, for families
+        without closed forms the profiles of its built schedule (exact at m <= 2p; beyond, at 2p and 3p
+        microbatches, extrapolated in m), and a greedy family's rebuilt times (:meth:`_greedy_variant`)."""
+        family = get_family(schedule)
         p, m = layout.pp, layout.num_microbatches
-        chunks = family.chunks(layout.vpp)
+        chunks = family.chunks(vpp)
         profs: list[Profile] = []
+        variant = self._greedy_variant(layout, schedule) if schedule in TIMED_FAMILIES else None
         if family.in_flight is None:
-            variant = self._greedy_variant(layout) if layout.schedule in TIMED_FAMILIES else None
             sizes = [m] if m <= 2 * p else [2 * p, 3 * p]
-            profs = [self.profile(layout.schedule, p, mm, chunks, variant) for mm in sizes]
+            profs = [self.profile(schedule, p, mm, chunks, variant) for mm in sizes]
         placement = family.stage_placement(p, chunks)
         if placement is None:
-            placement = profs[0].placement if profs else self.profile(layout.schedule, p, m, chunks).placement
-        return tuple(placement), profs
+            placement = profs[0].placement if profs else self.profile(schedule, p, m, chunks).placement
+        return tuple(placement), profs, variant
 
     def stage_costs(self, layout: Layout) -> StageCosts:
         """The per-stage costs the estimate uses: the simulator's own
         (:meth:`pipesim.cost.stages.StageCostModel.stage_costs`) on the layout's placement."""
-        placement, _ = self._placement(layout)
-        return self.pieces(layout, placement).table.stage_costs
+        placement = self._placement(layout, layout.schedule, layout.vpp)[0]
+        return self.pieces(layout, layout.schedule, layout.vpp, placement).table.stage_costs
 
-    def pieces(self, layout: Layout, placement: tuple[int, ...]) -> StagePieces:
-        """The :class:`pipesim.plan.pieces.StagePieces` of ``layout`` on ``placement`` (cached: shared by every
-        schedule with that placement whose costs agree, :func:`pipesim.plan.pieces.cost_key`, which includes
-        the schedule's number of chains)."""
-        key = (cost_key(layout), placement)
+    def pieces(self, layout: Layout, schedule: str, vpp: int, placement: tuple[int, ...]) -> StagePieces:
+        """The :class:`pipesim.plan.pieces.StagePieces` of ``layout`` run by ``schedule`` with ``vpp`` chunks
+        on ``placement`` (cached: shared by every schedule with that placement whose costs agree,
+        :func:`pipesim.plan.pieces.cost_key`, which includes the schedule's number of chains)."""
+        key = (cost_key(layout, schedule), placement)
         hit = self._pieces.get(key)
         if hit is None:
-            chains = get_family(layout.schedule).chains
-            table = self.costs.stage_table(layout, placement, self._grid(layout, layout.pp), chains)
-            hit = self._pieces[key] = stage_pieces(self.model, layout, table)
+            chains = get_family(schedule).chains
+            grid = self._grid(layout, layout.pp)
+            table = self.costs.stage_table(layout, placement, grid, chains, schedule)
+            hit = self._pieces[key] = stage_pieces(
+                layout, table, self.costs.extra_bytes(layout), self.reserve
+            )
         return hit
 
     def estimate(self, layout: Layout) -> Estimate:
         """The analytic estimate of ``layout`` (see the module docstring). The layout must already pass
         :meth:`pipesim.specs.layout.Layout.check_model` and its schedule's rule."""
-        family = get_family(layout.schedule)
+        return self.estimate_as(layout, layout.schedule, layout.vpp)
+
+    def estimate_as(self, layout: Layout, schedule: str, vpp: int) -> Estimate:
+        """:meth:`estimate` of ``layout`` with its schedule and chunk count replaced by ``schedule`` and ``vpp``
+        (the planner estimates every schedule of one layout without building a layout for each)."""
+        family = get_family(schedule)
         p, m = layout.pp, layout.num_microbatches
-        chunks = family.chunks(layout.vpp)
-        placement, profs = self._placement(layout)
-        pc = self.pieces(layout, placement)
-        variant = self._greedy_variant(layout) if layout.schedule in TIMED_FAMILIES else None
+        chunks = family.chunks(vpp)
+        placement, profs, variant = self._placement(layout, schedule, vpp)
+        pc = self.pieces(layout, schedule, vpp, placement)
 
         # Per-rank work per microbatch (F + B of its stages, and blocking sends, which hold the sender's
         # compute) and its parts: the pieces' sums.
-        work, fwd, wgt, blocked = pc.work, pc.fwd, pc.wgt, pc.blocked
+        work, fwd, blocked = pc.work, pc.fwd, pc.blocked
         slow = pc.slow
         w_max = work[slow]
         if p == 1 or (family.in_flight is not None and self.optimizer == "sync"):
             k = 0.0 if p == 1 else 1.0
         else:
-            f_r, w_r = fwd[slow], (wgt[slow] if family.split_backward else 0.0)
+            f_r, w_r = fwd[slow], (pc.wgt[slow] if family.split_backward else 0.0)
             b_r = w_max - blocked[slow] - f_r
             k = self.profiled_bubble(
-                layout.schedule, p, m, chunks, f_r / chunks, b_r / chunks, w_r / chunks, variant
+                schedule, p, m, chunks, f_r / chunks, b_r / chunks, w_r / chunks, variant
             )
-        hop = pc.hop
         bubble = k * (pc.sum_work - w_max) / chunks
         runs = m / family.chains  # each microbatch runs through one chain: 1/chains of the rank's stages
         pp_comm = pc.pp_comm + runs * blocked[slow]
         pipeline = runs * (w_max - blocked[slow]) + bubble + pp_comm
 
         b_chunk = (w_max - blocked[slow] - fwd[slow]) / chunks
-        dp_exposed = dp_exposed_s(
-            pc.dp_stages,
-            pc.dp_buckets,
-            pc.dp_overlap,
-            p,
-            pipeline,
-            b_chunk + hop,
-            family.split_backward,
-            self.optimizer,
-        )
+        dp_exposed = pc.exposure(b_chunk + pc.hop, family.split_backward, self.optimizer).at(pipeline)
 
         # Memory: ranks 0 and p-1 for closed forms, every rank for profiled families.
-        acts_of: dict[int, float] = {}
         if family.in_flight is not None:
+            acts_of: dict[int, float] = {}
             for r, (layer_bytes, extra_bytes) in pc.end_bytes.items():
                 # The first and last stages' extras live on one chunk only: count that chunk's microbatches as
                 # if it were the only one (the family's form with one chunk).
-                acts_of[r] = family.in_flight(p, m, chunks, r) * layer_bytes
-                acts_of[r] += family.in_flight(p, m, 1, r) * extra_bytes
+                acts = family.in_flight(p, m, chunks, r) * layer_bytes
+                acts_of[r] = acts + family.in_flight(p, m, 1, r) * extra_bytes
+            ranks, held = list(acts_of), list(acts_of.values())
         else:
             # Per rank, per local stage: activation bytes, and the part of them kept from I to W.
             peaks = [pr.held_peaks(pc.walk_matrix) for pr in profs]
+            ranks = list(range(p))
             held = (
                 peaks[0]
                 if len(peaks) == 1
                 else np.maximum(peaks[1] + (peaks[1] - peaks[0]) * (m - 3 * p) / p, 0.0)
-            )
-            for r, acts in enumerate(held.tolist()):
-                acts_of[r] = acts
-        best = max(
-            (
-                rank_memory(
-                    r,
-                    pc.rank_params[r],
-                    acts,
-                    pc.transient_bytes,
-                    layout,
-                    self.gpu.hbm_bytes,
-                    self.reserve,
-                    pc.rank_expert_params[r],
-                )
-                for r, acts in acts_of.items()
-            ),
-            key=lambda mem: (mem.peak, -mem.rank),
-        )
+            ).tolist()
+        memory_rank, peak, state, activations = pc.peak_memory(ranks, held)
 
         opt = pc.optimizer_s
         return Estimate(
@@ -395,10 +278,10 @@ class Estimator:
             pp_comm_s=pp_comm,
             dp_exposed_s=dp_exposed,
             optimizer_s=opt,
-            peak_memory_bytes=best.peak,
-            memory_rank=best.rank,
-            weights_bytes=best.weights + best.grads + best.optimizer,
-            activations_bytes=best.activations,
+            peak_memory_bytes=peak,
+            memory_rank=memory_rank,
+            weights_bytes=state,
+            activations_bytes=activations,
             capacity_bytes=self.gpu.hbm_bytes,
             fsdp_comm_s=m * pc.fsdp_exposed[slow],
         )

@@ -12,6 +12,7 @@ from pipesim.plan.request import PlanRequest, estimator_for
 from pipesim.plan.results import SimSummary
 from pipesim.plan.space import Candidate
 from pipesim.sim.scenario import Scenario, simulate_scenario
+from pipesim.specs.layout import Layout
 
 
 # --------------------------------------------------------------------------- per-process evaluation
@@ -32,10 +33,36 @@ class Batch(Sequence[Candidate]):
         return iter(self.items)
 
 
+def layout_key(c: Candidate) -> tuple[Any, ...]:
+    """The fields of ``c`` its :class:`pipesim.specs.layout.Layout` depends on beside its schedule and chunk
+    count: candidates equal in these are one layout run by different schedules."""
+    return (
+        c.tp,
+        c.cp,
+        c.pp,
+        c.dp,
+        c.ep,
+        c.etp,
+        c.micro_batch_size,
+        c.recompute,
+        c.distributed_optimizer,
+        c.sequence_parallel,
+        c.fsdp,
+        c.fsdp_shard_size,
+    )
+
+
 def _estimate_batch(batch: Sequence[Candidate]) -> list[Estimate]:
     assert isinstance(batch, Batch)
     est = estimator_for(batch.request)
-    out = [est.estimate(c.layout(batch.request)) for c in batch.items]
+    layouts: dict[tuple[Any, ...], Layout] = {}
+    out = []
+    for c in batch.items:
+        key = layout_key(c)
+        layout = layouts.get(key)
+        if layout is None:
+            layout = layouts[key] = c.layout(batch.request)
+        out.append(est.estimate_as(layout, c.schedule, c.vpp))  # one layout for all its schedules
     est.facts.flush()  # what this batch learnt from built schedules, for later plans
     return out
 

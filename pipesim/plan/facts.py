@@ -23,7 +23,13 @@ from typing import Any
 __all__ = ["FactsCache", "facts_cache", "code_version"]
 
 _ROOT = Path(__file__).resolve().parents[2]
-_SOURCES = ("schedules", "pipesim/sim", "pipesim/plan/profiles.py", "pipesim/plan/estimate.py")
+_SOURCES = (
+    "schedules",
+    "pipesim/sim",
+    "pipesim/plan/profiles.py",
+    "pipesim/plan/schedule_facts.py",
+    "pipesim/plan/estimate.py",
+)
 
 
 @cache

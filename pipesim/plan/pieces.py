@@ -12,14 +12,15 @@ candidate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from pipesim.cost.memory import stage_extra_activation_bytes
+from pipesim.cost.memory import ACTIVATION_OVERHEAD, state_bytes
 from pipesim.cost.stage_table import REC, TPB, TPF, ZE, B, F, StageTable, W, rank_sums
+from pipesim.plan.dp_exposure import DpExposure
 from pipesim.specs.layout import Layout
-from pipesim.specs.model import ModelSpec
 from schedules import get_family
 
 __all__ = ["StagePieces", "cost_key", "stage_pieces"]
@@ -29,13 +30,14 @@ __all__ = ["StagePieces", "cost_key", "stage_pieces"]
 _COST_FIELDS = tuple(f.name for f in fields(Layout) if f.name not in ("schedule", "vpp"))
 
 
-def cost_key(layout: Layout) -> tuple[object, ...]:
-    """The fields of ``layout`` its per-stage costs depend on, given the placement: all but schedule and vpp,
-    whether its pipeline sends block (Megatron-Core's default depends on the schedule), and the schedule's
-    number of chains (bidirectional DualPipe's two model copies cost otherwise than one chain of as many
-    stages: :meth:`pipesim.cost.stages.StageCostModel.stage_costs`)."""
-    chains = get_family(layout.schedule).chains
-    return (*(getattr(layout, name) for name in _COST_FIELDS), layout.p2p_overlapped, chains)
+def cost_key(layout: Layout, schedule: str | None = None) -> tuple[object, ...]:
+    """The fields of ``layout`` its per-stage costs depend on, given the placement, when run by ``schedule``
+    (default its own): all but schedule and vpp, whether its pipeline sends block (Megatron-Core's default
+    depends on the schedule), and the schedule's number of chains (bidirectional DualPipe's two model copies
+    cost otherwise than one chain of as many stages: :meth:`pipesim.cost.stages.StageCostModel.stage_costs`)."""
+    name = layout.schedule if schedule is None else schedule
+    chains = get_family(name).chains
+    return (*(getattr(layout, f) for f in _COST_FIELDS), layout.p2p_overlapped_for(name), chains)
 
 
 @dataclass(frozen=True)
@@ -64,17 +66,60 @@ class StagePieces:
     dp_stages: tuple[tuple[int, float, int, float, float], ...]
     walk_matrix: np.ndarray
     end_bytes: dict[int, tuple[float, float]]
-    rank_params: tuple[float, ...]
-    rank_expert_params: tuple[float, ...]
+    state_bytes: tuple[float, ...]
     transient_bytes: float
+    reserve_bytes: float
     optimizer_s: float
     dp_buckets: int
     dp_overlap: bool
+    exposures: dict[tuple[float, bool, str], DpExposure] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def exposure(self, wave_step_s: float, split_backward: bool, optimizer: str) -> DpExposure:
+        """The gradient reductions' :class:`pipesim.plan.dp_exposure.DpExposure` (cached)."""
+        key = (wave_step_s, split_backward, optimizer)
+        hit = self.exposures.get(key)
+        if hit is None:
+            hit = self.exposures[key] = DpExposure.of(
+                self.dp_stages,
+                self.dp_buckets,
+                self.dp_overlap,
+                len(self.work),
+                wave_step_s,
+                split_backward,
+                optimizer,
+            )
+        return hit
+
+    def peak_memory(self, ranks: Sequence[int], held: Sequence[float]) -> tuple[int, float, float, float]:
+        """The rank of most memory among ``ranks`` whose stashes peak at ``held`` bytes (the first on ties), its
+        peak, weights + gradients + optimizer state, and activations: :func:`pipesim.cost.memory.rank_memory`'s
+        sum in its order, with the rank's state bytes summed once per placement."""
+        best = (-1, -1.0, 0.0, 0.0)
+        for r, h in zip(ranks, held, strict=True):
+            acts = h * ACTIVATION_OVERHEAD
+            state = self.state_bytes[r]
+            peak = state + acts + self.transient_bytes + self.reserve_bytes
+            if peak > best[1]:
+                best = (r, peak, state, acts)
+        return best
 
 
-def stage_pieces(model: ModelSpec, layout: Layout, table: StageTable) -> StagePieces:
-    """The :class:`StagePieces` of ``table``, the costs of ``layout`` on its frame's placement. Every per-rank
-    sum adds its stages in stage order from 0.0, as a loop over the stages would."""
+def _state(layout: Layout, table: StageTable) -> list[float]:
+    """Per pipeline rank, its weights + gradients + optimizer state, summed as
+    :func:`pipesim.cost.memory.rank_memory` sums them."""
+    weights, grads, optimizer = state_bytes(layout, table.rank_params, table.rank_expert_params)
+    return (weights + grads + optimizer).tolist()
+
+
+def stage_pieces(
+    layout: Layout, table: StageTable, extra_bytes: Callable[[bool, bool], float], reserve_bytes: float
+) -> StagePieces:
+    """The :class:`StagePieces` of ``table``, the costs of ``layout`` on its frame's placement, on GPUs keeping
+    ``reserve_bytes``; ``extra_bytes(first, last)`` is a stage's activation bytes beyond its layers
+    (:func:`pipesim.cost.memory.stage_extra_activation_bytes`). Every per-rank sum adds its stages in stage
+    order from 0.0, as a loop over the stages would."""
     frame = table.frame
     p = layout.pp
     n_stages = frame.num_stages
@@ -128,7 +173,7 @@ def stage_pieces(model: ModelSpec, layout: Layout, table: StageTable) -> StagePi
     acts_l = acts.tolist()
     for r in sorted({0, p - 1}):
         stages = local[r].tolist()
-        extras = [stage_extra_activation_bytes(model, layout, s == 0, s == last) for s in stages]
+        extras = [extra_bytes(s == 0, s == last) if s in (0, last) else 0.0 for s in stages]
         layer_bytes = sum(acts_l[s] - x for s, x in zip(stages, extras, strict=True))
         end_bytes[r] = (layer_bytes, sum(extras))
     return StagePieces(
@@ -147,9 +192,9 @@ def stage_pieces(model: ModelSpec, layout: Layout, table: StageTable) -> StagePi
         dp_stages,
         walk_matrix,
         end_bytes,
-        tuple(table.rank_params.tolist()),
-        tuple(table.rank_expert_params.tolist()),
+        tuple(_state(layout, table)),
         table.transient_bytes,
+        reserve_bytes,
         table.optimizer_s,
         table.dp_buckets,
         table.dp_overlap,

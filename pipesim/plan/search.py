@@ -34,7 +34,7 @@ from typing import Any
 from pipesim.cost.flops import hardware_flops_per_step, model_flops_per_step
 from pipesim.errors import InputError
 from pipesim.plan.estimate import Estimate
-from pipesim.plan.evaluate import Batch, _estimate_batch, _simulate_batch, scenario_of
+from pipesim.plan.evaluate import Batch, _estimate_batch, _simulate_batch, layout_key, scenario_of
 from pipesim.plan.executors import ExecutorSpec, chunked, run_chunks
 from pipesim.plan.request import PlanCluster, PlanRequest, SearchSpace, estimator_for
 from pipesim.plan.results import (
@@ -94,9 +94,10 @@ def plan(
     if not candidates:
         raise InputError(_no_candidate_message(request, rej, total))
 
-    # Batches group candidates that share cached pieces (schedule family, pp, tp), so that each worker
-    # process builds few schedule profiles; results are put back in enumeration order.
-    grouped = sorted(candidates, key=lambda c: (c.schedule, c.pp, c.tp, c.index))
+    # Batches group the schedules of one layout (they share its per-stage costs, pipesim.plan.pieces), and
+    # layouts alike in tp, cp and pp (they share units and schedule profiles), so that each worker process
+    # costs few of them; results are put back in enumeration order.
+    grouped = sorted(candidates, key=lambda c: (layout_key(c), c.index))
     batches = [Batch(request, tuple(c)) for c in chunked(grouped, chunk_size)]
     done = 0
     by_index: dict[int, Estimate] = {}

@@ -234,9 +234,13 @@ class Layout:
         ``validate_args`` turns off without virtual pipeline stages, as
         ``forward_backward_pipelining_without_interleaving`` refuses it): blocking for the non-interleaved
         schedules of :data:`BLOCKING_P2P_SCHEDULES`, overlapped otherwise."""
+        return self.p2p_overlapped_for(self.schedule)
+
+    def p2p_overlapped_for(self, schedule: str) -> bool:
+        """:attr:`p2p_overlapped` of this layout run by ``schedule``."""
         if self.overlap_p2p_comm is not None:
             return self.overlap_p2p_comm
-        return self.schedule not in BLOCKING_P2P_SCHEDULES
+        return schedule not in BLOCKING_P2P_SCHEDULES
 
     @property
     def num_gpus(self) -> int:

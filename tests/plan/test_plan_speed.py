@@ -1,7 +1,9 @@
 """The planner's fast paths give the figures of the plain ones: the vectorised held-memory walk equals the
 scalar walk, the vectorised Pareto front the pairwise one, an estimate sharing cached pieces with other
-candidates equals one computed alone, and a plan read from the on-disk facts cache equals one that built
-every schedule."""
+candidates equals one computed alone, one layout estimated under each of its schedules equals each
+candidate's own layout estimated, the exposed gradient reduction read from its per-placement limit equals the
+walk at every pipeline length, and a plan read from the on-disk facts cache equals one that built every
+schedule."""
 
 from __future__ import annotations
 
@@ -12,9 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import pipesim.plan.estimate as estimate_mod
+import pipesim.plan.schedule_facts as schedule_facts_mod
 from pipesim.plan import facts, request
+from pipesim.plan.dp_exposure import DpExposure, dp_exposed_s
 from pipesim.plan.estimate import Estimator
+from pipesim.plan.evaluate import layout_key
 from pipesim.plan.profiles import pareto, profile_schedule
 from pipesim.plan.search import PlanCluster, PlanRequest, SearchSpace, enumerate_space, plan
 from pipesim.specs.gpu import get_gpu
@@ -89,6 +93,44 @@ def test_shared_pieces_give_the_estimate_of_a_candidate_alone(monkeypatch: pytes
 
 
 @pytest.mark.parametrize("optimizer", ["sync", "post-validation"])
+def test_one_layout_under_each_schedule_equals_each_candidates_own_layout(
+    optimizer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIPESIM_CACHE_DIR", "off")
+    req = _request(space=SearchSpace(fsdp=("full",)), optimizer=optimizer)
+    cands, _, _ = enumerate_space(req)
+    args = (req.model, req.cluster.gpu, req.cluster.comm(), req.efficiency, req.reserve_bytes, optimizer)
+    shared, alone = Estimator(*args), Estimator(*args)
+    bases: dict[tuple[object, ...], object] = {}
+    schedules = {c.schedule for c in cands}
+    assert len(schedules) >= 10
+    for c in cands:
+        base = bases.setdefault(layout_key(c), c.layout(req))
+        assert shared.estimate_as(base, c.schedule, c.vpp) == alone.estimate(c.layout(req)), c.label()
+
+
+def test_dp_exposure_limit_equals_the_walk_at_every_pipeline_length() -> None:
+    rng = random.Random(5)
+    for _ in range(300):
+        p = rng.randint(1, 6)
+        stages = sorted(
+            (
+                (s, rng.uniform(0.0, 0.3), rng.randrange(p), rng.uniform(0, 0.1), rng.uniform(0.1, 0.3))
+                for s in rng.sample(range(3 * p), rng.randint(1, 3 * p))
+            ),
+            reverse=True,
+        )
+        args = (tuple(stages), rng.randint(1, 4), rng.random() < 0.8, p)
+        wave, split = rng.uniform(0, 0.05), rng.random() < 0.5
+        for optimizer in ("sync", "post-validation"):
+            exp = DpExposure.of(*args, wave, split, optimizer)
+            for pipeline in (0.0, 0.05, 0.2, 0.5, 1.0, 3.0, 30.0):
+                walk = dp_exposed_s(*args, pipeline, wave, split, optimizer)
+                assert exp.at(pipeline) == pytest.approx(walk, abs=1e-12), (stages, pipeline)
+            assert exp.at(max(exp.from_s, 0.0) + 100.0) == exp.exposed_s
+
+
+@pytest.mark.parametrize("optimizer", ["sync", "post-validation"])
 def test_two_chain_layouts_never_share_pieces_with_one_chain_ones(
     optimizer: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -125,7 +167,7 @@ def test_plan_from_the_facts_cache_equals_a_plan_that_built_every_schedule(
 
     request._ESTIMATORS.clear()
     facts._CACHES.clear()
-    monkeypatch.setattr(estimate_mod, "build_timed", refuse)
+    monkeypatch.setattr(schedule_facts_mod, "build_timed", refuse)
     second = plan(req)
     assert second.as_dict() == first.as_dict()
     request._ESTIMATORS.clear()
