@@ -64,6 +64,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _table import print_table  # noqa: E402
+
 from pipesim.calib.fit import fit_profile  # noqa: E402
 from pipesim.comm.base import CommModel, LevelCommModel  # noqa: E402
 from pipesim.comm.factory import ClusterSpec, build_comm  # noqa: E402
@@ -286,35 +288,27 @@ def report(eff: Efficiency = DEFAULT_EFFICIENCY) -> tuple[float, float]:
         "(predicted: two-level bandwidth model, used for the calibration; topo: the same with every collective"
     )
     print(" timed on the dgx-a100 topology preset by pipesim.comm.topology, not recalibrated)")
-    head = (
-        f"{'source':<13} {'model':<11} {'TP':>2} {'PP':>2} {'vpp':>3} {'DP':>3} {'GPUs':>5} {'batch':>5} {'mbs':>3} "
-        f"{'published':>9} {'predicted':>9} {'error':>7} {'topo':>7} {'error':>7}"
-    )
-    print(head)
-    print("-" * len(head))
     e2e = end_to_end_errors(eff)
     topo = end_to_end_errors(eff, "dgx-a100")
-    for (row, pred, err), (_, tpred, terr) in zip(e2e, topo, strict=True):
-        print(
-            f"{row.source:<13} {row.model:<11} {row.tp:>2} {row.pp:>2} {row.vpp:>3} {row.dp:>3} {row.gpus:>5} "
-            f"{row.global_batch:>5} {row.micro_batch:>3} {row.published_tflops:>9.0f} {pred:>9.1f} {err:>+7.1%} "
-            f"{tpred:>7.1f} {terr:>+7.1%}"
-        )
+    print_table(
+        [("source", ""), ("model", ""), ("TP", ""), ("PP", ""), ("vpp", ""), ("DP", ""), ("GPUs", ""),
+         ("batch", ""), ("mbs", ""), ("published", ".0f"), ("predicted", ".1f"), ("error", "+.1%"),
+         ("topo", ".1f"), ("error", "+.1%")],
+        [(row.source, row.model, row.tp, row.pp, row.vpp, row.dp, row.gpus, row.global_batch, row.micro_batch,
+          row.published_tflops, pred, err, tpred, terr)
+         for (row, pred, err), (_, tpred, terr) in zip(e2e, topo, strict=True)],
+    )  # fmt: skip
     e2e_mae = mae([e for _, _, e in e2e])
     print(f"MAE over {len(e2e)} end-to-end rows: {e2e_mae:.2%}  (target <= 10%)")
     print(f"MAE with the dgx-a100 topology model: {mae([e for _, _, e in topo]):.2%}")
     print()
     print("Per layer, 22B model (Korthikanti Table 4), ms")
-    head = (
-        f"{'experiment':<24} {'F pub':>6} {'F pred':>6} {'F err':>7} {'B pub':>6} {'B pred':>6} {'B err':>7}"
-    )
-    print(head)
-    print("-" * len(head))
     lay = layer_errors(eff)
-    for row, f, b, ef, eb in lay:
-        print(
-            f"{row.experiment:<24} {row.forward_ms:>6.1f} {f:>6.2f} {ef:>+7.1%} {row.backward_ms:>6.1f} {b:>6.2f} {eb:>+7.1%}"
-        )
+    print_table(
+        [("experiment", ""), ("F pub", ".1f"), ("F pred", ".2f"), ("F err", "+.1%"), ("B pub", ".1f"),
+         ("B pred", ".2f"), ("B err", "+.1%")],
+        [(row.experiment, row.forward_ms, f, ef, row.backward_ms, b, eb) for row, f, b, ef, eb in lay],
+    )  # fmt: skip
     lay_mae = mae([x for *_, ef, eb in lay for x in (ef, eb)])
     print(f"MAE over {2 * len(lay)} per-layer times: {lay_mae:.2%}")
     print()

@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _table import print_table  # noqa: E402
 from reference_runs import megatron_runs, nemo_runs  # noqa: E402
 
 from pipesim.calib.fit import Run, fit_profile, group_holdout, mae, predict_step_s  # noqa: E402
@@ -65,6 +66,12 @@ def spearman(a: list[float], b: list[float]) -> float:
     return 1 - 6 * sum((ra[i] - rb[i]) ** 2 for i in range(n)) / (n * (n * n - 1))
 
 
+def print_step_errors(errs: list[tuple[Run, float, float]]) -> None:
+    """One line per run: its label, measured and predicted seconds per step, and the relative error."""
+    columns = [("run", ""), ("measured s", ".3f"), ("predicted s", ".3f"), ("error", "+.1%")]
+    print_table(columns, [(r.label, r.measured_s, p, e) for r, p, e in errs], indent="  ", header=False)
+
+
 def report(gpu_name: str, eff: Efficiency | None = None, holdout: bool = False) -> dict[str, float]:
     """Print every row of ``gpu_name`` and each data set's MAE (and the leave-one-model-out holdout);
     return {data set: MAE}."""
@@ -76,8 +83,7 @@ def report(gpu_name: str, eff: Efficiency | None = None, holdout: bool = False) 
     for name, runs in sets.items():
         print(f"-- {name}: seconds per step")
         errs = errors(runs, gpu, prof)
-        for r, p, e in errs:
-            print(f"  {r.label:<58} {r.measured_s:>9.3f} {p:>9.3f} {e:>+7.1%}")
+        print_step_errors(errs)
         out[name] = mae([e for *_, e in errs])
         print(f"  MAE over {len(errs)} rows: {out[name]:.2%}")
         if name.startswith("Megatron"):
@@ -92,8 +98,7 @@ def report(gpu_name: str, eff: Efficiency | None = None, holdout: bool = False) 
     if cp_runs:
         print("-- validation only (not fitted): NeMo context-parallel rows, seconds per step")
         cp_errs = errors(cp_runs, gpu, prof)
-        for r, p, e in cp_errs:
-            print(f"  {r.label:<58} {r.measured_s:>9.3f} {p:>9.3f} {e:>+7.1%}")
+        print_step_errors(cp_errs)
         out["NeMo context-parallel rows (validation)"] = mae([e for *_, e in cp_errs])
         print(f"  MAE over {len(cp_errs)} rows: {out['NeMo context-parallel rows (validation)']:.2%}")
     if holdout:

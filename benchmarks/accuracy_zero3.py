@@ -14,6 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _table import print_table  # noqa: E402
 from accuracy import COMM, DEFAULT_EFFICIENCY, GPU, _err, mae  # noqa: E402
 
 from pipesim.comm.factory import ClusterSpec, build_comm  # noqa: E402
@@ -69,20 +70,14 @@ def zero3_report(eff: Efficiency = DEFAULT_EFFICIENCY) -> float:
     compute as far as they fit) against SC21 Table 2's measured DeepSpeed ZeRO-3; return the two-level MAE."""
     print("SC21 Table 2 ZeRO-3 rows (DeepSpeed ZeRO-3, no model parallelism; fp16, full recompute), TFLOP/s")
     print("per GPU (SC21 eq. 3); exposed = FSDP communication the compute does not hide, share of the step")
-    head = (
-        f"{'model':<11} {'GPUs':>5} {'mbs':>3} {'published':>9} {'two-level':>9} {'error':>8} {'exposed':>7} "
-        f"{'topo':>7} {'error':>8} {'exposed':>7}"
-    )
-    print(head)
-    print("-" * len(head))
     two = zero3_errors(eff)
     topo = zero3_errors(eff, "dgx-a100")
-    for (row, p2, e2, x2), (_, pt, et, xt) in zip(two, topo, strict=True):
-        name, gpus, _, mbs, pub = row
-        print(
-            f"{name:<11} {gpus:>5} {mbs:>3} {pub:>9.0f} {p2:>9.1f} {e2:>+8.1%} {x2:>7.0%} {pt:>7.1f} {et:>+8.1%} "
-            f"{xt:>7.0%}"
-        )
+    print_table(
+        [("model", ""), ("GPUs", ""), ("mbs", ""), ("published", ".0f"), ("two-level", ".1f"), ("error", "+.1%"),
+         ("exposed", ".0%"), ("topo", ".1f"), ("error", "+.1%"), ("exposed", ".0%")],
+        [(name, gpus, mbs, pub, p2, e2, x2, pt, et, xt)
+         for ((name, gpus, _, mbs, pub), p2, e2, x2), (_, pt, et, xt) in zip(two, topo, strict=True)],
+    )  # fmt: skip
     out = mae([e for *_, e, _ in two])
     hits = sum(abs(e) <= ZERO3_TARGET for *_, e, _ in two)
     print(

@@ -13,7 +13,7 @@ import numpy as np
 
 from tests.chromium import Chromium, Tab
 
-__all__ = ["open_page", "drawn_bars", "lane_pixels", "decode_png", "Image"]
+__all__ = ["open_page", "drawn_bars", "lane_pixels", "hover_text", "decode_png", "Image"]
 
 
 @contextmanager
@@ -101,6 +101,23 @@ def lane_pixels(tab: Tab, schedule: str, kind: str, num_ranks: int) -> list[tupl
     }})()
     """
     return [tuple(v) for v in tab.evaluate(js)]
+
+
+def hover_text(tab: Tab, time_ms: float, y: int) -> str:
+    """The text of the hover label plotly shows with the mouse at ``time_ms`` on the first chart's time axis
+    and at page-pixel height ``y`` (a lane of :func:`lane_pixels`), scrolled so that the point is in view."""
+    x = tab.evaluate(
+        "(function () { var gd = document.querySelector('.js-plotly-plot'); var xa = gd._fullLayout.xaxis;"
+        f" return gd.getBoundingClientRect().left + xa._offset + xa.c2p({time_ms}); }})()"
+    )
+    tab.evaluate(f"window.scrollTo(0, {y - 300})")
+    scroll = tab.evaluate("window.scrollY")
+    tab.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y - scroll})
+    return str(
+        tab.evaluate(
+            "new Promise(r => setTimeout(() => r(document.querySelector('.hoverlayer').textContent), 300))"
+        )
+    )
 
 
 class Image:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -50,15 +50,7 @@ def run(
 ) -> Run:
     """Simulate with uniform per-*chunk* costs: F = tf, I = ti, W = tw (so B = ti + tw)."""
     n = schedule.num_stages
-    costs = OpCosts(
-        forward_s=(tf,) * n,
-        backward_s=(ti + tw,) * n,
-        weight_s=(tw,) * n,
-        p2p_s=(p2p,) * max(n - 1, 0),
-        activation_bytes=(act,) * n,
-        weight_stash_bytes=(stash,) * n,
-        dp_reduce_s=(dp_reduce,) * n,
-        dp_overlap=dp_overlap,
-    )
+    uniform = OpCosts.uniform(n, tf, ti + tw, tw, p2p, act, stash)
+    costs = replace(uniform, dp_reduce_s=(float(dp_reduce),) * n, dp_overlap=dp_overlap)
     tl = simulate(schedule, costs)
     return Run(schedule, tl, pipeline_metrics(schedule, costs, tl))

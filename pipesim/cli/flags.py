@@ -4,6 +4,7 @@ of :mod:`pipesim.cli.options` pick from this table; no command declares a flag o
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 from typing import Any
 
 import click
@@ -12,7 +13,7 @@ from pipesim.figures import PLOTLYJS_MODES
 from pipesim.sim.budget import MAX_ACTIONS, MAX_BARS, MAX_GPUS, MAX_TOP_K
 from pipesim.sim.energy import DEFAULT_NODE_OVERHEAD_W, DEFAULT_PUE
 from pipesim.specs.gpu import gpu_names
-from pipesim.specs.layout import ATTENTION, FP8_RECIPES, FSDP, RECOMPUTE, TRAIN_PRECISIONS
+from pipesim.specs.layout import ATTENTION, FP8_RECIPES, FSDP, RECOMPUTE, TRAIN_PRECISIONS, Layout
 from pipesim.specs.model import model_names
 from schedules import schedule_names
 
@@ -22,6 +23,9 @@ GIB = 2**30
 COLLECTIVE_OPS = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "broadcast", "send-recv")
 ALGORITHMS = ("auto", "ring", "tree", "hierarchical", "nvls", "direct")
 _PATH = click.Path(dir_okay=False, allow_dash=True)
+# The layout flags' defaults are :class:`Layout`'s (declared there, once); the switches that can only turn a
+# field on (``--sequence-parallel``, ...) stand for fields whose default is off (tests/cli/test_layout_flags.py).
+_LAYOUT: dict[str, Any] = {f.name: f.default for f in fields(Layout)}
 
 
 class FiniteFloat(click.ParamType):
@@ -78,27 +82,27 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                   shell_complete=presets("gpu"),
                   help=f"GPU preset ({', '.join(gpu_names())}) or a GPU .toml."),
     # --- layout (Megatron-LM argument names)
-    "pp": _d("--pp", "--pipeline-model-parallel-size", "pp", type=int, default=1, show_default=True,
+    "pp": _d("--pp", "--pipeline-model-parallel-size", "pp", type=int, default=_LAYOUT["pp"], show_default=True,
              help="Pipeline-parallel size (ranks)."),
-    "vpp": _d("--vpp", type=int, default=1, show_default=True,
+    "vpp": _d("--vpp", type=int, default=_LAYOUT["vpp"], show_default=True,
               help="Model chunks per pipeline rank (interleaved schedules)."),
     "layers_per_virtual_stage": _d("--num-layers-per-virtual-pipeline-stage", "layers_per_virtual_stage",
                                    type=click.IntRange(min=1), default=None,
                                    help="Megatron-LM's way to give --vpp: layers per model chunk, so vpp = layers / "
                                    "(pp x this)."),
-    "tp": _d("--tp", "--tensor-model-parallel-size", "tp", type=int, default=1, show_default=True, help="Tensor-parallel size."),
+    "tp": _d("--tp", "--tensor-model-parallel-size", "tp", type=int, default=_LAYOUT["tp"], show_default=True, help="Tensor-parallel size."),
     "dp": _d("--dp", type=int, default=None,
              help="Data-parallel size [default: GPUs / (tp x cp x pp), GPUs = --gpus or --nodes x GPUs per server; "
              "else 1]."),
-    "cp": _d("--cp", "--context-parallel-size", "cp", type=int, default=1, show_default=True,
+    "cp": _d("--cp", "--context-parallel-size", "cp", type=int, default=_LAYOUT["cp"], show_default=True,
              help="Context-parallel size (2 x cp causal chunks per sequence)."),
-    "cp_comm": _d("--cp-comm", default="ring", show_default=True,
+    "cp_comm": _d("--cp-comm", default=_LAYOUT["cp_comm"], show_default=True,
                   help="Context-parallel key/value exchange: ring (overlapped with attention) or all-gather (Llama 3)."),
-    "ep": _d("--ep", "--expert-model-parallel-size", "ep", type=int, default=1, show_default=True,
+    "ep": _d("--ep", "--expert-model-parallel-size", "ep", type=int, default=_LAYOUT["ep"], show_default=True,
              help="Expert-parallel size (Megatron-LM --expert-model-parallel-size)."),
-    "etp": _d("--etp", "--expert-tensor-parallel-size", "etp", type=int, default=1, show_default=True,
+    "etp": _d("--etp", "--expert-tensor-parallel-size", "etp", type=int, default=_LAYOUT["etp"], show_default=True,
               help="Expert-tensor-parallel size (each expert's width split over etp GPUs)."),
-    "moe_imbalance": _d("--moe-imbalance", type=float, default=1.0, show_default=True,
+    "moe_imbalance": _d("--moe-imbalance", type=float, default=_LAYOUT["moe_imbalance"], show_default=True,
                         help="Tokens of the busiest expert-parallel rank over the balanced share (1.0 = balanced)."),
     "space_cp": _d("--cp", "space_cp", default=None,
                   help="Only these context-parallel sizes (comma list) [default: 1 and powers of two leaving "
@@ -107,60 +111,60 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                   help="Only these expert-parallel sizes (comma list) [default: the divisors of the experts]."),
     "space_etp": _d("--etp", "space_etp", default=None,
                    help="Only these expert-tensor-parallel sizes (comma list) [default: 1 and tp]."),
-    "micro_batch_size": _d("--micro-batch-size", type=int, default=1, show_default=True,
+    "micro_batch_size": _d("--micro-batch-size", type=int, default=_LAYOUT["micro_batch_size"], show_default=True,
                            help="Sequences per microbatch."),
     "global_batch_size": _d("--global-batch-size", type=int, default=None,
                             help="Sequences per optimizer step (required by simulate and plan; compare and "
                             "gantt --model: micro-batch x dp x -m)."),
-    "seq_length": _d("--seq-length", type=int, default=None, help="Sequence length [default: the model's]."),
+    "seq_length": _d("--seq-length", type=int, default=_LAYOUT["seq_length"], help="Sequence length [default: the model's]."),
     "sequence_parallel": _d("--sequence-parallel", is_flag=True,
                             help="Megatron sequence parallelism (needs tp > 1)."),
-    "recompute": _d("--recompute", "--recompute-granularity", "recompute", default="none", show_default=True,
+    "recompute": _d("--recompute", "--recompute-granularity", "recompute", default=_LAYOUT["recompute"], show_default=True,
                     help=f"Activation recomputation: {', '.join(RECOMPUTE)}."),
     "distributed_optimizer": _d("--distributed-optimizer", "--use-distributed-optimizer", "distributed_optimizer",
                                 is_flag=True,
                                 help="Shard optimizer state over dp (ZeRO-1)."),
-    "zero_stage": _d("--zero-stage", type=int, default=0, show_default=True,
+    "zero_stage": _d("--zero-stage", type=int, default=_LAYOUT["zero_stage"], show_default=True,
                      help="ZeRO stage: 1 = --distributed-optimizer, 2 also shards gradients, 3 also weights "
                      "(DeepSpeed ZeRO-3: each layer's weights gathered before its forward, recomputed forward "
                      "and backward, prefetched one layer ahead; the gradients reduce-scattered in the backward)."),
-    "fsdp": _d("--fsdp", default="none", show_default=True,
+    "fsdp": _d("--fsdp", default=_LAYOUT["fsdp"], show_default=True,
                help=f"PyTorch FSDP parameter sharding: {', '.join(FSDP)} (full = ZeRO-3 over dp x cp; hybrid = "
                "HSDP, shard inside --fsdp-shard-size GPUs, replicate across). Gathers prefetched one layer "
                "ahead; what compute cannot hide is reported as FSDP communication."),
-    "fsdp_shard_size": _d("--fsdp-shard-size", type=int, default=None,
+    "fsdp_shard_size": _d("--fsdp-shard-size", type=int, default=_LAYOUT["fsdp_shard_size"],
                           help="GPUs per shard group with --fsdp hybrid (divides dp x cp)."),
-    "reshard_after_forward": _d("--reshard-after-forward/--no-reshard-after-forward", default=True,
+    "reshard_after_forward": _d("--reshard-after-forward/--no-reshard-after-forward", default=_LAYOUT["reshard_after_forward"],
                                 show_default=True,
                                 help="Free gathered weights after each layer's forward (re-gathered in the "
                                 "backward); off keeps them gathered until the backward (more memory)."),
-    "precision": _d("--precision", default="bf16", show_default=True,
+    "precision": _d("--precision", default=_LAYOUT["precision"], show_default=True,
                     help=f"GEMM precision: {', '.join(TRAIN_PRECISIONS)} (fp4: NVFP4, Blackwell only; roofline also tf32, fp32, and a comma "
                     "list such as bf16,fp8 to compare them)."),
-    "attention": _d("--attention", default="flash", show_default=True,
+    "attention": _d("--attention", default=_LAYOUT["attention"], show_default=True,
                     help=f"Attention kernels: {', '.join(ATTENTION)} (unfused: scores materialised, as in "
                     "Megatron-LM 2021-22)."),
-    "dp_overlap": _d("--dp-overlap/--no-dp-overlap", default=True, show_default=True,
+    "dp_overlap": _d("--dp-overlap/--no-dp-overlap", default=_LAYOUT["dp_overlap"], show_default=True,
                      help="Overlap gradient reduction with the last backwards."),
-    "tp_comm_overlap": _d("--tp-comm-overlap/--no-tp-comm-overlap", default=True, show_default=True,
+    "tp_comm_overlap": _d("--tp-comm-overlap/--no-tp-comm-overlap", default=_LAYOUT["tp_comm_overlap"], show_default=True,
                           help="Overlap backward TP collectives with weight-gradient GEMMs (Megatron's async "
                           "TP all-reduce)."),
     "tp_comm_overlap_forward": _d("--tp-comm-overlap-forward", is_flag=True,
                                   help="Overlap the forward TP collectives with their GEMMs too (Megatron-LM "
                                   "--tp-comm-overlap, userbuffers), hidden up to the GPU profile's tp_overlap."),
-    "overlap_p2p_comm": _d("--overlap-p2p-comm/--no-overlap-p2p-comm", default=None,
+    "overlap_p2p_comm": _d("--overlap-p2p-comm/--no-overlap-p2p-comm", default=_LAYOUT["overlap_p2p_comm"],
                            help="Pipeline sends overlap compute, or each send holds its sender until it "
                            "completes (Megatron-LM's waited isend/irecv; SC21's 2021 code) [default: as "
                            "Megatron-Core: overlapped with interleaved-1f1b, blocking with 1f1b; other "
                            "schedules overlapped]."),
-    "cuda_graphs": _d("--cuda-graphs/--no-cuda-graphs", default=False, show_default=True,
+    "cuda_graphs": _d("--cuda-graphs/--no-cuda-graphs", default=_LAYOUT["cuda_graphs"], show_default=True,
                       help="Capture each layer's passes as CUDA graphs: the host launches one graph, not every "
                       "kernel (without, a pass lasts at least its kernels x the GPU profile's launch_s; "
                       "Megatron-Core's default is off)."),
     "overlap_param_gather": _d("--overlap-param-gather", is_flag=True,
                                help="With the distributed optimizer, overlap the weight all-gather with the next "
                                "forward (Megatron-LM --overlap-param-gather)."),
-    "fp8_recipe": _d("--fp8-recipe", default="delayed", show_default=True,
+    "fp8_recipe": _d("--fp8-recipe", default=_LAYOUT["fp8_recipe"], show_default=True,
                      help=f"fp8 scaling recipe (with --precision fp8): {', '.join(FP8_RECIPES)}."),
     "uneven_layers": _d("--uneven-layers", is_flag=True, help="Allow pp (x vpp) not dividing the layer count."),
     "schedule": _d("--schedule", default=None, shell_complete=presets("schedule"),

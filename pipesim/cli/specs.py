@@ -101,7 +101,13 @@ def build_hardware(model_arg: str | None, gpu_arg: str) -> Hardware:
 # --------------------------------------------------------------------------- layout
 @dataclass(frozen=True)
 class LayoutFlags:
-    """The layout flags; :meth:`layout` completes them (defaults that depend on other flags) into a Layout."""
+    """The layout flags; :meth:`layout` completes them (defaults that depend on other flags) into a Layout.
+
+    The fields are :class:`Layout`'s (less ``schedule``, a command's own flag, and ``scatter_gather``, never a
+    flag) plus ``layers_per_virtual_stage``; ``dp`` and ``global_batch_size`` None are derived by
+    :meth:`layout`. No field has a default here: :meth:`defaults` are the flags' declared ones, which are
+    Layout's (:mod:`pipesim.cli.flags`).
+    """
 
     pp: int
     vpp: int
@@ -123,20 +129,20 @@ class LayoutFlags:
     overlap_param_gather: bool
     fp8_recipe: str
     uneven_layers: bool
-    cp: int = 1
-    cp_comm: str = "ring"
-    ep: int = 1
-    etp: int = 1
-    moe_imbalance: float = 1.0
-    overlap_p2p_comm: bool | None = None
-    fsdp: str = "none"
-    fsdp_shard_size: int | None = None
-    reshard_after_forward: bool = True
-    cuda_graphs: bool = False
+    cp: int
+    cp_comm: str
+    ep: int
+    etp: int
+    moe_imbalance: float
+    overlap_p2p_comm: bool | None
+    fsdp: str
+    fsdp_shard_size: int | None
+    reshard_after_forward: bool
+    cuda_graphs: bool
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
-        """Declared defaults of every layout flag."""
+        """Declared defaults of every layout flag (those of :class:`Layout`; dp and the global batch None)."""
         return _defaults(cls)
 
     def synthetic_pipeline(self) -> tuple[int, int]:

@@ -4,8 +4,7 @@
 
 from __future__ import annotations
 
-from pipesim.cost.flops import _tp_in, _tp_out
-from pipesim.cost.ops import ACT_BYTES, LayerOps, Op, backward_gemms
+from pipesim.cost.ops import ACT_BYTES, LayerOps, Op, backward_gemms, tp_in, tp_out
 from pipesim.cost.ops import comm as _comm
 from pipesim.cost.ops import elementwise as _ew
 from pipesim.cost.ops import gemm as _gemm
@@ -29,7 +28,7 @@ def embedding_ops(model: ModelSpec, layout: Layout) -> LayerOps:
     tokens = b * s
     rep = tokens / t if sp else float(tokens)
     fwd: list[Op] = [_ew("embed.lookup", "F", tokens * h, 4)]
-    fwd += _tp_out("embed.tp", "F", t, sp, tokens, h)
+    fwd += tp_out("embed.tp", "F", t, sp, tokens, h)
     if model.learned_positions or model.dropout:
         fwd.append(_ew("embed.pos_dropout", "F", rep * h, 7 if model.dropout else 6))
     bwd: list[Op] = []
@@ -58,7 +57,7 @@ def head_ops(model: ModelSpec, layout: Layout) -> LayerOps:
     rep = tokens / t if sp else float(tokens)
     logits = float(tokens * v_t)
     fwd: list[Op] = [_ew("final_norm", "F", rep * h, 4)]
-    fwd += _tp_in("head.ag", "F", t, sp, tokens, h)
+    fwd += tp_in("head.ag", "F", t, sp, tokens, h)
     fwd.append(_gemm("logits", "F", tokens, v_t, h))
     fwd.append(_ew("cross_entropy", "F", logits, 10))
     if t > 1:
@@ -96,7 +95,7 @@ def mtp_ops(model: ModelSpec, layout: Layout) -> LayerOps:
     tokens = b * s
     rep = tokens / t if sp else float(tokens)
     fwd: list[Op] = [_ew("mtp.enorm", "F", rep * h, 4), _ew("mtp.hnorm", "F", rep * h, 4)]
-    fwd += _tp_in("mtp.eh_proj.ag", "F", t, sp, tokens, 2 * h)
+    fwd += tp_in("mtp.eh_proj.ag", "F", t, sp, tokens, 2 * h)
     proj = _gemm("mtp.eh_proj", "F", tokens, -(-h // t), 2 * h)
     fwd.append(proj)
     if t > 1:
@@ -107,6 +106,6 @@ def mtp_ops(model: ModelSpec, layout: Layout) -> LayerOps:
     if t > 1:
         bwd.append(_comm("mtp.gather.bwd", "I", "reduce-scatter", ACT_BYTES * tokens * h))
     bwd.append(dx)
-    bwd += _tp_out("mtp.eh_proj.bwd", "I", t, sp, tokens, 2 * h)
+    bwd += tp_out("mtp.eh_proj.bwd", "I", t, sp, tokens, 2 * h)
     bwd += [_ew("mtp.enorm.bwd", "I", rep * h, 6), _ew("mtp.hnorm.bwd", "I", rep * h, 6), dw]
     return LayerOps(tuple(fwd), tuple(bwd))

@@ -6,7 +6,8 @@ Two views of the same arithmetic:
   :mod:`pipesim.cost.model_flops`, re-exported here);
 * an operator list of one transformer layer (and of the embedding and the output head) as one tensor-parallel
   rank executes it for one microbatch: every GEMM with its (M, N, K), every memory-bound kernel with the bytes
-  it moves, every tensor-parallel collective with its size. :mod:`pipesim.cost.times` turns each operator into
+  it moves, every tensor-parallel collective with its size (bytes per element of other precisions:
+  :mod:`pipesim.cost.precision`). :mod:`pipesim.cost.times` turns each operator into
   seconds; the roofline view reuses the same list.
 
 Conventions: ``b`` microbatch size, ``s`` sequence length, ``h`` hidden size, ``a`` attention heads, ``t``
@@ -17,8 +18,6 @@ eq. 3 and eq. 7); causal FlashAttention executes only half of it (``ATTENTION_CA
 """
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 from pipesim.cost.model_flops import (
     attention_pairs,
@@ -31,11 +30,12 @@ from pipesim.cost.model_flops import (
     sc21_params,
 )
 from pipesim.cost.moe_ops import cp_attention_comm, moe_block
-from pipesim.cost.ops import ACT_BYTES, LayerOps, Op, backward_gemms
+from pipesim.cost.ops import ACT_BYTES, LayerOps, Op, backward_gemms, tp_in, tp_out
 from pipesim.cost.ops import comm as _comm
 from pipesim.cost.ops import elementwise as _ew
 from pipesim.cost.ops import gemm as _gemm
 from pipesim.cost.parallel_block import shared_collectives
+from pipesim.cost.precision import at_precision
 from pipesim.errors import InputError
 from pipesim.specs.layout import Layout
 from pipesim.specs.model import LayerKind, ModelSpec
@@ -46,8 +46,6 @@ __all__ = [
     "KINDS",
     "PHASES",
     "ACT_BYTES",
-    "ELEMENT_BYTES",
-    "at_precision",
     "ATTENTION_CAUSAL_FRACTION",
     "FLASH_BACKWARD_FACTOR",
     "sc21_params",
@@ -62,20 +60,6 @@ __all__ = [
 
 KINDS = ("gemm", "attention", "elementwise", "comm")
 PHASES = ("F", "I", "W")  # forward; backward for inputs (incl. recompute); backward for weights
-# Bytes per element by precision: (GEMM operands, activations). fp8 as in Transformer Engine: GEMM inputs and
-# weights are cast to 1-byte fp8, GEMM outputs and every other kernel stay in 2-byte bf16; fp4 (NVFP4: 4-bit
-# E2M1 values and one 1-byte E4M3 scale per 16-element block, TE's NVFP4BlockScaling) 0.5 + 1/16 bytes per
-# operand element; tf32 / fp32 keep
-# every tensor in 4-byte fp32 (TF32 is a tensor-core mode over fp32 storage). The operator lists are built
-# with 2-byte tensors and rescaled by :func:`at_precision`.
-ELEMENT_BYTES: dict[str, tuple[float, int]] = {
-    "bf16": (2, 2),
-    "fp16": (2, 2),
-    "fp8": (1, 2),
-    "fp4": (0.5 + 1 / 16, 2),
-    "tf32": (4, 4),
-    "fp32": (4, 4),
-}
 # Causal FlashAttention skips the masked upper triangle: it executes half of the s x s score FLOPs.
 ATTENTION_CAUSAL_FRACTION = 0.5
 # FlashAttention-2's backward runs five s x s matmuls (it recomputes QK^T) against the forward's two:
@@ -84,45 +68,6 @@ FLASH_BACKWARD_FACTOR = 2.5
 
 
 # --------------------------------------------------------------------------- operator lists
-def _tp_in(
-    name: str, phase: str, t: int, sp: bool, tokens: int, h: int, hidden_by: str | None = None
-) -> list[Op]:
-    """Entering a column-parallel region: SP all-gathers the sequence-sharded input (forward); without SP
-    the forward is the identity (Megatron's f operator)."""
-    if t == 1 or not sp:
-        return []
-    return [_comm(name, phase, "all-gather", ACT_BYTES * tokens * h, hidden_by)]
-
-
-def _tp_out(
-    name: str, phase: str, t: int, sp: bool, tokens: int, h: int, hidden_by: str | None = None
-) -> list[Op]:
-    """Leaving a row-parallel region: all-reduce (Megatron's g operator) or, with SP, reduce-scatter."""
-    if t == 1:
-        return []
-    return [_comm(name, phase, "reduce-scatter" if sp else "all-reduce", ACT_BYTES * tokens * h, hidden_by)]
-
-
-def at_precision(ops: LayerOps, precision: str) -> LayerOps:
-    """``ops`` (built with 2-byte tensors) with the bytes of ``precision`` (:data:`ELEMENT_BYTES`): a GEMM moves
-    operand bytes x (MK + KN) + activation bytes x MN per batch; every other kernel and every collective
-    scales with the activation bytes (1-byte dropout masks included: an approximation for tf32 / fp32).
-    bf16 and fp16 return ``ops`` unchanged."""
-    operand, act = ELEMENT_BYTES[precision]
-    if (operand, act) == (ACT_BYTES, ACT_BYTES):
-        return ops
-    k = act / ACT_BYTES
-
-    def conv(op: Op) -> Op:
-        if op.kind == "gemm" and op.shape is not None:
-            m, n, kk = op.shape
-            hbm = float((operand * (m * kk + kk * n) + act * m * n) * op.batch)
-            return replace(op, hbm_bytes=hbm)
-        return replace(op, hbm_bytes=op.hbm_bytes * k, comm_bytes=op.comm_bytes * k)
-
-    return LayerOps(tuple(map(conv, ops.forward)), tuple(map(conv, ops.backward)))
-
-
 def _activation(model: ModelSpec) -> tuple[str, float, float, float, float]:
     """(kernel name, bytes per output element forward / backward, nominal FLOPs forward / backward) of the
     MLP activation: SwiGLU / GeGLU 6 / 10 bytes, 5 / 10 FLOPs; bias-GeLU 4 / 6 bytes, 8 / 16 FLOPs (tanh form);
@@ -212,7 +157,7 @@ def build_layer_ops(
     2 / 2 (``Op.vector_flops``). They only place the kernels on the roofline (:mod:`pipesim.cost.roofline`).
 
     Attention executes :func:`attention_pairs` query-key pairs (causal; sliding window), divided over cp.
-    ``precision`` (default the layout's) sets the bytes per element (:func:`at_precision`).
+    ``precision`` (default the layout's) sets the bytes per element (:func:`pipesim.cost.precision.at_precision`).
     """
     k = model.resolve_kind(kind)
     _check_attention(model, layout, k)
@@ -260,7 +205,7 @@ def build_layer_ops(
         proj_in.append(_gemm("kv_up", "F", tokens, a_t * (model.qk_nope_head_dim + d_v), model.kv_lora_rank))
     else:
         proj_in.append(_gemm("qkv", "F", tokens, a_t * d_qk + kv_heads_t * (d_qk + d_v), h))
-    fwd += _tp_in("tp.ag1", "F", t, sp, tokens, h, proj_in[0].name if ovf else None)
+    fwd += tp_in("tp.ag1", "F", t, sp, tokens, h, proj_in[0].name if ovf else None)
     fwd += proj_in
     if model.mla:
         lat = tokens * (model.q_lora_rank + model.kv_lora_rank)
@@ -272,7 +217,7 @@ def build_layer_ops(
     fwd += attention_core("F")
     proj = _gemm("proj", "F", tokens, h, a_t * d_v)
     fwd.append(proj)
-    fwd += _tp_out("tp.out1", "F", t, sp, tokens, h, "proj" if ovf else None)
+    fwd += tp_out("tp.out1", "F", t, sp, tokens, h, "proj" if ovf else None)
     if model.norms_per_layer == 4:
         fwd.append(_ew("post_norm1", "F", rep * h, 4, norm_fl))
     fwd.append(_ew("bias_dropout_add1" if drop else "residual_add1", "F", rep * h, bda_f, bda_fl_f))
@@ -361,9 +306,9 @@ def build_layer_ops(
         mlp_in_t = (2 if model.gated_mlp else 1) * dense_width // t
         fc1 = _gemm(prefix + "fc1", "F", tokens, mlp_in_t, h)
         fc2 = _gemm(prefix + "fc2", "F", tokens, h, f_t)
-        mlp_f += _tp_in(prefix + "tp.ag2", "F", t, sp, tokens, h, prefix + "fc1" if ovf else None)
+        mlp_f += tp_in(prefix + "tp.ag2", "F", t, sp, tokens, h, prefix + "fc1" if ovf else None)
         mlp_f += [fc1, _ew(prefix + act_name, "F", tokens * f_t, act_f, act_fl_f), fc2]
-        mlp_f += _tp_out(prefix + "tp.out2", "F", t, sp, tokens, h, prefix + "fc2" if ovf else None)
+        mlp_f += tp_out(prefix + "tp.out2", "F", t, sp, tokens, h, prefix + "fc2" if ovf else None)
         fc2_dx, fc2_dw = backward_gemms(fc2)
         fc1_dx, fc1_dw = backward_gemms(fc1)
         assert fc2_dx is not None and fc1_dx is not None

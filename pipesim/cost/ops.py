@@ -1,7 +1,7 @@
 """The operator record every cost module shares: :class:`Op`, :class:`LayerOps` and their constructors.
 
 A GEMM of shape (M, N, K) costs 2MNK FLOPs and moves at least 2(MK + KN + MN) bytes (2-byte tensors; other
-precisions are rescaled by :func:`pipesim.cost.flops.at_precision`). Batched and grouped GEMMs carry
+precisions are rescaled by :func:`pipesim.cost.precision.at_precision`). Batched and grouped GEMMs carry
 ``batch``: the same shape ``batch`` times (attention heads, or the local experts of a grouped GEMM).
 """
 
@@ -9,7 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-__all__ = ["Op", "LayerOps", "ACT_BYTES", "GROUPS", "gemm", "elementwise", "comm", "backward_gemms"]
+__all__ = [
+    "Op",
+    "LayerOps",
+    "ACT_BYTES",
+    "GROUPS",
+    "gemm",
+    "elementwise",
+    "comm",
+    "backward_gemms",
+    "tp_in",
+    "tp_out",
+]
 
 ACT_BYTES = 2  # bf16 / fp16 activations
 # Process groups a communication op can run over (see pipesim.specs.placement.RankGrid).
@@ -106,6 +117,28 @@ def comm(
         group=group,
         batch=rounds,
     )
+
+
+def tp_in(
+    name: str, phase: str, t: int, sp: bool, tokens: int, h: int, hidden_by: str | None = None
+) -> list[Op]:
+    """The collective entering a column-parallel region of ``tokens`` x ``h`` activations over ``t`` ranks:
+    with sequence parallelism an all-gather of the sequence-sharded input (forward); without it none, the
+    forward being the identity (Megatron-LM's f operator, Shoeybi et al. 2019 Section 3; SP: Korthikanti et
+    al. 2022 Section 4.2.2)."""
+    if t == 1 or not sp:
+        return []
+    return [comm(name, phase, "all-gather", ACT_BYTES * tokens * h, hidden_by)]
+
+
+def tp_out(
+    name: str, phase: str, t: int, sp: bool, tokens: int, h: int, hidden_by: str | None = None
+) -> list[Op]:
+    """The collective leaving a row-parallel region: an all-reduce (Megatron-LM's g operator) or, with
+    sequence parallelism, a reduce-scatter; none when ``t`` is 1."""
+    if t == 1:
+        return []
+    return [comm(name, phase, "reduce-scatter" if sp else "all-reduce", ACT_BYTES * tokens * h, hidden_by)]
 
 
 def backward_gemms(op: Op, dx: bool = True) -> tuple[Op | None, Op]:

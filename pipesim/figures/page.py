@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs, get_plotlyjs_version
 
 import pipesim
-from pipesim.errors import InputError
+from pipesim.errors import check_choice
 from pipesim.figures import PLOTLYJS_MODES
 from pipesim.io.atomic import write_outputs
 
@@ -145,8 +145,7 @@ def cdn_url() -> str:
 
 def check_plotlyjs(mode: str) -> None:
     """Refuse a ``--plotlyjs`` value that is not one of :data:`PLOTLYJS_MODES`."""
-    if mode not in PLOTLYJS_MODES:
-        raise InputError(f"--plotlyjs={mode!r}; valid: {', '.join(PLOTLYJS_MODES)}")
+    check_choice("--plotlyjs", mode, PLOTLYJS_MODES)
 
 
 def _plotly_script(mode: str) -> str:

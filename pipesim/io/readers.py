@@ -38,7 +38,6 @@ where each efficiency value comes from: what ``pipesim calibrate`` writes.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
@@ -46,15 +45,10 @@ from typing import Any
 
 from pipesim.errors import InputError
 from pipesim.io.hf_config import load_hf_config, model_from_hf_dict
-from pipesim.io.values import read_text, req_bool, req_int, req_num, req_str
+from pipesim.io.values import parse_toml, read_text, req_bool, req_int, req_num, req_str
 from pipesim.specs.efficiency import EFFICIENCY_KEYS, Efficiency, efficiency_from_table
 from pipesim.specs.gpu import PRECISIONS, GPUSpec, get_gpu
 from pipesim.specs.model import ModelSpec, get_model
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 __all__ = [
     "load_hf_config",
@@ -67,13 +61,7 @@ __all__ = [
 
 
 def _read_toml(path: Path, what: str) -> dict[str, Any]:
-    text = read_text(path, what)
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{path}: not valid TOML ({exc})") from None
-    except RecursionError:
-        raise InputError(f"{path}: not valid TOML (nested too deeply to read)") from None
+    return parse_toml(read_text(path, what), str(path))
 
 
 # The keys of a model table: ModelSpec's fields (its source is the file itself).

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -44,16 +43,11 @@ from typing import Any
 
 from pipesim.errors import InputError
 from pipesim.io.readers import MODEL_KEYS, gpu_from_table, model_from_table
-from pipesim.io.values import read_text
+from pipesim.io.values import parse_toml, read_text
 from pipesim.specs.efficiency import EFFICIENCY_KEYS
 from pipesim.specs.gpu import GPU_PRESETS, GPUSpec
 from pipesim.specs.layout import Layout
 from pipesim.specs.model import MODEL_PRESETS, ModelSpec
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 __all__ = [
     "Entry",
@@ -89,12 +83,7 @@ class ExperimentFile:
 def parse_experiment(text: str, src: str, sections: Mapping[str, frozenset[str]]) -> ExperimentFile:
     """Parse experiment TOML ``text`` (``src`` names it in errors). ``sections`` maps each section name to the
     keys it may hold; a key elsewhere, a table that is no section, or a value nested deeper is refused."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{src}: not valid TOML ({exc})") from None
-    except RecursionError:
-        raise InputError(f"{src}: not valid TOML (nested too deeply to read)") from None
+    data = parse_toml(text, src)
     entries: list[Entry] = []
     model = gpu = None
     for key, value in data.items():

@@ -4,13 +4,19 @@ the key."""
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pipesim.errors import InputError
 
-__all__ = ["read_text", "req_int", "req_num", "req_bool", "req_str"]
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = ["read_text", "parse_toml", "req_int", "req_num", "req_bool", "req_str"]
 
 
 def req_int(src: str, data: Mapping[str, Any], key: str, default: int | None = None, prefix: str = "") -> int:
@@ -59,3 +65,14 @@ def read_text(path: Path, what: str) -> str:
         raise InputError(f"{what} file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read {what} file {path}: {exc}") from None
+
+
+def parse_toml(text: str, src: str) -> dict[str, Any]:
+    """The table of TOML ``text``; a syntax error (or nesting too deep to read) is one InputError naming
+    ``src``."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{src}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise InputError(f"{src}: not valid TOML (nested too deeply to read)") from None

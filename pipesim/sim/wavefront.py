@@ -28,12 +28,12 @@ from schedules.ir import (
 )
 from schedules.validate import deadlock_error
 
-__all__ = ["simulate_wavefront", "decode_actions"]
+__all__ = ["simulate_wavefront", "decode_actions", "action_codes"]
 
 
-def decode_actions(schedule: Schedule) -> tuple[npt.NDArray, npt.NDArray, npt.NDArray, npt.NDArray, IntArray]:
-    """Flatten a schedule into numpy arrays: rank (int32), op (int8), stage (int32), microbatch (int32) and
-    rank_offsets (int64, rank r's actions are offsets[r] .. offsets[r+1]-1)."""
+def action_codes(schedule: Schedule) -> tuple[IntArray, IntArray]:
+    """The schedule's action codes (:mod:`schedules.ir`'s int64 encoding), rank after rank, and rank_offsets
+    (int64, rank r's actions are offsets[r] .. offsets[r+1]-1)."""
     lengths = np.fromiter((len(p) for p in schedule.programs), dtype=np.int64, count=schedule.num_ranks)
     offsets = np.zeros(schedule.num_ranks + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
@@ -42,7 +42,14 @@ def decode_actions(schedule: Schedule) -> tuple[npt.NDArray, npt.NDArray, npt.ND
         if offsets[-1]
         else np.zeros(0, dtype=np.int64)
     )
-    rank = np.repeat(np.arange(schedule.num_ranks, dtype=np.int32), lengths)
+    return codes, offsets
+
+
+def decode_actions(schedule: Schedule) -> tuple[npt.NDArray, npt.NDArray, npt.NDArray, npt.NDArray, IntArray]:
+    """Flatten a schedule into numpy arrays: rank (int32), op (int8), stage (int32), microbatch (int32) and
+    rank_offsets (int64, rank r's actions are offsets[r] .. offsets[r+1]-1)."""
+    codes, offsets = action_codes(schedule)
+    rank = np.repeat(np.arange(schedule.num_ranks, dtype=np.int32), np.diff(offsets))
     rest, op = np.divmod(codes, NUM_OPS)
     del codes
     mb, stage = np.divmod(rest, schedule.num_stages)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipesim.errors import InputError
+from pipesim.errors import InputError, check_choice
 from pipesim.specs.model import ModelSpec
 
 __all__ = [
@@ -151,8 +151,7 @@ class Layout:
             raise InputError(f"seq-length={self.seq_length} must be a positive integer")
         if self.overlap_p2p_comm is not None and not isinstance(self.overlap_p2p_comm, bool):
             raise InputError(f"overlap-p2p-comm={self.overlap_p2p_comm!r}; valid: true, false (or unset)")
-        if self.cp_comm not in CP_COMM:
-            raise InputError(f"cp-comm={self.cp_comm!r}; valid: {', '.join(CP_COMM)}")
+        check_choice("cp-comm", self.cp_comm, CP_COMM)
         imb = self.moe_imbalance
         if isinstance(imb, bool) or not isinstance(imb, (int, float)) or not imb >= 1.0:
             raise InputError(f"moe-imbalance={imb!r} must be a number >= 1.0 (1.0 = balanced routing)")
@@ -164,14 +163,10 @@ class Layout:
                 f"{self.tp} x {self.cp} x {self.dp} = {stage}; valid ep for etp={self.etp}: "
                 f"{', '.join(map(str, fits))}"
             )
-        if self.recompute not in RECOMPUTE:
-            raise InputError(f"recompute={self.recompute!r}; valid: {', '.join(RECOMPUTE)}")
-        if self.attention not in ATTENTION:
-            raise InputError(f"attention={self.attention!r}; valid: {', '.join(ATTENTION)}")
-        if self.fp8_recipe not in FP8_RECIPES:
-            raise InputError(f"fp8-recipe={self.fp8_recipe!r}; valid: {', '.join(FP8_RECIPES)}")
-        if self.precision not in TRAIN_PRECISIONS:
-            raise InputError(f"precision={self.precision!r}; valid: {', '.join(TRAIN_PRECISIONS)}")
+        check_choice("recompute", self.recompute, RECOMPUTE)
+        check_choice("attention", self.attention, ATTENTION)
+        check_choice("fp8-recipe", self.fp8_recipe, FP8_RECIPES)
+        check_choice("precision", self.precision, TRAIN_PRECISIONS)
         per_replica = self.micro_batch_size * self.dp
         if self.global_batch_size % per_replica:
             lower = max(per_replica, self.global_batch_size // per_replica * per_replica)
@@ -187,8 +182,7 @@ class Layout:
     def _check_fsdp(self) -> None:
         """The FSDP flags' rules: a known mode; ``fsdp`` means ZeRO-3 (so no other ZeRO stage); a shard size
         only with ``hybrid``, where it must divide dp x cp; no-reshard only with parameter sharding."""
-        if self.fsdp not in FSDP:
-            raise InputError(f"fsdp={self.fsdp!r}; valid: {', '.join(FSDP)}")
+        check_choice("fsdp", self.fsdp, FSDP)
         if self.fsdp != "none":
             if self.zero_stage not in (0, 3):
                 raise InputError(

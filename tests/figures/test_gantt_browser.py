@@ -16,7 +16,7 @@ from pipesim.figures.memory_panel import CAPACITY_COLOUR
 from pipesim.sim.compare import CompareRequest
 from pipesim.sim.engine import SpanKind, Stream
 from pipesim.sim.series import GanttSeries, simulate_series
-from tests.browser import decode_png, drawn_bars, hex_rgb, lane_pixels, open_page
+from tests.browser import decode_png, drawn_bars, hex_rgb, hover_text, lane_pixels, open_page
 from tests.chromium import Chromium
 
 pytestmark = pytest.mark.browser
@@ -94,16 +94,7 @@ def test_hover_shows_stage_microbatch_start_end_duration(
     mid_ms = (tl.start_s[row] + tl.end_s[row]) / 2 * 1e3
     with open_page(browser, path) as tab:
         y, _, _ = lane_pixels(tab, "1f1b", "B", 8)[2]
-        x = tab.evaluate(
-            "(function () { var gd = document.querySelector('.js-plotly-plot'); var xa = gd._fullLayout.xaxis;"
-            f" return gd.getBoundingClientRect().left + xa._offset + xa.c2p({mid_ms}); }})()"
-        )
-        tab.evaluate(f"window.scrollTo(0, {y - 300})")
-        scroll = tab.evaluate("window.scrollY")
-        tab.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y - scroll})
-        text = tab.evaluate(
-            "new Promise(r => setTimeout(() => r(document.querySelector('.hoverlayer').textContent), 300))"
-        )
+        text = hover_text(tab, mid_ms, y)
     start, end = tl.start_s[row] * 1e3, tl.end_s[row] * 1e3
     assert "rank 2" in text
     assert f"stage {int(tl.stage[row])}, microbatch {int(tl.microbatch[row])}" in text
@@ -201,15 +192,6 @@ def test_moe_page_draws_the_all_to_alls_with_their_bytes(browser: Chromium, tmp_
         i = int(np.nonzero(ep.rank == 1)[0][0])
         mid_ms = (ep.start_s[i] + ep.end_s[i]) / 2 * 1e3
         y, _, _ = lane_pixels(tab, "1f1b", "EP", 2)[1]
-        x = tab.evaluate(
-            "(function () { var gd = document.querySelector('.js-plotly-plot'); var xa = gd._fullLayout.xaxis;"
-            f" return gd.getBoundingClientRect().left + xa._offset + xa.c2p({mid_ms}); }})()"
-        )
-        tab.evaluate(f"window.scrollTo(0, {y - 300})")
-        scroll = tab.evaluate("window.scrollY")
-        tab.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y - scroll})
-        text = tab.evaluate(
-            "new Promise(r => setTimeout(() => r(document.querySelector('.hoverlayer').textContent), 300))"
-        )
+        text = hover_text(tab, mid_ms, y)
     assert "EP all-to-all" in text and "rank 1" in text
     assert f"{16 * 2 * 32 * 2**20 / 1e6:.2f} MB moved per GPU" in text

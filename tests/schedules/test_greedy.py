@@ -7,7 +7,7 @@ import json
 import pytest
 from conftest import invoke
 from hypothesis import given, settings
-from hypothesis import strategies as st
+from strategies import MEMORY_CAP, MICROBATCHES, PASS_TIMES, RANKS
 
 from pipesim.sim.compare import CompareRequest, compare_schedules
 from schedules import ScheduleError, build_schedule, validate
@@ -18,16 +18,7 @@ from tests.zb_helpers import run
 
 
 @settings(max_examples=40, deadline=None)
-@given(
-    p=st.integers(1, 6),
-    m=st.integers(1, 12),
-    tf=st.floats(0.1, 3.0),
-    ti=st.floats(0.1, 3.0),
-    tw=st.floats(0.0, 3.0),
-    p2p=st.floats(0.0, 1.0),
-    cap=st.floats(1.0, 14.0),
-    stash=st.floats(0.0, 1.0),
-)
+@given(p=RANKS, m=MICROBATCHES, cap=MEMORY_CAP, **PASS_TIMES)
 def test_order_is_valid_and_respects_the_cap(
     p: int, m: int, tf: float, ti: float, tw: float, p2p: float, cap: float, stash: float
 ) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import MICROBATCHES, PASS_TIMES, RANKS
 
 from pipesim.sim.compare import CompareRequest, compare_schedules
 from schedules import ScheduleError, build_schedule, get_family, validate
@@ -19,14 +20,10 @@ from tests.zb_helpers import run
 @settings(max_examples=30, deadline=None)
 @given(
     name=st.sampled_from(["zb-v-half", "zb-v-min"]),
-    p=st.integers(1, 6),
-    m=st.integers(1, 12),
-    tf=st.floats(0.1, 3.0),
-    ti=st.floats(0.1, 3.0),
-    tw=st.floats(0.0, 3.0),
-    p2p=st.floats(0.0, 1.0),
-    stash=st.floats(0.0, 1.0),
+    p=RANKS,
+    m=MICROBATCHES,
     cap=st.one_of(st.none(), st.floats(1.0, 6.0)),
+    **PASS_TIMES,
 )
 def test_valid_and_under_the_cap(
     name: str, p: int, m: int, tf: float, ti: float, tw: float, p2p: float, stash: float, cap: float | None

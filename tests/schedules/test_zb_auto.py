@@ -8,6 +8,7 @@ import itertools
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import MEMORY_CAP, MICROBATCHES, PASS_TIMES, RANKS
 
 from pipesim.sim.engine import OpCosts, simulate
 from pipesim.sim.iterations import run_iterations
@@ -31,13 +32,9 @@ def engine_costs(n: int, t: AutoTimes) -> OpCosts:
 @given(
     name=st.sampled_from(["1f1b", "gpipe", "interleaved-1f1b", "zb-h1", "zb-h2", "zb-v", "dualpipe-v"]),
     p=st.integers(2, 5),
-    m=st.integers(1, 12),
-    tf=st.floats(0.1, 3.0),
-    ti=st.floats(0.1, 3.0),
-    tw=st.floats(0.0, 3.0),
-    p2p=st.floats(0.0, 1.0),
-    stash=st.floats(0.0, 1.0),
+    m=MICROBATCHES,
     reps=st.integers(1, 3),
+    **PASS_TIMES,
 )
 def test_timer_agrees_with_the_engine(
     name: str, p: int, m: int, tf: float, ti: float, tw: float, p2p: float, stash: float, reps: int
@@ -64,15 +61,11 @@ def test_timer_agrees_with_the_engine(
 
 @settings(max_examples=30, deadline=None)
 @given(
-    p=st.integers(1, 6),
-    m=st.integers(1, 12),
-    tf=st.floats(0.1, 3.0),
-    ti=st.floats(0.1, 3.0),
-    tw=st.floats(0.0, 3.0),
-    p2p=st.floats(0.0, 1.0),
-    cap=st.floats(1.0, 14.0),
-    stash=st.floats(0.0, 1.0),
+    p=RANKS,
+    m=MICROBATCHES,
+    cap=MEMORY_CAP,
     objective=st.sampled_from(["sync", "post-validation"]),
+    **PASS_TIMES,
 )
 def test_auto_order_is_valid_and_respects_the_cap(
     p: int, m: int, tf: float, ti: float, tw: float, p2p: float, cap: float, stash: float, objective: str

@@ -127,3 +127,20 @@ def test_zero3_on_the_topology_graph_is_compute_bound() -> None:
     # what 2021's DeepSpeed reached).
     for _, pred, _, exposed in ZERO3.zero3_errors(A100, "dgx-a100"):
         assert exposed < 0.10 and pred > 170
+
+
+def test_the_reports_table_printer_lines_columns_up(capsys: pytest.CaptureFixture[str]) -> None:
+    # benchmarks/_table.py: text left-aligned, numbers right-aligned, each column as wide as its widest cell or
+    # title, two spaces between columns, a rule under the titles; without a header only the indented rows.
+    table = _load("_table")
+    columns = [("model", ""), ("GPUs", ""), ("error", "+.1%")]
+    rows = [("gpt3-175b", 384, 0.093), ("gpt-1t", 3072, -0.1337)]
+    table.print_table(columns, rows)
+    assert capsys.readouterr().out.splitlines() == [
+        "model      GPUs   error",
+        "-----------------------",
+        "gpt3-175b   384   +9.3%",
+        "gpt-1t     3072  -13.4%",
+    ]
+    table.print_table(columns, rows, indent="  ", header=False)
+    assert capsys.readouterr().out.splitlines() == ["  gpt3-175b   384   +9.3%", "  gpt-1t     3072  -13.4%"]

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import registered_schedules
 
-from pipesim.sim import compiled
+from pipesim.sim import compiled, compiled_kernels
 from pipesim.sim.engine import OpCosts, Timeline, simulate
 from schedules import REGISTRY, Action, Op, Schedule, ScheduleError, build_schedule
 
@@ -212,7 +212,7 @@ def test_kernels_compile_without_a_writable_cache(monkeypatch: pytest.MonkeyPatc
         return real_njit(**options)
 
     monkeypatch.setattr(numba, "njit", njit_without_cache)
-    compiled._kernels.cache_clear()
+    compiled_kernels.kernels.cache_clear()
     try:
         schedule = build_schedule("zb-h1", 3, 5)
         costs = random_costs(schedule, random.Random(7))
@@ -220,7 +220,7 @@ def test_kernels_compile_without_a_writable_cache(monkeypatch: pytest.MonkeyPatc
             compiled.simulate_compiled(schedule, costs), simulate(schedule, costs, method="wavefront")
         )
     finally:
-        compiled._kernels.cache_clear()
+        compiled_kernels.kernels.cache_clear()
 
 
 def test_overlapped_pairs_run_on_the_reference() -> None:
