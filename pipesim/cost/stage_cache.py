@@ -216,15 +216,7 @@ class StageCostCache:
         if src == dst:
             return 0.0
         a, b = grid.rank(0, 0, src), grid.rank(0, 0, dst)
-        key = (
-            layout.tp,
-            layout.micro_batch_size,
-            layout.seq_length,
-            layout.sequence_parallel,
-            layout.cp,
-            a,
-            b,
-        )
+        key = (*self.transfer_key(layout), a, b)
         hit = self._p2p.get(key)
         if hit is None:
             model = self.model
@@ -236,6 +228,17 @@ class StageCostCache:
                 hit += self.comm.collective_s("all-gather", full, grid.tp_group(0, dst))
             self._p2p[key] = hit
         return hit
+
+    def transfer_key(self, layout: Layout) -> tuple[Any, ...]:
+        """The layout fields a stage-to-stage transfer's time depends on (beside its two ranks)."""
+        return (
+            layout.tp,
+            layout.micro_batch_size,
+            layout.seq_length,
+            layout.sequence_parallel,
+            layout.cp,
+            layout.scatter_gather,
+        )
 
     def state_hop_s(self, grid: RankGrid, src: int) -> float:
         """Seconds to pass the partially reduced global state (:data:`VALIDATION_STATE_BYTES`) from pipeline

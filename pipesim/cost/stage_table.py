@@ -17,7 +17,7 @@ from pipesim.cost import fsdp
 from pipesim.cost.times import PassTimes
 from pipesim.sim.engine import OpCosts
 
-__all__ = ["COLUMNS", "StageCosts", "StageFrame", "StageTable", "rank_sums"]
+__all__ = ["COLUMNS", "StageCosts", "StageFrame", "StageTable", "rank_column_sums", "rank_sums"]
 
 # The per-stage columns of StageTable.values, in order.
 COLUMNS = (
@@ -43,7 +43,20 @@ def rank_sums(placement: np.ndarray, values: np.ndarray, ranks: int) -> np.ndarr
     return np.bincount(placement, weights=values, minlength=ranks)
 
 
-@dataclass(frozen=True)
+def rank_column_sums(frame: StageFrame, values: np.ndarray, ranks: int) -> np.ndarray:
+    """:func:`rank_sums` of every column of ``values`` (stages x columns) at once: (ranks x columns), each
+    rank's stages added in stage order from 0.0."""
+    by_rank = frame.by_rank
+    if by_rank is None:
+        return np.stack([rank_sums(frame.placement, values[:, j], ranks) for j in range(values.shape[1])], 1)
+    per = values[by_rank]  # ranks x stages per rank x columns
+    acc = per[:, 0, :] + 0.0  # 0.0 + x: the loop's first addition
+    for j in range(1, per.shape[1]):
+        acc = acc + per[:, j, :]
+    return acc
+
+
+@dataclass(frozen=True, eq=False)
 class StageFrame:
     """Where the stages of one placement sit, independent of the layout's unit fields: each stage's pipeline
     rank, layer count and first layer; the distinct stage signatures (rank, layer-kind id, first / last of its
@@ -58,6 +71,31 @@ class StageFrame:
     sig_index: np.ndarray
     pairs: tuple[tuple[int, int], ...]
     pair_index: np.ndarray
+
+    @cached_property
+    def by_rank(self) -> np.ndarray | None:
+        """Each rank's stages in stage order as a (ranks x stages per rank) index array, or None when the
+        ranks hold different numbers of stages."""
+        counts = np.bincount(self.placement)
+        if len(counts) == 0 or counts.min() != counts.max():
+            return None
+        return np.argsort(self.placement, kind="stable").reshape(len(counts), -1)
+
+    @cached_property
+    def crossings(self) -> tuple[np.ndarray, np.ndarray]:
+        """The boundaries whose two stages sit on different ranks, and for each the (sending, receiving) rank
+        pair flattened in boundary order."""
+        pl = self.placement
+        cross = np.flatnonzero(pl[:-1] != pl[1:])
+        return cross, np.stack([pl[cross], pl[cross + 1]], axis=1).ravel()
+
+    def local(self, rank: int) -> list[int]:
+        """The stages on ``rank``, in stage order."""
+        return self._locals.setdefault(rank, np.flatnonzero(self.placement == rank).tolist())
+
+    @cached_property
+    def _locals(self) -> dict[int, list[int]]:
+        return {}
 
     @property
     def num_stages(self) -> int:

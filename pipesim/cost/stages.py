@@ -164,24 +164,36 @@ class StageCostModel(StageCostCache):
             )
         by_sig = np.array(rows, dtype=np.float64).reshape(len(rows), len(COLUMNS))
         values = by_sig[frame.sig_index]
-        pair_s = [self.transfer_s(layout, grid, a, b) for a, b in frame.pairs]
-        p2p = np.array([*pair_s, 0.0], dtype=np.float64)[frame.pair_index]  # index -1: no transfer
+        fid = id(frame)  # frames are kept (memoized) for the model's life: their ids are unique
+        p2p = self._memoized(
+            ("p2p", fid, gkey, *self.transfer_key(layout)),
+            lambda: np.array(
+                [*(self.transfer_s(layout, grid, a, b) for a, b in frame.pairs), 0.0], dtype=np.float64
+            )[frame.pair_index],  # index -1: no transfer
+        )
         hop = self._memoized(
             ("hop", gkey, layout.pp),
             lambda: max((self.state_hop_s(grid, r) for r in range(layout.pp - 1)), default=0.0),
         )
 
         # Data-parallel gradient reduction, per stage (the engine's buckets decide what is hidden).
-        dp_full = stage_reductions(
-            model,
-            layout,
-            frame,
-            by_sig[:, PARAMS].tolist(),
-            [e[2] for e in entries],
-            lambda r: self.rank_groups(grid, r),
-            self._collective,
-            self._stage_dp.setdefault(gkey, {}),
+        sig_params, sig_expert = by_sig[:, PARAMS].tolist(), [e[2] for e in entries]
+        dp_key = (layout.distributed_optimizer, layout.grad_reduce_bytes, layout.zero_stage, layout.fsdp)
+        dp_full = self._memoized(
+            ("dp", fid, gkey, *dp_key, layout.shard_size, tuple(sig_params), tuple(sig_expert)),
+            lambda: stage_reductions(
+                model,
+                layout,
+                frame,
+                sig_params,
+                sig_expert,
+                lambda r: self.rank_groups(grid, r),
+                self._collective,
+                self._stage_dp.setdefault(gkey, {}),
+            ),
         )
+        p2p.setflags(write=False)  # shared between the tables that memoized them
+        dp_full.setflags(write=False)
         rank_params = rank_sums(frame.placement, values[:, PARAMS], layout.pp)
         rank_expert = rank_sums(frame.placement, values[:, EXPERT], layout.pp)
         rank_forward = rank_sums(frame.placement, values[:, F], layout.pp)

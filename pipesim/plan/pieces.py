@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from pipesim.cost.memory import ACTIVATION_OVERHEAD, state_bytes
-from pipesim.cost.stage_table import REC, TPB, TPF, ZE, B, F, StageTable, W, rank_sums
+from pipesim.cost.stage_table import REC, TPB, TPF, ZE, B, F, StageTable, W, rank_column_sums, rank_sums
 from pipesim.plan.dp_exposure import DpExposure
 from pipesim.specs.layout import Layout
 from schedules import get_family
@@ -129,18 +129,15 @@ def stage_pieces(
     # Blocking sends (p2p_blocking) hold the sender's compute: they join its per-microbatch work. F(s) sends to
     # s+1, B(s+1) back to s: each crossing boundary adds to both ranks, in boundary order.
     if table.p2p_blocking and n_stages > 1:
-        cross = np.flatnonzero(placement[:-1] != placement[1:])
-        who = np.stack([placement[cross], placement[cross + 1]], axis=1).ravel()
+        cross, who = frame.crossings
         blocked = rank_sums(who, np.repeat(boundary[cross], 2), p)
     else:
         blocked = np.zeros(p)
-    work = rank_sums(placement, v[:, F] + v[:, B], p) + blocked
-    fwd = rank_sums(placement, v[:, F], p)
-    wgt = rank_sums(placement, v[:, W], p)
-    rec = rank_sums(placement, v[:, REC], p)
-    tpc = rank_sums(placement, v[:, TPF] + v[:, TPB], p)
-    z_exposed = v[:, ZE]
-    fsdp_exposed = rank_sums(placement, z_exposed, p).tolist() if z_exposed.any() else [0.0] * p
+    cols = np.column_stack([v[:, F] + v[:, B], v[:, F], v[:, W], v[:, REC], v[:, TPF] + v[:, TPB], v[:, ZE]])
+    sums = rank_column_sums(frame, cols, p)
+    work = sums[:, 0] + blocked
+    fwd, wgt, rec, tpc = (sums[:, j] for j in range(1, 5))
+    fsdp_exposed = sums[:, 5].tolist() if v[:, ZE].any() else [0.0] * p
     work_l = work.tolist()
     slow = int(np.argmax(work))  # the first of the largest: most work, lowest index on ties
     bl = boundary.tolist()
@@ -158,21 +155,17 @@ def stage_pieces(
         )
     )
     acts, stash = table.activation_bytes, table.weight_stash_bytes
-    local = [np.flatnonzero(placement == r) for r in range(p)]
-    widths = {len(x) for x in local}
-    if len(widths) == 1:
-        by_rank = np.argsort(placement, kind="stable").reshape(p, -1)
+    by_rank = frame.by_rank
+    if by_rank is not None:
         walk_matrix = np.concatenate([acts[by_rank], stash[by_rank]], axis=1)
     else:
-        walk_matrix = np.array(
-            [acts[x].tolist() + stash[x].tolist() for x in local],
-            dtype=object,
-        )
+        local = [frame.local(r) for r in range(p)]
+        walk_matrix = np.array([acts[x].tolist() + stash[x].tolist() for x in local], dtype=object)
     last = n_stages - 1
     end_bytes: dict[int, tuple[float, float]] = {}
     acts_l = acts.tolist()
     for r in sorted({0, p - 1}):
-        stages = local[r].tolist()
+        stages = frame.local(r)
         extras = [extra_bytes(s == 0, s == last) if s in (0, last) else 0.0 for s in stages]
         layer_bytes = sum(acts_l[s] - x for s, x in zip(stages, extras, strict=True))
         end_bytes[r] = (layer_bytes, sum(extras))

@@ -99,6 +99,14 @@ class RankGrid:
             raise InputError(
                 f"etp x ep = {self.etp} x {self.ep} does not divide tp x cp x dp = {self.tp * self.cp * self.dp}"
             )
+        # Hashed once, from integers only (the same in every process, so a pickled grid keeps a valid hash):
+        # grids key the cost model's caches, looked up many times per layout.
+        object.__setattr__(
+            self, "_hash", hash((self.tp, self.dp, self.pp, len(order), self.cp, self.ep, self.etp))
+        )
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined]
 
     @property
     def full_order(self) -> tuple[str, ...]:
