@@ -111,10 +111,12 @@ def test_zero3_rows_of_sc21_table2() -> None:
     # prefetched one submodule ahead (pipesim.cost.fsdp), on the calibration's two-level network (one 24 GB/s
     # HDR NIC per GPU). Micro-batch 1 and 2 are communication-bound (SC21: 88 x 768 = 44 x 1536 aggregate
     # TFLOP/s, the same step time), micro-batch 4 partly: a layer's MLP-up gather waits behind the short
-    # projection. Five rows within 15%; 530B on 640 GPUs is the known miss (+15.7%).
+    # projection. Measured: +11.5, +5.4, +0.1, +17.1, -2.9, -3.4% (MAE 6.75%; 9.74% when every step of a ring
+    # spanning servers paid the network's hop latency: 530B on 1,120 and 2,240 GPUs came out at -6.8 / -11.1%,
+    # slowing with the GPU count where SC21 measured the same step time). 530B on 640 GPUs is the known miss.
     rows = ZERO3.zero3_errors(A100)
     assert len(rows) == 6
-    assert ACC.mae([e for *_, e, _ in rows]) <= 0.10
+    assert ACC.mae([e for *_, e, _ in rows]) <= 0.07
     for (name, gpus, _, mbs, pub), pred, err, exposed in rows:
         limit = 0.20 if (name, gpus) == ("gpt-529.6b", 640) else ZERO3.ZERO3_TARGET
         assert abs(err) <= limit, (name, gpus, pred, pub)
