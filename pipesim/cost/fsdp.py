@@ -15,7 +15,8 @@ compute and its last collective have finished, so
     uniform units, compute c and collective g per unit, L units:  pass = g + c + (L - 1) max(g, c)
 
 (forward), the first gather always exposed. A collective's kernels hold some of the GPU's SMs while they run
-(NCCL: one thread block per channel, NVIDIA NCCL documentation, ``NCCL_MIN_CTAS`` / ``NCCL_MAX_CTAS``), so a
+(NCCL's channels are CUDA blocks: "reducing the number of channels also reduces the number of CUDA blocks used
+for communication, hence the impact on GPU computing resources", NCCL documentation, ``NCCL_MAX_NCHANNELS``), so a
 unit's compute that overlaps the stream's collectives runs at ``1 - share`` of its speed until the stream goes
 idle (``share`` = the GPU profile's ``comm_sms / sm_count``; DeepSeek-V3, arXiv:2412.19437, Section 3.2.2,
 gives 20 of an H800's 132 SMs to communication kernels). What a pass takes beyond its compute is the exposed
