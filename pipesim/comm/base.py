@@ -52,9 +52,14 @@ class LevelCommModel:
     """Ring collectives on a two-level cluster: ``gpus_per_node`` GPUs per node joined by
     ``intra_Bps`` per GPU per direction, nodes joined by ``inter_Bps`` per GPU per direction (a rail of NICs).
 
-    Time of a ring collective = (steps) x latency + busbw-bytes / bottleneck bandwidth, where busbw-bytes =
+    Time of a ring collective = latency + busbw-bytes / bottleneck bandwidth, where busbw-bytes =
     size x :func:`bus_factor` and the bottleneck is the inter-node bandwidth if the group spans nodes
-    (alpha-beta model; Thakur, Rabenseifner & Gropp 2005, ring algorithms).
+    (alpha-beta model; Thakur, Rabenseifner & Gropp 2005, ring algorithms). The latency is the ring's hops
+    as NCCL's tuning model counts them (NVIDIA/nccl src/graph/tuning.cc, ncclTopoTuneModel; the same form
+    as :mod:`pipesim.comm.rings` on a topology graph): of the 2(n-1) steps of an all-reduce (n-1 otherwise)
+    over a group on k nodes, 2(k-1) (k-1) cross the network at ``inter_latency_s`` and the rest stay on a
+    node at ``intra_latency_s``: a pipelined ring forwards each chunk as it arrives, so a step costs its own
+    hop's latency, not the slowest hop's.
     """
 
     gpus_per_node: int = 8
@@ -68,20 +73,20 @@ class LevelCommModel:
             if getattr(self, name) <= 0:
                 raise InputError(f"{name}={getattr(self, name)} must be > 0")
 
-    def _spans_nodes(self, ranks: Sequence[int]) -> bool:
-        return len({r // self.gpus_per_node for r in ranks}) > 1
-
     def collective_s(self, op: str, size_bytes: float, ranks: Sequence[int]) -> float:
-        """Ring time: 2(n-1) (all-reduce) or n-1 steps of latency plus bus bytes over the bottleneck link."""
+        """Ring time: the latency of its 2(n-1) (all-reduce) or n-1 steps, each at its hop's latency (class
+        docstring), plus bus bytes over the bottleneck link."""
         n = len(ranks)
         if n <= 1 or size_bytes <= 0:
             return 0.0
         factor = bus_factor(op, n)
-        cross = self._spans_nodes(ranks)
-        bw = self.inter_Bps if cross else self.intra_Bps
-        lat = self.inter_latency_s if cross else self.intra_latency_s
-        steps = 2 * (n - 1) if op == "all-reduce" else (n - 1)
-        return steps * lat + size_bytes * factor / bw
+        nodes = len({r // self.gpus_per_node for r in ranks})
+        bw = self.inter_Bps if nodes > 1 else self.intra_Bps
+        per_step = 2 if op == "all-reduce" else 1
+        steps, inter = per_step * (n - 1), per_step * (nodes - 1)
+        return (
+            (steps - inter) * self.intra_latency_s + inter * self.inter_latency_s + size_bytes * factor / bw
+        )
 
     def p2p_s(self, size_bytes: float, src: int, dst: int) -> float:
         """Latency plus size over the link level joining ``src`` and ``dst`` (0 on the same GPU)."""

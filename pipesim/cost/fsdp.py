@@ -14,8 +14,13 @@ compute and its last collective have finished, so
 
     uniform units, compute c and collective g per unit, L units:  pass = g + c + (L - 1) max(g, c)
 
-(forward), the first gather always exposed. What a pass takes beyond its compute is the exposed FSDP
-communication, reported as its own kind. Gathers per backward: one (FSDP's recompute runs inside the unit's
+(forward), the first gather always exposed. A collective's kernels hold some of the GPU's SMs while they run
+(NCCL's channels are CUDA blocks: "reducing the number of channels also reduces the number of CUDA blocks used
+for communication, hence the impact on GPU computing resources", NCCL documentation, ``NCCL_MAX_NCHANNELS``), so a
+unit's compute that overlaps the stream's collectives runs at ``1 - share`` of its speed until the stream goes
+idle (``share`` = the GPU profile's ``comm_sms / sm_count``; DeepSeek-V3, arXiv:2412.19437, Section 3.2.2,
+gives 20 of an H800's 132 SMs to communication kernels). What a pass takes beyond its compute is the exposed
+FSDP communication, reported as its own kind. Gathers per backward: one (FSDP's recompute runs inside the unit's
 backward on the weights gathered for it), two when a fully recomputed forward fetches again (DeepSpeed ZeRO-3,
 :attr:`pipesim.specs.layout.Layout.regather_recompute`), none without resharding after the forward.
 
@@ -91,11 +96,26 @@ class FsdpSpans:
     backward_scatters: tuple[Span, ...] = ()
 
 
+def _computed(start: float, compute_s: float, busy_until: float, share: float) -> float:
+    """When a unit's compute of ``compute_s`` started at ``start`` ends, at ``1 - share`` of its speed while the
+    communication stream is busy (until ``busy_until``) and at full speed after."""
+    if share <= 0 or busy_until <= start:
+        return start + compute_s
+    slow = compute_s / (1.0 - share)
+    if start + slow <= busy_until:
+        return start + slow
+    return busy_until + compute_s - (busy_until - start) * (1.0 - share)
+
+
 def _prefetched(
-    compute_s: Sequence[float], gather_s: Sequence[float], scatter_s: Sequence[float] | None
+    compute_s: Sequence[float],
+    gather_s: Sequence[float],
+    scatter_s: Sequence[float] | None,
+    share: float = 0.0,
 ) -> tuple[float, list[tuple[float, float]], list[tuple[float, float]]]:
     """(duration, each unit's gather (start, end), each unit's reduce-scatter (start, end)) of one pass under
-    the prefetch-one-ahead model of the module docstring (no scatters: an empty list)."""
+    the prefetch-one-ahead model of the module docstring (no scatters: an empty list), compute sharing the SMs
+    with the stream's collectives at ``share``."""
     n = len(compute_s)
     gathers: list[tuple[float, float]] = []
     scatters: list[tuple[float, float]] = []
@@ -112,7 +132,7 @@ def _prefetched(
             comm = issued + gather_s[i + 1]
             gathers.append((issued, comm))
             arrived = comm
-        end = start + compute_s[i]
+        end = _computed(start, compute_s[i], comm, share)  # the stream is busy from start until comm
         if scatter_s is not None:
             issued = max(comm, end) if scatter_s[i] > 0 else end
             if scatter_s[i] > 0:
@@ -122,20 +142,27 @@ def _prefetched(
 
 
 def prefetched_pass_s(
-    compute_s: Sequence[float], gather_s: Sequence[float], scatter_s: Sequence[float] | None = None
+    compute_s: Sequence[float],
+    gather_s: Sequence[float],
+    scatter_s: Sequence[float] | None = None,
+    share: float = 0.0,
 ) -> tuple[float, float]:
     """(duration, communication seconds) of one pass over units with these compute, gather and (backward)
-    reduce-scatter times, in visiting order, under the prefetch-one-ahead model of the module docstring."""
+    reduce-scatter times, in visiting order, under the prefetch-one-ahead model of the module docstring, the
+    collectives holding ``share`` of the SMs while they overlap compute."""
     busy = sum(gather_s) + (sum(scatter_s) if scatter_s is not None else 0.0)
-    return _prefetched(compute_s, gather_s, scatter_s)[0], busy
+    return _prefetched(compute_s, gather_s, scatter_s, share)[0], busy
 
 
-def _spans(steps: Sequence[Step], scatter: bool) -> tuple[float, tuple[Span, ...], tuple[Span, ...]]:
+def _spans(
+    steps: Sequence[Step], scatter: bool, share: float
+) -> tuple[float, tuple[Span, ...], tuple[Span, ...]]:
     """(duration, gather spans, reduce-scatter spans) of one pass over ``steps`` (:class:`FsdpSpans`)."""
     end, gathers, scatters = _prefetched(
         [u.compute_s for u in steps],
         [u.gather_s for u in steps],
         [u.scatter_s for u in steps] if scatter else None,
+        share,
     )
     g = tuple((a, b, u.gather_bytes) for (a, b), u in zip(gathers, steps, strict=True) if b > a)
     sc = tuple((a, b, u.scatter_bytes) for (a, b), u in zip(scatters, steps, strict=False) if b > a)
@@ -143,13 +170,14 @@ def _spans(steps: Sequence[Step], scatter: bool) -> tuple[float, tuple[Span, ...
 
 
 def fsdp_stage_passes(
-    total: PassTimes, forward: Sequence[Step], backward: Sequence[Step]
+    total: PassTimes, forward: Sequence[Step], backward: Sequence[Step], share: float = 0.0
 ) -> tuple[PassTimes, float, float, FsdpSpans]:
     """(the stage's pass times ``total`` with the steps' collectives, their seconds per microbatch, the part
     the compute does not hide, where they fall in the passes) for the forward and backward ``Step``
-    sequences in visiting order."""
-    fwd, f_gathers, _ = _spans(forward, scatter=False)
-    bwd, b_gathers, b_scatters = _spans(backward, scatter=True)
+    sequences in visiting order, the collectives holding ``share`` of the SMs while they overlap compute
+    (the compute they slow counts as exposed communication)."""
+    fwd, f_gathers, _ = _spans(forward, False, share)
+    bwd, b_gathers, b_scatters = _spans(backward, True, share)
     busy = sum(u.gather_s for u in forward) + sum(u.gather_s + u.scatter_s for u in backward)
     exposed = (fwd - total.forward_s) + (bwd - total.backward_s)
     spans = FsdpSpans(f_gathers, b_gathers, b_scatters)

@@ -207,7 +207,10 @@ class StageCostCache:
         timed = fsdp.unit_collectives(self._collective, layout, shard, edp)
         split = pieces if layout.fsdp == "none" else None
         return self._memoized(
-            key, lambda: fsdp.fsdp_stage_passes(total, *fsdp.pass_steps(units, layout, timed, split))
+            key,
+            lambda: fsdp.fsdp_stage_passes(
+                total, *fsdp.pass_steps(units, layout, timed, split), self.efficiency.comm_sm_share
+            ),
         )
 
     def transfer_s(self, layout: Layout, grid: RankGrid, src: int, dst: int) -> float:

@@ -51,7 +51,10 @@ class Efficiency:
     reach (1 = as the model times them; ``calibrate --trace`` fits it to a profiler trace's NCCL kernels);
     ``step_overhead_s``: fixed cost per training
     iteration (data loading, gradient clipping, logging); ``tp_overlap``: fraction of an overlapped
-    tensor-parallel collective that its partner GEMM hides (1 = fully hidden up to the GEMM's duration).
+    tensor-parallel collective that its partner GEMM hides (1 = fully hidden up to the GEMM's duration);
+    ``comm_sms``: SMs a collective's kernels hold while FSDP / ZeRO-3 overlaps it with compute (NCCL's
+    channels are CUDA blocks), so the overlapped compute runs on the other ``sm_count - comm_sms``
+    (:attr:`comm_sm_share`; :mod:`pipesim.cost.fsdp`).
     ``sources`` maps a key to where its value comes from (shown by ``pipesim gpu show``).
     """
 
@@ -69,6 +72,7 @@ class Efficiency:
     nccl: float = 1.0
     step_overhead_s: float = 0.0
     tp_overlap: float = 1.0
+    comm_sms: int = 0
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -81,7 +85,17 @@ class Efficiency:
                 raise InputError(f"efficiency {key}={getattr(self, key)} must be >= 0")
         if self.sm_count < 0 or self.tile_m < 1 or self.tile_n < 1:
             raise InputError("efficiency sm_count must be >= 0 and tile_m, tile_n >= 1")
+        if self.comm_sms < 0 or (self.comm_sms > 0 and self.comm_sms >= self.sm_count):
+            raise InputError(
+                f"efficiency comm_sms={self.comm_sms} must be >= 0 and below sm_count={self.sm_count} "
+                "(the SMs a collective holds, out of the GPU's)"
+            )
         object.__setattr__(self, "sources", MappingProxyType(dict(self.sources)))
+
+    @property
+    def comm_sm_share(self) -> float:
+        """Fraction of the SMs an overlapping collective takes from compute: ``comm_sms / sm_count``."""
+        return self.comm_sms / self.sm_count if self.comm_sms > 0 else 0.0
 
     def __reduce__(self) -> tuple[Any, ...]:
         # The sources live in a read-only mappingproxy, which pickle cannot copy.
@@ -94,7 +108,7 @@ def _rebuild(values: dict[str, Any], sources: dict[str, str]) -> Efficiency:
 
 
 EFFICIENCY_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Efficiency) if f.name != "sources")
-_INT_KEYS = ("sm_count", "tile_m", "tile_n")
+_INT_KEYS = ("sm_count", "tile_m", "tile_n", "comm_sms")
 
 # The A100 constants of SC21 / Korthikanti (``benchmarks/accuracy.py``) serve a GPU that has no profile of
 # its own (a user TOML without ``[efficiency]`` and without ``base``): see pipesim/data/gpus/a100-80gb.toml.

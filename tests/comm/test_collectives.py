@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipesim.comm.base import CommModel, bus_factor
+from pipesim.comm.base import CommModel, LevelCommModel, bus_factor
 from pipesim.comm.topology import TopologyCommModel, size_sweep
 from pipesim.errors import InputError
 from pipesim.io.units import parse_size
@@ -36,6 +36,28 @@ def test_bus_factors_golden() -> None:
     assert bus_factor("reduce-scatter", 16) == 15 / 16
     assert bus_factor("all-to-all", 2) == 0.5
     assert bus_factor("broadcast", 8) == 1.0
+
+
+def test_two_level_ring_latency_counts_each_hop_as_nccl_does() -> None:
+    # NCCL's tuning model (src/graph/tuning.cc, ncclTopoTuneModel), the form pipesim.comm.rings uses on a graph:
+    # of an all-gather's n-1 ring steps over k servers, k-1 cross the network and the rest ride NVLink.
+    m = LevelCommModel(
+        gpus_per_node=8, intra_Bps=240e9, inter_Bps=24e9, intra_latency_s=3e-6, inter_latency_s=8e-6
+    )
+    size = 1e9
+    # 1,536 GPUs on 192 servers: 1535 steps, 191 across servers -> 1344 x 3 us + 191 x 8 us = 5.56 ms latency.
+    t = m.collective_s("all-gather", size, list(range(1536)))
+    assert t == pytest.approx(1344 * 3e-6 + 191 * 8e-6 + size * 1535 / 1536 / 24e9)
+    # all-reduce: twice the steps, 2(k-1) of them across: 16 GPUs on 2 servers -> 28 x 3 us + 2 x 8 us.
+    t = m.collective_s("all-reduce", size, list(range(16)))
+    assert t == pytest.approx(28 * 3e-6 + 2 * 8e-6 + size * 2 * 15 / 16 / 24e9)
+    # One GPU per server (the SC21 DP groups): every step crosses the network, as before.
+    t = m.collective_s("all-reduce", size, [0, 8, 16, 24])
+    assert t == pytest.approx(6 * 8e-6 + size * 1.5 / 24e9)
+    # Inside one server: NVLink rate and hops only.
+    assert m.collective_s("all-gather", size, list(range(8))) == pytest.approx(
+        7 * 3e-6 + size * 7 / 8 / 240e9
+    )
 
 
 def test_sweep_rows_follow_the_definitions() -> None:

@@ -33,6 +33,18 @@ def test_forward_pipeline_closed_form() -> None:
     assert prefetched_pass_s([1.0, 2.0], [0.0, 0.0])[0] == pytest.approx(3.0)
 
 
+def test_overlapped_compute_runs_on_the_sms_the_collectives_leave() -> None:
+    # A quarter of the SMs held by the collectives (module docstring): while the stream is busy a unit computes
+    # at 3/4 speed. Compute-bound g=2, c=3, L=5: each overlapped unit lasts c + share x g = 3 + 0.25 x 2 = 3.5
+    # (2 s of overlap do 1.5 s of work, the other 1.5 s at full speed), so the pass is 2 + 4 x 3.5 + 3 = 19
+    # (walked by hand: g0 0-2, u0 2-5.5, g1 2-4, u1 5.5-9, g2 5.5-7.5, ..., u4 16-19, no gather left under it).
+    assert prefetched_pass_s([3.0] * 5, [2.0] * 5, share=0.25)[0] == pytest.approx(19.0)
+    # Communication-bound g=3, c=2: the slowed compute (2 / 0.75 = 2.67 s) still fits under each gather, so
+    # the pass is unchanged: 3 + 2 + 4 x 3 = 17.
+    assert prefetched_pass_s([2.0] * 5, [3.0] * 5, share=0.25)[0] == pytest.approx(17.0)
+    assert prefetched_pass_s([3.0] * 5, [2.0] * 5, share=0.0)[0] == pytest.approx(17.0)
+
+
 def test_backward_shares_the_stream_between_gathers_and_reduce_scatters() -> None:
     # c=3, g=1, s=1 per unit, 5 units: the 2 s of collectives per unit fit under 3 s of compute, so the pass is
     # the first gather (1) + 5 x 3 of compute + the last unit's reduce-scatter (1) = 17 (walked by hand:

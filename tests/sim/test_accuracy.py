@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -111,14 +112,44 @@ def test_zero3_rows_of_sc21_table2() -> None:
     # prefetched one submodule ahead (pipesim.cost.fsdp), on the calibration's two-level network (one 24 GB/s
     # HDR NIC per GPU). Micro-batch 1 and 2 are communication-bound (SC21: 88 x 768 = 44 x 1536 aggregate
     # TFLOP/s, the same step time), micro-batch 4 partly: a layer's MLP-up gather waits behind the short
-    # projection. Five rows within 15%; 530B on 640 GPUs is the known miss (+15.7%).
+    # projection, and the compute that overlaps a collective runs on the SMs it leaves (the A100 profile's
+    # comm_sms = 26 of 108, fitted to the three 175B rows). Measured: +0.0, +3.6, +0.1% (175B, fitted) and +5.7,
+    # -4.7, -3.4% (530B, held out), MAE 2.91%. Before: 6.75% with every SM left to compute (+11.5% and +17.1%
+    # at micro-batch 4), 9.74% when every step of a ring spanning servers paid the network's hop latency.
     rows = ZERO3.zero3_errors(A100)
     assert len(rows) == 6
-    assert ACC.mae([e for *_, e, _ in rows]) <= 0.10
+    assert ACC.mae([e for *_, e, _ in rows]) <= 0.035
     for (name, gpus, _, mbs, pub), pred, err, exposed in rows:
-        limit = 0.20 if (name, gpus) == ("gpt-529.6b", 640) else ZERO3.ZERO3_TARGET
-        assert abs(err) <= limit, (name, gpus, pred, pub)
+        assert abs(err) <= ZERO3.ZERO3_TARGET, (name, gpus, pred, pub)
         assert exposed > (0.4 if mbs <= 2 else 0.1)  # exposed gathers and reduce-scatters, share of the step
+    held_out = [e for (name, *_), _, e, _ in rows if name != ZERO3.FIT_MODEL]
+    assert ACC.mae(held_out) <= 0.05
+
+
+def test_zero3_comm_sms_is_the_fit_to_the_175b_rows() -> None:
+    # The shipped value is the fit's (benchmarks/accuracy_zero3.py fit_comm_sms scans 0..54; checked here on
+    # its neighbourhood): the 175B rows' MAE is lowest at 26 SMs, with the 530B rows held out at 4.6%.
+    assert A100.comm_sms == 26 and A100.sm_count == 108
+    sms, fit, held = ZERO3.fit_comm_sms(A100, candidates=range(24, 29))
+    assert sms == 26
+    assert fit <= 0.013 and held <= 0.05
+    # Without it (every SM left to compute) the micro-batch-4 rows come out 11-17% fast.
+    errs = ZERO3.zero3_errors(replace(A100, comm_sms=0))
+    assert [round(e, 3) for (*_, mbs, _), _, e, _ in errs if mbs == 4] == [0.115, 0.171]
+
+
+def test_zero3_miss_is_the_row_at_its_memory_limit() -> None:
+    # What sets SC21's 530B-on-640-GPU ZeRO-3 row (the largest miss, +5.7%) apart from the other five: memory. SC21 could not fit
+    # it on 560 GPUs (Table 2, note *) and only ZeRO-3's 16 bytes per parameter shrink with the GPU count, so on
+    # 640 it used more than 80e9 - 16 x 529.6e9 x (1/560 - 1/640) = 78.1e9 bytes, 97.6% of the HBM; pipesim's
+    # own estimate puts it at 103% and every other row under 63% (the allocator's cache flushes near the limit
+    # are not modelled: no published figure gives their count or cost).
+    floor = ZERO3.sc21_530b_memory_floor()
+    assert floor == pytest.approx(1 - 16 * 529.6e9 * (1 / 560 - 1 / 640) / 80e9, rel=1e-3)
+    assert floor == pytest.approx(0.976, abs=1e-3)
+    mem = {(name, gpus): frac for (name, gpus, *_), frac in ZERO3.zero3_memory(A100)}
+    assert mem.pop(("gpt-529.6b", 640)) > floor
+    assert max(mem.values()) < 0.65
 
 
 def test_zero3_on_the_topology_graph_is_compute_bound() -> None:
@@ -126,7 +157,7 @@ def test_zero3_on_the_topology_graph_is_compute_bound() -> None:
     # an eighth of the two-level time and every row is close to compute-bound (what the network allows, not
     # what 2021's DeepSpeed reached).
     for _, pred, _, exposed in ZERO3.zero3_errors(A100, "dgx-a100"):
-        assert exposed < 0.10 and pred > 170
+        assert exposed < 0.20 and pred > 160  # SC21 measured 44-144
 
 
 def test_the_reports_table_printer_lines_columns_up(capsys: pytest.CaptureFixture[str]) -> None:

@@ -198,12 +198,16 @@ def test_greedy_zero_bubble_respects_its_cap_on_a_real_model() -> None:
 def test_zero3_gathers_cost_time_unless_compute_hides_them() -> None:
     # ZeRO-3 all-gathers every layer's weights (and reduce-scatters its gradients) every microbatch. Across 96
     # servers' NICs that is slower than the layer's compute at micro-batch 2 (SC21 Table 2's regime): a large
-    # share of the step is exposed FSDP communication. Inside one NVLink server (dp=8) compute hides it.
+    # share of the step is exposed FSDP communication. Inside one NVLink server (dp=8) compute hides it, and
+    # what is exposed is the compute the collectives slow: they hold the A100 profile's comm_sms = 26 of 108
+    # SMs while they run, so about 26/108 of their time (the first gather, a few ms, is the rest).
     base = dict(tp=1, pp=1, micro_batch_size=2, recompute="full", precision="fp16", attention="unfused")
     wide = _run(dp=768, global_batch_size=1536, zero_stage=3, **base)
     assert wide.breakdown.fsdp_comm_exposed > 0.3 * wide.step_time_s  # type: ignore[attr-defined]
     node = _run(dp=8, global_batch_size=16, zero_stage=3, **base)
-    assert node.breakdown.fsdp_comm_exposed < 0.02 * node.step_time_s  # type: ignore[attr-defined]
+    nb = node.breakdown  # type: ignore[attr-defined]
+    assert nb.fsdp_comm_exposed < 0.05 * node.step_time_s  # type: ignore[attr-defined]
+    assert nb.fsdp_comm_exposed == pytest.approx(26 / 108 * nb.fsdp_comm_total, rel=0.05)
     # The exposed parts still add up to the step time.
     b = wide.breakdown  # type: ignore[attr-defined]
     parts = b.compute + b.bubble + b.tp_comm + b.pp_comm_exposed + b.dp_comm_exposed + b.optimizer

@@ -60,6 +60,9 @@ def test_user_toml_without_profile_uses_the_default(tmp_path: Path) -> None:
         ("[efficiency]\nsm_count = 1.5\n", "must be an integer"),
         ("[efficiency]\nhbm = 1.5\n", "hbm=1.5 must be in"),
         ("efficiency = 3\n", "must be a table"),
+        ("[efficiency]\ncomm_sms = 108\n", "comm_sms=108 must be >= 0 and below sm_count=108"),
+        ("[efficiency]\ncomm_sms = -1\n", "comm_sms=-1 must be >= 0"),
+        ("[efficiency]\ncomm_sms = 2.5\n", "must be an integer"),
     ],
 )
 def test_bad_profile_tables_are_refused(tmp_path: Path, body: str, message: str) -> None:
