@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 from schedules.classic import gpipe, interleaved_microbatch_rule, interleaved_one_f_one_b, one_f_one_b
 from schedules.dualpipe import dualpipe, dualpipe_rule, dualpipe_v, dualpipe_v_rule
@@ -60,13 +61,19 @@ class ScheduleFamily:
 
     def stage_placement(self, pp: int, chunks: int) -> tuple[int, ...] | None:
         """Rank of every global stage, or None when it must be read from a built schedule."""
-        if chunks == 1:
-            return tuple(range(pp))
-        if self.placement == "loop":
-            return tuple(s % pp for s in range(pp * chunks))
-        if self.placement == "v" and chunks == 2:
-            return tuple(range(pp)) + tuple(range(pp - 1, -1, -1))
-        return None
+        return _placement(self.placement, pp, chunks)
+
+
+@cache
+def _placement(kind: str | None, pp: int, chunks: int) -> tuple[int, ...] | None:
+    """:meth:`ScheduleFamily.stage_placement` of a family whose placement is ``kind`` (cached)."""
+    if chunks == 1:
+        return tuple(range(pp))
+    if kind == "loop":
+        return tuple(s % pp for s in range(pp * chunks))
+    if kind == "v" and chunks == 2:
+        return tuple(range(pp)) + tuple(range(pp - 1, -1, -1))
+    return None
 
 
 def _no_rule(p: int, m: int, v: int) -> str | None:

@@ -342,7 +342,12 @@ def stage_activation_bytes(
         per_layer = layer_activation_bytes(model, layout)
         out = [n * per_layer for n in layers]
     else:
-        out = [sum(n * layer_activation_bytes(model, layout, k) for k, n in ks.items()) for ks in kinds]
+        per_kind: dict[LayerKind, float] = {}
+        for ks in kinds:
+            for k in ks:
+                if k not in per_kind:
+                    per_kind[k] = layer_activation_bytes(model, layout, k)
+        out = [sum(n * per_kind[k] for k, n in ks.items()) for ks in kinds]
     length = len(out) // chains
     return tuple(
         a + stage_extra_activation_bytes(model, layout, s % length == 0, s % length == length - 1)

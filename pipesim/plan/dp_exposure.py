@@ -13,7 +13,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["DpExposure", "dp_exposed_s"]
+import numpy as np
+
+__all__ = ["DpExposure", "RankRounds", "dp_exposed_s", "limit_by_rounds"]
 
 Stages = Sequence[tuple[int, float, int, float, float]]
 
@@ -81,6 +83,56 @@ def dp_exposed_s(
 
 
 @dataclass(frozen=True)
+class RankRounds:
+    """The stages with a reduction as rounds over the ranks, for placements where every rank holds the same
+    number c of stages: (c x ranks) arrays of round j's stage on each rank (its j-th last), that stage's
+    reduction, W and B seconds, and whether it has a reduction (``mask``). :func:`limit_by_rounds` walks all
+    ranks at once, round by round."""
+
+    stage: np.ndarray
+    red: np.ndarray
+    weight: np.ndarray
+    backward: np.ndarray
+    mask: np.ndarray
+
+
+def limit_by_rounds(
+    rounds: RankRounds,
+    dp_buckets: int,
+    dp_overlap: bool,
+    wave_step_s: float,
+    split_backward: bool,
+    optimizer: str,
+) -> tuple[float, float]:
+    """:func:`_walk` at ``pipeline_s`` = inf over ``rounds``, every rank at once: the same operations on the
+    same values (each rank's reductions in decreasing stage order), so the same floats."""
+    nb = dp_buckets
+    width = rounds.stage.shape[1]
+    free = np.full(width, -math.inf)
+    own_end = np.full(width, -math.inf)
+    need = -math.inf
+    grad = rounds.weight if split_backward else rounds.backward
+    for j in range(rounds.stage.shape[0]):
+        red, mask = rounds.red[j], rounds.mask[j]
+        if dp_overlap:
+            ready = -rounds.stage[j] * wave_step_s
+            start = ready - grad[j] * (1 - 1 / nb)
+            later = np.maximum(start + red, ready + red / nb)
+            first = mask & (own_end == -math.inf)
+            if first.any():
+                need = max(need, float(np.max((red - later)[first])))
+            free = np.where(mask, np.maximum(free + red, later), free)
+        else:
+            ready = np.zeros(width)
+            free = np.where(mask, np.maximum(free, 0.0) + red, free)
+        own_end = np.where(mask, np.maximum(own_end, ready), own_end)
+    has = own_end > -math.inf
+    if optimizer == "sync":
+        return max(float(free.max()), 0.0), need
+    return float(np.maximum(free[has] - own_end[has], 0.0).max()), need
+
+
+@dataclass(frozen=True)
 class DpExposure:
     """:func:`dp_exposed_s` of one placement's reductions as a function of the pipeline phase alone: the value
     for any phase of at least ``from_s`` seconds, computed once."""
@@ -105,14 +157,21 @@ class DpExposure:
         wave_step_s: float,
         split_backward: bool,
         optimizer: str,
+        rounds: RankRounds | None = None,
     ) -> DpExposure:
-        """The exposure of ``dp_stages`` (arguments as :func:`dp_exposed_s` takes them)."""
+        """The exposure of ``dp_stages`` (arguments as :func:`dp_exposed_s` takes them); ``rounds``, the same
+        stages by rank (:class:`RankRounds`), walks all ranks at once."""
         args = (dp_stages, dp_buckets, dp_overlap, num_ranks, wave_step_s, split_backward, optimizer)
         if not dp_stages:
             return cls(*args, 0.0, -math.inf)
-        exposed, need = _walk(
-            dp_stages, dp_buckets, dp_overlap, num_ranks, math.inf, wave_step_s, split_backward, optimizer
-        )
+        if rounds is not None:
+            exposed, need = limit_by_rounds(
+                rounds, dp_buckets, dp_overlap, wave_step_s, split_backward, optimizer
+            )
+        else:
+            exposed, need = _walk(
+                dp_stages, dp_buckets, dp_overlap, num_ranks, math.inf, wave_step_s, split_backward, optimizer
+            )
         return cls(*args, exposed, need)
 
     def at(self, pipeline_s: float) -> float:

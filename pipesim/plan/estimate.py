@@ -141,13 +141,15 @@ class Estimator(ScheduleFacts):
         self._pieces: dict[tuple[Any, ...], StagePieces] = {}
         self._variants: dict[tuple[Any, ...], tuple[float, ...]] = {}
         self._grids: dict[tuple[int, ...], RankGrid] = {}
+        self._last_layout: Layout | None = None
+        self._last_keys: dict[str, tuple[object, ...]] = {}
 
     def _greedy_variant(self, layout: Layout, schedule: str) -> tuple[float, ...]:
         """(I, W, P2P) relative to F of one layer and the weight-stash fraction: the times a greedy
         zero-bubble order is rebuilt for (the simulator uses the stage averages of the real scenario). Coarse
         buckets keep the number of (slow) greedy builds small: I and W to 0.5, the fraction to 0.1, and
         transfers left out of the order's construction (they are still charged in the estimate). Cached."""
-        key = cost_key(layout, schedule)
+        key = self._cost_key(layout, schedule)
         hit = self._variants.get(key)
         if hit is None:
             hit = self._variants[key] = self._variant_of(layout)
@@ -163,6 +165,16 @@ class Estimator(ScheduleFacts):
         stash = self.costs.weight_stash_per_layer(layout)
         sf = round(min(1.0, stash / per_layer) * 10) / 10 if per_layer > 0 else 0.0
         return (max(ri, 0.5), rw, 0.0, sf)
+
+    def _cost_key(self, layout: Layout, schedule: str) -> tuple[object, ...]:
+        """:func:`pipesim.plan.pieces.cost_key`, remembered for the last layout asked (the planner asks for
+        one layout under each of its schedules in a row; the layout is held, so its identity is not reused)."""
+        if layout is not self._last_layout:
+            self._last_layout, self._last_keys = layout, {}
+        hit = self._last_keys.get(schedule)
+        if hit is None:
+            hit = self._last_keys[schedule] = cost_key(layout, schedule)
+        return hit
 
     def _grid(self, layout: Layout, pp: int) -> RankGrid:
         key = (layout.tp, layout.dp, pp, layout.cp, layout.ep, layout.etp)
@@ -201,7 +213,7 @@ class Estimator(ScheduleFacts):
         """The :class:`pipesim.plan.pieces.StagePieces` of ``layout`` run by ``schedule`` with ``vpp`` chunks
         on ``placement`` (cached: shared by every schedule with that placement whose costs agree,
         :func:`pipesim.plan.pieces.cost_key`, which includes the schedule's number of chains)."""
-        key = (cost_key(layout, schedule), placement)
+        key = (self._cost_key(layout, schedule), placement)
         hit = self._pieces.get(key)
         if hit is None:
             chains = get_family(schedule).chains

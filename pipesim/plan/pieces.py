@@ -19,7 +19,7 @@ import numpy as np
 
 from pipesim.cost.memory import ACTIVATION_OVERHEAD, state_bytes
 from pipesim.cost.stage_table import REC, TPB, TPF, ZE, B, F, StageTable, W, rank_column_sums, rank_sums
-from pipesim.plan.dp_exposure import DpExposure
+from pipesim.plan.dp_exposure import DpExposure, RankRounds
 from pipesim.specs.layout import Layout
 from schedules import get_family
 
@@ -72,6 +72,7 @@ class StagePieces:
     optimizer_s: float
     dp_buckets: int
     dp_overlap: bool
+    rounds: RankRounds | None = None
     exposures: dict[tuple[float, bool, str], DpExposure] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -89,6 +90,7 @@ class StagePieces:
                 wave_step_s,
                 split_backward,
                 optimizer,
+                self.rounds,
             )
         return hit
 
@@ -191,4 +193,15 @@ def stage_pieces(
         table.optimizer_s,
         table.dp_buckets,
         table.dp_overlap,
+        _rounds(frame.by_rank, dp, v),
     )
+
+
+def _rounds(by_rank: np.ndarray | None, dp: np.ndarray, v: np.ndarray) -> RankRounds | None:
+    """The reductions as :class:`pipesim.plan.dp_exposure.RankRounds` (each rank's stages last first), or None
+    when ranks hold different numbers of stages."""
+    if by_rank is None:
+        return None
+    stage = by_rank[:, ::-1].T
+    red = dp[stage]
+    return RankRounds(stage.astype(np.float64), red, v[stage, W], v[stage, B], red > 0)

@@ -16,7 +16,7 @@ import pytest
 
 import pipesim.plan.schedule_facts as schedule_facts_mod
 from pipesim.plan import facts, request
-from pipesim.plan.dp_exposure import DpExposure, dp_exposed_s
+from pipesim.plan.dp_exposure import DpExposure, RankRounds, dp_exposed_s, limit_by_rounds
 from pipesim.plan.estimate import Estimator
 from pipesim.plan.evaluate import layout_key
 from pipesim.plan.profiles import pareto, profile_schedule
@@ -128,6 +128,35 @@ def test_dp_exposure_limit_equals_the_walk_at_every_pipeline_length() -> None:
                 walk = dp_exposed_s(*args, pipeline, wave, split, optimizer)
                 assert exp.at(pipeline) == pytest.approx(walk, abs=1e-12), (stages, pipeline)
             assert exp.at(max(exp.from_s, 0.0) + 100.0) == exp.exposed_s
+
+
+def test_dp_limit_by_rounds_is_the_walk_over_all_ranks_at_once() -> None:
+    rng = random.Random(9)
+    for _ in range(300):
+        p, c = rng.randint(1, 8), rng.randint(1, 4)
+        by_rank = np.array([[s for s in range(p * c) if s % p == r] for r in range(p)])  # interleaved
+        placement = [s % p for s in range(p * c)]
+        dp = np.array([rng.choice([0.0, rng.uniform(0.0, 0.3)]) for _ in range(p * c)])
+        w, b = np.array([rng.uniform(0, 0.1) for _ in dp]), np.array([rng.uniform(0.1, 0.3) for _ in dp])
+        stages = tuple(
+            (s, float(dp[s]), placement[s], float(w[s]), float(b[s]))
+            for s in range(p * c - 1, -1, -1)
+            if dp[s] > 0
+        )
+        if not stages:
+            continue
+        order = by_rank[:, ::-1].T
+        rounds = RankRounds(order.astype(float), dp[order], w[order], b[order], dp[order] > 0)
+        nb, overlap, wave, split = (
+            rng.randint(1, 4),
+            rng.random() < 0.8,
+            rng.uniform(0, 0.05),
+            rng.random() < 0.5,
+        )
+        for optimizer in ("sync", "post-validation"):
+            fast = limit_by_rounds(rounds, nb, overlap, wave, split, optimizer)
+            slow = DpExposure.of(stages, nb, overlap, p, wave, split, optimizer)
+            assert fast == (slow.exposed_s, slow.from_s), (stages, optimizer)
 
 
 @pytest.mark.parametrize("optimizer", ["sync", "post-validation"])
