@@ -56,7 +56,10 @@ class Profile:
                 ]
             )
         rows, rank, starts = stacked
-        held = np.add.accumulate(rows * weights[rank], axis=1)[:, -1]
+        terms = rows * weights[rank]
+        held = terms[:, 0] + 0.0  # left to right, column by column: the scalar walk's order
+        for j in range(1, terms.shape[1]):
+            held = held + terms[:, j]
         return np.maximum.reduceat(held, starts)
 
 
