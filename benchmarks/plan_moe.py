@@ -5,16 +5,20 @@ DeepSeek-V3 (671B, 256 experts, 61 layers) on 1,024 H100 SXM (dgx-h100 topology,
 searched (ep over the divisors of 256, etp 1 or tp, cp 1 only at this length). Target (issue 12): at most
 30 s on the 2-core development machine, top 16 simulated in full.
 
-Prints layouts enumerated, candidates estimated, feasible, seconds end to end next to the target, the
-candidates per second of the estimate phase (every candidate is estimated: nothing is pruned) and the winner.
+Prints layouts enumerated, candidates estimated, feasible, seconds end to end next to the target (and this
+process's CPU seconds, the figure to read on a shared machine), the candidates per second of the estimate
+phase (every candidate is estimated: nothing is pruned) and the winner.
 The on-disk facts cache (pipesim.plan.facts) is whatever ``PIPESIM_CACHE_DIR`` points at: set it to an empty
 directory for a cold run.
 
-Run: python benchmarks/plan_moe.py [--workers N]
+Issue 17 asks the same of 2,048 H100 (``--nodes 256``).
+
+Run: python benchmarks/plan_moe.py [--workers N] [--nodes 128|256]
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -29,28 +33,30 @@ from pipesim.specs.model import get_model  # noqa: E402
 TARGET_S = 30.0  # seconds end to end on the 2-core development machine (issue 12, part 6; issue 17, part 3)
 
 
-def main(workers: int) -> None:
-    """Plan once and print one row and the winner."""
+def main(workers: int, nodes: int) -> None:
+    """Plan once on ``nodes`` DGX H100 nodes and print one row and the winner."""
     req = PlanRequest(
         get_model("deepseek-v3"),
-        PlanCluster(get_gpu("h100-sxm"), 128, 8, "dgx-h100"),
+        PlanCluster(get_gpu("h100-sxm"), nodes, 8, "dgx-h100"),
         8192,
         seq_length=4096,
         precision="fp8",
         space=SearchSpace(uneven_layers=True),
         top_k=16,
     )
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = plan(req, ExecutorSpec(workers=workers))
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     print(
-        "DeepSeek-V3, 1,024 x H100 SXM (dgx-h100, 128 nodes), global batch 8192, seq 4096, fp8, uneven layers"
+        f"DeepSeek-V3, {8 * nodes:,} x H100 SXM (dgx-h100, {nodes} nodes), global batch 8192, seq 4096, fp8, "
+        "uneven layers"
     )
     print(
-        f"{'workers':>7} {'enumerated':>10} {'candidates':>10} {'feasible':>8} {'seconds':>8} {'cand/s':>8}"
+        f"{'workers':>7} {'enumerated':>10} {'candidates':>10} {'feasible':>8} {'seconds':>8} {'CPU s':>8} "
+        f"{'cand/s':>8}"
     )
     print(
-        f"{workers:>7} {res.enumerated:>10,} {res.candidates:>10,} {res.feasible:>8,} {dt:>8.2f} "
+        f"{workers:>7} {res.enumerated:>10,} {res.candidates:>10,} {res.feasible:>8,} {dt:>8.2f} {cpu:>8.2f} "
         f"{res.candidates_per_s:>8,.0f} (target <= {TARGET_S:.0f} s)"
     )
     if res.entries:
@@ -61,4 +67,8 @@ def main(workers: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[2]) if len(sys.argv) == 3 and sys.argv[1] == "--workers" else 1)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--nodes", type=int, default=128)
+    args = parser.parse_args()
+    main(args.workers, args.nodes)
