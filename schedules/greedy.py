@@ -39,6 +39,7 @@ __all__ = [
     "GreedyTimes",
     "MIN_MEMORY_LIMIT",
     "default_memory_limit",
+    "greedy_passes",
     "greedy_zero_bubble",
 ]
 
@@ -105,22 +106,39 @@ def greedy_zero_bubble(
     or a cap below :data:`MIN_MEMORY_LIMIT`.
     """
     best: tuple[float, list[list[Action]]] | None = None
-    for fill_short_gaps in (False, True):
-        for forward_first in (False, True):
-            makespan, programs = _greedy_pass(
-                num_ranks,
-                num_microbatches,
-                memory_limit,
-                times or GreedyTimes(),
-                stash_fraction,
-                name,
-                fill_short_gaps,
-                forward_first,
-            )
-            if best is None or makespan < best[0] - 1e-12:
-                best = (makespan, programs)
+    for makespan, programs in greedy_passes(
+        num_ranks, num_microbatches, memory_limit, times, stash_fraction, name
+    ):
+        if best is None or makespan < best[0] - 1e-12:
+            best = (makespan, programs)
     assert best is not None
     return Schedule.from_actions(name, num_ranks, num_microbatches, tuple(range(num_ranks)), best[1])
+
+
+def greedy_passes(
+    num_ranks: int,
+    num_microbatches: int,
+    memory_limit: float,
+    times: GreedyTimes | None = None,
+    stash_fraction: float = 0.0,
+    name: str = "zb-greedy",
+) -> list[tuple[float, list[list[Action]]]]:
+    """The list scheduler's (simulated step time, per-rank programs) for each of its four knob settings, in
+    the order :func:`greedy_zero_bubble` compares them (it keeps the first shortest)."""
+    return [
+        _greedy_pass(
+            num_ranks,
+            num_microbatches,
+            memory_limit,
+            times or GreedyTimes(),
+            stash_fraction,
+            name,
+            fill_short_gaps,
+            forward_first,
+        )
+        for fill_short_gaps in (False, True)
+        for forward_first in (False, True)
+    ]
 
 
 def _greedy_pass(
