@@ -30,7 +30,8 @@ from schedules.ir import woven
 
 __all__ = ["Model", "runs", "fit", "extend", "exact_times"]
 
-PERIODS = (1, 2, 4)  # microbatches per repetition looked for (the V list scheduler settles into 2 or 4)
+PERIODS = (1, 2, 4)  # microbatches per repetition tried by default (the V list scheduler's at p 4: 2 or 4)
+BUDGET = 8  # the builds sampled add up to at most m / BUDGET microbatches
 _QUANTUM = (
     2.0**-20
 )  # times must be multiples of this to be exact (and far above the searches' 1e-9 tolerance)
@@ -157,20 +158,29 @@ def fit(samples: Sequence[Entry], m0: int, period: int, unit: int, max_block: in
 
 
 def extend(
-    sample: Callable[[int], Sequence[Entry] | None], m: int, m0: int, unit: int, per_microbatch: int
+    sample: Callable[[int], Sequence[Entry] | None],
+    m: int,
+    m0: int,
+    unit: int,
+    per_microbatch: int,
+    periods: Sequence[int] = PERIODS,
 ) -> list[Model] | None:
     """The models (:func:`fit`) of ``sample(m)``'s entries (programs and figures; ``per_microbatch`` codes per
-    rank per microbatch) from ``sample`` at three sizes from about m0 spaced by a period of :data:`PERIODS`
-    (then from twice m0, and so on, when the structure has not settled), each checked to cover ``m``; None
-    when no fit is found or ``sample`` returns None (no extension: build directly). The sizes stay below
-    m / 16, so that the attempts together cost less than the direct build at m."""
+    rank per microbatch) from ``sample`` at three sizes from about m0 spaced by each of ``periods`` in turn, then from twice m0, and so on, while the structure has not settled, each checked
+    to cover ``m``; None when no fit is found within the budget (the sampled sizes add up to at most
+    m / :data:`BUDGET`, so that a failed attempt costs a fraction of the direct build) or ``sample`` returns
+    None (no extension: build directly)."""
     cache: dict[int, Sequence[Entry] | None] = {}
-    while 16 * (m0 + 2 * max(PERIODS)) <= m:
-        for period in PERIODS:
+    budget = m // BUDGET
+    while True:
+        for period in periods:
             first = m0 + (m - m0) % period
             samples: list[Sequence[Entry]] = []
             for size in (first, first + period, first + 2 * period):
                 if size not in cache:
+                    budget -= size
+                    if budget < 0:
+                        return None
                     cache[size] = sample(size)
                 got = cache[size]
                 if got is None:
@@ -186,4 +196,3 @@ def extend(
             if len(kept) == len(models):
                 return kept
         m0 *= 2
-    return None

@@ -209,7 +209,7 @@ def v_memory_schedule(
     )
 
 
-FAST_FROM = 40  # microbatches per rank from which v_memory_schedule tries the extension
+FAST_FROM = 64  # microbatches per rank from which v_memory_schedule tries the extension
 
 
 def _pool(

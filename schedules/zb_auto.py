@@ -280,7 +280,7 @@ def auto_zero_bubble(
             entries = _pool(p, size, memory_limit, t, objective, name, timed=True)
             return None if None in entries else entries  # type: ignore[return-value]
 
-        models = extend(sample, m, 2 * p + 2, p * NUM_OPS, 3)
+        models = extend(sample, m, 2 * p + 2, p * NUM_OPS, 3, periods=(1,))  # one microbatch per round
         if models is not None:
             figures = [x.values_at(m) for x in models]
             pick = models[_choose(figures, memory_limit, lambda i: figures[i][-2:])]  # type: ignore[arg-type]
@@ -304,7 +304,7 @@ def auto_zero_bubble(
     return Schedule(name, p, p, m, tuple(range(p)), chosen[0])
 
 
-FAST_FROM = 40  # microbatches per rank from which auto_zero_bubble tries the extension
+FAST_FROM = 64  # microbatches per rank from which auto_zero_bubble tries the extension
 
 
 def _values(t: AutoTimes) -> tuple[float, ...]:
