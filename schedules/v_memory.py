@@ -28,9 +28,9 @@ import math
 from array import array
 from collections import deque
 
-from schedules.ir import NUM_OPS, Action, Op, Schedule, ScheduleError, v_shape_placement
+from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError, v_shape_placement
 from schedules.periodic import exact_times, extend
-from schedules.timing import StageTimes, time_order
+from schedules.timing import StageTimes
 from schedules.zb_auto import AutoTimes, schedule_cost
 
 __all__ = ["V_MEMORY_FAMILIES", "v_memory_limit", "v_memory_schedule"]
@@ -75,7 +75,7 @@ def _list_order(
     next_f = [[0, 0] for _ in range(p)]
     next_i = [[0, 0] for _ in range(p)]
     pending: list[deque[tuple[int, int]]] = [deque() for _ in range(p)]
-    progs: list[list[Action]] = [[] for _ in range(p)]
+    progs: list[list[int]] = [[] for _ in range(p)]  # packed codes (schedules.ir.encode)
     remaining = 3 * s_count * m
     heap = [(0.0, r) for r in range(p)]
     stalls = 0
@@ -157,12 +157,12 @@ def _list_order(
             f_end[s][mb] = end
         elif op is Op.I:
             i_end[s][mb] = end
-        progs[r].append(Action(s, op, mb))
+        progs[r].append((mb * s_count + s) * NUM_OPS + op)
         free[r] = end
         remaining -= 1
         if len(progs[r]) < 6 * m:
             heapq.heappush(heap, (end, r))
-    return Schedule.from_actions("zb-v-memory", p, m, place, progs), stalled
+    return Schedule("zb-v-memory", p, s_count, m, place, tuple(array("q", prog) for prog in progs)), stalled
 
 
 def v_memory_schedule(
@@ -225,8 +225,8 @@ def _pool(
             return None
         if order is None:
             continue
-        step, _ = schedule_cost(order, stage_times, objective)
-        peak = max(time_order(order, stage_times).peak_memory) / 2.0
+        step, peak = schedule_cost(order, stage_times, objective)  # peak: the largest per-rank one, in chunks
+        peak /= 2.0
         entries.append((order.programs, (step, peak)))
     return entries
 

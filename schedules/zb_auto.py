@@ -48,7 +48,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from schedules.greedy import GreedyTimes, greedy_passes
-from schedules.ir import NUM_OPS, Action, Op, Schedule, ScheduleError
+from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError
 from schedules.iterations import check_optimizer_mode, repeat_iterations
 from schedules.periodic import exact_times, extend
 from schedules.timing import StageTimes, time_order
@@ -95,11 +95,12 @@ class _Builder:
         self.bubble = [0.0] * p
         self.f_end = [[0.0] * m for _ in range(p)]
         self.i_end = [[0.0] * m for _ in range(p)]
-        self.orders: list[list[Action]] = [[] for _ in range(p)]
-        cost = {Op.F: times.forward_s, Op.I: times.input_s, Op.W: times.weight_s}
+        self.orders: list[list[int]] = [[] for _ in range(p)]  # packed codes (schedules.ir.encode)
         keep = times.stash_fraction
-        self.cost = cost
-        self.charge = {Op.F: 1.0, Op.I: -(1.0 - keep), Op.W: -keep}
+        # Indexed by Op (F 0, B 1 unused, I 2, W 3).
+        self.cost = [times.forward_s, 0.0, times.input_s, times.weight_s]
+        self.charge = [1.0, 0.0, -(1.0 - keep), -keep]
+        self.counters = [self.f, self.f, self.i, self.w]
 
     def ready(self, j: int, op: Op) -> float:
         """When the input of stage j's next ``op`` pass is available on its rank (0 if local)."""
@@ -112,7 +113,7 @@ class _Builder:
 
     def put(self, j: int, op: Op) -> None:
         """Append stage j's next ``op`` pass and advance its clock."""
-        mb = {Op.F: self.f, Op.I: self.i, Op.W: self.w}[op][j]
+        mb = self.counters[op][j]
         if self.mem[j] + self.charge[op] > self.limit + _EPS:  # pragma: no cover - callers make room first
             raise ScheduleError("zero-bubble heuristic: internal error, memory limit exceeded")
         start = max(self.end[j], self.ready(j, op))
@@ -128,7 +129,7 @@ class _Builder:
             self.i[j] += 1
         else:
             self.w[j] += 1
-        self.orders[j].append(Action(j, op, mb))
+        self.orders[j].append((mb * self.p + j) * NUM_OPS + op)
 
     def make_room(self, j: int, op: Op) -> bool:
         """Insert W passes until ``op`` fits in memory; False if no W is left to free enough."""
@@ -224,7 +225,7 @@ def heuristic_order(
     for j in range(p):
         while b.w[j] < m:
             b.put(j, Op.W)
-    return Schedule.from_actions("zb-auto", p, m, tuple(range(p)), b.orders)
+    return Schedule("zb-auto", p, p, m, tuple(range(p)), tuple(array("q", order) for order in b.orders))
 
 
 def _skip_forward(b: _Builder, j: int) -> bool:
@@ -341,8 +342,7 @@ def _pool(
         return costs[key]
 
     entries: list[_Entry | None] = []
-    for makespan, actions in passes:
-        programs = Schedule.from_actions(name, p, m, tuple(range(p)), actions).programs
+    for makespan, programs in passes:
         entries.append((programs, (makespan, *figures(programs))))
     for knobs in itertools.product((False, True), repeat=3):
         order = heuristic_order(p, m, memory_limit, t, *knobs)
