@@ -21,6 +21,7 @@ holds the extension to the reference builds over many sizes. Standard library on
 
 from __future__ import annotations
 
+import math
 import operator
 from array import array
 from collections.abc import Callable, Sequence
@@ -30,7 +31,8 @@ from schedules.ir import woven
 
 __all__ = ["Model", "runs", "fit", "extend", "exact_times"]
 
-PERIODS = (1, 2, 4)  # microbatches per repetition tried by default (the V list scheduler's at p 4: 2 or 4)
+LONGEST_PERIOD = 64  # microbatches: the longest repetition looked for (the V list scheduler's at p 8: 36)
+SHORT_PERIODS = (1, 2, 4)  # tried when the middle of the first build does not repeat yet (p 3-4 V orders)
 BUDGET = 8  # the builds sampled add up to at most m / BUDGET microbatches
 _QUANTUM = (
     2.0**-20
@@ -157,37 +159,73 @@ def fit(samples: Sequence[Entry], m0: int, period: int, unit: int, max_block: in
     return Model(m0, period, tuple(ranks), tuple(values))
 
 
+def period_seen(entries: Sequence[Entry], unit: int, per_microbatch: int, longest: int) -> int | None:
+    """The microbatches after which every program of ``entries`` repeats in its middle half: on each rank, the
+    shortest block (up to ``per_microbatch * longest`` codes) whose columns step by constant positive numbers of
+    microbatches over that half repeats every (largest column step) microbatches; the least common multiple of
+    those, or None when a program shows no such block or the multiple exceeds ``longest``."""
+    period = 1
+    for programs, _ in entries:
+        for prog in programs:
+            n = len(prog)
+            a, b = n // 4, (3 * n) // 4
+            found = None
+            for k in range(1, min(per_microbatch * longest, (b - a) // 3) + 1):
+                d = list(map(operator.sub, prog[a + k : b + k], prog[a:b]))
+                if all(x > 0 and x % unit == 0 for x in d[:k]) and all(map(operator.eq, d[k:], d)):
+                    found = max(d[:k]) // unit
+                    break
+            if found is None:
+                return None
+            period = math.lcm(period, found)
+            if period > longest:
+                return None
+    return period
+
+
 def extend(
     sample: Callable[[int], Sequence[Entry] | None],
     m: int,
     m0: int,
     unit: int,
     per_microbatch: int,
-    periods: Sequence[int] = PERIODS,
+    periods: Sequence[int] | None = None,
 ) -> list[Model] | None:
     """The models (:func:`fit`) of ``sample(m)``'s entries (programs and figures; ``per_microbatch`` codes per
-    rank per microbatch) from ``sample`` at three sizes from about m0 spaced by each of ``periods`` in turn, then from twice m0, and so on, while the structure has not settled, each checked
+    rank per microbatch) from ``sample`` at three sizes from about m0 spaced by a period: each of ``periods``
+    in turn, or (None) the one seen in the build at m0 (:func:`period_seen`, up to :data:`LONGEST_PERIOD`
+    microbatches; at the first m0, :data:`SHORT_PERIODS` when none is seen: the fit allows a longer warm-up
+    than the middle half the search looks at). Then from twice m0, and so on, while the structure has not settled. Each model is checked
     to cover ``m``; None when no fit is found within the budget (the sampled sizes add up to at most
     m / :data:`BUDGET`, so that a failed attempt costs a fraction of the direct build) or ``sample`` returns
     None (no extension: build directly)."""
     cache: dict[int, Sequence[Entry] | None] = {}
     budget = m // BUDGET
-    while True:
-        for period in periods:
+
+    def build(size: int) -> Sequence[Entry] | None:
+        nonlocal budget
+        if size not in cache:
+            budget -= size
+            cache[size] = sample(size) if budget >= 0 else None
+        return cache[size]
+
+    first_level = True
+    while budget >= 0:
+        tried: Sequence[int] = ()
+        if periods is not None:
+            tried = periods
+        else:
+            seen = build(m0)
+            if seen is None:
+                return None
+            found = period_seen(seen, unit, per_microbatch, LONGEST_PERIOD)
+            tried = (found,) if found is not None else SHORT_PERIODS if first_level else ()
+            first_level = False
+        for period in tried:
             first = m0 + (m - m0) % period
-            samples: list[Sequence[Entry]] = []
-            for size in (first, first + period, first + 2 * period):
-                if size not in cache:
-                    budget -= size
-                    if budget < 0:
-                        return None
-                    cache[size] = sample(size)
-                got = cache[size]
-                if got is None:
-                    return None
-                samples.append(got)
-            if len({len(x) for x in samples}) != 1:  # pragma: no cover - a pool's size does not depend on m
-                continue
+            samples = [build(size) for size in (first, first + period, first + 2 * period)]
+            if budget < 0 or any(x is None for x in samples):
+                return None
             models = [
                 fit(column, first, period, unit, per_microbatch * period)
                 for column in zip(*samples, strict=True)
@@ -196,3 +234,4 @@ def extend(
             if len(kept) == len(models):
                 return kept
         m0 *= 2
+    return None
