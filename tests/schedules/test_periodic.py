@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+import schedules.periodic as periodic
 import schedules.v_memory as v_memory
 import schedules.zb_auto as zb_auto
 from schedules import validate
@@ -175,3 +176,20 @@ def test_v_limits_are_the_papers(name: str) -> None:
     s = v_memory_schedule(name, 4, 4000)
     peak = max(time_order(s, AutoTimes().stage_times(8)).peak_memory) / 2
     assert peak <= v_memory_limit(name, 4)
+
+
+def test_a_long_v_period_extends_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    # zb-v-min at p 8 repeats every 5 microbatches from about m 145 on. The budget is lifted (samples up to m in
+    # all instead of m / 8) so that the direct build it is compared with stays affordable here.
+    monkeypatch.setattr(periodic, "BUDGET", 1)
+    seen: list[tuple[int, int] | None] = []
+
+    def spy(*args: object, **kwargs: object) -> object:
+        out = extend(*args, **kwargs)  # type: ignore[arg-type]
+        seen.append(None if out is None else (out[0].period, out[0].m0))
+        return out
+
+    monkeypatch.setattr(v_memory, "extend", spy)
+    fast = v_memory_schedule("zb-v-min", 8, 1500)
+    assert seen == [(5, 145)]
+    assert fast == v_memory_schedule("zb-v-min", 8, 1500, fast=False)
