@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from schedules.ir import woven
 
-__all__ = ["Model", "runs", "fit", "extend", "exact_times"]
+__all__ = ["Model", "runs", "fit", "extend", "exact_times", "period_seen", "plausible"]
 
 LONGEST_PERIOD = 64  # microbatches: the longest repetition looked for (the V list scheduler's at p 8: 36)
 SHORT_PERIODS = (1, 2, 4)  # tried when the middle of the first build does not repeat yet (p 3-4 V orders)
@@ -125,6 +125,12 @@ class Model:
 
 
 Entry = tuple[Sequence[Sequence[int]], Sequence[float]]  # programs, figures
+
+
+def plausible(programs: Sequence[Sequence[int]], m: int, unit: int, per_rank: int) -> bool:
+    """A check of extended programs at C speed: ``per_rank`` codes per rank and every code one of m
+    microbatches' (0 <= code < m * unit). Callers build directly when it fails."""
+    return all(len(prog) == per_rank and min(prog) >= 0 and max(prog) < m * unit for prog in programs)
 
 
 def fit(samples: Sequence[Entry], m0: int, period: int, unit: int, max_block: int) -> Model | None:

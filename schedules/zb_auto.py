@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from schedules.greedy import GreedyTimes, greedy_passes
 from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError
 from schedules.iterations import check_optimizer_mode, repeat_iterations
-from schedules.periodic import exact_times, extend
+from schedules.periodic import exact_times, extend, plausible
 from schedules.timing import StageTimes, time_order
 from schedules.zero_bubble import zb_h1, zb_h2
 
@@ -285,7 +285,9 @@ def auto_zero_bubble(
         if models is not None:
             figures = [x.values_at(m) for x in models]
             pick = models[_choose(figures, memory_limit, lambda i: figures[i][-2:])]  # type: ignore[arg-type]
-            return Schedule(name, p, p, m, tuple(range(p)), pick.programs_at(m))
+            programs = pick.programs_at(m)
+            if plausible(programs, m, p * NUM_OPS, 3 * m):
+                return Schedule(name, p, p, m, tuple(range(p)), programs)
     entries = _pool(p, m, memory_limit, t, objective, name, timed=False)
     stage_times = t.stage_times(p)
     timed: dict[tuple[bytes, ...], tuple[float, float]] = {}  # equal orders (often) are timed once

@@ -10,7 +10,7 @@ import schedules.v_memory as v_memory
 import schedules.zb_auto as zb_auto
 from schedules import validate
 from schedules.ir import NUM_OPS
-from schedules.periodic import exact_times, extend, fit, runs
+from schedules.periodic import exact_times, extend, fit, plausible, runs
 from schedules.v_memory import v_memory_limit, v_memory_schedule
 from schedules.zb_auto import AutoTimes, auto_zero_bubble
 from schedules.zero_bubble import zb_h1, zb_h2
@@ -193,3 +193,11 @@ def test_a_long_v_period_extends_exactly(monkeypatch: pytest.MonkeyPatch) -> Non
     fast = v_memory_schedule("zb-v-min", 8, 1500)
     assert seen == [(5, 145)]
     assert fast == v_memory_schedule("zb-v-min", 8, 1500, fast=False)
+
+
+def test_plausible_checks_counts_and_microbatch_range() -> None:
+    s = zb_h1(3, 20)
+    unit = 3 * NUM_OPS
+    assert plausible(s.programs, 20, unit, 60)
+    assert not plausible(s.programs, 19, unit, 60)  # a code of microbatch 19 is out of range for m 19
+    assert not plausible([p[:-1] for p in s.programs], 20, unit, 60)
