@@ -54,32 +54,45 @@ def runs(prog: Sequence[int], unit: int, max_block: int) -> list[Run]:
     """Split ``prog`` into runs: greedily from the left, the block of k <= ``max_block`` codes repeated
     t >= 2 times, each column stepping by a constant positive number of microbatches (``unit`` codes each) from
     one repetition to the next, that covers the most codes (the smaller k on a tie); or a single code when
-    nothing repeats. The comparisons run in C (``map`` over the codes), the choice once per run."""
-    n = len(prog)
-    diffs: list[list[int]] = [[]]
-    same: list[bytes] = [b""]  # same[k][x]: diff k at x + k equals diff k at x (the column steps alike)
-    for k in range(1, max_block + 1):
-        d = list(map(operator.sub, prog[k:], prog))
-        diffs.append(d)
-        same.append(bytes(map(operator.eq, d[k:], d)))
+    nothing repeats. The comparisons along a run are made in C (``map`` over slices of the codes)."""
+    codes = list(prog)
+    n = len(codes)
     out: list[Run] = []
     i = 0
     while i < n:
         best = (1, 1)  # (k, t)
         for k in range(1, min(max_block, (n - i) // 2) + 1):
-            steps = diffs[k][i : i + k]
-            if any(d <= 0 or d % unit for d in steps):
+            first = codes[i + k] - codes[i]
+            if first <= 0 or first % unit:
                 continue
-            stop = same[k].find(0, i)
-            length = (len(same[k]) if stop < 0 else stop) - i + 2 * k  # codes consistent with this block
-            t = length // k
+            if any(d <= 0 or d % unit for d in map(operator.sub, codes[i + k : i + 2 * k], codes[i : i + k])):
+                continue
+            t = (2 * k + _stretch(codes, i + k, k)) // k
             if t * k > best[0] * best[1]:
                 best = (k, t)
         k, t = best
-        block = tuple(prog[i : i + k])
-        out.append((block, tuple(diffs[k][i : i + k]) if t > 1 else (0,) * k, t))
+        block = tuple(codes[i : i + k])
+        steps = tuple(map(operator.sub, codes[i + k : i + 2 * k], block)) if t > 1 else (0,) * k
+        out.append((block, steps, t))
         i += k * t
     return out
+
+
+def _stretch(codes: list[int], start: int, k: int) -> int:
+    """How many consecutive positions x from ``start`` (x < len - k) continue the columns of period k:
+    codes[x + k] - codes[x] == codes[x] - codes[x - k]. Compared in doubling chunks, so a short stretch costs
+    little and a long one is scanned once."""
+    limit = len(codes) - k
+    x, chunk = start, 16
+    while x < limit:
+        hi = min(limit, x + chunk)
+        ahead = map(operator.sub, codes[x + k : hi + k], codes[x:hi])
+        behind = map(operator.sub, codes[x:hi], codes[x - k : hi - k])
+        stop = bytes(map(operator.eq, ahead, behind)).find(0)
+        if stop >= 0:
+            return x + stop - start
+        x, chunk = hi, 2 * chunk
+    return max(limit - start, 0)
 
 
 @dataclass(frozen=True)
