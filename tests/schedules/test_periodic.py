@@ -4,6 +4,8 @@ replaces: every action (kind, stage, microbatch) in the same place of every rank
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import schedules.periodic as periodic
 import schedules.v_memory as v_memory
@@ -201,3 +203,36 @@ def test_plausible_checks_counts_and_microbatch_range() -> None:
     assert plausible(s.programs, 20, unit, 60)
     assert not plausible(s.programs, 19, unit, 60)  # a code of microbatch 19 is out of range for m 19
     assert not plausible([p[:-1] for p in s.programs], 20, unit, 60)
+
+
+EXACT = st.sampled_from([0.25, 0.5, 1.0, 1.5, 2.0])
+
+
+@settings(max_examples=24, deadline=None)
+@given(
+    p=st.integers(1, 4),
+    extra=st.integers(0, 40),
+    tf=EXACT,
+    ti=EXACT,
+    tw=st.sampled_from([0.0, 0.5, 1.0]),
+    p2p=st.sampled_from([0.0, 0.125, 0.25]),
+    stash=st.sampled_from([0.0, 0.25, 0.5]),
+    limit_per_rank=st.sampled_from([1, 2]),
+    objective=st.sampled_from(["sync", "post-validation"]),
+)
+def test_any_exact_times_give_the_direct_build(
+    p: int,
+    extra: int,
+    tf: float,
+    ti: float,
+    tw: float,
+    p2p: float,
+    stash: float,
+    limit_per_rank: int,
+    objective: str,
+) -> None:
+    # Whatever the timing ratios, the fast path (taken or not) builds exactly what the direct build does.
+    t = AutoTimes(tf, ti, tw, p2p, stash)
+    m = smallest_extended(p) + extra
+    fast = auto_zero_bubble(p, m, limit_per_rank * p, t, objective)
+    assert fast == auto_zero_bubble(p, m, limit_per_rank * p, t, objective, fast=False)
