@@ -18,6 +18,9 @@ A new microbatch enters a rank's chunk 0 only if the room for its chunk-1 forwar
 can never deadlock the V. Memory is charged per pass as in :mod:`schedules.zb_auto` (F +1 chunk, I frees all
 but the weight stash, W frees the stash). As in :func:`schedules.zb_auto.auto_zero_bubble`, every knob
 setting is timed with :func:`schedules.timing.time_order` and the best order on the chosen objective is kept.
+For many microbatches the orders are extended from builds at a few (:mod:`schedules.periodic`); they repeat
+every 2 or 4 microbatches at p 4, 5 or 36 at p 8, and not within reach at larger p, where the direct build
+runs.
 """
 
 from __future__ import annotations

@@ -38,6 +38,10 @@ F adds one microbatch of the stage's activations, I frees all but ``stash_fracti
 the inputs of the linear layers, 32sbh of the sb(34h + 5as) bytes per layer, Korthikanti et al. 2022), W frees
 the rest. The limits of the registered variants are the paper's: p microbatches (ZB-1p, 1F1B's peak) and 2p
 (ZB-2p).
+
+For many microbatches (m >= 64 p, times exact in floating point) every candidate and its step and peak are
+extended from the builds at a few microbatches (:mod:`schedules.periodic`) and the choice is made on the
+extended figures, which gives the direct build's order without running the search at m.
 """
 
 from __future__ import annotations
