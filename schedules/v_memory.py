@@ -18,9 +18,10 @@ A new microbatch enters a rank's chunk 0 only if the room for its chunk-1 forwar
 can never deadlock the V. Memory is charged per pass as in :mod:`schedules.zb_auto` (F +1 chunk, I frees all
 but the weight stash, W frees the stash). As in :func:`schedules.zb_auto.auto_zero_bubble`, every knob
 setting is timed with :func:`schedules.timing.time_order` and the best order on the chosen objective is kept.
-For many microbatches the orders are extended from builds at a few (:mod:`schedules.periodic`); they repeat
-every 2 or 4 microbatches at p 4, 5 or 36 at p 8, and not within reach at larger p, where the direct build
-runs.
+For many microbatches the orders are extended from builds at a few (:mod:`schedules.periodic`). Measured with
+the registry's times: they repeat every 2 (zb-v-min) or 4 (zb-v-half) microbatches at p 4, 5 or 36 at p 8, 4
+for zb-v-min at p 16; zb-v-half at p 16 and both at p 64 do not settle within the sampling budget at a million
+actions, and are built directly.
 """
 
 from __future__ import annotations
