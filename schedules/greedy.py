@@ -29,16 +29,18 @@ from __future__ import annotations
 
 import heapq
 import math
+from array import array
 from collections import deque
 from dataclasses import dataclass
 
-from schedules.ir import Action, Op, Schedule, ScheduleError
+from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError
 
 __all__ = [
     "GREEDY_FAMILIES",
     "GreedyTimes",
     "MIN_MEMORY_LIMIT",
     "default_memory_limit",
+    "greedy_passes",
     "greedy_zero_bubble",
 ]
 
@@ -83,7 +85,7 @@ class _Rank:
         self.next_i = 0
         self.pending_w: deque[int] = deque()
         self.memory = 0.0
-        self.actions: list[Action] = []
+        self.actions: list[int] = []  # packed codes (schedules.ir.encode; one stage per rank)
 
 
 def greedy_zero_bubble(
@@ -104,23 +106,40 @@ def greedy_zero_bubble(
     Raises :class:`ScheduleError` for sizes below 1, times out of range, a ``stash_fraction`` outside [0, 1],
     or a cap below :data:`MIN_MEMORY_LIMIT`.
     """
-    best: tuple[float, list[list[Action]]] | None = None
-    for fill_short_gaps in (False, True):
-        for forward_first in (False, True):
-            makespan, programs = _greedy_pass(
-                num_ranks,
-                num_microbatches,
-                memory_limit,
-                times or GreedyTimes(),
-                stash_fraction,
-                name,
-                fill_short_gaps,
-                forward_first,
-            )
-            if best is None or makespan < best[0] - 1e-12:
-                best = (makespan, programs)
+    best: tuple[float, tuple[array, ...]] | None = None
+    for makespan, programs in greedy_passes(
+        num_ranks, num_microbatches, memory_limit, times, stash_fraction, name
+    ):
+        if best is None or makespan < best[0] - 1e-12:
+            best = (makespan, programs)
     assert best is not None
-    return Schedule.from_actions(name, num_ranks, num_microbatches, tuple(range(num_ranks)), best[1])
+    return Schedule(name, num_ranks, num_ranks, num_microbatches, tuple(range(num_ranks)), best[1])
+
+
+def greedy_passes(
+    num_ranks: int,
+    num_microbatches: int,
+    memory_limit: float,
+    times: GreedyTimes | None = None,
+    stash_fraction: float = 0.0,
+    name: str = "zb-greedy",
+) -> list[tuple[float, tuple[array, ...]]]:
+    """The list scheduler's (simulated step time, per-rank programs) for each of its four knob settings, in
+    the order :func:`greedy_zero_bubble` compares them (it keeps the first shortest)."""
+    return [
+        _greedy_pass(
+            num_ranks,
+            num_microbatches,
+            memory_limit,
+            times or GreedyTimes(),
+            stash_fraction,
+            name,
+            fill_short_gaps,
+            forward_first,
+        )
+        for fill_short_gaps in (False, True)
+        for forward_first in (False, True)
+    ]
 
 
 def _greedy_pass(
@@ -132,7 +151,7 @@ def _greedy_pass(
     name: str,
     fill_short_gaps: bool,
     forward_first: bool,
-) -> tuple[float, list[list[Action]]]:
+) -> tuple[float, tuple[array, ...]]:
     """One run of the heuristic with the given knobs: (simulated step time, per-rank programs)."""
     times.check(name)
     p, m = num_ranks, num_microbatches
@@ -160,7 +179,7 @@ def _greedy_pass(
         start = st.free_s
         end = start + duration
         st.free_s = end
-        st.actions.append(Action(st.rank, op, mb))
+        st.actions.append((mb * p + st.rank) * NUM_OPS + op)
         if not sends:
             return end
         leave = max(end, st.send_free_s)
@@ -236,7 +255,7 @@ def _greedy_pass(
             raise ScheduleError(f"{name}: internal error, rank {r} cannot make progress")
         st.free_s = max(next_event, now + eps)  # idle until something can start
     makespan = max(max(st.free_s, st.send_free_s) for st in ranks)
-    return makespan, [st.actions for st in ranks]
+    return makespan, tuple(array("q", st.actions) for st in ranks)
 
 
 GREEDY_FAMILIES = ("zb-1p", "zb-2p")

@@ -84,15 +84,7 @@ def time_order(schedule: Schedule, times: StageTimes) -> OrderTiming:
     s_count = schedule.num_stages
     if len(times.forward) != s_count:
         raise ScheduleError(f"times cover {len(times.forward)} stages, schedule has {s_count}")
-    dur = [
-        list(times.forward),
-        list(times.backward),
-        [b - w for b, w in zip(times.backward, times.weight, strict=True)],
-        list(times.weight),
-    ]
-    placement = schedule.stage_to_rank
-    act = times.activation
-    keep = times.stash_fraction
+    table = _table(schedule, times)
     arrive: dict[int, float] = {}  # (mb * S + stage) * 2 + signal -> when its consumer may use it
     local: dict[int, float] = {}  # same, on the producer's own rank
     programs = [list(p) for p in schedule.programs]
@@ -102,49 +94,40 @@ def time_order(schedule: Schedule, times: StageTimes) -> OrderTiming:
     first = [0.0] * schedule.num_ranks
     memory = [0.0] * schedule.num_ranks
     peak = [0.0] * schedule.num_ranks
+    per_mb = s_count * NUM_OPS
     remaining = sum(len(p) for p in programs)
     while remaining:
         progressed = False
         for r, prog in enumerate(programs):
             h = heads[r]
-            while h < len(prog):
-                rest, o = divmod(prog[h], NUM_OPS)
-                mb, stage = divmod(rest, s_count)
-                op = Op(o)
+            n = len(prog)
+            while h < n:
+                code = prog[h]
+                deps, dur, produced, p2p, delta, is_forward = table[code % per_mb]
+                base = (code // NUM_OPS) * 2
                 start = free[r]
                 ok = True
-                for dep in _deps(op, stage, s_count):
-                    dep_stage, sig, cross = dep
-                    key = (mb * s_count + dep_stage) * 2 + sig
-                    table = arrive if cross and placement[dep_stage] != r else local
-                    t = table.get(key)
+                for offset, cross in deps:
+                    t = (arrive if cross else local).get(base + offset)
                     if t is None:
                         ok = False
                         break
                     start = max(start, t)
                 if not ok:
                     break
-                end = start + dur[o][stage]
+                end = start + dur
                 if h == 0:
                     first[r] = start
                 free[r] = end
-                signal = produces(op)
-                if signal is not None:
-                    key = (mb * s_count + stage) * 2 + int(signal)
+                if produced >= 0:
+                    key = base + produced
                     local[key] = end
-                    consumer = stage + 1 if op is Op.F else stage - 1
-                    if 0 <= consumer < s_count and placement[consumer] != r:
+                    if p2p is not None:
                         leave = max(end, send_free[r])
-                        send_free[r] = arrive[key] = leave + times.p2p[min(stage, consumer)]
-                if op is Op.F:
-                    memory[r] += act[stage]
+                        send_free[r] = arrive[key] = leave + p2p
+                memory[r] += delta
+                if is_forward:
                     peak[r] = max(peak[r], memory[r])
-                elif op is Op.B:
-                    memory[r] -= act[stage]
-                elif op is Op.I:
-                    memory[r] -= act[stage] * (1.0 - keep)
-                else:
-                    memory[r] -= act[stage] * keep
                 h += 1
             if h != heads[r]:
                 remaining -= h - heads[r]
@@ -153,6 +136,44 @@ def time_order(schedule: Schedule, times: StageTimes) -> OrderTiming:
         if not progressed:
             raise ScheduleError(f"schedule {schedule.name!r} deadlocks")
     return OrderTiming(tuple(first), tuple(free), tuple(peak))
+
+
+_Row = tuple[tuple[tuple[int, bool], ...], float, int, "float | None", float, bool]
+
+
+def _table(schedule: Schedule, times: StageTimes) -> list[_Row]:
+    """Per ``stage * NUM_OPS + op`` (a code modulo one microbatch): its dependencies as (offset of the
+    signal's key from twice the code's ``mb * S + stage``, whether it crosses ranks), its duration, the
+    signal it produces (-1: none), the transfer time when that signal leaves the rank (None: it stays), its
+    change of activation memory and whether it is a forward (the only pass that can raise the peak)."""
+    s_count = schedule.num_stages
+    placement = schedule.stage_to_rank
+    act, keep = times.activation, times.stash_fraction
+    rows: list[_Row] = []
+    for stage in range(s_count):
+        rank = placement[stage]
+        for o in range(NUM_OPS):
+            op = Op(o)
+            deps = tuple(
+                (2 * (dep_stage - stage) + sig, cross and placement[dep_stage] != rank)
+                for dep_stage, sig, cross in _deps(op, stage, s_count)
+            )
+            if op is Op.F:
+                dur, delta = times.forward[stage], act[stage]
+            elif op is Op.B:
+                dur, delta = times.backward[stage], -act[stage]
+            elif op is Op.I:
+                dur, delta = times.backward[stage] - times.weight[stage], -(act[stage] * (1.0 - keep))
+            else:
+                dur, delta = times.weight[stage], -(act[stage] * keep)
+            signal = produces(op)
+            p2p = None
+            if signal is not None:
+                consumer = stage + 1 if op is Op.F else stage - 1
+                if 0 <= consumer < s_count and placement[consumer] != rank:
+                    p2p = times.p2p[min(stage, consumer)]
+            rows.append((deps, dur, -1 if signal is None else int(signal), p2p, delta, op is Op.F))
+    return rows
 
 
 _DEPS: dict[tuple[int, int, int], tuple[tuple[int, int, bool], ...]] = {}

@@ -18,6 +18,10 @@ A new microbatch enters a rank's chunk 0 only if the room for its chunk-1 forwar
 can never deadlock the V. Memory is charged per pass as in :mod:`schedules.zb_auto` (F +1 chunk, I frees all
 but the weight stash, W frees the stash). As in :func:`schedules.zb_auto.auto_zero_bubble`, every knob
 setting is timed with :func:`schedules.timing.time_order` and the best order on the chosen objective is kept.
+For many microbatches the orders are extended from builds at a few (:mod:`schedules.periodic`). Measured with
+the registry's times: they repeat every 2 (zb-v-min) or 4 (zb-v-half) microbatches at p 4, 5 or 36 at p 8, 4
+for zb-v-min at p 16; zb-v-half at p 16 and both at p 64 do not settle within the sampling budget at a million
+actions, and are built directly.
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from array import array
 from collections import deque
 
-from schedules.ir import Action, Op, Schedule, ScheduleError, v_shape_placement
-from schedules.timing import StageTimes, time_order
+from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError, v_shape_placement
+from schedules.periodic import exact_times, extend, plausible
+from schedules.timing import StageTimes
 from schedules.zb_auto import AutoTimes, schedule_cost
 
 __all__ = ["V_MEMORY_FAMILIES", "v_memory_limit", "v_memory_schedule"]
@@ -52,6 +58,15 @@ def _list_schedule(
     p: int, m: int, cap_chunks: float, t: AutoTimes, fill_idle: bool, chunk1_first: bool, forward_first: bool
 ) -> Schedule | None:
     """One run of the list scheduler (module docstring); None if it cannot progress under the cap."""
+    return _list_order(p, m, cap_chunks, t, fill_idle, chunk1_first, forward_first)[0]
+
+
+def _list_order(
+    p: int, m: int, cap_chunks: float, t: AutoTimes, fill_idle: bool, chunk1_first: bool, forward_first: bool
+) -> tuple[Schedule | None, bool]:
+    """:func:`_list_schedule`'s order, and whether a pass ever started after a stall (a rank that found nothing
+    to do and nobody busy steps its clock by the 1e-9 tolerance; a pass started then is no longer timed by
+    sums of the pass times)."""
     s_count = 2 * p
     place = v_shape_placement(p)
     keep = t.stash_fraction
@@ -64,10 +79,12 @@ def _list_schedule(
     next_f = [[0, 0] for _ in range(p)]
     next_i = [[0, 0] for _ in range(p)]
     pending: list[deque[tuple[int, int]]] = [deque() for _ in range(p)]
-    progs: list[list[Action]] = [[] for _ in range(p)]
+    progs: list[list[int]] = [[] for _ in range(p)]  # packed codes (schedules.ir.encode)
     remaining = 3 * s_count * m
     heap = [(0.0, r) for r in range(p)]
     stalls = 0
+    stalled = False
+    bumped = [False] * p  # the rank's clock was last stepped by a stall
 
     def arrival(table: list[list[float]], src: int, dst: int, mb: int) -> float:
         end = table[src][mb]
@@ -113,13 +130,17 @@ def _list_schedule(
             if not later:
                 stalls += 1
                 if stalls > 4 * p:
-                    return None  # nobody can move: the cap is too small for this knob setting
+                    return None, True  # nobody can move: the cap is too small for this knob setting
                 free[r] = now + _EPS
+                bumped[r] = True
             else:
                 free[r] = min(later)
+                bumped[r] = False
             heapq.heappush(heap, (free[r], r))
             continue
         stalls = 0
+        stalled = stalled or bumped[r]
+        bumped[r] = False
         c, op = choice
         if op is Op.W:
             s, mb = pending[r].popleft()
@@ -140,12 +161,12 @@ def _list_schedule(
             f_end[s][mb] = end
         elif op is Op.I:
             i_end[s][mb] = end
-        progs[r].append(Action(s, op, mb))
+        progs[r].append((mb * s_count + s) * NUM_OPS + op)
         free[r] = end
         remaining -= 1
         if len(progs[r]) < 6 * m:
             heapq.heappush(heap, (end, r))
-    return Schedule.from_actions("zb-v-memory", p, m, place, progs)
+    return Schedule("zb-v-memory", p, s_count, m, place, tuple(array("q", prog) for prog in progs)), stalled
 
 
 def v_memory_schedule(
@@ -155,12 +176,16 @@ def v_memory_schedule(
     times: AutoTimes | None = None,
     objective: str = "sync",
     memory_limit: float | None = None,
+    fast: bool = True,
 ) -> Schedule:
     """``zb-v-half`` or ``zb-v-min`` on ``num_ranks`` ranks (2p chunks, V-shape) for ``num_microbatches``.
 
     ``times`` are per *chunk* (F, I, W, transfer, stash fraction; default all 1, no stash, free transfers);
     ``memory_limit`` (whole-stage microbatches per rank) replaces the paper's peak. Raises
-    :class:`ScheduleError` for sizes below 1 or a limit below one whole-stage microbatch (2 chunks).
+    :class:`ScheduleError` for sizes below 1 or a limit below one whole-stage microbatch (2 chunks). With
+    ``fast`` (the default), a large m whose times are exact in floating point is built by extending the builds
+    at a few microbatches (:mod:`schedules.periodic`), identical to the direct build (``fast=False``, the
+    reference); where the extension does not fit, the direct build runs.
     """
     cap = v_memory_limit(name, num_ranks) if memory_limit is None else memory_limit
     for label, value in (("pp", num_ranks), ("microbatches", num_microbatches)):
@@ -172,19 +197,54 @@ def v_memory_schedule(
             "of one microbatch)"
         )
     t = times or AutoTimes()
-    stage_times: StageTimes = t.stage_times(2 * num_ranks)
-    best: tuple[float, Schedule] | None = None
+    p, m = num_ranks, num_microbatches
+    values = (t.forward_s, t.input_s, t.weight_s, t.p2p_s, t.stash_fraction)
+    if fast and m >= FAST_FROM * p and exact_times(values, 8.0 * m * p * (sum(values) + 1.0)):
+        models = extend(
+            lambda size: _pool(p, size, cap, t, objective, exact=True), m, 2 * p + 2, 2 * p * NUM_OPS, 6
+        )
+        if models is not None:
+            chosen = _choose([x.values_at(m) for x in models], cap, name)
+            programs = models[chosen].programs_at(m)
+            if plausible(programs, m, 2 * p * NUM_OPS, 6 * m):
+                return Schedule(name, p, 2 * p, m, v_shape_placement(p), programs)
+    entries = _pool(p, m, cap, t, objective, exact=False)
+    assert entries is not None
+    return Schedule(
+        name, p, 2 * p, m, v_shape_placement(p), entries[_choose([e[1] for e in entries], cap, name)][0]
+    )
+
+
+FAST_FROM = 64  # microbatches per rank from which v_memory_schedule tries the extension
+
+
+def _pool(
+    p: int, m: int, cap: float, t: AutoTimes, objective: str, exact: bool
+) -> list[tuple[tuple[array, ...], tuple[float, float]]] | None:
+    """The order of every knob setting that fits, with its step on ``objective`` and its peak (whole-stage
+    microbatches); with ``exact``, None when a setting fails or stalls (no extension: build directly)."""
+    stage_times: StageTimes = t.stage_times(2 * p)
+    entries = []
     for knobs in itertools.product((False, True), repeat=3):
-        order = _list_schedule(num_ranks, num_microbatches, 2.0 * cap, t, *knobs)
+        order, stalled = _list_order(p, m, 2.0 * cap, t, *knobs)
+        if exact and (order is None or stalled):
+            return None
         if order is None:
             continue
-        step, _ = schedule_cost(order, stage_times, objective)
-        peak = max(time_order(order, stage_times).peak_memory) / 2.0
+        step, peak = schedule_cost(order, stage_times, objective)  # peak: the largest per-rank one, in chunks
+        peak /= 2.0
+        entries.append((order.programs, (step, peak)))
+    return entries
+
+
+def _choose(figures: list[tuple[float, ...]], cap: float, name: str) -> int:
+    """The index of the first shortest step (figures: step, peak) within ``cap``."""
+    best: tuple[float, int] | None = None
+    for i, (step, peak) in enumerate(figures):
         if peak > cap + _EPS:  # pragma: no cover - the scheduler never admits past the cap
             continue
         if best is None or step < best[0] - _EPS:
-            best = (step, order)
+            best = (step, i)
     if best is None:  # pragma: no cover - a cap of one whole microbatch always lets one flow through
         raise ScheduleError(f"{name}: no order fits {cap:g} microbatches per rank")
-    s = best[1]
-    return Schedule(name, s.num_ranks, s.num_stages, s.num_microbatches, s.stage_to_rank, s.programs)
+    return best[1]

@@ -38,16 +38,23 @@ F adds one microbatch of the stage's activations, I frees all but ``stash_fracti
 the inputs of the linear layers, 32sbh of the sb(34h + 5as) bytes per layer, Korthikanti et al. 2022), W frees
 the rest. The limits of the registered variants are the paper's: p microbatches (ZB-1p, 1F1B's peak) and 2p
 (ZB-2p).
+
+For many microbatches (m >= 64 p, times exact in floating point) every candidate and its step and peak are
+extended from the builds at a few microbatches (:mod:`schedules.periodic`) and the choice is made on the
+extended figures, which gives the direct build's order without running the search at m.
 """
 
 from __future__ import annotations
 
 import itertools
+from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from schedules.greedy import GreedyTimes, greedy_zero_bubble
-from schedules.ir import Action, Op, Schedule, ScheduleError
+from schedules.greedy import GreedyTimes, greedy_passes
+from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError
 from schedules.iterations import check_optimizer_mode, repeat_iterations
+from schedules.periodic import exact_times, extend, plausible
 from schedules.timing import StageTimes, time_order
 from schedules.zero_bubble import zb_h1, zb_h2
 
@@ -92,11 +99,12 @@ class _Builder:
         self.bubble = [0.0] * p
         self.f_end = [[0.0] * m for _ in range(p)]
         self.i_end = [[0.0] * m for _ in range(p)]
-        self.orders: list[list[Action]] = [[] for _ in range(p)]
-        cost = {Op.F: times.forward_s, Op.I: times.input_s, Op.W: times.weight_s}
+        self.orders: list[list[int]] = [[] for _ in range(p)]  # packed codes (schedules.ir.encode)
         keep = times.stash_fraction
-        self.cost = cost
-        self.charge = {Op.F: 1.0, Op.I: -(1.0 - keep), Op.W: -keep}
+        # Indexed by Op (F 0, B 1 unused, I 2, W 3).
+        self.cost = [times.forward_s, 0.0, times.input_s, times.weight_s]
+        self.charge = [1.0, 0.0, -(1.0 - keep), -keep]
+        self.counters = [self.f, self.f, self.i, self.w]
 
     def ready(self, j: int, op: Op) -> float:
         """When the input of stage j's next ``op`` pass is available on its rank (0 if local)."""
@@ -109,7 +117,7 @@ class _Builder:
 
     def put(self, j: int, op: Op) -> None:
         """Append stage j's next ``op`` pass and advance its clock."""
-        mb = {Op.F: self.f, Op.I: self.i, Op.W: self.w}[op][j]
+        mb = self.counters[op][j]
         if self.mem[j] + self.charge[op] > self.limit + _EPS:  # pragma: no cover - callers make room first
             raise ScheduleError("zero-bubble heuristic: internal error, memory limit exceeded")
         start = max(self.end[j], self.ready(j, op))
@@ -125,7 +133,7 @@ class _Builder:
             self.i[j] += 1
         else:
             self.w[j] += 1
-        self.orders[j].append(Action(j, op, mb))
+        self.orders[j].append((mb * self.p + j) * NUM_OPS + op)
 
     def make_room(self, j: int, op: Op) -> bool:
         """Insert W passes until ``op`` fits in memory; False if no W is left to free enough."""
@@ -221,7 +229,7 @@ def heuristic_order(
     for j in range(p):
         while b.w[j] < m:
             b.put(j, Op.W)
-    return Schedule.from_actions("zb-auto", p, m, tuple(range(p)), b.orders)
+    return Schedule("zb-auto", p, p, m, tuple(range(p)), tuple(array("q", order) for order in b.orders))
 
 
 def _skip_forward(b: _Builder, j: int) -> bool:
@@ -257,39 +265,119 @@ def auto_zero_bubble(
     times: AutoTimes | None = None,
     objective: str = "sync",
     name: str = "zb-auto",
+    fast: bool = True,
 ) -> Schedule:
     """The best order, on ``objective``, among the paper's heuristic over its 2^3 knob settings, pipesim's
     list scheduler over its four, and ZB-H1 / ZB-H2 where they fit ``memory_limit`` (microbatches per rank).
 
-    Ties go to the first candidate in that order. Raises :class:`ScheduleError` for sizes below 1 or a limit
-    below one microbatch (as :func:`schedules.greedy.greedy_zero_bubble` does).
+    Ties go to the first candidate in that order. With ``fast`` (the default), a large m whose times are exact
+    in floating point is built by extending the builds at a few microbatches (:mod:`schedules.periodic`),
+    identical to the direct build (``fast=False``, the reference); where the extension does not fit, the
+    direct build runs. Raises :class:`ScheduleError` for sizes below 1 or a limit below one microbatch (as
+    :func:`schedules.greedy.greedy_zero_bubble` does).
     """
     t = times or AutoTimes()
     check_optimizer_mode(objective)
     p, m = num_ranks, num_microbatches
+    if fast and m >= FAST_FROM * p and exact_times(_values(t), 4.0 * m * p * (sum(_values(t)) + 1.0)):
+
+        def sample(size: int) -> list[_Entry] | None:  # None: some knob setting fails, build directly
+            entries = _pool(p, size, memory_limit, t, objective, name, timed=True)
+            return None if None in entries else entries  # type: ignore[return-value]
+
+        models = extend(sample, m, 2 * p + 2, p * NUM_OPS, 3, periods=(1,))  # one microbatch per round
+        if models is not None:
+            figures = [x.values_at(m) for x in models]
+            pick = models[_choose(figures, memory_limit, lambda i: figures[i][-2:])]  # type: ignore[arg-type]
+            programs = pick.programs_at(m)
+            if plausible(programs, m, p * NUM_OPS, 3 * m):
+                return Schedule(name, p, p, m, tuple(range(p)), programs)
+    entries = _pool(p, m, memory_limit, t, objective, name, timed=False)
+    stage_times = t.stage_times(p)
+    timed: dict[tuple[bytes, ...], tuple[float, float]] = {}  # equal orders (often) are timed once
+
+    def cost(i: int) -> tuple[float, float]:
+        entry = entries[i]
+        assert entry is not None
+        key = tuple(prog.tobytes() for prog in entry[0])
+        if key not in timed:
+            timed[key] = schedule_cost(
+                Schedule(name, p, p, m, tuple(range(p)), entry[0]), stage_times, objective
+            )
+        return timed[key]
+
+    chosen = entries[_choose([None if e is None else e[1] for e in entries], memory_limit, cost)]
+    assert chosen is not None
+    return Schedule(name, p, p, m, tuple(range(p)), chosen[0])
+
+
+FAST_FROM = 64  # microbatches per rank from which auto_zero_bubble tries the extension
+
+
+def _values(t: AutoTimes) -> tuple[float, ...]:
+    return (t.forward_s, t.input_s, t.weight_s, t.p2p_s, t.stash_fraction)
+
+
+_Entry = tuple[tuple[array, ...], tuple[float, ...]]
+_GREEDY_PASSES = 4
+
+
+def _pool(
+    p: int, m: int, memory_limit: float, t: AutoTimes, objective: str, name: str, timed: bool
+) -> list[_Entry | None]:
+    """Every candidate of :func:`auto_zero_bubble` at m microbatches, with the figures it is chosen on: the list
+    scheduler's four passes (its own step time, then with ``timed`` the step and peak on ``objective``), the
+    paper's heuristic for its eight knob settings (None where the limit cannot be met), ZB-H1 and ZB-H2 (step
+    and peak with ``timed``)."""
     greedy_times = GreedyTimes(t.forward_s, t.input_s, t.weight_s, t.p2p_s)
     # The list scheduler checks sizes, times and the limit and raises the user-facing errors.
-    candidates: list[Schedule] = [
-        greedy_zero_bubble(p, m, memory_limit, greedy_times, t.stash_fraction, name)
-    ]
+    passes = greedy_passes(p, m, memory_limit, greedy_times, t.stash_fraction, name)
     if not 0.0 <= t.stash_fraction <= 1.0:  # pragma: no cover - rejected by greedy_zero_bubble above
         raise ScheduleError(f"{name}: stash fraction {t.stash_fraction} must be within [0, 1]")
+    stage_times = t.stage_times(p)
+    costs: dict[tuple[bytes, ...], tuple[float, float]] = {}
+
+    def figures(programs: tuple[array, ...]) -> tuple[float, ...]:
+        if not timed:
+            return ()
+        key = tuple(prog.tobytes() for prog in programs)
+        if key not in costs:
+            costs[key] = schedule_cost(
+                Schedule(name, p, p, m, tuple(range(p)), programs), stage_times, objective
+            )
+        return costs[key]
+
+    entries: list[_Entry | None] = []
+    for makespan, programs in passes:
+        entries.append((programs, (makespan, *figures(programs))))
     for knobs in itertools.product((False, True), repeat=3):
         order = heuristic_order(p, m, memory_limit, t, *knobs)
-        if order is not None:
-            candidates.insert(len(candidates) - 1, order)
-    candidates.extend(h(p, m) for h in (zb_h1, zb_h2))
-    stage_times = t.stage_times(p)
-    best: tuple[float, Schedule] | None = None
-    timed: dict[tuple[bytes, ...], tuple[float, float]] = {}  # equal orders (often) are timed once
-    for cand in candidates:
-        key = tuple(prog.tobytes() for prog in cand.programs)
-        if key not in timed:
-            timed[key] = schedule_cost(cand, stage_times, objective)
-        step, peak = timed[key]
+        entries.append(None if order is None else (order.programs, figures(order.programs)))
+    for h in (zb_h1, zb_h2):
+        programs = h(p, m).programs
+        entries.append((programs, figures(programs)))
+    return entries
+
+
+def _choose(
+    figures: list[tuple[float, ...] | None], memory_limit: float, cost: Callable[[int], tuple[float, ...]]
+) -> int:
+    """The index of the entry :func:`auto_zero_bubble` keeps, given each entry's ``figures`` (:func:`_pool`'s;
+    the list scheduler's passes start with their own step time): the list scheduler's first shortest pass
+    joins the heuristic's orders, ZB-H1 and ZB-H2, and the first of the shortest steps (``cost(index)`` ends
+    with step, peak) within the limit wins."""
+    makespans = [f[0] for f in figures[:_GREEDY_PASSES] if f is not None]
+    greedy = 0
+    for i in range(1, _GREEDY_PASSES):
+        if makespans[i] < makespans[greedy] - 1e-12:
+            greedy = i
+    heuristics = [i for i in range(_GREEDY_PASSES, _GREEDY_PASSES + 8) if figures[i] is not None]
+    best: tuple[float, int] | None = None
+    for i in (*heuristics, greedy, len(figures) - 2, len(figures) - 1):
+        step, peak = cost(i)[-2:]
         if peak > memory_limit + _EPS:
             continue
         if best is None or step < best[0] - _EPS:
-            best = (step, cand)
+            best = (step, i)
     assert best is not None  # the list scheduler's order always fits
-    return Schedule(name, p, p, m, tuple(range(p)), best[1].programs)
+    return best[1]

@@ -1,0 +1,238 @@
+"""The extension of searched orders to many microbatches (schedules.periodic) against the direct builds it
+replaces: every action (kind, stage, microbatch) in the same place of every rank's program."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import schedules.periodic as periodic
+import schedules.v_memory as v_memory
+import schedules.zb_auto as zb_auto
+from schedules import validate
+from schedules.ir import NUM_OPS
+from schedules.periodic import exact_times, extend, fit, plausible, runs
+from schedules.v_memory import v_memory_limit, v_memory_schedule
+from schedules.zb_auto import AutoTimes, auto_zero_bubble
+from schedules.zero_bubble import zb_h1, zb_h2
+
+DYADIC = [
+    AutoTimes(),  # the registry's F = I = W, free transfers, no weight stash
+    AutoTimes(1.0, 1.0, 0.5, 0.25, 0.25),
+    AutoTimes(2.0, 1.5, 1.0, 0.125, 0.0),
+    AutoTimes(1.0, 2.0, 0.75, 0.0, 0.5),
+]
+
+
+def smallest_extended(p: int) -> int:
+    """The first m at which the extension is tried: m >= 64 p (FAST_FROM) and the three builds at
+    m0 = 2p + 2 .. m0 + 2 within the budget, 3 m0 + 3 <= m / 8."""
+    return max(64 * p, 8 * (6 * p + 9))
+
+
+class Spy:
+    """Counts the calls of ``extend`` that returned a model (the fast path was taken)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, module: object) -> None:
+        self.taken = 0
+        self.calls = 0
+
+        def spy(*args: object, **kwargs: object) -> object:
+            out = extend(*args, **kwargs)  # type: ignore[arg-type]
+            self.calls += 1
+            self.taken += out is not None
+            return out
+
+        monkeypatch.setattr(module, "extend", spy)
+
+
+@pytest.mark.parametrize(
+    ("p", "extra", "times_index", "objective"),
+    [
+        (1, 0, 0, "sync"),
+        (2, 0, 0, "sync"),
+        (2, 1, 1, "post-validation"),
+        (3, 7, 0, "sync"),
+        (3, 0, 2, "sync"),
+        (4, 0, 0, "sync"),
+        (4, 1, 0, "sync"),
+        (4, 5, 3, "post-validation"),
+        (4, 131, 1, "sync"),
+        (5, 3, 0, "sync"),
+        (6, 2, 2, "sync"),
+    ],
+)
+@pytest.mark.parametrize("limit_per_rank", [1, 2])
+def test_extended_zero_bubble_is_the_direct_build(
+    monkeypatch: pytest.MonkeyPatch, p: int, extra: int, times_index: int, objective: str, limit_per_rank: int
+) -> None:
+    # zb-1p (limit p) and zb-2p (limit 2p) near the size from which the extension is tried, and above it.
+    m = smallest_extended(p) + extra
+    t = DYADIC[times_index]
+    spy = Spy(monkeypatch, zb_auto)
+    fast = auto_zero_bubble(p, m, limit_per_rank * p, t, objective, "zb-1p")
+    assert spy.calls == 1
+    slow = auto_zero_bubble(p, m, limit_per_rank * p, t, objective, "zb-1p", fast=False)
+    assert fast == slow
+    assert [fast.text(r) for r in range(p)] == [slow.text(r) for r in range(p)]
+    if times_index == 0:  # the registry's times always take the fast path at these sizes
+        assert spy.taken == 1
+
+
+@pytest.mark.parametrize(("times_index", "taken"), [(1, True), (2, False), (3, True)])
+def test_other_exact_times_settle_later_and_extend_exactly(
+    monkeypatch: pytest.MonkeyPatch, times_index: int, taken: bool
+) -> None:
+    # Unequal passes, transfers and a weight stash take longer to settle than the registry's equal times: the
+    # extension is found from larger builds (m0 doubled), here at p 3 and 1,500 microbatches. With F 2, I 1.5,
+    # W 1 and transfers 0.125 some candidates do not repeat every microbatch: built directly.
+    spy = Spy(monkeypatch, zb_auto)
+    t = DYADIC[times_index]
+    fast = auto_zero_bubble(3, 1500, 6, t)
+    assert spy.taken == taken
+    assert fast == auto_zero_bubble(3, 1500, 6, t, fast=False)
+
+
+@pytest.mark.parametrize(
+    ("name", "p", "m", "times_index", "taken"),
+    [
+        ("zb-v-min", 3, 600, 0, True),
+        ("zb-v-min", 3, 601, 0, True),
+        ("zb-v-min", 4, 600, 0, True),
+        ("zb-v-min", 4, 603, 0, True),
+        ("zb-v-half", 3, 600, 0, True),
+        ("zb-v-half", 3, 602, 0, True),
+        ("zb-v-min", 2, 300, 0, False),  # p 2 does not settle within the budget: built directly
+        ("zb-v-half", 4, 300, 1, False),
+    ],
+)
+def test_extended_v_memory_order_is_the_direct_build(
+    monkeypatch: pytest.MonkeyPatch, name: str, p: int, m: int, times_index: int, taken: bool
+) -> None:
+    spy = Spy(monkeypatch, v_memory)
+    fast = v_memory_schedule(name, p, m, DYADIC[times_index])
+    assert (spy.calls, spy.taken) == (1, taken)
+    assert fast == v_memory_schedule(name, p, m, DYADIC[times_index], fast=False)
+    validate(fast)
+
+
+def test_registry_v_memory_orders_take_the_extension(monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = Spy(monkeypatch, v_memory)
+    for name in ("zb-v-min", "zb-v-half"):
+        v_memory_schedule(name, 4, 4000)
+    assert spy.taken == 2
+
+
+def test_inexact_times_build_directly(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 0.1 is not a multiple of a power of two: sums of it depend on their order, so no extension is tried.
+    spy = Spy(monkeypatch, zb_auto)
+    t = AutoTimes(1.0, 1.0, 0.1)
+    m = smallest_extended(2)
+    assert auto_zero_bubble(2, m, 2, t) == auto_zero_bubble(2, m, 2, t, fast=False)
+    assert spy.calls == 0
+    assert not exact_times([0.1], 1.0)
+    assert exact_times([0.25, 3.0], 1e6)
+    assert not exact_times([0.25], 2.0**25)
+
+
+@pytest.mark.parametrize("builder", [zb_h1, zb_h2])
+def test_a_model_of_a_handcrafted_schedule_extends_it_exactly(builder: object) -> None:
+    # ZB-H1 / ZB-H2 are packed generators with a closed form: the model fitted at m0 .. m0 + 2 must give the
+    # generator's own programs at a much larger m.
+    p, m0, unit = 5, 12, 5 * NUM_OPS
+    samples = [(builder(p, m0 + k).programs, (float(m0 + k),)) for k in range(3)]  # type: ignore[operator]
+    model = fit(samples, m0, 1, unit, 3)
+    assert model is not None
+    assert model.fits(1000)
+    assert model.programs_at(1000) == builder(p, 1000).programs  # type: ignore[operator]
+    assert model.values_at(1000) == (1000.0,)
+
+
+def test_fit_refuses_what_is_not_affine() -> None:
+    unit = 2 * NUM_OPS
+    s = [zb_h1(2, m) for m in (10, 11, 12)]
+    assert fit([(x.programs, (1.0,)) for x in s], 10, 1, unit, 3) is not None
+    assert (
+        fit([(x.programs, v) for x, v in zip(s, [(1.0,), (2.0,), (4.0,)], strict=True)], 10, 1, unit, 3)
+        is None
+    )
+    mixed = [s[0].programs, zb_h2(2, 11).programs, s[2].programs]
+    assert fit([(x, ()) for x in mixed], 10, 1, unit, 3) is None
+
+
+def test_runs_split_a_program_into_repeated_blocks() -> None:
+    unit = NUM_OPS  # one stage
+    # F0 F1 F2 | (I0 F3) (I1 F4) | W0 W1 W2 W3 W4 : codes mb * 4 + op
+    prog = [0, 4, 8, 2, 12, 6, 16, 3, 7, 11, 15, 19]
+    assert runs(prog, unit, 4) == [((0,), (4,), 3), ((2, 12), (4, 4), 2), ((3,), (4,), 5)]
+    # a step back, or to another stage or kind (not a whole number of microbatches), is no repetition
+    assert runs([8, 0, 5], unit, 4) == [((8,), (0,), 1), ((0,), (0,), 1), ((5,), (0,), 1)]
+
+
+@pytest.mark.parametrize("name", ["zb-v-min", "zb-v-half"])
+def test_v_limits_are_the_papers(name: str) -> None:
+    # the extension keeps the paper's cap: the built order's peak never exceeds it
+    from schedules.timing import time_order
+
+    s = v_memory_schedule(name, 4, 4000)
+    peak = max(time_order(s, AutoTimes().stage_times(8)).peak_memory) / 2
+    assert peak <= v_memory_limit(name, 4)
+
+
+def test_a_long_v_period_extends_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    # zb-v-min at p 8 repeats every 5 microbatches from about m 145 on. The budget is lifted (samples up to m in
+    # all instead of m / 8) so that the direct build it is compared with stays affordable here.
+    monkeypatch.setattr(periodic, "BUDGET", 1)
+    seen: list[tuple[int, int] | None] = []
+
+    def spy(*args: object, **kwargs: object) -> object:
+        out = extend(*args, **kwargs)  # type: ignore[arg-type]
+        seen.append(None if out is None else (out[0].period, out[0].m0))
+        return out
+
+    monkeypatch.setattr(v_memory, "extend", spy)
+    fast = v_memory_schedule("zb-v-min", 8, 1500)
+    assert seen == [(5, 145)]
+    assert fast == v_memory_schedule("zb-v-min", 8, 1500, fast=False)
+
+
+def test_plausible_checks_counts_and_microbatch_range() -> None:
+    s = zb_h1(3, 20)
+    unit = 3 * NUM_OPS
+    assert plausible(s.programs, 20, unit, 60)
+    assert not plausible(s.programs, 19, unit, 60)  # a code of microbatch 19 is out of range for m 19
+    assert not plausible([p[:-1] for p in s.programs], 20, unit, 60)
+
+
+EXACT = st.sampled_from([0.25, 0.5, 1.0, 1.5, 2.0])
+
+
+@settings(max_examples=24, deadline=None)
+@given(
+    p=st.integers(1, 4),
+    extra=st.integers(0, 40),
+    tf=EXACT,
+    ti=EXACT,
+    tw=st.sampled_from([0.0, 0.5, 1.0]),
+    p2p=st.sampled_from([0.0, 0.125, 0.25]),
+    stash=st.sampled_from([0.0, 0.25, 0.5]),
+    limit_per_rank=st.sampled_from([1, 2]),
+    objective=st.sampled_from(["sync", "post-validation"]),
+)
+def test_any_exact_times_give_the_direct_build(
+    p: int,
+    extra: int,
+    tf: float,
+    ti: float,
+    tw: float,
+    p2p: float,
+    stash: float,
+    limit_per_rank: int,
+    objective: str,
+) -> None:
+    # Whatever the timing ratios, the fast path (taken or not) builds exactly what the direct build does.
+    t = AutoTimes(tf, ti, tw, p2p, stash)
+    m = smallest_extended(p) + extra
+    fast = auto_zero_bubble(p, m, limit_per_rank * p, t, objective)
+    assert fast == auto_zero_bubble(p, m, limit_per_rank * p, t, objective, fast=False)
