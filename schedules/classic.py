@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from array import array
 
-from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError, interleaved_placement, woven
+from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError, interleaved_placement
+from schedules.periodic import woven
 
 __all__ = ["gpipe", "one_f_one_b", "interleaved_one_f_one_b"]
 

@@ -36,7 +36,8 @@ from __future__ import annotations
 from array import array
 from collections import deque
 
-from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError, v_shape_placement, woven
+from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError, v_shape_placement
+from schedules.periodic import woven
 
 __all__ = ["dualpipe_v", "dualpipe", "dualpipe_v_rule", "dualpipe_rule"]
 
@@ -93,7 +94,7 @@ class _DualPipeProgram:
 
     def overlapped_rounds(self, count: int) -> None:
         """``count`` rounds of the main phase, F&B (F chunk 0, B chunk 1) then F&B (F chunk 1, B chunk 0),
-        woven at C speed (:func:`schedules.ir.woven`): each column's microbatch steps by one per round."""
+        woven at C speed (:func:`schedules.periodic.woven`): each column's microbatch steps by one per round."""
         if count <= 0:
             return
         step = self.num_stages * NUM_OPS

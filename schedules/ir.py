@@ -37,7 +37,6 @@ __all__ = [
     "produces",
     "encode",
     "decode",
-    "woven",
     "NUM_OPS",
     "HELD_DELTA",
     "NUM_SIGNALS",
@@ -200,18 +199,6 @@ def decode(code: int, num_stages: int) -> Action:
     rest, op = divmod(code, NUM_OPS)
     microbatch, stage = divmod(rest, num_stages)
     return Action(stage, Op(op), microbatch)
-
-
-def woven(count: int, columns: Sequence[tuple[int, int]]) -> list[int]:
-    """``count`` rows of one code per column, flattened row by row: row i holds ``first + i * step`` for each
-    column's ``(first, step)``. Generators build their repeating phases with it (a phase "F, I, W" of
-    consecutive microbatches is three columns whose codes step by one microbatch, ``num_stages * NUM_OPS``),
-    at C speed instead of one Python call per action."""
-    k = len(columns)
-    out = [0] * (count * k)
-    for j, (first, step) in enumerate(columns):
-        out[j::k] = range(first, first + step * count, step)
-    return out
 
 
 def interleaved_placement(num_ranks: int, num_stages: int) -> tuple[int, ...]:

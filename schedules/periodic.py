@@ -13,7 +13,7 @@ microbatch.
 :func:`fit` reads that structure off the reference builds at three consecutive microbatch counts m0, m0 + 1,
 m0 + 2: it splits each program into runs (:func:`runs`), requires the same runs at the three sizes, and fits
 the counts, codes and figures from the first two, keeping the model only when it reproduces the third
-exactly. :meth:`Model.programs_at` then writes the programs for any larger m at C speed (:func:`schedules.ir.woven`).
+exactly. :meth:`Model.programs_at` then writes the programs for any larger m at C speed (:func:`woven`).
 The callers use it only when every time is a multiple of a power of two (:func:`exact_times`), so that the
 search's floating-point sums are exact and its decisions are the ones of exact arithmetic; a differential test
 holds the extension to the reference builds over many sizes. Standard library only.
@@ -27,9 +27,20 @@ from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from schedules.ir import woven
 
-__all__ = ["Model", "runs", "fit", "extend", "exact_times", "period_seen", "plausible"]
+def woven(count: int, columns: Sequence[tuple[int, int]]) -> list[int]:
+    """``count`` rows of one code per column, flattened row by row: row i holds ``first + i * step`` for each
+    column's ``(first, step)``. Generators build their repeating phases with it (a phase "F, I, W" of
+    consecutive microbatches is three columns whose codes step by one microbatch, ``num_stages * NUM_OPS``),
+    at C speed instead of one Python call per action."""
+    k = len(columns)
+    out = [0] * (count * k)
+    for j, (first, step) in enumerate(columns):
+        out[j::k] = range(first, first + step * count, step)
+    return out
+
+
+__all__ = ["Model", "woven", "runs", "fit", "extend", "exact_times", "period_seen", "plausible"]
 
 LONGEST_PERIOD = 64  # microbatches: the longest repetition looked for (the V list scheduler's at p 8: 36)
 SHORT_PERIODS = (1, 2, 4)  # tried when the middle of the first build does not repeat yet (p 3-4 V orders)

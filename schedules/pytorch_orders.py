@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from array import array
 
-from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError, interleaved_placement, woven
+from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError, interleaved_placement
+from schedules.periodic import woven
 
 __all__ = ["looped_bfs", "interleaved_zero_bubble", "interleaved_zb_rule"]
 

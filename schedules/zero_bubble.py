@@ -26,7 +26,8 @@ from __future__ import annotations
 
 from array import array
 
-from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError, v_shape_placement, woven
+from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError, v_shape_placement
+from schedules.periodic import woven
 
 __all__ = ["zb_h1", "zb_h2", "zb_v"]
 

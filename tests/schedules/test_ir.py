@@ -79,7 +79,7 @@ def test_consumer_stage_is_the_inverse_of_depends_on() -> None:
 
 
 def test_woven_rows_of_progressions() -> None:
-    from schedules.ir import woven
+    from schedules.periodic import woven
 
     assert woven(3, [(0, 10), (1, 10), (5, 2)]) == [0, 1, 5, 10, 11, 7, 20, 21, 9]
     assert woven(0, [(0, 4)]) == []
