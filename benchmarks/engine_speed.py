@@ -17,9 +17,11 @@ Costs are uniform (F 0.25 ms, B 0.5 ms, W a third of B for split-backward famili
 of activations): the engine's work does not depend on the values.
 
 A case whose generations take more than 10 s in all stops repeating (``runs`` in the record). Run:
-``python benchmarks/engine_speed.py`` (a few minutes on 2 cores for the fast families; the greedy ones take
-about a minute each at 1e6 actions), ``--quick`` (1e5 actions, 3 runs), ``--json`` for the records,
-``--schedules`` to pick families, ``--clock cpu`` on a shared machine.
+``python benchmarks/engine_speed.py`` (a few minutes on 2 cores; the automatic zero-bubble orders extend a
+periodic steady state found on small builds, schedules.periodic, and still take seconds where those builds
+are large (pp 64) or no period is found (the V-memory orders from pp 8): up to about a minute per case),
+``--quick`` (1e5 actions, 3 runs), ``--json`` for the records, ``--schedules`` to pick families, ``--clock cpu``
+on a shared machine.
 """
 
 from __future__ import annotations
