@@ -17,10 +17,19 @@ from pipesim.cost import fsdp
 from pipesim.cost.times import PassTimes
 from pipesim.sim.engine import OpCosts
 
-__all__ = ["COLUMNS", "StageCosts", "StageFrame", "StageTable", "rank_column_sums", "rank_sums"]
+__all__ = [
+    "COLUMNS",
+    "PASS_COLUMNS",
+    "StageCosts",
+    "StageFrame",
+    "StageTable",
+    "rank_column_sums",
+    "rank_sums",
+]
 
-# The per-stage columns of StageTable.values, in order.
-COLUMNS = (
+# The per-stage columns of StageTable.values, in order: these PassTimes fields of the stage's passes, then its
+# parameters (dense + expert), their routed-expert part, and its ZeRO-3 collectives' total and exposed seconds.
+PASS_COLUMNS = (
     "forward_s",
     "backward_s",
     "weight_s",
@@ -29,11 +38,8 @@ COLUMNS = (
     "tp_backward_s",
     "ep_forward_s",
     "ep_comm_s",
-    "params",
-    "expert_params",
-    "zero3_comm_s",
-    "zero3_exposed_s",
 )
+COLUMNS = (*PASS_COLUMNS, "params", "expert_params", "zero3_comm_s", "zero3_exposed_s")
 F, B, W, REC, TPF, TPB, EPF, EPC, PARAMS, EXPERT, ZC, ZE = range(len(COLUMNS))
 
 

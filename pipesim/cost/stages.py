@@ -38,7 +38,17 @@ from pipesim.cost.memory import (
     transient_bytes,
 )
 from pipesim.cost.stage_cache import StageCostCache, unit_key, weight_stash_bytes_per_layer
-from pipesim.cost.stage_table import COLUMNS, EXPERT, PARAMS, F, StageCosts, StageFrame, StageTable, rank_sums
+from pipesim.cost.stage_table import (
+    COLUMNS,
+    EXPERT,
+    PARAMS,
+    PASS_COLUMNS,
+    F,
+    StageCosts,
+    StageFrame,
+    StageTable,
+    rank_sums,
+)
 from pipesim.cost.times import (
     DP_BUCKET_PARAMS,
     optimizer_step_s,
@@ -147,20 +157,7 @@ class StageCostModel(StageCostCache):
             entries.append(hit)
             p, dense_p, expert_p, c_total, c_exposed, _ = hit
             rows.append(
-                (
-                    p.forward_s,
-                    p.backward_s,
-                    p.weight_s,
-                    p.recompute_s,
-                    p.tp_forward_s,
-                    p.tp_backward_s,
-                    p.ep_forward_s,
-                    p.ep_comm_s,
-                    dense_p + expert_p,
-                    expert_p,
-                    c_total,
-                    c_exposed,
-                )
+                (*(getattr(p, f) for f in PASS_COLUMNS), dense_p + expert_p, expert_p, c_total, c_exposed)
             )
         by_sig = np.array(rows, dtype=np.float64).reshape(len(rows), len(COLUMNS))
         values = by_sig[frame.sig_index]
