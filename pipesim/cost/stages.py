@@ -198,22 +198,20 @@ class StageCostModel(StageCostCache):
 
         layers = frame.layers
         acts = self._memoized(
-            ("acts", unit_key(layout), layers, chains),
+            ("acts", ukey, layers, chains),
             lambda: np.array(
                 stage_activation_bytes(
                     model,
                     layout,
                     layers,
-                    [model.kind_counts(a, a + n) for a, n in zip(frame.starts, layers, strict=True)],
+                    [self._kind_of[frame.sigs[i][1]] for i in frame.sig_index.tolist()],  # each stage's kinds
                     chains,
                 ),
                 dtype=np.float64,
             ),
         )
         stash_layer = self.weight_stash_per_layer(layout)
-        transient = self._memoized(
-            ("transient", unit_key(layout), layout.pp), lambda: transient_bytes(model, layout)
-        )
+        transient = self._memoized(("transient", ukey, layout.pp), lambda: transient_bytes(model, layout))
         return StageTable(
             frame,
             tuple(entries),

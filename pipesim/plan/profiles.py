@@ -56,10 +56,7 @@ class Profile:
                 ]
             )
         rows, rank, starts = stacked
-        terms = rows * weights[rank]
-        held = terms[:, 0] + 0.0  # left to right, column by column: the scalar walk's order
-        for j in range(1, terms.shape[1]):
-            held = held + terms[:, j]
+        held = np.add.accumulate(rows * weights[rank], axis=1)[:, -1]
         return np.maximum.reduceat(held, starts)
 
 
