@@ -33,27 +33,33 @@ def _walk(
     """(exposed seconds, the shortest pipeline phase for which they hold unchanged): the walk of
     :func:`dp_exposed_s`, in times relative to the pipeline's end (``pipeline_s`` = inf: the limit)."""
     nb = dp_buckets
+    coef = 1 - 1 / nb
+    inf = math.inf
     free = [-pipeline_s] * num_ranks
-    own_end = [-math.inf] * num_ranks
-    end = -pipeline_s
-    need = -math.inf  # each rank's first reduction starts after time 0 once pipeline_s >= need
-    for s, red, r, weight_s, backward_s in dp_stages:
+    own_end = [-inf] * num_ranks
+    need = -inf  # each rank's first reduction starts after time 0 once pipeline_s >= need
+    for s, red, r, weight_s, backward_s in dp_stages:  # (x if x >= y else y: max(x, y), inlined)
         if dp_overlap:
-            grad_pass = weight_s if split_backward else backward_s
             ready = -s * wave_step_s
-            start = ready - grad_pass * (1 - 1 / nb)
-            later = max(start + red, ready + red / nb)
-            if own_end[r] == -math.inf:
-                need = max(need, red - later)
-            free[r] = max(free[r] + red, later)
+            start = ready - (weight_s if split_backward else backward_s) * coef
+            a, b = start + red, ready + red / nb
+            later = a if a >= b else b
+            if own_end[r] == -inf:
+                gap = red - later
+                need = need if need >= gap else gap
+            held = free[r] + red
+            free[r] = held if held >= later else later
         else:
             ready = 0.0
-            free[r] = max(free[r], 0.0) + red
-        own_end[r] = max(own_end[r], ready)
-        end = max(end, free[r])
+            f = free[r]
+            free[r] = (f if f >= 0.0 else 0.0) + red
+        e = own_end[r]
+        own_end[r] = e if e >= ready else ready
     if optimizer == "sync":
-        return max(end, 0.0), need
-    exposed = max(max(f - e, 0.0) for f, e in zip(free, own_end, strict=True) if e > -math.inf)
+        # Each rank's free time only grows, so the latest end is the largest final one.
+        end = max(-pipeline_s, *free)
+        return (end if end >= 0.0 else 0.0), need
+    exposed = max(max(f - e, 0.0) for f, e in zip(free, own_end, strict=True) if e > -inf)
     return exposed, need
 
 
