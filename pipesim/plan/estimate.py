@@ -64,7 +64,7 @@ from pipesim.comm.base import CommModel
 from pipesim.cost.memory import RESERVE_BYTES
 from pipesim.cost.stages import StageCostModel, StageCosts
 from pipesim.cost.times import Efficiency
-from pipesim.plan.pieces import StagePieces, cost_key, stage_pieces
+from pipesim.plan.pieces import StagePieces, cost_fields, cost_key, stage_pieces
 from pipesim.plan.profiles import Profile
 from pipesim.plan.schedule_facts import ScheduleFacts
 from pipesim.specs.gpu import GPUSpec
@@ -142,7 +142,7 @@ class Estimator(ScheduleFacts):
         self._variants: dict[tuple[Any, ...], tuple[float, ...]] = {}
         self._grids: dict[tuple[int, ...], RankGrid] = {}
         self._last_layout: Layout | None = None
-        self._last_keys: dict[str, tuple[object, ...]] = {}
+        self._last_keys: dict[str | None, tuple[object, ...]] = {}
 
     def _greedy_variant(self, layout: Layout, schedule: str) -> tuple[float, ...]:
         """(I, W, P2P) relative to F of one layer and the weight-stash fraction: the times a greedy
@@ -173,7 +173,10 @@ class Estimator(ScheduleFacts):
             self._last_layout, self._last_keys = layout, {}
         hit = self._last_keys.get(schedule)
         if hit is None:
-            hit = self._last_keys[schedule] = cost_key(layout, schedule)
+            fields = self._last_keys.get(None)
+            if fields is None:
+                fields = self._last_keys[None] = cost_fields(layout)
+            hit = self._last_keys[schedule] = cost_key(layout, schedule, fields)
         return hit
 
     def _grid(self, layout: Layout, pp: int) -> RankGrid:

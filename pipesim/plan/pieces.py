@@ -23,21 +23,29 @@ from pipesim.plan.dp_exposure import DpExposure, RankRounds
 from pipesim.specs.layout import Layout
 from schedules import get_family
 
-__all__ = ["StagePieces", "cost_key", "stage_pieces"]
+__all__ = ["StagePieces", "cost_fields", "cost_key", "stage_pieces"]
 
 # Every Layout field but the two that only choose the schedule (its name and chunk count, whose effect on costs
 # is the placement, part of the pieces' key).
 _COST_FIELDS = tuple(f.name for f in fields(Layout) if f.name not in ("schedule", "vpp"))
 
 
-def cost_key(layout: Layout, schedule: str | None = None) -> tuple[object, ...]:
+def cost_fields(layout: Layout) -> tuple[object, ...]:
+    """The fields of ``layout`` its per-stage costs depend on beside its schedule: all but schedule and vpp."""
+    return tuple(getattr(layout, f) for f in _COST_FIELDS)
+
+
+def cost_key(
+    layout: Layout, schedule: str | None = None, fields: tuple[object, ...] | None = None
+) -> tuple[object, ...]:
     """The fields of ``layout`` its per-stage costs depend on, given the placement, when run by ``schedule``
-    (default its own): all but schedule and vpp, whether its pipeline sends block (Megatron-Core's default
-    depends on the schedule), and the schedule's number of chains (bidirectional DualPipe's two model copies
-    cost otherwise than one chain of as many stages: :meth:`pipesim.cost.stages.StageCostModel.stage_costs`)."""
+    (default its own): :func:`cost_fields` (``fields`` when given), whether its pipeline sends block
+    (Megatron-Core's default depends on the schedule), and the schedule's number of chains (bidirectional
+    DualPipe's two model copies cost otherwise than one chain of as many stages:
+    :meth:`pipesim.cost.stages.StageCostModel.stage_costs`)."""
     name = layout.schedule if schedule is None else schedule
-    chains = get_family(name).chains
-    return (*(getattr(layout, f) for f in _COST_FIELDS), layout.p2p_overlapped_for(name), chains)
+    base = cost_fields(layout) if fields is None else fields
+    return (*base, layout.p2p_overlapped_for(name), get_family(name).chains)
 
 
 @dataclass(frozen=True)
