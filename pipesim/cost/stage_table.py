@@ -169,10 +169,6 @@ class StageTable:
     p2p_blocking: bool
     validation_hop_s: float
 
-    def column(self, j: int) -> np.ndarray:
-        """Per-stage column ``j`` of :data:`COLUMNS`."""
-        return self.values[:, j]
-
     @cached_property
     def stage_costs(self) -> StageCosts:
         """The same costs as tuples: what the engine runs (:class:`OpCosts`) and the per-stage views."""
