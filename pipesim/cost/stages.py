@@ -27,6 +27,7 @@ Costs are cached by exactly the fields they depend on (:mod:`pipesim.cost.stage_
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Sequence
 
 import numpy as np
@@ -59,6 +60,9 @@ from pipesim.specs.layout import Layout
 from pipesim.specs.placement import RankGrid
 
 __all__ = ["StageCosts", "StageCostModel", "StageTable", "weight_stash_bytes_per_layer", "dp_buckets"]
+
+
+_PASS_VALUES = operator.attrgetter(*PASS_COLUMNS)  # a stage's PASS_COLUMNS fields, in one call
 
 
 def dp_buckets(stage_params: Sequence[float]) -> int:
@@ -156,9 +160,7 @@ class StageCostModel(StageCostCache):
                 hit = self._stages[key] = self._stage(layout, grid, *sig)
             entries.append(hit)
             p, dense_p, expert_p, c_total, c_exposed, _ = hit
-            rows.append(
-                (*(getattr(p, f) for f in PASS_COLUMNS), dense_p + expert_p, expert_p, c_total, c_exposed)
-            )
+            rows.append((*_PASS_VALUES(p), dense_p + expert_p, expert_p, c_total, c_exposed))
         by_sig = np.array(rows, dtype=np.float64).reshape(len(rows), len(COLUMNS))
         values = by_sig[frame.sig_index]
         fid = id(frame)  # frames are kept (memoized) for the model's life: their ids are unique
