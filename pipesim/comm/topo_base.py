@@ -64,6 +64,17 @@ class TopologyBase:
         self._groups[key] = group
         return group
 
+    def group_key(self, ranks: Sequence[int]) -> tuple[object, ...]:
+        """A key equal for groups whose collectives cost alike: a group inside one server is keyed by its local
+        GPUs, since every server is a copy of one template (:class:`topologies.routing.Router` reads every
+        in-server link and path from server 0); any other group by its physical GPUs."""
+        group = self._group(ranks)
+        per = self.router.gpus_per_node
+        base = group[0] // per * per
+        if all(0 <= g - base < per for g in group):
+            return ("server", *(g - base for g in group))
+        return ("gpus", *group)
+
     def _by_server(self, group: tuple[int, ...]) -> list[tuple[int, tuple[int, ...]]]:
         """Servers in order of first appearance with their local GPU indices (sorted)."""
         per = self.router.gpus_per_node

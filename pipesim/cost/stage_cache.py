@@ -96,6 +96,7 @@ class StageCostCache:
         self._memo: dict[tuple[Any, ...], Any] = {}
         self._groups: dict[tuple[RankGrid, int], RankGroups] = {}
         self._rank_units: dict[tuple[Any, ...], tuple[_Units, int]] = {}
+        self._by_groups: dict[tuple[Any, ...], tuple[_Units, int]] = {}
         self._key_ids: dict[Any, int] = {}  # unit keys, grids and layer-kind counts, numbered
         self._stages: dict[tuple[Any, ...], tuple[PassTimes, float, float, float, float, Any]] = {}
         self._stage_dp: dict[int, dict[tuple[Any, ...], float]] = {}  # per grid number
@@ -122,9 +123,24 @@ class StageCostCache:
         hit = self._rank_units.get(key)
         if hit is None:
             g = self.rank_groups(grid, r)
-            units = self.units(layout, g.tp, g.layer_groups)
-            hit = self._rank_units[key] = (units, self._key_ids.setdefault(id(units), len(self._key_ids)))
+            # Ranks whose groups the communication model keys alike time alike: one lookup of units for them.
+            gkey = (
+                ukey,
+                self._group_key(g.tp),
+                *((k, self._group_key(v)) for k, v in sorted(g.layer_groups.items())),
+            )
+            hit = self._by_groups.get(gkey)
+            if hit is None:
+                units = self.units(layout, g.tp, g.layer_groups)
+                uid = self._key_ids.setdefault(id(units), len(self._key_ids))
+                hit = self._by_groups[gkey] = (units, uid)
+            self._rank_units[key] = hit
         return hit
+
+    def _group_key(self, ranks: Sequence[int]) -> tuple[object, ...]:
+        """The communication model's key of a group (``group_key``: equal keys, equal costs), or its ranks."""
+        key_of = getattr(self.comm, "group_key", None)
+        return tuple(ranks) if key_of is None else key_of(ranks)
 
     def units(
         self, layout: Layout, tp_group: Iterable[int], groups: dict[str, list[int]] | None = None
