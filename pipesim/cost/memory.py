@@ -63,6 +63,7 @@ __all__ = [
     "transient_bytes",
     "RankMemory",
     "rank_memory",
+    "peak_bytes",
     "state_bytes",
     "stage_activation_bytes",
     "stage_extra_activation_bytes",
@@ -264,12 +265,20 @@ class RankMemory:
     @property
     def peak(self) -> float:
         """Total: weights + grads + optimizer + activations + transient + reserve."""
-        return self.weights + self.grads + self.optimizer + self.activations + self.transient + self.reserve
+        return peak_bytes(
+            self.weights + self.grads + self.optimizer, self.activations, self.transient, self.reserve
+        )
 
     @property
     def fits(self) -> bool:
         """True when the peak is within the GPU's HBM."""
         return self.peak <= self.capacity
+
+
+def peak_bytes(state: float, activations: float, transient: float, reserve: float) -> float:
+    """A GPU's peak: weights + gradients + optimizer state (``state``), activations, the backward's transient
+    working set and the fixed reserve, added in that order."""
+    return state + activations + transient + reserve
 
 
 def rank_memory(

@@ -142,7 +142,8 @@ class Estimator(ScheduleFacts):
         self._variants: dict[tuple[Any, ...], tuple[float, ...]] = {}
         self._grids: dict[tuple[int, ...], RankGrid] = {}
         self._last_layout: Layout | None = None
-        self._last_keys: dict[str | None, tuple[object, ...]] = {}
+        self._last_fields: tuple[object, ...] = ()
+        self._last_keys: dict[str, tuple[object, ...]] = {}
 
     def _greedy_variant(self, layout: Layout, schedule: str) -> tuple[float, ...]:
         """(I, W, P2P) relative to F of one layer and the weight-stash fraction: the times a greedy
@@ -170,13 +171,10 @@ class Estimator(ScheduleFacts):
         """:func:`pipesim.plan.pieces.cost_key`, remembered for the last layout asked (the planner asks for
         one layout under each of its schedules in a row; the layout is held, so its identity is not reused)."""
         if layout is not self._last_layout:
-            self._last_layout, self._last_keys = layout, {}
+            self._last_layout, self._last_fields, self._last_keys = layout, cost_fields(layout), {}
         hit = self._last_keys.get(schedule)
         if hit is None:
-            fields = self._last_keys.get(None)
-            if fields is None:
-                fields = self._last_keys[None] = cost_fields(layout)
-            hit = self._last_keys[schedule] = cost_key(layout, schedule, fields)
+            hit = self._last_keys[schedule] = cost_key(layout, schedule, self._last_fields)
         return hit
 
     def _grid(self, layout: Layout, pp: int) -> RankGrid:
@@ -282,7 +280,7 @@ class Estimator(ScheduleFacts):
             ).tolist()
         memory_rank, peak, state, activations = pc.peak_memory(ranks, held)
 
-        opt = pc.optimizer_s
+        opt = pc.table.optimizer_s
         return Estimate(
             step_time_s=pipeline + dp_exposed + opt,
             pipeline_s=pipeline,

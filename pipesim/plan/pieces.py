@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from pipesim.cost.memory import ACTIVATION_OVERHEAD, state_bytes
+from pipesim.cost.memory import ACTIVATION_OVERHEAD, peak_bytes, state_bytes
 from pipesim.cost.stage_table import REC, TPB, TPF, ZE, B, F, StageTable, W, rank_column_sums, rank_sums
 from pipesim.plan.dp_exposure import DpExposure, RankRounds
 from pipesim.specs.layout import Layout
@@ -57,7 +57,8 @@ class StagePieces:
     transfers; the stages with a gradient reduction (last stage first) as (stage, seconds, rank, W seconds,
     B seconds); per rank its local stages' activation and weight-stash bytes (the profiled memory walk's
     weights) and, for ranks 0 and p-1, their layer and extra (embedding, head) activation bytes (the closed
-    forms'); and the step's scalars the estimate uses (``table`` holds the rest)."""
+    forms'); per rank its weights + gradients + optimizer state; the GPU's reserve. ``table`` holds the step's
+    scalars (optimizer step, gradient buckets, transient bytes)."""
 
     table: StageTable
     work: tuple[float, ...]
@@ -75,11 +76,7 @@ class StagePieces:
     walk_matrix: np.ndarray
     end_bytes: dict[int, tuple[float, float]]
     state_bytes: tuple[float, ...]
-    transient_bytes: float
     reserve_bytes: float
-    optimizer_s: float
-    dp_buckets: int
-    dp_overlap: bool
     rounds: RankRounds | None = None
     exposures: dict[tuple[float, bool, str], DpExposure] = field(
         default_factory=dict, compare=False, repr=False
@@ -92,8 +89,8 @@ class StagePieces:
         if hit is None:
             hit = self.exposures[key] = DpExposure.of(
                 self.dp_stages,
-                self.dp_buckets,
-                self.dp_overlap,
+                self.table.dp_buckets,
+                self.table.dp_overlap,
                 len(self.work),
                 wave_step_s,
                 split_backward,
@@ -107,10 +104,11 @@ class StagePieces:
         peak, weights + gradients + optimizer state, and activations: :func:`pipesim.cost.memory.rank_memory`'s
         sum in its order, with the rank's state bytes summed once per placement."""
         best = (-1, -1.0, 0.0, 0.0)
+        transient = self.table.transient_bytes
         for r, h in zip(ranks, held, strict=True):
             acts = h * ACTIVATION_OVERHEAD
             state = self.state_bytes[r]
-            peak = state + acts + self.transient_bytes + self.reserve_bytes
+            peak = peak_bytes(state, acts, transient, self.reserve_bytes)
             if peak > best[1]:
                 best = (r, peak, state, acts)
         return best
@@ -196,11 +194,7 @@ def stage_pieces(
         walk_matrix,
         end_bytes,
         tuple(_state(layout, table)),
-        table.transient_bytes,
         reserve_bytes,
-        table.optimizer_s,
-        table.dp_buckets,
-        table.dp_overlap,
         _rounds(frame.by_rank, dp, v),
     )
 
