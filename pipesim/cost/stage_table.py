@@ -97,7 +97,10 @@ class StageFrame:
 
     def local(self, rank: int) -> list[int]:
         """The stages on ``rank``, in stage order."""
-        return self._locals.setdefault(rank, np.flatnonzero(self.placement == rank).tolist())
+        hit = self._locals.get(rank)
+        if hit is None:
+            hit = self._locals[rank] = np.flatnonzero(self.placement == rank).tolist()
+        return hit
 
     @cached_property
     def _locals(self) -> dict[int, list[int]]:
