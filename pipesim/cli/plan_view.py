@@ -103,7 +103,8 @@ def plan_outputs(
     con.print(
         f"{result.enumerated:,} layouts enumerated, {result.candidates:,} candidates estimated in "
         f"{result.estimate_s:.1f} s ({result.candidates_per_s:,.0f} candidates/s; plan {result.elapsed_s:.1f} s), "
-        f"{result.feasible:,} fit in memory; the top {result.simulated} simulated in full. DO = distributed "
+        f"{result.feasible:,} fit in memory (the others were rejected on their memory, without timing them); "
+        f"the top {result.simulated} simulated in full. DO = distributed "
         f"optimizer (shard: on/off, fsdp = full FSDP, hsdpS = hybrid with S-GPU shards), SP = sequence "
         f"parallel. Winner: MFU {best.mfu:.1%}, HFU {best.hfu:.1%} "
         f"({best.hardware_tflops_per_gpu:.1f} hardware TFLOP/s per GPU, recompute counted).",

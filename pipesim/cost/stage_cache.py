@@ -346,8 +346,14 @@ class StageCostCache:
         if layout.zero_stage >= 3:
             units = fsdp.stage_units(model, layout, kinds, per_kind, emb, head, first, last, glue)
             p, c_total, c_exposed, spans = self._fsdp_stage(layout, grid, r, units, p)
-        dense_p, expert_p = self._memoized(
+        dense_p, expert_p = self.stage_params(layout, kid, first, last)
+        return p, dense_p, expert_p, c_total, c_exposed, spans
+
+    def stage_params(self, layout: Layout, kid: int, first: bool, last: bool) -> tuple[float, float]:
+        """A stage's dense and routed-expert parameters per GPU (:func:`pipesim.cost.memory.stage_param_split`)
+        for layers of the kind counts numbered ``kid`` (cached by tp, ep, etp and the signature)."""
+        model, kinds = self.model, self._kind_of[kid]
+        return self._memoized(
             ("params", layout.tp, layout.ep, layout.etp, kid, first, last),
             lambda: stage_param_split(model, layout, kinds, first, last),
         )
-        return p, dense_p, expert_p, c_total, c_exposed, spans

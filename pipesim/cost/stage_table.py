@@ -22,6 +22,7 @@ __all__ = [
     "PASS_COLUMNS",
     "StageCosts",
     "StageFrame",
+    "StageMemory",
     "StageTable",
     "rank_column_sums",
     "rank_sums",
@@ -149,23 +150,36 @@ class StageCosts:
 Entry = tuple[PassTimes, float, float, float, float, Any]
 
 
+@dataclass(frozen=True, eq=False)
+class StageMemory:
+    """What one layout's memory on one placement is made of, none of it a time: per stage its parameters per TP
+    rank (dense + expert) and their routed-expert part, its activation bytes per microbatch and the part of them
+    kept from I to W; per pipeline rank its parameters and their routed-expert part; the backward's transient
+    working set. The planner reads it to rule out layouts that do not fit before timing them."""
+
+    frame: StageFrame
+    params: np.ndarray
+    expert_params: np.ndarray
+    activation_bytes: np.ndarray
+    weight_stash_bytes: np.ndarray
+    rank_params: np.ndarray
+    rank_expert_params: np.ndarray
+    transient_bytes: float
+
+
 @dataclass(frozen=True)
 class StageTable:
     """Per-stage costs of one layout on one placement (see the module docstring): ``values[s, j]`` is stage s's
     :data:`COLUMNS` [j]; ``p2p_s`` per boundary, ``dp_reduce_s``, ``activation_bytes`` and
-    ``weight_stash_bytes`` per stage; per pipeline rank its parameters and their routed-expert part; the
-    step's scalars as :class:`OpCosts` names them."""
+    ``weight_stash_bytes`` per stage, per pipeline rank its parameters and their routed-expert part
+    (``memory``); the step's scalars as :class:`OpCosts` names them."""
 
     frame: StageFrame
     entries: tuple[Entry, ...]
     values: np.ndarray
     p2p_s: np.ndarray
     dp_reduce_s: np.ndarray
-    activation_bytes: np.ndarray
-    weight_stash_bytes: np.ndarray
-    rank_params: np.ndarray
-    rank_expert_params: np.ndarray
-    transient_bytes: float
+    memory: StageMemory
     optimizer_s: float
     dp_buckets: int
     dp_overlap: bool
@@ -175,7 +189,7 @@ class StageTable:
     @cached_property
     def stage_costs(self) -> StageCosts:
         """The same costs as tuples: what the engine runs (:class:`OpCosts`) and the per-stage views."""
-        v = self.values
+        v, mem = self.values, self.memory
         col = [tuple(v[:, j].tolist()) for j in range(len(COLUMNS))]
         a2a_f = np.minimum(v[:, EPF], v[:, F])
         a2a_b = np.minimum(np.maximum(v[:, EPC] - v[:, EPF], 0.0), v[:, B] - v[:, W])
@@ -184,8 +198,8 @@ class StageTable:
             backward_s=col[B],
             weight_s=col[W],
             p2p_s=tuple(self.p2p_s.tolist()),
-            activation_bytes=tuple(self.activation_bytes.tolist()),
-            weight_stash_bytes=tuple(self.weight_stash_bytes.tolist()),
+            activation_bytes=tuple(mem.activation_bytes.tolist()),
+            weight_stash_bytes=tuple(mem.weight_stash_bytes.tolist()),
             tp_comm_forward_s=col[TPF],
             tp_comm_backward_s=col[TPB],
             recompute_s=col[REC],
@@ -205,11 +219,11 @@ class StageTable:
             costs,
             tuple(self.entries[i][0] for i in index),
             col[PARAMS],
-            tuple(self.rank_params.tolist()),
-            self.transient_bytes,
+            tuple(mem.rank_params.tolist()),
+            mem.transient_bytes,
             col[ZC],
             col[ZE],
             col[EXPERT],
-            tuple(self.rank_expert_params.tolist()),
+            tuple(mem.rank_expert_params.tolist()),
             spans,
         )

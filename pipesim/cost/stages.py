@@ -41,12 +41,12 @@ from pipesim.cost.memory import (
 from pipesim.cost.stage_cache import StageCostCache, unit_key, weight_stash_bytes_per_layer
 from pipesim.cost.stage_table import (
     COLUMNS,
-    EXPERT,
     PARAMS,
     PASS_COLUMNS,
     F,
     StageCosts,
     StageFrame,
+    StageMemory,
     StageTable,
     rank_sums,
 )
@@ -193,11 +193,41 @@ class StageCostModel(StageCostCache):
         )
         p2p.setflags(write=False)  # shared between the tables that memoized them
         dp_full.setflags(write=False)
-        rank_params = rank_sums(frame.placement, values[:, PARAMS], layout.pp)
-        rank_expert = rank_sums(frame.placement, values[:, EXPERT], layout.pp)
+        mem = self.stage_memory(layout, placement, chains)
         rank_forward = rank_sums(frame.placement, values[:, F], layout.pp)
-        opt = self._optimizer_s(layout, grid, gkey, rank_params.tolist(), rank_expert.tolist(), rank_forward)
+        opt = self._optimizer_s(
+            layout, grid, gkey, mem.rank_params.tolist(), mem.rank_expert_params.tolist(), rank_forward
+        )
+        return StageTable(
+            frame,
+            tuple(entries),
+            values,
+            p2p,
+            dp_full,
+            mem,
+            opt,
+            dp_buckets(values[:, PARAMS].tolist()),
+            layout.dp_overlap,
+            not layout.p2p_overlapped_for(layout.schedule if schedule is None else schedule),
+            hop,
+        )
 
+    def stage_memory(self, layout: Layout, placement: Sequence[int], chains: int = 1) -> StageMemory:
+        """What ``layout``'s memory on ``placement`` is made of (:class:`pipesim.cost.stage_table.StageMemory`):
+        no pass is timed for it. Cached by the frame, the unit fields and pp; :meth:`stage_table` holds the same
+        object, so the planner's memory check and its timing read the same bytes."""
+        frame = self.frame(layout, placement, chains)
+        ukey = unit_key(layout)
+        return self._memoized(
+            ("memory", id(frame), ukey, layout.pp, chains),  # frames live as long as the model: ids unique
+            lambda: self._stage_memory(layout, frame, ukey, chains),
+        )
+
+    def _stage_memory(
+        self, layout: Layout, frame: StageFrame, ukey: tuple[object, ...], chains: int
+    ) -> StageMemory:
+        model = self.model
+        params, expert, rank_params, rank_expert = self.param_arrays(layout, frame)
         layers = frame.layers
         acts = self._memoized(
             ("acts", ukey, layers, chains),
@@ -212,25 +242,54 @@ class StageCostModel(StageCostCache):
                 dtype=np.float64,
             ),
         )
-        stash_layer = self.weight_stash_per_layer(layout)
-        transient = self._memoized(("transient", ukey, layout.pp), lambda: transient_bytes(model, layout))
-        return StageTable(
+        stash = np.minimum(acts, np.array(layers, dtype=np.float64) * self.weight_stash_per_layer(layout))
+        for a in (acts, stash):
+            a.setflags(write=False)  # shared by every table of this memory
+        return StageMemory(
             frame,
-            tuple(entries),
-            values,
-            p2p,
-            dp_full,
+            params,
+            expert,
             acts,
-            np.minimum(acts, np.array(layers, dtype=np.float64) * stash_layer),
+            stash,
             rank_params,
             rank_expert,
-            transient,
-            opt,
-            dp_buckets(values[:, PARAMS].tolist()),
-            layout.dp_overlap,
-            not layout.p2p_overlapped_for(layout.schedule if schedule is None else schedule),
-            hop,
+            self.transient(layout),
         )
+
+    def transient(self, layout: Layout) -> float:
+        """:func:`pipesim.cost.memory.transient_bytes` of ``layout`` (cached by the unit fields and pp)."""
+        model = self.model
+        return float(
+            self._memoized(("transient", unit_key(layout), layout.pp), lambda: transient_bytes(model, layout))
+        )
+
+    def param_arrays(
+        self, layout: Layout, frame: StageFrame
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per stage of ``frame`` its parameters per GPU (dense + expert) and their routed-expert part, and the
+        same summed per pipeline rank (cached by the frame, tp, ep and etp): what weights, gradients and
+        optimizer state are counted from, without timing a pass."""
+        return self._memoized(
+            ("param arrays", id(frame), layout.tp, layout.ep, layout.etp, layout.pp),
+            lambda: self._param_arrays(layout, frame),
+        )
+
+    def _param_arrays(
+        self, layout: Layout, frame: StageFrame
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        split = [self.stage_params(layout, kid, first, last) for _, kid, first, last in frame.sigs]
+        by_sig = np.array([(d + e, e) for d, e in split], dtype=np.float64).reshape(len(split), 2)
+        per_stage = by_sig[frame.sig_index]
+        params, expert = per_stage[:, 0].copy(), per_stage[:, 1].copy()
+        out = (
+            params,
+            expert,
+            rank_sums(frame.placement, params, layout.pp),
+            rank_sums(frame.placement, expert, layout.pp),
+        )
+        for a in out:
+            a.setflags(write=False)  # shared by every table and memory of this frame
+        return out
 
     def _optimizer_s(
         self,

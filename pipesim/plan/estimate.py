@@ -49,22 +49,34 @@ weight-gradient stash from I to W, as the simulator frees them) x the rank's act
 ACTIVATION_OVERHEAD, plus the backward's transient working set and the fixed reserve. Ranks 0 and p - 1 are
 evaluated for closed forms (embedding and logits), every rank for profiled families.
 
+The memory is computed apart from the times (:meth:`Estimator.memory_as`, from the layout's
+:class:`pipesim.cost.stage_table.StageMemory`, bytes only), so that the planner times only the layouts that fit.
+
 The test suite checks the estimate against the simulator on samples of layouts of every registered family
 (tests/test_plan_estimate.py; bounds stated there).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from pipesim.comm.base import CommModel
-from pipesim.cost.memory import RESERVE_BYTES
+from pipesim.cost.memory import RESERVE_BYTES, bytes_per_param, peak_bytes
+from pipesim.cost.stage_cache import unit_key
 from pipesim.cost.stages import StageCostModel, StageCosts
 from pipesim.cost.times import Efficiency
-from pipesim.plan.pieces import StagePieces, cost_fields, cost_key, stage_pieces
+from pipesim.plan.estimates import Estimate, MemoryBound, MemoryEstimate
+from pipesim.plan.pieces import (
+    MemoryPieces,
+    StagePieces,
+    cost_fields,
+    cost_key,
+    memory_pieces,
+    rank_state_bytes,
+    stage_pieces,
+)
 from pipesim.plan.profiles import Profile
 from pipesim.plan.schedule_facts import ScheduleFacts
 from pipesim.specs.gpu import GPUSpec
@@ -74,48 +86,7 @@ from pipesim.specs.placement import RankGrid
 from schedules import get_family
 from schedules.timed import TIMED_FAMILIES
 
-__all__ = ["Estimate", "Estimator"]
-
-
-# --------------------------------------------------------------------------- the estimate
-@dataclass(frozen=True)
-class Estimate:
-    """The analytic estimate of one layout (seconds, bytes per GPU). ``compute_s`` is one rank's busy time
-    (compute and TP communication, recompute included) on the slowest rank; ``bubble_s`` the rest of the
-    pipeline phase; ``pp_comm_s`` the exposed transfers; the parts add up to ``step_time_s``."""
-
-    step_time_s: float
-    pipeline_s: float
-    compute_s: float
-    recompute_s: float
-    tp_comm_s: float
-    bubble_s: float
-    pp_comm_s: float
-    dp_exposed_s: float
-    optimizer_s: float
-    peak_memory_bytes: float
-    memory_rank: int
-    weights_bytes: float
-    activations_bytes: float
-    capacity_bytes: float
-    fsdp_comm_s: float = 0.0
-
-    @property
-    def fits(self) -> bool:
-        """True when the peak fits the GPU's HBM."""
-        return self.peak_memory_bytes <= self.capacity_bytes
-
-    def breakdown(self) -> dict[str, float]:
-        """Exposed seconds per part, adding up to the step time."""
-        return {
-            "compute": self.compute_s - self.tp_comm_s - self.fsdp_comm_s,
-            "tp_comm": self.tp_comm_s,
-            "bubble": self.bubble_s,
-            "pp_comm": self.pp_comm_s,
-            "dp_comm": self.dp_exposed_s,
-            "fsdp_comm": self.fsdp_comm_s,
-            "optimizer": self.optimizer_s,
-        }
+__all__ = ["Estimate", "Estimator", "MemoryBound", "MemoryEstimate"]
 
 
 class Estimator(ScheduleFacts):
@@ -139,11 +110,15 @@ class Estimator(ScheduleFacts):
         self.reserve = reserve_bytes
         self.costs = StageCostModel(model, gpu, comm, efficiency)
         self._pieces: dict[tuple[Any, ...], StagePieces] = {}
+        self._memories: dict[tuple[Any, ...], MemoryPieces] = {}
+        self._states: dict[tuple[Any, ...], tuple[float, ...]] = {}
         self._variants: dict[tuple[Any, ...], tuple[float, ...]] = {}
         self._grids: dict[tuple[int, ...], RankGrid] = {}
         self._last_layout: Layout | None = None
         self._last_fields: tuple[object, ...] = ()
         self._last_keys: dict[str, tuple[object, ...]] = {}
+        self._last_memory_key: tuple[object, ...] = ()
+        self._last_state_key: tuple[object, ...] = ()
 
     def _greedy_variant(self, layout: Layout, schedule: str) -> tuple[float, ...]:
         """(I, W, P2P) relative to F of one layer and the weight-stash fraction: the times a greedy
@@ -170,12 +145,21 @@ class Estimator(ScheduleFacts):
     def _cost_key(self, layout: Layout, schedule: str) -> tuple[object, ...]:
         """:func:`pipesim.plan.pieces.cost_key`, remembered for the last layout asked (the planner asks for
         one layout under each of its schedules in a row; the layout is held, so its identity is not reused)."""
-        if layout is not self._last_layout:
-            self._last_layout, self._last_fields, self._last_keys = layout, cost_fields(layout), {}
+        self._remember(layout)
         hit = self._last_keys.get(schedule)
         if hit is None:
             hit = self._last_keys[schedule] = cost_key(layout, schedule, self._last_fields)
         return hit
+
+    def _remember(self, layout: Layout) -> None:
+        if layout is not self._last_layout:
+            self._last_layout, self._last_fields, self._last_keys = layout, cost_fields(layout), {}
+            # What its memory pieces depend on beside the placement (memory_pieces): the unit fields, pp and
+            # the bytes per dense and per expert parameter.
+            per_param = (bytes_per_param(layout), bytes_per_param(layout, layout.edp))
+            self._last_memory_key = (unit_key(layout), layout.pp, *per_param)
+            # ... and its weights, gradients and optimizer state (rank_state_bytes).
+            self._last_state_key = (layout.tp, layout.ep, layout.etp, layout.pp, *per_param)
 
     def _grid(self, layout: Layout, pp: int) -> RankGrid:
         key = (layout.tp, layout.dp, pp, layout.cp, layout.ep, layout.etp)
@@ -220,23 +204,104 @@ class Estimator(ScheduleFacts):
             chains = get_family(schedule).chains
             grid = self._grid(layout, layout.pp)
             table = self.costs.stage_table(layout, placement, grid, chains, schedule)
-            hit = self._pieces[key] = stage_pieces(
-                layout, table, self.costs.extra_bytes(layout), self.reserve
+            hit = self._pieces[key] = stage_pieces(layout, table)
+        return hit
+
+    def memory_pieces(self, layout: Layout, schedule: str, placement: tuple[int, ...]) -> MemoryPieces:
+        """The :class:`pipesim.plan.pieces.MemoryPieces` of ``layout`` run by ``schedule`` on ``placement``
+        (cached by every value they depend on: the unit fields, pp, the bytes per parameter, the placement
+        and the schedule's number of chains)."""
+        self._remember(layout)
+        chains = get_family(schedule).chains
+        key = (self._last_memory_key, placement, chains)
+        hit = self._memories.get(key)
+        if hit is None:
+            mem = self.costs.stage_memory(layout, placement, chains)
+            state = self._state(layout, placement, chains)
+            hit = self._memories[key] = memory_pieces(
+                layout, mem, self.costs.extra_bytes(layout), self.reserve, state
             )
         return hit
+
+    def _state(self, layout: Layout, placement: tuple[int, ...], chains: int) -> tuple[float, ...]:
+        """Per rank, weights + gradients + optimizer state (:func:`pipesim.plan.pieces.rank_state_bytes`;
+        cached by tp, ep, etp, pp, the bytes per parameter, the placement and the chains)."""
+        self._remember(layout)
+        key = (self._last_state_key, placement, chains)
+        hit = self._states.get(key)
+        if hit is None:
+            frame = self.costs.frame(layout, placement, chains)
+            _, _, rank_params, rank_expert = self.costs.param_arrays(layout, frame)
+            hit = self._states[key] = rank_state_bytes(layout, rank_params, rank_expert)
+        return hit
+
+    def screen(self, layout: Layout, schedule: str, vpp: int) -> MemoryEstimate | MemoryBound:
+        """:meth:`memory_as`, or a :class:`MemoryBound` when the layout's state alone (weights, gradients,
+        optimizer state, the backward's working set and the reserve, on the ranks :meth:`memory_as` takes its
+        peak over) is above HBM: activations only add to that sum (floating-point addition is monotonic), so
+        such a layout is out of memory whatever its activations."""
+        placement, profs, _ = self._placement(layout, schedule, vpp)
+        family = get_family(schedule)
+        p = layout.pp
+        state = self._state(layout, placement, family.chains)
+        ranks = sorted({0, p - 1}) if family.in_flight is not None else range(p)
+        transient = self.costs.transient(layout)
+        lower = max(peak_bytes(state[r], 0.0, transient, self.reserve) for r in ranks)
+        if lower > self.gpu.hbm_bytes:
+            return MemoryBound(lower, self.gpu.hbm_bytes)
+        return self._memory(layout, schedule, vpp, placement, profs)
 
     def estimate(self, layout: Layout) -> Estimate:
         """The analytic estimate of ``layout`` (see the module docstring). The layout must already pass
         :meth:`pipesim.specs.layout.Layout.check_model` and its schedule's rule."""
         return self.estimate_as(layout, layout.schedule, layout.vpp)
 
-    def estimate_as(self, layout: Layout, schedule: str, vpp: int) -> Estimate:
+    def memory_as(self, layout: Layout, schedule: str, vpp: int) -> MemoryEstimate:
+        """The peak memory of ``layout`` run by ``schedule`` with ``vpp`` chunks, as :meth:`estimate_as` finds it,
+        without timing any pass (the planner times only the layouts that fit)."""
+        placement, profs, _ = self._placement(layout, schedule, vpp)
+        return self._memory(layout, schedule, vpp, placement, profs)
+
+    def _memory(
+        self, layout: Layout, schedule: str, vpp: int, placement: tuple[int, ...], profs: list[Profile]
+    ) -> MemoryEstimate:
+        """Peak memory: ranks 0 and p-1 for closed forms, every rank for profiled families (module docstring)."""
+        family = get_family(schedule)
+        p, m = layout.pp, layout.num_microbatches
+        chunks = family.chunks(vpp)
+        mp = self.memory_pieces(layout, schedule, placement)
+        if family.in_flight is not None:
+            acts_of: dict[int, float] = {}
+            for r, (layer_bytes, extra_bytes) in mp.end_bytes.items():
+                # The first and last stages' extras live on one chunk only: count that chunk's microbatches as
+                # if it were the only one (the family's form with one chunk).
+                acts = family.in_flight(p, m, chunks, r) * layer_bytes
+                acts_of[r] = acts + family.in_flight(p, m, 1, r) * extra_bytes
+            ranks, held = list(acts_of), list(acts_of.values())
+        else:
+            # Per rank, per local stage: activation bytes, and the part of them kept from I to W.
+            peaks = [pr.held_peaks(mp.walk_matrix) for pr in profs]
+            ranks = list(range(p))
+            held = (
+                peaks[0]
+                if len(peaks) == 1
+                else np.maximum(peaks[1] + (peaks[1] - peaks[0]) * (m - 3 * p) / p, 0.0)
+            ).tolist()
+        memory_rank, peak, state, activations = mp.peak_memory(ranks, held)
+        return MemoryEstimate(peak, memory_rank, state, activations, self.gpu.hbm_bytes)
+
+    def estimate_as(
+        self, layout: Layout, schedule: str, vpp: int, memory: MemoryEstimate | None = None
+    ) -> Estimate:
         """:meth:`estimate` of ``layout`` with its schedule and chunk count replaced by ``schedule`` and ``vpp``
-        (the planner estimates every schedule of one layout without building a layout for each)."""
+        (the planner estimates every schedule of one layout without building a layout for each). ``memory``:
+        its :meth:`memory_as`, when already known."""
         family = get_family(schedule)
         p, m = layout.pp, layout.num_microbatches
         chunks = family.chunks(vpp)
         placement, profs, variant = self._placement(layout, schedule, vpp)
+        if memory is None:
+            memory = self._memory(layout, schedule, vpp, placement, profs)
         pc = self.pieces(layout, schedule, vpp, placement)
 
         # Per-rank work per microbatch (F + B of its stages, and blocking sends, which hold the sender's
@@ -260,26 +325,6 @@ class Estimator(ScheduleFacts):
         b_chunk = (w_max - blocked[slow] - fwd[slow]) / chunks
         dp_exposed = pc.exposure(b_chunk + pc.hop, family.split_backward, self.optimizer).at(pipeline)
 
-        # Memory: ranks 0 and p-1 for closed forms, every rank for profiled families.
-        if family.in_flight is not None:
-            acts_of: dict[int, float] = {}
-            for r, (layer_bytes, extra_bytes) in pc.end_bytes.items():
-                # The first and last stages' extras live on one chunk only: count that chunk's microbatches as
-                # if it were the only one (the family's form with one chunk).
-                acts = family.in_flight(p, m, chunks, r) * layer_bytes
-                acts_of[r] = acts + family.in_flight(p, m, 1, r) * extra_bytes
-            ranks, held = list(acts_of), list(acts_of.values())
-        else:
-            # Per rank, per local stage: activation bytes, and the part of them kept from I to W.
-            peaks = [pr.held_peaks(pc.walk_matrix) for pr in profs]
-            ranks = list(range(p))
-            held = (
-                peaks[0]
-                if len(peaks) == 1
-                else np.maximum(peaks[1] + (peaks[1] - peaks[0]) * (m - 3 * p) / p, 0.0)
-            ).tolist()
-        memory_rank, peak, state, activations = pc.peak_memory(ranks, held)
-
         opt = pc.table.optimizer_s
         return Estimate(
             step_time_s=pipeline + dp_exposed + opt,
@@ -291,10 +336,6 @@ class Estimator(ScheduleFacts):
             pp_comm_s=pp_comm,
             dp_exposed_s=dp_exposed,
             optimizer_s=opt,
-            peak_memory_bytes=peak,
-            memory_rank=memory_rank,
-            weights_bytes=state,
-            activations_bytes=activations,
-            capacity_bytes=self.gpu.hbm_bytes,
+            memory=memory,
             fsdp_comm_s=m * pc.fsdp_exposed[slow],
         )

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipesim.plan.estimate import Estimate
+from pipesim.plan.estimate import Estimate, MemoryBound, MemoryEstimate
 from pipesim.plan.request import PlanRequest, estimator_for
 from pipesim.plan.results import SimSummary
 from pipesim.plan.space import Candidate
@@ -33,6 +33,9 @@ class Batch(Sequence[Candidate]):
         return iter(self.items)
 
 
+Screened = Estimate | MemoryEstimate | MemoryBound  # what the planner learns of one candidate
+
+
 def layout_key(c: Candidate) -> tuple[Any, ...]:
     """The fields of ``c`` its :class:`pipesim.specs.layout.Layout` depends on beside its schedule and chunk
     count: candidates equal in these are one layout run by different schedules."""
@@ -52,19 +55,29 @@ def layout_key(c: Candidate) -> tuple[Any, ...]:
     )
 
 
-def _estimate_batch(batch: Sequence[Candidate]) -> list[Estimate]:
+def _estimate_batch(
+    batch: Sequence[Candidate],
+) -> tuple[list[Screened], dict[str, dict[Any, Any]]]:
+    """Each candidate's peak memory (or a bound above HBM: :meth:`pipesim.plan.estimate.Estimator.screen`), and
+    for those that fit their whole estimate (a layout that does not fit is rejected for its memory alone: its
+    step time would not be used); and what the batch learnt from built schedules
+    (:meth:`pipesim.plan.facts.FactsCache.take_new`), for the planner to keep for later plans."""
     assert isinstance(batch, Batch)
     est = estimator_for(batch.request)
     layouts: dict[tuple[Any, ...], Layout] = {}
-    out = []
+    out: list[Screened] = []
     for c in batch.items:
         key = layout_key(c)
         layout = layouts.get(key)
         if layout is None:
             layout = layouts[key] = c.layout(batch.request)
-        out.append(est.estimate_as(layout, c.schedule, c.vpp))  # one layout for all its schedules
-    est.facts.flush()  # what this batch learnt from built schedules, for later plans
-    return out
+        mem = est.screen(layout, c.schedule, c.vpp)  # one layout for all its schedules
+        out.append(
+            est.estimate_as(layout, c.schedule, c.vpp, mem)
+            if isinstance(mem, MemoryEstimate) and mem.fits
+            else mem
+        )
+    return out, est.facts.take_new()
 
 
 def _simulate_batch(batch: Sequence[Candidate]) -> list[SimSummary]:

@@ -51,11 +51,11 @@ def default_workers() -> int:
 
 
 def run_chunks(
-    fn: Callable[[Sequence[T]], list[R]],
+    fn: Callable[[Sequence[T]], R],
     chunks: Sequence[Sequence[T]],
     spec: ExecutorSpec[T],
     progress: Callable[[int], None] | None = None,
-) -> Iterator[list[R]]:
+) -> Iterator[R]:
     """Yield ``fn(chunk)`` for every chunk, in chunk order, running them as ``spec`` says.
 
     ``progress(n)`` is called with the number of items of each chunk as it completes. ``fn`` must be a
@@ -81,11 +81,11 @@ def run_chunks(
 
 
 def _run_dask(
-    fn: Callable[[Sequence[T]], list[R]],
+    fn: Callable[[Sequence[T]], R],
     chunks: Sequence[Sequence[T]],
     address: str,
     progress: Callable[[int], None] | None,
-) -> Iterator[list[R]]:
+) -> Iterator[R]:
     try:
         from distributed import Client
     except ImportError:

@@ -85,6 +85,18 @@ class FactsCache:
         self._load().setdefault(table, {})[key] = value
         self._new.setdefault(table, {})[key] = value
 
+    def take_new(self) -> dict[str, dict[Any, Any]]:
+        """What was learnt since the last :meth:`flush` or :meth:`take_new`, handed over (a worker process
+        returns it to the planner, which :meth:`merge` s it and writes the file once)."""
+        new, self._new = self._new, {}
+        return new
+
+    def merge(self, new: dict[str, dict[Any, Any]]) -> None:
+        """Remember what another process learnt (:meth:`take_new`) as if learnt here."""
+        for table, values in new.items():
+            for key, value in values.items():
+                self.put(table, key, value)
+
     def flush(self) -> None:
         """Write what was learnt since the last flush, merged with the file as it is now (atomic replace;
         a cache that cannot be written is left alone)."""

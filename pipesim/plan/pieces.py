@@ -18,12 +18,32 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from pipesim.cost.memory import ACTIVATION_OVERHEAD, peak_bytes, state_bytes
-from pipesim.cost.stage_table import REC, TPB, TPF, ZE, B, F, StageTable, W, rank_column_sums, rank_sums
+from pipesim.cost.stage_table import (
+    REC,
+    TPB,
+    TPF,
+    ZE,
+    B,
+    F,
+    StageMemory,
+    StageTable,
+    W,
+    rank_column_sums,
+    rank_sums,
+)
 from pipesim.plan.dp_exposure import DpExposure, RankRounds
 from pipesim.specs.layout import Layout
 from schedules import get_family
 
-__all__ = ["StagePieces", "cost_fields", "cost_key", "stage_pieces"]
+__all__ = [
+    "MemoryPieces",
+    "StagePieces",
+    "cost_fields",
+    "cost_key",
+    "memory_pieces",
+    "rank_state_bytes",
+    "stage_pieces",
+]
 
 # Every Layout field but the two that only choose the schedule (its name and chunk count, whose effect on costs
 # is the placement, part of the pieces' key).
@@ -55,10 +75,8 @@ class StagePieces:
     its ZeRO-3 / FSDP communication its passes do not hide, forward, weight-gradient, recompute and
     TP-communication seconds; the slowest rank (most work, lowest index on ties); the stage-boundary
     transfers; the stages with a gradient reduction (last stage first) as (stage, seconds, rank, W seconds,
-    B seconds); per rank its local stages' activation and weight-stash bytes (the profiled memory walk's
-    weights) and, for ranks 0 and p-1, their layer and extra (embedding, head) activation bytes (the closed
-    forms'); per rank its weights + gradients + optimizer state; the GPU's reserve. ``table`` holds the step's
-    scalars (optimizer step, gradient buckets, transient bytes)."""
+    B seconds). ``table`` holds the step's scalars (optimizer step, gradient buckets); its memory is
+    :class:`MemoryPieces`'."""
 
     table: StageTable
     work: tuple[float, ...]
@@ -73,10 +91,6 @@ class StagePieces:
     hop: float
     pp_comm: float
     dp_stages: tuple[tuple[int, float, int, float, float], ...]
-    walk_matrix: np.ndarray
-    end_bytes: dict[int, tuple[float, float]]
-    state_bytes: tuple[float, ...]
-    reserve_bytes: float
     rounds: RankRounds | None = None
     exposures: dict[tuple[float, bool, str], DpExposure] = field(
         default_factory=dict, compare=False, repr=False
@@ -99,35 +113,10 @@ class StagePieces:
             )
         return hit
 
-    def peak_memory(self, ranks: Sequence[int], held: Sequence[float]) -> tuple[int, float, float, float]:
-        """The rank of most memory among ``ranks`` whose stashes peak at ``held`` bytes (the first on ties), its
-        peak, weights + gradients + optimizer state, and activations: :func:`pipesim.cost.memory.rank_memory`'s
-        sum in its order, with the rank's state bytes summed once per placement."""
-        best = (-1, -1.0, 0.0, 0.0)
-        transient = self.table.transient_bytes
-        for r, h in zip(ranks, held, strict=True):
-            acts = h * ACTIVATION_OVERHEAD
-            state = self.state_bytes[r]
-            peak = peak_bytes(state, acts, transient, self.reserve_bytes)
-            if peak > best[1]:
-                best = (r, peak, state, acts)
-        return best
 
-
-def _state(layout: Layout, table: StageTable) -> list[float]:
-    """Per pipeline rank, its weights + gradients + optimizer state, summed as
-    :func:`pipesim.cost.memory.rank_memory` sums them."""
-    weights, grads, optimizer = state_bytes(layout, table.rank_params, table.rank_expert_params)
-    return (weights + grads + optimizer).tolist()
-
-
-def stage_pieces(
-    layout: Layout, table: StageTable, extra_bytes: Callable[[bool, bool], float], reserve_bytes: float
-) -> StagePieces:
-    """The :class:`StagePieces` of ``table``, the costs of ``layout`` on its frame's placement, on GPUs keeping
-    ``reserve_bytes``; ``extra_bytes(first, last)`` is a stage's activation bytes beyond its layers
-    (:func:`pipesim.cost.memory.stage_extra_activation_bytes`). Every per-rank sum adds its stages in stage
-    order from 0.0, as a loop over the stages would."""
+def stage_pieces(layout: Layout, table: StageTable) -> StagePieces:
+    """The :class:`StagePieces` of ``table``, the costs of ``layout`` on its frame's placement. Every per-rank
+    sum adds its stages in stage order from 0.0, as a loop over the stages would."""
     frame = table.frame
     p = layout.pp
     n_stages = frame.num_stages
@@ -162,21 +151,6 @@ def stage_pieces(
             strict=True,
         )
     )
-    acts, stash = table.activation_bytes, table.weight_stash_bytes
-    by_rank = frame.by_rank
-    if by_rank is not None:
-        walk_matrix = np.concatenate([acts[by_rank], stash[by_rank]], axis=1)
-    else:
-        local = [frame.local(r) for r in range(p)]
-        walk_matrix = np.array([acts[x].tolist() + stash[x].tolist() for x in local], dtype=object)
-    last = n_stages - 1
-    end_bytes: dict[int, tuple[float, float]] = {}
-    acts_l = acts.tolist()
-    for r in sorted({0, p - 1}):
-        stages = frame.local(r)
-        extras = [extra_bytes(s == 0, s == last) if s in (0, last) else 0.0 for s in stages]
-        layer_bytes = sum(acts_l[s] - x for s, x in zip(stages, extras, strict=True))
-        end_bytes[r] = (layer_bytes, sum(extras))
     return StagePieces(
         table,
         tuple(work_l),
@@ -191,10 +165,6 @@ def stage_pieces(
         hop,
         2.0 * sum(bl),
         dp_stages,
-        walk_matrix,
-        end_bytes,
-        tuple(_state(layout, table)),
-        reserve_bytes,
         _rounds(frame.by_rank, dp, v),
     )
 
@@ -212,3 +182,75 @@ def _rounds(by_rank: np.ndarray | None, dp: np.ndarray, v: np.ndarray) -> RankRo
     stage = by_rank[:, ::-1].T
     red = dp[stage]
     return RankRounds(stage.astype(np.float64), red, v[stage, W], v[stage, B], red > 0)
+
+
+@dataclass(frozen=True)
+class MemoryPieces:
+    """One layout's memory on one placement summed per rank, from its
+    :class:`pipesim.cost.stage_table.StageMemory`: per rank its local stages' activation and weight-stash bytes
+    (the profiled memory walk's weights) and, for ranks 0 and p-1, their layer and extra (embedding, head)
+    activation bytes (the closed forms'); per rank its weights + gradients + optimizer state; the backward's
+    transient working set and the GPU's reserve."""
+
+    walk_matrix: np.ndarray
+    end_bytes: dict[int, tuple[float, float]]
+    state_bytes: tuple[float, ...]
+    transient_bytes: float
+    reserve_bytes: float
+
+    def peak_memory(self, ranks: Sequence[int], held: Sequence[float]) -> tuple[int, float, float, float]:
+        """The rank of most memory among ``ranks`` whose stashes peak at ``held`` bytes (the first on ties), its
+        peak, weights + gradients + optimizer state, and activations: :func:`pipesim.cost.memory.rank_memory`'s
+        sum in its order, with the rank's state bytes summed once per placement."""
+        best = (-1, -1.0, 0.0, 0.0)
+        transient = self.transient_bytes
+        for r, h in zip(ranks, held, strict=True):
+            acts = h * ACTIVATION_OVERHEAD
+            state = self.state_bytes[r]
+            peak = peak_bytes(state, acts, transient, self.reserve_bytes)
+            if peak > best[1]:
+                best = (r, peak, state, acts)
+        return best
+
+
+def rank_state_bytes(layout: Layout, rank_params: np.ndarray, rank_expert: np.ndarray) -> tuple[float, ...]:
+    """Per pipeline rank, its weights + gradients + optimizer state for ``rank_params`` parameters of which
+    ``rank_expert`` routed-expert ones: :func:`pipesim.cost.memory.rank_memory`'s sum in its order."""
+    weights, grads, optimizer = state_bytes(layout, rank_params, rank_expert)
+    return tuple((weights + grads + optimizer).tolist())
+
+
+def memory_pieces(
+    layout: Layout,
+    memory: StageMemory,
+    extra_bytes: Callable[[bool, bool], float],
+    reserve_bytes: float,
+    state: tuple[float, ...],
+) -> MemoryPieces:
+    """The :class:`MemoryPieces` of ``memory``, ``layout``'s on its frame's placement, on GPUs keeping
+    ``reserve_bytes``; ``extra_bytes(first, last)`` is a stage's activation bytes beyond its layers
+    (:func:`pipesim.cost.memory.stage_extra_activation_bytes`); ``state`` its :func:`rank_state_bytes`."""
+    frame = memory.frame
+    p = layout.pp
+    acts, stash = memory.activation_bytes, memory.weight_stash_bytes
+    by_rank = frame.by_rank
+    if by_rank is not None:
+        walk_matrix = np.concatenate([acts[by_rank], stash[by_rank]], axis=1)
+    else:
+        local = [frame.local(r) for r in range(p)]
+        walk_matrix = np.array([acts[x].tolist() + stash[x].tolist() for x in local], dtype=object)
+    last = frame.num_stages - 1
+    end_bytes: dict[int, tuple[float, float]] = {}
+    acts_l = acts.tolist()
+    for r in sorted({0, p - 1}):
+        stages = frame.local(r)
+        extras = [extra_bytes(s == 0, s == last) if s in (0, last) else 0.0 for s in stages]
+        layer_bytes = sum(acts_l[s] - x for s, x in zip(stages, extras, strict=True))
+        end_bytes[r] = (layer_bytes, sum(extras))
+    return MemoryPieces(
+        walk_matrix,
+        end_bytes,
+        state,
+        memory.transient_bytes,
+        reserve_bytes,
+    )

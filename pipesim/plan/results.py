@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeVar
 
-from pipesim.plan.estimate import Estimate
+from pipesim.plan.estimate import Estimate, MemoryEstimate
 from pipesim.plan.request import PlanRequest
 from pipesim.plan.space import Candidate
 from pipesim.results import Result, flatten
@@ -162,7 +162,7 @@ class PlanResult(Result):
     rejected: dict[str, int]
     examples: dict[str, str]
     simulated: int
-    closest: tuple[Candidate, Estimate] | None
+    closest: tuple[Candidate, MemoryEstimate] | None
     estimate_s: float = field(default=0.0, compare=False)
     elapsed_s: float = field(default=0.0, compare=False)
 

@@ -12,8 +12,10 @@ The search (:func:`plan`):
    allowed, tp not dividing the heads / KV heads / MLP width, pp (x chunks) not dividing the layers, the
    global batch not divisible by micro-batch x dp, the schedule's own rule (e.g. interleaved 1F1B needs the
    microbatches to be a multiple of pp);
-3. estimate every remaining layout (the *candidates*) analytically (:mod:`pipesim.plan.estimate`), rejecting
-   those out of memory;
+3. estimate every remaining layout (the *candidates*) analytically (:mod:`pipesim.plan.estimate`): first its
+   peak memory (:meth:`pipesim.plan.estimate.Estimator.memory_as`, which times no pass), rejecting those out
+   of memory, then the step time of those that fit (the same estimate as timing every candidate, without
+   the work for the ones rejected: most of a large model's layouts);
 4. simulate the ``top_k`` fastest feasible candidates on the full timeline
    (:func:`pipesim.sim.scenario.simulate_scenario`) and rank them by simulated step time; the rest keep their
    estimated rank behind them.
@@ -33,9 +35,10 @@ from typing import Any
 
 from pipesim.cost.flops import hardware_flops_per_step, model_flops_per_step
 from pipesim.errors import InputError
-from pipesim.plan.estimate import Estimate
-from pipesim.plan.evaluate import Batch, _estimate_batch, _simulate_batch, layout_key, scenario_of
+from pipesim.plan.estimate import Estimate, MemoryBound, MemoryEstimate
+from pipesim.plan.evaluate import Batch, Screened, _estimate_batch, _simulate_batch, layout_key, scenario_of
 from pipesim.plan.executors import ExecutorSpec, chunked, run_chunks
+from pipesim.plan.facts import facts_cache
 from pipesim.plan.request import PlanCluster, PlanRequest, SearchSpace, estimator_for
 from pipesim.plan.results import (
     SECONDS_PER_DAY,
@@ -100,7 +103,7 @@ def plan(
     grouped = sorted(candidates, key=lambda c: (layout_key(c), c.index))
     batches = [Batch(request, tuple(c)) for c in chunked(grouped, chunk_size)]
     done = 0
-    by_index: dict[int, Estimate] = {}
+    by_index: dict[int, Screened] = {}
     report("estimate", 0, len(candidates))
 
     def tick(n: int) -> None:
@@ -109,18 +112,28 @@ def plan(
         report("estimate", done, len(candidates))
 
     estimate_from = time.perf_counter()
-    for batch, out in zip(batches, run_chunks(_estimate_batch, batches, spec, tick), strict=True):
+    facts = facts_cache()  # what the batches learnt from built schedules, kept for later plans
+    for batch, (out, learnt) in zip(batches, run_chunks(_estimate_batch, batches, spec, tick), strict=True):
         for c, e in zip(batch.items, out, strict=True):
             by_index[c.index] = e
+        facts.merge(learnt)
+    facts.flush()  # written once per plan (rewriting the whole file per batch cost a minute on large plans)
     estimate_s = time.perf_counter() - estimate_from
     estimates = [by_index[c.index] for c in candidates]
 
-    feasible = [(c, e) for c, e in zip(candidates, estimates, strict=True) if e.fits]
-    oom = [(c, e) for c, e in zip(candidates, estimates, strict=True) if not e.fits]
-    for c, e in oom:
-        over = (e.peak_memory_bytes - e.capacity_bytes) / GIB
-        rej.add("memory", 1, f"{c.label()}: needs {e.peak_memory_bytes / GIB:.1f} GiB, {over:.1f} GiB over")
-    closest = min(oom, key=lambda ce: (ce[1].peak_memory_bytes, ce[0].index)) if oom else None
+    # A candidate that fits has its whole estimate; one that does not, its memory or a bound above HBM
+    # (_estimate_batch). The example and the closest layout are named with their exact peaks.
+    feasible = [(c, e) for c, e in zip(candidates, estimates, strict=True) if isinstance(e, Estimate)]
+    oom = [(c, e) for c, e in zip(candidates, estimates, strict=True) if not isinstance(e, Estimate)]
+    closest = None
+    if oom:
+        c, e = oom[0]
+        m = _exact_memory(request, c, e)
+        over = (m.peak_memory_bytes - m.capacity_bytes) / GIB
+        rej.add(
+            "memory", len(oom), f"{c.label()}: needs {m.peak_memory_bytes / GIB:.1f} GiB, {over:.1f} GiB over"
+        )
+        closest = _closest(request, oom)
     if not feasible:
         raise InputError(_no_fit_message(request, closest, len(candidates)))
     feasible.sort(key=lambda ce: (ce[1].step_time_s, ce[0].index))
@@ -237,7 +250,36 @@ def _no_candidate_message(request: PlanRequest, rej: Rejections, total: int) -> 
     )
 
 
-def _no_fit_message(request: PlanRequest, closest: tuple[Candidate, Estimate] | None, n: int) -> str:
+def _exact_memory(request: PlanRequest, c: Candidate, e: MemoryEstimate | MemoryBound) -> MemoryEstimate:
+    """``e`` itself, or for a candidate rejected on a bound its peak memory (the estimate ``plan`` skipped)."""
+    if isinstance(e, MemoryEstimate):
+        return e
+    return estimator_for(request).memory_as(c.layout(request), c.schedule, c.vpp)
+
+
+def _closest(
+    request: PlanRequest, oom: list[tuple[Candidate, MemoryEstimate | MemoryBound]]
+) -> tuple[Candidate, MemoryEstimate]:
+    """The out-of-memory candidate of least peak (the first in enumeration order on ties). Candidates rejected
+    on a bound are evaluated only when the bound (at most their peak) could still beat the best so far."""
+    known = [(e.peak_memory_bytes, c.index, c, e) for c, e in oom if isinstance(e, MemoryEstimate)]
+    best = min(known, key=lambda row: row[:2]) if known else None
+    pending = sorted(
+        (e.lower_bytes, c.index, c, e)
+        for c, e in oom
+        if isinstance(e, MemoryBound) and (best is None or e.lower_bytes <= best[0])
+    )
+    for lower, index, c, e in pending:
+        if best is not None and lower > best[0]:
+            break
+        m = _exact_memory(request, c, e)
+        if best is None or (m.peak_memory_bytes, index) < best[:2]:
+            best = (m.peak_memory_bytes, index, c, m)
+    assert best is not None
+    return best[2], best[3]
+
+
+def _no_fit_message(request: PlanRequest, closest: tuple[Candidate, MemoryEstimate] | None, n: int) -> str:
     gpu = request.cluster.gpu
     cap = gpu.hbm_bytes / GIB
     if closest is None:

@@ -19,6 +19,7 @@ from pipesim.plan import facts, request
 from pipesim.plan.dp_exposure import DpExposure, RankRounds, dp_exposed_s, limit_by_rounds
 from pipesim.plan.estimate import Estimator
 from pipesim.plan.evaluate import layout_key
+from pipesim.plan.executors import ExecutorSpec
 from pipesim.plan.profiles import pareto, profile_schedule
 from pipesim.plan.search import PlanCluster, PlanRequest, SearchSpace, enumerate_space, plan
 from pipesim.specs.gpu import get_gpu
@@ -180,16 +181,18 @@ def test_two_chain_layouts_never_share_pieces_with_one_chain_ones(
         assert shared.estimate(c.layout(req)) == alone.estimate(c.layout(req)), c.label()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_plan_from_the_facts_cache_equals_a_plan_that_built_every_schedule(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
 ) -> None:
+    # With worker processes, what each learnt travels back with its estimates and the planner writes it.
     monkeypatch.setenv("PIPESIM_CACHE_DIR", str(tmp_path))
     space = SearchSpace(schedules=("1f1b", "zb-h1", "zb-1p", "zb-2p", "interleaved-zb", "zb-v"))
     req = replace(_request(space=space))
     request._ESTIMATORS.clear()
     facts._CACHES.clear()
-    first = plan(req)
-    assert list(tmp_path.glob("plan-facts-*.pkl")), "the first plan writes what it learnt"
+    first = plan(req, ExecutorSpec(workers=workers))
+    assert len(list(tmp_path.glob("plan-facts-*.pkl"))) == 1, "the first plan writes what it learnt, once"
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("a schedule was built although its profile was cached")
