@@ -72,7 +72,9 @@ def test_plan_names_the_exact_closest_layout_and_example() -> None:
     assert res.rejected["memory"] == len(oom)
     index, label, m = oom[0]  # the first in enumeration order is the example, with its exact peak
     over = (m.peak_memory_bytes - m.capacity_bytes) / GIB
-    assert res.examples["memory"] == f"{label}: needs {m.peak_memory_bytes / GIB:.1f} GiB, {over:.1f} GiB over"
+    assert (
+        res.examples["memory"] == f"{label}: needs {m.peak_memory_bytes / GIB:.1f} GiB, {over:.1f} GiB over"
+    )
     best = min(oom, key=lambda row: (row[2].peak_memory_bytes, row[0]))
     assert res.closest is not None
     assert (res.closest[0].index, res.closest[1]) == (best[0], best[2])
