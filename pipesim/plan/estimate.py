@@ -112,6 +112,11 @@ class Estimator(ScheduleFacts):
         self._pieces: dict[tuple[Any, ...], StagePieces] = {}
         self._memories: dict[tuple[Any, ...], MemoryPieces] = {}
         self._states: dict[tuple[Any, ...], tuple[float, ...]] = {}
+        self._most: dict[tuple[Any, ...], float] = {}
+        self._fixed: dict[tuple[str, int, int], tuple[int, ...] | None] = {}
+        self._placements: dict[
+            tuple[Any, ...], tuple[tuple[int, ...], tuple[Profile, ...], tuple[float, ...] | None]
+        ] = {}
         self._variants: dict[tuple[Any, ...], tuple[float, ...]] = {}
         self._grids: dict[tuple[int, ...], RankGrid] = {}
         self._last_layout: Layout | None = None
@@ -119,6 +124,7 @@ class Estimator(ScheduleFacts):
         self._last_keys: dict[str, tuple[object, ...]] = {}
         self._last_memory_key: tuple[object, ...] = ()
         self._last_state_key: tuple[object, ...] = ()
+        self._last_transient = 0.0
 
     def _greedy_variant(self, layout: Layout, schedule: str) -> tuple[float, ...]:
         """(I, W, P2P) relative to F of one layer and the weight-stash fraction: the times a greedy
@@ -160,6 +166,7 @@ class Estimator(ScheduleFacts):
             self._last_memory_key = (unit_key(layout), layout.pp, *per_param)
             # ... and its weights, gradients and optimizer state (rank_state_bytes).
             self._last_state_key = (layout.tp, layout.ep, layout.etp, layout.pp, *per_param)
+            self._last_transient = self.costs.transient(layout)
 
     def _grid(self, layout: Layout, pp: int) -> RankGrid:
         key = (layout.tp, layout.dp, pp, layout.cp, layout.ep, layout.etp)
@@ -171,22 +178,27 @@ class Estimator(ScheduleFacts):
     # ----------------------------------------------------------------- the estimate
     def _placement(
         self, layout: Layout, schedule: str, vpp: int
-    ) -> tuple[tuple[int, ...], list[Profile], tuple[float, ...] | None]:
+    ) -> tuple[tuple[int, ...], tuple[Profile, ...], tuple[float, ...] | None]:
         """The stage -> rank placement of ``layout`` run by ``schedule`` with ``vpp`` chunks, for families
         without closed forms the profiles of its built schedule (exact at m <= 2p; beyond, at 2p and 3p
-        microbatches, extrapolated in m), and a greedy family's rebuilt times (:meth:`_greedy_variant`)."""
-        family = get_family(schedule)
-        p, m = layout.pp, layout.num_microbatches
-        chunks = family.chunks(vpp)
-        profs: list[Profile] = []
+        microbatches, extrapolated in m), and a greedy family's rebuilt times (:meth:`_greedy_variant`).
+        Cached by what they depend on: the schedule, vpp, pp, the microbatches and those times."""
         variant = self._greedy_variant(layout, schedule) if schedule in TIMED_FAMILIES else None
-        if family.in_flight is None:
-            sizes = [m] if m <= 2 * p else [2 * p, 3 * p]
-            profs = [self.profile(schedule, p, mm, chunks, variant) for mm in sizes]
-        placement = family.stage_placement(p, chunks)
-        if placement is None:
-            placement = profs[0].placement if profs else self.profile(schedule, p, m, chunks).placement
-        return tuple(placement), profs, variant
+        p, m = layout.pp, layout.num_microbatches
+        key = (schedule, vpp, p, m, variant)
+        hit = self._placements.get(key)
+        if hit is None:
+            family = get_family(schedule)
+            chunks = family.chunks(vpp)
+            profs: tuple[Profile, ...] = ()
+            if family.in_flight is None:
+                sizes = [m] if m <= 2 * p else [2 * p, 3 * p]
+                profs = tuple(self.profile(schedule, p, mm, chunks, variant) for mm in sizes)
+            placement = family.stage_placement(p, chunks)
+            if placement is None:
+                placement = profs[0].placement if profs else self.profile(schedule, p, m, chunks).placement
+            hit = self._placements[key] = (tuple(placement), profs, variant)
+        return hit
 
     def stage_costs(self, layout: Layout) -> StageCosts:
         """The per-stage costs the estimate uses: the simulator's own
@@ -235,20 +247,38 @@ class Estimator(ScheduleFacts):
             hit = self._states[key] = rank_state_bytes(layout, rank_params, rank_expert)
         return hit
 
+    def _most_state(self, layout: Layout, placement: tuple[int, ...], chains: int, ends: bool) -> float:
+        """The most weights + gradients + optimizer state on one rank: over ranks 0 and p-1 (``ends``, the
+        closed forms' ranks) or over every rank (cached as :meth:`_state`)."""
+        key = (self._last_state_key, placement, chains, ends)
+        hit = self._most.get(key)
+        if hit is None:
+            state = self._state(layout, placement, chains)
+            hit = self._most[key] = max((state[0], state[-1]) if ends else state)
+        return hit
+
     def screen(self, layout: Layout, schedule: str, vpp: int) -> MemoryEstimate | MemoryBound:
         """:meth:`memory_as`, or a :class:`MemoryBound` when the layout's state alone (weights, gradients,
         optimizer state, the backward's working set and the reserve, on the ranks :meth:`memory_as` takes its
         peak over) is above HBM: activations only add to that sum (floating-point addition is monotonic), so
         such a layout is out of memory whatever its activations."""
-        placement, profs, _ = self._placement(layout, schedule, vpp)
         family = get_family(schedule)
-        p = layout.pp
-        state = self._state(layout, placement, family.chains)
-        ranks = sorted({0, p - 1}) if family.in_flight is not None else range(p)
-        transient = self.costs.transient(layout)
-        lower = max(peak_bytes(state[r], 0.0, transient, self.reserve) for r in ranks)
+        self._remember(layout)
+        # The placement without the profiles where the family fixes it: a greedy family's profile needs the
+        # layout's pass times (_greedy_variant), which a layout rejected here never has to have.
+        key = (schedule, layout.pp, vpp)
+        placement = self._fixed.get(key, ())
+        if placement == ():
+            fixed = family.stage_placement(layout.pp, family.chunks(vpp))
+            placement = self._fixed[key] = None if fixed is None else tuple(fixed)
+        if placement is None:
+            placement = self._placement(layout, schedule, vpp)[0]
+        most = self._most_state(layout, placement, family.chains, family.in_flight is not None)
+        # The sum is non-decreasing in the state, so its largest over the ranks is the sum of the largest state.
+        lower = peak_bytes(most, 0.0, self._last_transient, self.reserve)
         if lower > self.gpu.hbm_bytes:
             return MemoryBound(lower, self.gpu.hbm_bytes)
+        placement, profs, _ = self._placement(layout, schedule, vpp)
         return self._memory(layout, schedule, vpp, placement, profs)
 
     def estimate(self, layout: Layout) -> Estimate:
@@ -263,7 +293,12 @@ class Estimator(ScheduleFacts):
         return self._memory(layout, schedule, vpp, placement, profs)
 
     def _memory(
-        self, layout: Layout, schedule: str, vpp: int, placement: tuple[int, ...], profs: list[Profile]
+        self,
+        layout: Layout,
+        schedule: str,
+        vpp: int,
+        placement: tuple[int, ...],
+        profs: tuple[Profile, ...],
     ) -> MemoryEstimate:
         """Peak memory: ranks 0 and p-1 for closed forms, every rank for profiled families (module docstring)."""
         family = get_family(schedule)
