@@ -113,6 +113,7 @@ class Estimator(ScheduleFacts):
         self._memories: dict[tuple[Any, ...], MemoryPieces] = {}
         self._states: dict[tuple[Any, ...], tuple[float, ...]] = {}
         self._most: dict[tuple[Any, ...], float] = {}
+        self._held: dict[tuple[int, int], np.ndarray] = {}
         self._fixed: dict[tuple[str, int, int], tuple[int, ...] | None] = {}
         self._placements: dict[
             tuple[Any, ...], tuple[tuple[int, ...], tuple[Profile, ...], tuple[float, ...] | None]
@@ -281,6 +282,16 @@ class Estimator(ScheduleFacts):
         placement, profs, _ = self._placement(layout, schedule, vpp)
         return self._memory(layout, schedule, vpp, placement, profs)
 
+    def _held_peaks(self, profile: Profile, mp: MemoryPieces) -> np.ndarray:
+        """:meth:`pipesim.plan.profiles.Profile.held_peaks` on ``mp``'s walk weights, cached by the profile and
+        the stage memory they come from (layouts alike but for their weights' bytes per parameter share it;
+        both objects are kept for the estimator's life, so their ids are unique)."""
+        key = (id(profile), id(mp.memory))
+        hit = self._held.get(key)
+        if hit is None:
+            hit = self._held[key] = profile.held_peaks(mp.walk_matrix)
+        return hit
+
     def estimate(self, layout: Layout) -> Estimate:
         """The analytic estimate of ``layout`` (see the module docstring). The layout must already pass
         :meth:`pipesim.specs.layout.Layout.check_model` and its schedule's rule."""
@@ -315,7 +326,7 @@ class Estimator(ScheduleFacts):
             ranks, held = list(acts_of), list(acts_of.values())
         else:
             # Per rank, per local stage: activation bytes, and the part of them kept from I to W.
-            peaks = [pr.held_peaks(mp.walk_matrix) for pr in profs]
+            peaks = [self._held_peaks(pr, mp) for pr in profs]
             ranks = list(range(p))
             held = (
                 peaks[0]

@@ -190,8 +190,10 @@ class MemoryPieces:
     :class:`pipesim.cost.stage_table.StageMemory`: per rank its local stages' activation and weight-stash bytes
     (the profiled memory walk's weights) and, for ranks 0 and p-1, their layer and extra (embedding, head)
     activation bytes (the closed forms'); per rank its weights + gradients + optimizer state; the backward's
-    transient working set and the GPU's reserve."""
+    transient working set and the GPU's reserve. ``memory`` is what they were summed from (the walk's weights
+    follow from it alone)."""
 
+    memory: StageMemory
     walk_matrix: np.ndarray
     end_bytes: dict[int, tuple[float, float]]
     state_bytes: tuple[float, ...]
@@ -248,6 +250,7 @@ def memory_pieces(
         layer_bytes = sum(acts_l[s] - x for s, x in zip(stages, extras, strict=True))
         end_bytes[r] = (layer_bytes, sum(extras))
     return MemoryPieces(
+        memory,
         walk_matrix,
         end_bytes,
         state,
