@@ -7,7 +7,8 @@ searched (ep over the divisors of 256, etp 1 or tp, cp 1 only at this length). T
 
 Prints layouts enumerated, candidates estimated, feasible, seconds end to end next to the target (and this
 process's CPU seconds, the figure to read on a shared machine), the candidates per second of the estimate
-phase (every candidate is estimated: nothing is pruned) and the winner.
+phase and the winner. Every candidate's memory is estimated (or bounded above HBM by its weights, gradients
+and optimizer state alone); the step time of each that fits (pipesim.plan.estimate.Estimator.screen).
 The on-disk facts cache (pipesim.plan.facts) is whatever ``PIPESIM_CACHE_DIR`` points at: set it to an empty
 directory for a cold run.
 

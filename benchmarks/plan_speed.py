@@ -8,8 +8,9 @@ configurations per second (issue 17).
 
 Prints, per run (each in a fresh interpreter, so no in-memory cache is warm): layouts enumerated, candidates
 estimated, feasible, seconds end to end (enumeration, estimates, full simulation of the top 16), seconds of
-the estimate phase, and candidates per second of the estimate phase (every candidate is estimated: nothing
-is pruned) next to the target. Runs: in process with an empty on-disk facts cache (pipesim.plan.facts: the
+the estimate phase, and candidates per second of the estimate phase next to the target (every candidate's
+memory is estimated, or bounded above HBM by its weights, gradients and optimizer state alone; the step time
+of each that fits). Runs: in process with an empty on-disk facts cache (pipesim.plan.facts: the
 zero-bubble orders and schedule profiles are built), then in process and with 2 processes reading the facts
 the first run wrote (a fresh temporary cache directory, so earlier plans on this machine do not count).
 
