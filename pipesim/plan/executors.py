@@ -6,6 +6,7 @@ order of the items, so a sweep's output is identical whichever executor ran it.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -72,12 +73,25 @@ def run_chunks(
             yield out
         return
     with ProcessPoolExecutor(max_workers=spec.workers) as pool:
-        futures = [pool.submit(fn, chunk) for chunk in chunks]
-        for chunk, fut in zip(chunks, futures, strict=True):
+        # Submitted so that each worker tends to take consecutive chunks (neighbours share costs its caches
+        # keep: the planner sorts its candidates by layout), results yielded in chunk order.
+        futures = dict.fromkeys(range(len(chunks)))
+        for i in _spread(len(chunks), spec.workers):
+            futures[i] = pool.submit(fn, chunks[i])
+        for chunk, fut in zip(chunks, futures.values(), strict=True):
+            assert fut is not None
             out = fut.result()
             if progress:
                 progress(len(chunk))
             yield out
+
+
+def _spread(n: int, workers: int) -> list[int]:
+    """``range(n)`` cut into ``workers`` consecutive blocks and dealt one from each block in turn: a pool whose
+    workers each take the next task gives each worker (mostly) one block."""
+    size = max(1, -(-n // max(workers, 1)))
+    blocks = [range(start, min(start + size, n)) for start in range(0, n, size)]
+    return [i for row in itertools.zip_longest(*blocks) for i in row if i is not None]
 
 
 def _run_dask(

@@ -93,9 +93,10 @@ class FactsCache:
 
     def merge(self, new: dict[str, dict[Any, Any]]) -> None:
         """Remember what another process learnt (:meth:`take_new`) as if learnt here."""
+        tables = self._load()
         for table, values in new.items():
-            for key, value in values.items():
-                self.put(table, key, value)
+            tables.setdefault(table, {}).update(values)
+            self._new.setdefault(table, {}).update(values)
 
     def flush(self) -> None:
         """Write what was learnt since the last flush, merged with the file as it is now (atomic replace;

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from pipesim.errors import InputError
-from pipesim.plan.executors import ExecutorSpec, chunked, run_chunks
+from pipesim.plan.executors import ExecutorSpec, _spread, chunked, run_chunks
 
 
 def square_all(chunk: Sequence[int]) -> list[int]:
@@ -48,3 +48,12 @@ def test_bad_specs() -> None:
         ExecutorSpec(workers=0)
     with pytest.raises(InputError, match="not an address"):
         ExecutorSpec(dask_scheduler="localhost")
+
+
+@pytest.mark.parametrize(("n", "workers"), [(0, 2), (1, 2), (5, 2), (7, 3), (4, 1), (10, 4)])
+def test_spread_deals_consecutive_blocks_in_turn(n: int, workers: int) -> None:
+    order = _spread(n, workers)
+    assert sorted(order) == list(range(n))  # every chunk submitted once
+    size = max(1, -(-n // workers))
+    # The first of each block come first, in block order: worker k of a FIFO pool starts on block k.
+    assert order[: -(-n // size) if n else 0] == list(range(0, n, size))
