@@ -25,7 +25,7 @@ import math
 import operator
 from array import array
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 def woven(count: int, columns: Sequence[tuple[int, int]]) -> list[int]:
@@ -40,7 +40,7 @@ def woven(count: int, columns: Sequence[tuple[int, int]]) -> list[int]:
     return out
 
 
-__all__ = ["Model", "woven", "runs", "fit", "extend", "exact_times", "period_seen", "plausible"]
+__all__ = ["Model", "woven", "runs", "fit", "extend", "memo_for", "exact_times", "period_seen", "plausible"]
 
 LONGEST_PERIOD = 64  # microbatches: the longest repetition looked for (the V list scheduler's at p 8: 36)
 SHORT_PERIODS = (1, 2, 4)  # tried when the middle of the first build does not repeat yet (p 3-4 V orders)
@@ -213,6 +213,33 @@ def period_seen(entries: Sequence[Entry], unit: int, per_microbatch: int, longes
     return period
 
 
+@dataclass
+class Memo:
+    """What :func:`extend` learnt from one caller's builds: per size m0, the period seen in the build there
+    (None: none seen; False: the build returned None), and per (first size, period) the models fitted on the
+    three builds (None: a build returned None)."""
+
+    seen: dict[int, int | None | bool] = field(default_factory=dict)
+    models: dict[tuple[int, int], list[Model | None] | None] = field(default_factory=dict)
+
+
+MEMO_KEYS = 32  # callers whose memos are kept (the least recently used is dropped)
+_MEMOS: dict[object, Memo] = {}
+
+
+def memo_for(key: object) -> Memo:
+    """The memo of :func:`extend`'s findings for the builds identified by ``key`` (everything ``sample`` depends
+    on besides the size: family, ranks, limit, times, objective), kept in this process for the
+    :data:`MEMO_KEYS` most recently used keys."""
+    memo = _MEMOS.pop(key, None)
+    if memo is None:
+        memo = Memo()
+        while len(_MEMOS) >= MEMO_KEYS:
+            del _MEMOS[next(iter(_MEMOS))]
+    _MEMOS[key] = memo
+    return memo
+
+
 def extend(
     sample: Callable[[int], Sequence[Entry] | None],
     m: int,
@@ -220,23 +247,35 @@ def extend(
     unit: int,
     per_microbatch: int,
     periods: Sequence[int] | None = None,
+    memo: Memo | None = None,
 ) -> list[Model] | None:
     """The models (:func:`fit`) of ``sample(m)``'s entries (programs and figures; ``per_microbatch`` codes per
     rank per microbatch) from ``sample`` at three sizes from about m0 spaced by a period: each of ``periods``
     in turn, or (None) the one seen in the build at m0 (:func:`period_seen`, up to :data:`LONGEST_PERIOD`
     microbatches; at the first m0, :data:`SHORT_PERIODS` when none is seen: the fit allows a longer warm-up
-    than the middle half the search looks at). Then from twice m0, and so on, while the structure has not settled. Each model is checked
-    to cover ``m``; None when no fit is found within the budget (the sampled sizes add up to at most
-    m / :data:`BUDGET`, so that a failed attempt costs a fraction of the direct build) or ``sample`` returns
-    None (no extension: build directly)."""
+    than the middle half the search looks at). Then from twice m0, and so on, while the structure has not
+    settled. Each model is checked to cover ``m``; None when no fit is found within the budget (the sampled
+    sizes add up to at most m / :data:`BUDGET`, so that a failed attempt costs a fraction of the direct build)
+    or ``sample`` returns None (no extension: build directly).
+
+    ``memo`` (:func:`memo_for`) keeps what the builds showed (the period seen at a size, the models fitted at
+    three sizes, or that a build returned None), none of which depends on m: a later call with the same
+    ``sample`` takes the same steps, charging the same budget, and returns the same models without building
+    again."""
+    memo = Memo() if memo is None else memo
     cache: dict[int, Sequence[Entry] | None] = {}
+    charged: set[int] = set()
     budget = m // BUDGET
 
-    def build(size: int) -> Sequence[Entry] | None:
+    def charge(size: int) -> None:
         nonlocal budget
-        if size not in cache:
+        if size not in charged:
+            charged.add(size)
             budget -= size
-            cache[size] = sample(size) if budget >= 0 else None
+
+    def build(size: int) -> Sequence[Entry] | None:  # only called with the budget still >= 0
+        if size not in cache:
+            cache[size] = sample(size)
         return cache[size]
 
     first_level = True
@@ -245,21 +284,39 @@ def extend(
         if periods is not None:
             tried = periods
         else:
-            seen = build(m0)
-            if seen is None:
+            charge(m0)
+            if budget < 0:
                 return None
-            found = period_seen(seen, unit, per_microbatch, LONGEST_PERIOD)
-            tried = (found,) if found is not None else SHORT_PERIODS if first_level else ()
+            if m0 not in memo.seen:
+                seen = build(m0)
+                memo.seen[m0] = (
+                    False if seen is None else period_seen(seen, unit, per_microbatch, LONGEST_PERIOD)
+                )
+            found = memo.seen[m0]
+            if found is False:
+                return None
+            tried = (found,) if isinstance(found, int) else SHORT_PERIODS if first_level else ()
             first_level = False
         for period in tried:
             first = m0 + (m - m0) % period
-            samples = [build(size) for size in (first, first + period, first + 2 * period)]
-            if budget < 0 or any(x is None for x in samples):
+            sizes = (first, first + period, first + 2 * period)
+            for size in sizes:
+                charge(size)
+            if budget < 0:
                 return None
-            models = [
-                fit(column, first, period, unit, per_microbatch * period)
-                for column in zip(*samples, strict=True)
-            ]
+            if (first, period) not in memo.models:
+                samples = [build(size) for size in sizes]
+                memo.models[first, period] = (
+                    None
+                    if any(x is None for x in samples)
+                    else [
+                        fit(column, first, period, unit, per_microbatch * period)
+                        for column in zip(*samples, strict=True)
+                    ]
+                )
+            models = memo.models[first, period]
+            if models is None:
+                return None
             kept = [x for x in models if x is not None and x.fits(m)]
             if len(kept) == len(models):
                 return kept

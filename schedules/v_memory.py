@@ -33,7 +33,7 @@ from array import array
 from collections import deque
 
 from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError, v_shape_placement
-from schedules.periodic import exact_times, extend, plausible
+from schedules.periodic import exact_times, extend, memo_for, plausible
 from schedules.timing import StageTimes
 from schedules.zb_auto import AutoTimes, schedule_cost
 
@@ -201,7 +201,12 @@ def v_memory_schedule(
     values = (t.forward_s, t.input_s, t.weight_s, t.p2p_s, t.stash_fraction)
     if fast and m >= FAST_FROM * p and exact_times(values, 8.0 * m * p * (sum(values) + 1.0)):
         models = extend(
-            lambda size: _pool(p, size, cap, t, objective, exact=True), m, 2 * p + 2, 2 * p * NUM_OPS, 6
+            lambda size: _pool(p, size, cap, t, objective, exact=True),
+            m,
+            2 * p + 2,
+            2 * p * NUM_OPS,
+            6,
+            memo=memo_for(("v-memory", p, cap, t, objective)),
         )
         if models is not None:
             chosen = _choose([x.values_at(m) for x in models], cap, name)

@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from schedules.greedy import GreedyTimes, greedy_passes
 from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError
 from schedules.iterations import check_optimizer_mode, repeat_iterations
-from schedules.periodic import exact_times, extend, plausible
+from schedules.periodic import exact_times, extend, memo_for, plausible
 from schedules.timing import StageTimes, time_order
 from schedules.zero_bubble import zb_h1, zb_h2
 
@@ -285,7 +285,8 @@ def auto_zero_bubble(
             entries = _pool(p, size, memory_limit, t, objective, name, timed=True)
             return None if None in entries else entries  # type: ignore[return-value]
 
-        models = extend(sample, m, 2 * p + 2, p * NUM_OPS, 3, periods=(1,))  # one microbatch per round
+        memo = memo_for(("zb-auto", p, memory_limit, t, objective, name))
+        models = extend(sample, m, 2 * p + 2, p * NUM_OPS, 3, periods=(1,), memo=memo)  # a microbatch a round
         if models is not None:
             figures = [x.values_at(m) for x in models]
             pick = models[_choose(figures, memory_limit, lambda i: figures[i][-2:])]  # type: ignore[arg-type]

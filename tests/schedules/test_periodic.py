@@ -236,3 +236,45 @@ def test_any_exact_times_give_the_direct_build(
     m = smallest_extended(p) + extra
     fast = auto_zero_bubble(p, m, limit_per_rank * p, t, objective)
     assert fast == auto_zero_bubble(p, m, limit_per_rank * p, t, objective, fast=False)
+
+
+def test_the_memo_repeats_the_first_call_without_building() -> None:
+    # extend with a memo returns, without a single build, the models its first call fitted, and takes the same
+    # steps: a size whose budget (m / 8) cannot pay for the builds still gets None, as without the memo.
+    p = 3
+    built: list[int] = []
+
+    def sample(size: int) -> list[tuple[tuple[object, ...], tuple[float, ...]]]:
+        built.append(size)
+        return [(zb_h1(p, size).programs, (float(size),))]
+
+    memo = periodic.Memo()
+    unit = p * NUM_OPS
+    first = extend(sample, 400, 8, unit, 3, periods=(1,), memo=memo)
+    assert first is not None and built == [8, 9, 10]
+    assert extend(sample, 400, 8, unit, 3, periods=(1,), memo=memo) == first
+    again = extend(sample, 4000, 8, unit, 3, periods=(1,), memo=memo)
+    assert again == first and built == [8, 9, 10]
+    assert again[0].programs_at(4000) == zb_h1(p, 4000).programs
+    assert extend(sample, 200, 8, unit, 3, periods=(1,), memo=memo) is None  # 27 > 200 // 8
+    assert extend(sample, 200, 8, unit, 3, periods=(1,)) is None
+
+
+def test_memos_are_kept_per_key_for_the_most_recent_keys() -> None:
+    a = periodic.memo_for(("test", 1))
+    assert periodic.memo_for(("test", 1)) is a
+    for i in range(periodic.MEMO_KEYS):
+        periodic.memo_for(("test", 2, i))
+    assert periodic.memo_for(("test", 1)) is not a  # dropped as the least recently used
+
+
+def test_a_second_build_reuses_the_fit_and_is_identical(monkeypatch: pytest.MonkeyPatch) -> None:
+    p, m = 4, smallest_extended(4) + 3
+    t = DYADIC[1]
+    first = auto_zero_bubble(p, m, p, t)
+    calls: list[int] = []
+    pool = zb_auto._pool
+    monkeypatch.setattr(zb_auto, "_pool", lambda *a, **k: calls.append(a[1]) or pool(*a, **k))
+    assert auto_zero_bubble(p, m + 10, p, t) == auto_zero_bubble(p, m + 10, p, t, fast=False)
+    assert calls == [m + 10]  # only the direct reference build ran
+    assert first == auto_zero_bubble(p, m, p, t, fast=False)
