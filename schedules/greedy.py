@@ -123,23 +123,39 @@ def greedy_passes(
     times: GreedyTimes | None = None,
     stash_fraction: float = 0.0,
     name: str = "zb-greedy",
+    knobs: tuple[bool, bool] | None = None,
 ) -> list[tuple[float, tuple[array, ...]]]:
-    """The list scheduler's (simulated step time, per-rank programs) for each of its four knob settings, in
-    the order :func:`greedy_zero_bubble` compares them (it keeps the first shortest)."""
-    return [
-        _greedy_pass(
-            num_ranks,
-            num_microbatches,
-            memory_limit,
-            times or GreedyTimes(),
-            stash_fraction,
-            name,
-            fill_short_gaps,
-            forward_first,
-        )
-        for fill_short_gaps in (False, True)
-        for forward_first in (False, True)
-    ]
+    """The list scheduler's (simulated step time, per-rank programs) for each of its four knob settings
+    (fill_short_gaps, forward_first), in the order :func:`greedy_zero_bubble` compares them (it keeps the first
+    shortest); with ``knobs``, for that setting only.
+
+    A setting that differs from one already built only in knobs that never decided a step of it (a knob decides
+    where its value is read and the rest of the state leaves the choice open) takes every step the same way:
+    that run is reused instead of built again."""
+    settings = [(a, b) for a in (False, True) for b in (False, True)] if knobs is None else [knobs]
+    built: list[tuple[int, int, tuple[float, tuple[array, ...]]]] = []  # (bits, decisive bits, pass)
+    out = []
+    for fill_short_gaps, forward_first in settings:
+        bits = _FILL_SHORT_GAPS * fill_short_gaps | _FORWARD_FIRST * forward_first
+        same = [run for b, d, run in built if (b ^ bits) & d == 0]
+        if not same:
+            makespan, programs, decisive = _greedy_pass(
+                num_ranks,
+                num_microbatches,
+                memory_limit,
+                times or GreedyTimes(),
+                stash_fraction,
+                name,
+                fill_short_gaps,
+                forward_first,
+            )
+            same = [(makespan, programs)]
+            built.append((bits, decisive, same[0]))
+        out.append(same[0])
+    return out
+
+
+_FILL_SHORT_GAPS, _FORWARD_FIRST = 1, 2  # the knobs' bits in _greedy_pass's decisive result
 
 
 def _greedy_pass(
@@ -151,8 +167,9 @@ def _greedy_pass(
     name: str,
     fill_short_gaps: bool,
     forward_first: bool,
-) -> tuple[float, tuple[array, ...]]:
-    """One run of the heuristic with the given knobs: (simulated step time, per-rank programs)."""
+) -> tuple[float, tuple[array, ...], int]:
+    """One run of the heuristic with the given knobs: (simulated step time, per-rank programs, the knobs that
+    decided a step as bits)."""
     times.check(name)
     p, m = num_ranks, num_microbatches
     if p < 1:
@@ -193,6 +210,7 @@ def _greedy_pass(
     heap = [(x.free_s, x.rank) for x in ranks]
     heapq.heapify(heap)
     current: _Rank | None = None
+    decisive = 0
     while remaining:
         if current is not None and len(current.actions) < 3 * m:
             heapq.heappush(heap, (current.free_s, current.rank))
@@ -222,6 +240,8 @@ def _greedy_pass(
                 f_bound = max(ranks[r - 1].free_s, now) + tf + tp
         run_i = i_ready <= now + eps
         run_f = f_ready <= now + eps
+        if run_i and run_f:
+            decisive |= _FORWARD_FIRST
         if run_i and not (forward_first and run_f):
             mb = st.next_i
             st.next_i += 1
@@ -245,6 +265,8 @@ def _greedy_pass(
         next_event = min(i_ready, i_bound, f_ready, f_bound)
         drained = st.next_i == m  # no forwards or I passes left: drain the W passes
         memory_blocked = st.next_f < m and not fits
+        if st.pending_w and not (drained or memory_blocked or next_event - now >= tw - eps):
+            decisive |= _FILL_SHORT_GAPS
         if st.pending_w and (drained or memory_blocked or fill_short_gaps or next_event - now >= tw - eps):
             mb = st.pending_w.popleft()
             emit(st, Op.W, mb, tw, sends=False)
@@ -255,7 +277,7 @@ def _greedy_pass(
             raise ScheduleError(f"{name}: internal error, rank {r} cannot make progress")
         st.free_s = max(next_event, now + eps)  # idle until something can start
     makespan = max(max(st.free_s, st.send_free_s) for st in ranks)
-    return makespan, tuple(array("q", st.actions) for st in ranks)
+    return makespan, tuple(array("q", st.actions) for st in ranks), decisive
 
 
 GREEDY_FAMILIES = ("zb-1p", "zb-2p")

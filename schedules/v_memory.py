@@ -61,12 +61,17 @@ def _list_schedule(
     return _list_order(p, m, cap_chunks, t, fill_idle, chunk1_first, forward_first)[0]
 
 
+FILL_IDLE, CHUNK1_FIRST, FORWARD_FIRST = 1, 2, 4  # the knobs' bits in _list_order's third result
+
+
 def _list_order(
     p: int, m: int, cap_chunks: float, t: AutoTimes, fill_idle: bool, chunk1_first: bool, forward_first: bool
-) -> tuple[Schedule | None, bool]:
-    """:func:`_list_schedule`'s order, and whether a pass ever started after a stall (a rank that found nothing
+) -> tuple[Schedule | None, bool, int]:
+    """:func:`_list_schedule`'s order, whether a pass ever started after a stall (a rank that found nothing
     to do and nobody busy steps its clock by the 1e-9 tolerance; a pass started then is no longer timed by
-    sums of the pass times)."""
+    sums of the pass times), and the knobs that ever decided a step (bits :data:`FILL_IDLE`,
+    :data:`CHUNK1_FIRST`, :data:`FORWARD_FIRST`: a knob decides where its value is read and the other inputs
+    leave the choice open). A run with the others flipped takes every step the same way, so it is this run."""
     s_count = 2 * p
     place = v_shape_placement(p)
     keep = t.stash_fraction
@@ -85,6 +90,7 @@ def _list_order(
     stalls = 0
     stalled = False
     bumped = [False] * p  # the rank's clock was last stepped by a stall
+    decisive = 0
 
     def arrival(table: list[list[float]], src: int, dst: int, mb: int) -> float:
         end = table[src][mb]
@@ -111,6 +117,10 @@ def _list_order(
         choice: tuple[int, Op] | None = None
         ready_i = [c for c in (0, 1) if i_ready[c] <= now + _EPS]
         ready_f = [c for c in ((1, 0) if chunk1_first else (0, 1)) if f_ready[c] <= now + _EPS and fits[c]]
+        if len(ready_f) == 2:
+            decisive |= CHUNK1_FIRST
+        if ready_i and ready_f:
+            decisive |= FORWARD_FIRST
         if ready_i and not (forward_first and ready_f):
             choice = (min(ready_i, key=lambda c: (next_i[r][c], -stages[c])), Op.I)
         elif ready_f:
@@ -122,15 +132,19 @@ def _list_order(
             others = [free[q] for q in range(p) if q != r and free[q] > now + _EPS]
             bound = upcoming if upcoming < inf else (min(others) if others else now)
             blocked = any(f_ready[c] <= now + _EPS and not fits[c] for c in (0, 1))
-            if blocked or fill_idle or bound - now >= dur[Op.W] - _EPS or upcoming == inf and not others:
+            if blocked or bound - now >= dur[Op.W] - _EPS or upcoming == inf and not others:
                 choice = (-1, Op.W)
+            else:
+                decisive |= FILL_IDLE
+                if fill_idle:
+                    choice = (-1, Op.W)
         if choice is None:
             later = [x for x in (*i_ready, *f_ready) if now + _EPS < x < inf]
             later += [free[q] for q in range(p) if q != r and free[q] > now + _EPS]
             if not later:
                 stalls += 1
                 if stalls > 4 * p:
-                    return None, True  # nobody can move: the cap is too small for this knob setting
+                    return None, True, decisive  # nobody can move: the cap is too small for these knobs
                 free[r] = now + _EPS
                 bumped[r] = True
             else:
@@ -166,7 +180,8 @@ def _list_order(
         remaining -= 1
         if len(progs[r]) < 6 * m:
             heapq.heappush(heap, (end, r))
-    return Schedule("zb-v-memory", p, s_count, m, place, tuple(array("q", prog) for prog in progs)), stalled
+    order = Schedule("zb-v-memory", p, s_count, m, place, tuple(array("q", prog) for prog in progs))
+    return order, stalled, decisive
 
 
 def v_memory_schedule(
@@ -230,15 +245,22 @@ def _pool(
     microbatches); with ``exact``, None when a setting fails or stalls (no extension: build directly)."""
     stage_times: StageTimes = t.stage_times(2 * p)
     entries = []
+    runs: list[tuple[int, int, tuple[Schedule | None, bool, tuple[float, float]]]] = []  # bits, decisive, run
     for knobs in itertools.product((False, True), repeat=3):
-        order, stalled = _list_order(p, m, 2.0 * cap, t, *knobs)
+        bits = FILL_IDLE * knobs[0] | CHUNK1_FIRST * knobs[1] | FORWARD_FIRST * knobs[2]
+        # A setting that differs from an earlier run only in knobs that never decided a step there is that run.
+        same = next((run for b, d, run in runs if (b ^ bits) & d == 0), None)
+        if same is None:
+            order, stalled, decisive = _list_order(p, m, 2.0 * cap, t, *knobs)
+            step, peak = schedule_cost(order, stage_times, objective) if order is not None else (0.0, 0.0)
+            same = (order, stalled, (step, peak / 2.0))  # peak: the largest per-rank one, in whole stages
+            runs.append((bits, decisive, same))
+        order, stalled, figures = same
         if exact and (order is None or stalled):
             return None
         if order is None:
             continue
-        step, peak = schedule_cost(order, stage_times, objective)  # peak: the largest per-rank one, in chunks
-        peak /= 2.0
-        entries.append((order.programs, (step, peak)))
+        entries.append((order.programs, figures))
     return entries
 
 
