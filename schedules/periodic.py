@@ -157,11 +157,20 @@ def plausible(programs: Sequence[Sequence[int]], m: int, unit: int, per_rank: in
     return all(len(prog) == per_rank and min(prog) >= 0 and max(prog) < m * unit for prog in programs)
 
 
-def fit(samples: Sequence[Entry], m0: int, period: int, unit: int, max_block: int) -> Model | None:
+def fit(
+    samples: Sequence[Entry],
+    m0: int,
+    period: int,
+    unit: int,
+    max_block: int,
+    seen: dict[tuple[int, int, int], tuple[_RankModel, ...] | None] | None = None,
+) -> Model | None:
     """The :class:`Model` of three builds ``samples`` (programs and figures at m0, m0 + period, m0 + 2 period;
     ``unit`` = S * NUM_OPS, one microbatch in codes), fitted on the first two and kept only if it reproduces the
     third exactly; None when the runs (blocks of at most ``max_block`` codes) differ in number or block length
-    between the sizes, a code moves by other than whole microbatches, or a figure is not affine."""
+    between the sizes, a code moves by other than whole microbatches, or a figure is not affine. ``seen`` keeps
+    the fitted programs by the identity of the three program tuples, for candidates that share their orders
+    (the caller keeps those tuples alive while it uses ``seen``)."""
     if len(samples) != 3:
         raise ValueError("fit needs builds at m0, m0 + period and m0 + 2 period")
     (p0, v0), (p1, v1), (p2, v2) = samples
@@ -172,6 +181,27 @@ def fit(samples: Sequence[Entry], m0: int, period: int, unit: int, max_block: in
         if c - b != b - a or b + (b - a) != c:
             return None
         values.append((a, b - a))
+    key = (id(p0), id(p1), id(p2))
+    if seen is None or key not in seen:
+        ranks = _fit_programs(p0, p1, p2, unit, max_block)
+        if seen is not None:
+            seen[key] = ranks
+    else:
+        ranks = seen[key]
+    return None if ranks is None else Model(m0, period, ranks, tuple(values))
+
+
+_RankModel = tuple[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], int, int], ...]
+
+
+def _fit_programs(
+    p0: Sequence[Sequence[int]],
+    p1: Sequence[Sequence[int]],
+    p2: Sequence[Sequence[int]],
+    unit: int,
+    max_block: int,
+) -> tuple[_RankModel, ...] | None:
+    """:func:`fit`'s per-rank runs of three builds' programs, or None where they are not affine."""
     ranks = []
     for r0, r1, r2 in zip(p0, p1, p2, strict=True):
         x0, x1, x2 = (runs(r, unit, max_block) for r in (r0, r1, r2))
@@ -186,7 +216,7 @@ def fit(samples: Sequence[Entry], m0: int, period: int, unit: int, max_block: in
                 return None
             rank.append((b0, dcode, s0, t0, t1 - t0))
         ranks.append(tuple(rank))
-    return Model(m0, period, tuple(ranks), tuple(values))
+    return tuple(ranks)
 
 
 def period_seen(entries: Sequence[Entry], unit: int, per_microbatch: int, longest: int) -> int | None:
@@ -306,11 +336,12 @@ def extend(
                 return None
             if (first, period) not in memo.models:
                 samples = [build(size) for size in sizes]
+                shared: dict[tuple[int, int, int], tuple[_RankModel, ...] | None] = {}
                 memo.models[first, period] = (
                     None
                     if any(x is None for x in samples)
                     else [
-                        fit(column, first, period, unit, per_microbatch * period)
+                        fit(column, first, period, unit, per_microbatch * period, shared)
                         for column in zip(*samples, strict=True)
                     ]
                 )

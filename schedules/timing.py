@@ -101,34 +101,44 @@ def time_order(schedule: Schedule, times: StageTimes) -> OrderTiming:
         for r, prog in enumerate(programs):
             h = heads[r]
             n = len(prog)
+            clock, mem, top = free[r], memory[r], peak[r]
             while h < n:
                 code = prog[h]
-                deps, dur, produced, p2p, delta, is_forward = table[code % per_mb]
+                cross_deps, local_deps, dur, produced, p2p, delta, is_forward = table[code % per_mb]
                 base = (code // NUM_OPS) * 2
-                start = free[r]
+                start = clock
                 ok = True
-                for offset, cross in deps:
-                    t = (arrive if cross else local).get(base + offset)
+                for offset in cross_deps:
+                    t = arrive.get(base + offset)
                     if t is None:
                         ok = False
                         break
-                    start = max(start, t)
+                    if t > start:
+                        start = t
+                if ok:
+                    for offset in local_deps:
+                        t = local.get(base + offset)
+                        if t is None:
+                            ok = False
+                            break
+                        if t > start:
+                            start = t
                 if not ok:
                     break
-                end = start + dur
                 if h == 0:
                     first[r] = start
-                free[r] = end
+                clock = start + dur
                 if produced >= 0:
                     key = base + produced
-                    local[key] = end
+                    local[key] = clock
                     if p2p is not None:
-                        leave = max(end, send_free[r])
+                        leave = clock if clock > send_free[r] else send_free[r]
                         send_free[r] = arrive[key] = leave + p2p
-                memory[r] += delta
-                if is_forward:
-                    peak[r] = max(peak[r], memory[r])
+                mem += delta
+                if is_forward and mem > top:
+                    top = mem
                 h += 1
+            free[r], memory[r], peak[r] = clock, mem, top
             if h != heads[r]:
                 remaining -= h - heads[r]
                 heads[r] = h
@@ -138,14 +148,15 @@ def time_order(schedule: Schedule, times: StageTimes) -> OrderTiming:
     return OrderTiming(tuple(first), tuple(free), tuple(peak))
 
 
-_Row = tuple[tuple[tuple[int, bool], ...], float, int, "float | None", float, bool]
+_Row = tuple[tuple[int, ...], tuple[int, ...], float, int, "float | None", float, bool]
 
 
 def _table(schedule: Schedule, times: StageTimes) -> list[_Row]:
-    """Per ``stage * NUM_OPS + op`` (a code modulo one microbatch): its dependencies as (offset of the
-    signal's key from twice the code's ``mb * S + stage``, whether it crosses ranks), its duration, the
-    signal it produces (-1: none), the transfer time when that signal leaves the rank (None: it stays), its
-    change of activation memory and whether it is a forward (the only pass that can raise the peak)."""
+    """Per ``stage * NUM_OPS + op`` (a code modulo one microbatch): its dependencies as offsets of the
+    signal's key from twice the code's ``mb * S + stage``, those that cross ranks then those that do not; its
+    duration, the signal it produces (-1: none), the transfer time when that signal leaves the rank (None: it
+    stays), its change of activation memory and whether it is a forward (the only pass that can raise the
+    peak)."""
     s_count = schedule.num_stages
     placement = schedule.stage_to_rank
     act, keep = times.activation, times.stash_fraction
@@ -172,7 +183,10 @@ def _table(schedule: Schedule, times: StageTimes) -> list[_Row]:
                 consumer = stage + 1 if op is Op.F else stage - 1
                 if 0 <= consumer < s_count and placement[consumer] != rank:
                     p2p = times.p2p[min(stage, consumer)]
-            rows.append((deps, dur, -1 if signal is None else int(signal), p2p, delta, op is Op.F))
+            cross_deps = tuple(offset for offset, cross in deps if cross)
+            local_deps = tuple(offset for offset, cross in deps if not cross)
+            signal_key = -1 if signal is None else int(signal)
+            rows.append((cross_deps, local_deps, dur, signal_key, p2p, delta, op is Op.F))
     return rows
 
 
