@@ -278,3 +278,60 @@ def test_a_second_build_reuses_the_fit_and_is_identical(monkeypatch: pytest.Monk
     assert auto_zero_bubble(p, m + 10, p, t) == auto_zero_bubble(p, m + 10, p, t, fast=False)
     assert calls == [m + 10]  # only the direct reference build ran
     assert first == auto_zero_bubble(p, m, p, t, fast=False)
+
+
+# Timing ratios at pp 16 and 64 (limit in microbatches per rank) and whether the extension is taken at the
+# sizes below; where it is not (the structure has not settled within the budget), the direct build runs.
+LARGE_PP_CASES = [
+    (1, AutoTimes(), True),
+    (2, AutoTimes(), True),
+    (1, AutoTimes(1.0, 1.0, 0.5), True),
+    (2, AutoTimes(1.0, 2.0, 1.0), True),
+    (1, AutoTimes(2.0, 2.0, 1.0, 0.0, 0.5), True),
+    (1, AutoTimes(1.0, 1.0, 1.0, 0.25), False),
+]
+
+
+@pytest.mark.parametrize(("extra", "case"), [(0, 0), (1, 1), (2, 2), (0, 3), (1, 4), (0, 5)])
+def test_extension_at_pp_16_is_the_direct_build(
+    monkeypatch: pytest.MonkeyPatch, extra: int, case: int
+) -> None:
+    # zb-1p / zb-2p at pp 16 at and just above the size from which the extension is tried (m 1,024).
+    p, m = 16, smallest_extended(16) + extra
+    limit_per_rank, t, taken = LARGE_PP_CASES[case]
+    spy = Spy(monkeypatch, zb_auto)
+    fast = auto_zero_bubble(p, m, limit_per_rank * p, t)
+    assert (spy.calls, spy.taken) == (1, taken)
+    assert fast == auto_zero_bubble(p, m, limit_per_rank * p, t, fast=False)
+
+
+@pytest.mark.parametrize("case", range(len(LARGE_PP_CASES)))
+def test_extension_at_pp_64_is_the_direct_build(monkeypatch: pytest.MonkeyPatch, case: int) -> None:
+    # pp 64 from builds at m 130 .. 132 (2p + 2): the thresholds are lowered (extension from 4 microbatches
+    # per rank, sampled sizes up to the whole m) so that the direct build compared with stays affordable.
+    monkeypatch.setattr(zb_auto, "FAST_FROM", 4)
+    monkeypatch.setattr(periodic, "BUDGET", 1)
+    p, m = 64, 400
+    limit_per_rank, t, taken = LARGE_PP_CASES[case]
+    spy = Spy(monkeypatch, zb_auto)
+    fast = auto_zero_bubble(p, m, limit_per_rank * p, t)
+    assert (spy.calls, spy.taken) == (1, taken)
+    assert fast == auto_zero_bubble(p, m, limit_per_rank * p, t, fast=False)
+
+
+@pytest.mark.parametrize("m", [1024, 1027])
+def test_v_min_at_pp_16_extends_exactly(monkeypatch: pytest.MonkeyPatch, m: int) -> None:
+    # zb-v-min at pp 16 repeats every 4 microbatches from m 35 on; the budget is lifted (samples up to m in all)
+    # so that the direct build compared with stays affordable.
+    monkeypatch.setattr(periodic, "BUDGET", 1)
+    seen: list[tuple[int, int] | None] = []
+
+    def spy(*args: object, **kwargs: object) -> object:
+        out = extend(*args, **kwargs)  # type: ignore[arg-type]
+        seen.append(None if out is None else (out[0].period, out[0].m0))
+        return out
+
+    monkeypatch.setattr(v_memory, "extend", spy)
+    fast = v_memory_schedule("zb-v-min", 16, m)
+    assert seen == [(4, 36 - (1024 - m) % 4)]
+    assert fast == v_memory_schedule("zb-v-min", 16, m, fast=False)
