@@ -28,12 +28,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 
-def woven(count: int, columns: Sequence[tuple[int, int]]) -> list[int]:
+def woven(count: int, columns: Sequence[tuple[int, int]], into: array | None = None) -> list[int]:
     """``count`` rows of one code per column, flattened row by row: row i holds ``first + i * step`` for each
     column's ``(first, step)``. Generators build their repeating phases with it (a phase "F, I, W" of
     consecutive microbatches is three columns whose codes step by one microbatch, ``num_stages * NUM_OPS``),
-    at C speed instead of one Python call per action."""
+    at C speed instead of one Python call per action. With ``into`` (an ``array("q")``) the rows are appended
+    to it instead, without a list of Python ints in between, and an empty list is returned."""
     k = len(columns)
+    if into is not None:
+        start = len(into)
+        into.frombytes(bytes(8 * count * k))
+        for j, (first, step) in enumerate(columns):
+            into[start + j :: k] = array("q", range(first, first + step * count, step))
+        return []
     out = [0] * (count * k)
     for j, (first, step) in enumerate(columns):
         out[j::k] = range(first, first + step * count, step)
@@ -143,9 +150,26 @@ class Model:
                 if t == 1:
                     prog.extend(block)
                 else:
-                    prog.extend(woven(t, list(zip(block, steps, strict=True))))
+                    woven(t, list(zip(block, steps, strict=True)), prog)
             programs.append(prog)
         return tuple(programs)
+
+    def plausible_at(self, m: int, unit: int, per_rank: int) -> bool:
+        """:func:`plausible` of :meth:`programs_at` (``m``), read off the runs without writing the programs: a
+        run's codes grow along its columns (each step is positive), so its least and largest codes are those
+        of its first and last repetition."""
+        n = self._n(m)
+        for rank in self.ranks:
+            count, lo, hi = 0, math.inf, -math.inf
+            for code0, dcode, steps, t0, dt in rank:
+                t = t0 + n * dt
+                block = [c + n * d for c, d in zip(code0, dcode, strict=True)]
+                count += t * len(block)
+                lo = min(lo, *block)
+                hi = max(hi, *(c + (t - 1) * s for c, s in zip(block, steps, strict=True)))
+            if count != per_rank or lo < 0 or hi >= m * unit:
+                return False
+        return True
 
 
 Entry = tuple[Sequence[Sequence[int]], Sequence[float]]  # programs, figures

@@ -33,7 +33,7 @@ from array import array
 from collections import deque
 
 from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError, v_shape_placement
-from schedules.periodic import exact_times, extend, memo_for, plausible
+from schedules.periodic import exact_times, extend, memo_for
 from schedules.timing import StageTimes
 from schedules.zb_auto import AutoTimes, schedule_cost
 
@@ -225,9 +225,8 @@ def v_memory_schedule(
         )
         if models is not None:
             chosen = _choose([x.values_at(m) for x in models], cap, name)
-            programs = models[chosen].programs_at(m)
-            if plausible(programs, m, 2 * p * NUM_OPS, 6 * m):
-                return Schedule(name, p, 2 * p, m, v_shape_placement(p), programs)
+            if models[chosen].plausible_at(m, 2 * p * NUM_OPS, 6 * m):
+                return Schedule(name, p, 2 * p, m, v_shape_placement(p), models[chosen].programs_at(m))
     entries = _pool(p, m, cap, t, objective, exact=False)
     assert entries is not None
     return Schedule(

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from schedules.greedy import GreedyTimes, greedy_passes
 from schedules.ir import NUM_OPS, Schedule, ScheduleError
 from schedules.iterations import check_optimizer_mode, repeat_iterations
-from schedules.periodic import exact_times, extend, memo_for, plausible
+from schedules.periodic import exact_times, extend, memo_for
 from schedules.timing import StageTimes, time_order
 from schedules.zb_heuristic import AutoTimes, heuristic_order, heuristic_run
 from schedules.zero_bubble import zb_h1, zb_h2
@@ -82,9 +82,8 @@ def auto_zero_bubble(
         if models is not None:
             figures = [x.values_at(m) for x in models]
             pick = models[_choose(figures, memory_limit, lambda i: figures[i][-2:])]  # type: ignore[arg-type]
-            programs = pick.programs_at(m)
-            if plausible(programs, m, p * NUM_OPS, 3 * m):
-                return Schedule(name, p, p, m, tuple(range(p)), programs)
+            if pick.plausible_at(m, p * NUM_OPS, 3 * m):
+                return Schedule(name, p, p, m, tuple(range(p)), pick.programs_at(m))
     entries = _pool(p, m, memory_limit, t, objective, name, timed=False)
     stage_times = t.stage_times(p)
     timed: dict[tuple[bytes, ...], tuple[float, float]] = {}  # equal orders (often) are timed once

@@ -335,3 +335,26 @@ def test_v_min_at_pp_16_extends_exactly(monkeypatch: pytest.MonkeyPatch, m: int)
     fast = v_memory_schedule("zb-v-min", 16, m)
     assert seen == [(4, 36 - (1024 - m) % 4)]
     assert fast == v_memory_schedule("zb-v-min", 16, m, fast=False)
+
+
+@pytest.mark.parametrize(
+    ("shorter_unit", "per_rank", "ok"), [(0, 3000, True), (0, 2999, False), (1, 3000, False)]
+)
+def test_a_model_checks_its_programs_without_writing_them(shorter_unit: int, per_rank: int, ok: bool) -> None:
+    # Model.plausible_at reads the count and the code range off the runs: the same answer as plausible on the
+    # programs it writes (failing on a count one short, and on codes past m microbatches of a smaller unit).
+    p, m0, unit = 4, 12, 4 * NUM_OPS
+    model = fit([(zb_h2(p, m0 + k).programs, ()) for k in range(3)], m0, 1, unit, 3)
+    assert model is not None
+    written = model.programs_at(1000)
+    assert written == zb_h2(p, 1000).programs
+    assert model.plausible_at(1000, unit - shorter_unit, per_rank) is ok
+    assert plausible(written, 1000, unit - shorter_unit, per_rank) is ok
+
+
+def test_woven_appends_to_an_array() -> None:
+    from array import array
+
+    prog = array("q", [5])
+    assert periodic.woven(3, [(0, 10), (1, 10), (5, 2)], prog) == []
+    assert prog.tolist() == [5, 0, 1, 5, 10, 11, 7, 20, 21, 9]
