@@ -62,6 +62,7 @@ def _list_schedule(
 
 
 FILL_IDLE, CHUNK1_FIRST, FORWARD_FIRST = 1, 2, 4  # the knobs' bits in _list_order's third result
+_F, _I, _W = int(Op.F), int(Op.I), int(Op.W)
 
 
 def _list_order(
@@ -73,9 +74,14 @@ def _list_order(
     :data:`CHUNK1_FIRST`, :data:`FORWARD_FIRST`: a knob decides where its value is read and the other inputs
     leave the choice open). A run with the others flipped takes every step the same way, so it is this run."""
     s_count = 2 * p
+    last = s_count - 1
     place = v_shape_placement(p)
-    keep = t.stash_fraction
-    dur = {Op.F: t.forward_s, Op.I: t.input_s, Op.W: t.weight_s}
+    keep, eps, cap = t.stash_fraction, _EPS, cap_chunks
+    dur = [t.forward_s, 0.0, t.input_s, t.weight_s]  # per op code (F 0, I 2, W 3)
+    tw = t.weight_s
+    # Transfer time of the input of stage s's F (from s - 1) and I (from s + 1): p2p across ranks, else 0.
+    f_comm = [t.p2p_s if s > 0 and place[s - 1] != place[s] else 0.0 for s in range(s_count)]
+    i_comm = [t.p2p_s if s < last and place[s + 1] != place[s] else 0.0 for s in range(s_count)]
     inf = math.inf
     f_end = [[inf] * m for _ in range(s_count)]
     i_end = [[inf] * m for _ in range(s_count)]
@@ -91,95 +97,97 @@ def _list_order(
     stalled = False
     bumped = [False] * p  # the rank's clock was last stepped by a stall
     decisive = 0
+    heappop, heappush = heapq.heappop, heapq.heappush
 
-    def arrival(table: list[list[float]], src: int, dst: int, mb: int) -> float:
-        end = table[src][mb]
-        return end + (t.p2p_s if place[src] != place[dst] else 0.0)
+    def busy_until(r: int, after: float) -> list[float]:
+        """When the other ranks that are busy past ``after`` become free."""
+        return [free[q] for q in range(p) if q != r and free[q] > after]
 
     while remaining:
-        now, r = heapq.heappop(heap)
-        stages = (r, s_count - 1 - r)
+        now, r = heappop(heap)
+        s0, s1 = r, last - r
+        nf, ni = next_f[r], next_i[r]
         # Ready times of the next I and F of each chunk (inf: input not produced yet or no such pass).
-        i_ready = [inf, inf]
-        f_ready = [inf, inf]
-        for c in (0, 1):
-            s = stages[c]
-            mb = next_i[r][c]
-            if mb < next_f[r][c]:
-                i_ready[c] = (
-                    f_end[s][mb] if s == s_count - 1 else max(f_end[s][mb], arrival(i_end, s + 1, s, mb))
-                )
-            mb = next_f[r][c]
-            if mb < m:
-                f_ready[c] = 0.0 if s == 0 else arrival(f_end, s - 1, s, mb)
-        reserved = next_f[r][0] - next_f[r][1]  # microbatches whose chunk-1 forward is still to come here
-        fits = [mem[r] + 2.0 + reserved <= cap_chunks + _EPS, mem[r] + 1.0 <= cap_chunks + _EPS]
-        choice: tuple[int, Op] | None = None
-        ready_i = [c for c in (0, 1) if i_ready[c] <= now + _EPS]
-        ready_f = [c for c in ((1, 0) if chunk1_first else (0, 1)) if f_ready[c] <= now + _EPS and fits[c]]
-        if len(ready_f) == 2:
+        i0 = i1 = f0 = f1 = inf
+        mb = ni[0]
+        if mb < nf[0]:
+            i0 = f_end[s0][mb] if s0 == last else max(f_end[s0][mb], i_end[s0 + 1][mb] + i_comm[s0])
+        mb = ni[1]
+        if mb < nf[1]:
+            i1 = f_end[s1][mb] if s1 == last else max(f_end[s1][mb], i_end[s1 + 1][mb] + i_comm[s1])
+        mb = nf[0]
+        if mb < m:
+            f0 = 0.0 if s0 == 0 else f_end[s0 - 1][mb] + f_comm[s0]
+        mb = nf[1]
+        if mb < m:
+            f1 = 0.0 if s1 == 0 else f_end[s1 - 1][mb] + f_comm[s1]
+        reserved = nf[0] - nf[1]  # microbatches whose chunk-1 forward is still to come here
+        fits0 = mem[r] + 2.0 + reserved <= cap + eps
+        fits1 = mem[r] + 1.0 <= cap + eps
+        lim = now + eps
+        ready_i = i0 <= lim or i1 <= lim
+        rf0 = f0 <= lim and fits0
+        rf1 = f1 <= lim and fits1
+        if rf0 and rf1:
             decisive |= CHUNK1_FIRST
-        if ready_i and ready_f:
+        if ready_i and (rf0 or rf1):
             decisive |= FORWARD_FIRST
-        if ready_i and not (forward_first and ready_f):
-            choice = (min(ready_i, key=lambda c: (next_i[r][c], -stages[c])), Op.I)
-        elif ready_f:
-            choice = (ready_f[0], Op.F)
-        if choice is None and pending[r]:
-            upcoming = min(
-                min(i_ready), min(f for c, f in enumerate(f_ready) if fits[c]) if any(fits) else inf
-            )
-            others = [free[q] for q in range(p) if q != r and free[q] > now + _EPS]
+        c, op = -1, -1
+        if ready_i and not (forward_first and (rf0 or rf1)):
+            # the oldest microbatch; on a tie chunk 1 (the later stage: s1 > s0)
+            both = i0 <= lim and i1 <= lim
+            c, op = (0 if ni[0] < ni[1] else 1) if both else (0 if i0 <= lim else 1), _I
+        elif rf0 or rf1:
+            c, op = (1 if rf1 else 0) if chunk1_first else (0 if rf0 else 1), _F
+        elif pending[r]:
+            upcoming = min(i0, i1, f0 if fits0 else inf, f1 if fits1 else inf)
+            others = busy_until(r, lim) if upcoming == inf else []
             bound = upcoming if upcoming < inf else (min(others) if others else now)
-            blocked = any(f_ready[c] <= now + _EPS and not fits[c] for c in (0, 1))
-            if blocked or bound - now >= dur[Op.W] - _EPS or upcoming == inf and not others:
-                choice = (-1, Op.W)
+            blocked = (f0 <= lim and not fits0) or (f1 <= lim and not fits1)
+            if blocked or bound - now >= tw - eps or upcoming == inf and not others:
+                op = _W
             else:
                 decisive |= FILL_IDLE
                 if fill_idle:
-                    choice = (-1, Op.W)
-        if choice is None:
-            later = [x for x in (*i_ready, *f_ready) if now + _EPS < x < inf]
-            later += [free[q] for q in range(p) if q != r and free[q] > now + _EPS]
+                    op = _W
+        if op < 0:
+            later = [x for x in (i0, i1, f0, f1) if lim < x < inf] + busy_until(r, lim)
             if not later:
                 stalls += 1
                 if stalls > 4 * p:
                     return None, True, decisive  # nobody can move: the cap is too small for these knobs
-                free[r] = now + _EPS
+                free[r] = now + eps
                 bumped[r] = True
             else:
                 free[r] = min(later)
                 bumped[r] = False
-            heapq.heappush(heap, (free[r], r))
+            heappush(heap, (free[r], r))
             continue
         stalls = 0
         stalled = stalled or bumped[r]
         bumped[r] = False
-        c, op = choice
-        if op is Op.W:
+        end = now + dur[op]
+        if op == _W:
             s, mb = pending[r].popleft()
             mem[r] -= keep
-        else:
-            s = stages[c]
-            counter = next_f[r] if op is Op.F else next_i[r]
-            mb = counter[c]
-            counter[c] += 1
-            if op is Op.F:
-                mem[r] += 1.0
-            else:
-                mem[r] -= 1.0 - keep
-                pending[r].append((s, mb))
-        start = now
-        end = start + dur[op]
-        if op is Op.F:
+        elif op == _F:
+            s = s1 if c else s0
+            mb = nf[c]
+            nf[c] = mb + 1
+            mem[r] += 1.0
             f_end[s][mb] = end
-        elif op is Op.I:
+        else:
+            s = s1 if c else s0
+            mb = ni[c]
+            ni[c] = mb + 1
+            mem[r] -= 1.0 - keep
+            pending[r].append((s, mb))
             i_end[s][mb] = end
         progs[r].append((mb * s_count + s) * NUM_OPS + op)
         free[r] = end
         remaining -= 1
         if len(progs[r]) < 6 * m:
-            heapq.heappush(heap, (end, r))
+            heappush(heap, (end, r))
     order = Schedule("zb-v-memory", p, s_count, m, place, tuple(array("q", prog) for prog in progs))
     return order, stalled, decisive
 
