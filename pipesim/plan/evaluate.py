@@ -7,7 +7,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipesim.plan.estimate import Estimate, MemoryBound, MemoryEstimate
+from pipesim.plan.estimate import Estimate, Estimator, MemoryBound, MemoryEstimate
+from pipesim.plan.executors import paused_gc
 from pipesim.plan.request import PlanRequest, estimator_for
 from pipesim.plan.results import SimSummary
 from pipesim.plan.space import Candidate
@@ -64,6 +65,12 @@ def _estimate_batch(
     (:meth:`pipesim.plan.facts.FactsCache.take_new`), for the planner to keep for later plans."""
     assert isinstance(batch, Batch)
     est = estimator_for(batch.request)
+    with paused_gc():  # as the planner does (a worker process runs batches alone)
+        out = _screen_all(batch, est)
+    return out, est.facts.take_new()
+
+
+def _screen_all(batch: Batch, est: Estimator) -> list[Screened]:
     layouts: dict[tuple[Any, ...], Layout] = {}
     out: list[Screened] = []
     for c in batch.items:
@@ -77,7 +84,7 @@ def _estimate_batch(
             if isinstance(mem, MemoryEstimate) and mem.fits
             else mem
         )
-    return out, est.facts.take_new()
+    return out
 
 
 def _simulate_batch(batch: Sequence[Candidate]) -> list[SimSummary]:

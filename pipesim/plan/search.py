@@ -37,7 +37,7 @@ from pipesim.cost.flops import hardware_flops_per_step, model_flops_per_step
 from pipesim.errors import InputError
 from pipesim.plan.estimate import Estimate, MemoryBound, MemoryEstimate
 from pipesim.plan.evaluate import Batch, Screened, _estimate_batch, _simulate_batch, layout_key, scenario_of
-from pipesim.plan.executors import ExecutorSpec, chunked, run_chunks
+from pipesim.plan.executors import ExecutorSpec, chunked, paused_gc, run_chunks
 from pipesim.plan.facts import facts_cache
 from pipesim.plan.request import PlanCluster, PlanRequest, SearchSpace, estimator_for
 from pipesim.plan.results import (
@@ -90,6 +90,13 @@ def plan(
     Raises :class:`InputError` when nothing can run: the message names the conflict (structural) or the
     closest layout and its memory overshoot (nothing fits).
     """
+    with paused_gc():  # the search holds millions of small objects: collecting cycles would walk them all
+        return _plan(request, executor, progress, chunk_size)
+
+
+def _plan(
+    request: PlanRequest, executor: ExecutorSpec[Any] | None, progress: Progress | None, chunk_size: int
+) -> PlanResult:
     started = time.perf_counter()
     spec = executor or ExecutorSpec()
     report = progress or _no_progress

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 
 import pytest
 
 from pipesim.errors import InputError
-from pipesim.plan.executors import ExecutorSpec, _spread, chunked, run_chunks
+from pipesim.plan.executors import ExecutorSpec, _spread, chunked, paused_gc, run_chunks
 
 
 def square_all(chunk: Sequence[int]) -> list[int]:
@@ -57,3 +58,16 @@ def test_spread_deals_consecutive_blocks_in_turn(n: int, workers: int) -> None:
     size = max(1, -(-n // workers))
     # The first of each block come first, in block order: worker k of a FIFO pool starts on block k.
     assert order[: -(-n // size) if n else 0] == list(range(0, n, size))
+
+
+def test_paused_gc_restores_the_collector_even_on_error() -> None:
+    assert gc.isenabled()
+    with paused_gc():
+        assert not gc.isenabled()
+        with paused_gc():  # nested: the inner one leaves it paused
+            pass
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(ValueError), paused_gc():
+        raise ValueError("boom")
+    assert gc.isenabled()
