@@ -180,9 +180,9 @@ def test_v_limits_are_the_papers(name: str) -> None:
     assert peak <= v_memory_limit(name, 4)
 
 
-def test_a_long_v_period_extends_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
-    # zb-v-min at p 8 repeats every 5 microbatches from about m 145 on. The budget is lifted (samples up to m in
-    # all instead of m / 8) so that the direct build it is compared with stays affordable here.
+def _spy_on_v_extend(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int] | None]:
+    """Lift the sampling budget (samples up to m in all) and record the (period, m0) of every extension the V
+    list scheduler takes (None: it fell back)."""
     monkeypatch.setattr(periodic, "BUDGET", 1)
     seen: list[tuple[int, int] | None] = []
 
@@ -192,6 +192,13 @@ def test_a_long_v_period_extends_exactly(monkeypatch: pytest.MonkeyPatch) -> Non
         return out
 
     monkeypatch.setattr(v_memory, "extend", spy)
+    return seen
+
+
+def test_a_long_v_period_extends_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    # zb-v-min at p 8 repeats every 5 microbatches from about m 145 on. The budget is lifted (samples up to m in
+    # all instead of m / 8) so that the direct build it is compared with stays affordable here.
+    seen = _spy_on_v_extend(monkeypatch)
     fast = v_memory_schedule("zb-v-min", 8, 1500)
     assert seen == [(5, 145)]
     assert fast == v_memory_schedule("zb-v-min", 8, 1500, fast=False)
@@ -323,15 +330,7 @@ def test_extension_at_pp_64_is_the_direct_build(monkeypatch: pytest.MonkeyPatch,
 def test_v_min_at_pp_16_extends_exactly(monkeypatch: pytest.MonkeyPatch, m: int) -> None:
     # zb-v-min at pp 16 repeats every 4 microbatches from m 35 on; the budget is lifted (samples up to m in all)
     # so that the direct build compared with stays affordable.
-    monkeypatch.setattr(periodic, "BUDGET", 1)
-    seen: list[tuple[int, int] | None] = []
-
-    def spy(*args: object, **kwargs: object) -> object:
-        out = extend(*args, **kwargs)  # type: ignore[arg-type]
-        seen.append(None if out is None else (out[0].period, out[0].m0))
-        return out
-
-    monkeypatch.setattr(v_memory, "extend", spy)
+    seen = _spy_on_v_extend(monkeypatch)
     fast = v_memory_schedule("zb-v-min", 16, m)
     assert seen == [(4, 36 - (1024 - m) % 4)]
     assert fast == v_memory_schedule("zb-v-min", 16, m, fast=False)
