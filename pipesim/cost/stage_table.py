@@ -152,14 +152,12 @@ Entry = tuple[PassTimes, float, float, float, float, Any]
 
 @dataclass(frozen=True, eq=False)
 class StageMemory:
-    """What one layout's memory on one placement is made of, none of it a time: per stage its parameters per TP
-    rank (dense + expert) and their routed-expert part, its activation bytes per microbatch and the part of them
-    kept from I to W; per pipeline rank its parameters and their routed-expert part; the backward's transient
-    working set. The planner reads it to rule out layouts that do not fit before timing them."""
+    """What one layout's memory on one placement is made of, none of it a time: per stage its activation bytes
+    per microbatch and the part of them kept from I to W; per pipeline rank its parameters per GPU (dense +
+    expert) and their routed-expert part; the backward's transient working set. The planner reads it to rule
+    out layouts that do not fit before timing them."""
 
     frame: StageFrame
-    params: np.ndarray
-    expert_params: np.ndarray
     activation_bytes: np.ndarray
     weight_stash_bytes: np.ndarray
     rank_params: np.ndarray

@@ -227,7 +227,7 @@ class StageCostModel(StageCostCache):
         self, layout: Layout, frame: StageFrame, ukey: tuple[object, ...], chains: int
     ) -> StageMemory:
         model = self.model
-        params, expert, rank_params, rank_expert = self.param_arrays(layout, frame)
+        rank_params, rank_expert = self.rank_param_sums(layout, frame)
         layers = frame.layers
         acts = self._memoized(
             ("acts", ukey, layers, chains),
@@ -247,8 +247,6 @@ class StageCostModel(StageCostCache):
             a.setflags(write=False)  # shared by every table of this memory
         return StageMemory(
             frame,
-            params,
-            expert,
             acts,
             stash,
             rank_params,
@@ -263,29 +261,22 @@ class StageCostModel(StageCostCache):
             self._memoized(("transient", unit_key(layout), layout.pp), lambda: transient_bytes(model, layout))
         )
 
-    def param_arrays(
-        self, layout: Layout, frame: StageFrame
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Per stage of ``frame`` its parameters per GPU (dense + expert) and their routed-expert part, and the
-        same summed per pipeline rank (cached by the frame, tp, ep and etp): what weights, gradients and
-        optimizer state are counted from, without timing a pass."""
+    def rank_param_sums(self, layout: Layout, frame: StageFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Per pipeline rank of ``frame``, its parameters per GPU (dense + expert) and their routed-expert part,
+        each rank's stages added in stage order (cached by the frame, tp, ep and etp): what weights, gradients
+        and optimizer state are counted from, without timing a pass."""
         return self._memoized(
-            ("param arrays", id(frame), layout.tp, layout.ep, layout.etp, layout.pp),
-            lambda: self._param_arrays(layout, frame),
+            ("rank params", id(frame), layout.tp, layout.ep, layout.etp, layout.pp),
+            lambda: self._rank_param_sums(layout, frame),
         )
 
-    def _param_arrays(
-        self, layout: Layout, frame: StageFrame
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _rank_param_sums(self, layout: Layout, frame: StageFrame) -> tuple[np.ndarray, np.ndarray]:
         split = [self.stage_params(layout, kid, first, last) for _, kid, first, last in frame.sigs]
         by_sig = np.array([(d + e, e) for d, e in split], dtype=np.float64).reshape(len(split), 2)
         per_stage = by_sig[frame.sig_index]
-        params, expert = per_stage[:, 0].copy(), per_stage[:, 1].copy()
         out = (
-            params,
-            expert,
-            rank_sums(frame.placement, params, layout.pp),
-            rank_sums(frame.placement, expert, layout.pp),
+            rank_sums(frame.placement, per_stage[:, 0], layout.pp),
+            rank_sums(frame.placement, per_stage[:, 1], layout.pp),
         )
         for a in out:
             a.setflags(write=False)  # shared by every table and memory of this frame

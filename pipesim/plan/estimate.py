@@ -195,11 +195,22 @@ class Estimator(ScheduleFacts):
             if family.in_flight is None:
                 sizes = [m] if m <= 2 * p else [2 * p, 3 * p]
                 profs = tuple(self.profile(schedule, p, mm, chunks, variant) for mm in sizes)
-            placement = family.stage_placement(p, chunks)
+            placement = self._fixed_placement(schedule, p, vpp)
             if placement is None:
-                placement = profs[0].placement if profs else self.profile(schedule, p, m, chunks).placement
-            hit = self._placements[key] = (tuple(placement), profs, variant)
+                placement = tuple(
+                    profs[0].placement if profs else self.profile(schedule, p, m, chunks).placement
+                )
+            hit = self._placements[key] = (placement, profs, variant)
         return hit
+
+    def _fixed_placement(self, schedule: str, p: int, vpp: int) -> tuple[int, ...] | None:
+        """The family's own stage -> rank placement, None when only its built schedule says (cached)."""
+        key = (schedule, p, vpp)
+        if key not in self._fixed:
+            family = get_family(schedule)
+            fixed = family.stage_placement(p, family.chunks(vpp))
+            self._fixed[key] = None if fixed is None else tuple(fixed)
+        return self._fixed[key]
 
     def stage_costs(self, layout: Layout) -> StageCosts:
         """The per-stage costs the estimate uses: the simulator's own
@@ -244,7 +255,7 @@ class Estimator(ScheduleFacts):
         hit = self._states.get(key)
         if hit is None:
             frame = self.costs.frame(layout, placement, chains)
-            _, _, rank_params, rank_expert = self.costs.param_arrays(layout, frame)
+            rank_params, rank_expert = self.costs.rank_param_sums(layout, frame)
             hit = self._states[key] = rank_state_bytes(layout, rank_params, rank_expert)
         return hit
 
@@ -267,11 +278,7 @@ class Estimator(ScheduleFacts):
         self._remember(layout)
         # The placement without the profiles where the family fixes it: a greedy family's profile needs the
         # layout's pass times (_greedy_variant), which a layout rejected here never has to have.
-        key = (schedule, layout.pp, vpp)
-        placement = self._fixed.get(key, ())
-        if placement == ():
-            fixed = family.stage_placement(layout.pp, family.chunks(vpp))
-            placement = self._fixed[key] = None if fixed is None else tuple(fixed)
+        placement = self._fixed_placement(schedule, layout.pp, vpp)
         if placement is None:
             placement = self._placement(layout, schedule, vpp)[0]
         most = self._most_state(layout, placement, family.chains, family.in_flight is not None)

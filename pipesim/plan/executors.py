@@ -93,12 +93,9 @@ def run_chunks(
     with ProcessPoolExecutor(max_workers=spec.workers) as pool:
         # Submitted so that each worker tends to take consecutive chunks (neighbours share costs its caches
         # keep: the planner sorts its candidates by layout), results yielded in chunk order.
-        futures = dict.fromkeys(range(len(chunks)))
-        for i in _spread(len(chunks), spec.workers):
-            futures[i] = pool.submit(fn, chunks[i])
-        for chunk, fut in zip(chunks, futures.values(), strict=True):
-            assert fut is not None
-            out = fut.result()
+        futures = {i: pool.submit(fn, chunks[i]) for i in _spread(len(chunks), spec.workers)}
+        for i, chunk in enumerate(chunks):
+            out = futures[i].result()
             if progress:
                 progress(len(chunk))
             yield out

@@ -197,7 +197,6 @@ class MemoryPieces:
     walk_matrix: np.ndarray
     end_bytes: dict[int, tuple[float, float]]
     state_bytes: tuple[float, ...]
-    transient_bytes: float
     reserve_bytes: float
 
     def peak_memory(self, ranks: Sequence[int], held: Sequence[float]) -> tuple[int, float, float, float]:
@@ -205,7 +204,7 @@ class MemoryPieces:
         peak, weights + gradients + optimizer state, and activations: :func:`pipesim.cost.memory.rank_memory`'s
         sum in its order, with the rank's state bytes summed once per placement."""
         best = (-1, -1.0, 0.0, 0.0)
-        transient = self.transient_bytes
+        transient = self.memory.transient_bytes
         for r, h in zip(ranks, held, strict=True):
             acts = h * ACTIVATION_OVERHEAD
             state = self.state_bytes[r]
@@ -249,11 +248,4 @@ def memory_pieces(
         extras = [extra_bytes(s == 0, s == last) if s in (0, last) else 0.0 for s in stages]
         layer_bytes = sum(acts_l[s] - x for s, x in zip(stages, extras, strict=True))
         end_bytes[r] = (layer_bytes, sum(extras))
-    return MemoryPieces(
-        memory,
-        walk_matrix,
-        end_bytes,
-        state,
-        memory.transient_bytes,
-        reserve_bytes,
-    )
+    return MemoryPieces(memory, walk_matrix, end_bytes, state, reserve_bytes)
