@@ -34,6 +34,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError
+from schedules.knob_runs import KnobRuns
 
 __all__ = [
     "GREEDY_FAMILIES",
@@ -133,26 +134,22 @@ def greedy_passes(
     where its value is read and the rest of the state leaves the choice open) takes every step the same way:
     that run is reused instead of built again."""
     settings = [(a, b) for a in (False, True) for b in (False, True)] if knobs is None else [knobs]
-    built: list[tuple[int, int, tuple[float, tuple[array, ...]]]] = []  # (bits, decisive bits, pass)
-    out = []
-    for fill_short_gaps, forward_first in settings:
-        bits = _FILL_SHORT_GAPS * fill_short_gaps | _FORWARD_FIRST * forward_first
-        same = [run for b, d, run in built if (b ^ bits) & d == 0]
-        if not same:
-            makespan, programs, decisive = _greedy_pass(
-                num_ranks,
-                num_microbatches,
-                memory_limit,
-                times or GreedyTimes(),
-                stash_fraction,
-                name,
-                fill_short_gaps,
-                forward_first,
-            )
-            same = [(makespan, programs)]
-            built.append((bits, decisive, same[0]))
-        out.append(same[0])
-    return out
+    runs: KnobRuns[tuple[float, tuple[array, ...]]] = KnobRuns()
+
+    def build(fill_short_gaps: bool, forward_first: bool) -> tuple[tuple[float, tuple[array, ...]], int]:
+        makespan, programs, decisive = _greedy_pass(
+            num_ranks,
+            num_microbatches,
+            memory_limit,
+            times or GreedyTimes(),
+            stash_fraction,
+            name,
+            fill_short_gaps,
+            forward_first,
+        )
+        return (makespan, programs), decisive
+
+    return [runs.get(_FILL_SHORT_GAPS * a | _FORWARD_FIRST * b, build, a, b) for a, b in settings]
 
 
 _FILL_SHORT_GAPS, _FORWARD_FIRST = 1, 2  # the knobs' bits in _greedy_pass's decisive result

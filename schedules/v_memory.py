@@ -33,6 +33,7 @@ from array import array
 from collections import deque
 
 from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError, v_shape_placement
+from schedules.knob_runs import KnobRuns
 from schedules.periodic import exact_times, extend, memo_for
 from schedules.timing import StageTimes
 from schedules.zb_auto import AutoTimes, schedule_cost
@@ -252,17 +253,20 @@ def _pool(
     microbatches); with ``exact``, None when a setting fails or stalls (no extension: build directly)."""
     stage_times: StageTimes = t.stage_times(2 * p)
     entries = []
-    runs: list[tuple[int, int, tuple[Schedule | None, bool, tuple[float, float]]]] = []  # bits, decisive, run
+    runs: KnobRuns[tuple[Schedule | None, bool, tuple[float, float]]] = KnobRuns()
+
+    def build(knobs: tuple[bool, ...]) -> tuple[tuple[Schedule | None, bool, tuple[float, float]], int]:
+        order, stalled, decisive = _list_order(p, m, 2.0 * cap, t, *knobs)
+        step, peak = schedule_cost(order, stage_times, objective) if order is not None else (0.0, 0.0)
+        return (
+            order,
+            stalled,
+            (step, peak / 2.0),
+        ), decisive  # peak: the largest per-rank one, in whole stages
+
     for knobs in itertools.product((False, True), repeat=3):
         bits = FILL_IDLE * knobs[0] | CHUNK1_FIRST * knobs[1] | FORWARD_FIRST * knobs[2]
-        # A setting that differs from an earlier run only in knobs that never decided a step there is that run.
-        same = next((run for b, d, run in runs if (b ^ bits) & d == 0), None)
-        if same is None:
-            order, stalled, decisive = _list_order(p, m, 2.0 * cap, t, *knobs)
-            step, peak = schedule_cost(order, stage_times, objective) if order is not None else (0.0, 0.0)
-            same = (order, stalled, (step, peak / 2.0))  # peak: the largest per-rank one, in whole stages
-            runs.append((bits, decisive, same))
-        order, stalled, figures = same
+        order, stalled, figures = runs.get(bits, build, knobs)
         if exact and (order is None or stalled):
             return None
         if order is None:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from schedules.greedy import GreedyTimes, greedy_passes
 from schedules.ir import NUM_OPS, Schedule, ScheduleError
 from schedules.iterations import check_optimizer_mode, repeat_iterations
+from schedules.knob_runs import KnobRuns
 from schedules.periodic import exact_times, extend, memo_for
 from schedules.timing import StageTimes, time_order
 from schedules.zb_heuristic import AutoTimes, heuristic_order, heuristic_run
@@ -142,16 +143,10 @@ def _pool(
     entries: list[_Entry | None] = []
     for makespan, programs in passes:
         entries.append((programs, (makespan, *figures(programs))))
-    runs: list[tuple[int, int, Schedule | None]] = []  # (knob bits, knobs that decided a step, order)
+    runs: KnobRuns[Schedule | None] = KnobRuns()
     for knobs in itertools.product((False, True), repeat=3):
         bits = sum(bit for bit, on in zip((1, 2, 4), knobs, strict=True) if on)
-        # A setting that differs from an earlier run only in knobs that never decided a step there is that run.
-        same = [x for b, d, x in runs if (b ^ bits) & d == 0]
-        if same:
-            order = same[0]
-        else:
-            order, decisive = heuristic_run(p, m, memory_limit, t, *knobs)
-            runs.append((bits, decisive, order))
+        order = runs.get(bits, heuristic_run, p, m, memory_limit, t, *knobs)
         entries.append(None if order is None else (order.programs, figures(order.programs)))
     for h in (zb_h1, zb_h2):
         programs = h(p, m).programs
