@@ -17,7 +17,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from schedules.ir import NUM_OPS, Action, Op, Schedule, ScheduleError, depends_on, produces
+from schedules.kernels import TIME_LOAD_FROM_ACTIONS, kernels, worth_compiling
 
 __all__ = ["StageTimes", "OrderTiming", "time_order"]
 
@@ -79,12 +82,25 @@ class OrderTiming:
         return max(e - s for s, e in zip(self.first_start, self.last_end, strict=True))
 
 
-def time_order(schedule: Schedule, times: StageTimes) -> OrderTiming:
-    """Time ``schedule`` with ``times``; raise :class:`ScheduleError` if it deadlocks."""
+def time_order(schedule: Schedule, times: StageTimes, method: str = "auto") -> OrderTiming:
+    """Time ``schedule`` with ``times``; raise :class:`ScheduleError` if it deadlocks.
+
+    ``method``: ``"python"`` (this module's loop, the reference), ``"compiled"`` (its numba twin in
+    :mod:`schedules.kernels`, identical figures) or ``"auto"`` (compiled for orders large enough to pay for
+    it, :func:`schedules.kernels.worth_compiling`).
+    """
     s_count = schedule.num_stages
     if len(times.forward) != s_count:
         raise ScheduleError(f"times cover {len(times.forward)} stages, schedule has {s_count}")
+    if method not in ("auto", "python", "compiled"):
+        raise ScheduleError(f"method={method!r} is not a timer; valid: auto, python, compiled")
     table = _table(schedule, times)
+    if (
+        method == "compiled"
+        or method == "auto"
+        and worth_compiling(schedule.num_actions, TIME_LOAD_FROM_ACTIONS)
+    ):
+        return _time_compiled(schedule, table)
     arrive: dict[int, float] = {}  # (mb * S + stage) * 2 + signal -> when its consumer may use it
     local: dict[int, float] = {}  # same, on the producer's own rank
     programs = [list(p) for p in schedule.programs]
@@ -146,6 +162,52 @@ def time_order(schedule: Schedule, times: StageTimes) -> OrderTiming:
         if not progressed:
             raise ScheduleError(f"schedule {schedule.name!r} deadlocks")
     return OrderTiming(tuple(first), tuple(free), tuple(peak))
+
+
+def _time_compiled(schedule: Schedule, table: list[_Row]) -> OrderTiming:
+    """:func:`time_order` by the compiled twin of its loop (:func:`schedules.kernels._time`)."""
+    n_rows = len(table)
+    cross = np.zeros((n_rows, 2), np.int64)
+    local = np.zeros((n_rows, 2), np.int64)
+    n_cross = np.zeros(n_rows, np.int64)
+    n_local = np.zeros(n_rows, np.int64)
+    dur, p2p, delta = np.zeros(n_rows), np.zeros(n_rows), np.zeros(n_rows)
+    produced = np.zeros(n_rows, np.int64)
+    has_p2p, is_fwd = np.zeros(n_rows, np.bool_), np.zeros(n_rows, np.bool_)
+    for i, (cross_deps, local_deps, d, signal, send, change, forward) in enumerate(table):
+        n_cross[i], n_local[i] = len(cross_deps), len(local_deps)
+        cross[i, : len(cross_deps)] = cross_deps
+        local[i, : len(local_deps)] = local_deps
+        dur[i], produced[i], delta[i], is_fwd[i] = d, signal, change, forward
+        if send is not None:
+            has_p2p[i], p2p[i] = True, send
+    programs = [
+        np.frombuffer(prog, np.int64) if len(prog) else np.zeros(0, np.int64) for prog in schedule.programs
+    ]
+    codes = np.concatenate(programs) if programs else np.zeros(0, np.int64)
+    offsets = np.zeros(len(programs) + 1, np.int64)
+    np.cumsum([len(prog) for prog in programs], out=offsets[1:])
+    per_mb = schedule.num_stages * NUM_OPS
+    n_keys = (int(codes.max()) // per_mb + 1) * schedule.num_stages * 2 if len(codes) else 0
+    status, first, last, peak = kernels()[1](
+        codes,
+        offsets,
+        per_mb,
+        n_keys,
+        cross,
+        n_cross,
+        local,
+        n_local,
+        dur,
+        produced,
+        p2p,
+        has_p2p,
+        delta,
+        is_fwd,
+    )
+    if status:
+        raise ScheduleError(f"schedule {schedule.name!r} deadlocks")
+    return OrderTiming(tuple(first.tolist()), tuple(last.tolist()), tuple(peak.tolist()))
 
 
 _Row = tuple[tuple[int, ...], tuple[int, ...], float, int, "float | None", float, bool]

@@ -206,12 +206,6 @@ def _run(  # type: ignore[no-untyped-def]
 @functools.cache
 def kernels() -> tuple[Any, Any]:
     """The two kernels (:func:`_check_and_count`, :func:`_run`), compiled (or loaded from numba's on-disk cache) on first use."""
-    import numba  # imported here only: for timelines that need it
+    from schedules.jit import njit_cached
 
-    def jit(fn: Any) -> Any:
-        try:
-            return numba.njit(cache=True, nogil=True)(fn)
-        except RuntimeError:  # no writable cache location: compile in memory
-            return numba.njit(cache=False, nogil=True)(fn)
-
-    return jit(_check_and_count), jit(_run)
+    return njit_cached(_check_and_count), njit_cached(_run)

@@ -1,0 +1,101 @@
+"""The compiled twins of schedules.kernels against their pure-Python references: the V list scheduler
+(schedules.v_memory) gives the same order, stall flag and deciding knobs, and the order timer
+(schedules.timing.time_order) the same starts, ends and peaks, bit for bit."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import MICROBATCHES, PASS_TIMES, RANKS, registered_schedules
+
+from schedules import ScheduleError, build_schedule
+from schedules.iterations import repeat_iterations
+from schedules.kernels import LOWEST_BIT, SMALL_ACTIONS, worth_compiling
+from schedules.timing import StageTimes, time_order
+from schedules.v_memory import _list_order_compiled, _list_order_python
+from schedules.zb_auto import AutoTimes
+
+
+def _same_runs(p: int, m: int, cap: float, times: AutoTimes) -> None:
+    for knobs in itertools.product((False, True), repeat=3):
+        ref = _list_order_python(p, m, cap, times, *knobs)
+        fast = _list_order_compiled(p, m, cap, times, *knobs)
+        assert fast[1:] == ref[1:], (p, m, cap, times, knobs)
+        if ref[0] is None:
+            assert fast[0] is None
+            continue
+        assert fast[0] is not None and fast[0].programs == ref[0].programs, (p, m, cap, times, knobs)
+        assert fast[0].stage_to_rank == ref[0].stage_to_rank
+
+
+@settings(max_examples=40, deadline=None)
+@given(p=RANKS, m=MICROBATCHES, cap_chunks=st.floats(2.0, 14.0), **PASS_TIMES)
+def test_v_list_scheduler_matches_the_reference(
+    p: int, m: int, cap_chunks: float, tf: float, ti: float, tw: float, p2p: float, stash: float
+) -> None:
+    _same_runs(p, m, cap_chunks, AutoTimes(tf, ti, tw, p2p, stash))
+
+
+@pytest.mark.parametrize("p", [4, 8, 16])
+def test_v_list_scheduler_matches_on_equal_times(p: int) -> None:
+    # Equal integer times (the registry's defaults) make many ranks free at the same instant: the case where
+    # the kernel's buckets of equal times replace the reference's heap; the caps are V-Half's and V-Min's.
+    for cap in (2.0 * ((p + 2) // 2), 2.0 * ((p + 4) // 3), 2.0):
+        _same_runs(p, 3 * p, cap, AutoTimes())
+
+
+def test_v_list_scheduler_matches_beyond_one_word_of_ranks() -> None:
+    # More than 64 ranks: the kernel's rank sets span two 64-bit words.
+    _same_runs(70, 2, 2.0 * 36, AutoTimes())
+    _same_runs(70, 3, 2.0 * 24, AutoTimes(1.0, 1.3, 0.7, 0.1, 0.25))
+
+
+def test_lowest_bit_table() -> None:
+    # LOWEST_BIT[(2^k * 0x03F79D71B4CB0A89 mod 2^64) >> 58] == k for every k (a de Bruijn sequence).
+    for k in range(64):
+        assert LOWEST_BIT[((1 << k) * 0x03F79D71B4CB0A89 % 2**64) >> 58] == k
+
+
+def _random_times(num_stages: int, seed: int) -> StageTimes:
+    rng = random.Random(seed)
+    # passes shorter than some transfers, so that sends queue on the send stream
+    forward = tuple(rng.uniform(0.05, 2.0) for _ in range(num_stages))
+    weight = tuple(rng.uniform(0.0, 1.0) for _ in range(num_stages))
+    backward = tuple(w + rng.uniform(0.05, 2.0) for w in weight)
+    p2p = tuple(rng.uniform(0.0, 2.0) for _ in range(num_stages - 1))
+    act = tuple(rng.uniform(0.5, 1.5) for _ in range(num_stages))
+    return StageTimes(forward, backward, weight, p2p, act, rng.uniform(0.0, 0.5))
+
+
+@settings(max_examples=60, deadline=None)
+@given(schedule=registered_schedules(), seed=st.integers(0, 10_000), iterations=st.integers(1, 2))
+def test_time_order_matches_the_reference(schedule: object, seed: int, iterations: int) -> None:
+    from schedules.ir import Schedule
+
+    assert isinstance(schedule, Schedule)
+    order = repeat_iterations(schedule, iterations)
+    times = _random_times(order.num_stages, seed)
+    assert time_order(order, times, method="compiled") == time_order(order, times, method="python")
+
+
+def test_time_order_deadlock_and_bad_method() -> None:
+    s = build_schedule("1f1b", 2, 2)
+    # rank 0 runs its program backwards: its first pass is a backward whose forward has not run
+    programs = (s.programs[0][::-1],) + s.programs[1:]
+    stuck = type(s)(s.name, s.num_ranks, s.num_stages, s.num_microbatches, s.stage_to_rank, programs)
+    times = StageTimes.uniform(2, 1.0, 1.0, 0.0)
+    for method in ("python", "compiled"):
+        with pytest.raises(ScheduleError, match="deadlocks"):
+            time_order(stuck, times, method=method)
+    with pytest.raises(ScheduleError, match="valid: auto, python, compiled"):
+        time_order(s, times, method="numba")
+
+
+def test_small_work_stays_in_python() -> None:
+    # Below SMALL_ACTIONS neither path is worth a compiled call, loaded or not.
+    assert not worth_compiling(SMALL_ACTIONS - 1)
+    assert worth_compiling(10**7)
