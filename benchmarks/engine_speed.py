@@ -23,7 +23,7 @@ A case whose generations take more than 10 s in all stops repeating (``runs`` in
 ``python benchmarks/engine_speed.py`` (a few minutes on 2 cores; the automatic zero-bubble orders extend a
 periodic steady state found on small builds, schedules.periodic: their first build takes about a second at
 pp 64, and the V-memory orders whose search has not settled within the sampled sizes (zb-v-half at pp 16,
-both at pp 64) are built directly, by the compiled list scheduler of schedules.kernels, about 0.15 s per build),
+both at pp 64) are built directly, by the compiled list scheduler of schedules.compiled, about 0.15 s per build),
 ``--quick`` (1e5 actions, 3 runs), ``--json`` for the records, ``--schedules`` to pick families, ``--clock cpu``
 on a shared machine.
 """

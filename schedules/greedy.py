@@ -33,6 +33,9 @@ from array import array
 from collections import deque
 from dataclasses import dataclass
 
+import numpy as np
+
+from schedules.compiled import kernels, rows_as_programs, worth_compiling
 from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError
 from schedules.knob_runs import KnobRuns
 
@@ -180,6 +183,10 @@ def _greedy_pass(
             f"{name}: memory limit {memory_limit:g} microbatches is below the minimum any order needs, "
             f"{MIN_MEMORY_LIMIT:g} (a forward's activations are held until its backward)"
         )
+    if worth_compiling(3 * p * m):
+        return _greedy_compiled(
+            p, m, memory_limit, times, stash_fraction, name, fill_short_gaps, forward_first
+        )
     eps = 1e-9
     inf = math.inf
     tf, ti, tw, tp = times.forward_s, times.input_s, times.weight_s, times.p2p_s
@@ -275,6 +282,27 @@ def _greedy_pass(
         st.free_s = max(next_event, now + eps)  # idle until something can start
     makespan = max(max(st.free_s, st.send_free_s) for st in ranks)
     return makespan, tuple(array("q", st.actions) for st in ranks), decisive
+
+
+def _greedy_compiled(
+    p: int,
+    m: int,
+    memory_limit: float,
+    times: GreedyTimes,
+    stash_fraction: float,
+    name: str,
+    fill_short_gaps: bool,
+    forward_first: bool,
+) -> tuple[float, tuple[array, ...], int]:
+    """:func:`_greedy_pass` by its compiled twin (:mod:`schedules.compiled.greedy`), for sizes already checked."""
+    progs = np.zeros((p, 3 * m), np.int64)
+    makespan, decisive = kernels().greedy(
+        p, m, float(memory_limit), times.forward_s, times.input_s, times.weight_s, times.p2p_s,
+        float(stash_fraction), fill_short_gaps, forward_first, progs,
+    )  # fmt: skip
+    if makespan < 0:  # pragma: no cover - as in the reference, a blocked F always has an I or a W ahead
+        raise ScheduleError(f"{name}: internal error, a rank cannot make progress")
+    return float(makespan), rows_as_programs(progs), int(decisive)
 
 
 GREEDY_FAMILIES = ("zb-1p", "zb-2p")

@@ -1,4 +1,4 @@
-"""numba's just-in-time compiler with its on-disk cache, for the compiled kernels of :mod:`schedules.kernels`
+"""numba's just-in-time compiler with its on-disk cache, for the compiled kernels of :mod:`schedules.compiled`
 and :mod:`pipesim.sim.compiled_kernels`.
 
 The compiled code is cached next to the module (numba's ``cache=True``) or, where that directory is read-only,

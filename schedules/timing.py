@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from schedules.compiled import TIME_LOAD_FROM_ACTIONS, kernels, worth_compiling
 from schedules.ir import NUM_OPS, Action, Op, Schedule, ScheduleError, depends_on, produces
-from schedules.kernels import TIME_LOAD_FROM_ACTIONS, kernels, worth_compiling
 
 __all__ = ["StageTimes", "OrderTiming", "time_order"]
 
@@ -86,15 +87,15 @@ def time_order(schedule: Schedule, times: StageTimes, method: str = "auto") -> O
     """Time ``schedule`` with ``times``; raise :class:`ScheduleError` if it deadlocks.
 
     ``method``: ``"python"`` (this module's loop, the reference), ``"compiled"`` (its numba twin in
-    :mod:`schedules.kernels`, identical figures) or ``"auto"`` (compiled for orders large enough to pay for
-    it, :func:`schedules.kernels.worth_compiling`).
+    :mod:`schedules.compiled`, identical figures) or ``"auto"`` (compiled for orders large enough to pay for
+    it, :func:`schedules.compiled.worth_compiling`).
     """
     s_count = schedule.num_stages
     if len(times.forward) != s_count:
         raise ScheduleError(f"times cover {len(times.forward)} stages, schedule has {s_count}")
     if method not in ("auto", "python", "compiled"):
         raise ScheduleError(f"method={method!r} is not a timer; valid: auto, python, compiled")
-    table = _table(schedule, times)
+    table = _cached_table(schedule, times)
     if (
         method == "compiled"
         or method == "auto"
@@ -165,22 +166,14 @@ def time_order(schedule: Schedule, times: StageTimes, method: str = "auto") -> O
 
 
 def _time_compiled(schedule: Schedule, table: list[_Row]) -> OrderTiming:
-    """:func:`time_order` by the compiled twin of its loop (:func:`schedules.kernels._time`)."""
-    n_rows = len(table)
-    cross = np.zeros((n_rows, 2), np.int64)
-    local = np.zeros((n_rows, 2), np.int64)
-    n_cross = np.zeros(n_rows, np.int64)
-    n_local = np.zeros(n_rows, np.int64)
-    dur, p2p, delta = np.zeros(n_rows), np.zeros(n_rows), np.zeros(n_rows)
-    produced = np.zeros(n_rows, np.int64)
-    has_p2p, is_fwd = np.zeros(n_rows, np.bool_), np.zeros(n_rows, np.bool_)
-    for i, (cross_deps, local_deps, d, signal, send, change, forward) in enumerate(table):
-        n_cross[i], n_local[i] = len(cross_deps), len(local_deps)
-        cross[i, : len(cross_deps)] = cross_deps
-        local[i, : len(local_deps)] = local_deps
-        dur[i], produced[i], delta[i], is_fwd[i] = d, signal, change, forward
-        if send is not None:
-            has_p2p[i], p2p[i] = True, send
+    """:func:`time_order` by the compiled twin of its loop (:func:`schedules.compiled._time`)."""
+    arrays = _ARRAYS.get(id(table))
+    if arrays is None or arrays[0] is not table:
+        arrays = (table, *_table_arrays(table))
+        if len(_ARRAYS) >= _CACHED:
+            _ARRAYS.clear()
+        _ARRAYS[id(table)] = arrays
+    cross, n_cross, local, n_local, dur, produced, p2p, has_p2p, delta, is_fwd = arrays[1:]
     programs = [
         np.frombuffer(prog, np.int64) if len(prog) else np.zeros(0, np.int64) for prog in schedule.programs
     ]
@@ -189,7 +182,7 @@ def _time_compiled(schedule: Schedule, table: list[_Row]) -> OrderTiming:
     np.cumsum([len(prog) for prog in programs], out=offsets[1:])
     per_mb = schedule.num_stages * NUM_OPS
     n_keys = (int(codes.max()) // per_mb + 1) * schedule.num_stages * 2 if len(codes) else 0
-    status, first, last, peak = kernels()[1](
+    status, first, last, peak = kernels().time(
         codes,
         offsets,
         per_mb,
@@ -211,6 +204,48 @@ def _time_compiled(schedule: Schedule, table: list[_Row]) -> OrderTiming:
 
 
 _Row = tuple[tuple[int, ...], tuple[int, ...], float, int, "float | None", float, bool]
+
+
+_CACHED = 64  # tables kept: a search times many orders of one placement with the same times
+_TABLES: dict[tuple[tuple[int, ...], StageTimes], list[_Row]] = {}
+_ARRAYS: dict[int, tuple[Any, ...]] = {}  # id(table) -> (table, its rows as the compiled timer's arrays)
+
+
+def _cached_table(schedule: Schedule, times: StageTimes) -> list[_Row]:
+    """:func:`_table`, kept per (placement, times) where the times are hashable (tuples)."""
+    try:
+        key = (schedule.stage_to_rank, times)
+        table = _TABLES.get(key)
+    except TypeError:  # times given as lists
+        return _table(schedule, times)
+    if table is None:
+        table = _table(schedule, times)
+        if len(_TABLES) >= _CACHED:
+            _TABLES.clear()
+        _TABLES[key] = table
+    return table
+
+
+def _table_arrays(table: list[_Row]) -> tuple[np.ndarray, ...]:
+    """``table``'s rows as the compiled timer's arrays: up to two cross-rank and two local dependency offsets
+    with their counts, duration, produced signal, transfer time and whether there is one, memory change,
+    whether a forward."""
+    n_rows = len(table)
+    cross = np.zeros((n_rows, 2), np.int64)
+    local = np.zeros((n_rows, 2), np.int64)
+    n_cross = np.zeros(n_rows, np.int64)
+    n_local = np.zeros(n_rows, np.int64)
+    dur, p2p, delta = np.zeros(n_rows), np.zeros(n_rows), np.zeros(n_rows)
+    produced = np.zeros(n_rows, np.int64)
+    has_p2p, is_fwd = np.zeros(n_rows, np.bool_), np.zeros(n_rows, np.bool_)
+    for i, (cross_deps, local_deps, d, signal, send, change, forward) in enumerate(table):
+        n_cross[i], n_local[i] = len(cross_deps), len(local_deps)
+        cross[i, : len(cross_deps)] = cross_deps
+        local[i, : len(local_deps)] = local_deps
+        dur[i], produced[i], delta[i], is_fwd[i] = d, signal, change, forward
+        if send is not None:
+            has_p2p[i], p2p[i] = True, send
+    return cross, n_cross, local, n_local, dur, produced, p2p, has_p2p, delta, is_fwd
 
 
 def _table(schedule: Schedule, times: StageTimes) -> list[_Row]:

@@ -22,7 +22,7 @@ For many microbatches the orders are extended from builds at a few (:mod:`schedu
 the registry's times: they repeat every 2 (zb-v-min) or 4 (zb-v-half) microbatches at p 4, 5 or 36 at p 8, 4
 for zb-v-min at p 16; zb-v-half at p 16 and both at p 64 do not settle within the sampling budget at a million
 actions, and are built directly. Large builds run the compiled twins of the list scheduler and of the timer
-(:mod:`schedules.kernels`, numba), which give the same orders: 6-8 M actions/s for a direct build at a million
+(:mod:`schedules.compiled`, numba), which give the same orders: 6-8 M actions/s for a direct build at a million
 actions, where the pure-Python loops ran 0.04-0.07 M.
 """
 
@@ -33,11 +33,13 @@ import itertools
 import math
 from array import array
 from collections import deque
+from concurrent.futures import Future
+from typing import TypeAlias
 
 import numpy as np
 
+from schedules.compiled import DE_BRUIJN, LOWEST_BIT, kernels, rows_as_programs, timer_thread, worth_compiling
 from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError, v_shape_placement
-from schedules.kernels import DE_BRUIJN, LOWEST_BIT, kernels, worth_compiling
 from schedules.knob_runs import KnobRuns
 from schedules.periodic import exact_times, extend, memo_for
 from schedules.timing import StageTimes
@@ -74,8 +76,8 @@ _F, _I, _W = int(Op.F), int(Op.I), int(Op.W)
 def _list_order(
     p: int, m: int, cap_chunks: float, t: AutoTimes, fill_idle: bool, chunk1_first: bool, forward_first: bool
 ) -> tuple[Schedule | None, bool, int]:
-    """:func:`_list_order_python`'s result; large builds (:func:`schedules.kernels.worth_compiling`) run its
-    compiled twin (:func:`schedules.kernels._v_list`), which gives the same order."""
+    """:func:`_list_order_python`'s result; large builds (:func:`schedules.compiled.worth_compiling`) run its
+    compiled twin (:func:`schedules.compiled._v_list`), which gives the same order."""
     run = _list_order_compiled if worth_compiling(6 * p * m) else _list_order_python
     return run(p, m, cap_chunks, t, fill_idle, chunk1_first, forward_first)
 
@@ -213,18 +215,13 @@ def _list_order_compiled(
 ) -> tuple[Schedule | None, bool, int]:
     """:func:`_list_order` by its compiled twin."""
     progs = np.zeros((p, 6 * m), np.int64)
-    status, stalled, decisive = kernels()[0](
+    status, stalled, decisive = kernels().v_list(
         p, m, float(cap_chunks), t.forward_s, t.input_s, t.weight_s, t.p2p_s, t.stash_fraction,
         fill_idle, chunk1_first, forward_first, progs, LOWEST_BIT, DE_BRUIJN,
     )  # fmt: skip
     if status:
         return None, True, int(decisive)
-    programs = []
-    for row in progs:
-        prog = array("q")
-        prog.frombytes(row.tobytes())
-        programs.append(prog)
-    order = Schedule("zb-v-memory", p, 2 * p, m, v_shape_placement(p), tuple(programs))
+    order = Schedule("zb-v-memory", p, 2 * p, m, v_shape_placement(p), rows_as_programs(progs))
     return order, bool(stalled), int(decisive)
 
 
@@ -278,6 +275,8 @@ def v_memory_schedule(
     )
 
 
+Figures: TypeAlias = "tuple[float, float] | Future[tuple[float, float]]"  # (step, peak), or their timing
+
 FAST_FROM = 64  # microbatches per rank from which v_memory_schedule tries the extension
 
 
@@ -287,17 +286,21 @@ def _pool(
     """The order of every knob setting that fits, with its step on ``objective`` and its peak (whole-stage
     microbatches); with ``exact``, None when a setting fails or stalls (no extension: build directly)."""
     stage_times: StageTimes = t.stage_times(2 * p)
-    entries = []
-    runs: KnobRuns[tuple[Schedule | None, bool, tuple[float, float]]] = KnobRuns()
+    entries: list[tuple[tuple[array, ...], Figures]] = []
+    runs: KnobRuns[tuple[Schedule | None, bool, Figures]] = KnobRuns()
+    # Large builds time each order on a second thread while the next setting is scheduled: both kernels
+    # release the GIL (the next setting needs only this one's deciding knobs, known before its timing).
+    background = worth_compiling(6 * p * m)
 
-    def build(knobs: tuple[bool, ...]) -> tuple[tuple[Schedule | None, bool, tuple[float, float]], int]:
+    def cost(order: Schedule) -> tuple[float, float]:
+        step, peak = schedule_cost(order, stage_times, objective)
+        return step, peak / 2.0  # peak: the largest per-rank one, in whole stages
+
+    def build(knobs: tuple[bool, ...]) -> tuple[tuple[Schedule | None, bool, Figures], int]:
         order, stalled, decisive = _list_order(p, m, 2.0 * cap, t, *knobs)
-        step, peak = schedule_cost(order, stage_times, objective) if order is not None else (0.0, 0.0)
-        return (
-            order,
-            stalled,
-            (step, peak / 2.0),
-        ), decisive  # peak: the largest per-rank one, in whole stages
+        if order is None:
+            return (None, stalled, (0.0, 0.0)), decisive
+        return (order, stalled, timer_thread().submit(cost, order) if background else cost(order)), decisive
 
     for knobs in itertools.product((False, True), repeat=3):
         bits = FILL_IDLE * knobs[0] | CHUNK1_FIRST * knobs[1] | FORWARD_FIRST * knobs[2]
@@ -307,7 +310,7 @@ def _pool(
         if order is None:
             continue
         entries.append((order.programs, figures))
-    return entries
+    return [(programs, f.result() if isinstance(f, Future) else f) for programs, f in entries]
 
 
 def _choose(figures: list[tuple[float, ...]], cap: float, name: str) -> int:

@@ -40,6 +40,9 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass
 
+import numpy as np
+
+from schedules.compiled import kernels, rows_as_programs, worth_compiling
 from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError
 from schedules.timing import StageTimes
 
@@ -187,6 +190,9 @@ def heuristic_run(
     :data:`SHORT_BUBBLE`, :data:`INPUT_GRAD_FIRST`, :data:`FILL_SHORT_GAPS`): the run with any of the others
     flipped is this one."""
     p, m = num_ranks, num_microbatches
+    if worth_compiling(3 * p * m):
+        knobs = (allow_short_bubble, prioritize_input_grad, fill_short_gaps)
+        return _heuristic_compiled(p, m, memory_limit, times, *knobs)
     b = _Builder(p, m, times, memory_limit)
     tf, ti, comm = times.forward_s, times.input_s, times.p2p_s
     # 1. Warm-up: microbatch 0's forward everywhere, then as many forwards as fit before the first I arrives.
@@ -254,6 +260,28 @@ def heuristic_run(
             b.put(j, _W)
     order = Schedule("zb-auto", p, p, m, tuple(range(p)), tuple(array("q", order) for order in b.orders))
     return order, b.decisive
+
+
+def _heuristic_compiled(
+    p: int,
+    m: int,
+    memory_limit: float,
+    times: AutoTimes,
+    allow_short_bubble: bool,
+    prioritize_input_grad: bool,
+    fill_short_gaps: bool,
+) -> tuple[Schedule | None, int]:
+    """:func:`heuristic_run` by its compiled twin (:mod:`schedules.compiled.heuristic`)."""
+    progs = np.zeros((p, 3 * m), np.int64)
+    status, decisive = kernels().heuristic(
+        p, m, float(memory_limit), times.forward_s, times.input_s, times.weight_s, times.p2p_s,
+        times.stash_fraction, allow_short_bubble, prioritize_input_grad, fill_short_gaps, progs,
+    )  # fmt: skip
+    if status == 2:  # pragma: no cover - as in the reference, the rounds keep the passes in step
+        raise ScheduleError("zero-bubble heuristic: internal error, rounds out of step")
+    if status == 1:
+        return None, int(decisive)
+    return Schedule("zb-auto", p, p, m, tuple(range(p)), rows_as_programs(progs)), int(decisive)
 
 
 def _skip_forward(b: _Builder, j: int) -> bool:

@@ -1,23 +1,29 @@
-"""The compiled twins of schedules.kernels against their pure-Python references: the V list scheduler
-(schedules.v_memory) gives the same order, stall flag and deciding knobs, and the order timer
-(schedules.timing.time_order) the same starts, ends and peaks, bit for bit."""
+"""The compiled twins of schedules.compiled against their pure-Python references, bit for bit: the V list
+scheduler (schedules.v_memory), the greedy list scheduler (schedules.greedy) and the Zero Bubble paper's
+heuristic (schedules.zb_heuristic) give the same orders and deciding knobs (and stall flag, and step), the
+order timer (schedules.timing.time_order) the same starts, ends and peaks."""
 
 from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import MICROBATCHES, PASS_TIMES, RANKS, registered_schedules
+from strategies import MEMORY_CAP, MICROBATCHES, PASS_TIMES, RANKS, registered_schedules
 
-from schedules import ScheduleError, build_schedule
+from schedules import ScheduleError, build_schedule, greedy, zb_heuristic
+from schedules.compiled import LOWEST_BIT, SMALL_ACTIONS, worth_compiling
+from schedules.greedy import GreedyTimes
 from schedules.iterations import repeat_iterations
-from schedules.kernels import LOWEST_BIT, SMALL_ACTIONS, worth_compiling
 from schedules.timing import StageTimes, time_order
 from schedules.v_memory import _list_order_compiled, _list_order_python
 from schedules.zb_auto import AutoTimes
+
+T = TypeVar("T")
 
 
 def _same_runs(p: int, m: int, cap: float, times: AutoTimes) -> None:
@@ -99,3 +105,64 @@ def test_small_work_stays_in_python() -> None:
     # Below SMALL_ACTIONS neither path is worth a compiled call, loaded or not.
     assert not worth_compiling(SMALL_ACTIONS - 1)
     assert worth_compiling(10**7)
+
+
+def _both(
+    monkeypatch: pytest.MonkeyPatch, module: object, run: Callable[..., T], *args: object
+) -> tuple[T, T]:
+    """``run(*args)`` with ``module``'s dispatch forced to the Python reference, then to the compiled twin."""
+    monkeypatch.setattr(module, "worth_compiling", lambda *_: False)
+    ref = run(*args)
+    monkeypatch.setattr(module, "worth_compiling", lambda *_: True)
+    return ref, run(*args)
+
+
+@settings(max_examples=40, deadline=None)
+@given(p=RANKS, m=MICROBATCHES, limit=MEMORY_CAP, **PASS_TIMES)
+def test_greedy_pass_matches_the_reference(
+    p: int, m: int, limit: float, tf: float, ti: float, tw: float, p2p: float, stash: float
+) -> None:
+    times = GreedyTimes(tf, ti, tw, p2p)
+    with pytest.MonkeyPatch.context() as mp:
+        for knobs in itertools.product((False, True), repeat=2):
+            ref, fast = _both(mp, greedy, greedy._greedy_pass, p, m, limit, times, stash, "zb", *knobs)
+            assert fast == ref, (p, m, limit, times, stash, knobs)
+
+
+def _same_heuristic(mp: pytest.MonkeyPatch, p: int, m: int, limit: float, times: AutoTimes) -> None:
+    for knobs in itertools.product((False, True), repeat=3):
+        ref, fast = _both(mp, zb_heuristic, zb_heuristic.heuristic_run, p, m, limit, times, *knobs)
+        assert fast[1] == ref[1], (p, m, limit, times, knobs)
+        assert (fast[0] is None) == (ref[0] is None)
+        if ref[0] is not None and fast[0] is not None:
+            assert fast[0].programs == ref[0].programs, (p, m, limit, times, knobs)
+
+
+@settings(max_examples=40, deadline=None)
+@given(p=RANKS, m=MICROBATCHES, limit=MEMORY_CAP, **PASS_TIMES)
+def test_heuristic_matches_the_reference(
+    p: int, m: int, limit: float, tf: float, ti: float, tw: float, p2p: float, stash: float
+) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        _same_heuristic(mp, p, m, limit, AutoTimes(tf, ti, tw, p2p, stash))
+
+
+@pytest.mark.parametrize("p", [4, 6, 8])
+def test_heuristic_matches_under_tight_limits(monkeypatch: pytest.MonkeyPatch, p: int) -> None:
+    # Limits below p with unequal passes and a stash: the paths that insert W passes to make room.
+    for limit in (2.0, p / 2 + 1.0, p - 0.5):
+        for times in (AutoTimes(1.0, 1.5, 0.5, 0.1, 0.3), AutoTimes(0.6, 1.0, 1.4, 0.2, 0.6)):
+            _same_heuristic(monkeypatch, p, 3 * p, limit, times)
+
+
+@pytest.mark.parametrize("p", [4, 16, 64])
+def test_zero_bubble_searches_match_on_equal_times(monkeypatch: pytest.MonkeyPatch, p: int) -> None:
+    # The registered zb-1p / zb-2p limits (p and 2p microbatches) with equal pass times, at 2p and 3p
+    # microbatches (the planner's sizes): every heuristic and greedy setting.
+    for m, limit in ((2 * p, float(p)), (3 * p, 2.0 * p)):
+        _same_heuristic(monkeypatch, p, m, limit, AutoTimes())
+        for knobs in itertools.product((False, True), repeat=2):
+            ref, fast = _both(
+                monkeypatch, greedy, greedy._greedy_pass, p, m, limit, GreedyTimes(), 0.0, "zb", *knobs
+            )
+            assert fast == ref

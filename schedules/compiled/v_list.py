@@ -1,67 +1,10 @@
-"""Compiled twins of the two hot loops of the searching schedule generators, in the subset of Python that numba
-compiles: the V list scheduler of :mod:`schedules.v_memory` and the order timer of :mod:`schedules.timing`.
-
-Each kernel is a line-for-line transcription of its pure-Python reference, which stays the definition: the same
-floating-point operations in the same order (numba keeps IEEE semantics without ``fastmath``), so the orders,
-times and peaks are identical (``tests/schedules/test_kernels.py`` holds them together). The Python loops cost
-2.5-8 us per action; these, tens of nanoseconds.
-
-numba is imported only when :func:`kernels` is first called (a large build), and the compiled functions are
-cached on disk (:func:`schedules.jit.njit_cached`).
-"""
+"""The compiled twin of :func:`schedules.v_memory._list_order_python` (see :mod:`schedules.compiled`)."""
 
 from __future__ import annotations
 
-import functools
-import sys
-from typing import Any
-
 import numpy as np
 
-__all__ = ["DE_BRUIJN", "LOWEST_BIT", "kernels", "loaded", "worth_compiling"]
-
-# Importing numba and loading these kernels from its cache costs about half a second, the load alone about 0.3 s.
-# A V-memory build of LOAD_FROM_ACTIONS actions costs about as much in Python (its knob settings' list-scheduler
-# runs and timings, 5-15 us per action in all); a timing alone, about 1.3 us per action, pays for it from
-# TIME_LOAD_FROM_ACTIONS. Where numba is already imported (the engine's compiled pass), builds from
-# LOADED_NUMBA_FROM_ACTIONS load them; once they are loaded, every build or timing from SMALL_ACTIONS on uses them.
-LOAD_FROM_ACTIONS = 100_000
-TIME_LOAD_FROM_ACTIONS = 700_000
-LOADED_NUMBA_FROM_ACTIONS = 30_000
-SMALL_ACTIONS = 2_000
-
-
-# The index of a 64-bit word's lowest set bit: LOWEST_BIT[(isolated bit * DE_BRUIJN mod 2^64) >> 58] (Leiserson,
-# Prokop, Randall, "Using de Bruijn Sequences to Index a 1 in a Computer Word", 1998).
-DE_BRUIJN = np.uint64(0x03F79D71B4CB0A89)
-LOWEST_BIT = np.zeros(64, np.int64)
-for _k in range(64):
-    LOWEST_BIT[((1 << _k) * 0x03F79D71B4CB0A89 % 2**64) >> 58] = _k
-assert sorted(LOWEST_BIT.tolist()) == list(range(64))
-
-
-def loaded() -> bool:
-    """Whether the kernels are already compiled or loaded in this process."""
-    return kernels.cache_info().currsize > 0
-
-
-def worth_compiling(actions: int, load_from: int = LOAD_FROM_ACTIONS) -> bool:
-    """Whether a build or timing of ``actions`` actions should use the kernels: from :data:`SMALL_ACTIONS` once
-    they are loaded, from :data:`LOADED_NUMBA_FROM_ACTIONS` (or ``load_from`` if smaller) where numba is already
-    imported, from ``load_from`` otherwise (when numba is installed)."""
-    if actions < SMALL_ACTIONS:
-        return False
-    if loaded():
-        return True
-    if "numba" in sys.modules:
-        return actions >= min(LOADED_NUMBA_FROM_ACTIONS, load_from)
-    if actions < load_from:
-        return False
-    try:
-        import numba  # noqa: F401
-    except ImportError:  # pragma: no cover - numba is a dependency; without it the references run
-        return False
-    return True
+__all__: list[str] = []
 
 
 def _v_list(p, m, cap, tf, ti, tw, tp2p, keep, fill_idle, chunk1_first, forward_first, progs, lowest, magic):  # type: ignore[no-untyped-def]
@@ -270,102 +213,18 @@ def _v_list(p, m, cap, tf, ti, tw, tp2p, keep, fill_idle, chunk1_first, forward_
             if hi == cap_b:  # move the buckets to the front
                 for k in range(lo, hi):
                     bt[k - lo] = bt[k]
-                    bm[k - lo] = bm[k]
+                    for w in range(words):
+                        bm[k - lo, w] = bm[k, w]
                 at -= lo
                 hi -= lo
                 lo = 0
             for k in range(hi, at, -1):
                 bt[k] = bt[k - 1]
-                bm[k] = bm[k - 1]
+                for w in range(words):
+                    bm[k, w] = bm[k - 1, w]
             bt[at] = xt
-            bm[at] = zero
+            for w in range(words):
+                bm[at, w] = zero
             hi += 1
         bm[at, r // 64] |= one << np.uint64(r % 64)
     return 0, stalled, decisive
-
-
-def _time(  # type: ignore[no-untyped-def]
-    codes, offsets, per_mb, n_keys, cross, n_cross, local, n_local, dur, produced, p2p, has_p2p, delta, is_fwd
-):
-    """:func:`schedules.timing.time_order` over the packed ``codes`` (rank r's program is ``codes[offsets[r]:
-    offsets[r + 1]]``) with its table as arrays (per code modulo ``per_mb``: up to two cross-rank and two local
-    dependency offsets, duration, produced signal or -1, transfer time where the signal leaves the rank, memory
-    change, whether a forward); returns (status: 0 done, 2 deadlock; first starts, last ends, peaks)."""
-    p = offsets.shape[0] - 1
-    arrive = np.full(n_keys, np.nan)  # NaN: not produced yet (every time is finite)
-    local_t = np.full(n_keys, np.nan)
-    heads = offsets[:-1].copy()
-    free = np.zeros(p)
-    send_free = np.zeros(p)
-    first = np.zeros(p)
-    memory = np.zeros(p)
-    peak = np.zeros(p)
-    remaining = offsets[p] - offsets[0]
-    forward = False
-    while remaining:
-        progressed = False
-        forward = not forward
-        for step in range(p):  # sweeps alternate directions: a signal chain in either direction goes in one
-            r = step if forward else p - 1 - step
-            h = heads[r]
-            n = offsets[r + 1]
-            clock = free[r]
-            mem = memory[r]
-            top = peak[r]
-            while h < n:
-                code = codes[h]
-                row = code % per_mb
-                base = (code // 4) * 2
-                start = clock
-                ok = True
-                for k in range(n_cross[row]):
-                    t = arrive[base + cross[row, k]]
-                    if t != t:
-                        ok = False
-                        break
-                    if t > start:
-                        start = t
-                if ok:
-                    for k in range(n_local[row]):
-                        t = local_t[base + local[row, k]]
-                        if t != t:
-                            ok = False
-                            break
-                        if t > start:
-                            start = t
-                if not ok:
-                    break
-                if h == offsets[r]:
-                    first[r] = start
-                clock = start + dur[row]
-                sig = produced[row]
-                if sig >= 0:
-                    key = base + sig
-                    local_t[key] = clock
-                    if has_p2p[row]:
-                        leave = clock if clock > send_free[r] else send_free[r]
-                        send_free[r] = leave + p2p[row]
-                        arrive[key] = send_free[r]
-                mem += delta[row]
-                if is_fwd[row] and mem > top:
-                    top = mem
-                h += 1
-            free[r] = clock
-            memory[r] = mem
-            peak[r] = top
-            if h != heads[r]:
-                remaining -= h - heads[r]
-                heads[r] = h
-                progressed = True
-        if not progressed:
-            return 2, first, free, peak
-    return 0, first, free, peak
-
-
-@functools.cache
-def kernels() -> tuple[Any, Any]:
-    """The V list scheduler and the order timer (:func:`_v_list`, :func:`_time`), compiled or loaded from
-    numba's on-disk cache on first use."""
-    from schedules.jit import njit_cached
-
-    return njit_cached(_v_list), njit_cached(_time)

@@ -1,0 +1,120 @@
+"""Compiled twins of the hot loops of the searching schedule generators, in the subset of Python that numba
+compiles: the V list scheduler (:mod:`schedules.v_memory`), the order timer (:mod:`schedules.timing`), the greedy
+list scheduler (:mod:`schedules.greedy`) and the Zero Bubble paper's heuristic (:mod:`schedules.zb_heuristic`),
+one module each.
+
+Each kernel is a line-for-line transcription of its pure-Python reference, which stays the definition: the same
+floating-point operations in the same order (numba keeps IEEE semantics without ``fastmath``), so the orders,
+times and peaks are identical (``tests/schedules/test_compiled.py`` holds them together). The Python loops cost
+1-8 us per action; these, tens of nanoseconds.
+
+numba is imported only when :func:`kernels` is first called (a large build, or enough small ones:
+:func:`worth_compiling`), and the compiled functions are cached on disk (:func:`schedules.jit.njit_cached`).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from array import array
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "DE_BRUIJN",
+    "LOWEST_BIT",
+    "Kernels",
+    "kernels",
+    "loaded",
+    "rows_as_programs",
+    "timer_thread",
+    "worth_compiling",
+]
+
+# Importing numba and loading these kernels from its cache costs about half a second, the load alone about 0.3 s.
+# A V-memory build of LOAD_FROM_ACTIONS actions costs about as much in Python (its knob settings' list-scheduler
+# runs and timings, 5-15 us per action in all); a timing alone, about 1.3 us per action, pays for it from
+# TIME_LOAD_FROM_ACTIONS. Where numba is already imported (the engine's compiled pass), builds from
+# LOADED_NUMBA_FROM_ACTIONS load them; once they are loaded, every build or timing from SMALL_ACTIONS on uses them.
+LOAD_FROM_ACTIONS = 100_000
+TIME_LOAD_FROM_ACTIONS = 700_000
+LOADED_NUMBA_FROM_ACTIONS = 30_000
+SMALL_ACTIONS = 2_000
+
+
+# The index of a 64-bit word's lowest set bit: LOWEST_BIT[(isolated bit * DE_BRUIJN mod 2^64) >> 58] (Leiserson,
+# Prokop, Randall, "Using de Bruijn Sequences to Index a 1 in a Computer Word", 1998).
+DE_BRUIJN = np.uint64(0x03F79D71B4CB0A89)
+LOWEST_BIT = np.zeros(64, np.int64)
+for _k in range(64):
+    LOWEST_BIT[((1 << _k) * 0x03F79D71B4CB0A89 % 2**64) >> 58] = _k
+assert sorted(LOWEST_BIT.tolist()) == list(range(64))
+
+
+def loaded() -> bool:
+    """Whether the kernels are already compiled or loaded in this process."""
+    return kernels.cache_info().currsize > 0
+
+
+def worth_compiling(actions: int, load_from: int = LOAD_FROM_ACTIONS) -> bool:
+    """Whether a build or timing of ``actions`` actions should use the kernels: from :data:`SMALL_ACTIONS` once
+    they are loaded, from :data:`LOADED_NUMBA_FROM_ACTIONS` (or ``load_from`` if smaller) where numba is already
+    imported, else (when numba is installed) from ``load_from``, or once the references have run ``load_from``
+    actions in this process (many small builds, as a plan's first search of zero-bubble orders)."""
+    global _python_actions
+    if actions < SMALL_ACTIONS:
+        return False
+    if loaded():
+        return True
+    if "numba" in sys.modules:
+        return actions >= min(LOADED_NUMBA_FROM_ACTIONS, load_from)
+    if actions < load_from and _python_actions < load_from:
+        _python_actions += actions
+        return False
+    try:
+        import numba  # noqa: F401
+    except ImportError:  # pragma: no cover - numba is a dependency; without it the references run
+        return False
+    return True
+
+
+_python_actions = 0  # actions the references ran (from SMALL_ACTIONS up) before numba was imported
+
+
+def rows_as_programs(progs: np.ndarray) -> tuple[array, ...]:
+    """A kernel's per-rank rows of packed codes as a :class:`~schedules.ir.Schedule`'s programs."""
+    programs = []
+    for row in progs:
+        prog = array("q")
+        prog.frombytes(row.tobytes())
+        programs.append(prog)
+    return tuple(programs)
+
+
+@functools.cache
+def timer_thread() -> ThreadPoolExecutor:
+    """One worker thread for the compiled timings that overlap a search's next build (both release the GIL)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipesim-timer")
+
+
+class Kernels(NamedTuple):
+    """The compiled kernels, each the twin of a pure-Python reference."""
+
+    v_list: Any  # schedules.v_memory._list_order_python
+    time: Any  # schedules.timing.time_order's loop
+    greedy: Any  # schedules.greedy._greedy_pass
+    heuristic: Any  # schedules.zb_heuristic.heuristic_run
+
+
+@functools.cache
+def kernels() -> Kernels:
+    """The kernels, compiled by numba or loaded from its on-disk cache (each on its first call)."""
+    from schedules.compiled.greedy import _greedy
+    from schedules.compiled.heuristic import _heuristic
+    from schedules.compiled.timer import _time
+    from schedules.compiled.v_list import _v_list
+    from schedules.jit import njit_cached
+
+    return Kernels(njit_cached(_v_list), njit_cached(_time), njit_cached(_greedy), njit_cached(_heuristic))
