@@ -15,6 +15,7 @@ numba is imported only when :func:`kernels` is first called (a large build, or e
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from array import array
 from concurrent.futures import ThreadPoolExecutor
@@ -93,10 +94,18 @@ def rows_as_programs(progs: np.ndarray) -> tuple[array, ...]:
     return tuple(programs)
 
 
-@functools.cache
 def timer_thread() -> ThreadPoolExecutor:
-    """One worker thread for the compiled timings that overlap a search's next build (both release the GIL)."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipesim-timer")
+    """One worker thread for the compiled timings that overlap a search's next build (both release the GIL);
+    one per process (a forked child does not inherit the parent's running thread)."""
+    pid = os.getpid()
+    executor = _TIMER.get(pid)
+    if executor is None:
+        _TIMER.clear()
+        executor = _TIMER[pid] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipesim-timer")
+    return executor
+
+
+_TIMER: dict[int, ThreadPoolExecutor] = {}
 
 
 class Kernels(NamedTuple):

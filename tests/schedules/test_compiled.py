@@ -166,3 +166,21 @@ def test_zero_bubble_searches_match_on_equal_times(monkeypatch: pytest.MonkeyPat
                 monkeypatch, greedy, greedy._greedy_pass, p, m, limit, GreedyTimes(), 0.0, "zb", *knobs
             )
             assert fast == ref
+
+
+def test_timer_thread_is_per_process() -> None:
+    # A forked child gets its own timer thread: the parent's does not run there.
+    import multiprocessing
+
+    from schedules.compiled import timer_thread
+
+    assert timer_thread().submit(lambda: 2 + 2).result(timeout=10) == 4
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        assert pool.apply(_child_timer_sum, ()) == 4
+
+
+def _child_timer_sum() -> int:
+    from schedules.compiled import timer_thread
+
+    return int(timer_thread().submit(lambda: 2 + 2).result(timeout=10))
