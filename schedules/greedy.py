@@ -33,9 +33,7 @@ from array import array
 from collections import deque
 from dataclasses import dataclass
 
-import numpy as np
-
-from schedules.compiled import kernels, rows_as_programs, worth_compiling
+from schedules.compiled import run_greedy, worth_compiling
 from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError
 from schedules.knob_runs import KnobRuns
 
@@ -295,14 +293,13 @@ def _greedy_compiled(
     forward_first: bool,
 ) -> tuple[float, tuple[array, ...], int]:
     """:func:`_greedy_pass` by its compiled twin (:mod:`schedules.compiled.greedy`), for sizes already checked."""
-    progs = np.zeros((p, 3 * m), np.int64)
-    makespan, decisive = kernels().greedy(
-        p, m, float(memory_limit), times.forward_s, times.input_s, times.weight_s, times.p2p_s,
-        float(stash_fraction), fill_short_gaps, forward_first, progs,
+    makespan, decisive, programs = run_greedy(
+        p, m, memory_limit, times.forward_s, times.input_s, times.weight_s, times.p2p_s, stash_fraction,
+        fill_short_gaps, forward_first,
     )  # fmt: skip
     if makespan < 0:  # pragma: no cover - as in the reference, a blocked F always has an I or a W ahead
         raise ScheduleError(f"{name}: internal error, a rank cannot make progress")
-    return float(makespan), rows_as_programs(progs), int(decisive)
+    return makespan, programs, decisive
 
 
 GREEDY_FAMILIES = ("zb-1p", "zb-2p")

@@ -16,11 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
-
-from schedules.compiled import TIME_LOAD_FROM_ACTIONS, kernels, worth_compiling
+from schedules.compiled import TIME_LOAD_FROM_ACTIONS, run_timer, worth_compiling
 from schedules.ir import NUM_OPS, Action, Op, Schedule, ScheduleError, depends_on, produces
 
 __all__ = ["StageTimes", "OrderTiming", "time_order"]
@@ -166,41 +163,11 @@ def time_order(schedule: Schedule, times: StageTimes, method: str = "auto") -> O
 
 
 def _time_compiled(schedule: Schedule, table: list[_Row]) -> OrderTiming:
-    """:func:`time_order` by the compiled twin of its loop (:func:`schedules.compiled._time`)."""
-    arrays = _ARRAYS.get(id(table))
-    if arrays is None or arrays[0] is not table:
-        arrays = (table, *_table_arrays(table))
-        if len(_ARRAYS) >= _CACHED:
-            _ARRAYS.clear()
-        _ARRAYS[id(table)] = arrays
-    cross, n_cross, local, n_local, dur, produced, p2p, has_p2p, delta, is_fwd = arrays[1:]
-    programs = [
-        np.frombuffer(prog, np.int64) if len(prog) else np.zeros(0, np.int64) for prog in schedule.programs
-    ]
-    codes = np.concatenate(programs) if programs else np.zeros(0, np.int64)
-    offsets = np.zeros(len(programs) + 1, np.int64)
-    np.cumsum([len(prog) for prog in programs], out=offsets[1:])
-    per_mb = schedule.num_stages * NUM_OPS
-    n_keys = (int(codes.max()) // per_mb + 1) * schedule.num_stages * 2 if len(codes) else 0
-    status, first, last, peak = kernels().time(
-        codes,
-        offsets,
-        per_mb,
-        n_keys,
-        cross,
-        n_cross,
-        local,
-        n_local,
-        dur,
-        produced,
-        p2p,
-        has_p2p,
-        delta,
-        is_fwd,
-    )
+    """:func:`time_order` by the compiled twin of its loop (:mod:`schedules.compiled.timer`)."""
+    status, first, last, peak = run_timer(schedule.programs, table, schedule.num_stages)
     if status:
         raise ScheduleError(f"schedule {schedule.name!r} deadlocks")
-    return OrderTiming(tuple(first.tolist()), tuple(last.tolist()), tuple(peak.tolist()))
+    return OrderTiming(first, last, peak)
 
 
 _Row = tuple[tuple[int, ...], tuple[int, ...], float, int, "float | None", float, bool]
@@ -208,7 +175,6 @@ _Row = tuple[tuple[int, ...], tuple[int, ...], float, int, "float | None", float
 
 _CACHED = 64  # tables kept: a search times many orders of one placement with the same times
 _TABLES: dict[tuple[tuple[int, ...], StageTimes], list[_Row]] = {}
-_ARRAYS: dict[int, tuple[Any, ...]] = {}  # id(table) -> (table, its rows as the compiled timer's arrays)
 
 
 def _cached_table(schedule: Schedule, times: StageTimes) -> list[_Row]:
@@ -224,28 +190,6 @@ def _cached_table(schedule: Schedule, times: StageTimes) -> list[_Row]:
             _TABLES.clear()
         _TABLES[key] = table
     return table
-
-
-def _table_arrays(table: list[_Row]) -> tuple[np.ndarray, ...]:
-    """``table``'s rows as the compiled timer's arrays: up to two cross-rank and two local dependency offsets
-    with their counts, duration, produced signal, transfer time and whether there is one, memory change,
-    whether a forward."""
-    n_rows = len(table)
-    cross = np.zeros((n_rows, 2), np.int64)
-    local = np.zeros((n_rows, 2), np.int64)
-    n_cross = np.zeros(n_rows, np.int64)
-    n_local = np.zeros(n_rows, np.int64)
-    dur, p2p, delta = np.zeros(n_rows), np.zeros(n_rows), np.zeros(n_rows)
-    produced = np.zeros(n_rows, np.int64)
-    has_p2p, is_fwd = np.zeros(n_rows, np.bool_), np.zeros(n_rows, np.bool_)
-    for i, (cross_deps, local_deps, d, signal, send, change, forward) in enumerate(table):
-        n_cross[i], n_local[i] = len(cross_deps), len(local_deps)
-        cross[i, : len(cross_deps)] = cross_deps
-        local[i, : len(local_deps)] = local_deps
-        dur[i], produced[i], delta[i], is_fwd[i] = d, signal, change, forward
-        if send is not None:
-            has_p2p[i], p2p[i] = True, send
-    return cross, n_cross, local, n_local, dur, produced, p2p, has_p2p, delta, is_fwd
 
 
 def _table(schedule: Schedule, times: StageTimes) -> list[_Row]:

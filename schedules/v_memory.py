@@ -36,9 +36,7 @@ from collections import deque
 from concurrent.futures import Future
 from typing import TypeAlias
 
-import numpy as np
-
-from schedules.compiled import DE_BRUIJN, LOWEST_BIT, kernels, rows_as_programs, timer_thread, worth_compiling
+from schedules.compiled import run_v_list, timer_thread, worth_compiling
 from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError, v_shape_placement
 from schedules.knob_runs import KnobRuns
 from schedules.periodic import exact_times, extend, memo_for
@@ -213,16 +211,14 @@ def _list_order_python(
 def _list_order_compiled(
     p: int, m: int, cap_chunks: float, t: AutoTimes, fill_idle: bool, chunk1_first: bool, forward_first: bool
 ) -> tuple[Schedule | None, bool, int]:
-    """:func:`_list_order` by its compiled twin."""
-    progs = np.zeros((p, 6 * m), np.int64)
-    status, stalled, decisive = kernels().v_list(
-        p, m, float(cap_chunks), t.forward_s, t.input_s, t.weight_s, t.p2p_s, t.stash_fraction,
-        fill_idle, chunk1_first, forward_first, progs, LOWEST_BIT, DE_BRUIJN,
+    """:func:`_list_order` by its compiled twin (:mod:`schedules.compiled.v_list`)."""
+    status, stalled, decisive, programs = run_v_list(
+        p, m, cap_chunks, t.forward_s, t.input_s, t.weight_s, t.p2p_s, t.stash_fraction,
+        fill_idle, chunk1_first, forward_first,
     )  # fmt: skip
     if status:
-        return None, True, int(decisive)
-    order = Schedule("zb-v-memory", p, 2 * p, m, v_shape_placement(p), rows_as_programs(progs))
-    return order, bool(stalled), int(decisive)
+        return None, True, decisive
+    return Schedule("zb-v-memory", p, 2 * p, m, v_shape_placement(p), programs), stalled, decisive
 
 
 def v_memory_schedule(

@@ -40,9 +40,7 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass
 
-import numpy as np
-
-from schedules.compiled import kernels, rows_as_programs, worth_compiling
+from schedules.compiled import run_heuristic, worth_compiling
 from schedules.ir import NUM_OPS, Op, Schedule, ScheduleError
 from schedules.timing import StageTimes
 
@@ -272,16 +270,15 @@ def _heuristic_compiled(
     fill_short_gaps: bool,
 ) -> tuple[Schedule | None, int]:
     """:func:`heuristic_run` by its compiled twin (:mod:`schedules.compiled.heuristic`)."""
-    progs = np.zeros((p, 3 * m), np.int64)
-    status, decisive = kernels().heuristic(
-        p, m, float(memory_limit), times.forward_s, times.input_s, times.weight_s, times.p2p_s,
-        times.stash_fraction, allow_short_bubble, prioritize_input_grad, fill_short_gaps, progs,
+    status, decisive, programs = run_heuristic(
+        p, m, memory_limit, times.forward_s, times.input_s, times.weight_s, times.p2p_s, times.stash_fraction,
+        allow_short_bubble, prioritize_input_grad, fill_short_gaps,
     )  # fmt: skip
     if status == 2:  # pragma: no cover - as in the reference, the rounds keep the passes in step
         raise ScheduleError("zero-bubble heuristic: internal error, rounds out of step")
     if status == 1:
-        return None, int(decisive)
-    return Schedule("zb-auto", p, p, m, tuple(range(p)), rows_as_programs(progs)), int(decisive)
+        return None, decisive
+    return Schedule("zb-auto", p, p, m, tuple(range(p)), programs), decisive
 
 
 def _skip_forward(b: _Builder, j: int) -> bool:

@@ -32,12 +32,45 @@ def test_leaves_do_not_import_pipesim_or_cli() -> None:
             assert not imports(f) & {"pipesim", "cli"}, f
 
 
+COMPILED = ROOT / "schedules" / "compiled"  # the optional numba twins of the searches' hot loops
+
+
 def test_schedules_uses_standard_library_only() -> None:
+    # Outside schedules/compiled/ only the standard library; inside it numpy and numba as well, imported only
+    # when a build uses the kernels (the next test runs the package with both unimportable).
     import sys
 
     for f in py_files("schedules"):
-        third_party = {m for m in imports(f) if m not in sys.stdlib_module_names and m != "schedules"}
+        allowed = {"schedules"} | ({"numpy", "numba"} if f.is_relative_to(COMPILED) else set())
+        third_party = {m for m in imports(f) if m not in sys.stdlib_module_names and m not in allowed}
         assert not third_party, (f, third_party)
+
+
+def test_schedules_build_without_numpy() -> None:
+    # Every registered family, including a V-memory build large enough to want the kernels, and a timing,
+    # with numpy and numba unimportable: the pure-Python references run.
+    import subprocess
+    import sys
+
+    code = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("numpy", "numba"):
+            raise ImportError(f"blocked: {name}")
+sys.meta_path.insert(0, Block())
+from schedules import REGISTRY, build_schedule, validate
+from schedules.timing import StageTimes, time_order
+for name in sorted(REGISTRY):
+    validate(build_schedule(name, 4, 8, 2))
+big = build_schedule("zb-v-half", 16, 1100)
+assert big.num_actions > 100_000
+time_order(big, StageTimes.uniform(32, 1.0, 1.0, 1.0))
+assert "numpy" not in sys.modules and "numba" not in sys.modules, sorted(sys.modules)
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
 def test_nothing_imports_cli() -> None:

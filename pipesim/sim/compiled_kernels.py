@@ -206,6 +206,6 @@ def _run(  # type: ignore[no-untyped-def]
 @functools.cache
 def kernels() -> tuple[Any, Any]:
     """The two kernels (:func:`_check_and_count`, :func:`_run`), compiled (or loaded from numba's on-disk cache) on first use."""
-    from schedules.jit import njit_cached
+    from schedules.compiled.common import njit_cached
 
     return njit_cached(_check_and_count), njit_cached(_run)

@@ -8,8 +8,10 @@ floating-point operations in the same order (numba keeps IEEE semantics without 
 times and peaks are identical (``tests/schedules/test_compiled.py`` holds them together). The Python loops cost
 1-8 us per action; these, tens of nanoseconds.
 
-numba is imported only when :func:`kernels` is first called (a large build, or enough small ones:
-:func:`worth_compiling`), and the compiled functions are cached on disk (:func:`schedules.jit.njit_cached`).
+This module is standard library only, like the rest of :mod:`schedules`, which imports and runs without numpy: the
+kernel modules (numpy, numba) are imported only when :func:`worth_compiling` says a build or timing should use
+them (numba installed, and a large build, or enough small ones), and the compiled functions are cached on disk
+(:func:`schedules.compiled.common.njit_cached`).
 """
 
 from __future__ import annotations
@@ -21,15 +23,14 @@ from array import array
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
-import numpy as np
-
 __all__ = [
-    "DE_BRUIJN",
-    "LOWEST_BIT",
     "Kernels",
     "kernels",
     "loaded",
-    "rows_as_programs",
+    "run_greedy",
+    "run_heuristic",
+    "run_timer",
+    "run_v_list",
     "timer_thread",
     "worth_compiling",
 ]
@@ -43,15 +44,6 @@ LOAD_FROM_ACTIONS = 100_000
 TIME_LOAD_FROM_ACTIONS = 700_000
 LOADED_NUMBA_FROM_ACTIONS = 30_000
 SMALL_ACTIONS = 2_000
-
-
-# The index of a 64-bit word's lowest set bit: LOWEST_BIT[(isolated bit * DE_BRUIJN mod 2^64) >> 58] (Leiserson,
-# Prokop, Randall, "Using de Bruijn Sequences to Index a 1 in a Computer Word", 1998).
-DE_BRUIJN = np.uint64(0x03F79D71B4CB0A89)
-LOWEST_BIT = np.zeros(64, np.int64)
-for _k in range(64):
-    LOWEST_BIT[((1 << _k) * 0x03F79D71B4CB0A89 % 2**64) >> 58] = _k
-assert sorted(LOWEST_BIT.tolist()) == list(range(64))
 
 
 def loaded() -> bool:
@@ -84,16 +76,6 @@ def worth_compiling(actions: int, load_from: int = LOAD_FROM_ACTIONS) -> bool:
 _python_actions = 0  # actions the references ran (from SMALL_ACTIONS up) before numba was imported
 
 
-def rows_as_programs(progs: np.ndarray) -> tuple[array, ...]:
-    """A kernel's per-rank rows of packed codes as a :class:`~schedules.ir.Schedule`'s programs."""
-    programs = []
-    for row in progs:
-        prog = array("q")
-        prog.frombytes(row.tobytes())
-        programs.append(prog)
-    return tuple(programs)
-
-
 def timer_thread() -> ThreadPoolExecutor:
     """One worker thread for the compiled timings that overlap a search's next build (both release the GIL);
     one per process (a forked child does not inherit the parent's running thread)."""
@@ -120,10 +102,38 @@ class Kernels(NamedTuple):
 @functools.cache
 def kernels() -> Kernels:
     """The kernels, compiled by numba or loaded from its on-disk cache (each on its first call)."""
+    from schedules.compiled.common import njit_cached
     from schedules.compiled.greedy import _greedy
     from schedules.compiled.heuristic import _heuristic
     from schedules.compiled.timer import _time
     from schedules.compiled.v_list import _v_list
-    from schedules.jit import njit_cached
 
     return Kernels(njit_cached(_v_list), njit_cached(_time), njit_cached(_greedy), njit_cached(_heuristic))
+
+
+def run_v_list(*args: Any) -> tuple[int, bool, int, tuple[array, ...]]:
+    """:func:`schedules.compiled.v_list.run`: (status, stalled, deciding knobs, programs) of one V list run."""
+    from schedules.compiled import v_list
+
+    return v_list.run(*args)
+
+
+def run_greedy(*args: Any) -> tuple[float, int, tuple[array, ...]]:
+    """:func:`schedules.compiled.greedy.run`: (makespan or -1, deciding knobs, programs) of one greedy pass."""
+    from schedules.compiled import greedy
+
+    return greedy.run(*args)
+
+
+def run_heuristic(*args: Any) -> tuple[int, int, tuple[array, ...]]:
+    """:func:`schedules.compiled.heuristic.run`: (status, deciding knobs, programs) of one heuristic run."""
+    from schedules.compiled import heuristic
+
+    return heuristic.run(*args)
+
+
+def run_timer(*args: Any) -> tuple[int, tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
+    """:func:`schedules.compiled.timer.run`: (status, first starts, last ends, peaks) of one timing."""
+    from schedules.compiled import timer
+
+    return timer.run(*args)

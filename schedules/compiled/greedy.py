@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+from array import array
+
 import numpy as np
 
-__all__: list[str] = []
+from schedules.compiled import kernels
+from schedules.compiled.common import rows_as_programs
+
+__all__ = ["run"]
+
+
+def run(
+    p: int, m: int, limit: float, tf: float, ti: float, tw: float, tp: float, keep: float, *knobs: bool
+) -> tuple[float, int, tuple[array, ...]]:
+    """One compiled greedy pass (:func:`_greedy`): (makespan, -1 on the reference's internal error; deciding
+    knobs; programs)."""
+    progs = np.zeros((p, 3 * m), np.int64)
+    makespan, decisive = kernels().greedy(p, m, float(limit), tf, ti, tw, tp, float(keep), *knobs, progs)
+    return float(makespan), int(decisive), rows_as_programs(progs)
 
 
 def _greedy(p, m, limit, tf, ti, tw, tp, keep, fill_short_gaps, forward_first, progs):  # type: ignore[no-untyped-def]

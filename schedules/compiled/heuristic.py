@@ -5,9 +5,24 @@ arrays."""
 
 from __future__ import annotations
 
+from array import array
+
 import numpy as np
 
-__all__: list[str] = []
+from schedules.compiled import kernels
+from schedules.compiled.common import rows_as_programs
+
+__all__ = ["run"]
+
+
+def run(
+    p: int, m: int, limit: float, tf: float, ti: float, tw: float, tp: float, keep: float, *knobs: bool
+) -> tuple[int, int, tuple[array, ...]]:
+    """One compiled run of the paper's heuristic (:func:`_heuristic`): (status, deciding knobs, programs; empty
+    unless status is 0)."""
+    progs = np.zeros((p, 3 * m), np.int64)
+    status, decisive = kernels().heuristic(p, m, float(limit), tf, ti, tw, tp, float(keep), *knobs, progs)
+    return int(status), int(decisive), () if status else rows_as_programs(progs)
 
 
 def _heuristic(  # type: ignore[no-untyped-def]

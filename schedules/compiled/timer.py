@@ -2,9 +2,77 @@
 
 from __future__ import annotations
 
+from array import array
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
-__all__: list[str] = []
+from schedules.compiled import kernels
+
+__all__ = ["run"]
+
+_CACHED = 64  # tables whose arrays are kept (by identity: schedules.timing keeps the tables per placement and times)
+_ARRAYS: dict[int, tuple[Any, ...]] = {}  # id(table) -> (table, its rows as arrays)
+
+
+def run(
+    programs: Sequence[array], table: Sequence[tuple[Any, ...]], num_stages: int
+) -> tuple[int, tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
+    """The compiled timing (:func:`_time`) of ``programs`` with :func:`schedules.timing._table`'s rows
+    ``table``: (status 0 or 2 for a deadlock; first starts, last ends, peaks per rank)."""
+    arrays = _ARRAYS.get(id(table))
+    if arrays is None or arrays[0] is not table:
+        arrays = (table, *_table_arrays(table))
+        if len(_ARRAYS) >= _CACHED:
+            _ARRAYS.clear()
+        _ARRAYS[id(table)] = arrays
+    cross, n_cross, local, n_local, dur, produced, p2p, has_p2p, delta, is_fwd = arrays[1:]
+    progs = [np.frombuffer(prog, np.int64) if len(prog) else np.zeros(0, np.int64) for prog in programs]
+    codes = np.concatenate(progs) if progs else np.zeros(0, np.int64)
+    offsets = np.zeros(len(progs) + 1, np.int64)
+    np.cumsum([len(prog) for prog in progs], out=offsets[1:])
+    per_mb = num_stages * 4
+    n_keys = (int(codes.max()) // per_mb + 1) * num_stages * 2 if len(codes) else 0
+    status, first, last, peak = kernels().time(
+        codes,
+        offsets,
+        per_mb,
+        n_keys,
+        cross,
+        n_cross,
+        local,
+        n_local,
+        dur,
+        produced,
+        p2p,
+        has_p2p,
+        delta,
+        is_fwd,
+    )
+    return int(status), tuple(first.tolist()), tuple(last.tolist()), tuple(peak.tolist())
+
+
+def _table_arrays(table: Sequence[tuple[Any, ...]]) -> tuple[np.ndarray, ...]:
+    """``table``'s rows as the compiled timer's arrays: up to two cross-rank and two local dependency offsets
+    with their counts, duration, produced signal, transfer time and whether there is one, memory change,
+    whether a forward."""
+    n_rows = len(table)
+    cross = np.zeros((n_rows, 2), np.int64)
+    local = np.zeros((n_rows, 2), np.int64)
+    n_cross = np.zeros(n_rows, np.int64)
+    n_local = np.zeros(n_rows, np.int64)
+    dur, p2p, delta = np.zeros(n_rows), np.zeros(n_rows), np.zeros(n_rows)
+    produced = np.zeros(n_rows, np.int64)
+    has_p2p, is_fwd = np.zeros(n_rows, np.bool_), np.zeros(n_rows, np.bool_)
+    for i, (cross_deps, local_deps, d, signal, send, change, forward) in enumerate(table):
+        n_cross[i], n_local[i] = len(cross_deps), len(local_deps)
+        cross[i, : len(cross_deps)] = cross_deps
+        local[i, : len(local_deps)] = local_deps
+        dur[i], produced[i], delta[i], is_fwd[i] = d, signal, change, forward
+        if send is not None:
+            has_p2p[i], p2p[i] = True, send
+    return cross, n_cross, local, n_local, dur, produced, p2p, has_p2p, delta, is_fwd
 
 
 def _time(  # type: ignore[no-untyped-def]

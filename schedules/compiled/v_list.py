@@ -2,9 +2,34 @@
 
 from __future__ import annotations
 
+from array import array
+
 import numpy as np
 
-__all__: list[str] = []
+from schedules.compiled import kernels
+from schedules.compiled.common import rows_as_programs
+
+__all__ = ["DE_BRUIJN", "LOWEST_BIT", "run"]
+
+# The index of a 64-bit word's lowest set bit: LOWEST_BIT[(isolated bit * DE_BRUIJN mod 2^64) >> 58] (Leiserson,
+# Prokop, Randall, "Using de Bruijn Sequences to Index a 1 in a Computer Word", 1998).
+DE_BRUIJN = np.uint64(0x03F79D71B4CB0A89)
+LOWEST_BIT = np.zeros(64, np.int64)
+for _k in range(64):
+    LOWEST_BIT[((1 << _k) * 0x03F79D71B4CB0A89 % 2**64) >> 58] = _k
+assert sorted(LOWEST_BIT.tolist()) == list(range(64))
+
+
+def run(
+    p: int, m: int, cap: float, tf: float, ti: float, tw: float, tp: float, keep: float, *knobs: bool
+) -> tuple[int, bool, int, tuple[array, ...]]:
+    """One run of the compiled V list scheduler (:func:`_v_list`): (status, stalled, deciding knobs, programs;
+    empty where status is 1)."""
+    progs = np.zeros((p, 6 * m), np.int64)
+    status, stalled, decisive = kernels().v_list(
+        p, m, float(cap), tf, ti, tw, tp, keep, *knobs, progs, LOWEST_BIT, DE_BRUIJN
+    )
+    return int(status), bool(stalled), int(decisive), () if status else rows_as_programs(progs)
 
 
 def _v_list(p, m, cap, tf, ti, tw, tp2p, keep, fill_idle, chunk1_first, forward_first, progs, lowest, magic):  # type: ignore[no-untyped-def]

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from strategies import MEMORY_CAP, MICROBATCHES, PASS_TIMES, RANKS, registered_schedules
 
 from schedules import ScheduleError, build_schedule, greedy, zb_heuristic
-from schedules.compiled import LOWEST_BIT, SMALL_ACTIONS, worth_compiling
+from schedules.compiled import SMALL_ACTIONS, worth_compiling
+from schedules.compiled.v_list import LOWEST_BIT
 from schedules.greedy import GreedyTimes
 from schedules.iterations import repeat_iterations
 from schedules.timing import StageTimes, time_order
