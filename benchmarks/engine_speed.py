@@ -8,7 +8,8 @@ needs a multiple of pp, DualPipeV at least 2 pp). Each case is generated and sim
 * ``generate_s``: building the schedule (``schedules.build_schedule``); target >= 5 M actions/s;
   ``generate_first_s`` is the first of the runs: the zero-bubble and V-memory orders extended from a few
   small reference builds (schedules.periodic) keep what those builds showed in the process, so the first
-  build of a case pays for them and the later ones (the median) do not;
+  build of a case pays for them and the later ones (the median) do not (the compiled kernels of
+  schedules.compiled are loaded before any case, as the engine's are: about a second once per process);
 * ``simulate_s``: the timeline engine (``pipesim.sim.engine.simulate``); target >= 10 M actions/s
   (``actions_per_s`` = actions / simulate_s);
 * ``metrics_s``: ``pipeline_metrics`` on the timeline (reported, no target);
@@ -45,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipesim.sim.engine import OpCosts, Timeline, simulate  # noqa: E402
 from pipesim.sim.metrics import pipeline_metrics  # noqa: E402
 from schedules import build_schedule  # noqa: E402
+from schedules.compiled import load_all  # noqa: E402
 from schedules.ir import Schedule  # noqa: E402
 from schedules.registry import get_family, schedule_names  # noqa: E402
 
@@ -186,6 +188,7 @@ def main() -> None:
     pps = [int(p) for p in args.pp.split(",") if p]
     warm = build_schedule("1f1b", 2, 2)
     simulate(warm, OpCosts.uniform(2, 1.0, 1.0), method="compiled")  # load (or compile) the kernels first
+    load_all()  # ... and the searching generators' (schedules.compiled)
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     records = [measure(name, pp, actions, runs, clock, args.method) for name in names for pp in pps]
     for record in records:

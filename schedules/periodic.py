@@ -29,6 +29,8 @@ from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from schedules.compiled import run_first_period, run_runs, worth_compiling
+
 
 def woven(count: int, columns: Sequence[tuple[int, int]], into: array | None = None) -> list[int]:
     """``count`` rows of one code per column, flattened row by row: row i holds ``first + i * step`` for each
@@ -76,6 +78,8 @@ def runs(prog: Sequence[int], unit: int, max_block: int) -> list[Run]:
     one repetition to the next, that covers the most codes (the smaller k on a tie); or a single code when
     nothing repeats. The comparisons along a run are made in C (``map`` over slices of the codes)."""
     codes = list(prog)
+    if worth_compiling(8 * len(codes)):  # the compiled twin finds the same (start, k, t) of each run
+        return [_run_of(codes, i, k, t) for i, k, t in run_runs(prog, unit, max_block)]
     n = len(codes)
     out: list[Run] = []
     i = 0
@@ -91,11 +95,16 @@ def runs(prog: Sequence[int], unit: int, max_block: int) -> list[Run]:
             if t * k > best[0] * best[1]:
                 best = (k, t)
         k, t = best
-        block = tuple(codes[i : i + k])
-        steps = tuple(map(operator.sub, codes[i + k : i + 2 * k], block)) if t > 1 else (0,) * k
-        out.append((block, steps, t))
+        out.append(_run_of(codes, i, k, t))
         i += k * t
     return out
+
+
+def _run_of(codes: list[int], i: int, k: int, t: int) -> Run:
+    """The run of the block of k codes from ``i`` repeated t times: its codes, each column's step, t."""
+    block = tuple(codes[i : i + k])
+    steps = tuple(map(operator.sub, codes[i + k : i + 2 * k], block)) if t > 1 else (0,) * k
+    return block, steps, t
 
 
 def _stretch(codes: list[int], start: int, k: int) -> int:
@@ -253,20 +262,28 @@ def period_seen(entries: Sequence[Entry], unit: int, per_microbatch: int, longes
     period = 1
     for programs, _ in entries:
         for prog in programs:
-            n = len(prog)
-            a, b = n // 4, (3 * n) // 4
-            found = None
-            for k in range(1, min(per_microbatch * longest, (b - a) // 3) + 1):
-                d = list(map(operator.sub, prog[a + k : b + k], prog[a:b]))
-                if all(x > 0 and x % unit == 0 for x in d[:k]) and all(map(operator.eq, d[k:], d)):
-                    found = max(d[:k]) // unit
-                    break
-            if found is None:
+            if worth_compiling(8 * len(prog)):  # the compiled twin of _first_period (-1: none)
+                found = run_first_period(prog, unit, per_microbatch * longest)
+            else:
+                found = _first_period(prog, unit, per_microbatch * longest) or -1
+            if found < 0:
                 return None
             period = math.lcm(period, found)
             if period > longest:
                 return None
     return period
+
+
+def _first_period(prog: Sequence[int], unit: int, longest_block: int) -> int | None:  # the reference
+    """:func:`period_seen` on one program: the largest column step (in microbatches) of the shortest block (up
+    to ``longest_block`` codes) that repeats over the middle half of ``prog``, or None."""
+    n = len(prog)
+    a, b = n // 4, (3 * n) // 4
+    for k in range(1, min(longest_block, (b - a) // 3) + 1):
+        d = list(map(operator.sub, prog[a + k : b + k], prog[a:b]))
+        if all(x > 0 and x % unit == 0 for x in d[:k]) and all(map(operator.eq, d[k:], d)):
+            return max(d[:k]) // unit
+    return None
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Compiled twins of the hot loops of the searching schedule generators, in the subset of Python that numba
 compiles: the V list scheduler (:mod:`schedules.v_memory`), the order timer (:mod:`schedules.timing`), the greedy
-list scheduler (:mod:`schedules.greedy`) and the Zero Bubble paper's heuristic (:mod:`schedules.zb_heuristic`),
-one module each.
+list scheduler (:mod:`schedules.greedy`), the Zero Bubble paper's heuristic (:mod:`schedules.zb_heuristic`) and
+the periodic extension's search for repeating runs (:mod:`schedules.periodic`), one module each.
 
 Each kernel is a line-for-line transcription of its pure-Python reference, which stays the definition: the same
 floating-point operations in the same order (numba keeps IEEE semantics without ``fastmath``), so the orders,
@@ -20,6 +20,7 @@ import functools
 import os
 import sys
 from array import array
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
@@ -43,7 +44,7 @@ __all__ = [
 LOAD_FROM_ACTIONS = 100_000
 TIME_LOAD_FROM_ACTIONS = 700_000
 LOADED_NUMBA_FROM_ACTIONS = 30_000
-SMALL_ACTIONS = 2_000
+SMALL_ACTIONS = 200
 
 
 def loaded() -> bool:
@@ -97,6 +98,8 @@ class Kernels(NamedTuple):
     time: Any  # schedules.timing.time_order's loop
     greedy: Any  # schedules.greedy._greedy_pass
     heuristic: Any  # schedules.zb_heuristic.heuristic_run
+    runs: Any  # schedules.periodic.runs
+    first_period: Any  # schedules.periodic.period_seen, one program
 
 
 @functools.cache
@@ -105,10 +108,11 @@ def kernels() -> Kernels:
     from schedules.compiled.common import njit_cached
     from schedules.compiled.greedy import _greedy
     from schedules.compiled.heuristic import _heuristic
+    from schedules.compiled.periodic import _first_period, _runs
     from schedules.compiled.timer import _time
     from schedules.compiled.v_list import _v_list
 
-    return Kernels(njit_cached(_v_list), njit_cached(_time), njit_cached(_greedy), njit_cached(_heuristic))
+    return Kernels(*(njit_cached(fn) for fn in (_v_list, _time, _greedy, _heuristic, _runs, _first_period)))
 
 
 def run_v_list(*args: Any) -> tuple[int, bool, int, tuple[array, ...]]:
@@ -132,8 +136,37 @@ def run_heuristic(*args: Any) -> tuple[int, int, tuple[array, ...]]:
     return heuristic.run(*args)
 
 
+def run_runs(prog: Sequence[int], unit: int, max_block: int) -> list[tuple[int, int, int]]:
+    """:func:`schedules.compiled.periodic.runs`: (start, block length, repetitions) of each run of ``prog``."""
+    from schedules.compiled import periodic
+
+    return periodic.runs(prog, unit, max_block)
+
+
+def run_first_period(prog: Sequence[int], unit: int, longest_block: int) -> int:
+    """:func:`schedules.compiled.periodic.first_period`: the period one program shows, or -1."""
+    from schedules.compiled import periodic
+
+    return periodic.first_period(prog, unit, longest_block)
+
+
 def run_timer(*args: Any) -> tuple[int, tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
     """:func:`schedules.compiled.timer.run`: (status, first starts, last ends, peaks) of one timing."""
     from schedules.compiled import timer
 
     return timer.run(*args)
+
+
+def load_all() -> None:
+    """Load (or compile) every kernel now, by one tiny call each: what a process pays once, about a second with
+    numba's cache warm (benchmarks/engine_speed.py does this before timing, as it loads the engine's kernels)."""
+    from schedules.timing import StageTimes, _cached_table
+    from schedules.zero_bubble import zb_h1
+
+    run_v_list(2, 2, 4.0, 1.0, 1.0, 1.0, 0.0, 0.0, False, False, False)
+    run_greedy(2, 2, 2.0, 1.0, 1.0, 1.0, 0.0, 0.0, False, False)
+    run_heuristic(2, 2, 2.0, 1.0, 1.0, 1.0, 0.0, 0.0, False, False, False)
+    order = zb_h1(2, 2)
+    run_timer(order.programs, _cached_table(order, StageTimes.uniform(2, 1.0, 1.0, 1.0)), 2)
+    run_runs(order.programs[0], 8, 4)
+    run_first_period(order.programs[0], 8, 4)

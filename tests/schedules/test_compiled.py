@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from array import array
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -15,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import MEMORY_CAP, MICROBATCHES, PASS_TIMES, RANKS, registered_schedules
 
-from schedules import ScheduleError, build_schedule, greedy, zb_heuristic
-from schedules.compiled import SMALL_ACTIONS, worth_compiling
+from schedules import ScheduleError, build_schedule, greedy, periodic, zb_heuristic
+from schedules.compiled import SMALL_ACTIONS, run_first_period, worth_compiling
 from schedules.compiled.v_list import LOWEST_BIT
 from schedules.greedy import GreedyTimes
 from schedules.iterations import repeat_iterations
@@ -185,3 +186,28 @@ def _child_timer_sum() -> int:
     from schedules.compiled import timer_thread
 
     return int(timer_thread().submit(lambda: 2 + 2).result(timeout=10))
+
+
+@pytest.mark.parametrize(
+    ("name", "p", "m"), [("zb-v-half", 4, 40), ("zb-v-half", 8, 72), ("zb-1p", 8, 40), ("zb-v-min", 16, 40)]
+)
+def test_periodic_searches_match_the_reference(
+    monkeypatch: pytest.MonkeyPatch, name: str, p: int, m: int
+) -> None:
+    # The periodic extension's runs and period search on real orders (and a few made-up programs): the
+    # compiled twins find the same runs and periods as the references.
+    prog_list = [list(prog) for prog in build_schedule(name, p, m).programs]
+    prog_list += [[0, 4, 8, 12, 20], [5] * 3, [], [3, 1, 7, 5, 11, 9, 15, 13]]
+    unit = 2 * p * 4 if name.startswith("zb-v") else p * 4
+    for prog in prog_list:
+        for max_block in (1, 3, 2 * unit):
+            ref, fast = _both(monkeypatch, periodic, periodic.runs, prog, unit, max_block)
+            assert fast == ref
+    for longest in (1, 4, 64):
+        entries = [([array("q", prog)], ()) for prog in prog_list[:p]]
+        ref, fast = _both(monkeypatch, periodic, periodic.period_seen, entries, unit, 6, longest)
+        assert fast == ref
+        for prog in prog_list:
+            assert run_first_period(array("q", prog), unit, 6 * longest) == (
+                periodic._first_period(prog, unit, 6 * longest) or -1
+            )
