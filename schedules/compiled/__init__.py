@@ -54,16 +54,16 @@ def loaded() -> bool:
 
 def worth_compiling(actions: int, load_from: int = LOAD_FROM_ACTIONS) -> bool:
     """Whether a build or timing of ``actions`` actions should use the kernels: from :data:`SMALL_ACTIONS` once
-    they are loaded, from :data:`LOADED_NUMBA_FROM_ACTIONS` (or ``load_from`` if smaller) where numba is already
-    imported, else (when numba is installed) from ``load_from``, or once the references have run ``load_from``
-    actions in this process (many small builds, as a plan's first search of zero-bubble orders)."""
+    they are loaded; else (when numba is installed) from ``load_from`` actions, :data:`LOADED_NUMBA_FROM_ACTIONS`
+    where numba is already imported (if smaller), or once the references have run that many actions in this
+    process (many small builds, as a plan's first search of zero-bubble orders)."""
     global _python_actions
     if actions < SMALL_ACTIONS:
         return False
     if loaded():
         return True
     if "numba" in sys.modules:
-        return actions >= min(LOADED_NUMBA_FROM_ACTIONS, load_from)
+        load_from = min(LOADED_NUMBA_FROM_ACTIONS, load_from)
     if actions < load_from and _python_actions < load_from:
         _python_actions += actions
         return False

@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 from strategies import MEMORY_CAP, MICROBATCHES, PASS_TIMES, RANKS, registered_schedules
 
 from schedules import ScheduleError, build_schedule, greedy, periodic, zb_heuristic
-from schedules.compiled import SMALL_ACTIONS, run_first_period, worth_compiling
+from schedules.compiled import (
+    LOAD_FROM_ACTIONS,
+    LOADED_NUMBA_FROM_ACTIONS,
+    SMALL_ACTIONS,
+    run_first_period,
+    worth_compiling,
+)
 from schedules.compiled.v_list import LOWEST_BIT
 from schedules.greedy import GreedyTimes
 from schedules.iterations import repeat_iterations
@@ -211,3 +217,29 @@ def test_periodic_searches_match_the_reference(
             assert run_first_period(array("q", prog), unit, 6 * longest) == (
                 periodic._first_period(prog, unit, 6 * longest) or -1
             )
+
+
+@pytest.mark.parametrize("numba_first", [False, True])
+def test_many_small_builds_load_the_kernels(numba_first: bool) -> None:
+    # A cold plan builds hundreds of small zero-bubble orders: once the references have run LOAD_FROM_ACTIONS
+    # (LOADED_NUMBA_FROM_ACTIONS where numba is already imported) actions, the kernels are loaded and used.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = f"""
+import sys
+if {numba_first}:
+    import numba
+import schedules.compiled as c
+from schedules.zb_auto import AutoTimes, auto_zero_bubble
+for i in range(60):  # 2,304 actions each
+    auto_zero_bubble(16, 48, 16.0, AutoTimes(1.0, 1.0 + i / 100, 0.5, 0.01, 0.2))
+print(c.loaded(), c._python_actions)
+"""
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    loaded, spent = out.stdout.split()
+    assert loaded == "True"
+    limit = LOADED_NUMBA_FROM_ACTIONS if numba_first else LOAD_FROM_ACTIONS
+    assert limit <= int(spent) < limit + 2 * 2304 * 16  # stopped counting once over the limit
