@@ -330,17 +330,16 @@ class Estimator(ScheduleFacts):
                 # if it were the only one (the family's form with one chunk).
                 acts = family.in_flight(p, m, chunks, r) * layer_bytes
                 acts_of[r] = acts + family.in_flight(p, m, 1, r) * extra_bytes
-            ranks, held = list(acts_of), list(acts_of.values())
+            memory_rank, peak, state, activations = mp.peak_memory(list(acts_of), list(acts_of.values()))
         else:
             # Per rank, per local stage: activation bytes, and the part of them kept from I to W.
             peaks = [self._held_peaks(pr, mp) for pr in profs]
-            ranks = list(range(p))
             held = (
                 peaks[0]
                 if len(peaks) == 1
                 else np.maximum(peaks[1] + (peaks[1] - peaks[0]) * (m - 3 * p) / p, 0.0)
-            ).tolist()
-        memory_rank, peak, state, activations = mp.peak_memory(ranks, held)
+            )
+            memory_rank, peak, state, activations = mp.peak_over_ranks(held)
         return MemoryEstimate(peak, memory_rank, state, activations, self.gpu.hbm_bytes)
 
     def estimate_as(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 
 import numpy as np
 
@@ -212,6 +213,18 @@ class MemoryPieces:
             if peak > best[1]:
                 best = (r, peak, state, acts)
         return best
+
+    @cached_property
+    def _state_array(self) -> np.ndarray:
+        return np.array(self.state_bytes, dtype=np.float64)
+
+    def peak_over_ranks(self, held: np.ndarray) -> tuple[int, float, float, float]:
+        """:meth:`peak_memory` over every rank, rank r's stashes peaking at ``held[r]`` bytes: the same sums,
+        all ranks at once (``numpy.argmax`` takes the first on ties)."""
+        acts = held * ACTIVATION_OVERHEAD
+        peaks = self._state_array + acts + self.memory.transient_bytes + self.reserve_bytes
+        r = int(np.argmax(peaks))
+        return r, float(peaks[r]), self.state_bytes[r], float(acts[r])
 
 
 def rank_state_bytes(layout: Layout, rank_params: np.ndarray, rank_expert: np.ndarray) -> tuple[float, ...]:
