@@ -176,9 +176,10 @@ def stage_pieces(layout: Layout, table: StageTable) -> StagePieces:
     )
 
 
-# Ranks from which walking the reductions round by round in numpy beats the scalar walk (about 12 us a round
-# against 0.7 us a stage on the development machine).
-ROUNDS_FROM_RANKS = 16
+# Ranks from which walking the reductions round by round in numpy beats the scalar walk (about 7 us plus 7 us a
+# round against 0.2 us a stage on the development machine: the scalar walk is faster up to about 60 ranks of one
+# or two stages each; at 16 ranks it took 4-15 us against 16-53 us for one to six rounds).
+ROUNDS_FROM_RANKS = 64
 
 
 def _rounds(by_rank: np.ndarray | None, dp: np.ndarray, v: np.ndarray) -> RankRounds | None:
