@@ -71,9 +71,9 @@ from pipesim.plan.estimates import Estimate, MemoryBound, MemoryEstimate
 from pipesim.plan.pieces import (
     MemoryPieces,
     StagePieces,
+    StageWeights,
     cost_fields,
     cost_key,
-    memory_pieces,
     rank_state_bytes,
     stage_pieces,
 )
@@ -111,6 +111,7 @@ class Estimator(ScheduleFacts):
         self.costs = StageCostModel(model, gpu, comm, efficiency)
         self._pieces: dict[tuple[Any, ...], StagePieces] = {}
         self._memories: dict[tuple[Any, ...], MemoryPieces] = {}
+        self._weights: dict[int, StageWeights] = {}
         self._states: dict[tuple[Any, ...], tuple[float, ...]] = {}
         self._most: dict[tuple[Any, ...], float] = {}
         self._held: dict[tuple[int, int], np.ndarray] = {}
@@ -241,10 +242,12 @@ class Estimator(ScheduleFacts):
         hit = self._memories.get(key)
         if hit is None:
             mem = self.costs.stage_memory(layout, placement, chains)
+            weights = self._weights.get(id(mem))  # one per stage memory (the cost model keeps it: ids unique)
+            if weights is None:
+                extra = self.costs.extra_bytes(layout)
+                weights = self._weights[id(mem)] = StageWeights(mem, layout.pp, extra)
             state = self._state(layout, placement, chains)
-            hit = self._memories[key] = memory_pieces(
-                layout, mem, self.costs.extra_bytes(layout), self.reserve, state
-            )
+            hit = self._memories[key] = MemoryPieces(weights, state, self.reserve)
         return hit
 
     def _state(self, layout: Layout, placement: tuple[int, ...], chains: int) -> tuple[float, ...]:

@@ -39,6 +39,7 @@ from schedules import get_family
 __all__ = [
     "MemoryPieces",
     "StagePieces",
+    "StageWeights",
     "cost_fields",
     "cost_key",
     "memory_pieces",
@@ -197,20 +198,70 @@ def _rounds(by_rank: np.ndarray | None, dp: np.ndarray, v: np.ndarray) -> RankRo
 VECTOR_FROM_RANKS = 24
 
 
-@dataclass(frozen=True)
-class MemoryPieces:
-    """One layout's memory on one placement summed per rank, from its
-    :class:`pipesim.cost.stage_table.StageMemory`: per rank its local stages' activation and weight-stash bytes
-    (the profiled memory walk's weights) and, for ranks 0 and p-1, their layer and extra (embedding, head)
-    activation bytes (the closed forms'); per rank its weights + gradients + optimizer state; the backward's
-    transient working set and the GPU's reserve. ``memory`` is what they were summed from (the walk's weights
-    follow from it alone)."""
+@dataclass(frozen=True, eq=False)
+class StageWeights:
+    """What the memory estimate reads of one :class:`pipesim.cost.stage_table.StageMemory` on ``ranks``
+    pipeline ranks, each part summed when first asked and shared by every :class:`MemoryPieces` of that
+    memory (layouts alike but for their bytes per parameter): per rank its local stages' activation and
+    weight-stash bytes (the profiled memory walk's weights) and, for ranks 0 and p-1, their layer and extra
+    (embedding, head) activation bytes (the closed forms'); ``extra_bytes(first, last)`` is a stage's
+    activation bytes beyond its layers (:func:`pipesim.cost.memory.stage_extra_activation_bytes`)."""
 
     memory: StageMemory
-    walk_matrix: np.ndarray
-    end_bytes: dict[int, tuple[float, float]]
+    ranks: int
+    extra_bytes: Callable[[bool, bool], float]
+
+    @cached_property
+    def walk_matrix(self) -> np.ndarray:
+        """Per rank: its local stages' activation bytes, then their weight-stash bytes."""
+        memory = self.memory
+        frame = memory.frame
+        acts, stash = memory.activation_bytes, memory.weight_stash_bytes
+        by_rank = frame.by_rank
+        if by_rank is not None:
+            return np.concatenate([acts[by_rank], stash[by_rank]], axis=1)
+        local = [frame.local(r) for r in range(self.ranks)]
+        return np.array([acts[x].tolist() + stash[x].tolist() for x in local], dtype=object)
+
+    @cached_property
+    def end_bytes(self) -> dict[int, tuple[float, float]]:
+        """Ranks 0 and p-1: their layer and extra activation bytes."""
+        frame = self.memory.frame
+        last = frame.num_stages - 1
+        end_bytes: dict[int, tuple[float, float]] = {}
+        acts_l = self.memory.activation_bytes.tolist()
+        for r in sorted({0, self.ranks - 1}):
+            stages = frame.local(r)
+            extras = [self.extra_bytes(s == 0, s == last) if s in (0, last) else 0.0 for s in stages]
+            layer_bytes = sum(acts_l[s] - x for s, x in zip(stages, extras, strict=True))
+            end_bytes[r] = (layer_bytes, sum(extras))
+        return end_bytes
+
+
+@dataclass(frozen=True)
+class MemoryPieces:
+    """One layout's memory on one placement summed per rank: its :class:`StageWeights` (what its
+    :class:`pipesim.cost.stage_table.StageMemory` gives the walks and the closed forms), per rank its weights
+    + gradients + optimizer state, and the GPU's reserve."""
+
+    weights: StageWeights
     state_bytes: tuple[float, ...]
     reserve_bytes: float
+
+    @property
+    def memory(self) -> StageMemory:
+        """The stage memory the pieces were summed from (the walk's weights follow from it alone)."""
+        return self.weights.memory
+
+    @property
+    def walk_matrix(self) -> np.ndarray:
+        """:attr:`StageWeights.walk_matrix`."""
+        return self.weights.walk_matrix
+
+    @property
+    def end_bytes(self) -> dict[int, tuple[float, float]]:
+        """:attr:`StageWeights.end_bytes`."""
+        return self.weights.end_bytes
 
     def peak_memory(self, ranks: Sequence[int], held: Sequence[float]) -> tuple[int, float, float, float]:
         """The rank of most memory among ``ranks`` whose stashes peak at ``held`` bytes (the first on ties), its
@@ -256,25 +307,12 @@ def memory_pieces(
     extra_bytes: Callable[[bool, bool], float],
     reserve_bytes: float,
     state: tuple[float, ...],
+    weights: StageWeights | None = None,
 ) -> MemoryPieces:
     """The :class:`MemoryPieces` of ``memory``, ``layout``'s on its frame's placement, on GPUs keeping
     ``reserve_bytes``; ``extra_bytes(first, last)`` is a stage's activation bytes beyond its layers
-    (:func:`pipesim.cost.memory.stage_extra_activation_bytes`); ``state`` its :func:`rank_state_bytes`."""
-    frame = memory.frame
-    p = layout.pp
-    acts, stash = memory.activation_bytes, memory.weight_stash_bytes
-    by_rank = frame.by_rank
-    if by_rank is not None:
-        walk_matrix = np.concatenate([acts[by_rank], stash[by_rank]], axis=1)
-    else:
-        local = [frame.local(r) for r in range(p)]
-        walk_matrix = np.array([acts[x].tolist() + stash[x].tolist() for x in local], dtype=object)
-    last = frame.num_stages - 1
-    end_bytes: dict[int, tuple[float, float]] = {}
-    acts_l = acts.tolist()
-    for r in sorted({0, p - 1}):
-        stages = frame.local(r)
-        extras = [extra_bytes(s == 0, s == last) if s in (0, last) else 0.0 for s in stages]
-        layer_bytes = sum(acts_l[s] - x for s, x in zip(stages, extras, strict=True))
-        end_bytes[r] = (layer_bytes, sum(extras))
-    return MemoryPieces(memory, walk_matrix, end_bytes, state, reserve_bytes)
+    (:func:`pipesim.cost.memory.stage_extra_activation_bytes`); ``state`` its :func:`rank_state_bytes`;
+    ``weights`` the memory's :class:`StageWeights` when already made."""
+    if weights is None:
+        weights = StageWeights(memory, layout.pp, extra_bytes)
+    return MemoryPieces(weights, state, reserve_bytes)
