@@ -70,6 +70,7 @@ from pipesim.cost.times import Efficiency
 from pipesim.plan.estimates import Estimate, MemoryBound, MemoryEstimate
 from pipesim.plan.pieces import (
     MemoryPieces,
+    RankSums,
     StagePieces,
     StageWeights,
     cost_fields,
@@ -110,6 +111,7 @@ class Estimator(ScheduleFacts):
         self.reserve = reserve_bytes
         self.costs = StageCostModel(model, gpu, comm, efficiency)
         self._pieces: dict[tuple[Any, ...], StagePieces] = {}
+        self._rank_sums: dict[tuple[int, int, bool], RankSums] = {}
         self._memories: dict[tuple[Any, ...], MemoryPieces] = {}
         self._weights: dict[int, StageWeights] = {}
         self._states: dict[tuple[Any, ...], tuple[float, ...]] = {}
@@ -229,7 +231,7 @@ class Estimator(ScheduleFacts):
             chains = get_family(schedule).chains
             grid = self._grid(layout, layout.pp)
             table = self.costs.stage_table(layout, placement, grid, chains, schedule)
-            hit = self._pieces[key] = stage_pieces(layout, table)
+            hit = self._pieces[key] = stage_pieces(layout, table, self._rank_sums)
         return hit
 
     def memory_pieces(self, layout: Layout, schedule: str, placement: tuple[int, ...]) -> MemoryPieces:

@@ -119,18 +119,67 @@ class StagePieces:
 _PIECE_COLUMNS = [F, F, W, REC, TPF, ZE]
 
 
-def stage_pieces(layout: Layout, table: StageTable) -> StagePieces:
+# A placement's per-rank sums (StagePieces' work ... pp_comm fields), behind the table parts they are read from.
+RankSums = tuple[object, object, tuple[tuple[float, ...], ...], int, float, float, float]
+
+
+def stage_pieces(
+    layout: Layout, table: StageTable, shared: dict[tuple[int, int, bool], RankSums] | None = None
+) -> StagePieces:
     """The :class:`StagePieces` of ``table``, the costs of ``layout`` on its frame's placement. Every per-rank
-    sum adds its stages in stage order from 0.0, as a loop over the stages would."""
+    sum adds its stages in stage order from 0.0, as a loop over the stages would. ``shared`` keeps the per-rank
+    sums of tables alike in their stage entries (which decide their values and frame: the cost model keeps
+    them, so their ids are unique) and transfers (e.g. layouts differing in the distributed optimizer only)."""
+    key = (id(table.entries), id(table.p2p_s), table.p2p_blocking)
+    sums = None if shared is None else shared.get(key)
+    if sums is None:
+        sums = _rank_sums(layout.pp, table)
+        if shared is not None:
+            shared[key] = sums
+    rows, slow, sum_work, hop, pp_comm = sums[2:]
+    v = table.values
+    dp = table.dp_reduce_s
+    order = np.flatnonzero(dp > 0)[::-1]
+    dp_stages = tuple(
+        zip(
+            order.tolist(),
+            dp[order].tolist(),
+            table.frame.placement[order].tolist(),
+            v[order, W].tolist(),
+            v[order, B].tolist(),
+            strict=True,
+        )
+    )
+    work, fwd, wgt, rec, tpc, blocked, fsdp_exposed = rows
+    rounds = _rounds(table.frame.by_rank, dp, v)
+    return StagePieces(
+        table,
+        work,
+        fwd,
+        wgt,
+        rec,
+        tpc,
+        blocked,
+        fsdp_exposed,
+        slow,
+        sum_work,
+        hop,
+        pp_comm,
+        dp_stages,
+        rounds,
+    )
+
+
+def _rank_sums(p: int, table: StageTable) -> RankSums:
+    """``table``'s per-rank sums: (its entries and transfers, which they follow from; work, forward, weight,
+    recompute, TP, blocked and exposed ZeRO-3 seconds per rank; the slowest rank; the work's sum; the mean
+    boundary transfer; the exposed fill and drain transfers)."""
     frame = table.frame
-    p = layout.pp
-    n_stages = frame.num_stages
-    placement = frame.placement
     v = table.values
     boundary = table.p2p_s
     # Blocking sends (p2p_blocking) hold the sender's compute: they join its per-microbatch work. F(s) sends to
     # s+1, B(s+1) back to s: each crossing boundary adds to both ranks, in boundary order.
-    if table.p2p_blocking and n_stages > 1:
+    if table.p2p_blocking and frame.num_stages > 1:
         cross, who = frame.crossings
         blocked = rank_sums(who, np.repeat(boundary[cross], 2), p)
     else:
@@ -147,34 +196,8 @@ def stage_pieces(layout: Layout, table: StageTable) -> StagePieces:
     slow = int(work.argmax())  # the first of the largest: most work, lowest index on ties
     bl = boundary.tolist()
     hop = sum(bl) / len(bl) if bl else 0.0
-    dp = table.dp_reduce_s
-    order = np.flatnonzero(dp > 0)[::-1]
-    dp_stages = tuple(
-        zip(
-            order.tolist(),
-            dp[order].tolist(),
-            placement[order].tolist(),
-            v[order, W].tolist(),
-            v[order, B].tolist(),
-            strict=True,
-        )
-    )
-    return StagePieces(
-        table,
-        tuple(work_l),
-        tuple(fwd),
-        tuple(wgt),
-        tuple(rec),
-        tuple(tpc),
-        tuple(blocked.tolist()),
-        tuple(fsdp_exposed),
-        slow,
-        sum(work_l),
-        hop,
-        2.0 * sum(bl),
-        dp_stages,
-        _rounds(frame.by_rank, dp, v),
-    )
+    rows = tuple(tuple(x) for x in (work_l, fwd, wgt, rec, tpc, blocked.tolist(), fsdp_exposed))
+    return table.entries, boundary, rows, slow, sum(work_l), hop, 2.0 * sum(bl)
 
 
 # Ranks from which walking the reductions round by round in numpy beats the scalar walk (about 7 us plus 7 us a
