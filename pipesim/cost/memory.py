@@ -358,7 +358,12 @@ def stage_activation_bytes(
                     per_kind[k] = layer_activation_bytes(model, layout, k)
         out = [sum(n * per_kind[k] for k, n in ks.items()) for ks in kinds]
     length = len(out) // chains
-    return tuple(
-        a + stage_extra_activation_bytes(model, layout, s % length == 0, s % length == length - 1)
-        for s, a in enumerate(out)
-    )
+    extras: dict[tuple[bool, bool], float] = {}  # by (first, last): most stages are neither
+    stash = []
+    for s, a in enumerate(out):
+        ends = (s % length == 0, s % length == length - 1)
+        extra = extras.get(ends)
+        if extra is None:
+            extra = extras[ends] = stage_extra_activation_bytes(model, layout, *ends)
+        stash.append(a + extra)
+    return tuple(stash)
