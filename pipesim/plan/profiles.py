@@ -22,6 +22,12 @@ def profile_microbatches(pp: int, m: int) -> int:
     return m if m <= 2 * pp else 3 * pp
 
 
+# State rows up to which a memory walk sums each row with numpy.add.accumulate rather than column by column:
+# measured on the GPT-3 plan's 6,336 walks, 1.5-6 us against 3-32 us for 2-16 rows of up to 96 columns, and no
+# faster from about 64 rows (where the column loop's per-column cost is spread over many rows).
+ACCUMULATE_UP_TO_ROWS = 64
+
+
 @dataclass(frozen=True, eq=False)
 class Profile:
     """What a built schedule tells the estimator: its placement and, per rank, its local stages (in stage
@@ -92,11 +98,14 @@ class Profile:
         rows, rank, starts = stacked
         # One state per rank: the rows align with the ranks, and there is no maximum to take.
         one = rows.shape[0] == weights.shape[0]
-        # Columns as rows (contiguous), added left to right one at a time (faster than add.accumulate here).
-        prod = (rows * (weights if one else weights[rank])).T
-        held = prod[0] + prod[1] if len(prod) > 1 else prod[0].copy()
-        for j in range(2, len(prod)):
-            held += prod[j]
+        prod = rows * (weights if one else weights[rank])
+        if rows.shape[0] <= ACCUMULATE_UP_TO_ROWS:
+            held = np.add.accumulate(prod, axis=1)[:, -1]  # each row's running sum, left to right
+        else:  # the columns added left to right one at a time (the same sums, faster for many rows)
+            cols = prod.T
+            held = cols[0] + cols[1] if len(cols) > 1 else cols[0].copy()
+            for j in range(2, len(cols)):
+                held += cols[j]
         return held if one else np.maximum.reduceat(held, starts)
 
 
