@@ -213,8 +213,9 @@ class StageCostModel(StageCostCache):
     def _signatures(
         self, layout: Layout, frame: StageFrame, ukey: tuple[Any, ...], grid: RankGrid, gkey: int
     ) -> tuple[tuple[Entry, ...], np.ndarray]:
-        """Each signature of ``frame``'s :meth:`_stage` entry and their :data:`COLUMNS` as rows (read-only).
-        Stages alike in (units, layer kinds, chain ends) cost alike: one memo entry each (stage_key)."""
+        """The :meth:`_stage` entry of each of ``frame``'s signatures, and their :data:`COLUMNS` as rows
+        (read-only). Stages alike in (units, layer kinds, chain ends) cost alike: one memo entry each
+        (stage_key)."""
         entries = []
         rows = []
         for sig in frame.sigs:
