@@ -352,13 +352,23 @@ def stage_activation_bytes(
         out = [n * per_layer for n in layers]
     else:
         per_kind: dict[LayerKind, float] = {}
+        by_kinds: dict[int, float] = {}  # stages given the same kind counts (one dict) sum them once
+        out = []
         for ks in kinds:
-            for k in ks:
-                if k not in per_kind:
-                    per_kind[k] = layer_activation_bytes(model, layout, k)
-        out = [sum(n * per_kind[k] for k, n in ks.items()) for ks in kinds]
+            total = by_kinds.get(id(ks))
+            if total is None:
+                for k in ks:
+                    if k not in per_kind:
+                        per_kind[k] = layer_activation_bytes(model, layout, k)
+                total = by_kinds[id(ks)] = sum(n * per_kind[k] for k, n in ks.items())
+            out.append(total)
     length = len(out) // chains
-    return tuple(
-        a + stage_extra_activation_bytes(model, layout, s % length == 0, s % length == length - 1)
-        for s, a in enumerate(out)
-    )
+    extras: dict[tuple[bool, bool], float] = {}  # by (first, last): most stages are neither
+    stash = []
+    for s, a in enumerate(out):
+        ends = (s % length == 0, s % length == length - 1)
+        extra = extras.get(ends)
+        if extra is None:
+            extra = extras[ends] = stage_extra_activation_bytes(model, layout, *ends)
+        stash.append(a + extra)
+    return tuple(stash)

@@ -95,6 +95,7 @@ class StageCostCache:
         self._p2p: dict[tuple[Any, ...], float] = {}
         self._memo: dict[tuple[Any, ...], Any] = {}
         self._groups: dict[tuple[RankGrid, int], RankGroups] = {}
+        self._group_keys: dict[tuple[RankGrid, int], tuple[object, ...]] = {}  # per rank, its groups' keys
         self._rank_units: dict[tuple[Any, ...], tuple[_Units, int]] = {}
         self._by_groups: dict[tuple[Any, ...], tuple[_Units, int]] = {}
         self._key_ids: dict[Any, int] = {}  # unit keys, grids and layer-kind counts, numbered
@@ -124,11 +125,13 @@ class StageCostCache:
         if hit is None:
             g = self.rank_groups(grid, r)
             # Ranks whose groups the communication model keys alike time alike: one lookup of units for them.
-            gkey = (
-                ukey,
-                self._group_key(g.tp),
-                *((k, self._group_key(v)) for k, v in sorted(g.layer_groups.items())),
-            )
+            groups = self._group_keys.get((grid, r))
+            if groups is None:
+                groups = self._group_keys[grid, r] = (
+                    self._group_key(g.tp),
+                    *((k, self._group_key(v)) for k, v in sorted(g.layer_groups.items())),
+                )
+            gkey = (ukey, *groups)
             hit = self._by_groups.get(gkey)
             if hit is None:
                 units = self.units(layout, g.tp, g.layer_groups)

@@ -29,9 +29,11 @@ from __future__ import annotations
 import itertools
 import operator
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from pipesim.cost import fsdp
 from pipesim.cost.flops import ACT_BYTES
 from pipesim.cost.grad_reduce import stage_reductions
 from pipesim.cost.memory import (
@@ -43,6 +45,7 @@ from pipesim.cost.stage_table import (
     COLUMNS,
     PARAMS,
     PASS_COLUMNS,
+    Entry,
     F,
     StageCosts,
     StageFrame,
@@ -148,22 +151,17 @@ class StageCostModel(StageCostCache):
         other cost depends on it."""
         model = self.model
         frame = self.frame(layout, placement, chains)
-        # Stages alike in (units, layer kinds, chain ends) cost alike: one memo entry each (stage_key).
         ukey = unit_key(layout)
         gkey = self._key_ids.setdefault(grid, len(self._key_ids))
-        entries = []
-        rows = []
-        for sig in frame.sigs:
-            key = self.stage_key(layout, ukey, grid, gkey, sig)
-            hit = self._stages.get(key)
-            if hit is None:
-                hit = self._stages[key] = self._stage(layout, grid, *sig)
-            entries.append(hit)
-            p, dense_p, expert_p, c_total, c_exposed, _ = hit
-            rows.append((*_PASS_VALUES(p), dense_p + expert_p, expert_p, c_total, c_exposed))
-        by_sig = np.array(rows, dtype=np.float64).reshape(len(rows), len(COLUMNS))
-        values = by_sig[frame.sig_index]
         fid = id(frame)  # frames are kept (memoized) for the model's life: their ids are unique
+        # Every stage key (stage_key) follows from the frame's signatures, the unit fields, the grid and, with
+        # ZeRO-3, the layout: the signatures' entries are kept per those (layouts differing in other fields,
+        # e.g. the distributed optimizer, share them).
+        zero3 = (fsdp.fsdp_key(layout), layout) if layout.zero_stage >= 3 else None
+        entries, by_sig = self._memoized(
+            ("signatures", fid, ukey, gkey, zero3), lambda: self._signatures(layout, frame, ukey, grid, gkey)
+        )
+        values = by_sig[frame.sig_index]
         p2p = self._memoized(
             ("p2p", fid, gkey, *self.transfer_key(layout)),
             lambda: np.array(
@@ -200,7 +198,7 @@ class StageCostModel(StageCostCache):
         )
         return StageTable(
             frame,
-            tuple(entries),
+            entries,
             values,
             p2p,
             dp_full,
@@ -211,6 +209,26 @@ class StageCostModel(StageCostCache):
             not layout.p2p_overlapped_for(layout.schedule if schedule is None else schedule),
             hop,
         )
+
+    def _signatures(
+        self, layout: Layout, frame: StageFrame, ukey: tuple[Any, ...], grid: RankGrid, gkey: int
+    ) -> tuple[tuple[Entry, ...], np.ndarray]:
+        """The :meth:`_stage` entry of each of ``frame``'s signatures, and their :data:`COLUMNS` as rows
+        (read-only). Stages alike in (units, layer kinds, chain ends) cost alike: one memo entry each
+        (stage_key)."""
+        entries = []
+        rows = []
+        for sig in frame.sigs:
+            key = self.stage_key(layout, ukey, grid, gkey, sig)
+            hit = self._stages.get(key)
+            if hit is None:
+                hit = self._stages[key] = self._stage(layout, grid, *sig)
+            entries.append(hit)
+            p, dense_p, expert_p, c_total, c_exposed, _ = hit
+            rows.append((*_PASS_VALUES(p), dense_p + expert_p, expert_p, c_total, c_exposed))
+        by_sig = np.array(rows, dtype=np.float64).reshape(len(rows), len(COLUMNS))
+        by_sig.setflags(write=False)  # shared by every table of these signatures
+        return tuple(entries), by_sig
 
     def stage_memory(self, layout: Layout, placement: Sequence[int], chains: int = 1) -> StageMemory:
         """What ``layout``'s memory on ``placement`` is made of (:class:`pipesim.cost.stage_table.StageMemory`):
@@ -293,12 +311,49 @@ class StageCostModel(StageCostCache):
     ) -> float:
         """Optimizer step: the slowest pipeline rank's. Dense state shards over dp x cp, expert state over edp
         (Megatron-Core's distributed optimizer), with its all-gather of updated weights (exposed as
-        :func:`pipesim.cost.times.param_gather_exposed_s` says). Cached per rank by every value it uses."""
+        :func:`pipesim.cost.times.param_gather_exposed_s` says). Cached per rank by every value it uses, and
+        the whole step by every rank's values (layouts alike in those, e.g. differing in recompute or
+        micro-batch size only, share it)."""
         zero3 = layout.zero_stage >= 3
         bucket = DP_BUCKET_PARAMS * layout.grad_reduce_bytes
         dense_dp = layout.dp * layout.cp
         gather = layout.distributed_optimizer and not zero3
         memo = self._stage_dp.setdefault(gkey, {})
+        # Every per-rank key's values at once: the step is their maximum.
+        overlapped = gather and layout.overlap_param_gather
+        step_key = (
+            "opt step",
+            tuple(rank_params),
+            tuple(rank_expert),
+            tuple(rank_forward.tolist()) if overlapped else None,
+            layout.distributed_optimizer,
+            gather,
+            bucket,
+            layout.overlap_param_gather,
+            dense_dp,
+            layout.edp,
+        )
+        step = memo.get(step_key)
+        if step is None:
+            step = memo[step_key] = self._rank_optimizer_s(
+                layout, grid, memo, rank_params, rank_expert, rank_forward
+            )
+        return step
+
+    def _rank_optimizer_s(
+        self,
+        layout: Layout,
+        grid: RankGrid,
+        memo: dict[tuple[Any, ...], float],
+        rank_params: list[float],
+        rank_expert: list[float],
+        rank_forward: np.ndarray,
+    ) -> float:
+        """:meth:`_optimizer_s`, rank by rank (each rank's step cached in ``memo``, its grid's)."""
+        zero3 = layout.zero_stage >= 3
+        bucket = DP_BUCKET_PARAMS * layout.grad_reduce_bytes
+        dense_dp = layout.dp * layout.cp
+        gather = layout.distributed_optimizer and not zero3
         opt = 0.0
         for r in range(layout.pp):
             dense_r, expert_r = rank_params[r] - rank_expert[r], rank_expert[r]

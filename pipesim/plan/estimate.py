@@ -70,10 +70,11 @@ from pipesim.cost.times import Efficiency
 from pipesim.plan.estimates import Estimate, MemoryBound, MemoryEstimate
 from pipesim.plan.pieces import (
     MemoryPieces,
+    RankSums,
     StagePieces,
+    StageWeights,
     cost_fields,
     cost_key,
-    memory_pieces,
     rank_state_bytes,
     stage_pieces,
 )
@@ -110,7 +111,9 @@ class Estimator(ScheduleFacts):
         self.reserve = reserve_bytes
         self.costs = StageCostModel(model, gpu, comm, efficiency)
         self._pieces: dict[tuple[Any, ...], StagePieces] = {}
+        self._rank_sums: dict[tuple[int, int, bool], RankSums] = {}
         self._memories: dict[tuple[Any, ...], MemoryPieces] = {}
+        self._weights: dict[int, StageWeights] = {}
         self._states: dict[tuple[Any, ...], tuple[float, ...]] = {}
         self._most: dict[tuple[Any, ...], float] = {}
         self._held: dict[tuple[int, int], np.ndarray] = {}
@@ -228,7 +231,7 @@ class Estimator(ScheduleFacts):
             chains = get_family(schedule).chains
             grid = self._grid(layout, layout.pp)
             table = self.costs.stage_table(layout, placement, grid, chains, schedule)
-            hit = self._pieces[key] = stage_pieces(layout, table)
+            hit = self._pieces[key] = stage_pieces(layout, table, self._rank_sums)
         return hit
 
     def memory_pieces(self, layout: Layout, schedule: str, placement: tuple[int, ...]) -> MemoryPieces:
@@ -241,10 +244,12 @@ class Estimator(ScheduleFacts):
         hit = self._memories.get(key)
         if hit is None:
             mem = self.costs.stage_memory(layout, placement, chains)
+            weights = self._weights.get(id(mem))  # one per stage memory (the cost model keeps it: ids unique)
+            if weights is None:
+                extra = self.costs.extra_bytes(layout)
+                weights = self._weights[id(mem)] = StageWeights(mem, layout.pp, extra)
             state = self._state(layout, placement, chains)
-            hit = self._memories[key] = memory_pieces(
-                layout, mem, self.costs.extra_bytes(layout), self.reserve, state
-            )
+            hit = self._memories[key] = MemoryPieces(weights, state, self.reserve)
         return hit
 
     def _state(self, layout: Layout, placement: tuple[int, ...], chains: int) -> tuple[float, ...]:
@@ -330,17 +335,16 @@ class Estimator(ScheduleFacts):
                 # if it were the only one (the family's form with one chunk).
                 acts = family.in_flight(p, m, chunks, r) * layer_bytes
                 acts_of[r] = acts + family.in_flight(p, m, 1, r) * extra_bytes
-            ranks, held = list(acts_of), list(acts_of.values())
+            memory_rank, peak, state, activations = mp.peak_memory(list(acts_of), list(acts_of.values()))
         else:
             # Per rank, per local stage: activation bytes, and the part of them kept from I to W.
             peaks = [self._held_peaks(pr, mp) for pr in profs]
-            ranks = list(range(p))
             held = (
                 peaks[0]
                 if len(peaks) == 1
                 else np.maximum(peaks[1] + (peaks[1] - peaks[0]) * (m - 3 * p) / p, 0.0)
-            ).tolist()
-        memory_rank, peak, state, activations = mp.peak_memory(ranks, held)
+            )
+            memory_rank, peak, state, activations = mp.peak_over_ranks(held)
         return MemoryEstimate(peak, memory_rank, state, activations, self.gpu.hbm_bytes)
 
     def estimate_as(

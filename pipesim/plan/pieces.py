@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 
 import numpy as np
 
@@ -38,6 +39,7 @@ from schedules import get_family
 __all__ = [
     "MemoryPieces",
     "StagePieces",
+    "StageWeights",
     "cost_fields",
     "cost_key",
     "memory_pieces",
@@ -114,64 +116,94 @@ class StagePieces:
         return hit
 
 
-def stage_pieces(layout: Layout, table: StageTable) -> StagePieces:
+_PIECE_COLUMNS = [F, F, W, REC, TPF, ZE]
+
+
+# A placement's per-rank sums (StagePieces' work ... pp_comm fields), behind the table parts they are read from.
+RankSums = tuple[object, object, tuple[tuple[float, ...], ...], int, float, float, float]
+
+
+def stage_pieces(
+    layout: Layout, table: StageTable, shared: dict[tuple[int, int, bool], RankSums] | None = None
+) -> StagePieces:
     """The :class:`StagePieces` of ``table``, the costs of ``layout`` on its frame's placement. Every per-rank
-    sum adds its stages in stage order from 0.0, as a loop over the stages would."""
-    frame = table.frame
-    p = layout.pp
-    n_stages = frame.num_stages
-    placement = frame.placement
+    sum adds its stages in stage order from 0.0, as a loop over the stages would. ``shared`` keeps the per-rank
+    sums of tables alike in their stage entries (which decide their values and frame: the cost model keeps
+    them, so their ids are unique) and transfers (e.g. layouts differing in the distributed optimizer only)."""
+    key = (id(table.entries), id(table.p2p_s), table.p2p_blocking)
+    sums = None if shared is None else shared.get(key)
+    if sums is None:
+        sums = _rank_sums(layout.pp, table)
+        if shared is not None:
+            shared[key] = sums
+    rows, slow, sum_work, hop, pp_comm = sums[2:]
     v = table.values
-    boundary = table.p2p_s
-    # Blocking sends (p2p_blocking) hold the sender's compute: they join its per-microbatch work. F(s) sends to
-    # s+1, B(s+1) back to s: each crossing boundary adds to both ranks, in boundary order.
-    if table.p2p_blocking and n_stages > 1:
-        cross, who = frame.crossings
-        blocked = rank_sums(who, np.repeat(boundary[cross], 2), p)
-    else:
-        blocked = np.zeros(p)
-    cols = np.column_stack([v[:, F] + v[:, B], v[:, F], v[:, W], v[:, REC], v[:, TPF] + v[:, TPB], v[:, ZE]])
-    sums = rank_column_sums(frame, cols, p)
-    work = sums[:, 0] + blocked
-    fwd, wgt, rec, tpc = (sums[:, j] for j in range(1, 5))
-    fsdp_exposed = sums[:, 5].tolist() if v[:, ZE].any() else [0.0] * p
-    work_l = work.tolist()
-    slow = int(np.argmax(work))  # the first of the largest: most work, lowest index on ties
-    bl = boundary.tolist()
-    hop = sum(bl) / len(bl) if bl else 0.0
     dp = table.dp_reduce_s
     order = np.flatnonzero(dp > 0)[::-1]
     dp_stages = tuple(
         zip(
             order.tolist(),
             dp[order].tolist(),
-            placement[order].tolist(),
+            table.frame.placement[order].tolist(),
             v[order, W].tolist(),
             v[order, B].tolist(),
             strict=True,
         )
     )
+    work, fwd, wgt, rec, tpc, blocked, fsdp_exposed = rows
+    rounds = _rounds(table.frame.by_rank, dp, v)
     return StagePieces(
         table,
-        tuple(work_l),
-        tuple(fwd.tolist()),
-        tuple(wgt.tolist()),
-        tuple(rec.tolist()),
-        tuple(tpc.tolist()),
-        tuple(blocked.tolist()),
-        tuple(fsdp_exposed),
+        work,
+        fwd,
+        wgt,
+        rec,
+        tpc,
+        blocked,
+        fsdp_exposed,
         slow,
-        sum(work_l),
+        sum_work,
         hop,
-        2.0 * sum(bl),
+        pp_comm,
         dp_stages,
-        _rounds(frame.by_rank, dp, v),
+        rounds,
     )
 
 
-# Ranks from which walking the reductions round by round in numpy beats the scalar walk (about 12 us a round
-# against 0.7 us a stage on the development machine).
-ROUNDS_FROM_RANKS = 16
+def _rank_sums(p: int, table: StageTable) -> RankSums:
+    """``table``'s per-rank sums: (its entries and transfers, which they follow from; work, forward, weight,
+    recompute, TP, blocked and exposed ZeRO-3 seconds per rank; the slowest rank; the work's sum; the mean
+    boundary transfer; the exposed fill and drain transfers)."""
+    frame = table.frame
+    v = table.values
+    boundary = table.p2p_s
+    # Blocking sends (p2p_blocking) hold the sender's compute: they join its per-microbatch work. F(s) sends to
+    # s+1, B(s+1) back to s: each crossing boundary adds to both ranks, in boundary order.
+    if table.p2p_blocking and frame.num_stages > 1:
+        cross, who = frame.crossings
+        blocked = rank_sums(who, np.repeat(boundary[cross], 2), p)
+    else:
+        blocked = np.zeros(p)
+    # Per stage: F + B, F, W, recompute, TP forward + backward, exposed ZeRO-3 seconds (one gather, then the sums).
+    cols = v[:, _PIECE_COLUMNS]
+    cols[:, 0] += v[:, B]
+    cols[:, 4] += v[:, TPB]
+    sums = rank_column_sums(frame, cols, p)
+    work = sums[:, 0] + blocked
+    _, fwd, wgt, rec, tpc, zero3 = sums.T.tolist()
+    fsdp_exposed = zero3 if v[:, ZE].any() else [0.0] * p
+    work_l = work.tolist()
+    slow = int(work.argmax())  # the first of the largest: most work, lowest index on ties
+    bl = boundary.tolist()
+    hop = sum(bl) / len(bl) if bl else 0.0
+    rows = tuple(tuple(x) for x in (work_l, fwd, wgt, rec, tpc, blocked.tolist(), fsdp_exposed))
+    return table.entries, boundary, rows, slow, sum(work_l), hop, 2.0 * sum(bl)
+
+
+# Ranks from which walking the reductions round by round in numpy beats the scalar walk (about 7 us plus 7 us a
+# round against 0.2 us a stage on the development machine: the scalar walk is faster up to about 60 ranks of one
+# or two stages each; at 16 ranks it took 4-15 us against 16-53 us for one to six rounds).
+ROUNDS_FROM_RANKS = 64
 
 
 def _rounds(by_rank: np.ndarray | None, dp: np.ndarray, v: np.ndarray) -> RankRounds | None:
@@ -184,20 +216,75 @@ def _rounds(by_rank: np.ndarray | None, dp: np.ndarray, v: np.ndarray) -> RankRo
     return RankRounds(stage.astype(np.float64), red, v[stage, W], v[stage, B], red > 0)
 
 
-@dataclass(frozen=True)
-class MemoryPieces:
-    """One layout's memory on one placement summed per rank, from its
-    :class:`pipesim.cost.stage_table.StageMemory`: per rank its local stages' activation and weight-stash bytes
-    (the profiled memory walk's weights) and, for ranks 0 and p-1, their layer and extra (embedding, head)
-    activation bytes (the closed forms'); per rank its weights + gradients + optimizer state; the backward's
-    transient working set and the GPU's reserve. ``memory`` is what they were summed from (the walk's weights
-    follow from it alone)."""
+# Ranks from which summing every rank's peak in numpy beats the loop (about 2 us against 0.1 us a rank on the
+# development machine).
+VECTOR_FROM_RANKS = 24
+
+
+@dataclass(frozen=True, eq=False)
+class StageWeights:
+    """What the memory estimate reads of one :class:`pipesim.cost.stage_table.StageMemory` on ``ranks``
+    pipeline ranks, each part summed when first asked and shared by every :class:`MemoryPieces` of that
+    memory (layouts alike but for their bytes per parameter): per rank its local stages' activation and
+    weight-stash bytes (the profiled memory walk's weights) and, for ranks 0 and p-1, their layer and extra
+    (embedding, head) activation bytes (the closed forms'); ``extra_bytes(first, last)`` is a stage's
+    activation bytes beyond its layers (:func:`pipesim.cost.memory.stage_extra_activation_bytes`)."""
 
     memory: StageMemory
-    walk_matrix: np.ndarray
-    end_bytes: dict[int, tuple[float, float]]
+    ranks: int
+    extra_bytes: Callable[[bool, bool], float]
+
+    @cached_property
+    def walk_matrix(self) -> np.ndarray:
+        """Per rank: its local stages' activation bytes, then their weight-stash bytes."""
+        memory = self.memory
+        frame = memory.frame
+        acts, stash = memory.activation_bytes, memory.weight_stash_bytes
+        by_rank = frame.by_rank
+        if by_rank is not None:
+            return np.concatenate([acts[by_rank], stash[by_rank]], axis=1)
+        local = [frame.local(r) for r in range(self.ranks)]
+        return np.array([acts[x].tolist() + stash[x].tolist() for x in local], dtype=object)
+
+    @cached_property
+    def end_bytes(self) -> dict[int, tuple[float, float]]:
+        """Ranks 0 and p-1: their layer and extra activation bytes."""
+        frame = self.memory.frame
+        last = frame.num_stages - 1
+        end_bytes: dict[int, tuple[float, float]] = {}
+        acts_l = self.memory.activation_bytes.tolist()
+        for r in sorted({0, self.ranks - 1}):
+            stages = frame.local(r)
+            extras = [self.extra_bytes(s == 0, s == last) if s in (0, last) else 0.0 for s in stages]
+            layer_bytes = sum(acts_l[s] - x for s, x in zip(stages, extras, strict=True))
+            end_bytes[r] = (layer_bytes, sum(extras))
+        return end_bytes
+
+
+@dataclass(frozen=True)
+class MemoryPieces:
+    """One layout's memory on one placement summed per rank: its :class:`StageWeights` (what its
+    :class:`pipesim.cost.stage_table.StageMemory` gives the walks and the closed forms), per rank its weights
+    + gradients + optimizer state, and the GPU's reserve."""
+
+    weights: StageWeights
     state_bytes: tuple[float, ...]
     reserve_bytes: float
+
+    @property
+    def memory(self) -> StageMemory:
+        """The stage memory the pieces were summed from (the walk's weights follow from it alone)."""
+        return self.weights.memory
+
+    @property
+    def walk_matrix(self) -> np.ndarray:
+        """:attr:`StageWeights.walk_matrix`."""
+        return self.weights.walk_matrix
+
+    @property
+    def end_bytes(self) -> dict[int, tuple[float, float]]:
+        """:attr:`StageWeights.end_bytes`."""
+        return self.weights.end_bytes
 
     def peak_memory(self, ranks: Sequence[int], held: Sequence[float]) -> tuple[int, float, float, float]:
         """The rank of most memory among ``ranks`` whose stashes peak at ``held`` bytes (the first on ties), its
@@ -213,6 +300,22 @@ class MemoryPieces:
                 best = (r, peak, state, acts)
         return best
 
+    @cached_property
+    def _state_array(self) -> np.ndarray:
+        return np.array(self.state_bytes, dtype=np.float64)
+
+    def peak_over_ranks(self, held: np.ndarray) -> tuple[int, float, float, float]:
+        """:meth:`peak_memory` over every rank, rank r's stashes peaking at ``held[r]`` bytes: the same sums,
+        from :data:`VECTOR_FROM_RANKS` ranks all ranks at once (``argmax`` takes the first on ties)."""
+        if len(held) < VECTOR_FROM_RANKS:
+            return self.peak_memory(range(len(held)), held.tolist())
+        acts = held * ACTIVATION_OVERHEAD
+        peaks = self._state_array + acts
+        peaks += self.memory.transient_bytes
+        peaks += self.reserve_bytes
+        r = int(peaks.argmax())
+        return r, float(peaks[r]), self.state_bytes[r], float(acts[r])
+
 
 def rank_state_bytes(layout: Layout, rank_params: np.ndarray, rank_expert: np.ndarray) -> tuple[float, ...]:
     """Per pipeline rank, its weights + gradients + optimizer state for ``rank_params`` parameters of which
@@ -227,25 +330,12 @@ def memory_pieces(
     extra_bytes: Callable[[bool, bool], float],
     reserve_bytes: float,
     state: tuple[float, ...],
+    weights: StageWeights | None = None,
 ) -> MemoryPieces:
     """The :class:`MemoryPieces` of ``memory``, ``layout``'s on its frame's placement, on GPUs keeping
     ``reserve_bytes``; ``extra_bytes(first, last)`` is a stage's activation bytes beyond its layers
-    (:func:`pipesim.cost.memory.stage_extra_activation_bytes`); ``state`` its :func:`rank_state_bytes`."""
-    frame = memory.frame
-    p = layout.pp
-    acts, stash = memory.activation_bytes, memory.weight_stash_bytes
-    by_rank = frame.by_rank
-    if by_rank is not None:
-        walk_matrix = np.concatenate([acts[by_rank], stash[by_rank]], axis=1)
-    else:
-        local = [frame.local(r) for r in range(p)]
-        walk_matrix = np.array([acts[x].tolist() + stash[x].tolist() for x in local], dtype=object)
-    last = frame.num_stages - 1
-    end_bytes: dict[int, tuple[float, float]] = {}
-    acts_l = acts.tolist()
-    for r in sorted({0, p - 1}):
-        stages = frame.local(r)
-        extras = [extra_bytes(s == 0, s == last) if s in (0, last) else 0.0 for s in stages]
-        layer_bytes = sum(acts_l[s] - x for s, x in zip(stages, extras, strict=True))
-        end_bytes[r] = (layer_bytes, sum(extras))
-    return MemoryPieces(memory, walk_matrix, end_bytes, state, reserve_bytes)
+    (:func:`pipesim.cost.memory.stage_extra_activation_bytes`); ``state`` its :func:`rank_state_bytes`;
+    ``weights`` the memory's :class:`StageWeights` when already made."""
+    if weights is None:
+        weights = StageWeights(memory, layout.pp, extra_bytes)
+    return MemoryPieces(weights, state, reserve_bytes)

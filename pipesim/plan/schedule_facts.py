@@ -73,7 +73,7 @@ class ScheduleFacts:
                 built = self.schedule(name, pp, m, chunks, variant)
                 assert not isinstance(built, str), built
                 hit = profile_schedule(built)
-                self.facts.put("profile", key, (hit.placement, hit.local, hit.states))
+                self.facts.put("profile", key, (hit.placement, hit.local, hit.counts, hit.vectors))
             self._profiles[key] = hit
         return hit
 

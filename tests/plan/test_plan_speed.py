@@ -1,5 +1,6 @@
 """The planner's fast paths give the figures of the plain ones: the vectorised held-memory walk equals the
-scalar walk, the vectorised Pareto front the pairwise one, an estimate sharing cached pieces with other
+scalar walk (also for a profile read back from the arrays the facts cache stores), the vectorised Pareto front
+the pairwise one, an estimate sharing cached pieces with other
 candidates equals one computed alone, one layout estimated under each of its schedules equals each
 candidate's own layout estimated, the exposed gradient reduction read from its per-placement limit equals the
 walk at every pipeline length, and a plan read from the on-disk facts cache equals one that built every
@@ -7,6 +8,7 @@ schedule."""
 
 from __future__ import annotations
 
+import pickle
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +22,7 @@ from pipesim.plan.dp_exposure import DpExposure, RankRounds, dp_exposed_s, limit
 from pipesim.plan.estimate import Estimator
 from pipesim.plan.evaluate import layout_key
 from pipesim.plan.executors import ExecutorSpec
-from pipesim.plan.profiles import pareto, profile_schedule
+from pipesim.plan.profiles import Profile, pareto, profile_schedule
 from pipesim.plan.search import PlanCluster, PlanRequest, SearchSpace, enumerate_space, plan
 from pipesim.specs.gpu import get_gpu
 from pipesim.specs.model import get_model
@@ -73,6 +75,26 @@ def test_held_peaks_equal_the_scalar_walk(name: str) -> None:
     weights = [[rng.uniform(1e8, 5e9) for _ in range(2 * len(prof.local[r]))] for r in range(p)]
     got = prof.held_peaks(np.array(weights)).tolist()
     assert got == _scalar_peaks(sched, weights)  # bit-identical, not approximately
+
+
+def test_a_profile_read_back_from_its_stored_arrays_walks_alike() -> None:
+    # The facts cache stores a profile as (placement, local stages, counts per rank, vectors); read back, it has
+    # the same states and held peaks, on the one-state-per-rank fast path too.
+    sched = build_schedule("zb-h1", 4, 10, 1)
+    prof = profile_schedule(sched)
+    back = pickle.loads(pickle.dumps((prof.placement, prof.local, prof.counts, prof.vectors)))
+    again = Profile(*back)
+    assert again.states == prof.states == Profile.of(prof.placement, prof.local, prof.states).states
+    assert prof.vectors.dtype == np.int16
+    rng = random.Random(11)
+    weights = np.array([[rng.uniform(1e8, 5e9) for _ in range(2)] for _ in range(4)])
+    assert again.held_peaks(weights).tolist() == prof.held_peaks(weights).tolist()
+    single = Profile.of((0, 1, 2), ((0,), (1,), (2,)), (((3, 1),), ((2, 0),), ((1, 1),)))
+    expected = [
+        max(sum(x * w for x, w in zip(v, ws, strict=True)) for v in vs)
+        for vs, ws in zip(single.states, weights[:3].tolist(), strict=True)
+    ]
+    assert single.held_peaks(weights[:3]).tolist() == expected
 
 
 def _request(**kw) -> PlanRequest:
