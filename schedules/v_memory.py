@@ -75,7 +75,7 @@ def _list_order(
     p: int, m: int, cap_chunks: float, t: AutoTimes, fill_idle: bool, chunk1_first: bool, forward_first: bool
 ) -> tuple[Schedule | None, bool, int]:
     """:func:`_list_order_python`'s result; large builds (:func:`schedules.compiled.worth_compiling`) run its
-    compiled twin (:func:`schedules.compiled._v_list`), which gives the same order."""
+    compiled twin (:func:`schedules.compiled.v_list._v_list`), which gives the same order."""
     run = _list_order_compiled if worth_compiling(6 * p * m) else _list_order_python
     return run(p, m, cap_chunks, t, fill_idle, chunk1_first, forward_first)
 

@@ -74,7 +74,7 @@ def worth_compiling(actions: int, load_from: int = LOAD_FROM_ACTIONS) -> bool:
     return True
 
 
-_python_actions = 0  # actions the references ran (from SMALL_ACTIONS up) before numba was imported
+_python_actions = 0  # actions the references ran (from SMALL_ACTIONS up) before the kernels were loaded
 
 
 def timer_thread() -> ThreadPoolExecutor:
@@ -160,13 +160,13 @@ def run_timer(*args: Any) -> tuple[int, tuple[float, ...], tuple[float, ...], tu
 def load_all() -> None:
     """Load (or compile) every kernel now, by one tiny call each: what a process pays once, about a second with
     numba's cache warm (benchmarks/engine_speed.py does this before timing, as it loads the engine's kernels)."""
-    from schedules.timing import StageTimes, _cached_table
+    from schedules.timing import StageTimes, time_order
     from schedules.zero_bubble import zb_h1
 
     run_v_list(2, 2, 4.0, 1.0, 1.0, 1.0, 0.0, 0.0, False, False, False)
     run_greedy(2, 2, 2.0, 1.0, 1.0, 1.0, 0.0, 0.0, False, False)
     run_heuristic(2, 2, 2.0, 1.0, 1.0, 1.0, 0.0, 0.0, False, False, False)
     order = zb_h1(2, 2)
-    run_timer(order.programs, _cached_table(order, StageTimes.uniform(2, 1.0, 1.0, 1.0)), 2)
+    time_order(order, StageTimes.uniform(2, 1.0, 1.0, 1.0), method="compiled")
     run_runs(order.programs[0], 8, 4)
     run_first_period(order.programs[0], 8, 4)

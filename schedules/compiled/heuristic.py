@@ -32,9 +32,8 @@ def _heuristic(  # type: ignore[no-untyped-def]
     (status: 0 built, 1 the memory limit cannot be met (the reference's None), 2 internal error; decisive knob
     bits: 1 short bubble, 2 input-gradient first, 4 fill short gaps)."""
     eps = 1e-9
-    cnt = np.zeros(
-        (4, p), np.int64
-    )  # per op (F 0, I 2, W 3; row 1 unused): the next microbatch of each stage
+    # per op (F 0, I 2, W 3; row 1 unused): the next microbatch of each stage
+    cnt = np.zeros((4, p), np.int64)
     f = cnt[0]
     i = cnt[2]
     w = cnt[3]
