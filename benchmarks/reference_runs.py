@@ -22,9 +22,10 @@ Sources (the only ones: ../shared/reference/):
 
 GPT-3 5B / 20B / 175B in NeMo: NeMo's GPTConfig shapes (nemo-performance.md), vocabulary 51,200 (the doc gives
 none: Megatron's padded GPT-2 vocabulary as in SC21, an assumption), dropout as in GPT training.
-Communication: the dgx-h100 topology preset for H100 rows; B200 rows run inside one DGX B200, on a two-level
-model with NVLink 5's 900 GB/s per direction (published.md s7) at the A100 NVLink's measured 230/240 protocol
-efficiency (published.md s6.2) and CX-7 NDR's 47 GB/s per NIC across nodes (published.md s6.2).
+Communication: each GPU's own server (pipesim.specs.server), the default of every command: the dgx-h100
+topology preset for H100 rows; B200 rows run inside one DGX B200, on a two-level model with NVLink 5's 900 GB/s
+per direction (published.md s7) at the A100 NVLink's measured 230/240 protocol efficiency (published.md s6.2)
+and CX-7 NDR's 47 GB/s per NIC across nodes (published.md s6.2).
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from pipesim.calib.fit import Run
-from pipesim.comm.base import CommModel, LevelCommModel
-from pipesim.comm.factory import ClusterSpec, build_comm
+from pipesim.comm.base import CommModel
+from pipesim.comm.factory import ClusterSpec, build_comm, server_cluster
+from pipesim.specs.gpu import get_gpu
 from pipesim.specs.layout import Layout
 from pipesim.specs.model import ModelSpec, get_model
 
@@ -57,8 +59,6 @@ def _gpt(name: str, layers: int, hidden: int, heads: int, vocab: int = 51200, se
 
 _NEMO_EXTRA = {"GPT-3 5B": _gpt("gpt3-5b", 24, 4096, 32), "GPT-3 20B": _gpt("gpt3-20b", 44, 6144, 48)}
 
-B200_COMM = LevelCommModel(intra_Bps=900e9 * 230 / 240, inter_Bps=47e9)
-
 
 def nemo_llama_flops(model: ModelSpec, gbs: int, seq: int) -> float:
     """NeMo's model FLOPs per step for the Llama family (nemo/utils/flops_formulas.py ``llama3``)."""
@@ -74,7 +74,8 @@ def megatron_gpt_flops(layers: int, hidden: int, vocab: int, batch: int, seq: in
 
 
 def _comm(gpu: str, gpus: int) -> CommModel:
-    return build_comm(ClusterSpec("dgx-h100"), gpus) if gpu == "h100-sxm" else B200_COMM
+    """The GPU's own server (pipesim.specs.server), which every command also defaults to."""
+    return build_comm(server_cluster(get_gpu(gpu).server), gpus)
 
 
 def nemo_runs(gpu: str, context_parallel: bool = False) -> tuple[list[Run], list[tuple[str, str]]]:

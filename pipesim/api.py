@@ -141,17 +141,30 @@ def plan(
     gpu: GPUSpec | str,
     nodes: int,
     global_batch_size: int,
-    gpus_per_node: int = 8,
+    gpus_per_node: int | None = None,
     topology: str | None = None,
     **request_fields: Any,
 ) -> PlanResult:
     """Search every layout of ``model`` on ``nodes`` x ``gpus_per_node`` GPUs (collectives on ``topology``'s
-    graph when given) and rank them, as ``pipesim plan`` does; ``request_fields`` are
-    :class:`~pipesim.plan.search.PlanRequest` fields (``top_k``, ``tokens``, ``space``, ...)."""
+    graph when given; with neither, ``nodes`` servers like the GPU's own, :mod:`pipesim.specs.server`) and
+    rank them, as ``pipesim plan`` does; ``request_fields`` are :class:`~pipesim.plan.search.PlanRequest`
+    fields (``top_k``, ``tokens``, ``space``, ...)."""
     from pipesim.plan.search import PlanCluster, PlanRequest
     from pipesim.plan.search import plan as run_plan
 
-    cluster = PlanCluster(gpu=_gpu(gpu), nodes=nodes, gpus_per_node=gpus_per_node, topology=topology)
+    g = _gpu(gpu)
+    if topology is None and gpus_per_node is None:
+        cluster = PlanCluster.on_server(g, nodes)
+    else:
+        if gpus_per_node is not None:
+            per = gpus_per_node
+        elif topology is not None:
+            from pipesim.comm.factory import topology_gpus_per_node
+
+            per = topology_gpus_per_node(topology)
+        else:
+            per = g.server.gpus_per_node
+        cluster = PlanCluster(gpu=g, nodes=nodes, gpus_per_node=per, topology=topology)
     try:
         request = PlanRequest(
             model=_model(model), cluster=cluster, global_batch_size=global_batch_size, **request_fields

@@ -179,16 +179,21 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                help="Total GPUs (simulate, compare: checked against dp x tp x pp; plan: instead of --nodes; "
                "collective: the group, ranks 0..G-1 [default: all])."),
     "gpus_per_node": _d("--gpus-per-node", type=int, default=None,
-                        help="GPUs per node without --topology [default: 8]."),
-    "intra_node_gbps": _d("--intra-node-GBps", "intra_node_gbps", type=FLOAT, default=240.0, show_default=True,
-                          help="Per-GPU bandwidth inside a node without --topology, GB/s = 1e9 B/s (default: "
-                          "DGX A100 NVLink)."),
-    "inter_node_gbps": _d("--inter-node-GBps", "inter_node_gbps", type=FLOAT, default=24.0, show_default=True,
-                          help="Per-GPU bandwidth across nodes without --topology, GB/s (default: one 200 Gb/s "
-                          "HDR NIC per GPU)."),
+                        help="GPUs per node of the two-level model [default: the GPU's server's, e.g. 8; "
+                        "`pipesim gpu show` names it]."),
+    "intra_node_gbps": _d("--intra-node-GBps", "intra_node_gbps", type=FLOAT, default=None,
+                          help="Per-GPU bandwidth inside a node of the two-level model, GB/s = 1e9 B/s per "
+                          "direction [default: the GPU's server's: 240 DGX A100, 431 DGX H100, 862 DGX B200]."),
+    "inter_node_gbps": _d("--inter-node-GBps", "inter_node_gbps", type=FLOAT, default=None,
+                          help="Per-GPU bandwidth across nodes of the two-level model, GB/s per direction "
+                          "[default: the GPU's server's: 24 = one HDR NIC per GPU on A100, 47 = one NDR NIC "
+                          "on H100 and later]."),
     "topology": _d("--topology", "-t", default=None, metavar="NAME|FILE.toml", shell_complete=presets("topology"),
                    help="Time every collective on this cluster topology (preset or TOML; see `pipesim topo "
-                   "list`) instead of the two-level bandwidth model of the --*-GBps and --gpus-per-node flags."),
+                   "list`) instead of the two-level bandwidth model of the --*-GBps and --gpus-per-node flags "
+                   "[default: the GPU's server: dgx-h100 for h100-sxm and h200, nvl72 for gb200, dgx1-v100 for "
+                   "v100, pcie-8gpu-nvbridge for h100-pcie; the two-level model for A100, B200 and MI300X, and "
+                   "whenever a two-level flag is given]."),
     "nodes": _d("--nodes", type=int, default=None,
                 help="Servers of the cluster (racks for nvl72) [default: just enough for the layout; topo and "
                 "collective: 1]."),

@@ -109,6 +109,7 @@ def plan_cmd(hw: Hardware, cluster: ClusterFlags, lay: LayoutFlags, energy: Ener
     if kw["as_json"] and kw["as_csv"]:
         raise InputError("--json and --csv are exclusive; pick one")
     model = hw.need_model()
+    cluster = cluster.for_gpu(hw.gpu)
     plan_cluster = cluster.plan_cluster(hw.gpu, nodes_optional=kw["max_days"] is not None)
     space = SearchSpace(
         tp=_int_list(kw["space_tp"], "--tp"),

@@ -89,6 +89,7 @@ def roofline_cmd(
     if not precisions:
         raise InputError("--precision is empty; give bf16, fp16, fp8, fp4, tf32 or fp32 (or a comma list)")
     model, gpu = hw.need_model(), hw.gpu
+    cluster = cluster.for_gpu(gpu)
     for prec in precisions:
         check_precision(gpu, prec)
     check_targets({"-o": output}, image_path)

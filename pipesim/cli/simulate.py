@@ -72,6 +72,7 @@ def build_scenario(
     from pipesim.sim.scenario import Scenario, check_gpu_count
 
     model = hw.need_model()
+    cluster = cluster.for_gpu(hw.gpu)
     layout = lay.layout(
         schedule,
         microbatches=microbatches,
@@ -138,7 +139,7 @@ def simulate_cmd(
     scenario = build_scenario(hw, lay, cluster, schedule, max_actions=max_actions, optimizer=optimizer)
     report = simulate_scenario(scenario)
     refuse_default_layout_oom(report)
-    energy_report = report_energy(report, energy, cluster.gpus_per_node or 8)
+    energy_report = report_energy(report, energy, scenario.gpus_per_node())
     if as_json:
         emit_json({**report.as_dict(), "energy": energy_report.as_dict() if energy_report else None})
         return

@@ -210,12 +210,14 @@ def build_layout_flags(**values: Any) -> LayoutFlags:
 class ClusterFlags:
     """The cluster flags: a topology graph (``--topology``, ``--nodes``, ``--fabric``, ``--oversubscription``)
     or a two-level model (GPUs per node, per-GPU bandwidths in GB/s); ``gpus`` is the GPU count the user gave,
-    if any. :meth:`spec` is the :class:`pipesim.comm.factory.ClusterSpec` (which checks the values)."""
+    if any. Flags left out take the GPU's own server (:mod:`pipesim.specs.server`): commands call
+    :meth:`for_gpu` before :meth:`spec`, which is the :class:`pipesim.comm.factory.ClusterSpec` (which checks
+    the values)."""
 
     gpus: int | None
     gpus_per_node: int | None
-    intra_node_gbps: float
-    inter_node_gbps: float
+    intra_node_gbps: float | None
+    inter_node_gbps: float | None
     topology: str | None
     nodes: int | None
     rank_order: str
@@ -228,14 +230,44 @@ class ClusterFlags:
         """Declared defaults of every cluster flag."""
         return _defaults(cls)
 
+    def for_gpu(self, gpu: GPUSpec) -> ClusterFlags:
+        """The flags with what the user left out taken from ``gpu``'s server: its topology preset when no
+        cluster flag is given (and it has one), and its two-level figures for the two-level flags not given.
+        A two-level flag chooses the two-level model (so ``--inter-node-GBps 100`` on an H100 keeps DGX H100's
+        NVLink figure and 8 GPUs per node)."""
+        from dataclasses import replace
+
+        srv = gpu.server
+        two_level = any(
+            v is not None for v in (self.gpus_per_node, self.intra_node_gbps, self.inter_node_gbps)
+        )
+        topology = self.topology if self.topology is not None or two_level else srv.topology
+        return replace(
+            self,
+            topology=topology,
+            gpus_per_node=self.gpus_per_node
+            if topology is not None
+            else self.gpus_per_node or srv.gpus_per_node,
+            intra_node_gbps=self.intra_node_gbps if self.intra_node_gbps is not None else srv.intra_Bps / 1e9,
+            inter_node_gbps=self.inter_node_gbps if self.inter_node_gbps is not None else srv.inter_Bps / 1e9,
+        )
+
     def spec(self, gpus_per_node: int | None = None) -> ClusterSpec:
-        """The cluster (``gpus_per_node`` overrides ``--gpus-per-node``, default 8, of the two-level model;
-        ``--nodes`` counts the topology's servers, and only ``plan`` takes it without one)."""
+        """The cluster (``gpus_per_node`` overrides ``--gpus-per-node`` of the two-level model; ``--nodes``
+        counts the topology's servers, and only ``plan`` takes it without one). Needs :meth:`for_gpu` first."""
         from pipesim.comm.factory import ClusterSpec
 
+        if self.topology is not None:  # the two-level figures are unused: the spec's own defaults
+            return ClusterSpec(
+                self.topology, self.nodes, fabric=self.fabric, oversubscription=self.oversubscription
+            )
+        if self.intra_node_gbps is None or self.inter_node_gbps is None:
+            raise RuntimeError(
+                "ClusterFlags.spec() before for_gpu(): the two-level defaults come from the GPU"
+            )
         return ClusterSpec(
-            self.topology,
-            self.nodes if self.topology is not None else None,
+            None,
+            None,
             gpus_per_node or self.gpus_per_node or 8,
             self.intra_node_gbps * 1e9,
             self.inter_node_gbps * 1e9,
@@ -290,7 +322,11 @@ class ClusterFlags:
             if nodes is not None:
                 raise InputError("give --nodes or --gpus, not both")
             if self.gpus < 1 or self.gpus % per:
-                raise InputError(f"--gpus={self.gpus} must be a positive multiple of the {per} GPUs per node")
+                where = f"topology {self.topology}" if self.topology else "the two-level model"
+                raise InputError(
+                    f"--gpus={self.gpus} must be a positive multiple of the {per} GPUs per node ({where}); "
+                    f"valid: {per}, {2 * per}, {3 * per}, ..."
+                )
             nodes = self.gpus // per
         if nodes is None:
             if not nodes_optional:
@@ -303,9 +339,12 @@ class ClusterFlags:
 
 
 def build_cluster_flags(**values: Any) -> ClusterFlags:
-    """:class:`ClusterFlags`, checked by building its :class:`ClusterSpec` once."""
+    """:class:`ClusterFlags`, checked by building its :class:`ClusterSpec` once (on DGX A100 figures for the
+    flags left out: the values given are what is checked here; :meth:`ClusterFlags.for_gpu` fills the rest)."""
+    from pipesim.specs.gpu import get_gpu
+
     flags = ClusterFlags(**values)
-    flags.spec()
+    flags.for_gpu(get_gpu("a100-80gb")).spec()
     return flags
 
 

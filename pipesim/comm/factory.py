@@ -14,8 +14,9 @@ from functools import lru_cache
 
 from pipesim.comm.base import CommModel, LevelCommModel
 from pipesim.errors import InputError
+from pipesim.specs.server import ServerSpec
 
-__all__ = ["ClusterSpec", "build_comm", "topology_gpus_per_node"]
+__all__ = ["ClusterSpec", "build_comm", "server_cluster", "topology_gpus_per_node"]
 
 _LEVEL = LevelCommModel()
 
@@ -55,6 +56,18 @@ class ClusterSpec:
         if self.topology is None:
             return self.gpus_per_node
         return topology_gpus_per_node(self.topology)
+
+
+def server_cluster(server: ServerSpec, nodes: int | None = None) -> ClusterSpec:
+    """The cluster of ``nodes`` servers like ``server`` (default: just enough for the layout): its topology
+    preset when it has one, else the two-level model with its figures (:mod:`pipesim.specs.server`)."""
+    return ClusterSpec(
+        server.topology,
+        nodes if server.topology is not None else None,
+        server.gpus_per_node,
+        server.intra_Bps,
+        server.inter_Bps,
+    )
 
 
 @lru_cache(maxsize=16)

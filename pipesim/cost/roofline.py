@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipesim.comm.base import CommModel, LevelCommModel
+from pipesim.comm.base import CommModel
+from pipesim.comm.factory import build_comm, server_cluster
 from pipesim.cost.times import Efficiency, compute_precision, layer_detail
 from pipesim.errors import InputError
 from pipesim.results import Result
@@ -169,14 +170,14 @@ def roofline(
 
     ``precision`` (default the layout's; any of :data:`pipesim.specs.gpu.PRECISIONS` the GPU has) sets the GEMM
     roof and the bytes per element. ``comm`` times the TP collectives over ``tp_ranks`` (default: the
-    simulator's fallback :class:`pipesim.comm.base.LevelCommModel` and ranks 0..tp-1, i.e. the first TP group).
+    GPU's own server, :mod:`pipesim.specs.server`, and ranks 0..tp-1, i.e. the first TP group).
     Times come from :func:`pipesim.cost.times.layer_detail` (see the module docstring).
     """
     prec = precision or layout.precision
     eff = resolve_efficiency(eff, gpu.efficiency)
     check_precision(gpu, prec)
     layout.check_model(model, 1)
-    comm_model: CommModel = comm if comm is not None else LevelCommModel()
+    comm_model = comm if comm is not None else build_comm(server_cluster(gpu.server), layout.tp)
     ranks = tuple(tp_ranks) if tp_ranks is not None else tuple(range(layout.tp))
     timed = layer_detail(model, layout, gpu, eff, comm_model, ranks, prec)
     total = sum(t.time_s for t in timed)

@@ -264,6 +264,7 @@ def _gpu_from_base(src: str, data: Mapping[str, Any], stem: str) -> GPUSpec:
             status=f"user file over preset {base.name}",
             notes=f"overridden: {', '.join(changed) or 'nothing'}",
             efficiency=_efficiency(src, data, base.efficiency, eff_sources),
+            server=base.server,
         )
     except InputError as exc:
         raise InputError(f"{src}: {exc}") from None

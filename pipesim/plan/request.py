@@ -101,19 +101,31 @@ class SearchSpace:
 class PlanCluster:
     """The machines: ``nodes`` x ``gpus_per_node`` GPUs of ``gpu``. With ``topology`` (a preset name or a
     TOML path of :mod:`topologies`) collectives are timed on its graph; without, on ``level``'s two-level
-    model (whose ``gpus_per_node`` must agree)."""
+    model (whose ``gpus_per_node`` must agree; default: the GPU's server's figures)."""
 
     gpu: GPUSpec
     nodes: int
     gpus_per_node: int
     topology: str | None = None
-    level: LevelCommModel = field(default_factory=LevelCommModel)
+    level: LevelCommModel = None  # type: ignore[assignment]  # None: the GPU server's figures (__post_init__)
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
             raise InputError(f"--nodes={self.nodes} must be >= 1")
         if self.gpus_per_node < 1:
             raise InputError(f"--gpus-per-node={self.gpus_per_node} must be >= 1")
+        if self.level is None:
+            srv = self.gpu.server
+            object.__setattr__(
+                self, "level", LevelCommModel(self.gpus_per_node, srv.intra_Bps, srv.inter_Bps)
+            )
+
+    @classmethod
+    def on_server(cls, gpu: GPUSpec, nodes: int) -> PlanCluster:
+        """``nodes`` servers like ``gpu``'s own (:mod:`pipesim.specs.server`): its topology preset when it has
+        one, else the two-level model with its figures."""
+        srv = gpu.server
+        return cls(gpu, nodes, srv.gpus_per_node, srv.topology)
 
     @property
     def num_gpus(self) -> int:

@@ -26,12 +26,12 @@ time is the steady-state period (T(N) - T(1)) / (N - 1); the breakdown is then p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from pipesim.comm.base import CommModel, LevelCommModel
-from pipesim.comm.factory import ClusterSpec, build_comm
+from pipesim.comm.factory import build_comm, server_cluster
 from pipesim.cost.flops import hardware_flops_per_step, model_flops_per_step
 from pipesim.cost.fsdp import FsdpSpans
 from pipesim.cost.memory import RESERVE_BYTES, RankMemory, rank_memory
@@ -66,23 +66,23 @@ __all__ = [
 ]
 
 
-def default_comm() -> CommModel:
-    """The fallback communication model: the default :class:`pipesim.comm.factory.ClusterSpec`, a DGX
-    A100-like two-level cluster (8 GPUs per node, 240 GB/s per GPU inside a node: nccl-tests all-reduce busbw
-    230-232 GB/s measured, published.md s6.2; 24 GB/s per GPU across nodes: one 200 Gb/s HDR NIC per GPU)."""
-    return build_comm(ClusterSpec(), 1)
+def default_comm(gpu: GPUSpec, world_size: int) -> CommModel:
+    """The communication model when none is given: ``world_size`` GPUs on servers like ``gpu``'s own
+    (:attr:`pipesim.specs.gpu.GPUSpec.server`: DGX A100's two-level model for the A100s, the dgx-h100
+    topology for H100 and H200, and so on; :mod:`pipesim.specs.server` gives every figure's source)."""
+    return build_comm(server_cluster(gpu.server), world_size)
 
 
 @dataclass(frozen=True)
 class Scenario:
     """Everything one simulation needs. ``comm`` times every TP, PP and DP collective (replace it with a
-    topology-aware model of the same protocol); ``reserve_bytes`` is the per-GPU memory held back for the
+    topology-aware model of the same protocol; default: :func:`default_comm`, servers like the GPU's own); ``reserve_bytes`` is the per-GPU memory held back for the
     CUDA context and communication buffers; ``optimizer`` the optimizer mode (see the module docstring)."""
 
     model: ModelSpec
     gpu: GPUSpec
     layout: Layout
-    comm: CommModel = field(default_factory=default_comm)
+    comm: CommModel = None  # type: ignore[assignment]  # None: default_comm(gpu), set in __post_init__
     efficiency: Efficiency = GPU_PROFILE
     reserve_bytes: float = RESERVE_BYTES
     rank_order: tuple[str, ...] = DEFAULT_ORDER
@@ -93,6 +93,8 @@ class Scenario:
             raise InputError(
                 f"optimizer={self.optimizer!r} is not an optimizer mode; valid: {', '.join(OPTIMIZER_MODES)}"
             )
+        if self.comm is None:
+            object.__setattr__(self, "comm", default_comm(self.gpu, self.layout.num_gpus))
         # Default: the GPU's calibrated profile (pipesim.specs.efficiency).
         object.__setattr__(self, "efficiency", resolve_efficiency(self.efficiency, self.gpu.efficiency))
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from pipesim.errors import InputError
 from pipesim.specs.efficiency import DEFAULT_EFFICIENCY, EFFICIENCY_KEYS, Efficiency, shipped_profile
+from pipesim.specs.server import DGX_A100, SERVERS, ServerSpec
 
 __all__ = ["GPUSpec", "GPU_PRESETS", "PRECISIONS", "get_gpu", "gpu_names", "presets_with", "provenance"]
 
@@ -31,7 +32,9 @@ class GPUSpec:
     ``peak_flops`` maps a precision (one of :data:`PRECISIONS`) to dense tensor-core (or vector, for fp32)
     FLOP/s; a precision the GPU lacks is absent. ``hbm_bytes`` is the marketed capacity in bytes (GB = 1e9);
     ``hbm_Bps`` the peak memory bandwidth in bytes/s; ``tdp_w`` the board power in watts. ``efficiency`` is the
-    GPU's calibrated :class:`pipesim.specs.efficiency.Efficiency` profile (None: the A100-fitted default).
+    GPU's calibrated :class:`pipesim.specs.efficiency.Efficiency` profile (None: the A100-fitted default);
+    ``server`` the server it comes in, whose links a command's collectives run on when the user names no
+    cluster (:mod:`pipesim.specs.server`; a GPU file without ``base`` gets DGX A100's).
     """
 
     name: str
@@ -43,6 +46,7 @@ class GPUSpec:
     status: str = ""
     notes: str = ""
     efficiency: Efficiency | None = None
+    server: ServerSpec = DGX_A100
 
     def __post_init__(self) -> None:
         bad = [p for p in self.peak_flops if p not in PRECISIONS]
@@ -89,7 +93,7 @@ class GPUSpec:
         return (
             GPUSpec,
             (self.name, dict(self.peak_flops), self.hbm_bytes, self.hbm_Bps, self.tdp_w)
-            + (self.source, self.status, self.notes, self.efficiency),
+            + (self.source, self.status, self.notes, self.efficiency, self.server),
         )
 
 
@@ -206,6 +210,7 @@ _PRESET_LIST: tuple[GPUSpec, ...] = (
 
 def _with_profile(g: GPUSpec) -> GPUSpec:
     eff = shipped_profile(g.name)
+    g = replace(g, server=SERVERS[g.name])
     return g if eff is None else replace(g, efficiency=eff)
 
 
@@ -245,6 +250,13 @@ def provenance(gpu: GPUSpec) -> list[tuple[str, str, str, str]]:
     rows.append(("TDP", f"{gpu.tdp_w:g}" if gpu.tdp_w else "unknown", "W", spec_src))
     if gpu.notes:
         rows.append(("notes", "", "", gpu.notes))
+    srv = gpu.server
+    where = f"topology {srv.topology}" if srv.topology else "two-level model"
+    rows.append(("server", srv.name, where, "the default cluster of every command: " + srv.source))
+    also = "the server's (row above): the two-level model's figures"
+    rows.append(("server GPUs", f"{srv.gpus_per_node}", "per server", also))
+    rows.append(("server link inside", f"{srv.intra_Bps / 1e9:.0f}", "GB/s per GPU per direction", also))
+    rows.append(("server link across", f"{srv.inter_Bps / 1e9:.1f}", "GB/s per GPU per direction", also))
     eff = gpu.profile
     if gpu.efficiency is None:
         rows.append(("profile", "none", "", "no calibrated profile: the A100-fitted defaults below"))

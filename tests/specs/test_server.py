@@ -1,0 +1,74 @@
+"""Each GPU preset's server (pipesim.specs.server): the cluster every command and the API default to."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import invoke
+
+import pipesim
+from pipesim.comm.base import LevelCommModel
+from pipesim.comm.factory import ClusterSpec, build_comm, server_cluster, topology_gpus_per_node
+from pipesim.comm.topology import TopologyCommModel
+from pipesim.errors import InputError
+from pipesim.plan.search import PlanCluster
+from pipesim.sim.scenario import Scenario
+from pipesim.specs.gpu import GPU_PRESETS, get_gpu
+from pipesim.specs.layout import Layout
+from pipesim.specs.model import get_model
+from pipesim.specs.server import DGX_A100, ServerSpec
+
+
+def test_every_preset_has_a_server_whose_topology_agrees() -> None:
+    for name, gpu in GPU_PRESETS.items():
+        srv = gpu.server
+        assert srv.source, name
+        if srv.topology is not None:
+            assert topology_gpus_per_node(srv.topology) == srv.gpus_per_node, name
+    assert get_gpu("a100-80gb").server is DGX_A100  # what benchmarks/accuracy.py calibrated on
+    assert get_gpu("h100-sxm").server.topology == "dgx-h100"  # what accuracy_nemo.py calibrated on
+    assert get_gpu("h200").server is get_gpu("h100-sxm").server
+    assert get_gpu("gb200").server.topology == "nvl72" and get_gpu("gb200").server.gpus_per_node == 72
+
+
+def test_two_level_figures_are_the_line_rate_at_the_measured_protocol_efficiency() -> None:
+    # published.md s6.2: DGX A100 all-reduce busbw 230 GB/s of a 240 GB/s effective NVLink line rate;
+    # s7: NVLink 4 450 GB/s and NVLink 5 900 GB/s per direction; s6.2: 46-48 GB/s per NDR NIC, 24 per HDR NIC.
+    assert DGX_A100.intra_Bps == 240e9 and DGX_A100.inter_Bps == 24e9
+    assert get_gpu("h100-sxm").server.intra_Bps == pytest.approx(450e9 * 230 / 240)  # 431.25 GB/s
+    assert get_gpu("b200").server.intra_Bps == pytest.approx(900e9 * 230 / 240)  # 862.5 GB/s
+    assert get_gpu("h100-sxm").server.inter_Bps == 47e9
+    with pytest.raises(InputError, match="gpus_per_node=0"):
+        ServerSpec("x", 0, 1e9, 1e9)
+
+
+def test_the_api_and_the_planner_default_to_the_gpus_server() -> None:
+    model, gpu = get_model("gpt-1.7b"), get_gpu("h100-sxm")
+    lay = Layout(tp=2, dp=8, global_batch_size=16)
+    sc = Scenario(model, gpu, lay)
+    assert isinstance(sc.comm, TopologyCommModel) and sc.comm_description() == "topology dgx-h100"
+    on_graph = Scenario(model, gpu, lay, build_comm(ClusterSpec("dgx-h100"), 16))
+    assert pipesim.simulate(model, gpu, lay).step_time_s == pipesim.simulate(on_graph).step_time_s
+    a100 = Scenario(model, get_gpu("a100-80gb"), lay)
+    assert isinstance(a100.comm, LevelCommModel) and a100.comm.intra_Bps == 240e9
+    cl = PlanCluster.on_server(get_gpu("gb200"), 2)
+    assert (cl.topology, cl.gpus_per_node, cl.num_gpus) == ("nvl72", 72, 144)
+    level = server_cluster(get_gpu("b200").server)
+    assert level.topology is None and level.intra_node_Bps == pytest.approx(862.5e9)
+
+
+def test_the_cli_names_the_default_cluster_and_a_two_level_flag_overrides_it() -> None:
+    base = ["simulate", "--model", "gpt-1.7b", "--tp", "2", "--global-batch-size", "16"]
+    code, out, err = invoke(*base, "--dp", "8", "--gpu", "h100-sxm")
+    assert code == 0, err
+    assert "communication: topology dgx-h100" in out
+    code, out, _ = invoke(*base, "--dp", "8", "--gpu", "a100-80gb")
+    assert "two-level: 8 GPUs/node, 240 GB/s per GPU inside a node, 24 GB/s per GPU across nodes" in out
+    # One two-level flag: the two-level model, the server's figures for the others.
+    code, out, _ = invoke(*base, "--dp", "8", "--gpu", "h100-sxm", "--inter-node-GBps", "100")
+    assert "two-level: 8 GPUs/node, 431.25 GB/s per GPU inside a node, 100 GB/s per GPU across nodes" in out
+    # --nodes works without --topology where the GPU's server is a topology preset: 2 x 8 GPUs, dp 8.
+    code, out, err = invoke(*base, "--gpu", "h100-sxm", "--nodes", "2")
+    assert code == 0, err
+    assert "on 16 x h100-sxm: dp=8" in out and "topology dgx-h100" in out
+    code, out, _ = invoke("gpu", "show", "h100-sxm")
+    assert "DGX H100" in out and "dgx-h100" in out
