@@ -142,7 +142,7 @@ def _plan(
         )
         closest = _closest(request, oom)
     if not feasible:
-        raise InputError(_no_fit_message(request, closest, len(candidates)))
+        raise InputError(_no_fit_message(request, closest, len(candidates), rej))
     feasible.sort(key=lambda ce: (ce[1].step_time_s, ce[0].index))
 
     # The top --top-k layouts distinct in effect by their estimates are simulated, every schedule of each
@@ -206,7 +206,7 @@ def _plan(
     rest = [entry(c, e, None) for c, e in rest_items]
     entries = tuple(collapse_alike(simulated_entries) + collapse_alike(rest))
     if not entries:
-        raise InputError(_no_fit_message(request, closest, len(candidates)))
+        raise InputError(_no_fit_message(request, closest, len(candidates), rej))
     return PlanResult(
         request=request,
         entries=entries,
@@ -286,7 +286,12 @@ def _closest(
     return best[2], best[3]
 
 
-def _no_fit_message(request: PlanRequest, closest: tuple[Candidate, MemoryEstimate] | None, n: int) -> str:
+def _no_fit_message(
+    request: PlanRequest, closest: tuple[Candidate, MemoryEstimate] | None, n: int, rej: Rejections
+) -> str:
+    """Nothing fits: the closest layout, and what would help (more GPUs, full recompute, a smaller
+    micro-batch, the distributed optimizer; ``--uneven-layers`` when deeper pipelines were left out only
+    because their pp does not divide the layers)."""
     gpu = request.cluster.gpu
     cap = gpu.hbm_bytes / GIB
     if closest is None:
@@ -294,6 +299,11 @@ def _no_fit_message(request: PlanRequest, closest: tuple[Candidate, MemoryEstima
     c, e = closest
     over = (e.peak_memory_bytes - gpu.hbm_bytes) / GIB
     hints = ["more GPUs"]
+    if rej.counts["pp_layers"]:
+        layers = request.model.num_layers
+        hints.insert(
+            0, f"--uneven-layers (pipelines whose pp does not divide the {layers} layers were left out)"
+        )
     if c.recompute != "full":
         hints.append("--recompute full")
     if c.micro_batch_size > 1:
