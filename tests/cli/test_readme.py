@@ -71,3 +71,17 @@ def test_readme_command_runs(command: str, tmp_path: Path, monkeypatch: pytest.M
     code, out, err = invoke(*args)
     assert code == 0, f"{command}\n{err}"
     assert "Traceback" not in out + err
+    if "calibrate" in args[:1] and "nemo-h100-runs.csv" in command and "--trace" not in args:
+        _check_calibration_figures(out)
+
+
+def _check_calibration_figures(out: str) -> None:
+    """The worked calibration example quotes its own figures: they must be the command's."""
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    stated = re.search(r"here: MAE ([\d.]+)% after the fit, (\d+)-fold holdout ([\d.]+)%", text)
+    assert stated, "the README's calibration example lost its figures"
+    mae = re.search(r"MAE after the fit: ([\d.]+)%", out)
+    hold = re.search(r"(\d+)-fold holdout MAE: ([\d.]+)%", out)
+    assert mae and hold, out
+    assert round(float(mae.group(1)), 1) == float(stated.group(1))
+    assert hold.group(1) == stated.group(2) and round(float(hold.group(2)), 1) == float(stated.group(3))
