@@ -286,6 +286,8 @@ def _pool(
     runs: KnobRuns[tuple[Schedule | None, bool, Figures]] = KnobRuns()
     # Large builds time each order on a second thread while the next setting is scheduled: both kernels
     # release the GIL (the next setting needs only this one's deciding knobs, known before its timing).
+    # Measured on 2 cores, median of 5 direct builds: zb-v-min and zb-v-half at pp 64, m 512, 20% faster
+    # than timing inline (0.034 vs 0.042 s, 0.027 vs 0.034 s); no difference at pp 16.
     background = worth_compiling(6 * p * m)
 
     def cost(order: Schedule) -> tuple[float, float]:
