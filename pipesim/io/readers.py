@@ -33,7 +33,11 @@ preset's)::
 
 Either form may carry an ``[efficiency]`` table (the keys of :class:`pipesim.specs.efficiency.Efficiency`, e.g.
 ``gemm_max = 0.7``; missing keys from the base preset's calibrated profile) and a ``[source]`` table naming
-where each efficiency value comes from: what ``pipesim calibrate`` writes.
+where each efficiency value comes from: what ``pipesim calibrate`` writes. A ``[server]`` table names the
+server the GPU comes in, which every command's collectives default to (:mod:`pipesim.specs.server`; default:
+the base preset's, or DGX A100's): ``topology = "dgx-h100"`` (a preset or TOML path), or the two-level
+model's ``gpus_per_node``, ``intra_node_GBps`` and ``inter_node_GBps`` (per GPU per direction), and
+``name`` / ``source`` (a table without ``topology`` is the two-level model, over the base's figures).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from pipesim.io.values import parse_toml, read_text, req_bool, req_int, req_num,
 from pipesim.specs.efficiency import EFFICIENCY_KEYS, Efficiency, efficiency_from_table
 from pipesim.specs.gpu import PRECISIONS, GPUSpec, get_gpu
 from pipesim.specs.model import ModelSpec, get_model
+from pipesim.specs.server import DGX_A100, ServerSpec
 
 __all__ = [
     "load_hf_config",
@@ -138,7 +143,9 @@ _GPU_KEYS = (
     "peak_TFLOPS",
     "source",
     "efficiency",
+    "server",
 )
+_SERVER_KEYS = ("name", "topology", "gpus_per_node", "intra_node_GBps", "inter_node_GBps", "source")
 
 
 def load_gpu_toml(path: str | Path) -> GPUSpec:
@@ -175,6 +182,7 @@ def gpu_from_table(
     name = req_str(src, data, "name", default_name, prefix)
     hbm_Bps = req_num(src, data, "hbm_bandwidth_GBps", prefix) * 1e9
     source, eff_sources = _sources(src, data, prefix)
+    server = _server(src, data, DGX_A100, prefix)
     try:
         return GPUSpec(
             name=name,
@@ -185,10 +193,53 @@ def gpu_from_table(
             source=source or src,
             status=status,
             efficiency=_efficiency(src, data, None, eff_sources, prefix),
+            server=server,
         )
     except InputError as exc:
         where = f"[{prefix.rstrip('.')}]: " if prefix else ""
         raise InputError(f"{src}: {where}{exc}") from None
+
+
+def _server(src: str, data: Mapping[str, Any], base: ServerSpec, prefix: str = "") -> ServerSpec:
+    """The file's ``[server]`` table over ``base`` (the preset's server, or DGX A100's): ``topology`` (a
+    preset name or TOML path; its GPUs per server unless ``gpus_per_node`` agrees), ``gpus_per_node``,
+    ``intra_node_GBps`` and ``inter_node_GBps`` (per GPU per direction, GB/s = 1e9 B/s), ``name``, ``source``."""
+    raw = data.get("server")
+    if raw is None:
+        return base
+    where = f"{prefix}server"
+    if not isinstance(raw, dict):
+        raise InputError(f"{src}: key {where!r} must be a table of {', '.join(_SERVER_KEYS)}")
+    unknown = [k for k in raw if k not in _SERVER_KEYS]
+    if unknown:
+        raise InputError(f"{src}: unknown key '{where}.{unknown[0]}'; valid keys: {', '.join(_SERVER_KEYS)}")
+    sub = f"{where}."
+    topology = req_str(src, raw, "topology", "", sub) or None
+    gpus = base.gpus_per_node
+    if topology is not None:
+        from pipesim.comm.factory import topology_gpus_per_node
+        from topologies.errors import TopologyError
+
+        try:
+            gpus = topology_gpus_per_node(topology)
+        except (InputError, TopologyError) as exc:
+            raise InputError(f"{src}: key '{sub}topology': {exc}") from None
+        if "gpus_per_node" in raw and req_int(src, raw, "gpus_per_node", None, sub) != gpus:
+            raise InputError(
+                f"{src}: key '{sub}gpus_per_node' = {raw['gpus_per_node']} contradicts topology {topology} "
+                f"({gpus} GPUs per server)"
+            )
+    gpus = req_int(src, raw, "gpus_per_node", gpus, sub)
+    intra = req_num(src, raw, "intra_node_GBps", sub) * 1e9 if "intra_node_GBps" in raw else base.intra_Bps
+    inter = req_num(src, raw, "inter_node_GBps", sub) * 1e9 if "inter_node_GBps" in raw else base.inter_Bps
+    return ServerSpec(
+        req_str(src, raw, "name", f"server of {src}", sub),
+        gpus,
+        intra,
+        inter,
+        topology,
+        req_str(src, raw, "source", f"{src} [{where}] over {base.name}", sub),
+    )
 
 
 def _sources(src: str, data: Mapping[str, Any], prefix: str = "") -> tuple[str, dict[str, Any] | None]:
@@ -253,6 +304,7 @@ def _gpu_from_base(src: str, data: Mapping[str, Any], stem: str) -> GPUSpec:
         k for k in ("memory_GB", "memory_GiB", "hbm_bandwidth_GBps", "tdp_W", "peak_TFLOPS") if k in data
     ]
     source, eff_sources = _sources(src, data)
+    server = _server(src, data, base.server)
     try:
         return GPUSpec(
             name=req_str(src, data, "name", stem),
@@ -264,7 +316,7 @@ def _gpu_from_base(src: str, data: Mapping[str, Any], stem: str) -> GPUSpec:
             status=f"user file over preset {base.name}",
             notes=f"overridden: {', '.join(changed) or 'nothing'}",
             efficiency=_efficiency(src, data, base.efficiency, eff_sources),
-            server=base.server,
+            server=server,
         )
     except InputError as exc:
         raise InputError(f"{src}: {exc}") from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import invoke
 
@@ -10,6 +12,8 @@ from pipesim.comm.base import LevelCommModel
 from pipesim.comm.factory import ClusterSpec, build_comm, server_cluster, topology_gpus_per_node
 from pipesim.comm.topology import TopologyCommModel
 from pipesim.errors import InputError
+from pipesim.io.readers import gpu_from_table, load_gpu_toml
+from pipesim.io.values import parse_toml
 from pipesim.plan.search import PlanCluster
 from pipesim.sim.scenario import Scenario
 from pipesim.specs.gpu import GPU_PRESETS, get_gpu
@@ -72,3 +76,36 @@ def test_the_cli_names_the_default_cluster_and_a_two_level_flag_overrides_it() -
     assert "on 16 x h100-sxm: dp=8" in out and "topology dgx-h100" in out
     code, out, _ = invoke("gpu", "show", "h100-sxm")
     assert "DGX H100" in out and "dgx-h100" in out
+
+
+@pytest.mark.parametrize(
+    ("server", "message"),
+    [
+        (
+            'topology = "nvl72"\ngpus_per_node = 8',
+            "key 'server.gpus_per_node' = 8 contradicts topology nvl72",
+        ),
+        ('topology = "nope"', "key 'server.topology': unknown topology 'nope'"),
+        ("links = 3", "unknown key 'server.links'; valid keys: name, topology"),
+        ("inter_node_GBps = -1", "key 'server.inter_node_GBps' = -1 must be a finite positive number"),
+    ],
+)
+def test_a_gpu_file_server_table_is_checked(tmp_path: Path, server: str, message: str) -> None:
+    path = tmp_path / "g.toml"
+    path.write_text(f'base = "a100-80gb"\n[server]\n{server}\n')
+    with pytest.raises(InputError) as info:
+        load_gpu_toml(path)
+    assert str(info.value).startswith(f"{path}: {message}")
+
+
+def test_a_gpu_file_names_its_server() -> None:
+    # A [server] table without a topology is the two-level model over the base preset's figures.
+    src = 'base = "h100-sxm"\nname = "h20"\n[server]\nname = "HGX H20"\ninter_node_GBps = 50\nsource = "sheet"\n'
+    gpu = gpu_from_table(parse_toml(src, "h20.toml"), "h20.toml", "h20")
+    assert gpu.server == ServerSpec("HGX H20", 8, 450e9 * 230 / 240, 50e9, None, "sheet")
+    # Without one, a file keeps its base preset's server; a file without a base gets DGX A100's.
+    assert gpu_from_table(parse_toml('base = "gb200"\n', "x.toml"), "x.toml", "x").server.topology == "nvl72"
+    plain = 'memory_GB = 96\nhbm_bandwidth_GBps = 4000\n[peak_TFLOPS]\nbf16 = 500\n[server]\ntopology = "dgx-h100"\n'
+    gpu = gpu_from_table(parse_toml(plain, "p.toml"), "p.toml", "p")
+    assert (gpu.server.topology, gpu.server.gpus_per_node, gpu.server.intra_Bps) == ("dgx-h100", 8, 240e9)
+    assert gpu_from_table(parse_toml(plain.split("[server]")[0], "p.toml"), "p.toml", "p").server is DGX_A100
