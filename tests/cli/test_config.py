@@ -72,11 +72,11 @@ def test_one_file_serves_every_command_that_can_use_it(exp: Path, tmp_path: Path
     assert code == 0 and page.exists(), err
 
 
-def test_every_command_but_topo_list_takes_config() -> None:
+def test_every_command_but_the_lists_takes_config() -> None:
     from test_cli_flags import commands
 
     missing = [p for p, c in commands() if not any("--config" in getattr(x, "opts", []) for x in c.params)]
-    assert missing == ["topo list"]
+    assert missing == ["gpu list", "topo list"]
 
 
 def test_plan_winner_file_reproduces_the_winner(tmp_path: Path) -> None:

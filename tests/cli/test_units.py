@@ -20,6 +20,7 @@ OUTPUTS = {
     "plan": ["plan", *MODEL, "--nodes", "1", "--global-batch-size", "16", "--workers", "1", "--top-k", "1",
              "--tokens", "1B", "--explain"],
     "roofline": ["roofline", "--model", "gpt-1.7b", "--gpu", "h100-sxm", "--precision", "bf16,fp8"],
+    "gpu list": ["gpu", "list"],
     "gpu show": ["gpu", "show", "h100-sxm"],
     "topo list": ["topo", "list"],
     "topo show": ["topo", "show", "dgx-h100", "--nodes", "2"],

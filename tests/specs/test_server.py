@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,16 @@ def test_a_gpu_file_names_its_server() -> None:
     gpu = gpu_from_table(parse_toml(plain, "p.toml"), "p.toml", "p")
     assert (gpu.server.topology, gpu.server.gpus_per_node, gpu.server.intra_Bps) == ("dgx-h100", 8, 240e9)
     assert gpu_from_table(parse_toml(plain.split("[server]")[0], "p.toml"), "p.toml", "p").server is DGX_A100
+
+
+def test_gpu_list_shows_each_presets_default_cluster() -> None:
+    code, out, err = invoke("gpu", "list")
+    assert code == 0, err
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.startswith("│")}
+    assert set(rows) == set(GPU_PRESETS)
+    assert "DGX H100 / HGX H200 (dgx-h100)" in rows["h100-sxm"] and "1978.9" in rows["h100-sxm"]
+    assert "DGX A100 (two-level)" in rows["a100-80gb"]
+    code, out, _ = invoke("gpu", "list", "--json")
+    listed = {r["name"]: r for r in json.loads(out)}
+    assert listed["gb200"]["topology"] == "nvl72" and listed["b200"]["topology"] is None
+    assert listed["h100-sxm"]["peak_flops"]["fp8"] == 1978.9e12
