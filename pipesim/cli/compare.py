@@ -250,6 +250,7 @@ def model_compare_table(reports: Sequence[SimulationReport]) -> Table:
     """The side-by-side table of ``pipesim compare --model``."""
     from rich.table import Table
 
+    from pipesim.cli.simulate import communication_line
     from pipesim.terminal import verdict
 
     first = reports[0].scenario
@@ -257,7 +258,8 @@ def model_compare_table(reports: Sequence[SimulationReport]) -> Table:
     table = Table(
         title=(
             f"{first.model.name} on {lay.num_gpus} x {first.gpu.name}: dp={lay.dp} tp={lay.tp} pp={lay.pp} "
-            f"micro-batch={lay.micro_batch_size} global-batch={lay.global_batch_size} (GiB = 2^30 bytes)"
+            f"micro-batch={lay.micro_batch_size} global-batch={lay.global_batch_size} (GiB = 2^30 bytes)\n"
+            f"{communication_line(first)}"
         ),
         title_justify="left",
     )

@@ -168,6 +168,12 @@ def refuse_default_layout_oom(report: SimulationReport) -> None:
 _STEP_LABEL = {"post-validation": "step time (s), steady state of back-to-back iterations"}
 
 
+def communication_line(sc: Scenario) -> str:
+    """``communication: <model>``, with GB/s defined when the line uses it."""
+    comm = sc.comm_description()
+    return f"communication: {comm}" + (" (GB/s = 1e9 B/s)" if "GB/s" in comm else "")
+
+
 def render_report(report: SimulationReport) -> None:
     """The terminal view of ``pipesim simulate``: summary, time breakdown, memory per pipeline rank."""
     from rich.table import Table
@@ -191,8 +197,7 @@ def render_report(report: SimulationReport) -> None:
     con.print(
         f"parameters: {total / 1e9:.2f} B total, {active / 1e9:.2f} B active per token", highlight=False
     )
-    comm = sc.comm_description()
-    con.print(f"communication: {comm}" + (" (GB/s = 1e9 B/s)" if "GB/s" in comm else ""), highlight=False)
+    con.print(communication_line(sc), highlight=False)
     con.print(f"placement: {sc.placement_description()}", highlight=False)
     summary = Table(title="Step", title_justify="left", show_header=False)
     summary.add_column("metric", no_wrap=True)
