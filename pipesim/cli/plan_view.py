@@ -84,7 +84,10 @@ def plan_outputs(
         return
     con = console()
     where = (
-        f" ({cl.topology}, {cl.nodes} nodes)" if cl.topology else f" ({cl.nodes} nodes of {cl.gpus_per_node})"
+        f" ({cl.topology}, {cl.nodes} nodes)"
+        if cl.topology
+        else f" ({cl.nodes} nodes of {cl.gpus_per_node}, two-level: {cl.level.intra_Bps / 1e9:g} / "
+        f"{cl.level.inter_Bps / 1e9:g} GB/s per GPU inside / across nodes, GB/s = 1e9 B/s)"
     )
     con.print(
         f"{req.model.name} on {cl.num_gpus} x {cl.gpu.name}{where}: global batch {req.global_batch_size}, "
