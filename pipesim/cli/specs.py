@@ -344,6 +344,14 @@ def build_cluster_flags(**values: Any) -> ClusterFlags:
     from pipesim.specs.gpu import get_gpu
 
     flags = ClusterFlags(**values)
+    if flags.topology is not None:
+        given = [f for f, v in (("--intra-node-GBps", flags.intra_node_gbps), ("--inter-node-GBps",
+                 flags.inter_node_gbps)) if v is not None]  # fmt: skip
+        if given:
+            raise InputError(
+                f"{given[0]} sets the two-level model, which --topology {flags.topology} replaces: give one "
+                "of them (the topology's links are in `pipesim topo show`)"
+            )
     flags.for_gpu(get_gpu("a100-80gb")).spec()
     return flags
 

@@ -77,6 +77,11 @@ def test_the_cli_names_the_default_cluster_and_a_two_level_flag_overrides_it() -
     assert "on 16 x h100-sxm: dp=8" in out and "topology dgx-h100" in out
     code, out, _ = invoke("gpu", "show", "h100-sxm")
     assert "DGX H100" in out and "dgx-h100" in out
+    # A two-level bandwidth next to --topology would be ignored: refused in one line.
+    code, _, err = invoke(*base, "--dp", "8", "--topology", "dgx-h100", "--inter-node-GBps", "100")
+    assert (
+        code == 2 and "--inter-node-GBps sets the two-level model, which --topology dgx-h100 replaces" in err
+    )
 
 
 @pytest.mark.parametrize(
