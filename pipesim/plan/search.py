@@ -31,7 +31,8 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from functools import cache
+from typing import Any, NoReturn
 
 from pipesim.cost.flops import hardware_flops_per_step, model_flops_per_step
 from pipesim.errors import InputError
@@ -49,7 +50,7 @@ from pipesim.plan.results import (
     group_alike,
     training_time,
 )
-from pipesim.plan.space import GIB, REASONS, Candidate, Rejections, enumerate_space
+from pipesim.plan.space import GIB, REASONS, Candidate, Rejections, enumerate_space, has_layout
 from pipesim.sim.budget import check_actions, layout_timeline
 from pipesim.specs.layout import divisors
 
@@ -347,11 +348,13 @@ def fewest_nodes(
     within ``max_days``.
 
     Lower bound: a run cannot beat the GPUs' dense peak, so nodes >= tokens x model FLOPs per token /
-    (max_days x 86,400 s x peak x GPUs per node). From there the node count doubles until the estimated best
-    layout meets the deadline, then a binary search finds the smallest count that does (assuming more
-    nodes never train slower, which holds except where the global batch stops dividing evenly). The
-    answer is then planned in full (top layouts simulated); if the simulation misses the deadline, the
-    search continues upwards.
+    (max_days x 86,400 s x peak x GPUs per node). The search runs over the node counts some layout splits
+    (:func:`pipesim.plan.space.has_layout`: e.g. a global batch of 512 takes no data-parallel size with a
+    factor 3, so 24 or 3,072 nodes of 8 may have no layout at all where 32 and 4,096 do): from the bound
+    the count doubles (to the next count that splits) until the estimated best layout meets the deadline,
+    then a binary search over the counts in between finds the smallest that does (assuming more nodes
+    never train slower). The answer is then planned in full (top layouts simulated); if the simulation
+    misses the deadline, the search continues upwards.
     """
     if request.tokens is None:
         raise InputError("--max-days needs --tokens (e.g. --tokens 15T)")
@@ -384,29 +387,49 @@ def fewest_nodes(
         d = days(n)
         return d is not None and d <= max_days
 
-    hi = lo
+    @cache
+    def divisible(n: int) -> bool:  # some layout splits n nodes' GPUs (no time, no memory: cheap)
+        return has_layout(replace(request, cluster=request.cluster.with_nodes(n)))
+
+    def next_count(n: int) -> int | None:
+        """The smallest node count >= n, at most max_nodes, that some layout splits."""
+        return next((k for k in range(n, max_nodes + 1) if divisible(k)), None)
+
+    def give_up() -> NoReturn:
+        best = min((d for d in probes.values() if d is not None), default=None)
+        got = f"; best found {best:.1f} days" if best is not None else "; no layout fits"
+        raise InputError(
+            f"no node count up to {max_nodes} trains {tokens:.3g} tokens of {model.name} within "
+            f"{max_days:g} days{got}; raise --max-nodes or --max-days"
+        )
+
+    hi = next_count(lo)
+    if hi is None:
+        give_up()
     while not ok(hi):
         if hi >= max_nodes:
-            best = min((d for d in probes.values() if d is not None), default=None)
-            got = f"; best found {best:.1f} days" if best is not None else "; no layout fits"
-            raise InputError(
-                f"no node count up to {max_nodes} trains {tokens:.3g} tokens of {model.name} within "
-                f"{max_days:g} days{got}; raise --max-nodes or --max-days"
-            )
+            give_up()
         lo = hi + 1
-        hi = min(hi * 2, max_nodes)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if ok(mid):
-            hi = mid
+        hi = next_count(min(hi * 2, max_nodes)) or next_count(lo)
+        if hi is None:
+            give_up()
+    counts = [k for k in range(lo, hi) if divisible(k)] + [hi]  # the search runs over these only
+    i, j = 0, len(counts) - 1
+    while i < j:
+        mid = (i + j) // 2
+        if ok(counts[mid]):
+            j = mid
         else:
-            lo = mid + 1
-    n = hi
+            i = mid + 1
+    n = counts[j]
     while True:
         result = plan(replace(request, cluster=request.cluster.with_nodes(n)), spec)
         if result.best.training(tokens)["train_days"] <= max_days or n >= max_nodes:
             break
-        n += 1
-        while n < max_nodes and not ok(n):
-            n += 1
+        following = next_count(n + 1)
+        while following is not None and following < max_nodes and not ok(following):
+            following = next_count(following + 1)
+        if following is None:
+            break
+        n = following
     return NodesSearch(n, result, tuple(sorted(probes.items())))

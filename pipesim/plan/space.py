@@ -3,6 +3,7 @@ reason (:data:`REASONS`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from pipesim.plan.estimate import Estimator
@@ -192,31 +193,17 @@ def _shardings(
     return out
 
 
-def enumerate_space(
-    request: PlanRequest, estimator: Estimator | None = None
-) -> tuple[list[Candidate], Rejections, int]:
-    """Every layout of the search space: the candidates that pass the structural rules (in enumeration
-    order), the rejections by reason, and the number of layouts enumerated in all."""
+def _splits(request: PlanRequest) -> Iterator[tuple[int, int, int, int, tuple[str, str] | None]]:
+    """(tp, cp, pp, dp, tp problem) of every way the space splits the cluster's GPUs into tensor x context x
+    pipeline x data parallelism; the problem (reason key, message) when tp itself breaks a rule."""
     model, space = request.model, request.space
     n_gpus = request.cluster.num_gpus
     per_node = request.cluster.gpus_per_node
-    gbs = request.global_batch_size
-    est = estimator or estimator_for(request)
-    schedules = space.schedule_names()
-    rej = Rejections()
-    out: list[Candidate] = []
-    total = 0
-    n_rc = len(space.recompute)
-
-    def sp_values(tp: int) -> list[bool]:
-        return [s for s in space.sequence_parallel if not s or tp > 1] or [False]
-
     tps = [t for t in divisors(n_gpus) if t <= model.num_attention_heads]
     if space.tp is not None:
         tps = [t for t in tps if t in space.tp]
     if space.max_tp is not None:
         tps = [t for t in tps if t <= space.max_tp]
-    seq = request.seq
     for tp in tps:
         tp_reason: tuple[str, str] | None = None
         if tp > per_node and not space.allow_cross_node_tp:
@@ -232,95 +219,122 @@ def enumerate_space(
             if space.max_pp is not None:
                 pps = [p for p in pps if p <= space.max_pp]
             for pp in pps:
-                dp = n_gpus // (tp * cp * pp)
-                experts = _expert_values(request, tp)
-                slots = [(name, v) for name in schedules for v in (_vpp_values(request, name, pp) or [0])]
-                sps = sp_values(tp)
-                shardings = _shardings(request, model, dp, cp)
-                n_do = len(shardings)
-                for mbs in space.micro_batch_sizes:
-                    per_expert = len(slots) * n_rc * n_do * len(sps)
-                    group = per_expert * len(experts)
-                    total += group
-                    where = f"tp={tp} cp={cp} pp={pp} dp={dp} mbs={mbs}"
-                    if tp_reason is not None:
-                        rej.add(tp_reason[0], group, f"{where}: {tp_reason[1]}")
+                yield tp, cp, pp, n_gpus // (tp * cp * pp), tp_reason
+
+
+def _split_problem(
+    request: PlanRequest, tp: int, cp: int, pp: int, dp: int, mbs: int, tp_reason: tuple[str, str] | None
+) -> tuple[str, str] | None:
+    """The first structural rule a split with micro-batch ``mbs`` breaks, as (reason key, message), or None."""
+    model = request.model
+    if tp_reason is not None:
+        return tp_reason
+    if cp > 1 and request.seq % (2 * cp):
+        return "cp_seq", f"seq {request.seq} does not split into {2 * cp} chunks"
+    if model.num_layers % pp and not request.space.uneven_layers:
+        return "pp_layers", f"pp={pp} does not divide num_layers={model.num_layers}"
+    gbs = request.global_batch_size
+    if gbs % (mbs * dp):
+        return "batch", f"global batch {gbs} is not divisible by micro-batch x dp = {mbs * dp}"
+    return None
+
+
+def has_layout(request: PlanRequest) -> bool:
+    """Whether some split of the cluster (tp, cp, pp, dp, micro-batch) passes the structural rules: cheap (no
+    schedule, memory or time), so a node-count search can skip the counts no layout divides."""
+    return any(
+        _split_problem(request, tp, cp, pp, dp, mbs, reason) is None
+        for tp, cp, pp, dp, reason in _splits(request)
+        for mbs in request.space.micro_batch_sizes
+    )
+
+
+def enumerate_space(
+    request: PlanRequest, estimator: Estimator | None = None
+) -> tuple[list[Candidate], Rejections, int]:
+    """Every layout of the search space: the candidates that pass the structural rules (in enumeration
+    order), the rejections by reason, and the number of layouts enumerated in all."""
+    model, space = request.model, request.space
+    gbs = request.global_batch_size
+    est = estimator or estimator_for(request)
+    schedules = space.schedule_names()
+    rej = Rejections()
+    out: list[Candidate] = []
+    total = 0
+    n_rc = len(space.recompute)
+
+    def sp_values(tp: int) -> list[bool]:
+        return [s for s in space.sequence_parallel if not s or tp > 1] or [False]
+
+    for tp, cp, pp, dp, tp_reason in _splits(request):
+        experts = _expert_values(request, tp)
+        slots = [(name, v) for name in schedules for v in (_vpp_values(request, name, pp) or [0])]
+        sps = sp_values(tp)
+        shardings = _shardings(request, model, dp, cp)
+        n_do = len(shardings)
+        for mbs in space.micro_batch_sizes:
+            per_expert = len(slots) * n_rc * n_do * len(sps)
+            group = per_expert * len(experts)
+            total += group
+            where = f"tp={tp} cp={cp} pp={pp} dp={dp} mbs={mbs}"
+            broken = _split_problem(request, tp, cp, pp, dp, mbs, tp_reason)
+            if broken is not None:
+                rej.add(broken[0], group, f"{where}: {broken[1]}")
+                continue
+            m = gbs // (mbs * dp)
+            per_slot = n_rc * n_do * len(sps)
+            for ep, etp in experts:
+                ewhere = f"{where} ep={ep} etp={etp}"
+                if model.moe and model.num_experts % ep:
+                    rej.add("ep_experts", per_expert, f"{ewhere}: ep does not divide {model.num_experts}")
+                    continue
+                if (tp * cp * dp) % (ep * etp) or (model.moe and model.expert_ffn % etp):
+                    rej.add("ep_fit", per_expert, f"{ewhere}: etp x ep does not divide tp x cp x dp")
+                    continue
+                for name, v in slots:
+                    fam = get_family(name)
+                    chunks = fam.chunks(max(v, 1))
+                    stages = pp * chunks // fam.chains  # the stages of one model copy
+                    label = f"{ewhere} {name} vpp={max(v, 1)}"
+                    if v == 0:
+                        why = (
+                            "interleaving needs pp > 1"
+                            if pp == 1
+                            else f"no chunk count splits {model.num_layers} layers over pp={pp}"
+                        )
+                        rej.add("vpp_layers", per_slot, f"{label}: {why}")
                         continue
-                    if cp > 1 and seq % (2 * cp):
-                        rej.add("cp_seq", group, f"{where}: seq {seq} does not split into {2 * cp} chunks")
-                        continue
-                    if model.num_layers % pp and not space.uneven_layers:
+                    if stages > model.num_layers or (model.num_layers % stages and not space.uneven_layers):
                         rej.add(
-                            "pp_layers",
-                            group,
-                            f"{where}: pp={pp} does not divide num_layers={model.num_layers}",
+                            "vpp_layers",
+                            per_slot,
+                            f"{label}: pp x chunks = {stages} does not divide num_layers={model.num_layers}",
                         )
                         continue
-                    if gbs % (mbs * dp):
-                        rej.add(
-                            "batch",
-                            group,
-                            f"{where}: global batch {gbs} is not divisible by micro-batch x dp = {mbs * dp}",
-                        )
+                    problem = est.rule(name, pp, m, chunks)
+                    if problem:
+                        rej.add("schedule", per_slot, f"{label}: {problem}")
                         continue
-                    m = gbs // (mbs * dp)
-                    per_slot = n_rc * n_do * len(sps)
-                    for ep, etp in experts:
-                        ewhere = f"{where} ep={ep} etp={etp}"
-                        if model.moe and model.num_experts % ep:
-                            rej.add(
-                                "ep_experts", per_expert, f"{ewhere}: ep does not divide {model.num_experts}"
-                            )
-                            continue
-                        if (tp * cp * dp) % (ep * etp) or (model.moe and model.expert_ffn % etp):
-                            rej.add("ep_fit", per_expert, f"{ewhere}: etp x ep does not divide tp x cp x dp")
-                            continue
-                        for name, v in slots:
-                            fam = get_family(name)
-                            chunks = fam.chunks(max(v, 1))
-                            stages = pp * chunks // fam.chains  # the stages of one model copy
-                            label = f"{ewhere} {name} vpp={max(v, 1)}"
-                            if v == 0:
-                                why = (
-                                    "interleaving needs pp > 1"
-                                    if pp == 1
-                                    else f"no chunk count splits {model.num_layers} layers over pp={pp}"
+                    for rc in space.recompute:
+                        for do, fsdp, shard in shardings:
+                            for sp in sps:
+                                out.append(
+                                    Candidate(
+                                        len(out),
+                                        tp,
+                                        pp,
+                                        dp,
+                                        v if fam.uses_vpp else 1,
+                                        mbs,
+                                        name,
+                                        rc,
+                                        do,
+                                        sp,
+                                        cp,
+                                        ep,
+                                        etp,
+                                        fsdp,
+                                        shard,
+                                    )
                                 )
-                                rej.add("vpp_layers", per_slot, f"{label}: {why}")
-                                continue
-                            if stages > model.num_layers or (
-                                model.num_layers % stages and not space.uneven_layers
-                            ):
-                                rej.add(
-                                    "vpp_layers",
-                                    per_slot,
-                                    f"{label}: pp x chunks = {stages} does not divide num_layers={model.num_layers}",
-                                )
-                                continue
-                            problem = est.rule(name, pp, m, chunks)
-                            if problem:
-                                rej.add("schedule", per_slot, f"{label}: {problem}")
-                                continue
-                            for rc in space.recompute:
-                                for do, fsdp, shard in shardings:
-                                    for sp in sps:
-                                        out.append(
-                                            Candidate(
-                                                len(out),
-                                                tp,
-                                                pp,
-                                                dp,
-                                                v if fam.uses_vpp else 1,
-                                                mbs,
-                                                name,
-                                                rc,
-                                                do,
-                                                sp,
-                                                cp,
-                                                ep,
-                                                etp,
-                                                fsdp,
-                                                shard,
-                                            )
-                                        )
     return out, rej, total

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -19,6 +20,7 @@ from pipesim.plan.search import (
     plan,
     training_time,
 )
+from pipesim.plan.space import has_layout
 from pipesim.specs.gpu import get_gpu
 from pipesim.specs.model import get_model
 from schedules import REGISTRY
@@ -254,6 +256,23 @@ def test_fewest_nodes_meets_the_deadline_and_one_less_does_not() -> None:
     if found.nodes > 1:
         assert below is None or below > target or found.nodes - 1 not in dict(found.probes)
     assert found.nodes >= 2
+
+
+def test_fewest_nodes_skips_node_counts_no_layout_splits() -> None:
+    # Llama 2 7B (32 layers, 32 heads) at global batch 64: tp | 8, pp | 32 and dp | 64 leave only powers of two
+    # GPUs, so 3, 5, 6 and 7 nodes of 8 have no layout at all. The peak-FLOP bound starts the search at 3
+    # nodes; the search used to double through 3, 6, 12, 24, 48 (none with a layout) and answer 64 nodes.
+    space = SearchSpace(schedules=("1f1b",), recompute=("selective",), micro_batch_sizes=(1,))
+    req = PlanRequest(
+        get_model("llama2-7b"), PlanCluster(get_gpu("a100-80gb"), 1, 8), 64, space=space, top_k=1, tokens=1e9
+    )
+    splits = [n for n in range(1, 10) if has_layout(replace(req, cluster=req.cluster.with_nodes(n)))]
+    assert splits == [1, 2, 4, 8]
+    found = fewest_nodes(req, 0.078, 64)
+    probes = dict(found.probes)
+    assert found.nodes == 8 and found.result.best.training(1e9)["train_days"] <= 0.078
+    assert probes[4] is not None and probes[4] > 0.078  # 4 nodes: a layout, too slow
+    assert set(probes) <= set(splits)  # no count without a layout was planned
 
 
 # --------------------------------------------------------------------------- bad input
