@@ -134,14 +134,13 @@ def plan_outputs(
 
 
 def _plan_energy(result: Any, flags: EnergyFlags) -> Any:
-    """The winner's :class:`pipesim.sim.energy.EnergyReport` (per step, and per run with --tokens), or None when
-    the GPU has no board power and no energy flag asked for one. Busy fraction: compute (recompute and TP
+    """The winner's :class:`pipesim.sim.energy.EnergyReport` (per step, and per run with --tokens; a GPU without
+    a board power gets times, GPU-hours and cost, its energies unknown). Busy fraction: compute (recompute and TP
     communication excluded, as simulate counts it) plus optimizer over the step (PlanEntry.busy_fraction)."""
     from pipesim.sim.energy import run_energy, steps_for_tokens
 
     req, best = result.request, result.best
-    if req.cluster.gpu.tdp_w is None and not flags.asked:
-        return None
+    flags.check_for(req.cluster.gpu)
     busy = best.busy_fraction
     steps = steps_for_tokens(req.tokens, best.tokens_per_step) if req.tokens is not None else 1
     return run_energy(

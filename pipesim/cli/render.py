@@ -53,6 +53,11 @@ def console(fit: Table | None = None) -> Console:
     return make_console(click.get_text_stream("stdout"), fit=fit, wide=wide)
 
 
+def _fig(value: float | None, spec: str) -> str:
+    """``value`` formatted, or "unknown" (an energy without the GPU's TDP)."""
+    return "unknown" if value is None else format(value, spec)
+
+
 def render_energy(energy: EnergyReport | None) -> None:
     """The energy and cost lines of ``simulate`` (and ``plan``): per step, per run with ``--tokens``, cost with
     ``--price-per-gpu-hour``, then the assumptions."""
@@ -60,7 +65,6 @@ def render_energy(energy: EnergyReport | None) -> None:
 
     con = console()
     if energy is None:
-        con.print("Energy: not computed (this GPU has no tdp_W; add it to the GPU TOML)", highlight=False)
         return
     con.print("Energy and cost (facility energy, PUE included; kWh = 3.6e6 J)", highlight=False)
     table = Table()
@@ -75,9 +79,10 @@ def render_energy(energy: EnergyReport | None) -> None:
          f"{energy.run_time_s / 3600:,.1f}"),
         ("days", "", f"{energy.run_time_s / 86400:,.1f}"),
         ("GPU-hours", f"{energy.num_gpus * energy.step_time_s / 3600:,.3f}", f"{energy.gpu_hours:,.0f}"),
-        ("energy (step: kWh; run: MWh)" if run else "energy (kWh)", f"{energy.kwh_per_step:,.3f}",
-         f"{energy.mwh_per_run:,.1f}"),
-        ("power, facility (kW)", f"{energy.facility_power_w / 1e3:,.1f}", ""),
+        ("energy (step: kWh; run: MWh)" if run else "energy (kWh)", _fig(energy.kwh_per_step, ",.3f"),
+         _fig(energy.mwh_per_run, ",.1f")),
+        ("power, facility (kW)", _fig(None if energy.facility_power_w is None else energy.facility_power_w / 1e3,
+                                      ",.1f"), ""),
     ]  # fmt: skip
     if not run:
         rows.pop(1)

@@ -96,11 +96,10 @@ def scenario_timeline(layout: Layout, optimizer: str) -> tuple[str, int, int, in
 
 
 def report_energy(report: SimulationReport, energy: EnergyFlags, gpus_per_node: int) -> EnergyReport | None:
-    """The energy of a simulation, or None when the GPU has no TDP and no energy flag asked for one."""
+    """The energy of a simulation (a GPU without a TDP: times, GPU-hours and cost, the energies unknown)."""
     from pipesim.sim.energy import simulation_energy
 
-    if report.scenario.gpu.tdp_w is None and not energy.asked:
-        return None
+    energy.check_for(report.scenario.gpu)
     return simulation_energy(
         report,
         tokens=energy.tokens,

@@ -359,13 +359,22 @@ def build_cluster_flags(**values: Any) -> ClusterFlags:
 # --------------------------------------------------------------------------- energy and cost
 @dataclass(frozen=True)
 class EnergyFlags:
-    """``--tokens`` (a count), price, PUE and per-node overhead; ``asked`` when the user typed any of them."""
+    """``--tokens`` (a count), price, PUE and per-node overhead; ``energy_flags`` the energy-only flags the
+    user typed (``--pue``, ``--node-overhead-W``: they mean nothing without the GPU's board power)."""
 
     tokens: float | None
     price_per_gpu_hour: float | None
     pue: float
     node_overhead_w: float
-    asked: bool
+    energy_flags: tuple[str, ...]
+
+    def check_for(self, gpu: GPUSpec) -> None:
+        """Refuse the energy-only flags for a GPU without a TDP (its report gives times and cost only)."""
+        if gpu.tdp_w is None and self.energy_flags:
+            raise InputError(
+                f"{self.energy_flags[0]} sets the energy model, which needs the GPU's board power: gpu "
+                f"{gpu.name!r} has none (write a GPU TOML with base = {gpu.name!r} and tdp_W = ...)"
+            )
 
 
 def build_energy_flags(
@@ -377,6 +386,8 @@ def build_energy_flags(
     check_pue(pue)
     check_price(price_per_gpu_hour)
     finite(node_overhead_w, "--node-overhead-W", minimum=0)
-    asked = any(given(n) for n in ("tokens", "price_per_gpu_hour", "pue", "node_overhead_w"))
+    asked = tuple(
+        flag for name, flag in (("pue", "--pue"), ("node_overhead_w", "--node-overhead-W")) if given(name)
+    )
     count = None if tokens is None else parse_count(tokens)
     return EnergyFlags(count, price_per_gpu_hour, pue, node_overhead_w, asked)

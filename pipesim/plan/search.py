@@ -404,8 +404,13 @@ def fewest_nodes(
         )
 
     hi = next_count(lo)
-    if hi is None:
-        give_up()
+    if hi is None:  # no count has a layout at all: say why at the first one
+        at = replace(request, cluster=request.cluster.with_nodes(lo))
+        _, rej, total = enumerate_space(at)
+        raise InputError(
+            f"no node count from {lo} to {max_nodes} has a layout of {model.name} at global batch "
+            f"{request.global_batch_size}; at {lo}: {_no_candidate_message(at, rej, total)}"
+        )
     while not ok(hi):
         if hi >= max_nodes:
             give_up()

@@ -95,7 +95,7 @@ class EnergyReport:
     """
 
     gpu_name: str
-    tdp_w: float
+    tdp_w: float | None
     num_gpus: int
     num_nodes: int
     gpus_per_node: int
@@ -108,24 +108,27 @@ class EnergyReport:
     price_per_gpu_hour: float | None
 
     @property
-    def gpu_power_w(self) -> float:
-        """Mean power of one GPU over a step."""
-        return gpu_power_w(self.tdp_w, self.busy_fraction, self.idle_fraction)
+    def gpu_power_w(self) -> float | None:
+        """Mean power of one GPU over a step (None: the GPU's TDP is unknown)."""
+        return None if self.tdp_w is None else gpu_power_w(self.tdp_w, self.busy_fraction, self.idle_fraction)
 
     @property
-    def it_power_w(self) -> float:
+    def it_power_w(self) -> float | None:
         """GPUs plus node overheads."""
-        return self.num_gpus * self.gpu_power_w + self.num_nodes * self.node_overhead_w
+        gpu = self.gpu_power_w
+        return None if gpu is None else self.num_gpus * gpu + self.num_nodes * self.node_overhead_w
 
     @property
-    def facility_power_w(self) -> float:
+    def facility_power_w(self) -> float | None:
         """IT power x PUE."""
-        return self.it_power_w * self.pue
+        it = self.it_power_w
+        return None if it is None else it * self.pue
 
     @property
-    def kwh_per_step(self) -> float:
+    def kwh_per_step(self) -> float | None:
         """Facility energy of one step, kWh."""
-        return self.facility_power_w * self.step_time_s / J_PER_KWH
+        power = self.facility_power_w
+        return None if power is None else power * self.step_time_s / J_PER_KWH
 
     @property
     def run_time_s(self) -> float:
@@ -133,9 +136,10 @@ class EnergyReport:
         return self.steps * self.step_time_s
 
     @property
-    def mwh_per_run(self) -> float:
+    def mwh_per_run(self) -> float | None:
         """Facility energy of the run, MWh."""
-        return self.kwh_per_step * self.steps / 1000.0
+        kwh = self.kwh_per_step
+        return None if kwh is None else kwh * self.steps / 1000.0
 
     @property
     def gpu_hours(self) -> float:
@@ -149,13 +153,23 @@ class EnergyReport:
 
     def assumptions(self) -> list[str]:
         """The model and its constants, one line each, for printing next to the figures."""
+        if self.tdp_w is None:
+            power = [
+                f"energy and power unknown: {self.gpu_name} has no board power in pipesim's data (add tdp_W = ... "
+                "to a GPU TOML)"
+            ]
+        else:
+            power = [
+                f"GPU power = idle + (TDP - idle) x utilisation; TDP {self.tdp_w:g} W ({self.gpu_name}), idle "
+                f"{self.idle_fraction:.0%} of TDP (assumption), utilisation {self.busy_fraction:.1%} "
+                f"(compute-busy fraction of the step) -> {self.gpu_power_w:.0f} W per GPU",
+                f"node overhead {self.node_overhead_w:g} W per node of {self.gpus_per_node} GPUs (CPUs, NICs, "
+                f"switches, fans; assumption) x {self.num_nodes} nodes",
+                f"PUE {self.pue:g} (facility / IT power; "
+                f"{'default, assumption' if self.pue == DEFAULT_PUE else 'given'})",
+            ]
         return [
-            f"GPU power = idle + (TDP - idle) x utilisation; TDP {self.tdp_w:g} W ({self.gpu_name}), idle "
-            f"{self.idle_fraction:.0%} of TDP (assumption), utilisation {self.busy_fraction:.1%} "
-            f"(compute-busy fraction of the step) -> {self.gpu_power_w:.0f} W per GPU",
-            f"node overhead {self.node_overhead_w:g} W per node of {self.gpus_per_node} GPUs (CPUs, NICs, "
-            f"switches, fans; assumption) x {self.num_nodes} nodes",
-            f"PUE {self.pue:g} (facility / IT power; {'default, assumption' if self.pue == DEFAULT_PUE else 'given'})",
+            *power,
             "cost = GPU-hours x price per GPU-hour (rental price; energy shown alongside, not added)",
         ]
 
@@ -199,10 +213,9 @@ def run_energy(
     price_per_gpu_hour: float | None = None,
 ) -> EnergyReport:
     """Energy and cost of ``steps`` steps of ``step_time_s`` on ``num_gpus`` x ``gpu`` whose compute-busy
-    fraction is ``busy_fraction`` (model and defaults in the module docstring). Raises :class:`InputError` for a
-    GPU without a TDP, PUE below 1, a negative price or overhead, or a busy fraction outside [0, 1]."""
-    if gpu.tdp_w is None:
-        raise InputError(f"gpu {gpu.name!r} has no board power; add tdp_W = ... to its GPU TOML")
+    fraction is ``busy_fraction`` (model and defaults in the module docstring); for a GPU without a TDP the
+    report's energies and powers are None (times, GPU-hours and cost stand). Raises :class:`InputError` for
+    PUE below 1, a negative price or overhead, or a busy fraction outside [0, 1]."""
     check_pue(pue)
     check_price(price_per_gpu_hour)
     if num_gpus < 1 or gpus_per_node < 1:

@@ -10,6 +10,7 @@ Microbatches per pipeline = global batch / (micro batch x dp).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from pipesim.errors import InputError, check_choice
 from pipesim.specs.model import ModelSpec
@@ -46,8 +47,24 @@ FSDP = ("none", "full", "hybrid")
 
 
 def divisors(n: int) -> list[int]:
-    """All positive divisors of ``n`` in increasing order."""
-    return [d for d in range(1, n + 1) if n % d == 0]
+    """All positive divisors of ``n`` in increasing order (none for n < 1)."""
+    return list(_divisors(n))
+
+
+@lru_cache(maxsize=4096)
+def _divisors(n: int) -> tuple[int, ...]:
+    """:func:`divisors` by trial division up to sqrt(n), each pair d, n / d at once (cached: the planner asks
+    for the same GPU counts many times)."""
+    small: list[int] = []
+    large: list[int] = []
+    d = 1
+    while d * d <= n:
+        if n % d == 0:
+            small.append(d)
+            if d * d != n:
+                large.append(n // d)
+        d += 1
+    return tuple(small + large[::-1])
 
 
 @dataclass(frozen=True)

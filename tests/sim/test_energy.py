@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import invoke
 
 from pipesim.cost.roofline import ridge_point
 from pipesim.errors import InputError
@@ -84,10 +85,27 @@ def test_bad_inputs_are_one_line_errors(kwargs: dict[str, float], message: str) 
     assert "\n" not in str(exc.value)
 
 
-def test_gpu_without_tdp_says_how_to_add_it() -> None:
+def test_gpu_without_tdp_keeps_time_and_cost_and_says_how_to_add_it() -> None:
     gpu = GPUSpec("mine", {"bf16": 1e15}, hbm_bytes=80e9, hbm_Bps=3e12)
-    with pytest.raises(InputError, match="gpu 'mine' has no board power; add tdp_W"):
-        run_energy(gpu, 8, 1.0, 0.5)
+    e = run_energy(gpu, 8, 2.0, 0.5, steps=3600, price_per_gpu_hour=2.0)
+    # 3,600 steps of 2 s on 8 GPUs = 16 GPU-hours, 32 at 2 per GPU-hour; energies unknown, not guessed.
+    assert e.gpu_hours == pytest.approx(16.0) and e.cost == pytest.approx(32.0)
+    assert e.kwh_per_step is None and e.mwh_per_run is None and e.facility_power_w is None
+    assert "mine has no board power" in e.assumptions()[0] and "tdp_W" in e.assumptions()[0]
+    assert e.as_dict()["mwh_per_run"] is None
+
+
+def test_energy_only_flags_are_refused_without_a_tdp() -> None:
+    # gb200 has no TDP in published.md: --tokens (days, GPU-hours) works, --pue (energy only) is refused.
+    code, out, err = invoke(
+        "simulate", "--model", "gpt-1.7b", "--gpu", "gb200", "--global-batch-size", "8", "--tokens", "1B"
+    )
+    assert code == 0, err
+    assert "GPU-hours" in out and "unknown" in out and "gb200 has no board power" in out
+    code, _, err = invoke(
+        "simulate", "--model", "gpt-1.7b", "--gpu", "gb200", "--global-batch-size", "8", "--pue", "1.3"
+    )
+    assert code == 2 and "--pue sets the energy model, which needs the GPU's board power: gpu 'gb200'" in err
 
 
 def test_parse_count_and_steps() -> None:
