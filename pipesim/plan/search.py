@@ -243,15 +243,17 @@ def _no_candidate_message(request: PlanRequest, rej: Rejections, total: int) -> 
             f"no layout of {model.name} on {n} GPUs satisfies {' and '.join(parts) or 'the constraints'}: "
             f"tp x pp must divide {n} (pp <= {model.num_layers} layers)"
         )
-    worst = max((k for k in REASONS if rej.counts[k]), key=lambda k: rej.counts[k])
+    present = sorted((k for k in REASONS if rej.counts[k]), key=lambda k: -rej.counts[k])
+    worst = present[0]
     example = rej.examples.get(worst, "")
-    hint = ""
-    if worst == "tp_nvlink":
-        hint = "; pass --allow-cross-node-tp or choose tp <= GPUs per node"
-    elif worst == "batch":
-        hint = "; choose a global batch divisible by micro-batch x dp"
-    elif worst in ("pp_layers", "vpp_layers"):
-        hint = "; pass --uneven-layers or choose pp (x vpp) dividing the layers"
+    hints = {
+        "tp_nvlink": "pass --allow-cross-node-tp or choose tp <= GPUs per node",
+        "pp_layers": "pass --uneven-layers or choose pp (x vpp) dividing the layers",
+        "vpp_layers": "pass --uneven-layers or choose pp (x vpp) dividing the layers",
+        "batch": "choose a global batch divisible by micro-batch x dp",
+    }
+    # Every rule that stood in the way and has a remedy, most frequent first (once each).
+    hint = "".join(f"; {h}" for h in dict.fromkeys(hints[k] for k in present if k in hints))
     return (
         f"no layout of {model.name} on {n} GPUs passes the rules ({total} layouts tried; most rejected for "
         f"'{REASONS[worst]}', e.g. {example}){hint}"

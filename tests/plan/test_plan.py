@@ -275,6 +275,17 @@ def test_fewest_nodes_skips_node_counts_no_layout_splits() -> None:
     assert set(probes) <= set(splits)  # no count without a layout was planned
 
 
+def test_fewest_nodes_says_why_no_node_count_has_a_layout() -> None:
+    # GB200 racks of 72 GPUs: 72 n = tp x pp x dp needs a factor 9 from pp (tp divides 64 heads, dp the batch of
+    # 512), and 9 does not divide Llama 3 70B's 80 layers: no rack count has a layout without --uneven-layers.
+    req = PlanRequest(get_model("llama3-70b"), PlanCluster.on_server(get_gpu("gb200"), 1), 512, tokens=1e12)
+    with pytest.raises(InputError) as info:
+        fewest_nodes(req, 30, 4)
+    msg = str(info.value)
+    assert msg.startswith("no node count from ") and "has a layout of llama3-70b at global batch 512" in msg
+    assert "pass --uneven-layers" in msg and "choose a global batch divisible by micro-batch x dp" in msg
+
+
 # --------------------------------------------------------------------------- bad input
 def _no_fit_message(model: str) -> str:
     req = PlanRequest(
