@@ -155,6 +155,18 @@ def _gpu_tables(g: GPUSpec) -> list[str]:
     lines += _table("gpu.peak_TFLOPS", [(p, v / 1e12) for p, v in g.peak_flops.items()])
     if g.efficiency is not None:
         lines += _table("gpu.efficiency", [(k, getattr(g.efficiency, k)) for k in EFFICIENCY_KEYS])
+    srv = g.server  # its topology (if any) and the two-level figures a two-level flag would use
+    lines += _table(
+        "gpu.server",
+        [
+            ("name", srv.name),
+            ("topology", srv.topology),
+            ("gpus_per_node", srv.gpus_per_node),
+            ("intra_node_GBps", srv.intra_Bps / 1e9),
+            ("inter_node_GBps", srv.inter_Bps / 1e9),
+            ("source", srv.source),
+        ],
+    )
     return lines
 
 

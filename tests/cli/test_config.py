@@ -118,6 +118,12 @@ def test_inline_model_and_gpu_round_trip(tmp_path: Path) -> None:
     assert isinstance(got, dict)
     assert got["step_time_s"] == pytest.approx(want.step_time_s, rel=1e-12)
     assert got["model"] == "my-llama" and got["gpu"] == "my-gpu"
+    # The inline GPU keeps its server (the default cluster of a later run without [cluster]).
+    from pipesim.io.readers import gpu_from_table
+    from pipesim.io.values import parse_toml
+
+    again = gpu_from_table(parse_toml(text, "inline.toml")["gpu"], "inline.toml", "x", prefix="gpu.")
+    assert "[gpu.server]" in text and again.server == gpu.server
 
 
 @pytest.mark.parametrize(
