@@ -151,7 +151,8 @@ def test_gpt3_175b_on_1024_a100_matches_sc21_practice() -> None:
     # step, each pair starting once both ranks reach it; one exchange after each F and B of the interleaved
     # steady state): a second model of them times the pipeline phase of tp 4 x pp 16 vpp 6 1.0% shorter
     # than the engine's blocking sends, and the tp 8 x pp 8 / pp 16 layouts 0.0-0.6% shorter (measured
-    # 2026-12-02 with a throw-away script, not kept).
+    # 2026-12-02 with a throw-away script, not kept). NVIDIA's own later recipe for this model has the shape the
+    # planner picks here (NeMo: TP 4 x PP 8 x VP 6 on H100), and the planner finds it there (next test).
     # Asserted: within 25%, and never slower by more than 15%.
     assert best.hardware_tflops_per_gpu == pytest.approx(140, rel=0.25)
     assert best.hardware_tflops_per_gpu > 140 * 0.85
