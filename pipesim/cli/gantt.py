@@ -66,6 +66,7 @@ def gantt_cmd(
     lay: LayoutFlags,
     cluster: ClusterFlags,
 ) -> None:
+    from pipesim.cli.simulate import communication_text
     from pipesim.figures.gantt import gantt_figure, gantt_page
     from pipesim.figures.page import page_files
     from pipesim.figures.static import figure_bytes
@@ -108,6 +109,7 @@ def gantt_cmd(
             ("micro batch", str(sc.layout.micro_batch_size)),
             ("recompute", sc.layout.recompute),
             ("GPU memory", f"{capacity / GIB:.1f} GiB ({capacity / 1e9:.0f} GB)"),
+            ("communication", communication_text(sc)),
         ]
     else:
         request = synthetic.request(*lay.synthetic_pipeline(), lay.dp_overlap)

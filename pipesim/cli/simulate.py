@@ -167,10 +167,15 @@ def refuse_default_layout_oom(report: SimulationReport) -> None:
 _STEP_LABEL = {"post-validation": "step time (s), steady state of back-to-back iterations"}
 
 
-def communication_line(sc: Scenario) -> str:
-    """``communication: <model>``, with GB/s defined when the line uses it."""
+def communication_text(sc: Scenario) -> str:
+    """The scenario's communication model in words, with GB/s defined when the text uses it."""
     comm = sc.comm_description()
-    return f"communication: {comm}" + (" (GB/s = 1e9 B/s)" if "GB/s" in comm else "")
+    return comm + (" (GB/s = 1e9 B/s)" if "GB/s" in comm else "")
+
+
+def communication_line(sc: Scenario) -> str:
+    """``communication: <model>`` (:func:`communication_text`)."""
+    return f"communication: {communication_text(sc)}"
 
 
 def render_report(report: SimulationReport) -> None:
