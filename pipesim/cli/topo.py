@@ -46,10 +46,15 @@ def topo_group() -> None:
 @plain_options("as_json", "wide", as_json={"help": "Print JSON: one object per preset."})
 def topo_list_cmd(as_json: bool) -> None:
     """List the bundled topology presets."""
+    from pipesim.specs.gpu import GPU_PRESETS
     from topologies import build_cluster, preset_names
     from topologies.summary import summarize
 
     rows = [summarize(build_cluster(name, 1)) for name in preset_names()]
+    # The GPU presets whose default cluster each topology is (pipesim.specs.server).
+    default_for = {
+        r.name: [g.name for g in GPU_PRESETS.values() if g.server.topology == r.name] for r in rows
+    }
     if as_json:
         emit_json(
             [
@@ -59,6 +64,7 @@ def topo_list_cmd(as_json: bool) -> None:
                     "nvlink_per_gpu_Bps": r.nvlink_per_gpu_Bps,
                     "network_per_gpu_Bps": r.network_per_gpu_Bps,
                     "description": r.description,
+                    "default_for": default_for[r.name],
                 }
                 for r in rows
             ]
@@ -71,6 +77,7 @@ def topo_list_cmd(as_json: bool) -> None:
     table.add_column("GPUs/node", justify="right")
     table.add_column("NVLink/GPU GB/s", justify="right")
     table.add_column("network/GPU GB/s", justify="right")
+    table.add_column("default for")
     table.add_column("description")
     for r in rows:
         table.add_row(
@@ -78,6 +85,7 @@ def topo_list_cmd(as_json: bool) -> None:
             str(r.gpus_per_node),
             _gbps(r.nvlink_per_gpu_Bps),
             _gbps(r.network_per_gpu_Bps),
+            ", ".join(default_for[r.name]) or "-",
             r.description,
         )
     console().print(table)
