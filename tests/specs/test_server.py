@@ -128,3 +128,11 @@ def test_gpu_list_shows_each_presets_default_cluster() -> None:
     listed = {r["name"]: r for r in json.loads(out)}
     assert listed["gb200"]["topology"] == "nvl72" and listed["b200"]["topology"] is None
     assert listed["h100-sxm"]["peak_flops"]["fp8"] == 1978.9e12
+
+
+def test_topo_list_names_the_gpus_each_topology_serves() -> None:
+    code, out, err = invoke("topo", "list", "--json")
+    assert code == 0, err
+    serves = {r["name"]: r["default_for"] for r in json.loads(out)}
+    assert serves["dgx-h100"] == ["h100-sxm", "h200"] and serves["nvl72"] == ["gb200"]
+    assert serves["dgx-a100"] == []  # the A100s default to the two-level model they were calibrated on
