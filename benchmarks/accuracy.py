@@ -42,8 +42,11 @@ fitted on SC21 alone predict Table 4 (figures printed by the run).
 What limits the accuracy: every published row is Megatron-LM GPT on A100 (s = 2048, unfused attention,
 fp16), so the constants are untested on other GPUs, FlashAttention, GQA/SwiGLU or bf16; Table 1's microbatch
 size and interleaving come from the authors' script rather than the paper, and Table 2's interleaving is
-assumed; data loading and logging are not modelled; the remaining errors (-5.6% for the 1T row, +4-5% for the
-smallest models) point at stage imbalance and per-kernel effects the constants do not capture.
+assumed; data loading and logging are not modelled; the remaining errors (-4.9% for the 1T row, +4.7% for 76B,
++2-3% for the smallest models) point at stage imbalance and per-kernel effects the constants do not capture.
+The pp=1 rows' all-reduce overlaps the backward and takes comm_sms of its SMs (the ZeRO-3 fit's 26 of 108,
+:meth:`pipesim.cost.stages.StageCostModel.stage_table`): without that, +5.4 / +4.3 / +2.2 / +3.0% for 1.7B-18.4B,
+MAE 2.56% instead of 2.12%.
 
 The kernel model (:mod:`pipesim.cost.kernels`) quantizes every GEMM into 128 x 128 tiles over the A100's 108
 SMs; ``--calibrate`` re-runs the one-time fit of the profile's fitted constants (:data:`FIT_KEYS`) minimising

@@ -45,12 +45,14 @@ from pipesim.cost.stage_table import (
     COLUMNS,
     PARAMS,
     PASS_COLUMNS,
+    B,
     Entry,
     F,
     StageCosts,
     StageFrame,
     StageMemory,
     StageTable,
+    W,
     rank_sums,
 )
 from pipesim.cost.times import (
@@ -191,6 +193,8 @@ class StageCostModel(StageCostCache):
         )
         p2p.setflags(write=False)  # shared between the tables that memoized them
         dp_full.setflags(write=False)
+        buckets = dp_buckets(values[:, PARAMS].tolist())
+        values = self._ddp_contention(layout, values, dp_full, buckets)
         mem = self.stage_memory(layout, placement, chains)
         rank_forward = rank_sums(frame.placement, values[:, F], layout.pp)
         opt = self._optimizer_s(
@@ -204,11 +208,41 @@ class StageCostModel(StageCostCache):
             dp_full,
             mem,
             opt,
-            dp_buckets(values[:, PARAMS].tolist()),
+            buckets,
             layout.dp_overlap,
             not layout.p2p_overlapped_for(layout.schedule if schedule is None else schedule),
             hop,
         )
+
+    def _ddp_contention(
+        self, layout: Layout, values: np.ndarray, dp_full: np.ndarray, buckets: int
+    ) -> np.ndarray:
+        """``values`` with each stage's backward (B, and W, the pass its last gradients come from under a
+        split backward) lengthened by the SMs its overlapped gradient reduction takes from it.
+
+        NCCL's kernels hold ``comm_sms`` of the SMs while they run (the same share as FSDP's overlap,
+        :mod:`pipesim.cost.fsdp`), so compute overlapping them runs at ``1 - share`` of its speed. With
+        ``dp_overlap`` the buckets of a stage become ready through its last gradient pass, bucket k at
+        (k+1)/K of it, so about (K-1)/K x min(reduction, pass) of the reduction runs under that pass, which
+        takes share x that much longer. The engine runs one cost per (pass, stage), so the extra time is spread
+        over the stage's microbatches: exact for the step time at pp = 1 (every pass on the critical path),
+        an underestimate deeper pipelines' cool-down chains. Not for ZeRO-3 / FSDP (their collectives have
+        their own model) or without a share (every profile but the A100s' has comm_sms = 0)."""
+        share = self.efficiency.comm_sm_share
+        if not (
+            layout.dp_overlap
+            and share > 0
+            and buckets > 1
+            and layout.zero_stage < 3
+            and layout.fsdp == "none"
+            and dp_full.any()
+        ):
+            return values
+        out = values.copy()
+        extra = share * (buckets - 1) / buckets * np.minimum(dp_full, out[:, B]) / layout.num_microbatches
+        out[:, B] += extra
+        out[:, W] += extra
+        return out
 
     def _signatures(
         self, layout: Layout, frame: StageFrame, ukey: tuple[Any, ...], grid: RankGrid, gkey: int

@@ -52,9 +52,10 @@ class Efficiency:
     ``step_overhead_s``: fixed cost per training
     iteration (data loading, gradient clipping, logging); ``tp_overlap``: fraction of an overlapped
     tensor-parallel collective that its partner GEMM hides (1 = fully hidden up to the GEMM's duration);
-    ``comm_sms``: SMs a collective's kernels hold while FSDP / ZeRO-3 overlaps it with compute (NCCL's
-    channels are CUDA blocks), so the overlapped compute runs on the other ``sm_count - comm_sms``
-    (:attr:`comm_sm_share`; :mod:`pipesim.cost.fsdp`).
+    ``comm_sms``: SMs a collective's kernels hold while FSDP / ZeRO-3 or the overlapped DDP gradient reduction
+    runs beside compute (NCCL's channels are CUDA blocks), so the overlapped compute runs on the other
+    ``sm_count - comm_sms`` (:attr:`comm_sm_share`; :mod:`pipesim.cost.fsdp`,
+    :meth:`pipesim.cost.stages.StageCostModel.stage_table`).
     ``sources`` maps a key to where its value comes from (shown by ``pipesim gpu show``).
     """
 
