@@ -149,21 +149,15 @@ def plan(
     graph when given; with neither, ``nodes`` servers like the GPU's own, :mod:`pipesim.specs.server`) and
     rank them, as ``pipesim plan`` does; ``request_fields`` are :class:`~pipesim.plan.search.PlanRequest`
     fields (``top_k``, ``tokens``, ``space``, ...)."""
+    from pipesim.comm.factory import topology_gpus_per_node
     from pipesim.plan.search import PlanCluster, PlanRequest
     from pipesim.plan.search import plan as run_plan
 
     g = _gpu(gpu)
     if topology is None and gpus_per_node is None:
         cluster = PlanCluster.on_server(g, nodes)
-    else:
-        if gpus_per_node is not None:
-            per = gpus_per_node
-        elif topology is not None:
-            from pipesim.comm.factory import topology_gpus_per_node
-
-            per = topology_gpus_per_node(topology)
-        else:
-            per = g.server.gpus_per_node
+    else:  # a topology counts its own GPUs per server; a two-level request takes the server's figures
+        per = gpus_per_node or (topology_gpus_per_node(topology) if topology else g.server.gpus_per_node)
         cluster = PlanCluster(gpu=g, nodes=nodes, gpus_per_node=per, topology=topology)
     try:
         request = PlanRequest(

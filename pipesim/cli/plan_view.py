@@ -72,7 +72,7 @@ def plan_outputs(
     energy = _plan_energy(result, energy_flags)
     if out.as_json:
         data = result.as_dict(limit)
-        data["energy"] = energy.as_dict() if energy is not None else None
+        data["energy"] = energy.as_dict()
         if probes:
             data["nodes_search"] = [{"nodes": n, "best_days": d} for n, d in probes]
         data["megatron_args"] = format_megatron_args(req.model, winner_layout)
@@ -122,8 +122,7 @@ def plan_outputs(
             f"{t['gpu_hours']:,.0f} GPU-hours on {cl.num_gpus} GPUs.",
             highlight=False,
         )
-    if energy is not None:
-        render_energy(energy)
+    render_energy(energy)
     con.print("\nMegatron-LM arguments of the winner:", highlight=False)
     click.echo(format_megatron_args(req.model, winner_layout))
     con.print(

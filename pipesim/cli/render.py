@@ -58,14 +58,12 @@ def _fig(value: float | None, spec: str) -> str:
     return "unknown" if value is None else format(value, spec)
 
 
-def render_energy(energy: EnergyReport | None) -> None:
+def render_energy(energy: EnergyReport) -> None:
     """The energy and cost lines of ``simulate`` (and ``plan``): per step, per run with ``--tokens``, cost with
     ``--price-per-gpu-hour``, then the assumptions."""
     from rich.table import Table
 
     con = console()
-    if energy is None:
-        return
     con.print("Energy and cost (facility energy, PUE included; kWh = 3.6e6 J)", highlight=False)
     table = Table()
     table.add_column("", no_wrap=True)

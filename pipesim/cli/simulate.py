@@ -95,7 +95,7 @@ def scenario_timeline(layout: Layout, optimizer: str) -> tuple[str, int, int, in
     return name, ranks, chunks, m * (1 if optimizer == "sync" else DEFAULT_ITERATIONS), split
 
 
-def report_energy(report: SimulationReport, energy: EnergyFlags, gpus_per_node: int) -> EnergyReport | None:
+def report_energy(report: SimulationReport, energy: EnergyFlags, gpus_per_node: int) -> EnergyReport:
     """The energy of a simulation (a GPU without a TDP: times, GPU-hours and cost, the energies unknown)."""
     from pipesim.sim.energy import simulation_energy
 
@@ -140,7 +140,7 @@ def simulate_cmd(
     refuse_default_layout_oom(report)
     energy_report = report_energy(report, energy, scenario.gpus_per_node())
     if as_json:
-        emit_json({**report.as_dict(), "energy": energy_report.as_dict() if energy_report else None})
+        emit_json({**report.as_dict(), "energy": energy_report.as_dict()})
         return
     render_report(report)
     render_energy(energy_report)

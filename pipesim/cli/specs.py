@@ -261,14 +261,15 @@ class ClusterFlags:
             return ClusterSpec(
                 self.topology, self.nodes, fabric=self.fabric, oversubscription=self.oversubscription
             )
-        if self.intra_node_gbps is None or self.inter_node_gbps is None:
+        per = gpus_per_node or self.gpus_per_node
+        if per is None or self.intra_node_gbps is None or self.inter_node_gbps is None:
             raise RuntimeError(
                 "ClusterFlags.spec() before for_gpu(): the two-level defaults come from the GPU"
             )
         return ClusterSpec(
             None,
             None,
-            gpus_per_node or self.gpus_per_node or 8,
+            per,
             self.intra_node_gbps * 1e9,
             self.inter_node_gbps * 1e9,
             fabric=self.fabric,

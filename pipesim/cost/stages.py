@@ -226,7 +226,7 @@ class StageCostModel(StageCostCache):
         (k+1)/K of it, so about (K-1)/K x min(reduction, pass) of the reduction runs under that pass, which
         takes share x that much longer. The engine runs one cost per (pass, stage), so the extra time is spread
         over the stage's microbatches: exact for the step time at pp = 1 (every pass on the critical path),
-        an underestimate deeper pipelines' cool-down chains. Not for ZeRO-3 / FSDP (their collectives have
+        an underestimate of deeper pipelines' cool-down chains. Not for ZeRO-3 / FSDP (their collectives have
         their own model) or without a share (every profile but the A100s' has comm_sms = 0)."""
         share = self.efficiency.comm_sm_share
         if not (

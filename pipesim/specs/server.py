@@ -48,15 +48,6 @@ class ServerSpec:
             if not getattr(self, key) > 0:
                 raise InputError(f"server {self.name!r}: {key}={getattr(self, key)} must be > 0")
 
-    def describe(self) -> str:
-        """One line: the server, and what a command's default cluster is (GB/s = 1e9 B/s)."""
-        level = (
-            f"{self.gpus_per_node} GPUs, {self.intra_Bps / 1e9:.0f} GB/s per GPU inside, "
-            f"{self.inter_Bps / 1e9:.1f} GB/s per GPU across servers"
-        )
-        where = f"topology {self.topology}" if self.topology else "two-level model"
-        return f"{self.name} ({where}; two-level figures: {level})"
-
 
 DGX_A100 = ServerSpec(
     "DGX A100",
