@@ -201,3 +201,27 @@ def test_the_reports_table_printer_lines_columns_up(capsys: pytest.CaptureFixtur
     ]
     table.print_table(columns, rows, indent="  ", header=False)
     assert capsys.readouterr().out.splitlines() == ["  gpt3-175b   384   +9.3%", "  gpt-1t     3072  -13.4%"]
+
+
+def test_sc21_figure13_tensor_versus_pipeline_parallelism() -> None:
+    # SC21 Section 5.4.1 / Figure 13 (published.md s1.5 tp_vs_pp; validation, nothing fitted): a 162B GPT on 64
+    # A100 peaks at TP = 8 and sub-optimal (TP, PP) are "up to 2x" slower. benchmarks/sc21_tp_vs_pp.py prints
+    # the grid. Measured (1F1B, hardware TFLOP/s): batch 32: 93.3 124.2 143.6 68.3 43.5 for (2,32) (4,16)
+    # (8,8) (16,4) (32,2); batch 128: 142.8 161.8 166.1 73.1 45.1; batch 512: 164.7 175.0 172.9 75.0 46.0.
+    fig13 = _load("sc21_tp_vs_pp")
+    grid = fig13.tflops_grid()
+    for gbs in (32, 128):  # the peak is TP = 8, the server's GPUs
+        assert max(fig13.LAYOUTS, key=lambda tp_pp: grid[(gbs, *tp_pp)]) == (8, 8), gbs
+    # At batch 512 the model MISSES the claim: TP 4 x PP 16 comes out 1.2% above TP 8 (its 15/512 bubble and
+    # a last stage carrying 2 layers + the LM head, against TP 8's twice-as-many all-reduce bytes per GPU).
+    assert grid[(512, 8, 8)] >= 0.98 * max(grid[(512, t, p)] for t, p in fig13.LAYOUTS)
+    # Inside the server beats across it at every batch; TP across servers on the two-level model pays 24 GB/s
+    # per GPU for every ring, so it is slower than SC21 found: best / (32,2) 3.3-3.8 (SC21: "up to 2x"); on the
+    # dgx-a100 graph (NCCL's channels use every NIC of the server) 1.15-1.29. The two bracket the measurement.
+    for gbs in fig13.BATCHES:
+        inside = min(grid[(gbs, t, p)] for t, p in fig13.LAYOUTS if t <= 8)
+        assert inside > max(grid[(gbs, 16, 4)], grid[(gbs, 32, 2)])
+        assert 2.0 < max(grid[(gbs, t, p)] for t, p in fig13.LAYOUTS) / grid[(gbs, 32, 2)] < 4.0
+    # TP 2 x PP 32 at batch 32: 1F1B's bubble (p-1)/m = 31/32 against 7/32 at PP 8 (SC21 eq. 1) leaves it
+    # well below the peak: (32 + 7) / (32 + 31) = 0.62 of it from the bubbles alone, 0.65 measured.
+    assert grid[(32, 2, 32)] / grid[(32, 8, 8)] == pytest.approx((32 + 7) / (32 + 31), abs=0.05)
