@@ -182,10 +182,12 @@ def render_report(report: SimulationReport) -> None:
     """The terminal view of ``pipesim simulate``: summary, time breakdown, memory per pipeline rank."""
     from rich.table import Table
 
+    from pipesim.sim.scenario import chunks_per_rank
+
     sc, lay = report.scenario, report.scenario.layout
     con = console()
     con.print(
-        f"{sc.model.name} on {lay.num_gpus} x {sc.gpu.name}: dp={lay.dp} tp={lay.tp} pp={lay.pp} vpp={lay.vpp} "
+        f"{sc.model.name} on {lay.num_gpus} x {sc.gpu.name}: dp={lay.dp} tp={lay.tp} pp={lay.pp} vpp={chunks_per_rank(lay)} "
         f"schedule={lay.schedule} micro-batch={lay.micro_batch_size} global-batch={lay.global_batch_size} "
         f"microbatches={lay.num_microbatches} seq={lay.seq(sc.model)} recompute={lay.recompute} "
         f"sp={'on' if lay.sequence_parallel else 'off'} precision={lay.precision} attention={lay.attention}"

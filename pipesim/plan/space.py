@@ -23,6 +23,7 @@ REASONS: dict[str, str] = {
     "cp_seq": "cp does not split the sequence into 2 x cp equal chunks",
     "ep_experts": "ep does not divide the experts",
     "ep_fit": "etp x ep does not divide tp x cp x dp (or etp the expert width)",
+    "vpp_pp1": "interleaving needs pp > 1",
     "vpp_layers": "layers not divisible by pp x chunks (vpp)",
     "schedule": "schedule constraint",
     "memory": "out of memory (estimate)",
@@ -134,11 +135,11 @@ def _vpp_values(request: PlanRequest, family_name: str, pp: int) -> list[int]:
         return [fam.chunks_per_rank]
     if not fam.uses_vpp:
         return [1]
+    if pp == 1:  # one rank has nothing to interleave (Megatron-LM refuses a virtual pipeline at pp = 1)
+        return []
     layers = request.model.num_layers
     if request.space.vpp is not None:
         return sorted({v for v in request.space.vpp if v >= 2})
-    if pp == 1:
-        return []
     if request.space.uneven_layers:
         return list(range(2, layers // pp + 1))
     if layers % pp:
@@ -296,12 +297,11 @@ def enumerate_space(
                     chunks = fam.chunks(max(v, 1))
                     stages = pp * chunks // fam.chains  # the stages of one model copy
                     label = f"{ewhere} {name} vpp={max(v, 1)}"
+                    if v == 0 and pp == 1:
+                        rej.add("vpp_pp1", per_slot, f"{label}: one pipeline rank, nothing to interleave")
+                        continue
                     if v == 0:
-                        why = (
-                            "interleaving needs pp > 1"
-                            if pp == 1
-                            else f"no chunk count splits {model.num_layers} layers over pp={pp}"
-                        )
+                        why = f"no chunk count splits {model.num_layers} layers over pp={pp}"
                         rej.add("vpp_layers", per_slot, f"{label}: {why}")
                         continue
                     if stages > model.num_layers or (model.num_layers % stages and not space.uneven_layers):
@@ -324,7 +324,7 @@ def enumerate_space(
                                         tp,
                                         pp,
                                         dp,
-                                        v if fam.uses_vpp else 1,
+                                        chunks,
                                         mbs,
                                         name,
                                         rc,

@@ -149,6 +149,12 @@ def check_gpu_count(layout: Layout, gpus: int | None) -> None:
         )
 
 
+def chunks_per_rank(layout: Layout) -> int:
+    """Model chunks each pipeline rank runs: ``vpp`` for interleaved schedules, the family's fixed count for
+    V-shapes and DualPipe (2), else 1 -- what reports print as vpp."""
+    return get_family(layout.schedule).chunks(layout.vpp)
+
+
 def build_scenario_schedule(scenario: Scenario) -> Schedule:
     """Validate the layout against the model and build its pipeline schedule."""
     layout, model = scenario.layout, scenario.model
@@ -157,6 +163,11 @@ def build_scenario_schedule(scenario: Scenario) -> Schedule:
     if layout.vpp > 1 and not family.uses_vpp and family.chunks_per_rank is None:
         raise InputError(
             f"vpp={layout.vpp} needs an interleaved schedule; schedule {layout.schedule!r} runs one chunk per rank"
+        )
+    if family.chunks_per_rank is not None and layout.vpp not in (1, family.chunks_per_rank):
+        raise InputError(
+            f"vpp={layout.vpp}: schedule {layout.schedule!r} always runs {family.chunks_per_rank} chunks per rank; "
+            f"valid vpp: 1 or {family.chunks_per_rank} (both mean the same), or an interleaved schedule"
         )
     layout.check_model(model, layout.pp * chunks // family.chains)  # stages of one model copy
     return build_schedule(layout.schedule, layout.pp, layout.num_microbatches, chunks)
@@ -282,6 +293,7 @@ _LAYOUT_TAIL = ("sequence_parallel", "recompute", "distributed_optimizer", "zero
 def _layout_dict(r: SimulationReport) -> dict[str, Any]:
     lay = r.scenario.layout
     out: dict[str, Any] = {k: getattr(lay, k) for k in _LAYOUT_HEAD}
+    out["vpp"] = chunks_per_rank(lay)
     out.update(micro_batch_size=lay.micro_batch_size, global_batch_size=lay.global_batch_size)
     out.update(seq_length=lay.seq(r.scenario.model), microbatches=lay.num_microbatches)
     out.update({k: getattr(lay, k) for k in _LAYOUT_TAIL})
