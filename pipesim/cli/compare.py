@@ -21,6 +21,7 @@ from pipesim.cli.options import (
     synthetic_options,
 )
 from pipesim.cli.render import GIB, console, emit_json, gib
+from pipesim.cli.specs import given
 from pipesim.errors import InputError
 from pipesim.sim.budget import MAX_ACTIONS, check_actions
 
@@ -126,6 +127,8 @@ def compare_cmd(
         console().print(model_compare_table(reports))
         return
     request = synthetic.request(*lay.synthetic_pipeline(), lay.dp_overlap)
+    check_vpp_used(request.schedules, request.vpp)
+    check_schedule_files(request)
     check_actions(synthetic_timelines(request), max_actions)
     results = compare_schedules(request)
     if as_json:
@@ -133,6 +136,38 @@ def compare_cmd(
         return
     table = compare_table(results, request)
     console(fit=table).print(table)
+
+
+def check_vpp_used(names: Sequence[str], vpp: int) -> None:
+    """Refuse a typed ``--vpp`` > 1 that no schedule of ``names`` runs (only interleaved families take it;
+    V-shapes and DualPipe run their own 2 chunks): it would be ignored."""
+    from schedules import REGISTRY
+
+    if not given("vpp") or vpp <= 1 or not names:
+        return
+    if not any(REGISTRY[n].uses_vpp or REGISTRY[n].chunks_per_rank == vpp for n in names if n in REGISTRY):
+        raise InputError(
+            f"--vpp={vpp} applies to interleaved schedules, and none of --schedules {','.join(names)} is one; "
+            "add interleaved-1f1b (or another interleaved schedule) or drop --vpp"
+        )
+
+
+def check_schedule_files(request: CompareRequest) -> None:
+    """Refuse ``--pp`` / ``-m`` typed next to a ``--schedule-file`` whose own ranks or microbatches differ:
+    a file is simulated as written, so the flag would be ignored."""
+    from schedules import read_csv
+
+    for path in request.schedule_files:
+        sched = read_csv(path)
+        for flag, key, value, own in (
+            ("--pp", "pp", request.pp, sched.num_ranks),
+            ("-m/--microbatches", "microbatches", request.microbatches, sched.num_microbatches),
+        ):
+            if given(key) and value != own:
+                raise InputError(
+                    f"{flag}={value}, but schedule file {path} has {own} (it is simulated as written); "
+                    f"drop {flag.split('/')[0]} or give {own}"
+                )
 
 
 def synthetic_timelines(
@@ -169,12 +204,28 @@ def compare_on_model(
     from pipesim.sim.scenario import simulate_scenario
     from schedules import get_family
 
+    synthetic_only = ("forward_time", "backward_time", "weight_time", "fb_time", "p2p_time", "activation_bytes",
+                      "memory_limit", "dp_time", "dp_buckets", "weight_stash")  # fmt: skip
+    typed = [name for name in synthetic_only if given(name)]
+    if typed:
+        flag = "--" + typed[0].replace("_", "-")
+        raise InputError(
+            f"{flag} sets the synthetic scenario's times; with --model every pass and transfer is timed by the "
+            f"cost model: drop {flag} or --model"
+        )
     microbatches = synthetic.microbatches
+    if lay.global_batch_size is not None and given("microbatches"):
+        raise InputError(
+            "give -m/--microbatches or --global-batch-size, not both (with --model, microbatches = global batch "
+            "/ (micro-batch x dp))"
+        )
     if lay.global_batch_size is None and microbatches < 1:  # -m sets the global batch: name the flag typed
         raise InputError(f"-m/--microbatches={microbatches} must be >= 1")
     scenarios = []
     vpp_flag = lay.virtual_stages(hw.model)
-    for name in synthetic.names(vpp_flag):
+    names = synthetic.names(vpp_flag)
+    check_vpp_used(names, vpp_flag)
+    for name in names:
         family = get_family(name)
         vpp = vpp_flag if family.uses_vpp else 1
         scenarios.append(
@@ -204,9 +255,12 @@ def compare_table(results: Sequence[PipelineMetrics], request: CompareRequest) -
         if dp
         else ""
     )
+    pp, m = request.pp, request.microbatches
+    if not request.schedules and results:  # only schedule files: their own sizes (as the rows show them)
+        pp, m = results[0].pp, results[0].microbatches
     table = Table(
         title=(
-            f"pp={request.pp}  microbatches={request.microbatches}  F={request.forward_s * 1e3:g} ms  "
+            f"pp={pp}  microbatches={m}  F={request.forward_s * 1e3:g} ms  "
             f"B={request.backward_s * 1e3:g} ms  {w_part}p2p={request.p2p_s * 1e3:g} ms{dp_part}  (per whole stage; GiB = 2^30 bytes)"
         ),
         title_justify="left",

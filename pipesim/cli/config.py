@@ -178,6 +178,14 @@ def load_config(ctx: click.Context, _param: click.Parameter, path: str | None) -
             raise InputError(f"{src}: key '{entry.where}': an experiment file cannot name another one")
         if key == "schedule" and key not in params and "schedules" in params and "schedules" not in keys:
             key = "schedules"  # one schedule for a command that takes a list
+        elif key == "schedules" and key not in params and "schedule" in params and "schedule" not in keys:
+            listed = entry.value if isinstance(entry.value, list) else str(entry.value).split(",")
+            if len(listed) != 1:  # simulate runs one schedule: which of the list is not ours to guess
+                raise InputError(
+                    f"{src}: key '{entry.where}' lists {len(listed)} schedules and {_name(ctx)} runs one; add "
+                    f"the key 'schedule' (one of {', '.join(map(str, listed))})"
+                )
+            key, entry = "schedule", Entry(entry.key, entry.where, str(listed[0]).strip())
         param = params.get(key)
         if param is None:
             if key in shared:

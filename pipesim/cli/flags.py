@@ -178,7 +178,7 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "gpus": _d("--gpus", "-g", type=int, default=None,
                help="Total GPUs (simulate, compare: checked against dp x tp x pp; plan: instead of --nodes; "
                "collective: the group, ranks 0..G-1 [default: all])."),
-    "gpus_per_node": _d("--gpus-per-node", type=int, default=None,
+    "gpus_per_node": _d("--gpus-per-node", type=click.IntRange(min=1), default=None,
                         help="GPUs per node of the two-level model [default: the GPU's server's, e.g. 8; "
                         "`pipesim gpu show` names it]."),
     "intra_node_gbps": _d("--intra-node-GBps", "intra_node_gbps", type=FLOAT, default=None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from pipesim.cli.compare import compare_on_model, scenario_options, synthetic_timelines
+from pipesim.cli.compare import check_schedule_files, compare_on_model, scenario_options, synthetic_timelines
 from pipesim.cli.group import short_help
 from pipesim.cli.options import (
     ClusterFlags,
@@ -113,6 +113,7 @@ def gantt_cmd(
         ]
     else:
         request = synthetic.request(*lay.synthetic_pipeline(), lay.dp_overlap)
+        check_schedule_files(request)
         timelines = synthetic_timelines(request, iterations)
         check_actions(timelines, max_actions)
         if output or image_path:

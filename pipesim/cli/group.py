@@ -89,11 +89,11 @@ def fail(message: str) -> NoReturn:
 
 
 def _usage_fail(exc: click.UsageError) -> NoReturn:
-    """A usage error (a flag click rejects, a missing required flag): its one line, then where to look, as
-    click itself words it (``Try 'pipesim plan --help' for help.``); exit status 2."""
+    """A usage error (a flag click rejects, a missing required flag): one line, its message and where to look
+    (``(see pipesim plan --help)``); exit status 2."""
     where = exc.ctx.command_path if exc.ctx is not None else "pipesim"
-    click.echo(f"error: {exc.format_message()}", err=True)
-    click.echo(f"Try '{where} --help' for help.", err=True)
+    message = " ".join(exc.format_message().split())  # click's messages may wrap a list of choices
+    click.echo(f"error: {message} (see '{where} --help')", err=True)
     sys.exit(2)
 
 

@@ -74,7 +74,7 @@ def _int_list(text: str | None, flag: str) -> tuple[int, ...] | None:
     if text is None:
         return None
     out = []
-    for part in split_names(text):
+    for part in split_names(text, flag):
         try:
             out.append(int(part))
         except ValueError:
@@ -116,8 +116,8 @@ def plan_cmd(hw: Hardware, cluster: ClusterFlags, lay: LayoutFlags, energy: Ener
         pp=_int_list(kw["space_pp"], "--pp"),
         vpp=_int_list(kw["space_vpp"], "--vpp"),
         micro_batch_sizes=_int_list(kw["space_mbs"], "--micro-batch-size") or (1,),
-        schedules=tuple(split_names(kw["schedules"])) if kw["schedules"] else None,
-        recompute=tuple(split_names(kw["space_recompute"])),
+        schedules=tuple(split_names(kw["schedules"], "--schedules")) if kw["schedules"] else None,
+        recompute=tuple(split_names(kw["space_recompute"], "--recompute")),
         distributed_optimizer=_onoff(kw["space_do"], "--distributed-optimizer"),
         sequence_parallel=_onoff(kw["space_sp"], "--sequence-parallel"),
         max_tp=kw["max_tp"],
@@ -127,7 +127,7 @@ def plan_cmd(hw: Hardware, cluster: ClusterFlags, lay: LayoutFlags, energy: Ener
         cp=_int_list(kw["space_cp"], "--cp"),
         ep=_int_list(kw["space_ep"], "--ep"),
         etp=_int_list(kw["space_etp"], "--etp"),
-        fsdp=tuple(f for f in split_names(kw["space_fsdp"]) if f != "none"),
+        fsdp=tuple(f for f in split_names(kw["space_fsdp"], "--fsdp") if f != "none"),
         fsdp_shard_sizes=_int_list(kw["space_fsdp_shard"], "--fsdp-shard-size"),
     )
     if lay.attention not in ("flash", "unfused"):

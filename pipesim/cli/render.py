@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from pipesim.errors import InputError
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
@@ -19,9 +21,15 @@ __all__ = ["GIB", "console", "count_text", "emit_json", "gib", "render_energy", 
 GIB = 2**30
 
 
-def split_names(text: str | None) -> list[str]:
-    """The non-empty, stripped items of a comma list (``None`` or ``""``: none)."""
-    return [n.strip() for n in text.split(",") if n.strip()] if text else []
+def split_names(text: str | None, flag: str | None = None) -> list[str]:
+    """The stripped items of a comma list (``None``: none). With ``flag`` (the option it came from) an empty
+    list or an empty item (``""``, ``"1f1b,"``, ``"1,,2"``) is refused naming the flag; without, dropped."""
+    if text is None:
+        return []
+    items = [n.strip() for n in text.split(",")]
+    if flag is not None and not all(items):
+        raise InputError(f"{flag}={text!r} has an empty item; give a comma list without blanks, e.g. a,b")
+    return [n for n in items if n]
 
 
 def count_text(n: float) -> str:

@@ -85,7 +85,7 @@ def roofline_cmd(
     from pipesim.io.atomic import write_outputs
     from pipesim.specs.layout import TRAIN_PRECISIONS
 
-    precisions = split_names(lay.precision)
+    precisions = split_names(lay.precision, "--precision")
     if not precisions:
         raise InputError("--precision is empty; give bf16, fp16, fp8, fp4, tf32 or fp32 (or a comma list)")
     model, gpu = hw.need_model(), hw.gpu

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from pipesim.sim.energy import EnergyReport
     from pipesim.sim.scenario import Scenario, SimulationReport
     from pipesim.specs.layout import Layout
+    from pipesim.specs.model import ModelSpec
 
 __all__ = ["build_scenario", "refuse_default_layout_oom", "render_report", "report_energy", "simulate_cmd"]
 
@@ -80,10 +81,41 @@ def build_scenario(
         vpp=lay.virtual_stages(model) if vpp is None else vpp,
     )
     check_gpu_count(layout, cluster.gpus)
+    refuse_unused_flags(layout, model)
     hw.gpu.peak(layout.precision)  # fail early if the GPU lacks the precision
     check_actions([scenario_timeline(layout, optimizer)], max_actions)
     comm = cluster.comm(layout.num_gpus)
     return Scenario(model, hw.gpu, layout, comm, rank_order=cluster.rank_grid(), optimizer=optimizer)
+
+
+def refuse_unused_flags(layout: Layout, model: ModelSpec) -> None:
+    """Refuse a flag the user gave that this scenario would ignore: the result would look like its effect."""
+    from pipesim.cli.specs import given
+    from pipesim.specs.layout import Layout
+
+    rules = (
+        ("overlap_param_gather", not layout.distributed_optimizer,
+         "it overlaps the distributed optimizer's parameter all-gather, and --distributed-optimizer is off"),
+        ("fp8_recipe", layout.precision != "fp8", f"it is the fp8 scaling recipe, and precision is {layout.precision}"),
+        ("moe_imbalance", not model.moe, f"it skews expert routing, and {model.name} is a dense model"),
+        ("etp", not model.moe, f"it splits expert weights, and {model.name} is a dense model"),
+    )  # fmt: skip
+    defaults = Layout.__dataclass_fields__
+    for name, unused, why in rules:  # a value other than the default (experiment files write every default)
+        if given(name) and unused and getattr(layout, name) != defaults[name].default:
+            raise InputError(f"--{name.replace('_', '-')} would change nothing: {why}; drop it")
+    ctx = click.get_current_context(silent=True)
+    typed = ctx.get_parameter_source("distributed_optimizer") if ctx is not None else None
+    if (
+        typed is not None
+        and typed.name == "COMMANDLINE"
+        and layout.fsdp != "none"
+        and layout.distributed_optimizer
+    ):
+        raise InputError(
+            f"--distributed-optimizer (ZeRO-1) with --fsdp {layout.fsdp} (ZeRO-3, which shards the optimizer state "
+            "already): drop --distributed-optimizer"
+        )
 
 
 def scenario_timeline(layout: Layout, optimizer: str) -> tuple[str, int, int, int, bool]:

@@ -155,6 +155,8 @@ class LayoutFlags:
     def virtual_stages(self, model: ModelSpec | None) -> int:
         """vpp: ``--vpp``, or ``model``'s layers / (pp x ``--num-layers-per-virtual-pipeline-stage``)."""
         per = self.layers_per_virtual_stage
+        if self.vpp < 1:
+            raise InputError(f"vpp={self.vpp} must be >= 1 (1: one chunk per rank)")
         if per is None:
             return self.vpp
         flag = "--num-layers-per-virtual-pipeline-stage"

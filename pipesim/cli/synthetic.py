@@ -42,7 +42,7 @@ class SyntheticFlags:
         from pipesim.sim.compare import DEFAULT_SCHEDULES
         from schedules import get_family
 
-        names = split_names(self.schedules)
+        names = split_names(self.schedules, "--schedules")
         if names or self.schedule_files:
             return names
         return [n for n in DEFAULT_SCHEDULES if vpp > 1 or not get_family(n).uses_vpp]

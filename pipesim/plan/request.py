@@ -57,12 +57,13 @@ class SearchSpace:
     def __post_init__(self) -> None:
         for name in ("tp", "pp", "vpp", "micro_batch_sizes", "cp", "ep", "etp"):
             values = getattr(self, name)
+            flag = "--micro-batch-size" if name == "micro_batch_sizes" else f"--{name}"  # plan's flag names
             if values is not None:
                 if not values:
-                    raise InputError(f"--{name.replace('_', '-')}: give at least one value")
+                    raise InputError(f"{flag}: give at least one value")
                 bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 1]
                 if bad:
-                    raise InputError(f"--{name.replace('_', '-')}={bad[0]!r} must be a positive integer")
+                    raise InputError(f"{flag}={bad[0]!r} must be a positive integer")
         for name in ("max_tp", "max_pp"):
             v = getattr(self, name)
             if v is not None and v < 1:

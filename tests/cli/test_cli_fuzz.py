@@ -5,7 +5,6 @@ accepted run is quick; the fuzz cannot raise them."""
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import click
@@ -110,7 +109,5 @@ def test_random_command_lines_exit_0_or_2_and_leave_nothing_on_failure(
     assert code in (0, 2), (args, code, err)
     assert "Traceback" not in out + err, (args, err)
     if code == 2:
-        lines = err.splitlines()  # one line; a usage error adds click's "Try '... --help' for help."
-        assert err.startswith("error: ") and len(lines) in (1, 2), (args, err)
-        assert len(lines) == 1 or re.fullmatch(r"Try '.* --help' for help\.", lines[1]), (args, err)
+        assert err.startswith("error: ") and len(err.splitlines()) == 1, (args, err)
         assert list(work.iterdir()) == [], (args, sorted(work.iterdir()))

@@ -1,0 +1,95 @@
+"""A flag the scenario would ignore, or a combination no framework runs, is refused in one line (exit 2):
+the output would otherwise look like its effect. Found by a newcomer review of the CLI (session 9)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import invoke
+
+ROOT = Path(__file__).resolve().parents[2]
+SIM = ("simulate", "--model", "gpt-1.7b", "--global-batch-size", "16")
+ZBV_CSV = str(ROOT / "tests" / "data" / "zbv_pytorch_pp3_m6.csv")  # pp 3, 6 microbatches
+
+
+def refused(*args: str) -> str:
+    code, out, err = invoke(*args)
+    assert code == 2, (args, code, out, err)
+    assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        # Megatron-LM asserts pp > 1 for a virtual pipeline; one rank has nothing to interleave.
+        ((*SIM, "--pp", "1", "--vpp", "2", "--schedule", "interleaved-1f1b"), "needs pp >= 2"),
+        # V-shapes and DualPipe run 2 chunks per rank whatever --vpp says.
+        ((*SIM, "--pp", "2", "--vpp", "3", "--schedule", "zb-v"), "always runs 2 chunks per rank"),
+        ((*SIM, "--gpus-per-node", "0"), "--gpus-per-node"),
+        ((*SIM, "--overlap-param-gather"), "--distributed-optimizer is off"),
+        ((*SIM, "--fp8-recipe", "current"), "precision is bf16"),
+        ((*SIM, "--moe-imbalance", "2"), "dense model"),
+        ((*SIM, "--dp", "2", "--fsdp", "full", "--distributed-optimizer"), "drop --distributed-optimizer"),
+        (("compare", "--vpp", "0"), "vpp=0 must be >= 1"),
+        (("compare", "--vpp", "-2"), "vpp=-2 must be >= 1"),
+        (("compare", "--vpp", "2", "--schedules", "1f1b"), "none of --schedules 1f1b"),
+        (("compare", "--schedules", ""), "empty item"),
+        (("compare", "--schedules", "1f1b,"), "empty item"),
+        (("compare", "--schedule-file", ZBV_CSV, "--pp", "4"), "has 3 (it is simulated as written)"),
+        (("compare", "--schedule-file", ZBV_CSV, "-m", "8"), "has 6 (it is simulated as written)"),
+        (("compare", "--model", "gpt-1.7b", "--global-batch-size", "16", "-m", "4"), "not both"),
+        (("compare", "--model", "gpt-1.7b", "--global-batch-size", "16", "--forward-time", "3"), "cost model"),
+        (("plan", "--model", "gpt-1.7b", "--nodes", "1", "--global-batch-size", "16", "--tp", "1,,2"), "empty item"),
+        (("plan", "--model", "gpt-1.7b", "--nodes", "1", "--global-batch-size", "16", "--micro-batch-size", "0"),
+         "--micro-batch-size=0 must be a positive integer"),
+    ],
+)  # fmt: skip
+def test_ignored_or_impossible_flags_are_refused(args: tuple[str, ...], needle: str) -> None:
+    assert needle in refused(*args)
+
+
+def test_a_schedule_file_alone_heads_the_table_with_its_own_sizes() -> None:
+    code, out, err = invoke("compare", "--schedule-file", ZBV_CSV)
+    assert code == 0, err
+    assert out.splitlines()[0].startswith("pp=3  microbatches=6 ")  # was pp=4 microbatches=8 (the demo's)
+
+
+def test_plan_never_ranks_interleaving_on_one_pipeline_rank() -> None:
+    # The experiment file asks for vpp 2; at pp 1 the planner used to rank "pp1 vpp2 interleaved-1f1b" first
+    # (identical to 1f1b) and print --num-layers-per-virtual-pipeline-stage with pp 1.
+    cfg = str(ROOT / "docs" / "examples" / "experiment.toml")
+    code, out, err = invoke(
+        "plan", "--config", cfg, "--tp", "1,2,4", "--pp", "1,2,4", "--schedules", "1f1b,interleaved-1f1b",
+        "--json", "--top-k", "40",
+    )  # fmt: skip
+    assert code == 0, err
+    rows = json.loads(out)["results"]
+    assert rows and all(r["pp"] > 1 for r in rows if r["vpp"] > 1)
+    assert any(r["pp"] == 1 for r in rows)  # pp 1 is still searched, as 1f1b
+
+
+def test_zero_bubble_v_reports_the_chunks_it_runs() -> None:
+    code, out, err = invoke(*SIM, "--pp", "2", "--schedule", "zb-v", "--json")
+    assert code == 0, err
+    assert json.loads(out)["layout"]["vpp"] == 2  # as compare --model and the Gantt summary count it
+
+
+def test_experiment_schedules_list_is_not_dropped_by_simulate(tmp_path: Path) -> None:
+    base = (
+        (ROOT / "docs" / "examples" / "experiment.toml")
+        .read_text()
+        .replace('schedule = "interleaved-1f1b"\n', "")
+    )
+    one = tmp_path / "one.toml"
+    one.write_text(
+        base.replace("[layout]\n", '[layout]\nschedules = "zb-h1"\nvpp = 1\n').replace("vpp = 2\n", "")
+    )
+    code, out, err = invoke("simulate", "--config", str(one), "--json")
+    assert code == 0, err
+    assert json.loads(out)["layout"]["schedule"] == "zb-h1"  # was run as 1f1b without a word
+    two = tmp_path / "two.toml"
+    two.write_text(base.replace("[layout]\n", '[layout]\nschedules = ["zb-h1", "1f1b"]\n'))
+    assert "lists 2 schedules" in refused("simulate", "--config", str(two))
