@@ -59,7 +59,7 @@ and the fastest --top-k are simulated on the full timeline. Example:
 
 \b
 Definitions:
-  step s         seconds per optimizer step (simulated for the top --top-k, else estimated: est.)
+  step s         seconds per optimizer step (simulated for the top --top-k, else estimated, marked *)
   tokens/s       global batch x sequence length / step time, whole cluster
   TFLOP/s, MFU   model FLOPs (no recompute; Korthikanti eq. 7) per GPU per second, over the dense peak
   HFU            hardware FLOPs (recompute counted, SC21 eq. 3 with full recompute) over the peak

@@ -103,11 +103,23 @@ def plan_outputs(
     con.print(_plan_table(result, limit))
     _print_alike(con, result.entries[:limit] if limit else result.entries)
     con.print(_breakdown_table(result, min(limit or 5, 5)))
+    over = result.candidates - result.feasible
+    fit = (
+        f"{result.feasible:,} fit in memory (the other {over:,} were rejected on their estimated memory, without "
+        "timing them)"
+        if over
+        else "all fit in memory"
+    )
+    rows = sum(e.simulated is not None for e in result.entries)
+    merged = (
+        f" ({result.simulated} candidates, with the schedules merged into them)"
+        if result.simulated > rows
+        else ""
+    )
     con.print(
         f"{result.enumerated:,} layouts enumerated, {result.candidates:,} candidates estimated in "
         f"{result.estimate_s:.1f} s ({result.candidates_per_s:,.0f} candidates/s; plan {result.elapsed_s:.1f} s), "
-        f"{result.feasible:,} fit in memory (the others were rejected on their memory, without timing them); "
-        f"the top {result.simulated} simulated in full. DO = distributed "
+        f"{fit}; the best {rows} simulated in full{merged}. DO = distributed "
         f"optimizer (shard: on/off, fsdp = full FSDP, hsdpS = hybrid with S-GPU shards), SP = sequence "
         f"parallel. Winner: MFU {best.mfu:.1%}, HFU {best.hfu:.1%} "
         f"({best.hardware_tflops_per_gpu:.1f} hardware TFLOP/s per GPU, recompute counted).",

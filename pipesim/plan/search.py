@@ -250,7 +250,7 @@ def _no_candidate_message(request: PlanRequest, rej: Rejections, total: int) -> 
         "tp_nvlink": "pass --allow-cross-node-tp or choose tp <= GPUs per node",
         "pp_layers": "pass --uneven-layers or choose pp (x vpp) dividing the layers",
         "vpp_layers": "pass --uneven-layers or choose pp (x vpp) dividing the layers",
-        "vpp_pp1": "allow pp > 1 (--pp) or schedules without interleaving",
+        "vpp_pp1": "allow pp > 1 (--pp) or single-chunk schedules",
         "batch": "choose a global batch divisible by micro-batch x dp",
     }
     # Every rule that stood in the way and has a remedy, most frequent first (once each).

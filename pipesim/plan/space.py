@@ -23,7 +23,7 @@ REASONS: dict[str, str] = {
     "cp_seq": "cp does not split the sequence into 2 x cp equal chunks",
     "ep_experts": "ep does not divide the experts",
     "ep_fit": "etp x ep does not divide tp x cp x dp (or etp the expert width)",
-    "vpp_pp1": "interleaving needs pp > 1",
+    "vpp_pp1": "several chunks per rank need pp > 1",
     "vpp_layers": "layers not divisible by pp x chunks (vpp)",
     "schedule": "schedule constraint",
     "memory": "out of memory (estimate)",
@@ -131,12 +131,12 @@ def _vpp_values(request: PlanRequest, family_name: str, pp: int) -> list[int]:
     for V-shapes, and for interleaved families every v >= 2 with pp x v dividing the layers (any pp x v <=
     layers with uneven layers), or the user's list."""
     fam = get_family(family_name)
+    if not fam.uses_vpp and fam.chunks_per_rank is None:
+        return [1]
+    if pp == 1:  # one rank has nothing to interleave (Megatron-LM refuses a virtual pipeline at pp = 1; a
+        return []  # V-shape or DualPipe on one rank is its single-chunk schedule with more activations held)
     if fam.chunks_per_rank is not None:
         return [fam.chunks_per_rank]
-    if not fam.uses_vpp:
-        return [1]
-    if pp == 1:  # one rank has nothing to interleave (Megatron-LM refuses a virtual pipeline at pp = 1)
-        return []
     layers = request.model.num_layers
     if request.space.vpp is not None:
         return sorted({v for v in request.space.vpp if v >= 2})
@@ -298,6 +298,7 @@ def enumerate_space(
                     stages = pp * chunks // fam.chains  # the stages of one model copy
                     label = f"{ewhere} {name} vpp={max(v, 1)}"
                     if v == 0 and pp == 1:
+                        label = f"{ewhere} {name}"
                         rej.add("vpp_pp1", per_slot, f"{label}: one pipeline rank, nothing to interleave")
                         continue
                     if v == 0:
