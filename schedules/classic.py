@@ -83,8 +83,6 @@ def interleaved_microbatch_rule(num_ranks: int, num_microbatches: int, chunks: i
     """Why the interleaved schedule cannot take these sizes, or None if it can."""
     if chunks < 2:
         return f"interleaved-1f1b needs vpp >= 2 (got vpp={chunks}; vpp=1 is plain 1f1b)"
-    if num_ranks < 2:
-        return "interleaved-1f1b needs pp >= 2 (one rank has nothing to interleave, as Megatron-LM refuses); use 1f1b"
     if num_microbatches % num_ranks:
         lower = (num_microbatches // num_ranks) * num_ranks
         options = [n for n in (lower, lower + num_ranks) if n >= num_ranks]

@@ -50,7 +50,11 @@ Definitions:
   bubble/ideal   Megatron-LM's form: idle / busy; (p-1)/m, interleaved (p-1)/(v*m)
   peak act       most activations a rank holds, in microbatches of one whole stage
                  (an interleaved chunk counts 1/v) and in bytes (GiB = 2^30 bytes)
-  p2p / exposed  total transfer time / idle time that only transfers caused
+  p2p / exposed  total transfer time / idle time that only transfers caused,
+                 both summed over ranks
+  DP hidden      (--dp-time) gradient reduction that ran while its rank still
+                 computed, summed over ranks (all of it: pp x --dp-time)
+  DP exposed     how far the reductions extend the step past the pipeline phase
 
 \b
 Split backward (zb-h1, zb-h2, zb-v, dualpipe-v, zb-1p, zb-2p): the full backward B
@@ -124,7 +128,10 @@ def compare_cmd(
         if as_json:
             emit_json([r.as_dict() | {"schedule": r.scenario.layout.schedule} for r in reports])
             return
-        console().print(model_compare_table(reports))
+        heading, table = model_compare_table(reports)
+        con = console(fit=table)
+        con.print(heading, highlight=False)
+        con.print(table)
         return
     request = synthetic.request(*lay.synthetic_pipeline(), lay.dp_overlap)
     check_vpp_used(request.schedules, request.vpp)
@@ -300,8 +307,9 @@ def compare_table(results: Sequence[PipelineMetrics], request: CompareRequest) -
     return table
 
 
-def model_compare_table(reports: Sequence[SimulationReport]) -> Table:
-    """The side-by-side table of ``pipesim compare --model``."""
+def model_compare_table(reports: Sequence[SimulationReport]) -> tuple[str, Table]:
+    """The heading (scenario and communication lines, printed above: a table title would wrap at the table's
+    width) and the side-by-side table of ``pipesim compare --model``."""
     from rich.table import Table
 
     from pipesim.cli.simulate import communication_line
@@ -309,14 +317,12 @@ def model_compare_table(reports: Sequence[SimulationReport]) -> Table:
 
     first = reports[0].scenario
     lay = first.layout
-    table = Table(
-        title=(
-            f"{first.model.name} on {lay.num_gpus} x {first.gpu.name}: dp={lay.dp} tp={lay.tp} pp={lay.pp} "
-            f"micro-batch={lay.micro_batch_size} global-batch={lay.global_batch_size} (GiB = 2^30 bytes)\n"
-            f"{communication_line(first)}"
-        ),
-        title_justify="left",
+    heading = (
+        f"{first.model.name} on {lay.num_gpus} x {first.gpu.name}: dp={lay.dp} tp={lay.tp} pp={lay.pp} "
+        f"micro-batch={lay.micro_batch_size} global-batch={lay.global_batch_size} (GiB = 2^30 bytes)\n"
+        f"{communication_line(first)}"
     )
+    table = Table()
     table.add_column("schedule", no_wrap=True)
     for col in ("vpp", "m", "step s", "tokens/s", "TFLOP/s/GPU", "MFU", "bubble", "peak GiB", "verdict"):
         table.add_column(col, justify="right", no_wrap=True)
@@ -333,4 +339,4 @@ def model_compare_table(reports: Sequence[SimulationReport]) -> Table:
             gib(r.worst_memory.peak),
             verdict(r.fits, short=True),
         )
-    return table
+    return heading, table

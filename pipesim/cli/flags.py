@@ -296,7 +296,8 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "max_actions": _d("--max-actions", type=click.IntRange(min=1), default=MAX_ACTIONS, show_default=True,
                       help="Refuse timelines of more compute actions than this (memory grows with it)."),
     "max_bars": _d("--max-bars", type=click.IntRange(min=1), default=MAX_BARS, show_default=True,
-                   help="Refuse a Gantt page or image of more bars than this (about 430 bytes of HTML each)."),
+                   help="Refuse a Gantt page or image of more compute bars than this (forwards, backwards; the "
+                   "transfers drawn with them add about as many again, at about 430 bytes of HTML a bar)."),
     "max_gpus": _d("--max-gpus", type=click.IntRange(min=1), default=MAX_GPUS, show_default=True,
                    help="Refuse a topology graph of more GPUs than this."),
     # --- outputs

@@ -16,6 +16,7 @@ from pipesim.cli.options import (
 from pipesim.cli.render import GIB
 from pipesim.cli.targets import check_targets
 from pipesim.errors import InputError
+from pipesim.io.units import counted
 from pipesim.sim.budget import check_actions, check_bars, layout_timeline, timeline_actions
 from pipesim.specs.layout import Layout
 
@@ -143,7 +144,9 @@ def gantt_cmd(
         page = gantt_page(panels, scenario_rows, gpu_memory_bytes=capacity, plotlyjs=plotlyjs)
         page_out = page_files(output, page, plotlyjs)
         files += page_out
-        notes.append(f"wrote {output} ({len(page_out[0][1]) / 1e6:.1f} MB, {len(panels)} schedules)")
+        notes.append(
+            f"wrote {output} ({len(page_out[0][1]) / 1e6:.1f} MB, {counted(len(panels), 'schedule')})"
+        )
     if trace_path:
         files.append((trace_path, chrome_trace_json(panels).encode("utf-8")))
         notes.append(f"wrote {trace_path} (Chrome trace; open in https://ui.perfetto.dev)")

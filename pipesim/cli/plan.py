@@ -23,6 +23,7 @@ from pipesim.cli.plan_view import PlanOutputs, plan_outputs
 from pipesim.cli.render import split_names
 from pipesim.cli.targets import check_targets
 from pipesim.errors import InputError
+from pipesim.io.units import counted
 
 __all__ = ["plan_cmd"]
 
@@ -221,4 +222,4 @@ class _PlanProgress:
     def probe(self, nodes: int, days: float | None) -> None:
         if self._progress is not None:
             got = f"{days:.1f} days" if days is not None else "nothing fits"
-            self._progress.console.print(f"  {nodes} nodes: {got}", highlight=False)
+            self._progress.console.print(f"  {counted(nodes, 'node')}: {got}", highlight=False)

@@ -10,6 +10,7 @@ import click
 
 from pipesim.cli.options import EnergyFlags
 from pipesim.cli.render import GIB, console, count_text, emit_json, render_energy
+from pipesim.io.units import counted
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -84,9 +85,9 @@ def plan_outputs(
         return
     con = console()
     where = (
-        f" ({cl.topology}, {cl.nodes} nodes)"
+        f" ({cl.topology}, {counted(cl.nodes, 'node')})"
         if cl.topology
-        else f" ({cl.nodes} nodes of {cl.gpus_per_node}, two-level: {cl.level.intra_Bps / 1e9:g} / "
+        else f" ({counted(cl.nodes, 'node')} of {cl.gpus_per_node}, two-level: {cl.level.intra_Bps / 1e9:g} / "
         f"{cl.level.inter_Bps / 1e9:g} GB/s per GPU inside / across nodes, GB/s = 1e9 B/s)"
     )
     con.print(

@@ -11,6 +11,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from pipesim.figures.page import Page, Table, render_page, write_page
+from pipesim.io.units import counted
 from pipesim.plan.search import PlanEntry, PlanResult
 
 __all__ = ["pareto_front", "plan_figure", "plan_page", "write_plan_html"]
@@ -146,7 +147,8 @@ def plan_page(result: PlanResult) -> Page:
         ("model", req.model.name),
         (
             "cluster",
-            f"{cl.num_gpus} x {cl.gpu.name}" + (f" ({cl.topology}, {cl.nodes} nodes)" if cl.topology else ""),
+            f"{cl.num_gpus} x {cl.gpu.name}"
+            + (f" ({cl.topology}, {counted(cl.nodes, 'node')})" if cl.topology else ""),
         ),
         ("global batch", str(req.global_batch_size)),
         ("sequence", str(req.seq)),

@@ -9,7 +9,7 @@ import re
 
 from pipesim.errors import InputError
 
-__all__ = ["parse_count", "parse_size", "finite"]
+__all__ = ["counted", "parse_count", "parse_size", "finite"]
 
 _COUNT_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12, "p": 1e15}
 _COUNT_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmbgtp]?)\s*$", re.IGNORECASE)
@@ -68,3 +68,8 @@ def finite(
     if minimum is not None and (v <= minimum if exclusive else v < minimum):
         raise InputError(f"{name}={value:g} must be{bound}{what}")
     return v
+
+
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless n is 1: ``1 node``, ``2 nodes``, ``1,024 GPUs``."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"

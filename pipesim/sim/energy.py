@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipesim.errors import InputError
+from pipesim.io.units import counted
 from pipesim.specs.gpu import GPUSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -164,7 +165,7 @@ class EnergyReport:
                 f"{self.idle_fraction:.0%} of TDP (assumption), utilisation {self.busy_fraction:.1%} "
                 f"(compute-busy fraction of the step) -> {self.gpu_power_w:.0f} W per GPU",
                 f"node overhead {self.node_overhead_w:g} W per node of {self.gpus_per_node} GPUs (CPUs, NICs, "
-                f"switches, fans; assumption) x {self.num_nodes} nodes",
+                f"switches, fans; assumption) x {counted(self.num_nodes, 'node')}",
                 f"PUE {self.pue:g} (facility / IT power; "
                 f"{'default, assumption' if self.pue == DEFAULT_PUE else 'given'})",
             ]

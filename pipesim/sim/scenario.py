@@ -164,6 +164,11 @@ def build_scenario_schedule(scenario: Scenario) -> Schedule:
         raise InputError(
             f"vpp={layout.vpp} needs an interleaved schedule; schedule {layout.schedule!r} runs one chunk per rank"
         )
+    if family.uses_vpp and layout.vpp > 1 and layout.pp == 1:
+        raise InputError(
+            f"{layout.schedule} with vpp={layout.vpp} needs pp >= 2 (one rank has nothing to interleave; "
+            "Megatron-LM refuses a virtual pipeline at pp=1); use 1f1b or pp > 1"
+        )
     if family.chunks_per_rank is not None and layout.vpp not in (1, family.chunks_per_rank):
         raise InputError(
             f"vpp={layout.vpp}: schedule {layout.schedule!r} always runs {family.chunks_per_rank} chunks per rank; "

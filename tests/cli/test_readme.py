@@ -85,3 +85,33 @@ def _check_calibration_figures(out: str) -> None:
     assert mae and hold, out
     assert round(float(mae.group(1)), 1) == float(stated.group(1))
     assert hold.group(1) == stated.group(2) and round(float(hold.group(2)), 1) == float(stated.group(3))
+
+
+def _console_blocks() -> list[tuple[str, list[str]]]:
+    """The README's ``console`` blocks: (the ``$`` command, the output lines under it)."""
+    blocks, current = [], None
+    for raw in README.read_text(encoding="utf-8").splitlines():
+        if raw.strip() == "```console":
+            current = []
+        elif raw.strip() == "```" and current is not None:
+            if current and current[0].startswith("$ pipesim"):
+                cmd, rest = current[0][2:], current[1:]
+                while cmd.endswith("\\") and rest:  # continuation lines
+                    cmd, rest = cmd[:-1] + " " + rest[0].strip(), rest[1:]
+                if not any(line.startswith("$ ") for line in rest):  # one command and its output
+                    blocks.append((cmd, rest))
+            current = None
+        elif current is not None:
+            current.append(raw)
+    return blocks
+
+
+def test_readme_console_output_is_the_commands_own() -> None:
+    # A console block shows a command and what it prints: the whole output, byte for byte (the compare
+    # sample's header had lost "; GiB = 2^30 bytes" and nothing noticed).
+    blocks = [(cmd, lines) for cmd, lines in _console_blocks() if lines]
+    assert blocks
+    for cmd, lines in blocks:
+        code, out, err = invoke(*shlex.split(cmd)[1:])
+        assert code == 0, err
+        assert out.splitlines() == lines, cmd
