@@ -284,7 +284,7 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                               help="Let tp exceed the GPUs per node (NVLink domain)."),
     "max_days": _d("--max-days", type=FLOAT, default=None,
                    help="With --tokens: find the fewest nodes that train within this many days."),
-    "max_nodes": _d("--max-nodes", type=int, default=4096, show_default=True,
+    "max_nodes": _d("--max-nodes", type=click.IntRange(1, 100_000), default=4096, show_default=True,
                     help="Upper bound of the --max-days search."),
     "top_k": _d("--top-k", type=click.IntRange(0, MAX_TOP_K), default=16, show_default=True,
                 help="Layouts simulated on the full timeline (0: estimate only)."),
@@ -296,8 +296,8 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "max_actions": _d("--max-actions", type=click.IntRange(min=1), default=MAX_ACTIONS, show_default=True,
                       help="Refuse timelines of more compute actions than this (memory grows with it)."),
     "max_bars": _d("--max-bars", type=click.IntRange(min=1), default=MAX_BARS, show_default=True,
-                   help="Refuse a Gantt page or image of more compute bars than this (forwards, backwards; the "
-                   "transfers drawn with them add about as many again, at about 430 bytes of HTML a bar)."),
+                   help="Refuse a Gantt page, image or --trace of more compute bars than this (forwards, backwards; "
+                   "the transfers drawn with them add about as many again, at about 430 bytes of HTML a bar)."),
     "max_gpus": _d("--max-gpus", type=click.IntRange(min=1), default=MAX_GPUS, show_default=True,
                    help="Refuse a topology graph of more GPUs than this."),
     # --- outputs

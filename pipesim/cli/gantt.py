@@ -117,7 +117,7 @@ def gantt_cmd(
         check_schedule_files(request)
         timelines = synthetic_timelines(request, iterations)
         check_actions(timelines, max_actions)
-        if output or image_path:
+        if output or image_path or trace_path:
             check_bars(sum(timeline_actions(r, c, m, sp) for _, r, c, m, sp in timelines), max_bars)
         panels = simulate_series(request, iterations)
         scenario_rows = [
@@ -133,7 +133,9 @@ def gantt_cmd(
             ("times", "per microbatch, whole stage"),
             ("optimizer", request.optimizer),
         ]
-    if output or image_path:  # registry schedules by their compute actions; CSV schedules once simulated
+    if (
+        output or image_path or trace_path
+    ):  # registry schedules by their compute actions; CSV schedules once simulated
         bars = sum(timeline_actions(r, c, m, sp) for _, r, c, m, sp in timelines)
         if synthetic.schedule_files and hw.model is None:
             bars = sum(p.timeline.num_spans for p in panels)

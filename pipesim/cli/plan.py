@@ -21,6 +21,7 @@ from pipesim.cli.options import (
 )
 from pipesim.cli.plan_view import PlanOutputs, plan_outputs
 from pipesim.cli.render import split_names
+from pipesim.cli.specs import given
 from pipesim.cli.targets import check_targets
 from pipesim.errors import InputError
 from pipesim.io.units import counted
@@ -162,6 +163,10 @@ def plan_cmd(hw: Hardware, cluster: ClusterFlags, lay: LayoutFlags, energy: Ener
     bar = _PlanProgress(enabled=not quiet and sys.stderr.isatty())
     probes: tuple[tuple[int, float | None], ...] = ()
     with bar:
+        if kw["max_days"] is None and given("max_nodes"):
+            raise InputError(
+                "--max-nodes bounds the --max-days search; give --max-days (and --tokens) or drop it"
+            )
         if kw["max_days"] is not None:
             if energy.tokens is None:
                 raise InputError("--max-days needs --tokens (e.g. --tokens 15T)")

@@ -193,6 +193,13 @@ class PlanRequest:
             raise InputError(f"--tokens={self.tokens} must be > 0")
         if self.optimizer not in OPTIMIZER_MODES:
             raise InputError(f"--optimizer={self.optimizer!r}; valid: {', '.join(OPTIMIZER_MODES)}")
+        for name in ("ep", "etp"):
+            values = getattr(self.space, name)
+            if values is not None and values != (1,) and not self.model.moe:
+                raise InputError(
+                    f"--{name}={','.join(map(str, values))}: {self.model.name} is a dense model (no experts to "
+                    f"split); drop --{name}"
+                )
 
     @property
     def seq(self) -> int:

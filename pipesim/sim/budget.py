@@ -85,7 +85,11 @@ def check_actions(timelines: Iterable[tuple[str, int, int, int, bool]], limit: i
 def check_bars(bars: int, limit: int = MAX_BARS) -> None:
     """Refuse a Gantt page of more than ``limit`` compute bars (--max-bars; its transfers, drawn too, add up
     to about as many again)."""
-    _check(bars, limit, "compute bars", "the page would draw", "--max-bars")
+    if bars > limit:
+        raise InputError(
+            f"the charts would draw {bars:,} compute bars, over the limit of {limit:,}; lower the sizes or raise "
+            f"the limit with --max-bars {bars}"
+        )
 
 
 def check_gpus(nodes: int, gpus_per_node: int, limit: int = MAX_GPUS) -> None:
