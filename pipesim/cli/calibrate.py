@@ -284,7 +284,9 @@ def _fit_trace(runs: list[Run], gpu: Any, trace_path: str, output: str | None, c
     run = runs[0]
     measured = read_kineto_trace(trace_path)
     note = f"fitted by pipesim calibrate --trace to {trace_path}"
-    fitted, rows = fit_trace(measured, run.model, run.layout, gpu, gpu.profile, run.comm, note)
+    fitted, rows = fit_trace(
+        measured, run.model, run.layout, gpu, gpu.profile, run.comm, note, source=trace_path
+    )
     click.echo(f"fitted to the kernels of {trace_path} ({run.label}) on {gpu.name}")
     click.echo(
         f"{'kernels':<12} {'key':<10} {'trace s':>9} {'before s':>9} {'after s':>9} {'before':>8} {'after':>8}"

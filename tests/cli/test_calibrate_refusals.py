@@ -1,8 +1,9 @@
-"""`pipesim calibrate` refuses bad runs and fits in one line (exit 2, no -o file written), and cites
+"""`pipesim calibrate` refuses bad runs, fits and traces in one line (exit 2, no -o file written), and cites
 physical file lines (comment lines counted) in its errors and its residual table."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,61 @@ def test_the_default_folds_are_capped_at_the_runs_and_say_so(tmp_path: Path) -> 
     code, stdout, stderr = invoke("calibrate", str(f), "--gpu", "h100-sxm")
     assert code == 0, stderr
     assert "2-fold holdout MAE: 23.67% (the default 5 folds, capped at the 2 runs)" in stdout
+
+
+def _trace(tmp_path: Path, edit: str) -> Path:
+    data = json.loads((DATA / "kineto_step.json").read_text())
+    kernels = [e for e in data["traceEvents"] if e.get("cat") == "kernel"]
+    if edit == "nan":
+        kernels[3]["dur"] = float("nan")
+    elif edit == "no-gemm":
+        data["traceEvents"] = [e for e in data["traceEvents"] if not (e in kernels and "gemm" in e["name"])]
+    elif edit == "huge":  # 34 s of kernels against the run's 0.17 s step
+        total = sum(e["dur"] for e in kernels)
+        for e in kernels:
+            e["dur"] *= 34e6 / total
+    out = tmp_path / "step.json"
+    out.write_text(json.dumps(data))  # NaN written as JSON's NaN, as Python's json module reads it
+    return out
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ("nan", "step.json: traceEvents[7] (kernel 'sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x256x...') "
+         "has duration dur=nan; valid: a finite number of microseconds >= 0"),
+        ("no-gemm", "step.json: no GEMM kernels (names with gemm, cutlass"),
+        ("huge", "at its lower bound"),
+    ],
+)  # fmt: skip
+def test_traces_the_model_cannot_fit_are_refused(tmp_path: Path, edit: str, message: str) -> None:
+    trace = _trace(tmp_path, edit)
+    out = tmp_path / "traced.toml"
+    code, _, stderr = invoke(
+        "calibrate", str(DATA / "kineto_step.csv"), "--gpu", "h100-sxm", "--trace", str(trace), "-o", str(out)
+    )
+    assert code == 2 and message in stderr, stderr
+    assert stderr.count("\n") == 1 and not out.exists()
+    if edit == "huge":
+        assert "outside what the model can fit" in stderr and "34 s of kernels" in stderr
+
+
+def test_a_trace_constant_that_moves_no_kernel_time_keeps_its_value(tmp_path: Path) -> None:
+    # tp = 1, dp = 2: the rank's only NCCL kernels are the gradient all-reduce, which nccl does not scale; the
+    # fit used to clamp nccl at its lower bound 0.1 (and call it fitted) when the trace's NCCL time differed.
+    from pipesim.calib.trace import fit_trace, step_kernel_times
+    from pipesim.cli.calibrate import read_runs_csv
+    from pipesim.specs.gpu import get_gpu
+
+    gpu = get_gpu("h100-sxm")
+    f = tmp_path / "dp2.csv"
+    f.write_text(
+        "model,tp,dp,micro_batch_size,global_batch_size,seq_length,attention,step_time_s\n"
+        "gpt-1.7b,1,2,1,2,2048,flash,0.2\n"
+    )
+    run = read_runs_csv(str(f), "h100-sxm")[0]
+    before = step_kernel_times(run.model, run.layout, gpu, gpu.profile, run.comm)
+    assert before["comm"] > 0
+    measured = {k: v * (1.2 if k == "comm" else 1.0) for k, v in before.items()}
+    fitted, _ = fit_trace(measured, run.model, run.layout, gpu, gpu.profile, run.comm, "test")
+    assert fitted.nccl == gpu.profile.nccl and fitted.sources.get("nccl") != "test"
