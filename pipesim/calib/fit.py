@@ -9,8 +9,10 @@ leave-one-group-out holdouts refit on the other runs and score the held-out ones
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from pipesim.comm.base import CommModel
 from pipesim.errors import InputError
@@ -20,7 +22,19 @@ from pipesim.specs.gpu import GPUSpec
 from pipesim.specs.layout import Layout
 from pipesim.specs.model import ModelSpec
 
-__all__ = ["Run", "FIT_BOUNDS", "predict_step_s", "mae", "fit_profile", "kfold_holdout", "group_holdout"]
+__all__ = [
+    "Run",
+    "FIT_BOUNDS",
+    "FIT_RESIDUAL_LIMIT",
+    "predict_step_s",
+    "mae",
+    "fit_profile",
+    "kfold_holdout",
+    "group_holdout",
+    "check_fit_keys",
+    "at_bounds",
+    "check_fit",
+]
 
 # Keys a fit may move and their bounds (fractions of peak / HBM bandwidth, K elements, seconds).
 FIT_BOUNDS: dict[str, tuple[float, float]] = {
@@ -34,6 +48,18 @@ FIT_BOUNDS: dict[str, tuple[float, float]] = {
     "kernel_overhead_s": (0.0, 3e-5),
     "step_overhead_s": (0.0, 2.0),
     "tp_overlap": (0.05, 1.0),
+}
+
+# A fit leaving any run (or, for a trace, any kernel kind) further than this relative error from its
+# measurement is refused: the measurements are outside what the model can reach.
+FIT_RESIDUAL_LIMIT = 0.5
+
+# Keys only some runs exercise: (does this run use it, why no run does).
+_USED_BY: dict[str, tuple[Callable[[Layout], bool], str]] = {
+    "gemm_max": (lambda lay: lay.precision not in ("fp8", "fp4"), "every run is fp8 or fp4"),
+    "gemm_max_fp8": (lambda lay: lay.precision == "fp8", "no run uses fp8"),
+    "gemm_max_fp4": (lambda lay: lay.precision == "fp4", "no run uses fp4"),
+    "attention": (lambda lay: lay.attention == "flash", "no run uses fused attention (attention=flash)"),
 }
 
 
@@ -51,8 +77,10 @@ class Run:
     group: str = ""
 
     def __post_init__(self) -> None:
-        if not self.measured_s > 0:
-            raise InputError(f"run {self.label!r}: measured step time {self.measured_s} s must be > 0")
+        if not (math.isfinite(self.measured_s) and self.measured_s > 0):
+            raise InputError(
+                f"run {self.label!r}: measured step time {self.measured_s} s must be finite and > 0"
+            )
 
     @property
     def family(self) -> str:
@@ -168,3 +196,67 @@ def group_holdout(
         fitted = fit_profile(train, gpu, base, keys, rounds, first_round=first_round)
         out[g] = mae(_errors([r for r in runs if r.family == g], gpu, fitted))
     return out
+
+
+def _with(eff: Efficiency, key: str, value: float) -> Efficiency:
+    values: dict[str, Any] = {key: value}
+    return replace(eff, **values)
+
+
+def check_fit_keys(runs: Sequence[Run], gpu: GPUSpec, base: Efficiency, keys: Sequence[str]) -> None:
+    """Refuse ``keys`` (one line) unless each is a fittable key (:data:`FIT_BOUNDS`), named once, that moves
+    at least one run's predicted step time (within its bounds)."""
+    for j, k in enumerate(keys):
+        if k not in FIT_BOUNDS:
+            raise InputError(f"cannot fit {k!r}; fittable: {', '.join(FIT_BOUNDS)}")
+        if k in keys[:j]:
+            raise InputError(f"--fit names {k!r} twice; name each constant once")
+    base_s: list[float] | None = None
+    for k in keys:
+        used = _USED_BY.get(k)
+        if used is not None and not any(used[0](r.layout) for r in runs):
+            raise InputError(f"cannot fit {k!r} to these runs: {used[1]}, so none depends on it")
+        if base_s is None:
+            base_s = [predict_step_s(r, gpu, base) for r in runs]
+        lo, hi = FIT_BOUNDS[k]
+        if all(
+            math.isclose(predict_step_s(r, gpu, _with(base, k, v)), t, rel_tol=1e-12)
+            for r, t in zip(runs, base_s, strict=True)
+            for v in (lo, hi)
+        ):
+            raise InputError(
+                f"cannot fit {k!r} to these runs: no run's predicted step time changes with it "
+                f"(the same from {lo:g} to {hi:g})"
+            )
+
+
+def at_bounds(eff: Efficiency, keys: Sequence[str]) -> list[str]:
+    """``key at its lower/upper bound x`` for each of ``keys`` whose value in ``eff`` is at a bound of
+    :data:`FIT_BOUNDS`."""
+    out = []
+    for k in keys:
+        lo, hi = FIT_BOUNDS[k]
+        v = float(getattr(eff, k))
+        if v <= lo or v >= hi:
+            out.append(f"{k} at its {'lower' if v <= lo else 'upper'} bound {lo if v <= lo else hi:g}")
+    return out
+
+
+def check_fit(
+    runs: Sequence[Run], errors: Sequence[float], fitted: Efficiency, keys: Sequence[str], source: str
+) -> None:
+    """Refuse (one line) a fit whose worst relative error over ``runs`` exceeds :data:`FIT_RESIDUAL_LIMIT`:
+    the measurements in ``source`` are outside what the model can fit; the message names the worst run and the
+    fitted constants left at a bound."""
+    worst = max(range(len(runs)), key=lambda i: abs(errors[i]), default=None)
+    if worst is None or abs(errors[worst]) <= FIT_RESIDUAL_LIMIT:
+        return
+    r, e = runs[worst], errors[worst]
+    bounds = at_bounds(fitted, keys)
+    raise InputError(
+        f"{source}: the fit cannot reach the measurements: {r.label} is predicted "
+        f"{r.measured_s * (1 + e):.4g} s against {r.measured_s:.4g} s measured ({e:+.1%}; a calibration stays "
+        f"within {FIT_RESIDUAL_LIMIT:.0%})"
+        + (f", with {', '.join(bounds)}" if bounds else ", with no fitted constant at a bound")
+        + ": the measurements are outside what the model can fit (step_time_s is seconds per step)"
+    )

@@ -25,18 +25,23 @@ kernel's duration includes waiting for its peers: profile a rank with little pip
 for a clean ``nccl``.
 
 Limits (refused in one line): 16-bit runs only (fp8 / fp4 casts are separate kernels in a trace but part of
-the GEMM in pipesim's op model), no context or expert parallelism.
+the GEMM in pipesim's op model), no context or expert parallelism. Also refused: a kernel whose duration is not
+a finite number >= 0, a trace with no kernels of a kind the run has (no GEMMs: not a step of this run), and a
+fit that leaves a kind's kernel time more than :data:`pipesim.calib.fit.FIT_RESIDUAL_LIMIT` from the trace's
+(its constant stuck at a bound: e.g. far more kernel time than the measured step). A constant that moves none
+of its kind's time (``nccl`` with no in-layer collectives) keeps its value.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from pipesim.calib.fit import FIT_BOUNDS
+from pipesim.calib.fit import FIT_BOUNDS, FIT_RESIDUAL_LIMIT, at_bounds
 from pipesim.comm.base import CommModel
 from pipesim.cost.end_ops import embedding_ops, head_ops
 from pipesim.cost.flops import layer_ops
@@ -54,6 +59,13 @@ __all__ = ["KINDS", "TRACE_KEYS", "classify_kernel", "read_kineto_trace", "step_
 KINDS = ("gemm", "attention", "elementwise", "comm")
 # The profile key each operator kind's total time fits.
 TRACE_KEYS = {"gemm": "gemm_max", "attention": "attention", "elementwise": "hbm", "comm": "nccl"}
+# How reports name each kind, and which kernel names count as it.
+_KIND_NAMES = {
+    "gemm": ("GEMM", "names with gemm, cutlass, cublas, xmma, nvjet, wgmma or matmul"),
+    "attention": ("fused-attention", "names with flash, fmha, sdpa, attention or attn"),
+    "elementwise": ("element-wise", "every kernel not GEMM, attention or NCCL"),
+    "comm": ("NCCL", "names with nccl, allreduce, allgather, reducescatter, sendrecv or alltoall"),
+}
 _COMM = re.compile(r"nccl|allreduce|allgather|reducescatter|sendrecv|alltoall")
 _ATTN = re.compile(r"flash|fmha|sdpa|attention|attn")
 _GEMM = re.compile(r"gemm|cutlass|cublas|xmma|nvjet|wgmma|s16816|s1688|matmul")
@@ -89,9 +101,15 @@ def read_kineto_trace(path: str) -> dict[str, float]:
         if not isinstance(ev, dict) or ev.get("cat") != "kernel" or ev.get("ph", "X") != "X":
             continue
         name, dur = ev.get("name"), ev.get("dur")
-        if not isinstance(name, str) or isinstance(dur, bool) or not isinstance(dur, (int, float)) or dur < 0:
+        if not isinstance(name, str) or isinstance(dur, bool) or not isinstance(dur, (int, float)):
             raise InputError(
                 f"{path}: traceEvents[{i}] is a kernel without a name and a duration 'dur' >= 0 (us)"
+            )
+        if not (math.isfinite(dur) and dur >= 0):
+            short = name if len(name) <= 60 else name[:57] + "..."
+            raise InputError(
+                f"{path}: traceEvents[{i}] (kernel {short!r}) has duration dur={dur!r}; valid: a finite "
+                "number of microseconds >= 0"
             )
         totals[classify_kernel(name)] += dur * 1e-6
         found += 1
@@ -190,20 +208,44 @@ def fit_trace(
     comm: CommModel,
     note: str,
     rounds: int = 4,
+    source: str = "the trace",
 ) -> tuple[Efficiency, list[tuple[str, str, float, float, float]]]:
     """``base`` with each kind's constant (:data:`TRACE_KEYS`) fitted so that pipesim's kernel time of that
     kind matches ``measured`` (module docstring), and per kind (kind, key, measured s, before s, after s).
-    Kinds the trace or the model lacks keep their value."""
+    Kinds the model lacks, or whose time the constant does not move, keep their value. Refused in one line,
+    naming ``source``: a kind the model has but the trace lacks (it is not a trace of this run), and a fit that
+    leaves a kind's time further than :data:`pipesim.calib.fit.FIT_RESIDUAL_LIMIT` from the trace's."""
     eff = base
     before = step_kernel_times(model, layout, gpu, base, comm)
-    moved = [k for k in KINDS if measured.get(k, 0.0) > 0 and before[k] > 0]
+    for kind in KINDS:
+        if before[kind] > 0 and measured.get(kind, 0.0) <= 0:
+            label, names = _KIND_NAMES[kind]
+            raise InputError(
+                f"{source}: no {label} kernels ({names}), but pipesim's step of this run has "
+                f"{before[kind]:.4g} s of them: trace one training step of the CSV's run"
+            )
+
+    def kind_s(kind: str, key: str, v: float, at: Efficiency) -> float:
+        return step_kernel_times(model, layout, gpu, _with(at, key, v), comm)[kind]
+
+    moved = [
+        k
+        for k in KINDS
+        if measured.get(k, 0.0) > 0
+        and before[k] > 0
+        and not math.isclose(
+            kind_s(k, TRACE_KEYS[k], FIT_BOUNDS[TRACE_KEYS[k]][0], base),
+            kind_s(k, TRACE_KEYS[k], FIT_BOUNDS[TRACE_KEYS[k]][1], base),
+            rel_tol=1e-12,
+        )
+    ]
     for _ in range(rounds):
         for kind in moved:
             key = TRACE_KEYS[kind]
             lo, hi = FIT_BOUNDS[key]
 
             def total(v: float, key: str = key, kind: str = kind, at: Efficiency = eff) -> float:
-                return step_kernel_times(model, layout, gpu, _with(at, key, v), comm)[kind]
+                return kind_s(kind, key, v, at)
 
             # Kernel time falls as the fraction rises: bisect for total(v) = measured.
             target = measured[kind]
@@ -222,5 +264,26 @@ def fit_trace(
         sources[TRACE_KEYS[kind]] = note
     eff = replace(eff, sources=sources)
     after = step_kernel_times(model, layout, gpu, eff, comm)
+    _check_reached(measured, after, eff, moved, source)
     rows = [(k, TRACE_KEYS[k], measured.get(k, 0.0), before[k], after[k]) for k in KINDS]
     return eff, rows
+
+
+def _check_reached(
+    measured: Mapping[str, float], after: Mapping[str, float], eff: Efficiency, moved: list[str], source: str
+) -> None:
+    """Refuse a trace fit that leaves a fitted kind's kernel time further than FIT_RESIDUAL_LIMIT from the
+    trace's (its constant at a bound: the trace is outside what the model can fit)."""
+    errs = {k: (after[k] - measured[k]) / measured[k] for k in moved}
+    worst = max(errs, key=lambda k: abs(errs[k]), default=None)
+    if worst is None or abs(errs[worst]) <= FIT_RESIDUAL_LIMIT:
+        return
+    key = TRACE_KEYS[worst]
+    bound = at_bounds(eff, [key])
+    kernels = sum(v for v in measured.values() if v > 0)
+    raise InputError(
+        f"{source}: {bound[0] if bound else key} leaves pipesim's {_KIND_NAMES[worst][0]} kernel time at "
+        f"{after[worst]:.4g} s against the trace's {measured[worst]:.4g} s ({errs[worst]:+.1%}; a calibration "
+        f"stays within {FIT_RESIDUAL_LIMIT:.0%}): the trace ({kernels:.4g} s of kernels) is outside what the "
+        "model can fit; trace one training step of the CSV's run"
+    )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import math
 from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
 from pipesim.cli.group import short_help
 from pipesim.cli.options import (
@@ -31,9 +33,11 @@ topology, nodes, tp, pp, dp, vpp, micro_batch_size, global_batch_size, seq_lengt
 sequence_parallel, distributed_optimizer, ...; booleans true/false) plus the measured step_time_s; lines
 starting with # are comments. A missing column or an empty cell takes the flag's default; an unknown column
 is refused. Prints the fitted values, every run's measured and predicted time and residual, and a k-fold
-holdout error, and writes the profile (-o) as a GPU TOML that every --gpu accepts. Example:
+holdout error, and writes the profile (-o) as a GPU TOML that every --gpu accepts. A fit that leaves any run
+more than 50% from its measurement is refused (the measurements are outside what the model can fit), as is a
+--fit constant no run depends on; errors cite file lines as an editor numbers them. Example:
 
-\\b
+\b
   pipesim calibrate pipesim/data/samples/nemo-h100-runs.csv --gpu h100-sxm -o my-h100.toml
   pipesim simulate --gpu my-h100.toml --model llama2-7b --precision fp8 --gpus 8
 
@@ -86,36 +90,75 @@ def _row_args(row: dict[str, str], where: str) -> list[str]:
     return args
 
 
+def _csv_rows(path: str) -> list[tuple[int, list[str]]]:
+    """(physical 1-based line number where the row starts, cells) of every CSV row of ``path``, the header
+    first; comment lines (starting with #) and blank lines left out."""
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            kept = [(n, line) for n, line in enumerate(fh, start=1) if not line.lstrip().startswith("#")]
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text (a CSV file with a header row)") from None
+    reader = csv.reader(line for _, line in kept)
+    rows: list[tuple[int, list[str]]] = []
+    consumed = 0  # source lines the reader has taken so far: the next row starts at kept[consumed]
+    try:
+        for cells in reader:
+            start, consumed = kept[consumed][0], reader.line_num
+            if cells:
+                rows.append((start, cells))
+    except csv.Error as exc:
+        raise InputError(
+            f"{path} line {kept[min(consumed, len(kept) - 1)][0]}: not valid CSV ({exc})"
+        ) from None
+    return rows
+
+
 def read_runs_csv(path: str, gpu_arg: str) -> list[Run]:
-    """Measured runs from ``path`` (format in CALIBRATE_HELP), each simulated on ``gpu_arg``."""
+    """Measured runs from ``path`` (format in CALIBRATE_HELP), each simulated on ``gpu_arg``. Errors and run
+    labels cite physical file lines (1-based, comment lines counted)."""
     from pipesim.calib.fit import Run
 
     columns = {"model"} | {p.name for p in _row_cmd.params if p.name not in (None, "model_arg", "gpu_arg")}
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            lines = [line for line in fh if not line.lstrip().startswith("#")]
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from None
-    reader = csv.DictReader(lines)
-    rows = list(reader)
-    header = list(reader.fieldnames or [])
+    rows = _csv_rows(path)
+    if not rows:
+        raise InputError(f"{path}: no header row (a header row and one row per measured run)")
+    header_line, header = rows[0]
     bad = [c for c in header if c not in columns and c != "step_time_s"]
     if bad:
         raise InputError(
             f"{path}: unknown column {bad[0]!r}; valid: {', '.join(sorted(columns))}, step_time_s"
         )
+    for j, c in enumerate(header):
+        if c in header[:j]:
+            raise InputError(
+                f"{path} line {header_line}: column {c!r} appears twice (cells {header.index(c) + 1} and "
+                f"{j + 1}); name each column once"
+            )
     if "step_time_s" not in header:
         raise InputError(f"{path}: missing column 'step_time_s' (the measured seconds per step)")
-    if not rows:
+    if len(rows) == 1:
         raise InputError(f"{path}: no rows (a header row and one row per measured run)")
     runs = []
-    for i, row in enumerate(rows, start=2):
+    for i, cells in rows[1:]:
         where = f"{path} line {i}"
-        step_text = (row.get("step_time_s") or "").strip()
+        if len(cells) != len(header):
+            raise InputError(
+                f"{where}: {len(cells)} cells, but the header (line {header_line}) has {len(header)} columns; "
+                "one cell per column (an empty cell takes the default)"
+            )
+        row = dict(zip(header, cells, strict=True))
+        step_text = row["step_time_s"].strip()
         try:
             step = float(step_text)
         except ValueError:
             raise InputError(f"{where}: step_time_s={step_text!r} must be a number of seconds") from None
+        if not (math.isfinite(step) and step > 0):
+            raise InputError(
+                f"{where}: step_time_s={step_text!r} must be a finite number of seconds > 0 (the measured "
+                "seconds per step)"
+            )
         args = [*_row_args(row, where), "--gpu", gpu_arg]
         try:
             sc = _row_cmd.main(args, standalone_mode=False)
@@ -139,7 +182,7 @@ def read_runs_csv(path: str, gpu_arg: str) -> list[Run]:
 def calibrate_cmd(
     runs_csv: str, gpu_arg: str, output: str | None, fit_text: str | None, trace_in: str | None, folds: int
 ) -> None:
-    from pipesim.calib.fit import fit_profile, kfold_holdout, mae, predict_step_s
+    from pipesim.calib.fit import check_fit, check_fit_keys, fit_profile, kfold_holdout, mae, predict_step_s
     from pipesim.calib.profile_file import profile_toml
     from pipesim.io.atomic import atomic_write_text, check_output_path
     from pipesim.specs.gpu import GPU_PRESETS
@@ -148,6 +191,11 @@ def calibrate_cmd(
         check_output_path(output)
     if gpu_arg not in GPU_PRESETS:
         raise InputError(f"--gpu={gpu_arg!r}: calibrate starts from a preset ({', '.join(GPU_PRESETS)})")
+    if folds < 0 or folds == 1:
+        raise InputError(
+            f"--folds={folds}: k of the k-fold holdout must be 0 (no holdout) or 2 to the number of runs"
+        )
+    fit_keys = _fit_names(fit_text) if fit_text else None
     gpu = GPU_PRESETS[gpu_arg]
     runs = read_runs_csv(runs_csv, gpu_arg)
     if trace_in is not None:
@@ -163,8 +211,18 @@ def calibrate_cmd(
             f"pipesim calibrate {runs_csv} --gpu {gpu_arg} --trace {trace_in}",
         )
         return
-    if fit_text:
-        keys = tuple(k.strip() for k in fit_text.split(",") if k.strip())
+    folds_given = click.get_current_context().get_parameter_source("folds") != ParameterSource.DEFAULT
+    if folds_given and folds > len(runs):
+        valid = "0 (no holdout)" + (
+            " or 2" if len(runs) == 2 else f" or 2 to {len(runs)}" if len(runs) > 2 else ""
+        )
+        raise InputError(
+            f"--folds={folds}: {runs_csv} holds {len(runs)} run{'s' if len(runs) != 1 else ''}, and each "
+            f"fold needs one; valid: {valid}"
+        )
+    if fit_keys is not None:
+        keys = fit_keys
+        check_fit_keys(runs, gpu, gpu.profile, keys)
     else:
         precisions = {r.layout.precision for r in runs}
         keys = tuple(
@@ -177,22 +235,23 @@ def calibrate_cmd(
         )
     note = f"fitted by pipesim calibrate to {runs_csv} ({len(runs)} runs)"
     fitted = fit_profile(runs, gpu, gpu.profile, keys, rounds=4, note=note)
+    table = [(r, predict_step_s(r, gpu, gpu.profile), predict_step_s(r, gpu, fitted)) for r in runs]
+    errs = [(after - r.measured_s) / r.measured_s for r, _, after in table]
+    check_fit(runs, errs, fitted, keys, runs_csv)
     click.echo(
         f"fitted to {len(runs)} runs on {gpu.name}: "
         + ", ".join(f"{k} = {getattr(fitted, k):.4g}" for k in keys)
     )
     click.echo(f"{'run':<40} {'measured s':>11} {'before s':>9} {'after s':>9} {'residual':>9}")
-    errs = []
-    for r in runs:
-        before, after = predict_step_s(r, gpu, gpu.profile), predict_step_s(r, gpu, fitted)
-        errs.append((after - r.measured_s) / r.measured_s)
-        click.echo(f"{r.label:<40} {r.measured_s:>11.4g} {before:>9.4g} {after:>9.4g} {errs[-1]:>+9.1%}")
+    for (r, before, after), err in zip(table, errs, strict=True):
+        click.echo(f"{r.label:<40} {r.measured_s:>11.4g} {before:>9.4g} {after:>9.4g} {err:>+9.1%}")
     click.echo(f"MAE after the fit: {mae(errs):.2%}")
     if folds:
         k = min(folds, len(runs))
         if k >= 2:
             held, _ = kfold_holdout(runs, gpu, gpu.profile, keys, k, rounds=3)
-            click.echo(f"{k}-fold holdout MAE: {held:.2%}")
+            capped = f" (the default {folds} folds, capped at the {len(runs)} runs)" if k < folds else ""
+            click.echo(f"{k}-fold holdout MAE: {held:.2%}{capped}")
         else:
             click.echo("k-fold holdout: needs at least 2 runs")
     if output is not None:
@@ -201,6 +260,16 @@ def calibrate_cmd(
             output, profile_toml(gpu, fitted, name, [f"pipesim calibrate {runs_csv} --gpu {gpu_arg}"])
         )
         click.echo(f"wrote {output} (use it as --gpu {output})")
+
+
+def _fit_names(fit_text: str) -> tuple[str, ...]:
+    """The constants ``--fit`` names (a comma list), refused in one line if a name is empty."""
+    names = tuple(k.strip() for k in fit_text.split(","))
+    if not all(names):
+        raise InputError(
+            f"--fit={fit_text!r}: an empty name; valid: a comma list of constants such as gemm_max,hbm"
+        )
+    return names
 
 
 def _fit_trace(runs: list[Run], gpu: Any, trace_path: str, output: str | None, command: str) -> None:
@@ -215,7 +284,9 @@ def _fit_trace(runs: list[Run], gpu: Any, trace_path: str, output: str | None, c
     run = runs[0]
     measured = read_kineto_trace(trace_path)
     note = f"fitted by pipesim calibrate --trace to {trace_path}"
-    fitted, rows = fit_trace(measured, run.model, run.layout, gpu, gpu.profile, run.comm, note)
+    fitted, rows = fit_trace(
+        measured, run.model, run.layout, gpu, gpu.profile, run.comm, note, source=trace_path
+    )
     click.echo(f"fitted to the kernels of {trace_path} ({run.label}) on {gpu.name}")
     click.echo(
         f"{'kernels':<12} {'key':<10} {'trace s':>9} {'before s':>9} {'after s':>9} {'before':>8} {'after':>8}"

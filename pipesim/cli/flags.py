@@ -309,7 +309,7 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "trace_in": _d("--trace", "trace_in", default=None, metavar="STEP.json",
                 help="Fit the per-op constants (gemm_max, attention, hbm, nccl) to a PyTorch profiler (Kineto) "
                 "Chrome trace of one step of the CSV's single run instead of fitting step times."),
-    "folds": _d("--folds", type=int, default=5, show_default=True, help="k of the k-fold holdout (0: none)."),
+    "folds": _d("--folds", type=int, default=5, show_default=True, help="k of the k-fold holdout: 0 (none) or 2 to the number of runs; the default is capped at the runs."),
     "as_csv": _d("--csv", "as_csv", is_flag=True, help="Print the ranked results as CSV."),
     "output": _d("-o", "--output", "output", type=_PATH, default=None, help="HTML page to write."),
     "trace_path": _d("--trace", "trace_path", type=_PATH, help="Chrome-trace JSON to write (Perfetto)."),
