@@ -102,7 +102,7 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
              help="Expert-parallel size (Megatron-LM --expert-model-parallel-size)."),
     "etp": _d("--etp", "--expert-tensor-parallel-size", "etp", type=int, default=_LAYOUT["etp"], show_default=True,
               help="Expert-tensor-parallel size (each expert's width split over etp GPUs)."),
-    "moe_imbalance": _d("--moe-imbalance", type=float, default=_LAYOUT["moe_imbalance"], show_default=True,
+    "moe_imbalance": _d("--moe-imbalance", type=FLOAT, default=_LAYOUT["moe_imbalance"], show_default=True,
                         help="Tokens of the busiest expert-parallel rank over the balanced share (1.0 = balanced)."),
     "space_cp": _d("--cp", "space_cp", default=None,
                   help="Only these context-parallel sizes (comma list) [default: 1 and powers of two leaving "
