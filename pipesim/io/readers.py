@@ -51,7 +51,7 @@ from typing import Any
 
 from pipesim.errors import InputError
 from pipesim.io.hf_config import load_hf_config, model_from_hf_dict
-from pipesim.io.values import parse_toml, read_text, req_bool, req_int, req_num, req_str
+from pipesim.io.values import parse_toml, read_text, req_bool, req_int, req_name, req_num, req_str
 from pipesim.specs.efficiency import EFFICIENCY_KEYS, Efficiency, efficiency_from_table
 from pipesim.specs.gpu import PRECISIONS, GPUSpec, get_gpu
 from pipesim.specs.model import ModelSpec, get_model
@@ -96,7 +96,7 @@ def model_from_table(
     heads = req_int(src, data, "num_attention_heads", prefix=prefix)
     # Read every key first: a bad key is named once, outside the ModelSpec check below.
     fields_ = dict(
-        name=req_str(src, data, "name", default_name or "", prefix),
+        name=req_name(src, data, "name", default_name or "", prefix),
         num_layers=req_int(src, data, "num_layers", prefix=prefix),
         hidden_size=hidden,
         num_attention_heads=heads,
@@ -181,7 +181,7 @@ def gpu_from_table(
     peaks = _peaks(src, peaks_raw, prefix)
     tdp = req_num(src, data, "tdp_W", prefix) if "tdp_W" in data else None
     # Read every key first: a bad key is named once, outside the GPUSpec check below.
-    name = req_str(src, data, "name", default_name, prefix)
+    name = req_name(src, data, "name", default_name, prefix)
     hbm_Bps = req_num(src, data, "hbm_bandwidth_GBps", prefix) * 1e9
     source, eff_sources = _sources(src, data, prefix)
     server = _server(src, data, DGX_A100, prefix)
@@ -313,7 +313,7 @@ def _gpu_from_base(src: str, data: Mapping[str, Any], stem: str, prefix: str = "
     source, eff_sources = _sources(src, data, prefix)
     server = _server(src, data, base.server, prefix)
     efficiency = _efficiency(src, data, base.efficiency, eff_sources, prefix)
-    name = req_str(src, data, "name", stem, prefix)
+    name = req_name(src, data, "name", stem, prefix)
     try:
         return GPUSpec(
             name=name,
