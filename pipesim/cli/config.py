@@ -21,6 +21,7 @@ Every problem is one :class:`InputError` naming the file and the key (exit statu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -126,6 +127,8 @@ def _typed(param: click.Parameter, value: Any, where: str, src: str) -> Any:
     if isinstance(kind, click.types.FloatParamType) or kind.name == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise refuse("a number")
+        if not math.isfinite(value):
+            raise refuse("a finite number")
         return value
 
     def text(v: Any) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from pipesim.figures import PLOTLYJS_MODES
-from pipesim.sim.budget import MAX_ACTIONS, MAX_BARS, MAX_GPUS, MAX_TOP_K
+from pipesim.sim.budget import MAX_ACTIONS, MAX_BARS, MAX_GPUS, MAX_PLAN_VPP, MAX_TOP_K
 from pipesim.sim.energy import DEFAULT_NODE_OVERHEAD_W, DEFAULT_PUE
 from pipesim.specs.gpu import gpu_names
 from pipesim.specs.layout import ATTENTION, FP8_RECIPES, FSDP, RECOMPUTE, TRAIN_PRECISIONS, Layout
@@ -102,7 +102,7 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
              help="Expert-parallel size (Megatron-LM --expert-model-parallel-size)."),
     "etp": _d("--etp", "--expert-tensor-parallel-size", "etp", type=int, default=_LAYOUT["etp"], show_default=True,
               help="Expert-tensor-parallel size (each expert's width split over etp GPUs)."),
-    "moe_imbalance": _d("--moe-imbalance", type=float, default=_LAYOUT["moe_imbalance"], show_default=True,
+    "moe_imbalance": _d("--moe-imbalance", type=FLOAT, default=_LAYOUT["moe_imbalance"], show_default=True,
                         help="Tokens of the busiest expert-parallel rank over the balanced share (1.0 = balanced)."),
     "space_cp": _d("--cp", "space_cp", default=None,
                   help="Only these context-parallel sizes (comma list) [default: 1 and powers of two leaving "
@@ -263,7 +263,8 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "space_tp": _d("--tp", "--tensor-model-parallel-size", "space_tp", default=None, help="Only these tensor-parallel sizes (comma list)."),
     "space_pp": _d("--pp", "--pipeline-model-parallel-size", "space_pp", default=None, help="Only these pipeline-parallel sizes (comma list)."),
     "space_vpp": _d("--vpp", "space_vpp", default=None,
-                    help="Only these chunk counts for interleaved schedules (comma list)."),
+                    help="Only these chunk counts for interleaved schedules (comma list) [default: each count up to "
+                    f"{MAX_PLAN_VPP} that splits the layers]."),
     "space_mbs": _d("--micro-batch-size", "space_mbs", default="1,2,4,8", show_default=True,
                     help="Micro-batch sizes (comma list)."),
     "space_recompute": _d("--recompute", "space_recompute", default="none,selective,full", show_default=True,

@@ -61,6 +61,7 @@ from pipesim.cost.times import (
     param_gather_exposed_s,
 )
 from pipesim.errors import InputError
+from pipesim.sim.budget import check_buckets
 from pipesim.specs.layout import Layout
 from pipesim.specs.placement import RankGrid
 
@@ -194,6 +195,7 @@ class StageCostModel(StageCostCache):
         p2p.setflags(write=False)  # shared between the tables that memoized them
         dp_full.setflags(write=False)
         buckets = dp_buckets(values[:, PARAMS].tolist())
+        check_buckets(len(placement), buckets)  # before the engine builds one span per bucket
         values = self._ddp_contention(layout, values, dp_full, buckets)
         mem = self.stage_memory(layout, placement, chains)
         rank_forward = rank_sums(frame.placement, values[:, F], layout.pp)

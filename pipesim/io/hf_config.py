@@ -359,12 +359,16 @@ def model_from_hf_dict(config: Mapping[str, Any], src: str, name: str | None = N
         raise InputError(f"{src}: {exc}") from None
 
 
+def _not_a_number(path: Path, name: str) -> float:
+    raise InputError(f"{path}: not valid JSON ({name} is not a JSON number; every number must be finite)")
+
+
 def load_hf_config(path: str | Path) -> ModelSpec:
     """Read a Hugging Face ``config.json`` into a :class:`ModelSpec` (families in the module docstring)."""
     p = Path(path)
     text = read_text(p, "model config")
     try:
-        config = json.loads(text)
+        config = json.loads(text, parse_constant=lambda name: _not_a_number(p, name))
     except json.JSONDecodeError as exc:
         raise InputError(f"{p}: not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
     except RecursionError:

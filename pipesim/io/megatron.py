@@ -26,6 +26,25 @@ __all__ = ["megatron_args", "format_megatron_args"]
 _NATIVE = ("1f1b", "interleaved-1f1b")
 
 
+_LISTED_UP_TO = 256  # layers whose MoE pattern is written out in full; longer ones as a list expression
+
+
+def _moe_pattern(model: ModelSpec) -> str:
+    """Megatron-LM's ``--moe-layer-freq`` list (1 = MoE layer), as a Python list expression it evaluates:
+    written out for up to 256 layers, else ``[0]*k+([0]*(f-1)+[1])*q+[0]*r`` (k leading dense layers, then
+    every f-th layer MoE), whose length does not grow with the layer count."""
+    n, k, f = model.num_layers, model.first_k_dense_layers, model.moe_layer_freq
+    if n <= _LISTED_UP_TO:
+        return "[" + ",".join("1" if model.layer_kind(i).moe else "0" for i in range(n)) + "]"
+    q, r = divmod(n - k, f)
+    period = "[1]" if f == 1 else f"[0]*{f - 1}+[1]"
+    parts = [f"[0]*{k}"] if k else []
+    parts.append(f"({period})*{q}")
+    if r:
+        parts.append(f"[0]*{r}")
+    return "+".join(parts)
+
+
 def megatron_args(model: ModelSpec, layout: Layout) -> list[tuple[str, str | None]]:
     """(flag, value or None) pairs that configure ``layout`` of ``model`` in Megatron-LM."""
     seq = layout.seq(model)
@@ -127,8 +146,7 @@ def _moe_mla_args(model: ModelSpec, layout: Layout) -> list[tuple[str, str | Non
         if model.shared_expert_ffn_hidden_size:
             out.append(("--moe-shared-expert-intermediate-size", str(model.shared_expert_ffn_hidden_size)))
         if model.first_k_dense_layers or model.moe_layer_freq > 1:
-            pattern = "".join("1" if k.moe else "0" for k in model.layer_kinds())
-            out.append(("--moe-layer-freq", f"'([{','.join(pattern)}])'"))
+            out.append(("--moe-layer-freq", f"'({_moe_pattern(model)})'"))
         if model.moe_capacity_factor is not None:
             out += [
                 ("--moe-expert-capacity-factor", f"{model.moe_capacity_factor:g}"),

@@ -1,6 +1,7 @@
 """Reading user files into specs: Hugging Face ``config.json`` and model / GPU TOML.
 
-Every problem raises :class:`InputError` naming the file and the key (one line).
+Every problem raises :class:`InputError` naming the file (once) and the key (one line); every number must be
+finite.
 
 Hugging Face keys read (Llama / Mistral / Qwen style): ``hidden_size``, ``intermediate_size``,
 ``num_hidden_layers``, ``num_attention_heads``, ``num_key_value_heads`` (default: the attention heads),
@@ -32,7 +33,8 @@ preset's)::
     fp8 = 1500
 
 Either form may carry an ``[efficiency]`` table (the keys of :class:`pipesim.specs.efficiency.Efficiency`, e.g.
-``gemm_max = 0.7``; missing keys from the base preset's calibrated profile) and a ``[source]`` table naming
+``gemm_max = 0.7``; missing keys from the base preset's calibrated profile; each value in its key's range,
+:data:`pipesim.specs.efficiency.EFFICIENCY_RULES`, which an error states) and a ``[source]`` table naming
 where each efficiency value comes from: what ``pipesim calibrate`` writes. A ``[server]`` table names the
 server the GPU comes in, which every command's collectives default to (:mod:`pipesim.specs.server`; default:
 the base preset's, or DGX A100's): ``topology = "dgx-h100"`` (a preset or TOML path), or the two-level
@@ -49,7 +51,7 @@ from typing import Any
 
 from pipesim.errors import InputError
 from pipesim.io.hf_config import load_hf_config, model_from_hf_dict
-from pipesim.io.values import parse_toml, read_text, req_bool, req_int, req_num, req_str
+from pipesim.io.values import parse_toml, read_text, req_bool, req_int, req_name, req_num, req_str
 from pipesim.specs.efficiency import EFFICIENCY_KEYS, Efficiency, efficiency_from_table
 from pipesim.specs.gpu import PRECISIONS, GPUSpec, get_gpu
 from pipesim.specs.model import ModelSpec, get_model
@@ -94,7 +96,7 @@ def model_from_table(
     heads = req_int(src, data, "num_attention_heads", prefix=prefix)
     # Read every key first: a bad key is named once, outside the ModelSpec check below.
     fields_ = dict(
-        name=req_str(src, data, "name", default_name or "", prefix),
+        name=req_name(src, data, "name", default_name or "", prefix),
         num_layers=req_int(src, data, "num_layers", prefix=prefix),
         hidden_size=hidden,
         num_attention_heads=heads,
@@ -166,7 +168,7 @@ def gpu_from_table(
     if "memory_GB" in data and "memory_GiB" in data:
         raise InputError(f"{src}: give one of '{prefix}memory_GB' and '{prefix}memory_GiB', not both")
     if "base" in data:
-        return _gpu_from_base(src, data, default_name)
+        return _gpu_from_base(src, data, default_name, prefix)
     if "memory_GiB" in data:
         hbm = req_num(src, data, "memory_GiB", prefix) * 2**30
     else:
@@ -179,10 +181,11 @@ def gpu_from_table(
     peaks = _peaks(src, peaks_raw, prefix)
     tdp = req_num(src, data, "tdp_W", prefix) if "tdp_W" in data else None
     # Read every key first: a bad key is named once, outside the GPUSpec check below.
-    name = req_str(src, data, "name", default_name, prefix)
+    name = req_name(src, data, "name", default_name, prefix)
     hbm_Bps = req_num(src, data, "hbm_bandwidth_GBps", prefix) * 1e9
     source, eff_sources = _sources(src, data, prefix)
     server = _server(src, data, DGX_A100, prefix)
+    efficiency = _efficiency(src, data, None, eff_sources, prefix)
     try:
         return GPUSpec(
             name=name,
@@ -192,7 +195,7 @@ def gpu_from_table(
             tdp_w=tdp,
             source=source or src,
             status=status,
-            efficiency=_efficiency(src, data, None, eff_sources, prefix),
+            efficiency=efficiency,
             server=server,
         )
     except InputError as exc:
@@ -268,7 +271,7 @@ def _efficiency(
         raise InputError(
             f"{src}: key '{prefix}efficiency' must be a table (keys: {', '.join(EFFICIENCY_KEYS)})"
         )
-    return efficiency_from_table(raw, src, base, sources)
+    return efficiency_from_table(raw, src, base, sources, prefix)
 
 
 def _peaks(src: str, raw: object, prefix: str = "") -> dict[str, float]:
@@ -284,30 +287,36 @@ def _peaks(src: str, raw: object, prefix: str = "") -> dict[str, float]:
     return peaks
 
 
-def _gpu_from_base(src: str, data: Mapping[str, Any], stem: str) -> GPUSpec:
+def _gpu_from_base(src: str, data: Mapping[str, Any], stem: str, prefix: str = "") -> GPUSpec:
     """A GPU TOML with ``base = "<preset>"``: the preset with the file's keys overriding it."""
-    base_name = req_str(src, data, "base", "")
+    base_name = req_str(src, data, "base", "", prefix)
     try:
         base = get_gpu(base_name)
     except InputError as exc:
-        raise InputError(f"{src}: key 'base': {exc}") from None
+        raise InputError(f"{src}: key '{prefix}base': {exc}") from None
     peaks = dict(base.peak_flops)
-    peaks.update(_peaks(src, data.get("peak_TFLOPS", {})))
+    peaks.update(_peaks(src, data.get("peak_TFLOPS", {}), prefix))
     hbm = base.hbm_bytes
     if "memory_GiB" in data:
-        hbm = req_num(src, data, "memory_GiB") * 2**30
+        hbm = req_num(src, data, "memory_GiB", prefix) * 2**30
     elif "memory_GB" in data:
-        hbm = req_num(src, data, "memory_GB") * 1e9
-    bw = req_num(src, data, "hbm_bandwidth_GBps") * 1e9 if "hbm_bandwidth_GBps" in data else base.hbm_Bps
-    tdp = req_num(src, data, "tdp_W") if "tdp_W" in data else base.tdp_w
+        hbm = req_num(src, data, "memory_GB", prefix) * 1e9
+    bw = (
+        req_num(src, data, "hbm_bandwidth_GBps", prefix) * 1e9
+        if "hbm_bandwidth_GBps" in data
+        else base.hbm_Bps
+    )
+    tdp = req_num(src, data, "tdp_W", prefix) if "tdp_W" in data else base.tdp_w
     changed = [
         k for k in ("memory_GB", "memory_GiB", "hbm_bandwidth_GBps", "tdp_W", "peak_TFLOPS") if k in data
     ]
-    source, eff_sources = _sources(src, data)
-    server = _server(src, data, base.server)
+    source, eff_sources = _sources(src, data, prefix)
+    server = _server(src, data, base.server, prefix)
+    efficiency = _efficiency(src, data, base.efficiency, eff_sources, prefix)
+    name = req_name(src, data, "name", stem, prefix)
     try:
         return GPUSpec(
-            name=req_str(src, data, "name", stem),
+            name=name,
             peak_flops=peaks,
             hbm_bytes=hbm,
             hbm_Bps=bw,
@@ -315,11 +324,12 @@ def _gpu_from_base(src: str, data: Mapping[str, Any], stem: str) -> GPUSpec:
             source=source or f"{src} over preset {base.name} ({base.source})",
             status=f"user file over preset {base.name}",
             notes=f"overridden: {', '.join(changed) or 'nothing'}",
-            efficiency=_efficiency(src, data, base.efficiency, eff_sources),
+            efficiency=efficiency,
             server=server,
         )
     except InputError as exc:
-        raise InputError(f"{src}: {exc}") from None
+        where = f"[{prefix.rstrip('.')}]: " if prefix else ""
+        raise InputError(f"{src}: {where}{exc}") from None
 
 
 def _looks_like_path(arg: str) -> bool:

@@ -16,7 +16,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["read_text", "parse_toml", "req_int", "req_num", "req_bool", "req_str"]
+__all__ = ["read_text", "parse_toml", "req_int", "req_num", "req_bool", "req_str", "req_name"]
 
 
 def req_int(src: str, data: Mapping[str, Any], key: str, default: int | None = None, prefix: str = "") -> int:
@@ -54,6 +54,17 @@ def req_str(src: str, data: Mapping[str, Any], key: str, default: str, prefix: s
     value = data.get(key, default)
     if not isinstance(value, str):
         raise InputError(f"{src}: key {prefix + key!r} = {value!r} must be a string")
+    return value
+
+
+def req_name(src: str, data: Mapping[str, Any], key: str, default: str, prefix: str = "") -> str:
+    """``data[key]`` as a name: non-empty printable text on one line (``default`` when absent)."""
+    value = req_str(src, data, key, default, prefix)
+    if not value.strip() or not value.isprintable():
+        hint = f" (or leave the key out for {default!r})" if default.strip() else ""
+        raise InputError(
+            f"{src}: key {prefix + key!r} = {value!r} must be a non-empty name on one line{hint}"
+        )
     return value
 
 

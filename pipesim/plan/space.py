@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from pipesim.plan.estimate import Estimator
 from pipesim.plan.request import MIN_CP_TOKENS, PlanRequest, estimator_for
+from pipesim.sim.budget import MAX_PLAN_VPP
 from pipesim.specs.layout import Layout, divisors
 from pipesim.specs.model import ModelSpec
 from schedules import get_family
@@ -128,8 +129,9 @@ class Rejections:
 
 def _vpp_values(request: PlanRequest, family_name: str, pp: int) -> list[int]:
     """Chunks per rank to try for a family at ``pp``: 1 for single-chunk families, the family's fixed count
-    for V-shapes, and for interleaved families every v >= 2 with pp x v dividing the layers (any pp x v <=
-    layers with uneven layers), or the user's list."""
+    for V-shapes, and for interleaved families every v in 2 .. :data:`pipesim.sim.budget.MAX_PLAN_VPP` with
+    pp x v dividing the layers (any pp x v <= layers with uneven layers), or the user's list. The bound keeps
+    the search (each v builds schedules of pp x v stages) from growing with the layer count."""
     fam = get_family(family_name)
     if not fam.uses_vpp and fam.chunks_per_rank is None:
         return [1]
@@ -141,10 +143,10 @@ def _vpp_values(request: PlanRequest, family_name: str, pp: int) -> list[int]:
     if request.space.vpp is not None:
         return sorted({v for v in request.space.vpp if v >= 2})
     if request.space.uneven_layers:
-        return list(range(2, layers // pp + 1))
+        return list(range(2, min(layers // pp, MAX_PLAN_VPP) + 1))
     if layers % pp:
         return []
-    return [v for v in divisors(layers // pp) if v >= 2]
+    return [v for v in divisors(layers // pp) if 2 <= v <= MAX_PLAN_VPP]
 
 
 def _cp_values(request: PlanRequest, gpus: int) -> list[int]:

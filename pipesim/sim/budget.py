@@ -21,10 +21,13 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_ACTIONS",
     "MAX_BARS",
+    "MAX_BUCKETS",
     "MAX_GPUS",
+    "MAX_PLAN_VPP",
     "MAX_TOP_K",
     "check_actions",
     "check_bars",
+    "check_buckets",
     "check_gpus",
     "layout_timeline",
     "timeline_actions",
@@ -34,6 +37,11 @@ MAX_ACTIONS = 4_000_000  # compute actions in one command's timelines
 MAX_BARS = 250_000  # compute bars on one Gantt page (about 110 MB of HTML)
 MAX_GPUS = 32_768  # GPUs in one topology graph (4,096 eight-GPU servers)
 MAX_TOP_K = 1_024  # layouts plan simulates on the full timeline
+MAX_PLAN_VPP = 64  # chunks per rank plan tries unless --vpp names them (Megatron-LM runs use a few)
+# Gradient-reduction buckets of one step (stages x buckets per stage, each a span on the DP stream): 40M
+# parameters a bucket (Megatron-LM's DDP bucket size), so the limit is 40 trillion parameters per tensor-parallel
+# rank summed over the stages, past any model a GPU can hold; about a second of the engine's time at the limit.
+MAX_BUCKETS = 1_000_000
 
 
 def layout_timeline(layout: Layout) -> tuple[str, int, int, int, bool]:
@@ -95,3 +103,15 @@ def check_bars(bars: int, limit: int = MAX_BARS) -> None:
 def check_gpus(nodes: int, gpus_per_node: int, limit: int = MAX_GPUS) -> None:
     """Refuse a topology graph of more than ``limit`` GPUs (--max-gpus)."""
     _check(nodes * gpus_per_node, limit, "GPUs", f"{nodes:,} nodes x {gpus_per_node} GPUs", "--max-gpus")
+
+
+def check_buckets(stages: int, buckets_per_stage: int, limit: int = MAX_BUCKETS) -> None:
+    """Refuse a step whose gradient reduction would be ``stages`` x ``buckets_per_stage`` bucket spans past
+    ``limit`` (the model's parameters per stage set the buckets; there is no flag to raise it)."""
+    size = stages * buckets_per_stage
+    if size > limit:
+        raise InputError(
+            f"the gradient reduction would be {stages:,} stages x {buckets_per_stage:,} buckets of 40M parameters "
+            f"= {size:,} bucket spans, over the limit of {limit:,}; the model is too large per stage "
+            "(fewer or smaller layers, or more --pp / --tp)"
+        )

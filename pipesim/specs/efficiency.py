@@ -9,6 +9,7 @@ with its publication, or the published measurements it was fitted to by ``benchm
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -28,6 +29,9 @@ __all__ = [
     "DEFAULT_EFFICIENCY",
     "GPU_PROFILE",
     "EFFICIENCY_KEYS",
+    "EFFICIENCY_RULES",
+    "Rule",
+    "efficiency_rule_broken",
     "efficiency_from_table",
     "resolve_efficiency",
     "shipped_profile",
@@ -77,20 +81,14 @@ class Efficiency:
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        for key in ("gemm_max", "gemm_max_fp8", "gemm_max_fp4", "attention", "hbm", "nccl", "tp_overlap"):
-            v = getattr(self, key)
-            if not 0 < v <= 1:
-                raise InputError(f"efficiency {key}={v} must be in (0, 1]")
-        for key in ("gemm_half_dim", "kernel_overhead_s", "launch_s", "step_overhead_s"):
-            if getattr(self, key) < 0:
-                raise InputError(f"efficiency {key}={getattr(self, key)} must be >= 0")
-        if self.sm_count < 0 or self.tile_m < 1 or self.tile_n < 1:
-            raise InputError("efficiency sm_count must be >= 0 and tile_m, tile_n >= 1")
-        if self.comm_sms < 0 or (self.comm_sms > 0 and self.comm_sms >= self.sm_count):
-            raise InputError(
-                f"efficiency comm_sms={self.comm_sms} must be >= 0 and below sm_count={self.sm_count} "
-                "(the SMs a collective holds, out of the GPU's)"
-            )
+        for key in EFFICIENCY_RULES:
+            value = getattr(self, key)
+            broken = efficiency_rule_broken(key, value)
+            if broken:
+                raise InputError(f"efficiency {key}={value!r} {broken}")
+        broken = _comm_sms_broken(self.comm_sms, self.sm_count)
+        if broken:
+            raise InputError(f"efficiency comm_sms={self.comm_sms!r} {broken}")
         object.__setattr__(self, "sources", MappingProxyType(dict(self.sources)))
 
     @property
@@ -104,12 +102,76 @@ class Efficiency:
         return (_rebuild, (values, dict(self.sources)))
 
 
+@dataclass(frozen=True)
+class Rule:
+    """The valid values of one efficiency key: ``low`` .. ``high`` (``low`` excluded when ``open_low``), an
+    integer when ``integer``; ``meaning`` says what the value is (shown in the error)."""
+
+    low: float
+    high: float
+    meaning: str
+    open_low: bool = False
+    integer: bool = False
+
+    @property
+    def text(self) -> str:
+        """The range as the error states it: ``in [0.001, 1]``, ``an integer in [1, 65536]``."""
+        kind = "an integer" if self.integer else "a finite number"
+        return (
+            f"{kind} in {'(' if self.open_low else '['}{_num(self.low)}, {_num(self.high)}] ({self.meaning})"
+        )
+
+
+def _num(x: float) -> str:
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
+
+
+# Every key's range. Fractions of a peak rate stop at 0.001: below it the times overflow to infinity. The
+# upper bounds of the sizes and times are far past any GPU (an H100 has 132 SMs, 128 x 256 tiles and
+# microsecond kernel costs) and keep every derived time finite.
+_FRACTION = "fraction of the peak rate"
+EFFICIENCY_RULES: dict[str, Rule] = {
+    "gemm_max": Rule(0.001, 1.0, _FRACTION),
+    "gemm_max_fp8": Rule(0.001, 1.0, _FRACTION),
+    "gemm_max_fp4": Rule(0.001, 1.0, _FRACTION),
+    "gemm_half_dim": Rule(0.0, 1e6, "GEMM elements; 0 = no size saturation"),
+    "sm_count": Rule(0, 1_000_000, "SMs; 0 = no tile or wave quantization", integer=True),
+    "tile_m": Rule(1, 65_536, "rows of a GEMM output tile", integer=True),
+    "tile_n": Rule(1, 65_536, "columns of a GEMM output tile", integer=True),
+    "attention": Rule(0.001, 1.0, _FRACTION),
+    "hbm": Rule(0.001, 1.0, "fraction of HBM bandwidth"),
+    "kernel_overhead_s": Rule(0.0, 1.0, "seconds per kernel"),
+    "launch_s": Rule(0.0, 1.0, "seconds per kernel launch"),
+    "nccl": Rule(0.001, 1.0, "fraction of the modelled collective rate"),
+    "step_overhead_s": Rule(0.0, 3600.0, "seconds per training step"),
+    "tp_overlap": Rule(0.0, 1.0, "fraction of a collective its GEMM hides", open_low=True),
+    "comm_sms": Rule(0, 1_000_000, "SMs a collective holds; below sm_count", integer=True),
+}
+
+
+def efficiency_rule_broken(key: str, value: object) -> str:
+    """Why ``value`` is not valid for efficiency ``key`` (``must be ...``, naming the range), or ``""``."""
+    rule = EFFICIENCY_RULES[key]
+    ok_type = isinstance(value, int) if rule.integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type:
+        return f"must be {rule.text}"
+    v = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(v) or v > rule.high or (v <= rule.low if rule.open_low else v < rule.low):
+        return f"must be {rule.text}"
+    return ""
+
+
+def _comm_sms_broken(comm_sms: int, sm_count: int) -> str:
+    if comm_sms > 0 and comm_sms >= sm_count:
+        return f"must be below sm_count={sm_count} (the SMs a collective holds, out of the GPU's; 0 = none)"
+    return ""
+
+
 def _rebuild(values: dict[str, Any], sources: dict[str, str]) -> Efficiency:
     return Efficiency(**values, sources=sources)
 
 
 EFFICIENCY_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Efficiency) if f.name != "sources")
-_INT_KEYS = ("sm_count", "tile_m", "tile_n", "comm_sms")
 
 # The A100 constants of SC21 / Korthikanti (``benchmarks/accuracy.py``) serve a GPU that has no profile of
 # its own (a user TOML without ``[efficiency]`` and without ``base``): see pipesim/data/gpus/a100-80gb.toml.
@@ -131,33 +193,44 @@ def efficiency_from_table(
     src: str,
     base: Efficiency | None = None,
     sources: Mapping[str, Any] | None = None,
+    prefix: str = "",
 ) -> Efficiency:
     """An :class:`Efficiency` from a TOML ``[efficiency]`` table (keys :data:`EFFICIENCY_KEYS`, missing keys
-    from ``base`` or the defaults) and an optional ``[source]`` table (key -> text). Errors name ``src``."""
+    from ``base`` or the defaults) and an optional ``[source]`` table (key -> text). Each value must be in its
+    key's range (:data:`EFFICIENCY_RULES`); an error names ``src`` once and the key as ``prefix`` +
+    ``efficiency.KEY`` (``prefix`` ``gpu.`` for an experiment file's ``[gpu]``), with the value and the range."""
+    where = f"{prefix}efficiency."
     unknown = [k for k in values if k not in EFFICIENCY_KEYS]
     if unknown:
         raise InputError(
-            f"{src}: unknown key 'efficiency.{unknown[0]}'; valid keys: {', '.join(EFFICIENCY_KEYS)}"
+            f"{src}: unknown key '{where}{unknown[0]}'; valid keys: {', '.join(EFFICIENCY_KEYS)}"
         )
     parsed: dict[str, Any] = {}
     for k, v in values.items():
-        ok = isinstance(v, int) if k in _INT_KEYS else isinstance(v, (int, float))
-        if isinstance(v, bool) or not ok:
-            kind = "an integer" if k in _INT_KEYS else "a number"
-            raise InputError(f"{src}: key 'efficiency.{k}' must be {kind}, got {v!r}")
-        parsed[k] = v if k in _INT_KEYS else float(v)
+        broken = efficiency_rule_broken(k, v)
+        if broken:
+            raise InputError(f"{src}: key '{where}{k}' = {v!r} {broken}")
+        parsed[k] = v if EFFICIENCY_RULES[k].integer else float(v)
     srcs = dict(base.sources) if base is not None else {}
     for k, v in (sources or {}).items():
         if k not in EFFICIENCY_KEYS or not isinstance(v, str):
-            raise InputError(f"{src}: key 'source.{k}' must name an efficiency key and be a string")
+            raise InputError(f"{src}: key '{prefix}source.{k}' must name an efficiency key and be a string")
         srcs[k] = v
     for k in parsed:
         if sources is None or k not in sources:
             srcs[k] = src
-    try:
-        return replace(base or DEFAULT_EFFICIENCY, **parsed, sources=srcs)
-    except InputError as exc:
-        raise InputError(f"{src}: {exc}") from None
+    merged = base or DEFAULT_EFFICIENCY
+    comm_sms = parsed.get("comm_sms", merged.comm_sms)
+    sm_count = parsed.get("sm_count", merged.sm_count)
+    broken = _comm_sms_broken(comm_sms, sm_count)
+    if broken and "comm_sms" in parsed:
+        raise InputError(f"{src}: key '{where}comm_sms' = {comm_sms!r} {broken}")
+    if broken:
+        raise InputError(
+            f"{src}: key '{where}sm_count' = {sm_count!r} must be above the base profile's comm_sms={comm_sms} "
+            f"(or set '{where}comm_sms' too, 0 = none)"
+        )
+    return replace(merged, **parsed, sources=srcs)
 
 
 def shipped_profile(gpu_name: str) -> Efficiency | None:

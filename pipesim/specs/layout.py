@@ -9,6 +9,7 @@ Microbatches per pipeline = global batch / (micro batch x dp).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -170,8 +171,8 @@ class Layout:
             raise InputError(f"overlap-p2p-comm={self.overlap_p2p_comm!r}; valid: true, false (or unset)")
         check_choice("cp-comm", self.cp_comm, CP_COMM)
         imb = self.moe_imbalance
-        if isinstance(imb, bool) or not isinstance(imb, (int, float)) or not imb >= 1.0:
-            raise InputError(f"moe-imbalance={imb!r} must be a number >= 1.0 (1.0 = balanced routing)")
+        if isinstance(imb, bool) or not isinstance(imb, (int, float)) or not 1.0 <= imb < math.inf:
+            raise InputError(f"moe-imbalance={imb!r} must be a finite number >= 1.0 (1.0 = balanced routing)")
         stage = self.tp * self.cp * self.dp
         if stage % (self.ep * self.etp):
             fits = [d for d in divisors(stage) if stage % (d * self.etp) == 0]

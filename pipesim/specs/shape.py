@@ -18,11 +18,11 @@ attention (``sliding_window_pattern``). :meth:`ModelSpec.layer_kinds` lists each
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
 from pipesim.errors import InputError
+from pipesim.specs.layer_counts import LayerPattern
 from pipesim.specs.shape_checks import ACTIVATIONS, GATED, NORMS, check_shape
 
 __all__ = ["ModelSpec", "LayerKind", "ACTIVATIONS", "GATED", "NORMS"]
@@ -218,7 +218,7 @@ class ModelSpec:
         if not self.uniform:
             raise InputError(
                 f"model {self.name!r} has layers of several kinds "
-                f"({', '.join(sorted({k.label for k in self.layer_kinds()}))}); this path needs a layer kind"
+                f"({', '.join(sorted(k.label for k in self.kind_counts()))}); this path needs a layer kind"
             )
         return self.layer_kind(0)
 
@@ -356,4 +356,16 @@ def _layer_kinds(model: ModelSpec) -> tuple[LayerKind, ...]:
 
 @lru_cache(maxsize=4096)
 def _kind_counts(model: ModelSpec, start: int, stop: int) -> tuple[tuple[LayerKind, int], ...]:
-    return tuple(Counter(_layer_kinds(model)[start:stop]).items())
+    """(kind, layers) of layers ``start`` .. ``stop - 1`` in the order the kinds first appear, counted by
+    arithmetic (:mod:`pipesim.specs.layer_counts`): the cost does not grow with the layer count."""
+    pattern = LayerPattern(
+        model.moe,
+        model.first_k_dense_layers,
+        model.moe_layer_freq,
+        model.sliding_window > 0,
+        model.sliding_window_pattern,
+    )
+    start, stop = max(0, start), min(stop, model.num_layers)
+    counts = pattern.counts(start, stop)
+    order = sorted(counts, key=lambda k: pattern.first(k, start, stop))
+    return tuple((LayerKind(*k), counts[k]) for k in order)

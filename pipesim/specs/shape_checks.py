@@ -55,6 +55,8 @@ def check_shape(model: ModelSpec) -> None:
     def bad(msg: str) -> InputError:
         return InputError(f"model {model.name!r}: {msg}")
 
+    if not isinstance(model.name, str) or not model.name.strip() or not model.name.isprintable():
+        raise bad("name must be a non-empty name on one line")
     for key in _POSITIVE:
         value = getattr(model, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:

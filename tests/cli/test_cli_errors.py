@@ -112,12 +112,82 @@ def test_non_finite_flags_are_refused_naming_the_flag(args: tuple[str, ...], val
     [
         ("[gpu]\nbase = 'a100-80gb'\nmemory_GB = inf\n", "memory_GB"),
         ("[gpu]\nbase = 'a100-80gb'\nhbm_bandwidth_GBps = nan\n", "hbm_bandwidth_GBps"),
+        # the issue's cases: each was a ZeroDivisionError traceback, an internal error or a wrong step time
+        *(
+            (f"[gpu]\nbase = 'h100-sxm'\n[efficiency]\n{k} = {v}\n", f"key 'efficiency.{k}' = {v} must be")
+            for k, v in (
+                ("gemm_half_dim", "inf"),
+                ("gemm_half_dim", "nan"),
+                ("launch_s", "inf"),
+                ("kernel_overhead_s", "inf"),
+                ("kernel_overhead_s", "nan"),
+                ("step_overhead_s", "inf"),
+                ("step_overhead_s", "nan"),
+            )
+        ),
     ],
 )
 def test_non_finite_toml_values_are_refused_naming_the_key(tmp_path: Path, table: str, key: str) -> None:
     path = tmp_path / "g.toml"
     path.write_text(table.replace("[gpu]\n", ""))
     refused(*SIM, "--gpu", str(path), needle=key)
+
+
+def test_the_issue_command_refuses_an_infinite_half_dim_naming_the_file_once(tmp_path: Path) -> None:
+    path = tmp_path / "h3.toml"
+    path.write_text('base = "h100-sxm"\n[efficiency]\ngemm_half_dim = inf\n')
+    args = ("simulate", "--model", "llama2-7b", "--global-batch-size", "16", "--tp", "8", "--gpu", str(path))
+    err = refused(
+        *args, needle="key 'efficiency.gemm_half_dim' = inf must be a finite number in [0, 1,000,000]"
+    )
+    assert err.count(str(path)) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (
+            "model = 'mixtral-8x7b'\nglobal_batch_size = 64\nep = 8\ndp = 8\nmoe_imbalance = inf\n",
+            "'moe_imbalance' = inf",
+        ),
+        ("model = 'llama2-7b'\nglobal_batch_size = 16\n[energy]\npue = nan\n", "'energy.pue' = nan"),
+    ],
+)
+def test_non_finite_experiment_values_are_refused_naming_the_key(
+    tmp_path: Path, text: str, needle: str
+) -> None:
+    path = tmp_path / "exp.toml"
+    path.write_text(text)
+    refused("simulate", "--config", str(path), needle=f"{path}: key {needle} must be a finite number")
+
+
+def test_moe_imbalance_flag_must_be_finite() -> None:
+    refused(
+        "simulate",
+        "--model",
+        "mixtral-8x7b",
+        "--global-batch-size",
+        "64",
+        "--ep",
+        "8",
+        "--dp",
+        "8",
+        "--moe-imbalance",
+        "inf",
+        needle="'--moe-imbalance'",
+    )
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_json_numbers_are_refused(tmp_path: Path, constant: str) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(
+        '{"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2, '
+        f'"vocab_size": 100, "rms_norm_eps": {constant}}}'
+    )
+    refused(
+        *SIM[:1], "--model", str(path), "--global-batch-size", "8", needle=f"{constant} is not a JSON number"
+    )
 
 
 def test_non_finite_topology_values_are_refused(tmp_path: Path) -> None:

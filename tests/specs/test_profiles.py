@@ -3,6 +3,7 @@ profiles carry (fixed cost per step, TP overlap in both directions, overlapped p
 
 from __future__ import annotations
 
+import math
 import pickle
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +15,7 @@ from pipesim.cost.times import layer_detail, param_gather_exposed_s
 from pipesim.errors import InputError
 from pipesim.io.readers import load_gpu_toml
 from pipesim.sim.scenario import Scenario, simulate_scenario
-from pipesim.specs.efficiency import DEFAULT_EFFICIENCY, EFFICIENCY_KEYS
+from pipesim.specs.efficiency import DEFAULT_EFFICIENCY, EFFICIENCY_KEYS, EFFICIENCY_RULES, Efficiency
 from pipesim.specs.gpu import GPU_PRESETS, get_gpu
 from pipesim.specs.layout import Layout
 from pipesim.specs.model import get_model
@@ -58,10 +59,10 @@ def test_user_toml_without_profile_uses_the_default(tmp_path: Path) -> None:
     [
         ("[efficiency]\ngemm_maxx = 0.6\n", "unknown key 'efficiency.gemm_maxx'"),
         ("[efficiency]\nsm_count = 1.5\n", "must be an integer"),
-        ("[efficiency]\nhbm = 1.5\n", "hbm=1.5 must be in"),
+        ("[efficiency]\nhbm = 1.5\n", r"'efficiency.hbm' = 1.5 must be a finite number in \[0.001, 1\]"),
         ("efficiency = 3\n", "must be a table"),
-        ("[efficiency]\ncomm_sms = 108\n", "comm_sms=108 must be >= 0 and below sm_count=108"),
-        ("[efficiency]\ncomm_sms = -1\n", "comm_sms=-1 must be >= 0"),
+        ("[efficiency]\ncomm_sms = 108\n", "'efficiency.comm_sms' = 108 must be below sm_count=108"),
+        ("[efficiency]\ncomm_sms = -1\n", r"'efficiency.comm_sms' = -1 must be an integer in \[0, "),
         ("[efficiency]\ncomm_sms = 2.5\n", "must be an integer"),
     ],
 )
@@ -120,3 +121,95 @@ def test_param_gather_overlap_rule() -> None:
 def test_fp8_recipe_is_checked() -> None:
     with pytest.raises(InputError, match="fp8-recipe"):
         Layout(fp8_recipe="mx")
+
+
+# --------------------------------------------------------------------------- the range of every efficiency key
+def _gpu_file(tmp_path: Path, line: str, base: bool = True) -> Path:
+    f = tmp_path / "g1.toml"
+    head = (
+        'base = "h100-sxm"\n'
+        if base
+        else "memory_GB = 80\nhbm_bandwidth_GBps = 2000\n[peak_TFLOPS]\nbf16 = 300\n"
+    )
+    f.write_text(f"{head}[efficiency]\n{line}\n")
+    return f
+
+
+def _out_of_range(key: str) -> list[object]:
+    rule = EFFICIENCY_RULES[key]
+    low = (
+        rule.low if rule.open_low else (rule.low - 1 if rule.integer else rule.low / 2 if rule.low else -1e-9)
+    )
+    high = rule.high + 1 if rule.integer else rule.high * 1.5
+    return [low, high] + ([] if rule.integer else [math.inf, -math.inf, math.nan])
+
+
+@pytest.mark.parametrize("key", EFFICIENCY_KEYS)
+@pytest.mark.parametrize("base", [True, False])
+def test_every_efficiency_value_out_of_its_range_is_refused_at_read_time(
+    tmp_path: Path, key: str, base: bool
+) -> None:
+    rule = EFFICIENCY_RULES[key]
+    for value in _out_of_range(key):
+        text = repr(value) if isinstance(value, float) else str(value)  # inf, -inf, nan: TOML's spellings
+        f = _gpu_file(tmp_path, f"{key} = {text}", base)
+        with pytest.raises(InputError) as err:
+            load_gpu_toml(f)
+        msg = str(err.value)
+        assert msg.count(str(f)) == 1, msg  # the file once
+        assert f"key 'efficiency.{key}' = " in msg, msg  # the key and the value, quoted alike for every key
+        if key != "comm_sms" or value != rule.high + 1:
+            assert rule.text in msg, msg  # the range
+        assert "\n" not in msg
+
+
+@pytest.mark.parametrize("key", EFFICIENCY_KEYS)
+def test_the_constructor_refuses_what_the_reader_refuses(key: str) -> None:
+    for value in _out_of_range(key):
+        with pytest.raises(InputError, match=f"efficiency {key}="):
+            Efficiency(**{key: value})  # type: ignore[arg-type]
+
+
+def test_the_gpu_file_is_named_once_and_every_message_quotes_its_value(tmp_path: Path) -> None:
+    for line, needle in (
+        ("gemm_max = 1.5", "key 'efficiency.gemm_max' = 1.5 must be"),
+        ("tile_m = 0", "key 'efficiency.tile_m' = 0 must be an integer in [1, 65,536]"),
+        (
+            "gemm_half_dim = inf",
+            "key 'efficiency.gemm_half_dim' = inf must be a finite number in [0, 1,000,000]",
+        ),
+    ):
+        for base in (True, False):
+            f = _gpu_file(tmp_path, line, base)
+            with pytest.raises(InputError) as err:
+                load_gpu_toml(f)
+            assert str(err.value) == f"{f}: {needle}{str(err.value).split(needle)[1]}", str(err.value)
+
+
+def test_an_experiment_files_gpu_names_its_efficiency_keys_with_the_table(tmp_path: Path) -> None:
+    from pipesim.io.scenario_file import parse_experiment
+
+    for head in (
+        'base = "h100-sxm"\n',
+        "memory_GB = 80\nhbm_bandwidth_GBps = 2000\n[gpu.peak_TFLOPS]\nbf16 = 3\n",
+    ):
+        text = f"[gpu]\n{head}[gpu.efficiency]\nlaunch_s = nan\n"
+        with pytest.raises(InputError) as err:
+            parse_experiment(text, "exp.toml", {})
+        assert str(err.value).startswith("exp.toml: key 'gpu.efficiency.launch_s' = nan must be"), str(
+            err.value
+        )
+        assert str(err.value).count("exp.toml") == 1
+
+
+@pytest.mark.parametrize("key", EFFICIENCY_KEYS)
+def test_every_efficiency_value_at_the_ends_of_its_range_gives_a_finite_step(key: str) -> None:
+    rule = EFFICIENCY_RULES[key]
+    ends = [rule.high, 1e-300 if rule.open_low else rule.low]
+    for value in ends:
+        if key == "comm_sms" and value:
+            continue  # comm_sms must stay below sm_count: its own test above
+        v = int(value) if rule.integer else float(value)
+        eff = replace(H100.profile, **{key: v, **({"comm_sms": 0} if key == "sm_count" and not v else {})})
+        step = simulate_scenario(_scenario(eff, pp=2, dp=2, global_batch_size=8)).step_time_s
+        assert 0 < step < math.inf, (key, v, step)
