@@ -166,7 +166,10 @@ def test_ep_across_servers_costs_more_than_inside() -> None:
             ["--model", "mixtral-8x7b", "--ep", "4", "--etp", "2", "--dp", "4", "--global-batch-size", "4"],
             "etp x ep",
         ),
-        (["--model", "mixtral-8x7b", "--moe-imbalance", "0.5"], "moe-imbalance=0.5 must be a finite number >= 1.0"),
+        (
+            ["--model", "mixtral-8x7b", "--moe-imbalance", "0.5"],
+            "moe-imbalance=0.5 must be a finite number >= 1.0",
+        ),
         (
             ["--model", "llama3.1-8b", "--cp", "2", "--cp-comm", "tree"],
             "cp-comm='tree'; valid: ring, all-gather",
