@@ -17,8 +17,15 @@ window of ``attention_chunk_size`` keys on its RoPE layers), experts (``num_loca
 ``moe_layer_freq`` / ``decoder_sparse_step`` / ``interleave_moe_layer_step``), multi-head latent attention and
 DeepSeek-V3's ``num_nextn_predict_layers``. A key with a value the model does not represent (an irregular
 ``mlp_only_layers`` list, Qwen's ``use_sliding_window`` with ``max_window_layers``, an irregular ``layer_types``)
-is refused in one line naming the key and the model type. Keys that change neither (token ids, RoPE bases and
-scaling, norm epsilons, initialisation, routing scores, soft-capping, dtype) are not read.
+is refused in one line naming the key and the model type. Dropout rates set pipesim's dropout switch (GPT-2,
+GPT-J, GPT-NeoX, Phi-2, Phi-3); Qwen2-MoE's ``qkv_bias`` and Phi-2's ``qk_layernorm`` are read.
+
+Which keys a config may hold is an explicit allow-list per ``model_type`` (:mod:`pipesim.io.hf_keys`): the keys
+the family's reader reads, and keys known not to change FLOPs, parameters or memory, each with its reason
+(token ids, RoPE bases and scaling, norm epsilons, initialisation, routing losses and scores, soft-capping,
+dtype and other run settings, generation defaults; a multimodal config's ``vision_config``: the text decoder is
+what pipesim times). Any other key (``num_experts`` in a Llama config, ``sliding_window`` where the family has
+none, a misspelt key) is refused in one line naming the file and the key.
 """
 
 from __future__ import annotations
@@ -29,6 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from pipesim.errors import InputError
+from pipesim.io.hf_keys import check_keys, check_wrapper_keys
+from pipesim.io.hf_keys import dropout_on as _dropout
+from pipesim.io.hf_keys import int0 as _int0
+from pipesim.io.hf_keys import period as _period
+from pipesim.io.hf_keys import refuse as _refuse
 from pipesim.io.values import read_text, req_bool, req_int, req_str
 from pipesim.specs.model import ModelSpec
 
@@ -37,28 +49,23 @@ __all__ = ["load_hf_config", "model_from_hf_dict", "HF_FAMILIES"]
 Config = Mapping[str, Any]
 
 
-def _refuse(src: str, mtype: str, key: str, value: object, why: str) -> InputError:
-    return InputError(f"{src}: key {key!r} = {value!r} of model_type {mtype!r} is not modelled ({why})")
-
-
-def _int0(src: str, cfg: Config, key: str) -> int:
-    """A non-negative integer key, 0 when absent or null."""
-    value = cfg.get(key)
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InputError(f"{src}: key {key!r} = {value!r} must be a non-negative integer")
-    return value
-
-
 def _seq(src: str, cfg: Config, default: int = 2048) -> int:
     """Pre-training length: ``rope_scaling.original_max_position_embeddings`` when the context was extended,
     else ``max_position_embeddings``."""
     seq = req_int(src, cfg, "max_position_embeddings", default)
+    if cfg.get("original_max_position_embeddings"):  # Phi-3's long-context configs keep it at the top level
+        seq = req_int(src, cfg, "original_max_position_embeddings")
     scaling = cfg.get("rope_scaling")
     if isinstance(scaling, Mapping) and scaling.get("original_max_position_embeddings"):
         seq = req_int(src, scaling, "original_max_position_embeddings")
     return seq
+
+
+def _all_full(src: str, mtype: str, cfg: Config) -> None:
+    """Qwen's ``layer_types``: every layer global (sliding layers need use_sliding_window, refused)."""
+    types = cfg.get("layer_types")
+    if types is not None and (not isinstance(types, list) or any(t != "full_attention" for t in types)):
+        raise _refuse(src, mtype, "layer_types", "[...]", "only every layer full_attention")
 
 
 def _activation(src: str, mtype: str, cfg: Config, key: str, default: str, gated: bool) -> str:
@@ -70,17 +77,6 @@ def _activation(src: str, mtype: str, cfg: Config, key: str, default: str, gated
     if act == "relu2" and not gated:
         return "squared_relu"
     raise _refuse(src, mtype, key, act, "supported: silu (gated), gelu variants")
-
-
-def _period(src: str, mtype: str, key: str, flags: object, layers: int) -> int:
-    """The period p of a per-layer list whose entry i is true iff (i + 1) % p != 0 (every p-th layer special);
-    refuses other patterns."""
-    if not isinstance(flags, list) or len(flags) != layers:
-        raise _refuse(src, mtype, key, flags, f"expected a list of {layers} per-layer entries")
-    for p in range(1, layers + 1):
-        if all(bool(f) == ((i + 1) % p != 0) for i, f in enumerate(flags)):
-            return p
-    raise _refuse(src, mtype, key, "[...]", "only every-p-th-layer patterns are modelled")
 
 
 def _base(src: str, mtype: str, cfg: Config, label: str, *, tied: bool, gated: bool = True) -> dict[str, Any]:
@@ -120,6 +116,7 @@ def _base(src: str, mtype: str, cfg: Config, label: str, *, tied: bool, gated: b
 def _no_qwen_window(src: str, mtype: str, cfg: Config) -> None:
     if cfg.get("use_sliding_window"):
         raise _refuse(src, mtype, "use_sliding_window", True, "Qwen's max_window_layers split")
+    _all_full(src, mtype, cfg)
 
 
 def _qwen_moe(src: str, mtype: str, cfg: Config, f: dict[str, Any]) -> None:
@@ -136,6 +133,12 @@ def _qwen_moe(src: str, mtype: str, cfg: Config, f: dict[str, Any]) -> None:
 
 def _llama(src: str, mtype: str, cfg: Config, label: str) -> dict[str, Any]:
     return _base(src, mtype, cfg, label, tied=False)
+
+
+def _phi3(src: str, mtype: str, cfg: Config, label: str) -> dict[str, Any]:
+    f = _base(src, mtype, cfg, label, tied=False)
+    f["dropout"] = _dropout(src, cfg, ("resid_pdrop", "embd_pdrop", "attention_dropout"), 0.0)
+    return f
 
 
 def _mixtral(src: str, mtype: str, cfg: Config, label: str) -> dict[str, Any]:
@@ -158,6 +161,7 @@ def _qwen2(src: str, mtype: str, cfg: Config, label: str) -> dict[str, Any]:
     f = _base(src, mtype, cfg, label, tied=False)
     f.update(qkv_bias=True, sliding_window=0)  # Qwen2's Q, K, V projections always have biases
     if mtype == "qwen2_moe":
+        f["qkv_bias"] = req_bool(src, cfg, "qkv_bias", True)
         _qwen_moe(src, mtype, cfg, f)
         shared = _int0(src, cfg, "shared_expert_intermediate_size")
         f.update(shared_expert_ffn_hidden_size=shared, shared_expert_gate=shared > 0)
@@ -214,10 +218,10 @@ def _deepseek(src: str, mtype: str, cfg: Config, label: str) -> dict[str, Any]:
 def _gemma(src: str, mtype: str, cfg: Config, label: str) -> dict[str, Any]:
     f = _base(src, mtype, cfg, label, tied=True)
     f["norms_per_layer"] = 4  # pre- and post-norms around attention and MLP
-    if mtype == "gemma2":
+    if mtype == "gemma2" and "layer_types" not in cfg:
         f["sliding_window_pattern"] = 2 if f.get("sliding_window") else 0  # even layers local, odd global
-    else:  # Gemma 3: QK-norm; every sliding_window_pattern-th layer global
-        f["qk_norm"] = True
+    else:  # Gemma 3: QK-norm; every sliding_window_pattern-th layer global (or as layer_types says)
+        f["qk_norm"] = mtype != "gemma2"
         if "layer_types" in cfg:
             types = cfg["layer_types"]
             odd = [t for t in (types if isinstance(types, list) else [types]) if t not in _LAYER_TYPES]
@@ -257,7 +261,17 @@ def _llama4(src: str, mtype: str, cfg: Config, label: str) -> dict[str, Any]:
     chunk = _int0(src, cfg, "attention_chunk_size")
     if chunk:  # chunked attention on the RoPE layers; every no_rope_layer_interval-th layer attends globally
         rope = cfg.get("no_rope_layers")
-        period = _period(src, mtype, "no_rope_layers", rope, layers) if rope else 4
+        interval = req_int(src, cfg, "no_rope_layer_interval", 4)
+        period = _period(src, mtype, "no_rope_layers", rope, layers) if rope else interval
+        types = cfg.get("layer_types")
+        if types is not None:  # Transformers derives it from no_rope_layers: it must agree
+            ok = isinstance(types, list) and len(types) == layers
+            if not ok or types != [
+                ("chunked" if (i + 1) % period else "full") + "_attention" for i in range(layers)
+            ]:
+                raise _refuse(
+                    src, mtype, "layer_types", "[...]", f"only every {period}-th layer full_attention"
+                )
         f.update(sliding_window=chunk, sliding_window_pattern=period if period > 1 else 0)
     return f
 
@@ -277,6 +291,10 @@ def _gpt2(src: str, mtype: str, cfg: Config, label: str) -> dict[str, Any]:
         ffn_hidden_size=req_int(src, cfg, "n_inner", 4 * hidden),
         num_kv_heads=req_int(src, cfg, "n_head"),
         tied_embeddings=req_bool(src, cfg, "tie_word_embeddings", mtype == "gpt2"),
+        # GPT2Config's rates default to 0.1, GPTJConfig's to 0.0
+        dropout=_dropout(
+            src, cfg, ("resid_pdrop", "embd_pdrop", "attn_pdrop"), 0.1 if mtype == "gpt2" else 0.0
+        ),
         source=src,
     )
     if (
@@ -299,6 +317,7 @@ def _neox(src: str, mtype: str, cfg: Config, label: str) -> dict[str, Any]:
         norm="layernorm",
         linear_bias=req_bool(src, cfg, "attention_bias", True),
         parallel_block=req_bool(src, cfg, "use_parallel_residual", True),
+        dropout=_dropout(src, cfg, ("attention_dropout", "hidden_dropout"), 0.0),
     )
     return f
 
@@ -306,13 +325,17 @@ def _neox(src: str, mtype: str, cfg: Config, label: str) -> dict[str, Any]:
 def _phi(src: str, mtype: str, cfg: Config, label: str) -> dict[str, Any]:
     f = _base(src, mtype, cfg, label, tied=False, gated=False)
     f.update(norm="layernorm", linear_bias=True, output_bias=True, norms_per_layer=1, parallel_block=True)
+    f.update(
+        qk_norm=req_bool(src, cfg, "qk_layernorm", False),  # LayerNorms over each query and key head
+        dropout=_dropout(src, cfg, ("resid_pdrop", "embd_pdrop", "attention_dropout"), 0.0),
+    )
     return f
 
 
 HF_FAMILIES: dict[str, Callable[[str, str, Config, str], dict[str, Any]]] = {
     "llama": _llama,
     "mistral": _llama,
-    "phi3": _llama,
+    "phi3": _phi3,
     "mixtral": _mixtral,
     "phimoe": _phimoe,
     "qwen2": _qwen2,
@@ -341,9 +364,12 @@ def model_from_hf_dict(config: Mapping[str, Any], src: str, name: str | None = N
     label = name or str(config.get("_name_or_path") or stem)
     mtype = config.get("model_type")
     if mtype in _WRAPPERS:
+        check_wrapper_keys(src, str(mtype), config)
         text = config.get("text_config")
         if not isinstance(text, Mapping):
             raise InputError(f"{src}: model_type {mtype!r} needs a 'text_config' object")
+        if "tie_word_embeddings" in config and "tie_word_embeddings" not in text:  # Llama 4 keeps it on top
+            text = {**text, "tie_word_embeddings": config["tie_word_embeddings"]}
         config, mtype = text, text.get("model_type") or _WRAPPERS[str(mtype)]
     if mtype is None:
         mtype = "gpt2" if "n_embd" in config else "llama"
@@ -352,6 +378,7 @@ def model_from_hf_dict(config: Mapping[str, Any], src: str, name: str | None = N
     reader = HF_FAMILIES.get(str(mtype))
     if reader is None:
         raise InputError(f"{src}: model_type {mtype!r} is not supported; supported: {', '.join(HF_FAMILIES)}")
+    check_keys(src, str(mtype), config)
     fields = reader(src, str(mtype), config, label)
     try:
         return ModelSpec(**fields)
