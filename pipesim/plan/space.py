@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pipesim.plan.estimate import Estimator
 from pipesim.plan.request import MIN_CP_TOKENS, PlanRequest, estimator_for
 from pipesim.sim.budget import MAX_PLAN_VPP
-from pipesim.specs.layout import Layout, divisors
+from pipesim.specs.layout import Layout, divisors, divisors_up_to
 from pipesim.specs.model import ModelSpec
 from schedules import get_family
 
@@ -146,7 +146,7 @@ def _vpp_values(request: PlanRequest, family_name: str, pp: int) -> list[int]:
         return list(range(2, min(layers // pp, MAX_PLAN_VPP) + 1))
     if layers % pp:
         return []
-    return [v for v in divisors(layers // pp) if 2 <= v <= MAX_PLAN_VPP]
+    return [v for v in divisors_up_to(layers // pp, MAX_PLAN_VPP) if v >= 2]
 
 
 def _cp_values(request: PlanRequest, gpus: int) -> list[int]:
@@ -167,7 +167,7 @@ def _expert_values(request: PlanRequest, tp: int) -> list[tuple[int, int]]:
     model, space = request.model, request.space
     if not model.moe:
         return [(1, 1)]
-    eps = list(space.ep) if space.ep is not None else divisors(model.num_experts)
+    eps = list(space.ep) if space.ep is not None else divisors_up_to(model.num_experts)
     etps = list(space.etp) if space.etp is not None else sorted({1, tp})
     return [(e, t) for e in eps for t in etps]
 

@@ -22,6 +22,7 @@ __all__ = [
     "ATTENTION",
     "FP8_RECIPES",
     "divisors",
+    "divisors_up_to",
     "TRAIN_PRECISIONS",
     "CP_COMM",
     "BLOCKING_P2P_SCHEDULES",
@@ -50,6 +51,12 @@ FSDP = ("none", "full", "hybrid")
 def divisors(n: int) -> list[int]:
     """All positive divisors of ``n`` in increasing order (none for n < 1)."""
     return list(_divisors(n))
+
+
+def divisors_up_to(n: int, limit: int = 32_768) -> list[int]:
+    """The divisors of ``n`` up to ``limit`` (default: the most GPUs a command takes), in increasing order:
+    the sizes a parallel dimension can take, at a cost that does not grow with ``n`` (a model size)."""
+    return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
 
 
 @lru_cache(maxsize=4096)
@@ -290,11 +297,13 @@ class Layout:
         self._check_moe_cp(model)
         heads = model.num_attention_heads
         if heads % self.tp:
-            valid = ", ".join(map(str, divisors(heads)))
+            valid = ", ".join(map(str, divisors_up_to(heads)))
             raise InputError(f"tp={self.tp} does not divide num_attention_heads={heads}; valid tp: {valid}")
         if model.num_kv_heads % self.tp and self.tp % model.num_kv_heads:
             valid = ", ".join(
-                str(d) for d in divisors(heads) if model.num_kv_heads % d == 0 or d % model.num_kv_heads == 0
+                str(d)
+                for d in divisors_up_to(heads)
+                if model.num_kv_heads % d == 0 or d % model.num_kv_heads == 0
             )
             raise InputError(
                 f"tp={self.tp} neither divides nor is a multiple of num_kv_heads={model.num_kv_heads}; valid tp: {valid}"
@@ -309,7 +318,7 @@ class Layout:
             )
         if layers % stages and not self.uneven_layers:
             chunks = stages // self.pp
-            valid = ", ".join(str(d) for d in divisors(layers) if layers % (d * chunks) == 0) or "none"
+            valid = ", ".join(str(d) for d in divisors_up_to(layers) if layers % (d * chunks) == 0) or "none"
             raise InputError(
                 f"pp x chunks = {stages} does not divide num_layers={layers}; valid pp (with {stages // self.pp} "
                 f"chunk(s) per rank): {valid}; or pass --uneven-layers"
@@ -324,7 +333,7 @@ class Layout:
             )
         if e and e % self.ep:
             valid = ", ".join(
-                str(d) for d in divisors(e) if (self.tp * self.cp * self.dp) % (d * self.etp) == 0
+                str(d) for d in divisors_up_to(e) if (self.tp * self.cp * self.dp) % (d * self.etp) == 0
             )
             raise InputError(f"ep={self.ep} does not divide num_experts={e}; valid ep here: {valid}")
         if e and self.fsdp == "hybrid":
@@ -339,7 +348,7 @@ class Layout:
         if self.cp > 1:
             s = self.seq(model)
             if s % (2 * self.cp):
-                valid = ", ".join(str(c) for c in divisors(s // 2) if c <= 64) if s % 2 == 0 else "1"
+                valid = ", ".join(str(c) for c in divisors_up_to(s // 2, 64)) if s % 2 == 0 else "1"
                 raise InputError(
                     f"cp={self.cp}: seq-length={s} does not split into 2 x cp = {2 * self.cp} equal chunks; valid cp: "
                     f"{valid}"

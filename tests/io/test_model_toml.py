@@ -144,3 +144,14 @@ def test_long_moe_patterns_are_a_short_megatron_expression() -> None:
             assert len(expr) < max(600, 2 * preset.num_layers + 10)
             if layers < 2000:
                 assert eval(expr) == [int(m.layer_kind(i).moe) for i in range(layers)]  # noqa: S307
+
+
+def test_the_largest_layer_count_toml_holds_is_refused_quickly_with_the_valid_pp(tmp_path: Path) -> None:
+    f = tmp_path / "huge.toml"
+    f.write_text(SHAPE.replace("num_layers = 2", f"num_layers = {2**63 - 1}"))
+    t0 = time.perf_counter()  # the valid-pp list took sqrt(layers) trial divisions: minutes
+    code, out, err = invoke(
+        "simulate", "--model", str(f), "--global-batch-size", "8", "--pp", "2", "--dp", "4"
+    )
+    assert code == 2 and "valid pp (with 1 chunk(s) per rank): 1, 7, 49, 73" in err, err
+    assert time.perf_counter() - t0 < 10
