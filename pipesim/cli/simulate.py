@@ -90,7 +90,7 @@ def build_scenario(
 
 def refuse_unused_flags(layout: Layout, model: ModelSpec) -> None:
     """Refuse a flag the user gave that this scenario would ignore: the result would look like its effect."""
-    from pipesim.cli.specs import given
+    from pipesim.cli.specs import given, typed
     from pipesim.specs.layout import Layout
 
     rules = (
@@ -104,14 +104,7 @@ def refuse_unused_flags(layout: Layout, model: ModelSpec) -> None:
     for name, unused, why in rules:  # a value other than the default (experiment files write every default)
         if given(name) and unused and getattr(layout, name) != defaults[name].default:
             raise InputError(f"--{name.replace('_', '-')} would change nothing: {why}; drop it")
-    ctx = click.get_current_context(silent=True)
-    typed = ctx.get_parameter_source("distributed_optimizer") if ctx is not None else None
-    if (
-        typed is not None
-        and typed.name == "COMMANDLINE"
-        and layout.fsdp != "none"
-        and layout.distributed_optimizer
-    ):
+    if typed("distributed_optimizer") and layout.fsdp != "none" and layout.distributed_optimizer:
         raise InputError(
             f"--distributed-optimizer (ZeRO-1) with --fsdp {layout.fsdp} (ZeRO-3, which shards the optimizer state "
             "already): drop --distributed-optimizer"

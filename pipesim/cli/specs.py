@@ -49,6 +49,14 @@ def given(name: str) -> bool:
     return source is not None and source.name in ("COMMANDLINE", "DEFAULT_MAP")
 
 
+def typed(name: str) -> bool:
+    """Whether the user typed flag ``name`` (its keyword) on the running command's line (an experiment file's
+    value does not count: plan's winner files write every field)."""
+    ctx = click.get_current_context(silent=True)
+    source = ctx.get_parameter_source(name) if ctx is not None else None
+    return source is not None and source.name == "COMMANDLINE"
+
+
 def require(name: str) -> None:
     """Refuse, as click refuses a missing required flag (a usage error: one line plus ``Try ... --help``),
     the running command's flag ``name`` (its keyword) when it was not given; for flags that only some uses

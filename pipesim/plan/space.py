@@ -298,11 +298,12 @@ def enumerate_space(
                     fam = get_family(name)
                     chunks = fam.chunks(max(v, 1))
                     stages = pp * chunks // fam.chains  # the stages of one model copy
-                    label = f"{ewhere} {name} vpp={max(v, 1)}"
                     if v == 0 and pp == 1:
-                        label = f"{ewhere} {name}"
-                        rej.add("vpp_pp1", per_slot, f"{label}: one pipeline rank, nothing to interleave")
+                        rej.add(
+                            "vpp_pp1", per_slot, f"{ewhere} {name}: one pipeline rank, nothing to interleave"
+                        )
                         continue
+                    label = f"{ewhere} {name} vpp={max(v, 1)}"
                     if v == 0:
                         why = f"no chunk count splits {model.num_layers} layers over pp={pp}"
                         rej.add("vpp_layers", per_slot, f"{label}: {why}")
