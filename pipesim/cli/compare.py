@@ -313,6 +313,7 @@ def model_compare_table(reports: Sequence[SimulationReport]) -> tuple[str, Table
     from rich.table import Table
 
     from pipesim.cli.simulate import communication_line
+    from pipesim.specs.gpu import defaults_note
     from pipesim.terminal import verdict
 
     first = reports[0].scenario
@@ -322,6 +323,8 @@ def model_compare_table(reports: Sequence[SimulationReport]) -> tuple[str, Table
         f"micro-batch={lay.micro_batch_size} global-batch={lay.global_batch_size} (GiB = 2^30 bytes)\n"
         f"{communication_line(first)}"
     )
+    if note := defaults_note(first.gpu):
+        heading += f"\n{note}"
     table = Table()
     table.add_column("schedule", no_wrap=True)
     for col in ("vpp", "m", "step s", "tokens/s", "TFLOP/s/GPU", "MFU", "bubble", "peak GiB", "verdict"):

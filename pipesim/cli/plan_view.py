@@ -11,6 +11,7 @@ import click
 from pipesim.cli.options import EnergyFlags
 from pipesim.cli.render import GIB, console, count_text, emit_json, render_energy
 from pipesim.io.units import counted
+from pipesim.specs.gpu import defaults_note
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -95,6 +96,8 @@ def plan_outputs(
         f"seq {req.seq}, {req.precision}, attention {req.attention}",
         highlight=False,
     )
+    if note := defaults_note(cl.gpu):
+        con.print(note, highlight=False)
     if probes:
         con.print(
             "nodes searched: "

@@ -23,6 +23,7 @@ from pipesim.cli.render import GIB, console, emit_json, gib, render_energy
 from pipesim.cli.specs import given, require
 from pipesim.errors import InputError
 from pipesim.sim.budget import MAX_ACTIONS, check_actions, layout_timeline
+from pipesim.specs.gpu import defaults_note
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -230,6 +231,8 @@ def render_report(report: SimulationReport) -> None:
     )
     con.print(communication_line(sc), highlight=False)
     con.print(f"placement: {sc.placement_description()}", highlight=False)
+    if note := defaults_note(sc.gpu):
+        con.print(note, highlight=False)
     summary = Table(title="Step", title_justify="left", show_header=False)
     summary.add_column("metric", no_wrap=True)
     summary.add_column("value", justify="right", no_wrap=True)

@@ -55,7 +55,7 @@ from pipesim.io.values import parse_toml, read_text, req_bool, req_int, req_name
 from pipesim.specs.efficiency import EFFICIENCY_KEYS, Efficiency, efficiency_from_table
 from pipesim.specs.gpu import PRECISIONS, GPUSpec, get_gpu
 from pipesim.specs.model import ModelSpec, get_model
-from pipesim.specs.server import DGX_A100, ServerSpec
+from pipesim.specs.server import FILE_DEFAULT_SERVER, ServerSpec
 
 __all__ = [
     "load_hf_config",
@@ -184,7 +184,7 @@ def gpu_from_table(
     name = req_name(src, data, "name", default_name, prefix)
     hbm_Bps = req_num(src, data, "hbm_bandwidth_GBps", prefix) * 1e9
     source, eff_sources = _sources(src, data, prefix)
-    server = _server(src, data, DGX_A100, prefix)
+    server = _server(src, data, FILE_DEFAULT_SERVER, prefix)
     efficiency = _efficiency(src, data, None, eff_sources, prefix)
     try:
         return GPUSpec(

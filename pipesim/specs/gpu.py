@@ -18,9 +18,18 @@ from typing import Any
 
 from pipesim.errors import InputError
 from pipesim.specs.efficiency import DEFAULT_EFFICIENCY, EFFICIENCY_KEYS, Efficiency, shipped_profile
-from pipesim.specs.server import DGX_A100, SERVERS, ServerSpec
+from pipesim.specs.server import DGX_A100, FILE_DEFAULT_SERVER, SERVERS, ServerSpec
 
-__all__ = ["GPUSpec", "GPU_PRESETS", "PRECISIONS", "get_gpu", "gpu_names", "presets_with", "provenance"]
+__all__ = [
+    "GPUSpec",
+    "GPU_PRESETS",
+    "PRECISIONS",
+    "defaults_note",
+    "get_gpu",
+    "gpu_names",
+    "presets_with",
+    "provenance",
+]
 
 PRECISIONS = ("bf16", "fp16", "fp8", "fp4", "tf32", "fp32")
 
@@ -235,6 +244,20 @@ def get_gpu(name: str) -> GPUSpec:
         raise InputError(
             f"unknown gpu {name!r}; valid presets: {', '.join(GPU_PRESETS)} (or a path to a .toml file)"
         ) from None
+
+
+def defaults_note(gpu: GPUSpec) -> str:
+    """One line saying what a GPU file left to pipesim's defaults (no calibrated efficiency profile: the
+    A100-fitted defaults; no server table: DGX A100's links), or "" for a GPU with its own profile and server.
+    A report prints it so that a number costed on borrowed constants says so."""
+    borrowed = []
+    if gpu.efficiency is None:
+        borrowed.append("A100-fitted efficiencies (no profile)")
+    if gpu.server is FILE_DEFAULT_SERVER:
+        borrowed.append("DGX A100 links (no server table)")
+    if not borrowed:
+        return ""
+    return f"note: {gpu.name} uses defaults: {', '.join(borrowed)}; `pipesim gpu show` lists them"
 
 
 def provenance(gpu: GPUSpec) -> list[tuple[str, str, str, str]]:

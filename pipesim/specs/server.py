@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from pipesim.errors import InputError
 
-__all__ = ["ServerSpec", "DGX_A100", "SERVERS"]
+__all__ = ["ServerSpec", "DGX_A100", "FILE_DEFAULT_SERVER", "SERVERS"]
 
 _NVLINK_EFF = (
     230 / 240
@@ -58,6 +58,16 @@ DGX_A100 = ServerSpec(
     "NVLink 3 via NVSwitch, 12 links x 25 GB/s per direction at ~20 effective (240 GB/s; all-reduce busbw 230, "
     "published.md s6.2); one HDR 200 Gb/s NIC per GPU (24 GB/s measured busbw, published.md s6.2); what "
     "benchmarks/accuracy.py calibrated the A100 profile on",
+)
+# The server of a GPU file that names neither a base preset nor a [server] table: DGX A100's figures, kept
+# as its own object so that a report can say they were defaulted (pipesim.specs.gpu.defaults_note).
+FILE_DEFAULT_SERVER = ServerSpec(
+    DGX_A100.name,
+    DGX_A100.gpus_per_node,
+    DGX_A100.intra_Bps,
+    DGX_A100.inter_Bps,
+    DGX_A100.topology,
+    "default (the GPU file has no base and no [server] table): " + DGX_A100.source,
 )
 DGX_H100 = ServerSpec(
     "DGX H100 / HGX H200",

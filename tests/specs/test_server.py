@@ -17,10 +17,10 @@ from pipesim.io.readers import gpu_from_table, load_gpu_toml
 from pipesim.io.values import parse_toml
 from pipesim.plan.search import PlanCluster
 from pipesim.sim.scenario import Scenario
-from pipesim.specs.gpu import GPU_PRESETS, get_gpu
+from pipesim.specs.gpu import GPU_PRESETS, defaults_note, get_gpu
 from pipesim.specs.layout import Layout
 from pipesim.specs.model import get_model
-from pipesim.specs.server import DGX_A100, ServerSpec
+from pipesim.specs.server import DGX_A100, FILE_DEFAULT_SERVER, ServerSpec
 
 
 def test_every_preset_has_a_server_whose_topology_agrees() -> None:
@@ -114,7 +114,37 @@ def test_a_gpu_file_names_its_server() -> None:
     plain = 'memory_GB = 96\nhbm_bandwidth_GBps = 4000\n[peak_TFLOPS]\nbf16 = 500\n[server]\ntopology = "dgx-h100"\n'
     gpu = gpu_from_table(parse_toml(plain, "p.toml"), "p.toml", "p")
     assert (gpu.server.topology, gpu.server.gpus_per_node, gpu.server.intra_Bps) == ("dgx-h100", 8, 240e9)
-    assert gpu_from_table(parse_toml(plain.split("[server]")[0], "p.toml"), "p.toml", "p").server is DGX_A100
+    bare = gpu_from_table(parse_toml(plain.split("[server]")[0], "p.toml"), "p.toml", "p")
+    assert bare.server is FILE_DEFAULT_SERVER and bare.server.source.startswith(
+        "default (the GPU file has no"
+    )
+    figures = (bare.server.gpus_per_node, bare.server.intra_Bps, bare.server.inter_Bps, bare.server.topology)
+    assert figures == (DGX_A100.gpus_per_node, DGX_A100.intra_Bps, DGX_A100.inter_Bps, DGX_A100.topology)
+    # ... and every report says so in one line; a preset, or a file with a base, borrows nothing.
+    assert defaults_note(bare) == (
+        "note: p uses defaults: A100-fitted efficiencies (no profile), DGX A100 links (no server table); "
+        "`pipesim gpu show` lists them"
+    )
+    assert (
+        defaults_note(gpu)
+        == "note: p uses defaults: A100-fitted efficiencies (no profile); `pipesim gpu show` lists them"
+    )
+    assert defaults_note(get_gpu("a100-80gb")) == ""
+    assert defaults_note(gpu_from_table(parse_toml('base = "a100-80gb"\n', "x.toml"), "x.toml", "x")) == ""
+
+
+def test_reports_name_the_defaults_a_gpu_file_borrows(tmp_path: Path) -> None:
+    path = tmp_path / "l40s.toml"
+    path.write_text('name = "l40s"\nmemory_GB = 48\nhbm_bandwidth_GBps = 864\n[peak_TFLOPS]\nbf16 = 362\n')
+    runs = (
+        ("simulate", "--model", "gpt-1.7b", "--gpu", str(path), "--tp", "2", "--global-batch-size", "4"),
+        ("compare", "--model", "gpt-1.7b", "--gpu", str(path), "--pp", "2", "-m", "4"),
+        ("plan", "--model", "gpt-1.7b", "--gpu", str(path), "--nodes", "1", "--global-batch-size", "8"),
+    )
+    for args in runs:
+        code, out, err = invoke(*args)
+        assert code == 0, err
+        assert "note: l40s uses defaults: A100-fitted efficiencies (no profile), DGX A100 links" in out, args
 
 
 def test_gpu_list_shows_each_presets_default_cluster() -> None:
