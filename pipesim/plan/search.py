@@ -40,6 +40,7 @@ from pipesim.plan.estimate import Estimate, MemoryBound, MemoryEstimate
 from pipesim.plan.evaluate import Batch, Screened, _estimate_batch, _simulate_batch, layout_key, scenario_of
 from pipesim.plan.executors import ExecutorSpec, chunked, paused_gc, run_chunks
 from pipesim.plan.facts import facts_cache
+from pipesim.plan.floor import state_floor_message
 from pipesim.plan.request import PlanCluster, PlanRequest, SearchSpace, estimator_for
 from pipesim.plan.results import (
     SECONDS_PER_DAY,
@@ -101,6 +102,9 @@ def _plan(
     started = time.perf_counter()
     spec = executor or ExecutorSpec()
     report = progress or _no_progress
+    refusal = state_floor_message(request)
+    if refusal is not None:
+        raise InputError(refusal)
     candidates, rej, total = enumerate_space(request)
     if not candidates:
         raise InputError(_no_candidate_message(request, rej, total))

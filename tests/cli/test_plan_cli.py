@@ -116,7 +116,16 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
         "--micro-batch-size",
         "1",
     )
-    assert code == 2 and "fits in no layout" in err and "closest" in err and err.count("\n") == 1
+    assert code == 2 and "fits in no layout" in err and "state alone" in err and err.count("\n") == 1
+    # A model of 10^8 layers: refused on its state before any layout is enumerated (the closest-layout
+    # search took over five minutes on it).
+    huge = tmp_path / "huge.toml"
+    huge.write_text(
+        'name = "huge"\nnum_layers = 100000000\nhidden_size = 12288\nnum_attention_heads = 96\n'
+        "vocab_size = 51200\nseq_length = 2048\n"
+    )
+    code, _, err = run("plan", "--model", str(huge), "--gpus", "64", "--global-batch-size", "64")
+    assert code == 2 and "huge fits in no layout on 64 x a100-80gb" in err and err.count("\n") == 1
     code, _, err = run(*BASE, "--tp", "3")
     assert code == 2 and "--tp 3 does not divide the 16 GPUs" in err and err.count("\n") == 1
     code, _, err = run(*BASE, "--tokens", "many")

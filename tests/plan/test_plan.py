@@ -288,10 +288,10 @@ def test_fewest_nodes_says_why_no_node_count_has_a_layout() -> None:
 
 
 # --------------------------------------------------------------------------- bad input
-def _no_fit_message(model: str) -> str:
+def _no_fit_message(model: str, nodes: int = 1) -> str:
     req = PlanRequest(
         get_model(model),
-        PlanCluster(get_gpu("a100-80gb"), 1, 8),
+        PlanCluster(get_gpu("a100-80gb"), nodes, 8),
         8,
         space=SearchSpace(micro_batch_sizes=(1,)),
         top_k=1,
@@ -302,13 +302,29 @@ def _no_fit_message(model: str) -> str:
 
 
 def test_model_that_fits_nowhere_names_the_closest_layout() -> None:
-    msg = _no_fit_message("llama3-405b")
+    # 405.9e9 parameters x 16 B / 96 GPUs = 63 GiB of state: above the floor, so the search runs and names
+    # the closest layout (tp 8 pp 6 with the distributed optimizer: 18 B per parameter over 48 GPUs + more).
+    msg = _no_fit_message("llama3-405b", nodes=12)
     assert "fits in no layout" in msg and "closest" in msg and "GiB over" in msg and "\n" not in msg
-    # pp 4 and 8 divide the 8 GPUs but not the 126 layers: the message says what would let them in.
+    # pp 4, 8, 16 and 32 divide the 96 GPUs but not the 126 layers: the message says what would let them in.
     assert "--uneven-layers (pipelines whose pp does not divide the 126 layers were left out)" in msg
-    # GPT-3 175B's 96 layers take every pp of 8 GPUs: no such hint.
+
+
+def test_model_whose_state_fits_nowhere_is_refused_before_the_search() -> None:
+    # ZeRO-3's floor (SC20 s3.1): 2 + 2 + 12 = 16 bytes per parameter over all GPUs, + the 2 GiB reserve.
+    # GPT-3 175B (174.6e9 parameters) on 8 A100 80GB: 174.6e9 x 16 / 8 = 349 GB = 325 GiB + 2 GiB per GPU;
+    # the fewest GPUs: ceil(174.6e9 x 16 / (80e9 - 2^31)) = 36.
+    model = get_model("gpt3-175b")
+    params = model.num_params()
+    floor_gib = (params * 16 / 8 + 2 * 2**30) / 2**30
+    fewest = math.ceil(params * 16 / (80e9 - 2**31))
+    assert 320 < floor_gib < 330 and fewest == 36
     msg = _no_fit_message("gpt3-175b")
-    assert "fits in no layout" in msg and "--uneven-layers" not in msg
+    assert msg == (
+        f"gpt3-175b fits in no layout on 8 x a100-80gb: its {params:.3g} parameters need at least "
+        f"{floor_gib:,.1f} GiB per GPU for weights, gradients and optimizer state alone (16 bytes each, ZeRO-3 "
+        f"over all 8 GPUs, plus 2 GiB reserve) against 74.5 GiB; at least {fewest:,} GPUs could hold it"
+    )
 
 
 def test_impossible_constraints_name_the_conflict() -> None:
