@@ -14,13 +14,14 @@ the number ``pipesim simulate`` / ``compare`` / ``plan`` / ``roofline`` prints f
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
+from os import PathLike
 from typing import TYPE_CHECKING, Any, overload
 
 from pipesim.errors import InputError
 from pipesim.io.readers import resolve_gpu, resolve_model
 from pipesim.results import Result, flatten
-from pipesim.sim.compare import DEFAULT_SCHEDULES
+from pipesim.sim.compare import default_schedule, default_schedules
 from pipesim.sim.engine import OpCosts, Timeline
 from pipesim.sim.engine import simulate as simulate_schedule
 from pipesim.sim.scenario import Scenario, SimulationReport, simulate_scenario
@@ -40,18 +41,67 @@ __all__ = ["Comparison", "compare", "gantt_figure", "plan", "roofline", "simulat
 
 
 def _model(model: ModelSpec | str) -> ModelSpec:
-    return model if isinstance(model, ModelSpec) else resolve_model(model)
+    if isinstance(model, ModelSpec):
+        return model
+    if not isinstance(model, (str, PathLike)):
+        raise InputError(
+            f"model={model!r} ({type(model).__name__}): give a ModelSpec, a preset name such as 'llama3-8b' "
+            "or the path of a config.json / model .toml"
+        )
+    return resolve_model(str(model))
 
 
 def _gpu(gpu: GPUSpec | str) -> GPUSpec:
-    return gpu if isinstance(gpu, GPUSpec) else resolve_gpu(gpu)
+    if isinstance(gpu, GPUSpec):
+        return gpu
+    if not isinstance(gpu, (str, PathLike)):
+        raise InputError(
+            f"gpu={gpu!r} ({type(gpu).__name__}): give a GPUSpec, a preset name such as 'h100-sxm' or the "
+            "path of a GPU .toml"
+        )
+    return resolve_gpu(str(gpu))
 
 
-def _layout(layout: Layout | None, fields: dict[str, Any]) -> Layout:
-    try:
-        return replace(layout, **fields) if layout is not None else Layout(**fields)
-    except TypeError as exc:  # an unknown field name
-        raise InputError(f"Layout: {exc}") from None
+def _layout(layout: Layout | None, changes: dict[str, Any], need_batch: bool = True) -> Layout:
+    """``layout`` with ``changes`` (or a new Layout of them). As on the command line, the run's batch is the
+    caller's to state (``global_batch_size=``, or a ``layout``), and the schedule defaults to
+    interleaved-1f1b at vpp > 1, else 1f1b."""
+    if layout is not None and not isinstance(layout, Layout):
+        raise InputError(
+            f"layout={layout!r} ({type(layout).__name__}): give a pipesim.Layout, or its fields as keywords "
+            "(tp=2, pp=4, global_batch_size=64)"
+        )
+    valid = [f.name for f in fields(Layout) if f.init]
+    unknown = sorted(k for k in changes if k not in valid)
+    if unknown:
+        raise InputError(f"unknown Layout field {unknown[0]!r}; valid: {', '.join(valid)}")
+    if layout is None:
+        if need_batch and "global_batch_size" not in changes:
+            raise InputError(
+                "give global_batch_size= (or a layout): the run's batch is yours to state, as with "
+                "--global-batch-size"
+            )
+        if "schedule" not in changes:
+            changes = {**changes, "schedule": default_schedule(changes.get("vpp", 1))}
+        return Layout(**changes)
+    return replace(layout, **changes)
+
+
+def _schedule_names(schedules: Sequence[str] | str | None, vpp: int) -> list[str]:
+    """A list of names, a comma-separated string (as ``--schedules`` takes), or None (the CLI's default)."""
+    if schedules is None:
+        return default_schedules(vpp)
+    if isinstance(schedules, str):
+        names = [n.strip() for n in schedules.split(",") if n.strip()]
+    elif isinstance(schedules, Sequence) and all(isinstance(n, str) for n in schedules):
+        names = list(schedules)
+    else:
+        raise InputError(
+            f"schedules={schedules!r}: give a list of schedule names or a comma-separated string"
+        )
+    if not names:
+        raise InputError("compare: give at least one schedule")
+    return names
 
 
 @overload
@@ -119,18 +169,18 @@ class Comparison(Result):
 def compare(
     model: ModelSpec | str,
     gpu: GPUSpec | str,
-    schedules: Sequence[str] = DEFAULT_SCHEDULES,
+    schedules: Sequence[str] | str | None = None,
     layout: Layout | None = None,
     **layout_fields: Any,
 ) -> Comparison:
-    """Simulate each of ``schedules`` on one model, GPU and layout; schedules without model chunks run with
-    vpp 1, as ``pipesim compare --model`` does."""
-    if not schedules:
-        raise InputError("compare: give at least one schedule")
+    """Simulate each of ``schedules`` (a list of names or a comma-separated string; default: gpipe, 1f1b
+    and, when vpp > 1, interleaved-1f1b, :data:`~pipesim.sim.compare.DEFAULT_SCHEDULES`) on one model, GPU
+    and layout; schedules without model chunks run with vpp 1, as ``pipesim compare --model`` does."""
     base = _layout(layout, layout_fields)
+    names = _schedule_names(schedules, base.vpp)
     m, g = _model(model), _gpu(gpu)
     reports = []
-    for name in schedules:
+    for name in names:
         vpp = base.vpp if get_family(name).uses_vpp else 1
         reports.append(simulate_scenario(Scenario(m, g, replace(base, schedule=name, vpp=vpp))))
     return Comparison(tuple(reports))
@@ -153,11 +203,25 @@ def plan(
     from pipesim.plan.search import PlanCluster, PlanRequest
     from pipesim.plan.search import plan as run_plan
 
+    for key, value in (
+        ("nodes", nodes),
+        ("global_batch_size", global_batch_size),
+        ("gpus_per_node", gpus_per_node),
+    ):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise InputError(f"{key}={value!r} must be a positive integer")
+    if isinstance(request_fields.get("tokens"), str):  # the CLI's spelling: 15T, 300B, 2.5e12
+        from pipesim.io.units import parse_count
+
+        request_fields["tokens"] = parse_count(request_fields["tokens"], "tokens")
     g = _gpu(gpu)
     if topology is None and gpus_per_node is None:
         cluster = PlanCluster.on_server(g, nodes)
     else:  # a topology counts its own GPUs per server; a two-level request takes the server's figures
-        per = gpus_per_node or (topology_gpus_per_node(topology) if topology else g.server.gpus_per_node)
+        if gpus_per_node is not None:
+            per = gpus_per_node
+        else:
+            per = topology_gpus_per_node(topology) if topology else g.server.gpus_per_node
         cluster = PlanCluster(gpu=g, nodes=nodes, gpus_per_node=per, topology=topology)
     try:
         request = PlanRequest(
@@ -179,7 +243,7 @@ def roofline(
     (draw it with :func:`pipesim.figures.roofline.roofline_figure`)."""
     from pipesim.cost.roofline import roofline as table
 
-    return table(_model(model), _layout(layout, layout_fields), _gpu(gpu), precision)
+    return table(_model(model), _layout(layout, layout_fields, need_batch=False), _gpu(gpu), precision)
 
 
 def gantt_figure(
@@ -196,8 +260,17 @@ def gantt_figure(
         items: list[Any] = list(results.reports)
     elif isinstance(results, (SimulationReport, GanttSeries)):
         items = [results]
-    else:
+    elif isinstance(results, Sequence) and not isinstance(results, str):
         items = list(results)
+    else:
+        items = [results]
+    bad = [r for r in items if not isinstance(r, (SimulationReport, GanttSeries))]
+    if bad or not items:
+        what = f"{bad[0]!r} ({type(bad[0]).__name__})" if bad else "nothing"
+        raise InputError(
+            f"gantt_figure: got {what}; give a report of pipesim.simulate, a pipesim.compare result, or a list "
+            "of reports"
+        )
     panels = [r if isinstance(r, GanttSeries) else report_series(r) for r in items]
     if gpu_memory_bytes is None:
         hbm = [r.scenario.gpu.hbm_bytes for r in items if isinstance(r, SimulationReport)]

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import InitVar, dataclass, field
 from enum import IntEnum
 
+from pipesim.errors import InputError
 from schedules.pairs import first_bad_pair
 
 __all__ = [
@@ -46,9 +47,10 @@ __all__ = [
 ]
 
 
-class ScheduleError(ValueError):
+class ScheduleError(InputError):
     """A schedule or schedule request that cannot be built or run; the message is one user-facing line
-    (or a line followed by a grid, for deadlocks)."""
+    (or a line followed by a grid, for deadlocks). An :class:`~pipesim.errors.InputError`, so that
+    ``except pipesim.InputError`` catches every bad input."""
 
 
 class Op(IntEnum):

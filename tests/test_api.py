@@ -63,13 +63,59 @@ def test_simulate_on_a_schedule_is_the_engine() -> None:
         lambda: pipesim.simulate("gpt-1.7b", "a100-80gb", tq=2),
         lambda: pipesim.simulate("gpt-1.7b"),
         lambda: pipesim.simulate("no-such-model", "a100-80gb"),
-        lambda: pipesim.compare("gpt-1.7b", "a100-80gb", schedules=[]),
+        lambda: pipesim.compare("gpt-1.7b", "a100-80gb", schedules=[], global_batch_size=8),
+        # Wrong types name the value and what to give instead (they were AttributeError / TypeError).
+        lambda: pipesim.simulate(7, "a100-80gb", global_batch_size=8),
+        lambda: pipesim.simulate("gpt-1.7b", 80, global_batch_size=8),
+        lambda: pipesim.simulate("gpt-1.7b", "a100-80gb", layout={"tp": 2}),
+        lambda: pipesim.simulate("gpt-1.7b", "a100-80gb", tensor_parallel=2, global_batch_size=8),
+        lambda: pipesim.simulate("gpt-1.7b", "a100-80gb", seq_length=2048.0, global_batch_size=8),
+        lambda: Scenario("gpt-1.7b", get_gpu("a100-80gb"), Layout(global_batch_size=8)),  # type: ignore[arg-type]
+        lambda: Scenario(get_model("gpt-1.7b"), get_gpu("a100-80gb"), None),  # type: ignore[arg-type]
+        lambda: pipesim.plan("gpt-1.7b", "a100-80gb", nodes="2", global_batch_size=16),
+        lambda: pipesim.plan("gpt-1.7b", "a100-80gb", nodes=1, gpus_per_node=0, global_batch_size=16),
+        lambda: pipesim.gantt_figure(None),
+        lambda: pipesim.gantt_figure("1f1b"),
+        lambda: pipesim.gantt_figure([]),
+        # The batch is the caller's to state, as --global-batch-size is required on the command line.
+        lambda: pipesim.simulate("gpt-1.7b", "a100-80gb", tp=2),
+        # Schedule and topology errors are InputErrors too (except pipesim.InputError catches them).
+        lambda: pipesim.simulate("gpt-1.7b", "a100-80gb", schedule="1f2b", global_batch_size=8),
+        lambda: pipesim.plan("gpt-1.7b", "a100-80gb", nodes=1, global_batch_size=16, topology="dgx-z"),
+        lambda: pipesim.OpCosts.uniform(4, forward_s=-1e-3, backward_s=1e-3),
     ],
 )
 def test_bad_calls_are_refused_in_one_line(call) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InputError) as err:
         call()
     assert "\n" not in str(err.value)
+
+
+def test_defaults_are_the_command_lines() -> None:
+    # compare's default schedules: gpipe and 1f1b at vpp 1, + interleaved-1f1b at vpp 2 (README, --schedules).
+    c = pipesim.compare("gpt-1.7b", "a100-80gb", tp=2, pp=2, global_batch_size=8)
+    assert [r.schedule.name for r in c.reports] == ["gpipe", "1f1b"]
+    c = pipesim.compare("gpt-1.7b", "a100-80gb", "1f1b, zb-h1", tp=2, pp=2, global_batch_size=8)
+    assert [r.schedule.name for r in c.reports] == ["1f1b", "zb-h1"]  # a comma list, as --schedules takes
+    # simulate at vpp 2 without a schedule runs interleaved-1f1b, as `pipesim simulate --vpp 2` does.
+    report = pipesim.simulate("gpt-1.7b", "a100-80gb", tp=2, pp=4, vpp=2, global_batch_size=16)
+    flags = ["--model", "gpt-1.7b", "--gpu", "a100-80gb", "--tp", "2", "--pp", "4", "--vpp", "2"]
+    result = CliRunner().invoke(main, ["simulate", *flags, "--global-batch-size", "16", "--json"])
+    assert result.exit_code == 0, result.output
+    cli = json.loads(result.stdout)
+    assert report.schedule.name == cli["layout"]["schedule"] == "interleaved-1f1b"
+    # to_dict() is what --json prints, energy and notes included.
+    assert report.to_dict() == cli
+
+
+def test_plan_takes_the_command_lines_token_spelling_and_shows_its_signature() -> None:
+    import inspect
+
+    result = pipesim.plan("gpt-1.7b", "a100-80gb", nodes=1, global_batch_size=16, top_k=1, tokens="1B")
+    assert result.request.tokens == 1e9
+    params = inspect.signature(pipesim.plan).parameters
+    assert list(params)[:4] == ["model", "gpu", "nodes", "global_batch_size"]
+    assert "global_batch_size" in (pipesim.plan.__doc__ or "")
 
 
 def test_compare_runs_vpp_only_where_the_schedule_uses_it() -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pipesim.errors import InputError
+
 __all__ = ["TopologyError"]
 
 
-class TopologyError(ValueError):
+class TopologyError(InputError):
     """Bad topology input. The message is one line naming the bad value (and, for files, the file and key),
-    the rule it breaks and what would be valid; the CLI prints it and exits with status 2."""
+    the rule it breaks and what would be valid; the CLI prints it and exits with status 2. An
+    :class:`~pipesim.errors.InputError`, so that ``except pipesim.InputError`` catches every bad input."""

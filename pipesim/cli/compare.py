@@ -22,6 +22,7 @@ from pipesim.cli.options import (
 )
 from pipesim.cli.render import GIB, console, emit_json, gib
 from pipesim.cli.specs import given
+from pipesim.cli.synthetic import refuse_model_flags
 from pipesim.errors import InputError
 from pipesim.sim.budget import MAX_ACTIONS, check_actions
 
@@ -133,6 +134,7 @@ def compare_cmd(
         con.print(heading, highlight=False)
         con.print(table)
         return
+    refuse_model_flags()
     request = synthetic.request(*lay.synthetic_pipeline(), lay.dp_overlap)
     check_vpp_used(request.schedules, request.vpp)
     check_schedule_files(request)

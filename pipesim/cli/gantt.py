@@ -14,6 +14,7 @@ from pipesim.cli.options import (
     plain_options,
 )
 from pipesim.cli.render import GIB
+from pipesim.cli.synthetic import refuse_model_flags
 from pipesim.cli.targets import check_targets
 from pipesim.errors import InputError
 from pipesim.io.units import counted
@@ -113,6 +114,7 @@ def gantt_cmd(
             ("communication", communication_text(sc)),
         ]
     else:
+        refuse_model_flags()
         request = synthetic.request(*lay.synthetic_pipeline(), lay.dp_overlap)
         check_schedule_files(request)
         timelines = synthetic_timelines(request, iterations)

@@ -82,6 +82,7 @@ def gpu_list_cmd(as_json: bool) -> None:
 def gpu_show_cmd(gpu_arg: str, as_json: bool) -> None:
     """Every number pipesim uses for GPU (a preset name or a GPU .toml) and where it comes from: datasheet
     values, hardware facts, and the published measurements each efficiency value was fitted to."""
+    from rich.markup import escape
     from rich.table import Table
 
     from pipesim.cli.config import inline_spec
@@ -92,9 +93,9 @@ def gpu_show_cmd(gpu_arg: str, as_json: bool) -> None:
     if as_json:
         emit_json([{"name": n, "value": v, "unit": u, "source": src} for n, v, u, src in rows])
         return
-    table = Table(title=f"GPU {gpu_arg}", title_justify="left")
+    table = Table(title=escape(f"GPU {gpu_arg}"), title_justify="left")
     for col in ("name (unit)", "value", "source"):
         table.add_column(col, overflow="fold", justify="right" if col == "value" else "left")
     for n, v, u, src in rows:
-        table.add_row(f"{n} ({u})" if u else n, v, src)
+        table.add_row(escape(f"{n} ({u})" if u else n), escape(v), escape(src))  # sources quote "[server]"
     console(table).print(table)

@@ -261,6 +261,8 @@ def _breakdown_table(result: Any, limit: int) -> Table:
     labels: tuple[str, ...] = ("compute", "TP comm", "bubble", "PP comm", "DP comm", "optimizer")
     if any(e.candidate.fsdp != "none" for e in result.entries[:limit]):
         parts, labels = parts[:-1] + ("fsdp_comm", "optimizer"), labels[:-1] + ("FSDP comm", "optimizer")
+    if any(e.breakdown_s()["fixed"] > 0 for e in result.entries[:limit]):  # the profile's per-step cost
+        parts, labels = parts + ("fixed",), labels + ("fixed",)
     table.add_column("#", justify="right")
     for lab in labels:
         table.add_column(lab, justify="right", no_wrap=True)

@@ -296,6 +296,8 @@ def _times_table(report: SimulationReport) -> Table:
         labels["cp_comm"] = "CP key/value exchange"
     if lay.zero_stage >= 3:
         labels["fsdp_comm"] = "FSDP gather/reduce-scatter"
+    if bd["fixed"]["total"] > 0:  # the profile's per-iteration cost: data loading, gradient clipping, logging
+        labels["fixed"] = "fixed per-step cost"
     for key, label in labels.items():
         part = bd[key]
         share = "" if key == "recompute" else f"{part['exposed'] / step:.1%}"

@@ -189,6 +189,7 @@ class LayoutFlags:
         """The :class:`Layout`: dp defaults to ``gpus / (tp x cp x pp)`` (else 1), the global batch to
         ``microbatches`` (default 4 x pp) microbatches per replica, the schedule to interleaved-1f1b when
         vpp > 1 else 1f1b; ``changes`` override fields. Layout checks every value."""
+        from pipesim.sim.compare import default_schedule
         from pipesim.specs.layout import Layout
 
         tp, pp = changes.get("tp", self.tp), changes.get("pp", self.pp)
@@ -203,7 +204,7 @@ class LayoutFlags:
             gbs = mbs * dp * (microbatches if microbatches is not None else 4 * pp)
         vpp = changes.get("vpp", self.vpp)
         if schedule is None:
-            schedule = "interleaved-1f1b" if vpp > 1 else "1f1b"
+            schedule = default_schedule(vpp)
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "layers_per_virtual_stage"}
         values.update(dp=dp, global_batch_size=gbs, schedule=schedule, vpp=vpp)
         values.update(changes)

@@ -12,7 +12,70 @@ from pipesim.errors import InputError
 if TYPE_CHECKING:
     from pipesim.sim.compare import CompareRequest
 
-__all__ = ["SyntheticFlags", "build_synthetic_flags"]
+__all__ = ["MODEL_ONLY_FLAGS", "SyntheticFlags", "build_synthetic_flags", "refuse_model_flags"]
+
+# compare's and gantt's flags that describe a model run: the synthetic scenario has no model, GPU or cluster
+# to apply them to (its passes take --forward-time / --backward-time), so typed without --model they would
+# change nothing.
+MODEL_ONLY_FLAGS = frozenset(
+    [
+        "gpu_arg",
+        "tp",
+        "dp",
+        "cp",
+        "ep",
+        "etp",
+        "micro_batch_size",
+        "global_batch_size",
+        "seq_length",
+        "sequence_parallel",
+        "recompute",
+        "distributed_optimizer",
+        "zero_stage",
+        "fsdp",
+        "fsdp_shard_size",
+        "reshard_after_forward",
+        "precision",
+        "attention",
+        "tp_comm_overlap",
+        "tp_comm_overlap_forward",
+        "overlap_param_gather",
+        "overlap_p2p_comm",
+        "cuda_graphs",
+        "fp8_recipe",
+        "uneven_layers",
+        "cp_comm",
+        "moe_imbalance",
+        "gpus",
+        "gpus_per_node",
+        "intra_node_gbps",
+        "inter_node_gbps",
+        "topology",
+        "nodes",
+        "rank_order",
+        "max_gpus",
+        "layers_per_virtual_stage",
+    ]
+)
+
+
+def refuse_model_flags() -> None:
+    """Refuse, in one line, the first model-run flag (:data:`MODEL_ONLY_FLAGS`) the user gave to a synthetic
+    ``compare`` or ``gantt`` (no ``--model``): it would be ignored without a word."""
+    import click
+
+    from pipesim.cli.specs import given
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return
+    for param in ctx.command.params:
+        if param.name in MODEL_ONLY_FLAGS and given(param.name):
+            flag = next(o for o in param.opts if o.startswith("--"))
+            raise InputError(
+                f"{flag} describes a model run, but without --model the comparison times synthetic passes "
+                f"(--forward-time, --backward-time, ...); give --model (e.g. --model llama3-8b) or drop {flag}"
+            )
 
 
 # --------------------------------------------------------------------------- compare's synthetic scenario
@@ -39,13 +102,12 @@ class SyntheticFlags:
         """The ``--schedules`` names; by default (no files given) gpipe, 1f1b and, when ``vpp`` > 1,
         interleaved-1f1b (at vpp 1 it is plain 1F1B, which the schedule itself refuses to be)."""
         from pipesim.cli.render import split_names
-        from pipesim.sim.compare import DEFAULT_SCHEDULES
-        from schedules import get_family
+        from pipesim.sim.compare import default_schedules
 
         names = split_names(self.schedules, "--schedules")
         if names or self.schedule_files:
             return names
-        return [n for n in DEFAULT_SCHEDULES if vpp > 1 or not get_family(n).uses_vpp]
+        return default_schedules(vpp)
 
     def request(self, pp: int, vpp: int, dp_overlap: bool) -> CompareRequest:
         """The scenario of these options on ``pp`` ranks with ``vpp`` chunks (times in seconds)."""

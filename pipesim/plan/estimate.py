@@ -395,4 +395,5 @@ class Estimator(ScheduleFacts):
             optimizer_s=opt,
             memory=memory,
             fsdp_comm_s=m * pc.fsdp_exposed[slow],
+            fixed_s=min(self.eff.step_overhead_s, opt),
         )

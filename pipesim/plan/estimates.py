@@ -59,6 +59,7 @@ class Estimate:
     optimizer_s: float
     memory: MemoryEstimate
     fsdp_comm_s: float = 0.0
+    fixed_s: float = 0.0  # the part of optimizer_s that is the profile's per-iteration fixed cost
 
     @property
     def peak_memory_bytes(self) -> float:
@@ -99,5 +100,6 @@ class Estimate:
             "pp_comm": self.pp_comm_s,
             "dp_comm": self.dp_exposed_s,
             "fsdp_comm": self.fsdp_comm_s,
-            "optimizer": self.optimizer_s,
+            "optimizer": self.optimizer_s - self.fixed_s,
+            "fixed": self.fixed_s,
         }

@@ -103,6 +103,7 @@ class PlanEntry(Throughput):
                 "dp_comm": bd["dp_comm"]["exposed"],
                 "fsdp_comm": bd["fsdp_comm"]["exposed"],
                 "optimizer": bd["optimizer"]["exposed"],
+                "fixed": bd["fixed"]["exposed"],
             }
         return self.estimate.breakdown()
 

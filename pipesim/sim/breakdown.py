@@ -17,7 +17,9 @@ class TimeBreakdown:
     """Seconds per pipeline rank (mean over ranks; DP communication: the busiest rank). ``exposed`` parts add
     up to the step time; ``total`` gives each part's full duration (communication partly hidden). With
     blocking sends (``--no-overlap-p2p-comm``) one transfer can idle both its sender and its receiver, so the
-    exposed pipeline communication can reach twice its total."""
+    exposed pipeline communication can reach twice its total. ``fixed`` is the profile's per-iteration fixed
+    cost (``step_overhead_s``: data loading, gradient clipping, logging), which runs after the optimizer and
+    is shown apart from it."""
 
     compute: float
     recompute: float
@@ -33,6 +35,7 @@ class TimeBreakdown:
     cp_comm_exposed: float = 0.0
     fsdp_comm_total: float = 0.0
     fsdp_comm_exposed: float = 0.0
+    fixed: float = 0.0
 
     def as_dict(self) -> dict[str, dict[str, float]]:
         """{part: {"total": s, "exposed": s}} in a fixed order."""
@@ -44,15 +47,19 @@ class TimeBreakdown:
             "pp_comm": {"total": self.pp_comm_total, "exposed": self.pp_comm_exposed},
             "dp_comm": {"total": self.dp_comm_total, "exposed": self.dp_comm_exposed},
             "optimizer": {"total": self.optimizer, "exposed": self.optimizer},
+            "fixed": {"total": self.fixed, "exposed": self.fixed},
             "ep_comm": {"total": self.ep_comm, "exposed": self.ep_comm},
             "cp_comm": {"total": self.cp_comm_total, "exposed": self.cp_comm_exposed},
             "fsdp_comm": {"total": self.fsdp_comm_total, "exposed": self.fsdp_comm_exposed},
         }
 
 
-def time_breakdown(metrics: PipelineMetrics, sc: StageCosts, schedule: Schedule) -> TimeBreakdown:
+def time_breakdown(
+    metrics: PipelineMetrics, sc: StageCosts, schedule: Schedule, fixed_s: float = 0.0
+) -> TimeBreakdown:
     """The :class:`TimeBreakdown` of a simulated scenario from its metrics and per-stage costs (definitions:
-    :mod:`pipesim.sim.scenario`'s docstring)."""
+    :mod:`pipesim.sim.scenario`'s docstring); ``fixed_s``, the profile's per-iteration fixed cost, is part of
+    the optimizer span the engine runs and is split out of it."""
     ranks = schedule.num_ranks
     per_rank_dp = [0.0] * ranks
     for s, t in enumerate(sc.dp_full_s):
@@ -75,6 +82,7 @@ def time_breakdown(metrics: PipelineMetrics, sc: StageCosts, schedule: Schedule)
     cp_full = sum(p.cp_comm_full_s for p in sc.passes) * m / ranks
     pp_exposed = metrics.p2p_exposed_s / ranks
     bubble = max(metrics.pipeline_time_s - busy - z_exposed - pp_exposed, 0.0)
+    fixed = min(fixed_s, metrics.optimizer_s)
     return TimeBreakdown(
         compute=busy - tp - ep - cp_exp,
         recompute=metrics.recompute_s / ranks,
@@ -84,10 +92,11 @@ def time_breakdown(metrics: PipelineMetrics, sc: StageCosts, schedule: Schedule)
         pp_comm_exposed=pp_exposed,
         dp_comm_total=max(per_rank_dp, default=0.0),
         dp_comm_exposed=metrics.dp_exposed_s,
-        optimizer=metrics.optimizer_s,
+        optimizer=metrics.optimizer_s - fixed,
         ep_comm=ep,
         cp_comm_total=cp_full,
         cp_comm_exposed=cp_exp,
         fsdp_comm_total=z_total,
         fsdp_comm_exposed=z_exposed,
+        fixed=fixed,
     )

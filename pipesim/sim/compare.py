@@ -15,12 +15,29 @@ __all__ = [
     "DEFAULT_SCHEDULES",
     "DEFAULT_STASH_FRACTION",
     "CompareRequest",
+    "default_schedule",
+    "default_schedules",
     "compare_schedules",
     "synthetic_costs",
 ]
 
 # What ``pipesim compare`` and ``pipesim gantt`` compare when no schedule is named.
 DEFAULT_SCHEDULES: tuple[str, ...] = ("gpipe", "1f1b", "interleaved-1f1b")
+
+
+def default_schedules(vpp: int) -> list[str]:
+    """What ``compare`` runs when no schedule is named: :data:`DEFAULT_SCHEDULES`, less the interleaved one
+    at ``vpp`` 1 (there it would be plain 1F1B, which the schedule itself refuses to be)."""
+    from schedules import get_family
+
+    return [n for n in DEFAULT_SCHEDULES if vpp > 1 or not get_family(n).uses_vpp]
+
+
+def default_schedule(vpp: int) -> str:
+    """What ``simulate`` runs when no schedule is named: interleaved-1f1b at ``vpp`` > 1, else 1f1b
+    (Megatron-LM's schedule for ``--num-layers-per-virtual-pipeline-stage``, and its default)."""
+    return "interleaved-1f1b" if vpp > 1 else "1f1b"
+
 
 # W's share of the activations I needs (Qi et al. 2024, Table 1, with the 5as attention-score term dropped).
 DEFAULT_STASH_FRACTION = 32 / 34

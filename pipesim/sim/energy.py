@@ -260,7 +260,8 @@ def busy_fraction(compute_s: float, optimizer_s: float, step_time_s: float) -> f
     """The one compute-busy fraction of a step, for ``simulate`` and ``plan`` alike: (compute, recomputation
     included, + optimizer step) per rank over the step time, clipped to [0, 1]; TP communication, bubbles and
     exposed PP / DP communication count as idle (``compute_s`` is the breakdown's compute part, which excludes
-    TP communication: :class:`pipesim.sim.scenario.TimeBreakdown`)."""
+    TP communication: :class:`pipesim.sim.scenario.TimeBreakdown`), and so does the profile's fixed per-step
+    cost (data loading, clipping, logging: host work between steps, not the optimizer's)."""
     if step_time_s <= 0:
         return 0.0
     return min(1.0, max(0.0, (compute_s + optimizer_s) / step_time_s))

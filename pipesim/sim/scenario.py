@@ -89,6 +89,17 @@ class Scenario:
     optimizer: str = "sync"
 
     def __post_init__(self) -> None:
+        for key, kind, hint in (
+            ("model", ModelSpec, "pipesim.get_model('llama3-8b')"),
+            ("gpu", GPUSpec, "pipesim.get_gpu('h100-sxm')"),
+            ("layout", Layout, "pipesim.Layout(tp=2, global_batch_size=64)"),
+        ):
+            value = getattr(self, key)
+            if not isinstance(value, kind):
+                raise InputError(
+                    f"Scenario {key}={value!r} ({type(value).__name__}) is not a {kind.__name__}: give e.g. {hint} "
+                    "(pipesim.simulate takes preset names)"
+                )
         if self.optimizer not in OPTIMIZER_MODES:
             raise InputError(
                 f"optimizer={self.optimizer!r} is not an optimizer mode; valid: {', '.join(OPTIMIZER_MODES)}"
@@ -261,9 +272,14 @@ class SimulationReport(Throughput, Result):
         return all(m.fits for m in self.memory)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (the shape ``pipesim simulate --json`` prints)."""
+        """JSON-ready summary (the shape ``pipesim simulate --json`` prints; its ``energy`` is one step's at
+        the default PUE and node overhead, which the CLI's energy flags replace)."""
+        from pipesim.sim.energy import simulation_energy
+        from pipesim.specs.gpu import defaults_note
+
         sc = self.scenario
         worst = self.worst_memory
+        note = defaults_note(sc.gpu)
         return {
             "model": sc.model.name,
             "parameters": sc.model.num_params(mtp=True),
@@ -286,6 +302,8 @@ class SimulationReport(Throughput, Result):
             "memory_by_pipeline_rank_bytes": [_memory_dict(m) for m in self.memory],
             "hbm_bytes": sc.gpu.hbm_bytes,
             "fits": self.fits,
+            "notes": [note] if note else [],
+            "energy": simulation_energy(self, gpus_per_node=sc.gpus_per_node()).as_dict(),
         }
 
 
@@ -358,7 +376,7 @@ def simulate_scenario(scenario: Scenario) -> SimulationReport:
         timeline=timeline,
         metrics=metrics,
         stage_passes=sc.passes,
-        breakdown=time_breakdown(metrics, sc, schedule),
+        breakdown=time_breakdown(metrics, sc, schedule, scenario.efficiency.step_overhead_s),
         memory=memory,
         model_flops=model_flops_per_step(model, layout),
         hardware_flops=hardware_flops_per_step(model, layout),

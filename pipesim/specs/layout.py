@@ -172,8 +172,9 @@ class Layout:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise InputError(f"{key.replace('_', '-')}={value!r} must be a positive integer")
-        if self.seq_length is not None and self.seq_length < 1:
-            raise InputError(f"seq-length={self.seq_length} must be a positive integer")
+        seq = self.seq_length
+        if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 1):
+            raise InputError(f"seq-length={seq!r} must be a positive integer")
         if self.overlap_p2p_comm is not None and not isinstance(self.overlap_p2p_comm, bool):
             raise InputError(f"overlap-p2p-comm={self.overlap_p2p_comm!r}; valid: true, false (or unset)")
         check_choice("cp-comm", self.cp_comm, CP_COMM)

@@ -33,6 +33,12 @@ def refused(*args: str) -> str:
         ((*SIM, "--fp8-recipe", "current"), "precision is bf16"),
         ((*SIM, "--moe-imbalance", "2"), "dense model"),
         ((*SIM, "--dp", "2", "--fsdp", "full", "--distributed-optimizer"), "drop --distributed-optimizer"),
+        # Without --model the comparison is synthetic: a model-run flag would change nothing (review 5).
+        (("compare", "--tp", "-5"), "--tp describes a model run, but without --model"),
+        (("compare", "--precision", "fp8"), "--precision describes a model run"),
+        (("compare", "--zero-stage", "7"), "--zero-stage describes a model run"),
+        (("compare", "--gpu", "a100-80gb"), "--gpu describes a model run"),
+        (("gantt", "--recompute", "full", "-o", "never-written.html"), "--recompute describes a model run"),
         (("compare", "--vpp", "0"), "vpp=0 must be >= 1"),
         (("compare", "--vpp", "-2"), "vpp=-2 must be >= 1"),
         (("compare", "--vpp", "2", "--schedules", "1f1b"), "none of --schedules 1f1b"),

@@ -91,6 +91,23 @@ def test_step_overhead_adds_once_per_step() -> None:
     t0 = simulate_scenario(_scenario(base)).step_time_s
     t1 = simulate_scenario(_scenario(replace(base, step_overhead_s=0.25))).step_time_s
     assert t1 - t0 == pytest.approx(0.25)
+    # It is its own part of the breakdown, not the optimizer's: the optimizer step is the same Adam step
+    # with or without it, and the exposed parts still add up to the step time.
+    r0, r1 = (
+        simulate_scenario(_scenario(base)),
+        simulate_scenario(_scenario(replace(base, step_overhead_s=0.25))),
+    )
+    assert r0.breakdown.fixed == 0.0 and r1.breakdown.fixed == 0.25
+    assert r1.breakdown.optimizer == pytest.approx(r0.breakdown.optimizer)
+    parts = r1.breakdown.as_dict()
+    assert sum(p["exposed"] for k, p in parts.items() if k != "recompute") == pytest.approx(r1.step_time_s)
+    # Host work between steps, so the energy model counts it idle: the busy fraction is (compute + Adam)
+    # over the step (pipesim.sim.energy.busy_fraction), 0.25 s longer at the same busy seconds.
+    from pipesim.sim.energy import simulation_energy
+
+    busy0 = simulation_energy(r0).busy_fraction * r0.step_time_s
+    busy1 = simulation_energy(r1).busy_fraction * r1.step_time_s
+    assert busy1 == pytest.approx(busy0)
 
 
 def test_forward_tp_overlap_hides_up_to_the_fraction_of_the_gemm() -> None:
