@@ -175,7 +175,7 @@ FLAGS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                     "all but zb-v-half and zb-v-min, whose memory-capped orders its estimate cannot track yet]. "
                     f"Known: {', '.join(schedule_names())}."),
     # --- cluster
-    "gpus": _d("--gpus", "-g", type=int, default=None,
+    "gpus": _d("--gpus", "-g", type=click.IntRange(min=1), default=None,
                help="Total GPUs (simulate, compare: checked against dp x tp x pp; plan: instead of --nodes; "
                "collective: the group, ranks 0..G-1 [default: all])."),
     "gpus_per_node": _d("--gpus-per-node", type=click.IntRange(min=1), default=None,

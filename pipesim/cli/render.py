@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from pipesim.errors import InputError
+from pipesim.io.units import counted
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -76,9 +77,11 @@ def render_energy(energy: EnergyReport) -> None:
     table = Table()
     table.add_column("", no_wrap=True)
     table.add_column("per step", justify="right", no_wrap=True)
-    run = energy.steps > 1
+    from pipesim.cli.specs import given
+
+    run = energy.steps > 1 or given("tokens")  # --tokens within one step: a run of 1 step, still shown
     if run:
-        table.add_column(f"run ({energy.steps:,} steps)", justify="right", no_wrap=True)
+        table.add_column(f"run ({counted(energy.steps, 'step')})", justify="right", no_wrap=True)
     # One unit per row, said in its label (a run's time and energy in larger units than a step's).
     rows = [
         ("time (step: s; run: h)" if run else "time (s)", f"{energy.step_time_s:.3f}",

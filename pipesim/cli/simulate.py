@@ -99,6 +99,8 @@ def refuse_unused_flags(layout: Layout, model: ModelSpec) -> None:
          "it overlaps the distributed optimizer's parameter all-gather, and --distributed-optimizer is off"),
         ("fp8_recipe", layout.precision != "fp8", f"it is the fp8 scaling recipe, and precision is {layout.precision}"),
         ("moe_imbalance", not model.moe, f"it skews expert routing, and {model.name} is a dense model"),
+        ("moe_imbalance", layout.ep == 1,
+         "it skews routing across expert-parallel ranks, and at ep=1 every GPU holds every expert"),
         ("etp", not model.moe, f"it splits expert weights, and {model.name} is a dense model"),
     )  # fmt: skip
     defaults = Layout.__dataclass_fields__

@@ -43,9 +43,10 @@ __all__ = ["moe_block", "expert_rows", "cp_attention_comm"]
 def expert_rows(model: ModelSpec, layout: Layout, tokens: int) -> tuple[float, float]:
     """(tokens this GPU dispatches T, expert rows it computes on the busiest GPU) for ``tokens`` tokens of
     one context-parallel rank's microbatch: T = tokens x etp / tp and rows = T x k x min(imbalance, capacity
-    factor) (no cap when dropless)."""
+    factor) (no cap when dropless). The imbalance is across expert-parallel ranks, so at most ep (every routed
+    token on one rank) and none at ep 1, where each GPU holds every expert."""
     t_disp = tokens * layout.etp / layout.tp
-    load = layout.moe_imbalance
+    load = min(layout.moe_imbalance, layout.ep)
     if model.moe_capacity_factor is not None:
         load = min(load, model.moe_capacity_factor)
     return t_disp, t_disp * model.moe_top_k * load

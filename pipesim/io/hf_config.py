@@ -84,6 +84,8 @@ def _base(src: str, mtype: str, cfg: Config, label: str, *, tied: bool, gated: b
     hidden = req_int(src, cfg, "hidden_size")
     heads = req_int(src, cfg, "num_attention_heads")
     head_dim = _int0(src, cfg, "head_dim")
+    if head_dim == 0 and cfg.get("head_dim") is not None:  # absent or null: hidden / heads; 0 is no width
+        raise InputError(f"{src}: key 'head_dim' = 0 must be a positive integer (or absent: hidden / heads)")
     act_key = "hidden_activation" if cfg.get("hidden_activation") else "hidden_act"
     fields: dict[str, Any] = dict(
         name=label,
@@ -371,6 +373,7 @@ def model_from_hf_dict(config: Mapping[str, Any], src: str, name: str | None = N
         if "tie_word_embeddings" in config and "tie_word_embeddings" not in text:  # Llama 4 keeps it on top
             text = {**text, "tie_word_embeddings": config["tie_word_embeddings"]}
         config, mtype = text, text.get("model_type") or _WRAPPERS[str(mtype)]
+    assumed = mtype is None
     if mtype is None:
         mtype = "gpt2" if "n_embd" in config else "llama"
     if config.get("is_encoder_decoder"):
@@ -378,8 +381,16 @@ def model_from_hf_dict(config: Mapping[str, Any], src: str, name: str | None = N
     reader = HF_FAMILIES.get(str(mtype))
     if reader is None:
         raise InputError(f"{src}: model_type {mtype!r} is not supported; supported: {', '.join(HF_FAMILIES)}")
-    check_keys(src, str(mtype), config)
-    fields = reader(src, str(mtype), config, label)
+    try:
+        check_keys(src, str(mtype), config)
+        fields = reader(src, str(mtype), config, label)
+    except InputError as exc:
+        if not assumed:
+            raise
+        raise InputError(
+            f"{exc}; the file has no 'model_type', so it was read as {mtype}-style: add its model_type "
+            f"(supported: {', '.join(HF_FAMILIES)})"
+        ) from None
     try:
         return ModelSpec(**fields)
     except InputError as exc:

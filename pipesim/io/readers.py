@@ -174,7 +174,12 @@ def gpu_from_table(
     else:
         hbm = req_num(src, data, "memory_GB", prefix) * 1e9
     peaks_raw = data.get("peak_TFLOPS")
-    if not isinstance(peaks_raw, dict) or not peaks_raw:
+    if peaks_raw is not None and not isinstance(peaks_raw, dict):
+        raise InputError(
+            f"{src}: key '{prefix}peak_TFLOPS' = {peaks_raw!r} must be a table of dense TFLOP/s per precision, "
+            f"e.g. [peak_TFLOPS] bf16 = 989 (precisions: {', '.join(PRECISIONS)})"
+        )
+    if not peaks_raw:
         raise InputError(
             f"{src}: missing table '{prefix}peak_TFLOPS' (dense TFLOP/s per precision: {', '.join(PRECISIONS)})"
         )

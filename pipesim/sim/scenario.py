@@ -156,7 +156,7 @@ def check_gpu_count(layout: Layout, gpus: int | None) -> None:
         raise InputError(
             f"dp x tp x pp{cp} = {layout.dp} x {layout.tp} x {layout.pp}{cpv} = {layout.num_gpus} does not equal "
             f"--gpus={gpus}; for tp={layout.tp}, pp={layout.pp}{', cp=' + str(layout.cp) if cp else ''} valid "
-            f"--gpus are multiples of {unit}"
+            f"--gpus are positive multiples of {unit}"
         )
 
 

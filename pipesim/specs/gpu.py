@@ -82,10 +82,16 @@ class GPUSpec:
         try:
             return self.peak_flops[precision]
         except KeyError:
+            from pipesim.specs.layout import TRAIN_PRECISIONS
+
             having = presets_with(precision)
             others = f"; GPUs with {precision}: {', '.join(having)}" if having else ""
+            # A training precision is refused with the training precisions this GPU has (not its tf32 / fp32).
+            train = precision in TRAIN_PRECISIONS
+            own = [p for p in self.peak_flops if p in TRAIN_PRECISIONS or not train]
+            what = "supported for training" if train else "supported"
             raise InputError(
-                f"gpu {self.name!r} has no {precision} peak; supported: {', '.join(self.peak_flops)}{others}"
+                f"gpu {self.name!r} has no {precision} peak; {what}: {', '.join(own) or 'none'}{others}"
             ) from None
 
     @property

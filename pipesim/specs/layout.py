@@ -181,13 +181,23 @@ class Layout:
         imb = self.moe_imbalance
         if isinstance(imb, bool) or not isinstance(imb, (int, float)) or not 1.0 <= imb < math.inf:
             raise InputError(f"moe-imbalance={imb!r} must be a finite number >= 1.0 (1.0 = balanced routing)")
+        if self.ep > 1 and imb > self.ep:  # every routed token on one of ep ranks: ep x the balanced share
+            raise InputError(
+                f"moe-imbalance={imb:g} exceeds ep={self.ep}: the busiest of {self.ep} expert-parallel rank(s) "
+                f"receives at most every routed token, {self.ep} x the balanced share; valid: 1.0 to {self.ep}"
+            )
         stage = self.tp * self.cp * self.dp
         if stage % (self.ep * self.etp):
             fits = [d for d in divisors(stage) if stage % (d * self.etp) == 0]
+            if fits:
+                valid = f"valid ep for etp={self.etp}: {', '.join(map(str, fits))}"
+            else:  # no ep works with this etp: say which etp would (with this ep, else with ep 1)
+                with_ep = [d for d in divisors(stage) if stage % (d * self.ep) == 0]
+                valid = f"valid etp for ep={self.ep}: {', '.join(map(str, with_ep))}" if with_ep else ""
+                valid = valid or f"valid etp (ep=1): {', '.join(map(str, divisors(stage)))}"
             raise InputError(
                 f"etp x ep = {self.etp} x {self.ep} = {self.etp * self.ep} does not divide tp x cp x dp = "
-                f"{self.tp} x {self.cp} x {self.dp} = {stage}; valid ep for etp={self.etp}: "
-                f"{', '.join(map(str, fits))}"
+                f"{self.tp} x {self.cp} x {self.dp} = {stage}; {valid}"
             )
         check_choice("recompute", self.recompute, RECOMPUTE)
         check_choice("attention", self.attention, ATTENTION)

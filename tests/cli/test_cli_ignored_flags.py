@@ -11,6 +11,8 @@ from conftest import invoke
 
 ROOT = Path(__file__).resolve().parents[2]
 SIM = ("simulate", "--model", "gpt-1.7b", "--global-batch-size", "16")
+MOE = ("simulate", "--model", "mixtral-8x7b", "--gpu", "h200", "--global-batch-size", "16", "--tp", "2", "--pp", "2",
+       "--dp", "4")  # fmt: skip
 ZBV_CSV = str(ROOT / "tests" / "data" / "zbv_pytorch_pp3_m6.csv")  # pp 3, 6 microbatches
 
 
@@ -32,6 +34,12 @@ def refused(*args: str) -> str:
         ((*SIM, "--overlap-param-gather"), "--distributed-optimizer is off"),
         ((*SIM, "--fp8-recipe", "current"), "precision is bf16"),
         ((*SIM, "--moe-imbalance", "2"), "dense model"),
+        # Review 5: the busiest of ep ranks gets at most every routed token (ep x its share), none at ep 1.
+        ((*MOE, "--ep", "4", "--moe-imbalance", "1e9"), "exceeds ep=4"),
+        ((*MOE, "--moe-imbalance", "2"), "at ep=1 every GPU holds every expert"),
+        ((*SIM, "--tp", "8", "--pp", "2", "--gpus", "-16"), "-16 is not in the range x>=1"),
+        # No ep works with etp 3 here: the message lists the etp that would (it listed nothing).
+        ((*MOE, "--ep", "4", "--etp", "3"), "valid etp for ep=4: 1, 2"),
         ((*SIM, "--dp", "2", "--fsdp", "full", "--distributed-optimizer"), "drop --distributed-optimizer"),
         # Without --model the comparison is synthetic: a model-run flag would change nothing (review 5).
         (("compare", "--tp", "-5"), "--tp describes a model run, but without --model"),

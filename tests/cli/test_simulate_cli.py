@@ -121,10 +121,13 @@ def test_gpus_derives_dp() -> None:
         (["--model", "gpt-9"], "unknown model 'gpt-9'; valid presets: gpt-1.7b"),
         (["--model", "gpt3-175b", "--gpu", "a200"], "unknown gpu 'a200'; valid presets: v100"),
         (["--model", "gpt3-175b", "--recompute", "most"], "recompute='most'; valid: none, selective, full"),
-        (["--model", "gpt3-175b", "--gpu", "v100"], "gpu 'v100' has no bf16 peak; supported: fp16, fp32"),
+        (
+            ["--model", "gpt3-175b", "--gpu", "v100"],
+            "gpu 'v100' has no bf16 peak; supported for training: fp16",
+        ),
         (
             ["--model", "llama3-8b", "--gpu", "h100-sxm", "--precision", "fp4"],
-            "gpu 'h100-sxm' has no fp4 peak; supported: bf16, fp16, fp8, tf32, fp32; GPUs with fp4: b200, gb200",
+            "gpu 'h100-sxm' has no fp4 peak; supported for training: bf16, fp16, fp8; GPUs with fp4: b200, gb200",
         ),
         (["--model", "gpt3-175b", "--schedule", "zigzag"], "unknown schedule 'zigzag'"),
         (["--tp", "8"], "--model is required"),

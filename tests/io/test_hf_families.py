@@ -139,6 +139,12 @@ def test_gptj_biases_and_parallel_block() -> None:
             "key 'mlp_only_layers' = \\[0, 2\\] of model_type 'qwen3_moe' is not modelled",
         ),
         ({"model_type": "mamba"}, "model_type 'mamba' is not supported; supported: llama, mistral"),
+        # Without model_type the file is read as Llama-style; a key Llama lacks says so (review 5).
+        (
+            {"sliding_window": None},
+            "the file has no 'model_type', so it was read as llama-style: add its model_type",
+        ),
+        ({"model_type": "qwen3", "head_dim": 0}, "key 'head_dim' = 0 must be a positive integer"),
         (
             {"model_type": "gemma3_text", "sliding_window": 8, "layer_types": ["full_attention"] * 3 + ["x"]},
             "key 'layer_types' = 'x' of model_type 'gemma3_text'",

@@ -108,6 +108,13 @@ def test_energy_only_flags_are_refused_without_a_tdp() -> None:
     assert code == 2 and "--pue sets the energy model, which needs the GPU's board power: gpu 'gb200'" in err
 
 
+def test_tokens_within_one_step_show_a_run_of_one_step() -> None:
+    # 5 tokens < one step of 8 x 2048 = 16,384 tokens: ceil(5 / 16384) = 1 step, shown (it was dropped).
+    code, out, err = invoke("simulate", "--model", "gpt-1.7b", "--global-batch-size", "8", "--tokens", "5")
+    assert code == 0, err
+    assert "run (1 step)" in out
+
+
 def test_parse_count_and_steps() -> None:
     assert parse_count("2T") == 2e12
     assert parse_count("300B") == 3e11

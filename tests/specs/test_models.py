@@ -105,7 +105,7 @@ def test_gpu_presets_from_published_md_s7() -> None:
 
 
 def test_gpu_missing_precision_is_input_error() -> None:
-    with pytest.raises(InputError, match="gpu 'v100' has no bf16 peak; supported: fp16, fp32"):
+    with pytest.raises(InputError, match="gpu 'v100' has no bf16 peak; supported for training: fp16"):
         get_gpu("v100").peak("bf16")
     with pytest.raises(InputError, match="unknown gpu 'a200'.*a100-80gb"):
         get_gpu("a200")
@@ -126,6 +126,10 @@ def test_gpu_toml_roundtrip(tmp_path: Path) -> None:
     ("body", "message"),
     [
         ("memory_GB = 80\nhbm_bandwidth_GBps = 2000\n", "missing table 'peak_TFLOPS'"),
+        (
+            "memory_GB = 80\nhbm_bandwidth_GBps = 2000\npeak_TFLOPS = 300\n",
+            "key 'peak_TFLOPS' = 300 must be a table",
+        ),
         ("memory_GB = 80\n[peak_TFLOPS]\nbf16 = 1\n", "missing key 'hbm_bandwidth_GBps'"),
         ("memory_GB = -1\nhbm_bandwidth_GBps = 2\n[peak_TFLOPS]\nbf16 = 1\n", "key 'memory_GB' = -1"),
         (
