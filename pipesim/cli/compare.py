@@ -137,6 +137,7 @@ def compare_cmd(
     refuse_model_flags()
     request = synthetic.request(*lay.synthetic_pipeline(), lay.dp_overlap)
     check_vpp_used(request.schedules, request.vpp)
+    check_synthetic_flags_used(request)
     check_schedule_files(request)
     check_actions(synthetic_timelines(request), max_actions)
     results = compare_schedules(request)
@@ -158,6 +159,26 @@ def check_vpp_used(names: Sequence[str], vpp: int) -> None:
         raise InputError(
             f"--vpp={vpp} applies to interleaved schedules, and none of --schedules {','.join(names)} is one; "
             "add interleaved-1f1b (or another interleaved schedule) or drop --vpp"
+        )
+
+
+def check_synthetic_flags_used(request: CompareRequest) -> None:
+    """Refuse a typed synthetic flag that no schedule of the request reads: ``--memory-limit`` (only the
+    memory-aware orders take it) and ``--fb-time`` (only DualPipe's overlapped F&B pairs); each would be
+    ignored without a word."""
+    from schedules.timed import TIMED_FAMILIES
+
+    names = [n for n in request.schedules]
+    shown = ",".join(names) or "(files only)"
+    if given("memory_limit") and not any(n in TIMED_FAMILIES for n in names):
+        raise InputError(
+            f"--memory-limit caps the memory-aware orders ({', '.join(TIMED_FAMILIES)}), and none of --schedules "
+            f"{shown} is one; add one or drop --memory-limit"
+        )
+    if given("fb_time") and not any(n.startswith("dualpipe") for n in names):
+        raise InputError(
+            f"--fb-time times DualPipe's overlapped F&B pairs, and none of --schedules {shown} pairs passes; "
+            "add dualpipe or dualpipe-v, or drop --fb-time"
         )
 
 

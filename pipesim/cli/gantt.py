@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from pipesim.cli.compare import check_schedule_files, compare_on_model, scenario_options, synthetic_timelines
+from pipesim.cli.compare import (
+    check_schedule_files,
+    check_synthetic_flags_used,
+    check_vpp_used,
+    compare_on_model,
+    scenario_options,
+    synthetic_timelines,
+)
 from pipesim.cli.group import short_help
 from pipesim.cli.options import (
     ClusterFlags,
@@ -116,6 +123,8 @@ def gantt_cmd(
     else:
         refuse_model_flags()
         request = synthetic.request(*lay.synthetic_pipeline(), lay.dp_overlap)
+        check_vpp_used(request.schedules, request.vpp)
+        check_synthetic_flags_used(request)
         check_schedule_files(request)
         timelines = synthetic_timelines(request, iterations)
         check_actions(timelines, max_actions)

@@ -158,7 +158,15 @@ class LayoutFlags:
         the synthetic demo's :data:`SYNTHETIC_PP` ranks and :data:`SYNTHETIC_VPP` chunks (with a model every
         command defaults to the flags' declared 1 and 1)."""
         pp = self.pp if given("pp") else SYNTHETIC_PP
-        return pp, self.virtual_stages(None) if given("vpp") else SYNTHETIC_VPP
+        vpp = self.virtual_stages(None) if given("vpp") else SYNTHETIC_VPP
+        if pp == 1 and vpp > 1:  # one rank has nothing to interleave (simulate refuses it the same way)
+            if given("vpp"):
+                raise InputError(
+                    f"--vpp={vpp} needs pp >= 2 (one rank has nothing to interleave; Megatron-LM refuses a "
+                    "virtual pipeline at pp=1); drop --vpp or give --pp 2 or more"
+                )
+            vpp = 1
+        return pp, vpp
 
     def virtual_stages(self, model: ModelSpec | None) -> int:
         """vpp: ``--vpp``, or ``model``'s layers / (pp x ``--num-layers-per-virtual-pipeline-stage``)."""

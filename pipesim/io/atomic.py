@@ -23,7 +23,7 @@ import signal
 import stat
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -101,13 +101,25 @@ def _stage(target: Path, data: bytes) -> str:
     mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else _new_file_mode()
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with _named(target), os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.chmod(tmp, mode)
     except BaseException:
         _remove(tmp)
         raise
     return tmp
+
+
+@contextlib.contextmanager
+def _named(target: Path) -> Iterator[None]:
+    """Give a write error without a file name (a full disk: ENOSPC) ``target``'s name, so the message names
+    the output file and not standard output."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), os.fspath(target)) from None
 
 
 def _remove(tmp: str) -> None:
@@ -124,7 +136,7 @@ def _write_through(path: Path, data: bytes) -> None:
             out.write(data)
         sys.stdout.flush()
         return
-    with open(path, "wb") as fh:
+    with _named(path), open(path, "wb") as fh:
         fh.write(data)
 
 

@@ -3,6 +3,7 @@ every output written safely. One test per kind of failure, each with several cas
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import stat
@@ -399,6 +400,29 @@ def test_full_stdout_is_one_line() -> None:
         )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: cannot write to standard output: No space left on device"
+
+
+def test_full_output_file_is_named(tmp_path: Path) -> None:
+    # A full disk while writing -o names that file, not standard output (review 5). /dev/full is written in
+    # place (a device); the staged path of a regular file goes through the same naming.
+    code, _, err = invoke("gantt", "-o", "/dev/full")
+    assert code == 2 and err == "error: /dev/full: No space left on device\n"
+    from pipesim.io import atomic
+
+    class Full(io.BytesIO):
+        def write(self, _data: object) -> int:
+            raise OSError(28, "No space left on device")  # what write() raises on ENOSPC: no file name
+
+    def fdopen(fd: int, *_args: object) -> Full:
+        os.close(fd)
+        return Full()
+
+    target = tmp_path / "g.html"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(atomic.os, "fdopen", fdopen)
+        with pytest.raises(OSError) as info:
+            atomic.atomic_write_text(target, "x")
+    assert info.value.filename == str(target) and os.listdir(tmp_path) == []
 
 
 # --------------------------------------------------------------------------- conventions

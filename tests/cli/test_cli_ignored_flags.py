@@ -47,6 +47,10 @@ def refused(*args: str) -> str:
         (("compare", "--zero-stage", "7"), "--zero-stage describes a model run"),
         (("compare", "--gpu", "a100-80gb"), "--gpu describes a model run"),
         (("gantt", "--recompute", "full", "-o", "never-written.html"), "--recompute describes a model run"),
+        (("compare", "--memory-limit", "2"), "--memory-limit caps the memory-aware orders"),
+        (("compare", "--fb-time", "100"), "--fb-time times DualPipe's overlapped F&B pairs"),
+        (("gantt", "--fb-time", "100", "-o", "never-written.html"), "--fb-time times DualPipe's"),
+        (("compare", "--pp", "1", "--vpp", "2"), "--vpp=2 needs pp >= 2"),
         (("compare", "--vpp", "0"), "vpp=0 must be >= 1"),
         (("compare", "--vpp", "-2"), "vpp=-2 must be >= 1"),
         (("compare", "--vpp", "2", "--schedules", "1f1b"), "none of --schedules 1f1b"),
@@ -113,3 +117,10 @@ def test_experiment_schedules_list_is_not_dropped_by_simulate(tmp_path: Path) ->
     two = tmp_path / "two.toml"
     two.write_text(base.replace("[layout]\n", '[layout]\nschedules = ["zb-h1", "1f1b"]\n'))
     assert "lists 2 schedules" in refused("simulate", "--config", str(two))
+
+
+def test_synthetic_compare_at_pp_1_runs_no_interleaving() -> None:
+    # The synthetic demo's 2 chunks need 2 ranks or more: at --pp 1 the default schedules are gpipe and 1f1b.
+    code, out, err = invoke("compare", "--pp", "1", "--json")
+    assert code == 0, err
+    assert [r["schedule"] for r in json.loads(out)] == ["gpipe", "1f1b"]
