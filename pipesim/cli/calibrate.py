@@ -68,6 +68,21 @@ def _row_cmd(schedule: str | None, hw: Hardware, lay: LayoutFlags, cluster: Clus
     return sc
 
 
+def _column_spellings() -> dict[str, str]:
+    """Each long spelling of simulate's flags with dashes as underscores (``tensor_model_parallel_size``,
+    ``num_layers_per_virtual_pipeline_stage``, ``intra_node_GBps``) -> the column's canonical name."""
+    out: dict[str, str] = {}
+    for p in _row_cmd.params:
+        if not isinstance(p, click.Option) or p.name in (None, "gpu_arg"):
+            continue
+        name = "model" if p.name == "model_arg" else p.name
+        for opt in (*p.opts, *p.secondary_opts):
+            if opt.startswith("--") and not opt.startswith("--no-"):
+                out[opt[2:].replace("-", "_")] = name
+        out[name] = name
+    return out
+
+
 def _row_args(row: dict[str, str], where: str) -> list[str]:
     """simulate-style arguments of a CSV row (booleans as flags, empty cells left to the defaults)."""
     options = {p.name: p for p in _row_cmd.params if isinstance(p, click.Option)}
@@ -94,7 +109,9 @@ def _csv_rows(path: str) -> list[tuple[int, list[str]]]:
     """(physical 1-based line number where the row starts, cells) of every CSV row of ``path``, the header
     first; comment lines (starting with #) and blank lines left out."""
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(
+            path, newline="", encoding="utf-8-sig"
+        ) as fh:  # -sig: Excel's "CSV UTF-8" starts with a BOM
             kept = [(n, line) for n, line in enumerate(fh, start=1) if not line.lstrip().startswith("#")]
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
@@ -121,20 +138,23 @@ def read_runs_csv(path: str, gpu_arg: str) -> list[Run]:
     from pipesim.calib.fit import Run
 
     columns = {"model"} | {p.name for p in _row_cmd.params if p.name not in (None, "model_arg", "gpu_arg")}
+    spellings = _column_spellings()
     rows = _csv_rows(path)
     if not rows:
         raise InputError(f"{path}: no header row (a header row and one row per measured run)")
-    header_line, header = rows[0]
-    bad = [c for c in header if c not in columns and c != "step_time_s"]
+    header_line, typed = rows[0]
+    header = [spellings.get(c.strip(), c.strip()) for c in typed]  # every flag spelling: its canonical name
+    bad = [t for t, c in zip(typed, header, strict=True) if c not in columns and c != "step_time_s"]
     if bad:
         raise InputError(
             f"{path}: unknown column {bad[0]!r}; valid: {', '.join(sorted(columns))}, step_time_s"
         )
     for j, c in enumerate(header):
         if c in header[:j]:
+            first = header.index(c)
             raise InputError(
-                f"{path} line {header_line}: column {c!r} appears twice (cells {header.index(c) + 1} and "
-                f"{j + 1}); name each column once"
+                f"{path} line {header_line}: column {typed[j]!r} appears twice (cells {first + 1} and "
+                f"{j + 1}, as {typed[first]!r} and {typed[j]!r}); name each column once"
             )
     if "step_time_s" not in header:
         raise InputError(f"{path}: missing column 'step_time_s' (the measured seconds per step)")
@@ -176,7 +196,7 @@ def read_runs_csv(path: str, gpu_arg: str) -> list[Run]:
 @click.argument("runs_csv", metavar="RUNS.csv", type=click.Path(dir_okay=False))
 @plain_options(
     "gpu_arg", "output", "fit_text", "trace_in", "folds", "config",
-    gpu_arg={"required": True, "help": "The GPU preset the runs were measured on."},
+    gpu_arg={"required": True, "metavar": "NAME", "help": "The GPU preset the runs were measured on."},
     output={"help": "GPU TOML to write (a profile every --gpu accepts)."},
 )  # fmt: skip
 def calibrate_cmd(

@@ -17,6 +17,7 @@ MB = 1e6  # bytes per MB (SI), for display
 COLOURS: dict[str, str] = {
     "F": "#4c78a8",
     "B": "#54a24b",
+    "FB": "#2e7d6b",
     "I": "#72b7b2",
     "W": "#e4b300",
     "OPT": "#79706e",
@@ -74,9 +75,14 @@ def _labels(
     on each bar wide enough for it at the initial zoom (6 px per character plus margins); else empty."""
     width_px = group.duration_s * scale * px_per_unit
     out = []
-    for st, mb, w in zip(group.stage.tolist(), group.microbatch.tolist(), width_px.tolist(), strict=True):
+    pair = group.pair_microbatch.tolist() if group.pair_microbatch is not None else None
+    for i, (st, mb, w) in enumerate(
+        zip(group.stage.tolist(), group.microbatch.tolist(), width_px.tolist(), strict=True)
+    ):
         full = f"s{st}·m{mb}" if with_stage else str(mb)
         short = str(mb)
+        if pair is not None:  # an F&B pair: both microbatches, forward first
+            full = short = f"{mb}+{pair[i]}"
         out.append(full if w >= 6 * len(full) + 3 else short if w >= 6 * len(short) + 3 else "")
     return out
 
@@ -140,6 +146,14 @@ def _hover(group: SpanGroup, schedule: str, scale: float = MS, unit: str = "ms")
     cols: list[np.ndarray] = [group.rank, group.stage, group.microbatch]
     head = "<b>%{fullData.name}</b> · " + schedule + "<br>rank %{customdata[0]}"
     body = "" if group.key == "OPT" else ", stage %{customdata[1]}, microbatch %{customdata[2]}"
+    if group.key == "DP_REDUCE":  # a stage's gradients, all microbatches
+        body = ", stage %{customdata[1]} (all microbatches)"
+    if group.key == "FB" and group.pair_stage is not None and group.pair_microbatch is not None:
+        cols += [group.pair_stage, group.pair_microbatch]
+        body = (
+            "<br>F: stage %{customdata[1]}, microbatch %{customdata[2]}"
+            "<br>B: stage %{customdata[3]}, microbatch %{customdata[4]} (overlapped with the F)"
+        )
     if group.lane == Lane.P2P:
         cols.append(group.peer)
         body += " → rank %{customdata[3]}"

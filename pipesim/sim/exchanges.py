@@ -192,3 +192,31 @@ def fsdp_rows(timeline: Timeline, spans: Sequence[FsdpSpans]) -> dict[str, Rows]
             order = np.lexsort((rows["start_s"], rows["rank"]))
             out[key] = {name: arr[order] for name, arr in rows.items()}
     return out
+
+
+def pair_rows(
+    timeline: Timeline, overlapped: Sequence[Sequence[int]]
+) -> tuple[Rows, npt.NDArray[np.bool_]] | None:
+    """DualPipe's overlapped F&B pairs as bars (``overlapped``: :attr:`schedules.Schedule.overlapped`, run
+    overlapped by the engine, :mod:`pipesim.sim.overlap`): each pair's forward row spans the whole pair and
+    its backward row has zero length, so the bar is the forward's span, named by the forward's stage and
+    microbatch and the backward's (``pair_stage``, ``pair_microbatch``). Returns the rows and the mask of the
+    forward rows they replace, or None when no pair ran."""
+    offsets = timeline.rank_offsets
+    first = [int(offsets[r]) + k for r, ks in enumerate(overlapped) for k in ks]
+    if not first:
+        return None
+    f = np.asarray(first, dtype=np.int64)
+    rows: Rows = {
+        "rank": timeline.rank[f],
+        "stage": timeline.stage[f],
+        "microbatch": timeline.microbatch[f],
+        "peer": np.full(f.size, -1, dtype=np.int32),
+        "start_s": timeline.start_s[f],
+        "end_s": timeline.end_s[f],
+        "pair_stage": timeline.stage[f + 1],
+        "pair_microbatch": timeline.microbatch[f + 1],
+    }
+    mask = np.zeros(timeline.start_s.shape[0], dtype=np.bool_)
+    mask[f] = True
+    return rows, mask

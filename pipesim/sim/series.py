@@ -44,7 +44,7 @@ from pipesim.cost.memory import ACTIVATION_OVERHEAD, RankMemory
 from pipesim.cost.traffic import StageTraffic, stage_traffic
 from pipesim.sim.compare import CompareRequest, build_requested, synthetic_costs
 from pipesim.sim.engine import OpCosts, SpanKind, Timeline
-from pipesim.sim.exchanges import Exchanges, exchange_rows, fsdp_rows
+from pipesim.sim.exchanges import Exchanges, exchange_rows, fsdp_rows, pair_rows
 from pipesim.sim.iterations import run_iterations
 from pipesim.sim.metrics import PipelineMetrics, activation_deltas
 from schedules.ir import Schedule
@@ -82,6 +82,7 @@ class Lane:
 GROUP_ORDER: tuple[tuple[str, str, str], ...] = (
     ("F", "F forward", Lane.COMPUTE),
     ("B", "B backward", Lane.COMPUTE),
+    ("FB", "F&B overlapped pair (DualPipe)", Lane.COMPUTE),
     ("I", "I backward (inputs)", Lane.COMPUTE),
     ("W", "W backward (weights)", Lane.COMPUTE),
     ("OPT", "optimizer step", Lane.COMPUTE),
@@ -127,6 +128,8 @@ class SpanGroup:
     duration_s: FloatArray
     bytes: FloatArray | None = None
     exposed_s: FloatArray | None = None
+    pair_stage: IntArray | None = None  # F&B pairs: the backward's stage and microbatch (the forward's above)
+    pair_microbatch: IntArray | None = None
 
     @property
     def size(self) -> int:
@@ -145,6 +148,8 @@ class SpanGroup:
             "duration_s",
             "bytes",
             "exposed_s",
+            "pair_stage",
+            "pair_microbatch",
         )
         return replace(self, **{f: getattr(self, f)[mask] for f in fields if getattr(self, f) is not None})
 
@@ -227,7 +232,10 @@ def _group(key: str, label: str, lane: str, rows: dict[str, npt.NDArray]) -> Spa
         return np.ascontiguousarray(rows[name][order], dtype=dtype)
 
     start, end = take("start_s", np.float64), take("end_s", np.float64)
-    extra = {name: take(name, np.float64) for name in ("bytes", "exposed_s") if name in rows}
+    extra: dict[str, npt.NDArray] = {
+        name: take(name, np.float64) for name in ("bytes", "exposed_s") if name in rows
+    }
+    extra.update({name: take(name, np.int32) for name in ("pair_stage", "pair_microbatch") if name in rows})
     return SpanGroup(
         key=key,
         label=label,
@@ -287,6 +295,10 @@ def gantt_series(
     }
     nonzero = timeline.end_s > timeline.start_s
     by_key: dict[str, dict[str, npt.NDArray]] = {}
+    pairs = pair_rows(timeline, schedule.overlapped) if costs.hides_in_pairs else None
+    if pairs is not None:  # a pair is one bar of its own kind, not a long forward and an invisible backward
+        by_key["FB"], paired = pairs
+        nonzero = nonzero & ~paired
     for kind, key in _KIND_KEY.items():
         mask = (timeline.kind == kind) & nonzero
         if mask.any():

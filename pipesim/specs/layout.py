@@ -329,10 +329,17 @@ class Layout:
             )
         if layers % stages and not self.uneven_layers:
             chunks = stages // self.pp
-            valid = ", ".join(str(d) for d in divisors_up_to(layers) if layers % (d * chunks) == 0) or "none"
+            pps = [str(d) for d in divisors_up_to(layers) if layers % (d * chunks) == 0]
+            # The chunk counts that do split the layers at this pp (when no pp works with these chunks).
+            per = [str(c) for c in divisors_up_to(layers // self.pp) if layers % (self.pp * c) == 0]
+            if pps:
+                valid = f"valid pp (with {chunks} chunk(s) per rank): {', '.join(pps)}"
+            elif per:
+                valid = f"valid chunks per rank (vpp) at pp={self.pp}: {', '.join(per)}"
+            else:
+                valid = f"no chunk count splits them at pp={self.pp}"
             raise InputError(
-                f"pp x chunks = {stages} does not divide num_layers={layers}; valid pp (with {stages // self.pp} "
-                f"chunk(s) per rank): {valid}; or pass --uneven-layers"
+                f"pp x chunks = {stages} does not divide num_layers={layers}; {valid}; or pass --uneven-layers"
             )
 
     def _check_moe_cp(self, model: ModelSpec) -> None:

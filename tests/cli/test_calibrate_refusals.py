@@ -195,3 +195,20 @@ def test_a_trace_constant_that_moves_no_kernel_time_keeps_its_value(tmp_path: Pa
     measured = {k: v * (1.2 if k == "comm" else 1.0) for k, v in before.items()}
     fitted, _ = fit_trace(measured, run.model, run.layout, gpu, gpu.profile, run.comm, "test")
     assert fitted.nccl == gpu.profile.nccl and fitted.sources.get("nccl") != "test"
+
+
+def test_columns_take_every_flag_spelling_and_excel_bom(tmp_path: Path) -> None:
+    # Review 5: the help says the columns are simulate's flags with dashes as underscores, so Megatron-LM's
+    # spellings are columns too; Excel's "CSV UTF-8" starts the header with a byte-order mark.
+    from pipesim.cli.calibrate import read_runs_csv
+
+    f = tmp_path / "runs.csv"
+    f.write_bytes(
+        b"\xef\xbb\xbfmodel,tensor_model_parallel_size,pp,num_layers_per_virtual_pipeline_stage,"
+        b"global_batch_size,step_time_s\ngpt-1.7b,2,2,6,16,1.0\n"
+    )
+    run = read_runs_csv(str(f), "a100-80gb")[0]
+    assert (run.layout.tp, run.layout.pp, run.layout.vpp) == (2, 2, 2)  # 24 layers / (2 x 6) = 2 chunks
+    f.write_text("model,tp,tensor_model_parallel_size,global_batch_size,step_time_s\ngpt-1.7b,2,2,16,1.0\n")
+    result = CliRunner().invoke(main, ["calibrate", str(f), "--gpu", "a100-80gb"])
+    assert result.exit_code == 2 and "column 'tensor_model_parallel_size' appears twice" in result.output

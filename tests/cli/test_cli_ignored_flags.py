@@ -38,6 +38,9 @@ def refused(*args: str) -> str:
         ((*MOE, "--ep", "4", "--moe-imbalance", "1e9"), "exceeds ep=4"),
         ((*MOE, "--moe-imbalance", "2"), "at ep=1 every GPU holds every expert"),
         ((*SIM, "--tp", "8", "--pp", "2", "--gpus", "-16"), "-16 is not in the range x>=1"),
+        # No pp takes 3 chunks of llama2-7b's 32 layers: the message lists the chunk counts pp 2 takes.
+        (("simulate", "--model", "llama2-7b", "--global-batch-size", "16", "--pp", "2", "--vpp", "3"),
+         "valid chunks per rank (vpp) at pp=2: 1, 2, 4, 8, 16"),
         # No ep works with etp 3 here: the message lists the etp that would (it listed nothing).
         ((*MOE, "--ep", "4", "--etp", "3"), "valid etp for ep=4: 1, 2"),
         ((*SIM, "--dp", "2", "--fsdp", "full", "--distributed-optimizer"), "drop --distributed-optimizer"),

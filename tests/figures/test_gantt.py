@@ -233,3 +233,24 @@ def test_model_page_header_counts_chunks_as_the_table(tmp_path: Path) -> None:
     html = out.read_text()
     # ZB-V's V-shape holds 2 chunks per rank (stages r and 2p-1-r); 80 GB of HBM is 74.5 GiB.
     assert "<b>vpp</b>1f1b 1, zb-v 2" in html and "<b>GPU memory</b>74.5 GiB (80 GB)" in html
+
+
+def test_dualpipe_pairs_are_bars_of_their_own() -> None:
+    # Review 3: an overlapped F&B pair (DeepSeek-V3 report, arXiv:2412.19437, s3.2.1) was drawn as a forward
+    # lasting the whole pair, its backward a zero-length bar nobody saw. Now each pair is one "FB" bar naming
+    # both passes, and the forwards and backwards left are the unpaired ones.
+    from pipesim.figures.gantt_bars import _hover
+
+    request = CompareRequest(schedules=("dualpipe-v",), pp=4, microbatches=8, vpp=2, fb_s=2.5e-3)
+    series = simulate_series(request)[0]
+    tl, pairs = series.timeline, series.group("FB")
+    assert pairs is not None and pairs.pair_microbatch is not None
+    n_pairs = pairs.size
+    # --fb-time is per whole stage, like --forward-time: a V rank's chunk pairs last half of it, 1.25 ms.
+    assert n_pairs > 0 and np.allclose(pairs.duration_s, 2.5e-3 / 2)
+    forwards, backwards = series.group("F"), series.group("B")
+    assert forwards is not None and backwards is not None
+    assert forwards.size == int((tl.kind == SpanKind.F).sum()) - n_pairs
+    assert backwards.size == int((tl.kind == SpanKind.B).sum()) - n_pairs  # the pairs' zero-length halves
+    _, template = _hover(pairs, "dualpipe-v")
+    assert "F: stage %{customdata[1]}" in template and "B: stage %{customdata[3]}" in template
