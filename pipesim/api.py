@@ -13,10 +13,11 @@ the number ``pipesim simulate`` / ``compare`` / ``plan`` / ``roofline`` prints f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from os import PathLike
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from pipesim.errors import InputError
 from pipesim.io.readers import resolve_gpu, resolve_model
@@ -38,6 +39,25 @@ if TYPE_CHECKING:  # pragma: no cover
     from pipesim.sim.series import GanttSeries
 
 __all__ = ["Comparison", "compare", "gantt_figure", "plan", "roofline", "simulate"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _input_errors(fn: F) -> F:
+    """``fn`` with the leaf packages' bad-input errors (:class:`schedules.ScheduleError`,
+    :class:`topologies.TopologyError`, kept free of pipesim imports) raised as :class:`InputError`, so that
+    ``except pipesim.InputError`` catches every bad input of an API call (the message is unchanged)."""
+    from schedules import ScheduleError
+    from topologies import TopologyError
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ScheduleError, TopologyError) as exc:
+            raise InputError(str(exc)) from None
+
+    return cast(F, call)
 
 
 def _model(model: ModelSpec | str) -> ModelSpec:
@@ -112,6 +132,7 @@ def simulate(scenario: Scenario, /) -> SimulationReport: ...
 def simulate(
     model: ModelSpec | str, gpu: GPUSpec | str, /, layout: Layout | None = None, **layout_fields: Any
 ) -> SimulationReport: ...
+@_input_errors
 def simulate(first: Any, second: Any = None, /, layout: Layout | None = None, **layout_fields: Any) -> Any:
     """Simulate one training step.
 
@@ -166,6 +187,7 @@ class Comparison(Result):
         return [flatten(d) for d in self.as_dict()["schedules"]]
 
 
+@_input_errors
 def compare(
     model: ModelSpec | str,
     gpu: GPUSpec | str,
@@ -186,6 +208,7 @@ def compare(
     return Comparison(tuple(reports))
 
 
+@_input_errors
 def plan(
     model: ModelSpec | str,
     gpu: GPUSpec | str,
@@ -232,6 +255,7 @@ def plan(
     return run_plan(request)
 
 
+@_input_errors
 def roofline(
     model: ModelSpec | str,
     gpu: GPUSpec | str,
@@ -246,6 +270,7 @@ def roofline(
     return table(_model(model), _layout(layout, layout_fields, need_batch=False), _gpu(gpu), precision)
 
 
+@_input_errors
 def gantt_figure(
     results: SimulationReport | Comparison | GanttSeries | Sequence[SimulationReport | GanttSeries],
     gpu_memory_bytes: float | None = None,

@@ -23,7 +23,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import InitVar, dataclass, field
 from enum import IntEnum
 
-from pipesim.errors import InputError
 from schedules.pairs import first_bad_pair
 
 __all__ = [
@@ -47,10 +46,9 @@ __all__ = [
 ]
 
 
-class ScheduleError(InputError):
+class ScheduleError(ValueError):
     """A schedule or schedule request that cannot be built or run; the message is one user-facing line
-    (or a line followed by a grid, for deadlocks). An :class:`~pipesim.errors.InputError`, so that
-    ``except pipesim.InputError`` catches every bad input."""
+    (or a line followed by a grid, for deadlocks)."""
 
 
 class Op(IntEnum):

@@ -74,9 +74,10 @@ _F, _I, _W = int(Op.F), int(Op.I), int(Op.W)
 def _list_order(
     p: int, m: int, cap_chunks: float, t: AutoTimes, fill_idle: bool, chunk1_first: bool, forward_first: bool
 ) -> tuple[Schedule | None, bool, int]:
-    """:func:`_list_order_python`'s result; large builds (:func:`schedules.compiled.worth_compiling`) run its
-    compiled twin (:func:`schedules.compiled.v_list._v_list`), which gives the same order."""
-    run = _list_order_compiled if worth_compiling(6 * p * m) else _list_order_python
+    """:func:`_list_order_python`'s result; large builds (:func:`schedules.compiled.worth_compiling` of the
+    actions times the ranks) run its compiled twin (:func:`schedules.compiled.v_list._v_list`), which gives the same order."""
+    # The reference spends O(p) per pass (each stall scans the other ranks' clocks): weigh its actions by p.
+    run = _list_order_compiled if worth_compiling(6 * p * m * p) else _list_order_python
     return run(p, m, cap_chunks, t, fill_idle, chunk1_first, forward_first)
 
 

@@ -79,10 +79,9 @@ def test_simulate_on_a_schedule_is_the_engine() -> None:
         lambda: pipesim.gantt_figure([]),
         # The batch is the caller's to state, as --global-batch-size is required on the command line.
         lambda: pipesim.simulate("gpt-1.7b", "a100-80gb", tp=2),
-        # Schedule and topology errors are InputErrors too (except pipesim.InputError catches them).
+        # The API raises schedule and topology errors as InputErrors (except pipesim.InputError catches them).
         lambda: pipesim.simulate("gpt-1.7b", "a100-80gb", schedule="1f2b", global_batch_size=8),
         lambda: pipesim.plan("gpt-1.7b", "a100-80gb", nodes=1, global_batch_size=16, topology="dgx-z"),
-        lambda: pipesim.OpCosts.uniform(4, forward_s=-1e-3, backward_s=1e-3),
     ],
 )
 def test_bad_calls_are_refused_in_one_line(call) -> None:  # type: ignore[no-untyped-def]

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from pipesim.errors import InputError
-
 __all__ = ["TopologyError"]
 
 
-class TopologyError(InputError):
+class TopologyError(ValueError):
     """Bad topology input. The message is one line naming the bad value (and, for files, the file and key),
-    the rule it breaks and what would be valid; the CLI prints it and exits with status 2. An
-    :class:`~pipesim.errors.InputError`, so that ``except pipesim.InputError`` catches every bad input."""
+    the rule it breaks and what would be valid; the CLI prints it and exits with status 2."""
