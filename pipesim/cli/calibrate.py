@@ -152,9 +152,10 @@ def read_runs_csv(path: str, gpu_arg: str) -> list[Run]:
     for j, c in enumerate(header):
         if c in header[:j]:
             first = header.index(c)
+            spelt = f", as {typed[first]!r} and {typed[j]!r}" if typed[first] != typed[j] else ""
             raise InputError(
                 f"{path} line {header_line}: column {typed[j]!r} appears twice (cells {first + 1} and "
-                f"{j + 1}, as {typed[first]!r} and {typed[j]!r}); name each column once"
+                f"{j + 1}{spelt}); name each column once"
             )
     if "step_time_s" not in header:
         raise InputError(f"{path}: missing column 'step_time_s' (the measured seconds per step)")

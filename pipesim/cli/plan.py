@@ -158,7 +158,9 @@ def plan_cmd(hw: Hardware, cluster: ClusterFlags, lay: LayoutFlags, energy: Ener
         workers=kw["workers"] if kw["workers"] is not None else default_workers(),
         dask_scheduler=kw["dask_scheduler"],
     )
-    check_targets({"-o": kw["output"], "--scenario-out": kw["scenario_out"]}, kw["image_path"])
+    check_targets(
+        {"-o": kw["output"], "--scenario-out": kw["scenario_out"]}, kw["image_path"], report="the ranked layouts"
+    )
     quiet = kw["as_json"] or kw["as_csv"]
     bar = _PlanProgress(enabled=not quiet and sys.stderr.isatty())
     probes: tuple[tuple[int, float | None], ...] = ()

@@ -92,7 +92,7 @@ def roofline_cmd(
     cluster = cluster.for_gpu(gpu)
     for prec in precisions:
         check_precision(gpu, prec)
-    check_targets({"-o": output}, image_path)
+    check_targets({"-o": output}, image_path, report="the roofline tables")
     layout = lay.layout(
         global_batch_size=lay.micro_batch_size,
         precision=precisions[0] if precisions[0] in TRAIN_PRECISIONS else "bf16",

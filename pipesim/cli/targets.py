@@ -8,10 +8,20 @@ from collections.abc import Mapping
 __all__ = ["check_targets"]
 
 
-def check_targets(files: Mapping[str, str | None], image: str | None = None) -> None:
+def check_targets(files: Mapping[str, str | None], image: str | None = None, report: str | None = None) -> None:
     """Check ``files`` ({flag: path or None}) and the ``--image`` path ``image`` (see the module docstring);
-    raises :class:`pipesim.errors.InputError` naming the flag."""
-    from pipesim.io.atomic import check_distinct_outputs, check_output_path
+    raises :class:`pipesim.errors.InputError` naming the flag. ``report`` names what the command prints on
+    standard output (its tables or JSON): a file sent to ``-`` would be mixed into it, so it is refused."""
+    from pipesim.errors import InputError
+    from pipesim.io.atomic import STDOUT, check_distinct_outputs, check_output_path
+
+    if report is not None:
+        for flag, path in {**files, "--image": image}.items():
+            if path == STDOUT:
+                raise InputError(
+                    f"{flag} - writes to standard output, where this command prints {report}; give {flag} a "
+                    "file name"
+                )
 
     check_distinct_outputs({**files, "--image": image})
     for path in files.values():

@@ -14,7 +14,7 @@ from pipesim.plan.estimate import Estimator
 from pipesim.sim.budget import MAX_ACTIONS
 from pipesim.specs.efficiency import GPU_PROFILE, resolve_efficiency
 from pipesim.specs.gpu import GPUSpec
-from pipesim.specs.layout import FSDP, RECOMPUTE, TRAIN_PRECISIONS
+from pipesim.specs.layout import FSDP, RECOMPUTE, TRAIN_PRECISIONS, check_world
 from pipesim.specs.model import ModelSpec
 from schedules import REGISTRY, get_family
 from schedules.iterations import OPTIMIZER_MODES
@@ -115,6 +115,7 @@ class PlanCluster:
             raise InputError(f"--nodes={self.nodes} must be >= 1")
         if self.gpus_per_node < 1:
             raise InputError(f"--gpus-per-node={self.gpus_per_node} must be >= 1")
+        check_world(self.num_gpus, f"{self.nodes:,} nodes x {self.gpus_per_node} GPUs")
         if self.level is None:
             srv = self.gpu.server
             object.__setattr__(

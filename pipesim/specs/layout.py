@@ -18,6 +18,8 @@ from pipesim.specs.model import ModelSpec
 
 __all__ = [
     "Layout",
+    "MAX_WORLD_GPUS",
+    "check_world",
     "RECOMPUTE",
     "ATTENTION",
     "FP8_RECIPES",
@@ -34,6 +36,19 @@ ATTENTION = ("flash", "unfused")
 # Precisions a training step's GEMMs can run in (fp8 / fp4 as in Transformer Engine: GEMMs in fp8 or NVFP4, the
 # rest in bf16; fp4 on GPUs with FP4 tensor cores, Blackwell).
 TRAIN_PRECISIONS = ("bf16", "fp16", "fp8", "fp4")
+# GPUs one simulated step may span: the simulator keeps every rank's groups and placement (about 6 s at this
+# size on one core, linear in it), and no cluster built holds a million GPUs. Not a flag: past it the run
+# would take hours and hundreds of GB, so the refusal names the size instead.
+MAX_WORLD_GPUS = 2**20
+
+
+def check_world(gpus: int, detail: str) -> None:
+    """Refuse a step over more than :data:`MAX_WORLD_GPUS` GPUs (``detail`` says how it counts them)."""
+    if gpus > MAX_WORLD_GPUS:
+        raise InputError(
+            f"{detail} = {gpus:,} GPUs, over the {MAX_WORLD_GPUS:,} one simulation can span (every rank's groups "
+            "are tracked: this would take hours); lower the sizes"
+        )
 # fp8 scaling recipes (Megatron-LM --fp8-recipe; delayed is Transformer Engine's DelayedScaling default):
 # their cast costs are in pipesim.cost.kernels.
 FP8_RECIPES = ("delayed", "current", "blockwise")
@@ -186,6 +201,7 @@ class Layout:
                 f"moe-imbalance={imb:g} exceeds ep={self.ep}: the busiest of {self.ep} expert-parallel rank(s) "
                 f"receives at most every routed token, {self.ep} x the balanced share; valid: 1.0 to {self.ep}"
             )
+        check_world(self.num_gpus, f"dp x cp x tp x pp = {self.dp} x {self.cp} x {self.tp} x {self.pp}")
         stage = self.tp * self.cp * self.dp
         if stage % (self.ep * self.etp):
             fits = [d for d in divisors(stage) if stage % (d * self.etp) == 0]

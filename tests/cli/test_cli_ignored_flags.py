@@ -38,6 +38,14 @@ def refused(*args: str) -> str:
         ((*MOE, "--ep", "4", "--moe-imbalance", "1e9"), "exceeds ep=4"),
         ((*MOE, "--moe-imbalance", "2"), "at ep=1 every GPU holds every expert"),
         ((*SIM, "--tp", "8", "--pp", "2", "--gpus", "-16"), "-16 is not in the range x>=1"),
+        # Review 5: a billion data-parallel replicas hung for hours; refused with its size, up front.
+        (("simulate", "--model", "llama2-7b", "--tp", "2", "--pp", "2", "--dp", "1000000000", "--global-batch-size",
+          "1000000000"), "= 4,000,000,000 GPUs, over the 1,048,576 one simulation can span"),
+        (("plan", "--model", "gpt-1.7b", "--gpus", "2000000", "--global-batch-size", "16"), "over the 1,048,576"),
+        # A page sent to - would be mixed into the report the command prints there (review 5).
+        (("plan", "--model", "gpt-1.7b", "--nodes", "1", "--global-batch-size", "16", "-o", "-", "--json"),
+         "-o - writes to standard output, where this command prints the ranked layouts"),
+        (("roofline", "--model", "gpt-1.7b", "-o", "-"), "where this command prints the roofline tables"),
         # No pp takes 3 chunks of llama2-7b's 32 layers: the message lists the chunk counts pp 2 takes.
         (("simulate", "--model", "llama2-7b", "--global-batch-size", "16", "--pp", "2", "--vpp", "3"),
          "valid chunks per rank (vpp) at pp=2: 1, 2, 4, 8, 16"),
