@@ -159,7 +159,9 @@ def plan_cmd(hw: Hardware, cluster: ClusterFlags, lay: LayoutFlags, energy: Ener
         dask_scheduler=kw["dask_scheduler"],
     )
     check_targets(
-        {"-o": kw["output"], "--scenario-out": kw["scenario_out"]}, kw["image_path"], report="the ranked layouts"
+        {"-o": kw["output"], "--scenario-out": kw["scenario_out"]},
+        kw["image_path"],
+        report="the ranked layouts",
     )
     quiet = kw["as_json"] or kw["as_csv"]
     bar = _PlanProgress(enabled=not quiet and sys.stderr.isatty())

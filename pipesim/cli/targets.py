@@ -8,7 +8,9 @@ from collections.abc import Mapping
 __all__ = ["check_targets"]
 
 
-def check_targets(files: Mapping[str, str | None], image: str | None = None, report: str | None = None) -> None:
+def check_targets(
+    files: Mapping[str, str | None], image: str | None = None, report: str | None = None
+) -> None:
     """Check ``files`` ({flag: path or None}) and the ``--image`` path ``image`` (see the module docstring);
     raises :class:`pipesim.errors.InputError` naming the flag. ``report`` names what the command prints on
     standard output (its tables or JSON): a file sent to ``-`` would be mixed into it, so it is refused."""

@@ -49,6 +49,8 @@ def check_world(gpus: int, detail: str) -> None:
             f"{detail} = {gpus:,} GPUs, over the {MAX_WORLD_GPUS:,} one simulation can span (every rank's groups "
             "are tracked: this would take hours); lower the sizes"
         )
+
+
 # fp8 scaling recipes (Megatron-LM --fp8-recipe; delayed is Transformer Engine's DelayedScaling default):
 # their cast costs are in pipesim.cost.kernels.
 FP8_RECIPES = ("delayed", "current", "blockwise")
