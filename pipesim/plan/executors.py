@@ -34,6 +34,12 @@ class ExecutorSpec(Generic[T]):
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise InputError(f"--workers={self.workers} must be >= 1")
+        cpus = default_workers()
+        if self.dask_scheduler is None and self.workers > cpus:  # more processes than CPUs only contend
+            raise InputError(
+                f"--workers={self.workers} exceeds the {cpus} CPUs this process may use (more processes only "
+                f"contend for them); valid: 1 to {cpus}, or --dask-scheduler for a cluster"
+            )
         if self.dask_scheduler is not None and "://" not in self.dask_scheduler:
             raise InputError(
                 f"--dask-scheduler={self.dask_scheduler!r} is not an address; expected e.g. tcp://host:8786"

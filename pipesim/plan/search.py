@@ -40,7 +40,7 @@ from pipesim.plan.estimate import Estimate, MemoryBound, MemoryEstimate
 from pipesim.plan.evaluate import Batch, Screened, _estimate_batch, _simulate_batch, layout_key, scenario_of
 from pipesim.plan.executors import ExecutorSpec, chunked, paused_gc, run_chunks
 from pipesim.plan.facts import facts_cache
-from pipesim.plan.floor import state_floor_message
+from pipesim.plan.floor import shard_size_message, state_floor_message
 from pipesim.plan.request import PlanCluster, PlanRequest, SearchSpace, estimator_for
 from pipesim.plan.results import (
     SECONDS_PER_DAY,
@@ -102,7 +102,7 @@ def _plan(
     started = time.perf_counter()
     spec = executor or ExecutorSpec()
     report = progress or _no_progress
-    refusal = state_floor_message(request)
+    refusal = state_floor_message(request) or shard_size_message(request)
     if refusal is not None:
         raise InputError(refusal)
     candidates, rej, total = enumerate_space(request)
@@ -237,6 +237,11 @@ def _no_candidate_message(request: PlanRequest, rej: Rejections, total: int) -> 
                 valid = ", ".join(str(t) for t in divisors(n) if t <= model.num_attention_heads)
                 return f"--tp {','.join(map(str, space.tp))} does not divide the {n} GPUs; valid tp: {valid}"
             parts.append(f"tp in {','.join(map(str, space.tp))}")
+        if space.cp is not None:
+            if not [c for c in space.cp if n % c == 0]:
+                valid = ", ".join(str(c) for c in divisors(n))
+                return f"--cp {','.join(map(str, space.cp))} does not divide the {n} GPUs; valid cp: {valid}"
+            parts.append(f"cp in {','.join(map(str, space.cp))}")
         if space.pp is not None:
             parts.append(f"pp in {','.join(map(str, space.pp))}")
         if space.max_tp is not None:

@@ -46,6 +46,12 @@ def refused(*args: str) -> str:
         (("plan", "--model", "gpt-1.7b", "--nodes", "1", "--global-batch-size", "16", "-o", "-", "--json"),
          "-o - writes to standard output, where this command prints the ranked layouts"),
         (("roofline", "--model", "gpt-1.7b", "-o", "-"), "where this command prints the roofline tables"),
+        (("plan", "--model", "gpt-1.7b", "--nodes", "1", "--global-batch-size", "16", "--workers", "1000"),
+         "--workers=1000 exceeds the"),
+        (("plan", "--model", "llama2-7b", "--nodes", "1", "--global-batch-size", "16", "--cp", "3"),
+         "--cp 3 does not divide the 8 GPUs; valid cp: 1, 2, 4, 8"),
+        (("plan", "--model", "llama2-7b", "--nodes", "1", "--global-batch-size", "16", "--fsdp", "hybrid",
+          "--fsdp-shard-size", "3"), "--fsdp-shard-size 3 cannot shard any layout of 8 GPUs"),
         # No pp takes 3 chunks of llama2-7b's 32 layers: the message lists the chunk counts pp 2 takes.
         (("simulate", "--model", "llama2-7b", "--global-batch-size", "16", "--pp", "2", "--vpp", "3"),
          "valid chunks per rank (vpp) at pp=2: 1, 2, 4, 8, 16"),
