@@ -65,8 +65,31 @@ def timeline_actions(ranks: int, chunks_per_rank: int, microbatches: int, split_
     return ranks * chunks_per_rank * microbatches * (3 if split_backward else 2)
 
 
-def _check(size: int, limit: int, what: str, detail: str, option: str) -> None:
+# Memory per unit at the limits (module docstring: benchmarks/budgets.py): 0.76 GiB / 4M actions, 0.19 GiB /
+# 32,768 topology GPUs, rounded up. Used to say when raising a limit could not run on this machine.
+BYTES_PER_ACTION = 210.0
+BYTES_PER_GRAPH_GPU = 6_500.0
+
+
+def _machine_bytes() -> float | None:
+    """Physical memory of this machine (bytes), or None where the platform does not say."""
+    import os
+
+    try:
+        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return None
+
+
+def _check(size: int, limit: int, what: str, detail: str, option: str, unit_bytes: float = 0.0) -> None:
     if size > limit:
+        need, ram = size * unit_bytes, _machine_bytes()
+        if ram is not None and need > ram:  # raising the limit would not run here: say so, suggest nothing
+            raise InputError(
+                f"{detail} = {size:,} {what}, over the limit of {limit:,}; that needs about {need / 2**30:,.0f} "
+                f"GiB of memory and this machine has {ram / 2**30:,.0f} GiB, so raising {option} cannot help: lower "
+                "the sizes"
+            )
         raise InputError(
             f"{detail} = {size:,} {what}, over the limit of {limit:,}; lower the sizes or raise the limit "
             f"with {option} {size}"
@@ -86,7 +109,7 @@ def check_actions(timelines: Iterable[tuple[str, int, int, int, bool]], limit: i
         detail = f"{len(parts)} timelines (largest: {max(parts)[1]})"
     else:
         detail = " + ".join(text for _, text in parts) or "0"
-    _check(total, limit, "compute actions", detail, "--max-actions")
+    _check(total, limit, "compute actions", detail, "--max-actions", BYTES_PER_ACTION)
     return total
 
 
@@ -102,7 +125,14 @@ def check_bars(bars: int, limit: int = MAX_BARS) -> None:
 
 def check_gpus(nodes: int, gpus_per_node: int, limit: int = MAX_GPUS) -> None:
     """Refuse a topology graph of more than ``limit`` GPUs (--max-gpus)."""
-    _check(nodes * gpus_per_node, limit, "GPUs", f"{nodes:,} nodes x {gpus_per_node} GPUs", "--max-gpus")
+    _check(
+        nodes * gpus_per_node,
+        limit,
+        "GPUs",
+        f"{nodes:,} nodes x {gpus_per_node} GPUs",
+        "--max-gpus",
+        BYTES_PER_GRAPH_GPU,
+    )
 
 
 def check_buckets(stages: int, buckets_per_stage: int, limit: int = MAX_BUCKETS) -> None:
