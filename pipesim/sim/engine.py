@@ -61,14 +61,23 @@ COMPILED_FROM_ROUNDS = 25_000
 COMPILED_FROM_ACTIONS = 1_000_000
 
 
+# Wavefront rounds this process has run: many small simulations (calibrate's fits: hundreds of steps) pay for
+# loading the compiled pass as one long one does.
+_rounds_run = 0
+
+
 def _prefer_compiled(schedule: Schedule) -> bool:
     """Whether ``method="auto"`` takes the compiled pass for ``schedule``: when it is already loaded, or the
-    schedule is long enough to pay for loading it (and numba is installed)."""
+    schedule (or the wavefront rounds this process has already run) is long enough to pay for loading it (and
+    numba is installed)."""
+    global _rounds_run
     if "pipesim.sim.compiled" in sys.modules:
         return True
     longest = max((len(p) for p in schedule.programs), default=0)
     if longest < COMPILED_FROM_ROUNDS and schedule.num_actions < COMPILED_FROM_ACTIONS:
-        return False
+        if _rounds_run + longest < COMPILED_FROM_ROUNDS:
+            _rounds_run += longest
+            return False
     try:
         import numba  # noqa: F401
     except ImportError:  # pragma: no cover - numba is a dependency; without it the reference still runs
