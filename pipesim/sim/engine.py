@@ -74,10 +74,10 @@ def _prefer_compiled(schedule: Schedule) -> bool:
     if "pipesim.sim.compiled" in sys.modules:
         return True
     longest = max((len(p) for p in schedule.programs), default=0)
-    if longest < COMPILED_FROM_ROUNDS and schedule.num_actions < COMPILED_FROM_ACTIONS:
-        if _rounds_run + longest < COMPILED_FROM_ROUNDS:
-            _rounds_run += longest
-            return False
+    short = longest < COMPILED_FROM_ROUNDS and schedule.num_actions < COMPILED_FROM_ACTIONS
+    if short and _rounds_run + longest < COMPILED_FROM_ROUNDS:
+        _rounds_run += longest
+        return False
     try:
         import numba  # noqa: F401
     except ImportError:  # pragma: no cover - numba is a dependency; without it the reference still runs
