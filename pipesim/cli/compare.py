@@ -138,8 +138,8 @@ def compare_cmd(
     request = synthetic.request(*lay.synthetic_pipeline(), lay.dp_overlap)
     check_vpp_used(request.schedules, request.vpp)
     check_synthetic_flags_used(request)
+    check_actions(synthetic_timelines(request), max_actions, file_actions(request))
     check_schedule_files(request)
-    check_actions(synthetic_timelines(request), max_actions)
     results = compare_schedules(request)
     if as_json:
         emit_json([r.as_dict() for r in results])
@@ -198,6 +198,21 @@ def check_schedule_files(request: CompareRequest) -> None:
                     f"{flag}={value}, but schedule file {path} has {own} (it is simulated as written); "
                     f"drop {flag.split('/')[0]} or give {own}"
                 )
+
+
+def file_actions(request: CompareRequest) -> list[tuple[str, int]]:
+    """(path, cells) of each ``--schedule-file``: its non-empty cells, counted before the file is parsed or
+    validated (an overlapped F&B cell is one; communication cells are counted too: an upper bound), so a
+    file too large to simulate is refused with its size first."""
+    out = []
+    for path in request.schedule_files:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                cells = sum(1 for line in fh for cell in line.split(",") if cell.strip())
+        except OSError:
+            continue  # unreadable: read_csv names the file and the reason
+        out.append((str(path), cells))
+    return out
 
 
 def synthetic_timelines(

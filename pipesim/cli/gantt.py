@@ -9,6 +9,7 @@ from pipesim.cli.compare import (
     check_synthetic_flags_used,
     check_vpp_used,
     compare_on_model,
+    file_actions,
     scenario_options,
     synthetic_timelines,
 )
@@ -125,11 +126,15 @@ def gantt_cmd(
         request = synthetic.request(*lay.synthetic_pipeline(), lay.dp_overlap)
         check_vpp_used(request.schedules, request.vpp)
         check_synthetic_flags_used(request)
-        check_schedule_files(request)
         timelines = synthetic_timelines(request, iterations)
-        check_actions(timelines, max_actions)
+        in_files = file_actions(request)  # a file's cells, counted before it is parsed
+        check_actions(timelines, max_actions, in_files)
         if output or image_path or trace_path:
-            check_bars(sum(timeline_actions(r, c, m, sp) for _, r, c, m, sp in timelines), max_bars)
+            bars = sum(timeline_actions(r, c, m, sp) for _, r, c, m, sp in timelines) + sum(
+                n for _, n in in_files
+            )
+            check_bars(bars, max_bars)
+        check_schedule_files(request)
         panels = simulate_series(request, iterations)
         scenario_rows = [
             ("schedules", ", ".join(p.name for p in panels)),

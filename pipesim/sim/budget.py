@@ -96,10 +96,18 @@ def _check(size: int, limit: int, what: str, detail: str, option: str, unit_byte
         )
 
 
-def check_actions(timelines: Iterable[tuple[str, int, int, int, bool]], limit: int = MAX_ACTIONS) -> int:
-    """Refuse timelines (name, ranks, chunks per rank, microbatches, split backward) whose compute actions
-    add up past ``limit`` (--max-actions); returns the total."""
+def check_actions(
+    timelines: Iterable[tuple[str, int, int, int, bool]],
+    limit: int = MAX_ACTIONS,
+    counted: Iterable[tuple[str, int]] = (),
+) -> int:
+    """Refuse timelines (name, ranks, chunks per rank, microbatches, split backward), and ``counted`` ones
+    (label, actions: a schedule file's cells), whose compute actions add up past ``limit`` (--max-actions);
+    returns the total."""
     total, parts = 0, []
+    for label, n in counted:
+        total += n
+        parts.append((n, f"{label} ({n:,} cells)"))
     for name, ranks, chunks, microbatches, split in timelines:
         n = timeline_actions(ranks, chunks, microbatches, split)
         total += n

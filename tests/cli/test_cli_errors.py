@@ -458,3 +458,33 @@ def test_a_bug_shows_a_traceback_and_asks_for_a_report(monkeypatch: pytest.Monke
     monkeypatch.setattr(compare, "compare_schedules", boom)
     code, _, err = invoke("compare")
     assert code == 1 and "ZeroDivisionError: planted bug" in err and "please report it" in err
+
+
+def test_a_schedule_file_is_counted_before_it_is_read(tmp_path: Path) -> None:
+    # Review 5: --max-actions did not bound a --schedule-file (a 5M-action file ran past 2 minutes). Its cells
+    # are counted before the file is parsed: 4 ranks x 50 microbatches x (F, B) = 400 cells.
+    f = tmp_path / "s.csv"
+    f.write_text(
+        "\n".join(
+            ",".join([f"{r}F{m}" for m in range(50)] + [f"{r}B{m}" for m in range(50)]) for r in range(4)
+        )
+    )
+    refused(
+        "compare",
+        "--schedule-file",
+        str(f),
+        "--max-actions",
+        "100",
+        needle=f"{f} (400 cells) = 400 compute actions",
+    )
+    refused(
+        "gantt",
+        "--schedule-file",
+        str(f),
+        "--max-actions",
+        "100",
+        "-o",
+        str(tmp_path / "g.html"),
+        needle="400",
+    )
+    assert sorted(os.listdir(tmp_path)) == ["s.csv"]
