@@ -102,6 +102,8 @@ def refuse_unused_flags(layout: Layout, model: ModelSpec) -> None:
         ("moe_imbalance", layout.ep == 1,
          "it skews routing across expert-parallel ranks, and at ep=1 every GPU holds every expert"),
         ("etp", not model.moe, f"it splits expert weights, and {model.name} is a dense model"),
+        ("tp_comm_overlap_forward", layout.tp == 1, "it overlaps tensor-parallel collectives, and tp=1 has none"),
+        ("cp_comm", layout.cp == 1, "it picks the context-parallel exchange, and cp=1 has none"),
     )  # fmt: skip
     defaults = Layout.__dataclass_fields__
     for name, unused, why in rules:  # a value other than the default (experiment files write every default)

@@ -175,6 +175,12 @@ def build_scenario_schedule(scenario: Scenario) -> Schedule:
         raise InputError(
             f"vpp={layout.vpp} needs an interleaved schedule; schedule {layout.schedule!r} runs one chunk per rank"
         )
+    if family.chunks_per_rank is not None and layout.pp == 1:  # as plan's search (pipesim.plan.space)
+        raise InputError(
+            f"{layout.schedule} needs pp >= 2: it runs {family.chunks_per_rank} chunks on each rank of a "
+            "pipeline, and on one rank it is the single-chunk schedule holding more activations; use 1f1b or "
+            "pp > 1"
+        )
     if family.uses_vpp and layout.vpp > 1 and layout.pp == 1:
         raise InputError(
             f"{layout.schedule} with vpp={layout.vpp} needs pp >= 2 (one rank has nothing to interleave; "
