@@ -10,12 +10,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from pipesim.errors import InputError
 from topologies.errors import TopologyError
-from topologies.graph import gpu_nodes
+
+if TYPE_CHECKING:  # networkx takes 0.3 s to import: only a topology graph needs it (rank_to_gpu)
+    import networkx as nx
 
 __all__ = ["RankGrid", "RankGroups", "DEFAULT_ORDER", "GroupCrossing", "parse_order", "rank_to_gpu"]
 
@@ -40,6 +41,8 @@ def rank_to_gpu(graph: nx.Graph, world_size: int) -> list[str]:
     """GPU node names of global ranks 0..world_size-1 on a topology graph: rank g runs on the g-th GPU in
     server-major order (``node{g // gpus_per_node}/gpu{g % gpus_per_node}``). Raises
     :class:`TopologyError` if the cluster is too small."""
+    from topologies.graph import gpu_nodes
+
     gpus = gpu_nodes(graph)
     if world_size > len(gpus):
         per = int(graph.graph.get("gpus_per_node", 1))
