@@ -60,26 +60,25 @@ def _input_errors(fn: F) -> F:
     return cast(F, call)
 
 
-def _model(model: ModelSpec | str) -> ModelSpec:
-    if isinstance(model, ModelSpec):
-        return model
-    if not isinstance(model, (str, PathLike)):
+def _spec(value: Any, kind: type, what: str, example: str, resolve: Callable[[str], Any]) -> Any:
+    """``value`` when it is a ``kind`` already, else what ``resolve`` reads from its name or path; any other
+    type is refused naming what to give."""
+    if isinstance(value, kind):
+        return value
+    if not isinstance(value, (str, PathLike)):
         raise InputError(
-            f"model={model!r} ({type(model).__name__}): give a ModelSpec, a preset name such as 'llama3-8b' "
-            "or the path of a config.json / model .toml"
+            f"{what}={value!r} ({type(value).__name__}): give a {kind.__name__}, a preset name such as {example} "
+            f"or the path of a {what} file"
         )
-    return resolve_model(str(model))
+    return resolve(str(value))
+
+
+def _model(model: ModelSpec | str) -> ModelSpec:
+    return cast(ModelSpec, _spec(model, ModelSpec, "model", "'llama3-8b'", resolve_model))
 
 
 def _gpu(gpu: GPUSpec | str) -> GPUSpec:
-    if isinstance(gpu, GPUSpec):
-        return gpu
-    if not isinstance(gpu, (str, PathLike)):
-        raise InputError(
-            f"gpu={gpu!r} ({type(gpu).__name__}): give a GPUSpec, a preset name such as 'h100-sxm' or the "
-            "path of a GPU .toml"
-        )
-    return resolve_gpu(str(gpu))
+    return cast(GPUSpec, _spec(gpu, GPUSpec, "gpu", "'h100-sxm'", resolve_gpu))
 
 
 def _layout(layout: Layout | None, changes: dict[str, Any], need_batch: bool = True) -> Layout:

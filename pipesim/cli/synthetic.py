@@ -12,65 +12,30 @@ from pipesim.errors import InputError
 if TYPE_CHECKING:
     from pipesim.sim.compare import CompareRequest
 
-__all__ = ["MODEL_ONLY_FLAGS", "SyntheticFlags", "build_synthetic_flags", "refuse_model_flags"]
+__all__ = ["SYNTHETIC_READS", "SyntheticFlags", "build_synthetic_flags", "refuse_model_flags"]
 
-# compare's and gantt's flags that describe a model run: the synthetic scenario has no model, GPU or cluster
-# to apply them to (its passes take --forward-time / --backward-time), so typed without --model they would
-# change nothing.
-MODEL_ONLY_FLAGS = frozenset(
-    [
-        "gpu_arg",
-        "tp",
-        "dp",
-        "cp",
-        "ep",
-        "etp",
-        "micro_batch_size",
-        "global_batch_size",
-        "seq_length",
-        "sequence_parallel",
-        "recompute",
-        "distributed_optimizer",
-        "zero_stage",
-        "fsdp",
-        "fsdp_shard_size",
-        "reshard_after_forward",
-        "precision",
-        "attention",
-        "tp_comm_overlap",
-        "tp_comm_overlap_forward",
-        "overlap_param_gather",
-        "overlap_p2p_comm",
-        "cuda_graphs",
-        "fp8_recipe",
-        "uneven_layers",
-        "cp_comm",
-        "moe_imbalance",
-        "gpus",
-        "gpus_per_node",
-        "intra_node_gbps",
-        "inter_node_gbps",
-        "topology",
-        "nodes",
-        "rank_order",
-        "max_gpus",
-        "layers_per_virtual_stage",
-    ]
-)
+# Of compare's and gantt's layout and cluster flags, the ones the synthetic scenario reads; the others (and
+# --gpu) describe a model run: it has no model, GPU or cluster to apply them to (its passes take
+# --forward-time / --backward-time), so typed without --model they would change nothing.
+SYNTHETIC_READS = frozenset({"pp", "vpp", "dp_overlap"})
 
 
 def refuse_model_flags() -> None:
-    """Refuse, in one line, the first model-run flag (:data:`MODEL_ONLY_FLAGS`) the user gave to a synthetic
-    ``compare`` or ``gantt`` (no ``--model``): it would be ignored without a word."""
+    """Refuse, in one line, the first model-run flag (a layout or cluster flag outside :data:`SYNTHETIC_READS`,
+    or ``--gpu``) the user gave to a synthetic ``compare`` or ``gantt`` (no ``--model``): it would be ignored
+    without a word."""
     import click
 
+    from pipesim.cli.options import CLUSTER_NAMES, LAYOUT_NAMES
     from pipesim.cli.specs import given
+
+    model_only = {"gpu_arg", *LAYOUT_NAMES, *CLUSTER_NAMES} - SYNTHETIC_READS
 
     ctx = click.get_current_context(silent=True)
     if ctx is None:
         return
     for param in ctx.command.params:
-        if param.name in MODEL_ONLY_FLAGS and given(param.name):
+        if param.name in model_only and given(param.name):
             flag = next(o for o in param.opts if o.startswith("--"))
             raise InputError(
                 f"{flag} describes a model run, but without --model the comparison times synthetic passes "
