@@ -185,6 +185,7 @@ class GanttSeries:
     traffic: StageTraffic | None = None
     exchanges: Exchanges | None = None
     fsdp: tuple[FsdpSpans, ...] = ()
+    pair_rows: tuple[int, ...] = ()  # timeline rows of the forwards that lead overlapped F&B pairs
 
     @property
     def num_bars(self) -> int:
@@ -296,9 +297,11 @@ def gantt_series(
     nonzero = timeline.end_s > timeline.start_s
     by_key: dict[str, dict[str, npt.NDArray]] = {}
     pairs = pair_rows(timeline, schedule.overlapped) if costs.hides_in_pairs else None
+    pair_index: tuple[int, ...] = ()
     if pairs is not None:  # a pair is one bar of its own kind, not a long forward and an invisible backward
         by_key["FB"], paired = pairs
         nonzero = nonzero & ~paired
+        pair_index = tuple(int(i) for i in np.flatnonzero(paired))
     for kind, key in _KIND_KEY.items():
         mask = (timeline.kind == kind) & nonzero
         if mask.any():
@@ -344,6 +347,7 @@ def gantt_series(
         costs=costs,
         exchanges=exchanges,
         fsdp=tuple(fsdp),
+        pair_rows=pair_index,
     )
 
 

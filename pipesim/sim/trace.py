@@ -101,6 +101,7 @@ class TraceRun:
     traffic: StageTraffic | None = None
     exchanges: Exchanges | None = None
     fsdp: tuple[FsdpSpans, ...] = ()
+    pair_rows: frozenset[int] = frozenset()  # forwards leading overlapped F&B pairs (their slice is the pair)
 
     @classmethod
     def of(cls, series: GanttSeries) -> TraceRun:
@@ -116,6 +117,7 @@ class TraceRun:
             traffic=series.traffic,
             exchanges=series.exchanges,
             fsdp=series.fsdp,
+            pair_rows=frozenset(series.pair_rows),
         )
 
 
@@ -306,6 +308,11 @@ def chrome_trace(runs: Sequence[TraceRun | GanttSeries | tuple[str, int, Timelin
             if run.traffic is not None and kind in (SpanKind.F, SpanKind.B, SpanKind.I, SpanKind.W):
                 args["tp_bytes"] = _tp_bytes(run.traffic, kind, stage)
             name = action_name(kind, stage, mb)
+            if row in run.pair_rows:  # DualPipe's F&B: this slice is the pair, its backward a 0-length mark
+                name = f"{name}&{action_name(SpanKind(int(tl.kind[row + 1])), int(tl.stage[row + 1]), int(tl.microbatch[row + 1]))}"
+                args["overlapped_with"] = action_name(
+                    SpanKind(int(tl.kind[row + 1])), int(tl.stage[row + 1]), int(tl.microbatch[row + 1])
+                )
             events.append({"ph": "X", "name": name, "cat": _THREADS[Stream(tid)], "pid": pid,
                            "tid": tid, "ts": ts, "dur": round(_us(float(tl.end_s[row])) - ts, 3),
                            "args": args})  # fmt: skip

@@ -283,3 +283,22 @@ def test_cp_trace_has_key_value_exchange_slices_with_their_bytes(cp_comm: str) -
     f0 = next(e for e in cp if e["name"] == "0F0 CP")
     assert f0["dur"] == pytest.approx(p0.cp_forward_full_s * 1e6, abs=2e-3) and f0["dur"] > 0
     assert not _events(trace, EP_TID)
+
+
+def test_an_overlapped_pair_is_named_as_the_pair() -> None:
+    # DualPipe's F&B (DeepSeek-V3 report, arXiv:2412.19437, s3.2.1): the forward's slice lasts the whole pair,
+    # so it is named after both passes (0F7&7B3) and says which backward it overlaps; the backward keeps its
+    # zero-length slice where both outputs appear.
+    from pipesim.sim.compare import CompareRequest
+    from pipesim.sim.series import simulate_series
+
+    series = simulate_series(
+        CompareRequest(schedules=("dualpipe-v",), pp=4, microbatches=8, vpp=2, fb_s=2.5e-3)
+    )[0]
+    events = [e for e in chrome_trace([series])["traceEvents"] if e.get("ph") == "X"]
+    pairs = [e for e in events if "&" in e["name"]]
+    assert len(pairs) == len(series.pair_rows) > 0
+    first = pairs[0]
+    f, b = first["name"].split("&")
+    assert first["args"]["overlapped_with"] == b and "F" in f and ("B" in b or "I" in b)
+    assert first["dur"] == pytest.approx(1250.0)  # 2.5 ms per stage, 1.25 ms per chunk pair, in microseconds
