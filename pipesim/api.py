@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields, replace
 from os import PathLike
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
-from pipesim.errors import InputError
+from pipesim.errors import InputError, is_count
 from pipesim.io.readers import resolve_gpu, resolve_model
 from pipesim.results import Result, flatten
 from pipesim.sim.compare import default_schedule, default_schedules
@@ -230,7 +230,7 @@ def plan(
         ("global_batch_size", global_batch_size),
         ("gpus_per_node", gpus_per_node),
     ):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        if value is not None and not is_count(value):
             raise InputError(f"{key}={value!r} must be a positive integer")
     if isinstance(request_fields.get("tokens"), str):  # the CLI's spelling: 15T, 300B, 2.5e12
         from pipesim.io.units import parse_count

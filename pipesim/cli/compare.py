@@ -168,7 +168,7 @@ def check_synthetic_flags_used(request: CompareRequest) -> None:
     ignored without a word."""
     from schedules.timed import TIMED_FAMILIES
 
-    names = [n for n in request.schedules]
+    names = request.schedules
     shown = ",".join(names) or "(files only)"
     if given("memory_limit") and not any(n in TIMED_FAMILIES for n in names):
         raise InputError(

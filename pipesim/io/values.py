@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pipesim.errors import InputError
+from pipesim.errors import InputError, is_count
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,7 +26,7 @@ def req_int(src: str, data: Mapping[str, Any], key: str, default: int | None = N
             return default
         raise InputError(f"{src}: missing key {prefix + key!r}")
     value = data[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_count(value):
         raise InputError(f"{src}: key {prefix + key!r} = {value!r} must be a positive integer")
     return value
 

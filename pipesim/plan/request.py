@@ -9,7 +9,7 @@ from pipesim.comm.base import CommModel, LevelCommModel
 from pipesim.comm.factory import ClusterSpec, build_comm
 from pipesim.cost.memory import RESERVE_BYTES
 from pipesim.cost.times import Efficiency
-from pipesim.errors import InputError
+from pipesim.errors import InputError, is_count
 from pipesim.plan.estimate import Estimator
 from pipesim.sim.budget import MAX_ACTIONS
 from pipesim.specs.efficiency import GPU_PROFILE, resolve_efficiency
@@ -61,7 +61,7 @@ class SearchSpace:
             if values is not None:
                 if not values:
                     raise InputError(f"{flag}: give at least one value")
-                bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 1]
+                bad = [v for v in values if not is_count(v)]
                 if bad:
                     raise InputError(f"{flag}={bad[0]!r} must be a positive integer")
         for name in ("max_tp", "max_pp"):

@@ -36,11 +36,18 @@ from typing import Any, NoReturn
 
 from pipesim.cost.flops import hardware_flops_per_step, model_flops_per_step
 from pipesim.errors import InputError
-from pipesim.plan.estimate import Estimate, MemoryBound, MemoryEstimate
+from pipesim.plan.estimate import Estimate
 from pipesim.plan.evaluate import Batch, Screened, _estimate_batch, _simulate_batch, layout_key, scenario_of
 from pipesim.plan.executors import ExecutorSpec, chunked, paused_gc, run_chunks
 from pipesim.plan.facts import facts_cache
-from pipesim.plan.floor import shard_size_message, state_floor_message
+from pipesim.plan.refusals import (
+    closest_oom,
+    exact_memory,
+    no_candidate_message,
+    no_fit_message,
+    shard_size_message,
+    state_floor_message,
+)
 from pipesim.plan.request import PlanCluster, PlanRequest, SearchSpace, estimator_for
 from pipesim.plan.results import (
     SECONDS_PER_DAY,
@@ -51,9 +58,8 @@ from pipesim.plan.results import (
     group_alike,
     training_time,
 )
-from pipesim.plan.space import GIB, REASONS, Candidate, Rejections, enumerate_space, has_layout
+from pipesim.plan.space import GIB, REASONS, Candidate, enumerate_space, has_layout
 from pipesim.sim.budget import check_actions, layout_timeline
-from pipesim.specs.layout import divisors
 
 __all__ = [
     "REASONS",
@@ -107,7 +113,7 @@ def _plan(
         raise InputError(refusal)
     candidates, rej, total = enumerate_space(request)
     if not candidates:
-        raise InputError(_no_candidate_message(request, rej, total))
+        raise InputError(no_candidate_message(request, rej, total))
 
     # Batches group the schedules of one layout (they share its per-stage costs, pipesim.plan.pieces), and
     # layouts alike in tp, cp and pp (they share units and schedule profiles), so that each worker process
@@ -140,14 +146,14 @@ def _plan(
     closest = None
     if oom:
         c, e = oom[0]
-        m = _exact_memory(request, c, e)
+        m = exact_memory(request, c, e)
         over = (m.peak_memory_bytes - m.capacity_bytes) / GIB
         rej.add(
             "memory", len(oom), f"{c.label()}: needs {m.peak_memory_bytes / GIB:.1f} GiB, {over:.1f} GiB over"
         )
-        closest = _closest(request, oom)
+        closest = closest_oom(request, oom)
     if not feasible:
-        raise InputError(_no_fit_message(request, closest, len(candidates), rej))
+        raise InputError(no_fit_message(request, closest, len(candidates), rej))
     feasible.sort(key=lambda ce: (ce[1].step_time_s, ce[0].index))
 
     # The top --top-k layouts distinct in effect by their estimates are simulated, every schedule of each
@@ -211,7 +217,7 @@ def _plan(
     rest = [entry(c, e, None) for c, e in rest_items]
     entries = tuple(collapse_alike(simulated_entries) + collapse_alike(rest))
     if not entries:
-        raise InputError(_no_fit_message(request, closest, len(candidates), rej))
+        raise InputError(no_fit_message(request, closest, len(candidates), rej))
     return PlanResult(
         request=request,
         entries=entries,
@@ -223,110 +229,6 @@ def _plan(
         closest=closest,
         estimate_s=estimate_s,
         elapsed_s=time.perf_counter() - started,
-    )
-
-
-def _no_candidate_message(request: PlanRequest, rej: Rejections, total: int) -> str:
-    model, cl, space = request.model, request.cluster, request.space
-    n = cl.num_gpus
-    if total == 0:
-        parts = []
-        if space.tp is not None:
-            ok = [t for t in space.tp if n % t == 0]
-            if not ok:
-                valid = ", ".join(str(t) for t in divisors(n) if t <= model.num_attention_heads)
-                return f"--tp {','.join(map(str, space.tp))} does not divide the {n} GPUs; valid tp: {valid}"
-            parts.append(f"tp in {','.join(map(str, space.tp))}")
-        if space.cp is not None:
-            if not [c for c in space.cp if n % c == 0]:
-                valid = ", ".join(str(c) for c in divisors(n))
-                return f"--cp {','.join(map(str, space.cp))} does not divide the {n} GPUs; valid cp: {valid}"
-            parts.append(f"cp in {','.join(map(str, space.cp))}")
-        if space.pp is not None:
-            parts.append(f"pp in {','.join(map(str, space.pp))}")
-        if space.max_tp is not None:
-            parts.append(f"tp <= {space.max_tp}")
-        if space.max_pp is not None:
-            parts.append(f"pp <= {space.max_pp}")
-        return (
-            f"no layout of {model.name} on {n} GPUs satisfies {' and '.join(parts) or 'the constraints'}: "
-            f"tp x pp must divide {n} (pp <= {model.num_layers} layers)"
-        )
-    present = sorted((k for k in REASONS if rej.counts[k]), key=lambda k: -rej.counts[k])
-    worst = present[0]
-    example = rej.examples.get(worst, "")
-    hints = {
-        "tp_nvlink": "pass --allow-cross-node-tp or choose tp <= GPUs per node",
-        "pp_layers": "pass --uneven-layers or choose pp (x vpp) dividing the layers",
-        "vpp_layers": "pass --uneven-layers or choose pp (x vpp) dividing the layers",
-        "vpp_pp1": "allow pp > 1 (--pp) or single-chunk schedules",
-        "batch": "choose a global batch divisible by micro-batch x dp",
-    }
-    # Every rule that stood in the way and has a remedy, most frequent first (once each).
-    hint = "".join(f"; {h}" for h in dict.fromkeys(hints[k] for k in present if k in hints))
-    return (
-        f"no layout of {model.name} on {n} GPUs passes the rules ({total} layouts tried; most rejected for "
-        f"'{REASONS[worst]}', e.g. {example}){hint}"
-    )
-
-
-def _exact_memory(request: PlanRequest, c: Candidate, e: MemoryEstimate | MemoryBound) -> MemoryEstimate:
-    """``e`` itself, or for a candidate rejected on a bound its peak memory (the estimate ``plan`` skipped)."""
-    if isinstance(e, MemoryEstimate):
-        return e
-    return estimator_for(request).memory_as(c.layout(request), c.schedule, c.vpp)
-
-
-def _closest(
-    request: PlanRequest, oom: list[tuple[Candidate, MemoryEstimate | MemoryBound]]
-) -> tuple[Candidate, MemoryEstimate]:
-    """The out-of-memory candidate of least peak (the first in enumeration order on ties). Candidates rejected
-    on a bound are evaluated only when the bound (at most their peak) could still beat the best so far."""
-    known = [(e.peak_memory_bytes, c.index, c, e) for c, e in oom if isinstance(e, MemoryEstimate)]
-    best = min(known, key=lambda row: row[:2]) if known else None
-    pending = sorted(
-        (e.lower_bytes, c.index, c, e)
-        for c, e in oom
-        if isinstance(e, MemoryBound) and (best is None or e.lower_bytes <= best[0])
-    )
-    for lower, index, c, e in pending:
-        if best is not None and lower > best[0]:
-            break
-        m = _exact_memory(request, c, e)
-        if best is None or (m.peak_memory_bytes, index) < best[:2]:
-            best = (m.peak_memory_bytes, index, c, m)
-    assert best is not None
-    return best[2], best[3]
-
-
-def _no_fit_message(
-    request: PlanRequest, closest: tuple[Candidate, MemoryEstimate] | None, n: int, rej: Rejections
-) -> str:
-    """Nothing fits: the closest layout, and what would help (more GPUs, full recompute, a smaller
-    micro-batch, the distributed optimizer; ``--uneven-layers`` when deeper pipelines were left out only
-    because their pp does not divide the layers)."""
-    gpu = request.cluster.gpu
-    cap = gpu.hbm_bytes / GIB
-    if closest is None:
-        return f"no layout of {request.model.name} fits in {gpu.name} memory ({cap:.1f} GiB)"
-    c, e = closest
-    over = (e.peak_memory_bytes - gpu.hbm_bytes) / GIB
-    hints = ["more GPUs"]
-    if rej.counts["pp_layers"]:
-        layers = request.model.num_layers
-        hints.insert(
-            0, f"--uneven-layers (pipelines whose pp does not divide the {layers} layers were left out)"
-        )
-    if c.recompute != "full":
-        hints.append("--recompute full")
-    if c.micro_batch_size > 1:
-        hints.append("a smaller micro-batch")
-    if not c.distributed_optimizer and c.dp > 1:
-        hints.append("--distributed-optimizer")
-    return (
-        f"{request.model.name} fits in no layout on {request.cluster.num_gpus} x {gpu.name} ({cap:.1f} GiB each; "
-        f"{n} layouts tried); closest: {c.label()} needs {e.peak_memory_bytes / GIB:.1f} GiB per GPU, "
-        f"{over:.1f} GiB over; try {', '.join(hints[:-1]) + ' or ' + hints[-1] if len(hints) > 1 else hints[0]}"
     )
 
 
@@ -421,7 +323,7 @@ def fewest_nodes(
         _, rej, total = enumerate_space(at)
         raise InputError(
             f"no node count from {lo} to {max_nodes} has a layout of {model.name} at global batch "
-            f"{request.global_batch_size}; at {lo}: {_no_candidate_message(at, rej, total)}"
+            f"{request.global_batch_size}; at {lo}: {no_candidate_message(at, rej, total)}"
         )
     while not ok(hi):
         if hi >= max_nodes:

@@ -196,12 +196,12 @@ def fsdp_rows(timeline: Timeline, spans: Sequence[FsdpSpans]) -> dict[str, Rows]
 
 def pair_rows(
     timeline: Timeline, overlapped: Sequence[Sequence[int]]
-) -> tuple[Rows, npt.NDArray[np.bool_]] | None:
+) -> tuple[Rows, npt.NDArray[np.int64]] | None:
     """DualPipe's overlapped F&B pairs as bars (``overlapped``: :attr:`schedules.Schedule.overlapped`, run
     overlapped by the engine, :mod:`pipesim.sim.overlap`): each pair's forward row spans the whole pair and
     its backward row has zero length, so the bar is the forward's span, named by the forward's stage and
-    microbatch and the backward's (``pair_stage``, ``pair_microbatch``). Returns the rows and the mask of the
-    forward rows they replace, or None when no pair ran."""
+    microbatch and the backward's (``pair_stage``, ``pair_microbatch``). Returns the rows and the timeline
+    rows of the forwards they replace, or None when no pair ran."""
     offsets = timeline.rank_offsets
     first = [int(offsets[r]) + k for r, ks in enumerate(overlapped) for k in ks]
     if not first:
@@ -217,6 +217,4 @@ def pair_rows(
         "pair_stage": timeline.stage[f + 1],
         "pair_microbatch": timeline.microbatch[f + 1],
     }
-    mask = np.zeros(timeline.start_s.shape[0], dtype=np.bool_)
-    mask[f] = True
-    return rows, mask
+    return rows, f

@@ -299,9 +299,9 @@ def gantt_series(
     pairs = pair_rows(timeline, schedule.overlapped) if costs.hides_in_pairs else None
     pair_index: tuple[int, ...] = ()
     if pairs is not None:  # a pair is one bar of its own kind, not a long forward and an invisible backward
-        by_key["FB"], paired = pairs
-        nonzero = nonzero & ~paired
-        pair_index = tuple(int(i) for i in np.flatnonzero(paired))
+        by_key["FB"], first = pairs
+        nonzero[first] = False  # the forwards the pairs replace (their backwards have zero length already)
+        pair_index = tuple(first.tolist())
     for kind, key in _KIND_KEY.items():
         mask = (timeline.kind == kind) & nonzero
         if mask.any():

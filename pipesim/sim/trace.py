@@ -309,10 +309,11 @@ def chrome_trace(runs: Sequence[TraceRun | GanttSeries | tuple[str, int, Timelin
                 args["tp_bytes"] = _tp_bytes(run.traffic, kind, stage)
             name = action_name(kind, stage, mb)
             if row in run.pair_rows:  # DualPipe's F&B: this slice is the pair, its backward a 0-length mark
-                name = f"{name}&{action_name(SpanKind(int(tl.kind[row + 1])), int(tl.stage[row + 1]), int(tl.microbatch[row + 1]))}"
-                args["overlapped_with"] = action_name(
+                paired = action_name(
                     SpanKind(int(tl.kind[row + 1])), int(tl.stage[row + 1]), int(tl.microbatch[row + 1])
                 )
+                name = f"{name}&{paired}"
+                args["overlapped_with"] = paired
             events.append({"ph": "X", "name": name, "cat": _THREADS[Stream(tid)], "pid": pid,
                            "tid": tid, "ts": ts, "dur": round(_us(float(tl.end_s[row])) - ts, 3),
                            "args": args})  # fmt: skip

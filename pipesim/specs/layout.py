@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-from pipesim.errors import InputError, check_choice
+from pipesim.errors import InputError, check_choice, is_count
 from pipesim.specs.model import ModelSpec
 
 __all__ = [
@@ -187,10 +187,10 @@ class Layout:
             object.__setattr__(self, "distributed_optimizer", True)
         for key in ("tp", "pp", "dp", "vpp", "micro_batch_size", "global_batch_size", "cp", "ep", "etp"):
             value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not is_count(value):
                 raise InputError(f"{key.replace('_', '-')}={value!r} must be a positive integer")
         seq = self.seq_length
-        if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 1):
+        if seq is not None and not is_count(seq):
             raise InputError(f"seq-length={seq!r} must be a positive integer")
         if self.overlap_p2p_comm is not None and not isinstance(self.overlap_p2p_comm, bool):
             raise InputError(f"overlap-p2p-comm={self.overlap_p2p_comm!r}; valid: true, false (or unset)")
@@ -252,7 +252,7 @@ class Layout:
                     f"fsdp={self.fsdp}"
                 )
             group = self.dp * self.cp if isinstance(self.dp, int) and isinstance(self.cp, int) else 0
-            if isinstance(size, bool) or not isinstance(size, int) or size < 1 or (group and group % size):
+            if not is_count(size) or (group and group % size):
                 valid = ", ".join(str(d) for d in divisors(group)) if group > 0 else "divisors of dp x cp"
                 raise InputError(f"fsdp-shard-size={size!r} must divide dp x cp = {group}; valid: {valid}")
         elif self.fsdp == "hybrid":

@@ -17,7 +17,7 @@ ConnectX-7: 46-48 GB/s; EDR 100 Gb/s: 12.2 GB/s).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pipesim.errors import InputError
 
@@ -61,13 +61,8 @@ DGX_A100 = ServerSpec(
 )
 # The server of a GPU file that names neither a base preset nor a [server] table: DGX A100's figures, kept
 # as its own object so that a report can say they were defaulted (pipesim.specs.gpu.defaults_note).
-FILE_DEFAULT_SERVER = ServerSpec(
-    DGX_A100.name,
-    DGX_A100.gpus_per_node,
-    DGX_A100.intra_Bps,
-    DGX_A100.inter_Bps,
-    DGX_A100.topology,
-    "default (the GPU file has no base and no [server] table): " + DGX_A100.source,
+FILE_DEFAULT_SERVER = replace(
+    DGX_A100, source="default (the GPU file has no base and no [server] table): " + DGX_A100.source
 )
 DGX_H100 = ServerSpec(
     "DGX H100 / HGX H200",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from pipesim.errors import InputError
+from pipesim.errors import InputError, is_count
 
 if TYPE_CHECKING:  # pragma: no cover
     from pipesim.specs.shape import ModelSpec
@@ -59,7 +59,7 @@ def check_shape(model: ModelSpec) -> None:
         raise bad("name must be a non-empty name on one line")
     for key in _POSITIVE:
         value = getattr(model, key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if not is_count(value):
             raise bad(f"{key}={value!r} must be a positive integer")
     for key in _NON_NEGATIVE:
         value = getattr(model, key)
