@@ -27,14 +27,13 @@ from typing import Any, TypeVar
 
 import click
 
+from pipesim.cli.cluster_flags import ClusterFlags, build_cluster_flags
 from pipesim.cli.flags import FLAGS
 from pipesim.cli.group import ARGV_KEY
 from pipesim.cli.specs import (
-    ClusterFlags,
     EnergyFlags,
     Hardware,
     LayoutFlags,
-    build_cluster_flags,
     build_energy_flags,
     build_hardware,
     build_layout_flags,
